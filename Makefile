@@ -1,0 +1,42 @@
+# The two commands a newcomer needs:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test check lint typecheck pytest bench clean
+
+# Create the virtual environment and install the locked dependencies (re-run when they change).
+$(BIN)/kamiyo: pyproject.toml uv.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.8,<1"
+	$(UV) sync --frozen --inexact --python $(BIN)/python
+	touch $@
+
+# Set up, prepare the embedded SQLite store with the bundled dataset, and run the main job.
+run: $(BIN)/kamiyo
+	$(BIN)/kamiyo db upgrade
+	$(BIN)/kamiyo stats --by year
+	$(BIN)/kamiyo search --sort loss --limit 15
+
+# Set up and run every check: lint, types, layering, then the whole test suite.
+test: check pytest
+
+check: lint typecheck
+
+lint: $(BIN)/kamiyo
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/kamiyo
+	$(BIN)/mypy
+
+pytest: $(BIN)/kamiyo
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(BIN)/kamiyo
+	$(BIN)/python -m bench.search $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

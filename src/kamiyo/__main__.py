@@ -1,0 +1,3 @@
+from kamiyo.cli import main
+
+main()

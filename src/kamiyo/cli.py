@@ -1,0 +1,319 @@
+"""The ``kamiyo`` command line: search and inspect incidents, manage the database."""
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from kamiyo import __version__, intel
+from kamiyo.config import InsecureSettingsError, Settings, get_settings
+from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
+from kamiyo.observability import configure_logging
+from kamiyo.runtime import Runtime, SchemaOutOfDateError, open_runtime
+
+app = typer.Typer(
+    name="kamiyo",
+    help="Crypto-exploit intelligence: search incidents, show one, sum up losses.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema and data.", no_args_is_help=True)
+data_app = typer.Typer(help="The bundled incident dataset.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(data_app, name="data")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    # Piped or redirected output keeps one row per line instead of wrapping at 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+log = logging.getLogger("kamiyo.cli")
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except (InsecureSettingsError, ValidationError) as exc:
+        _fail(
+            str(exc).splitlines()[0]
+            if isinstance(exc, InsecureSettingsError)
+            else _validation_message(exc),
+            code=2,
+        )
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "input"
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]], *, upgrade: bool | None = None) -> T:
+    settings = _settings()
+
+    async def main() -> T:
+        async with open_runtime(settings, upgrade=upgrade) as runtime:
+            return await work(runtime)
+
+    try:
+        return asyncio.run(main())
+    except SchemaOutOfDateError as exc:
+        _fail(str(exc))
+    except (OperationalError, DBAPIError, OSError) as exc:
+        log.debug("database error", exc_info=exc)
+        _fail(
+            f"cannot use the database at {_safe_url(settings.resolved_database_url)}: "
+            f"{str(exc).splitlines()[0]}"
+        )
+
+
+def _query(model: type[M], **fields: object) -> M:
+    try:
+        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        _fail(_validation_message(exc), code=2)
+
+
+def _usd(amount: float | None) -> str:
+    if amount is None:
+        return ""
+    for factor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if amount >= factor:
+            return f"${amount / factor:,.1f}{suffix}"
+    return f"${amount:,.0f}"
+
+
+def _print_json(model: BaseModel) -> None:
+    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+
+
+@app.callback()
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+) -> None:
+    settings = _settings()
+    configure_logging("DEBUG" if verbose else settings.log_level, settings.log_format)
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="Words to look for.")] = None,
+    chain: Annotated[str | None, typer.Option(help="e.g. ethereum, bsc, arbitrum.")] = None,
+    since: Annotated[str | None, typer.Option(help="Earliest date, YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option(help="Latest date, YYYY-MM-DD.")] = None,
+    min_loss: Annotated[float | None, typer.Option(help="Minimum loss in USD.")] = None,
+    attack_type: Annotated[
+        str | None, typer.Option(help="e.g. reentrancy, access_control.")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Incidents that list this address.")] = None,
+    sort: Annotated[str | None, typer.Option(help="relevance, recent or loss.")] = None,
+    limit: Annotated[int, typer.Option(help="How many incidents at most.")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """Find incidents by words and filters."""
+    search_query = _query(
+        intel.SearchQuery,
+        query=query,
+        chain=chain,
+        since=since,
+        until=until,
+        min_loss_usd=min_loss,
+        attack_type=attack_type,
+        address=address,
+        sort=sort,
+        limit=limit,
+    )
+
+    async def work(runtime: Runtime) -> intel.SearchResult:
+        async with runtime.sessions() as session:
+            return await intel.search_incidents(
+                session, search_query, max_results=runtime.settings.max_results
+            )
+
+    result = _run(work)
+    out = _stdout()
+    if as_json:
+        _print_json(result)
+        return
+    if not result.incidents:
+        out.print("No incidents match.")
+        return
+    table = Table(show_lines=False)
+    table.add_column("Date", no_wrap=True)
+    table.add_column("Protocol", overflow="fold")
+    table.add_column("Chains")
+    table.add_column("Loss", justify="right")
+    table.add_column("Attack type", overflow="fold")
+    table.add_column("ID", no_wrap=True)  # people copy it into `kamiyo show`
+    for incident in result.incidents:
+        table.add_row(
+            incident.date.isoformat(),
+            incident.protocol,
+            " ".join(incident.chains),
+            _usd(incident.loss_usd) or (incident.loss_text or "")[:24],
+            incident.attack_type.value,
+            incident.id,
+        )
+    out.print(table)
+    if result.truncated:
+        out.print(f"Showing the first {result.count}; more match (raise --limit).")
+
+
+@app.command()
+def show(
+    incident_id: Annotated[str, typer.Argument(help="An incident id from `kamiyo search`.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one incident with its addresses, transactions and references."""
+
+    async def work(runtime: Runtime) -> intel.Incident | None:
+        async with runtime.sessions() as session:
+            return await intel.get_incident(session, incident_id)
+
+    incident = _run(work)
+    out = _stdout()
+    if incident is None:
+        _fail(f"no incident with id {incident_id!r} (ids look like 20230313_eulerfinance)")
+    if as_json:
+        _print_json(incident)
+        return
+    out.print(f"[bold]{incident.protocol}[/bold]  {incident.id}")
+    date = incident.date.isoformat()[:7] if incident.date_precision == "month" else incident.date
+    out.print(f"Date: {date}   Chains: {', '.join(incident.chains) or 'unknown'}")
+    loss = _usd(incident.loss_usd)
+    out.print(
+        f"Loss: {loss or 'no USD figure'}"
+        + (
+            f" ({incident.loss_usd_basis}; source says: {incident.loss_text})"
+            if incident.loss_text
+            else ""
+        )
+    )
+    out.print(
+        f"Attack type: {incident.attack_type.value}"
+        + (f" ({incident.attack_type_raw})" if incident.attack_type_raw else "")
+    )
+    out.print(f"Status: {incident.status}")
+    if incident.description:
+        out.print(incident.description)
+    if incident.addresses:
+        out.print("\n[bold]Addresses[/bold]")
+        for a in incident.addresses:
+            out.print(f"  {a.role.value:<20} {a.chain or '':<10} {a.address}  {a.label or ''}")
+    if incident.transactions:
+        out.print("\n[bold]Transactions[/bold]")
+        for t in incident.transactions:
+            out.print(f"  {t.chain or '':<10} {t.hash}")
+    if incident.references:
+        out.print("\n[bold]References[/bold]")
+        for r in incident.references:
+            out.print(f"  {(r.firm or ''):<18} {r.url}")
+    out.print("\n[bold]Provenance[/bold]")
+    for p in incident.provenance:
+        out.print(f"  {p.source} ({p.source_ref}), ingested {p.ingested_at:%Y-%m-%d %H:%M} UTC")
+
+
+@app.command()
+def stats(
+    by: Annotated[str, typer.Option(help="chain, year, month or attack-type.")] = "year",
+    since: Annotated[str | None, typer.Option(help="Earliest date, YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option(help="Latest date, YYYY-MM-DD.")] = None,
+    chain: Annotated[str | None, typer.Option(help="Only this chain.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Count incidents and add up losses by chain, year, month or attack type."""
+    stats_query = _query(
+        intel.StatsQuery, group_by=by.replace("-", "_"), since=since, until=until, chain=chain
+    )
+
+    async def work(runtime: Runtime) -> intel.Stats:
+        async with runtime.sessions() as session:
+            return await intel.incident_stats(session, stats_query)
+
+    result = _run(work)
+    out = _stdout()
+    if as_json:
+        _print_json(result)
+        return
+    table = Table()
+    table.add_column(by.replace("_", "-").capitalize())
+    table.add_column("Incidents", justify="right")
+    table.add_column("Total loss (USD)", justify="right")
+    table.add_column("With a USD figure", justify="right")
+    for row in result.rows:
+        table.add_row(
+            row.key,
+            f"{row.incidents:,}",
+            f"${row.total_loss_usd:,.0f}",
+            f"{row.incidents_with_loss:,}",
+        )
+    table.add_section()
+    table.add_row("all", f"{result.incidents:,}", f"${result.total_loss_usd:,.0f}", "")
+    out.print(table)
+    if result.note:
+        out.print(result.note)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations and load the bundled dataset if it is new."""
+
+    async def work(runtime: Runtime) -> str:
+        return _safe_url(runtime.settings.resolved_database_url)
+
+    url = _run(work, upgrade=True)
+    err.print(f"Database {url} is up to date.")
+
+
+@data_app.command("build")
+def data_build(
+    source: Annotated[Path, typer.Option(help="Folder with the DeFiHackLabs CSV files.")] = Path(
+        "data/defihacklabs"
+    ),
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")] = (
+        BUNDLE_PATH
+    ),
+) -> None:
+    """Rebuild the bundled dataset from the CSV files (same input, same bytes)."""
+    if not source.is_dir():
+        _fail(f"{source} is not a folder with defihacklabs_incidents.csv in it", code=2)
+    count = build_bundle(source, out_path)
+    err.print(f"Wrote {count} incidents to {out_path}.")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    sys.stdout.write(f"{__version__}\n")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,86 @@
+"""One settings object for the whole product, read from ``KAMIYO_*`` variables and ``.env``."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Self
+
+import platformdirs
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The development secret is public (it is in this file), so production refuses it.
+DEVELOPMENT_SECRET = "kamiyo-development-secret-do-not-use-in-production"  # noqa: S105
+MIN_SECRET_LENGTH = 32
+
+
+class InsecureSettingsError(RuntimeError):
+    """Production was asked to start with settings that would expose it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KAMIYO_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,  # errors must never echo a secret back
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; unset means SQLite under data_dir.",
+    )
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("kamiyo")))
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Upgrade the schema and load the bundled dataset on start; "
+        "unset means yes except in production (run `kamiyo db upgrade` there).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["pretty", "json"] = "pretty"
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    stripe_secret_key: SecretStr | None = None
+    max_results: int = Field(default=1000, ge=1, le=10000)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'kamiyo.db'}"
+
+    @property
+    def migrate_on_start(self) -> bool:
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return self.environment != "production"
+
+    def insecure_reasons(self) -> list[str]:
+        """Why these settings are unfit for production (empty when they are fit)."""
+        reasons: list[str] = []
+        secret = self.secret_key.get_secret_value()
+        if secret == DEVELOPMENT_SECRET:
+            reasons.append("KAMIYO_SECRET_KEY is the public development default")
+        elif len(secret) < MIN_SECRET_LENGTH:
+            reasons.append(f"KAMIYO_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        if not self.database_url:
+            reasons.append("KAMIYO_DATABASE_URL is not set (production needs an explicit database)")
+        stripe_key = self.stripe_secret_key.get_secret_value() if self.stripe_secret_key else ""
+        if stripe_key.startswith(("sk_test_", "rk_test_")):
+            reasons.append("KAMIYO_STRIPE_SECRET_KEY is a Stripe test-mode key")
+        return reasons
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Self:
+        if self.environment == "production":
+            reasons = self.insecure_reasons()
+            if reasons:
+                raise InsecureSettingsError(
+                    "refusing to start in production: " + "; ".join(reasons)
+                )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

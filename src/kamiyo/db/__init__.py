@@ -1,0 +1,1 @@
+"""Storage plumbing shared by every floor: tables, engine, migrations."""

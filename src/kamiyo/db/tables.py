@@ -1,0 +1,160 @@
+"""The relational schema. Migrations in ``db/migrations`` create exactly this.
+
+Full-text search lives beside these tables and differs per backend (see ``intel/fulltext.py``):
+SQLite keeps an FTS5 table ``incident_search`` keyed by ``incidents.pk``; PostgreSQL keeps a
+``search_vector`` tsvector column on ``incidents`` with a GIN index.
+"""
+
+import datetime as dt
+
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores datetimes without an offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(128), unique=True)
+    date: Mapped[dt.date] = mapped_column(Date)
+    # "day", or "month" when the source only knows the month (date is then the 1st).
+    date_precision: Mapped[str] = mapped_column(String(8), default="day")
+    protocol: Mapped[str] = mapped_column(String(200))
+    loss_usd: Mapped[float | None] = mapped_column(Float)
+    # How loss_usd was read from loss_text: usd, stablecoin (1:1), assumed_usd (no unit given).
+    loss_usd_basis: Mapped[str | None] = mapped_column(String(16))
+    loss_text: Mapped[str | None] = mapped_column(Text)
+    attack_type: Mapped[str] = mapped_column(String(32))
+    attack_type_raw: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    # reported (one source says so) or confirmed (reproduced, e.g. by a proof of concept).
+    status: Mapped[str] = mapped_column(String(16), default="reported")
+    funds_returned: Mapped[bool | None] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    chains: Mapped[list["IncidentChain"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+    addresses: Mapped[list["IncidentAddress"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+    transactions: Mapped[list["IncidentTransaction"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+    references: Mapped[list["IncidentReference"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+    provenance: Mapped[list["IncidentProvenance"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+
+    __table_args__ = (
+        Index("ix_incidents_date", "date", "pk"),
+        # ix_incidents_loss is created by the migration: it is DESC NULLS LAST on PostgreSQL.
+        Index("ix_incidents_attack_type", "attack_type", "date"),
+        Index("ix_incidents_protocol", "protocol"),
+    )
+
+
+def _incident_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("incidents.pk", ondelete="CASCADE"), index=True)
+
+
+class IncidentChain(Base):
+    __tablename__ = "incident_chains"
+
+    incident_pk: Mapped[int] = mapped_column(
+        ForeignKey("incidents.pk", ondelete="CASCADE"), primary_key=True
+    )
+    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+    __table_args__ = (Index("ix_incident_chains_chain", "chain", "incident_pk"),)
+
+
+class IncidentAddress(Base):
+    __tablename__ = "incident_addresses"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_pk: Mapped[int] = _incident_fk()
+    role: Mapped[str] = mapped_column(String(32))
+    chain: Mapped[str | None] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(128), index=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+
+
+class IncidentTransaction(Base):
+    __tablename__ = "incident_transactions"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_pk: Mapped[int] = _incident_fk()
+    chain: Mapped[str | None] = mapped_column(String(32))
+    hash: Mapped[str] = mapped_column(String(128), index=True)
+
+
+class IncidentReference(Base):
+    __tablename__ = "incident_references"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_pk: Mapped[int] = _incident_fk()
+    url: Mapped[str] = mapped_column(Text)
+    # The security firm or alert service behind the link (BlockSec, PeckShield, ...), if known.
+    firm: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class IncidentProvenance(Base):
+    __tablename__ = "incident_provenance"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_pk: Mapped[int] = _incident_fk()
+    source: Mapped[str] = mapped_column(String(64))
+    source_ref: Mapped[str | None] = mapped_column(Text)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("incident_pk", "source"),)
+
+
+class Dataset(Base):
+    """Which bundled or fetched dataset is loaded, so a new release reloads only what changed."""
+
+    __tablename__ = "datasets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    incidents: Mapped[int] = mapped_column(Integer)
+    loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,100 @@
+"""Full-text search, the one part of the store that differs per backend.
+
+SQLite: an FTS5 table ``incident_search`` (rowid = ``incidents.pk``) ranked by bm25.
+PostgreSQL: a weighted ``tsvector`` column ``incidents.search_vector`` with a GIN index,
+ranked by ``ts_rank``. Both index the same Python-normalised terms (``text.py``) and match every
+query term as a prefix, so both find the same incidents. User text reaches neither as syntax:
+terms hold only letters and digits, and they travel as bound parameters.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, Select, delete, func, literal_column, table, text
+from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import column
+from sqlalchemy.sql.expression import ColumnClause
+
+from kamiyo.db.engine import dialect_name
+from kamiyo.db.tables import Incident
+from kamiyo.intel.text import index_terms
+
+_fts = table(
+    "incident_search", column("rowid"), column("protocol"), column("attack"), column("body")
+)
+_fts_ref: ColumnClause[Any] = literal_column("incident_search")
+_search_vector = literal_column("incidents.search_vector", type_=TSVECTOR)
+
+# Field weights: a protocol-name hit outranks an attack-type hit outranks a description hit.
+_BM25_WEIGHTS = (10.0, 4.0, 1.0)
+
+_PG_UPDATE = text(
+    "UPDATE incidents SET search_vector = "
+    "setweight(to_tsvector('simple', :protocol), 'A') || "
+    "setweight(to_tsvector('simple', :attack), 'B') || "
+    "setweight(to_tsvector('simple', :body), 'C') "
+    "WHERE pk = :pk"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchDocument:
+    pk: int
+    protocol: str
+    attack: str
+    body: str
+
+
+def document(
+    pk: int, protocol: str, attack_type: str, attack_raw: str | None, description: str | None
+) -> SearchDocument:
+    """The indexed terms of one incident; the attack category is indexed in words too."""
+    attack = f"{attack_type.replace('_', ' ')} {attack_raw or ''}"
+    return SearchDocument(
+        pk=pk,
+        protocol=index_terms(protocol, split_camel=True),
+        attack=index_terms(attack),
+        body=index_terms(description),
+    )
+
+
+async def write_documents(session: AsyncSession, documents: Sequence[SearchDocument]) -> None:
+    if not documents:
+        return
+    rows = [
+        {"pk": d.pk, "protocol": d.protocol, "attack": d.attack, "body": d.body} for d in documents
+    ]
+    if dialect_name(session) == "postgresql":
+        await session.execute(_PG_UPDATE, rows)
+        return
+    pks = [d.pk for d in documents]
+    await session.execute(delete(_fts).where(_fts.c.rowid.in_(pks)))
+    await session.execute(
+        _fts.insert(),
+        [
+            {"rowid": r["pk"], "protocol": r["protocol"], "attack": r["attack"], "body": r["body"]}
+            for r in rows
+        ],
+    )
+
+
+async def delete_documents(session: AsyncSession, pks: Sequence[int]) -> None:
+    """Drop search rows of deleted incidents (PostgreSQL's column goes with its row)."""
+    if pks and dialect_name(session) != "postgresql":
+        await session.execute(delete(_fts).where(_fts.c.rowid.in_(pks)))
+
+
+def match(
+    stmt: Select[int], dialect: str, terms: Sequence[str]
+) -> tuple[Select[int], ColumnElement[float]]:
+    """``stmt`` narrowed to incidents matching every term, and a rank (higher is better)."""
+    if dialect == "postgresql":
+        tsquery = func.to_tsquery("simple", " & ".join(f"{t}:*" for t in terms))
+        rank: ColumnElement[float] = func.ts_rank(_search_vector, tsquery, type_=Float)
+        return stmt.where(_search_vector.op("@@")(tsquery)), rank
+    fts_query = " AND ".join('"' + t.replace('"', '""') + '"*' for t in terms)
+    narrowed = stmt.join(_fts, _fts.c.rowid == Incident.pk).where(_fts_ref.match(fts_query))
+    # bm25 is lower-is-better; negate it so both backends sort rank descending.
+    return narrowed, -func.bm25(_fts_ref, *_BM25_WEIGHTS, type_=Float)

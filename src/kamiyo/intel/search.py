@@ -1,0 +1,166 @@
+"""Finding incidents: filtered full-text search and look-up by id."""
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo.db.engine import dialect_name
+from kamiyo.db.tables import (
+    Incident as IncidentRow,
+)
+from kamiyo.db.tables import (
+    IncidentAddress,
+    IncidentChain,
+    IncidentProvenance,
+    IncidentReference,
+    IncidentTransaction,
+)
+from kamiyo.intel import fulltext
+from kamiyo.intel.models import (
+    Incident,
+    IncidentSummary,
+    SearchQuery,
+    SearchResult,
+    SortOrder,
+)
+
+
+def _filters(query: SearchQuery, hide_after: dt.date | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.since:
+        conditions.append(IncidentRow.date >= query.since)
+    if query.until:
+        conditions.append(IncidentRow.date <= query.until)
+    if hide_after:
+        conditions.append(IncidentRow.date <= hide_after)
+    if query.min_loss_usd is not None:
+        conditions.append(IncidentRow.loss_usd >= query.min_loss_usd)
+    if query.attack_type:
+        conditions.append(IncidentRow.attack_type == query.attack_type.value)
+    if query.chain:
+        conditions.append(
+            exists().where(
+                IncidentChain.incident_pk == IncidentRow.pk, IncidentChain.chain == query.chain
+            )
+        )
+    if query.address:
+        conditions.append(
+            exists().where(
+                IncidentAddress.incident_pk == IncidentRow.pk,
+                IncidentAddress.address == query.address,
+            )
+        )
+    return conditions
+
+
+async def search_incidents(
+    session: AsyncSession,
+    query: SearchQuery,
+    *,
+    max_results: int | None = None,
+    hide_after: dt.date | None = None,
+) -> SearchResult:
+    """Incidents matching ``query``, at most ``min(query.limit, max_results)`` of them.
+
+    ``hide_after`` drops incidents dated later than it (a delayed feed for some callers).
+    """
+    limit = min(query.limit, max_results) if max_results else query.limit
+    stmt: Select[int] = select(IncidentRow.pk).where(*_filters(query, hide_after))
+    order: list[ColumnElement[Any]] = []
+    if query.terms:
+        stmt, rank = fulltext.match(stmt, dialect_name(session), query.terms)
+        if query.effective_sort is SortOrder.RELEVANCE:
+            order.append(rank.desc())
+    if query.effective_sort is SortOrder.LOSS:
+        order.append(IncidentRow.loss_usd.desc().nulls_last())
+    order += [IncidentRow.date.desc(), IncidentRow.pk.desc()]
+    pks = list((await session.scalars(stmt.order_by(*order).limit(limit + 1))).all())
+    summaries = await _summaries(session, pks[:limit])
+    return SearchResult(
+        incidents=summaries, count=len(summaries), truncated=len(pks) > limit, limit=limit
+    )
+
+
+async def _chains_and_firms(
+    session: AsyncSession, pks: Sequence[int]
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    chains: dict[int, list[str]] = defaultdict(list)
+    for pk, chain in await session.execute(
+        select(IncidentChain.incident_pk, IncidentChain.chain)
+        .where(IncidentChain.incident_pk.in_(pks))
+        .order_by(IncidentChain.incident_pk, IncidentChain.chain)
+    ):
+        chains[pk].append(chain)
+    firms: dict[int, list[str]] = defaultdict(list)
+    for pk, firm in await session.execute(
+        select(IncidentReference.incident_pk, IncidentReference.firm)
+        .where(IncidentReference.incident_pk.in_(pks), IncidentReference.firm.is_not(None))
+        .distinct()
+        .order_by(IncidentReference.incident_pk, IncidentReference.firm)
+    ):
+        if firm:
+            firms[pk].append(firm)
+    return chains, firms
+
+
+def _summary_fields(row: IncidentRow, chains: list[str], firms: list[str]) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "date": row.date,
+        "date_precision": row.date_precision,
+        "protocol": row.protocol,
+        "chains": chains,
+        "loss_usd": row.loss_usd,
+        "loss_usd_basis": row.loss_usd_basis,
+        "loss_text": row.loss_text,
+        "attack_type": row.attack_type,
+        "attack_type_raw": row.attack_type_raw,
+        "sources": firms,
+    }
+
+
+async def _summaries(session: AsyncSession, pks: Sequence[int]) -> list[IncidentSummary]:
+    if not pks:
+        return []
+    rows = {
+        r.pk: r for r in await session.scalars(select(IncidentRow).where(IncidentRow.pk.in_(pks)))
+    }
+    chains, firms = await _chains_and_firms(session, pks)
+    return [
+        IncidentSummary.model_validate(_summary_fields(rows[pk], chains[pk], firms[pk]))
+        for pk in pks
+    ]
+
+
+_Child = TypeVar(
+    "_Child", IncidentAddress, IncidentTransaction, IncidentReference, IncidentProvenance
+)
+
+
+async def _children(session: AsyncSession, table: type[_Child], pk: int) -> list[_Child]:
+    rows = await session.scalars(select(table).where(table.incident_pk == pk).order_by(table.pk))
+    return list(rows)
+
+
+async def get_incident(session: AsyncSession, incident_id: str) -> Incident | None:
+    """One incident in full, or None when no incident has that id."""
+    row = await session.scalar(select(IncidentRow).where(IncidentRow.id == incident_id))
+    if row is None:
+        return None
+    chains, firms = await _chains_and_firms(session, [row.pk])
+    return Incident.model_validate(
+        {
+            **_summary_fields(row, chains[row.pk], firms[row.pk]),
+            "description": row.description,
+            "status": row.status,
+            "funds_returned": row.funds_returned,
+            "addresses": await _children(session, IncidentAddress, row.pk),
+            "transactions": await _children(session, IncidentTransaction, row.pk),
+            "references": await _children(session, IncidentReference, row.pk),
+            "provenance": await _children(session, IncidentProvenance, row.pk),
+        }
+    )

@@ -1,0 +1,1 @@
+"""Source adapters: each turns one external format into ``IncidentRecord`` values."""

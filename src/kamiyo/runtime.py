@@ -1,0 +1,69 @@
+"""What every surface (CLI, MCP server, web app) opens first: settings, engine, a ready store."""
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from kamiyo.config import Settings
+from kamiyo.db import migrate
+from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.intel.bundled import ensure_bundled
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The database schema is not the one this version needs, and may not be upgraded here."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+async def prepare_database(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], *, upgrade: bool
+) -> None:
+    """Bring the schema to head (or check it is there) and load the bundled dataset if new."""
+    started = time.perf_counter()
+    head = migrate.HEAD_REVISION
+    current = await migrate.current_revision(engine)
+    if current != head:
+        if not upgrade:
+            raise SchemaOutOfDateError(
+                f"database schema is at {current or 'nothing'}, this version needs {head}: "
+                "run `kamiyo db upgrade`"
+            )
+        await migrate.upgrade(engine)
+        log.info("database schema upgraded from %s to %s", current or "nothing", head)
+    async with sessions() as session:
+        report = await ensure_bundled(session)
+    if report:
+        log.info(
+            "loaded %d incidents from the bundled %s dataset in %.2f s",
+            report.incidents,
+            report.dataset,
+            time.perf_counter() - started,
+        )
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, upgrade: bool | None = None
+) -> AsyncIterator[Runtime]:
+    """A ready runtime; ``upgrade`` overrides the settings' migrate-on-start choice."""
+    engine = create_engine(settings.resolved_database_url)
+    sessions = session_factory(engine)
+    try:
+        await prepare_database(
+            engine, sessions, upgrade=settings.migrate_on_start if upgrade is None else upgrade
+        )
+        yield Runtime(settings, engine, sessions)
+    finally:
+        await engine.dispose()

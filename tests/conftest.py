@@ -1,0 +1,137 @@
+"""Real databases for the tests: a fresh SQLite file, and a fresh PostgreSQL database.
+
+PostgreSQL comes from ``KAMIYO_TEST_POSTGRES_URL`` (default: the local server, trust auth). Each
+run creates its own databases and drops them afterwards. Where the server cannot be reached the
+PostgreSQL cases are skipped with the reason, except under CI (``CI`` set), where that is an error.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kamiyo.config import Settings, get_settings
+from kamiyo.runtime import Runtime, open_runtime
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "KAMIYO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's environment, .env file or data folder."""
+    for name in list(os.environ):
+        if name.startswith("KAMIYO_") and name != "KAMIYO_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("KAMIYO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+
+
+async def _postgres_admin() -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        reason = f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+class PostgresDatabases:
+    """Creates throw-away databases on the test server and drops them at the end."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    async def create(self) -> str:
+        name = f"kamiyo_test_{uuid.uuid4().hex[:12]}"
+        admin = await _postgres_admin()
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        self.created.append(name)
+        url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+        return url.render_as_string(hide_password=False)
+
+    async def drop_all(self) -> None:
+        if not self.created:
+            return
+        admin = await _postgres_admin()
+        try:
+            for name in self.created:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_databases(anyio_backend: str) -> AsyncIterator[PostgresDatabases]:
+    databases = PostgresDatabases()
+    yield databases
+    await databases.drop_all()
+
+
+async def new_database_url(
+    backend: str, folder: Path, postgres_databases: PostgresDatabases
+) -> str:
+    if backend == "postgresql":
+        return await postgres_databases.create()
+    return f"sqlite+aiosqlite:///{folder / f'kamiyo-{uuid.uuid4().hex[:8]}.db'}"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def loaded_runtime(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_databases: PostgresDatabases,
+) -> AsyncIterator[Runtime]:
+    """A store with the bundled dataset, shared by the read-only tests of one backend."""
+    url = await new_database_url(request.param, tmp_path_factory.mktemp("db"), postgres_databases)
+    async with open_runtime(
+        Settings(database_url=url, environment="test", _env_file=None), upgrade=True
+    ) as rt:
+        yield rt
+
+
+@pytest.fixture
+async def session(loaded_runtime: Runtime) -> AsyncIterator[AsyncSession]:
+    async with loaded_runtime.sessions() as session:
+        yield session
+
+
+@pytest.fixture(params=BACKENDS)
+async def empty_database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases
+) -> str:
+    """A fresh, empty database of each backend, for tests that write."""
+    return await new_database_url(request.param, tmp_path, postgres_databases)
+
+
+@pytest.fixture
+def sessions(loaded_runtime: Runtime) -> async_sessionmaker[AsyncSession]:
+    return loaded_runtime.sessions
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def postgres_url_for_cli(postgres_databases: PostgresDatabases) -> str:
+    return await postgres_databases.create()

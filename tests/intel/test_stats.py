@@ -1,0 +1,73 @@
+import datetime as dt
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo import intel
+from kamiyo.intel import StatsGroup, StatsQuery
+from kamiyo.intel.bundled import read_bundle
+from kamiyo.intel.vocabulary import AttackType
+
+pytestmark = pytest.mark.anyio
+
+_, RECORDS = read_bundle()
+
+
+async def test_stats_by_year_add_up_to_the_dataset(session: AsyncSession) -> None:
+    stats = await intel.incident_stats(session, StatsQuery(group_by=StatsGroup.YEAR))
+    assert stats.incidents == len(RECORDS) == 860
+    assert sum(r.incidents for r in stats.rows) == stats.incidents
+    expected_loss = sum(r.loss_usd or 0 for r in RECORDS)
+    assert stats.total_loss_usd == pytest.approx(expected_loss)
+    assert sum(r.total_loss_usd for r in stats.rows) == pytest.approx(expected_loss)
+    by_year = {r.key: r.incidents for r in stats.rows}
+    assert by_year["2022"] == 130
+    assert by_year["2023"] == 214
+    assert [r.key for r in stats.rows] == sorted(by_year)
+
+
+async def test_stats_by_month_use_year_month_keys(session: AsyncSession) -> None:
+    stats = await intel.incident_stats(
+        session,
+        StatsQuery(
+            group_by=StatsGroup.MONTH, since=dt.date(2023, 3, 1), until=dt.date(2023, 3, 31)
+        ),
+    )
+    assert [r.key for r in stats.rows] == ["2023-03"]
+    euler_month = stats.rows[0]
+    assert euler_month.total_loss_usd >= 200_000_000
+
+
+async def test_stats_by_chain_count_multi_chain_incidents_per_chain(
+    session: AsyncSession,
+) -> None:
+    stats = await intel.incident_stats(session, StatsQuery(group_by=StatsGroup.CHAIN))
+    counts = {r.key: r.incidents for r in stats.rows}
+    expected: dict[str, int] = {}
+    for record in RECORDS:
+        for chain in record.chains:
+            expected[chain] = expected.get(chain, 0) + 1
+    assert counts == expected
+    assert stats.note is not None
+    # Ordered by total loss, largest first.
+    losses = [r.total_loss_usd for r in stats.rows]
+    assert losses == sorted(losses, reverse=True)
+
+
+async def test_stats_by_attack_type_with_a_chain_filter(session: AsyncSession) -> None:
+    stats = await intel.incident_stats(
+        session, StatsQuery(group_by=StatsGroup.ATTACK_TYPE, chain="bsc")
+    )
+    bsc = sum(1 for r in RECORDS if "bsc" in r.chains)
+    assert stats.incidents == bsc
+    assert sum(r.incidents for r in stats.rows) == bsc
+    assert {r.key for r in stats.rows} <= {t.value for t in AttackType}
+
+
+async def test_stats_of_nothing_are_zero(session: AsyncSession) -> None:
+    stats = await intel.incident_stats(
+        session, StatsQuery(since=dt.date(1990, 1, 1), until=dt.date(1990, 12, 31))
+    )
+    assert stats.rows == []
+    assert stats.incidents == 0
+    assert stats.total_loss_usd == 0

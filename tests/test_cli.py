@@ -1,0 +1,181 @@
+"""The command line, in-process through Typer's runner and as a real process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kamiyo.cli import app
+
+runner = CliRunner()
+
+
+def kamiyo(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_search_prints_a_table() -> None:
+    code, out, _ = kamiyo("search", "ronin")
+    assert code == 0
+    assert "Ronin Network" in out
+    assert "$624.0M" in out
+    assert "20220329_ronin-network" in out
+
+
+def test_search_with_every_filter_as_json() -> None:
+    code, out, _ = kamiyo(
+        "search",
+        "euler",
+        "--chain",
+        "ethereum",
+        "--since",
+        "2023-01-01",
+        "--min-loss",
+        "1000000",
+        "--json",
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert [i["id"] for i in result["incidents"]] == ["20230313_eulerfinance"]
+    assert result["incidents"][0]["loss_usd"] == 200_000_000
+
+
+def test_flash_loan_on_bsc() -> None:
+    code, out, _ = kamiyo("search", "flash loan", "--chain", "bsc", "--json", "--limit", "5")
+    assert code == 0
+    result = json.loads(out)
+    assert result["count"] == 5
+    assert result["truncated"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "x" * 10_000], "at most 256 characters"),
+        (["search", "🚀"], "no letters or digits"),
+        (["search", "--chain", "eth'; --"], "not a chain name"),
+        (["search", "--since", "yesterday"], "since"),
+        (["search", "--limit", "0"], "limit"),
+        (["search", "--address", "0x12"], "not an address"),
+        (["stats", "--by", "planet"], "group_by"),
+    ],
+)
+def test_bad_arguments_give_a_clear_error_and_exit_2(args: list[str], message: str) -> None:
+    code, out, err = kamiyo(*args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err + out
+    assert out == ""
+
+
+def test_hostile_query_strings_do_not_crash() -> None:
+    for text in ('"', "NEAR(", "euler OR", "*", "\\", "' OR 1=1 --"):
+        code, _, err = kamiyo("search", text)
+        assert code in (0, 2), (text, err)
+        assert "Traceback" not in err
+
+
+def test_show_prints_addresses_transactions_and_references() -> None:
+    code, out, _ = kamiyo("show", "20260819_allbridgecctp")
+    assert code == 0
+    for expected in (
+        "AllbridgeCCTP",
+        "0x2419432344b0b892e592b2601b98eae702ba360e",
+        "0x9f906fcd8fceaa6745e8d1c004861dcfa9b5e6a893fe1e8c5d0013a4e982e6a8",
+        "AllbridgeCCTP_exp.sol",
+        "defihacklabs",
+    ):
+        assert expected in out
+
+
+def test_show_unknown_id_fails_clearly() -> None:
+    code, _, err = kamiyo("show", "nope")
+    assert code == 1
+    assert "no incident with id 'nope'" in err
+
+
+@pytest.mark.parametrize("by", ["chain", "year", "month", "attack-type"])
+def test_stats(by: str) -> None:
+    code, out, _ = kamiyo("stats", "--by", by)
+    assert code == 0
+    assert "860" in out  # the total row
+
+
+def test_stats_json_totals() -> None:
+    code, out, _ = kamiyo("stats", "--by", "attack-type", "--json")
+    assert code == 0
+    stats = json.loads(out)
+    assert stats["incidents"] == 860
+    assert sum(r["incidents"] for r in stats["rows"]) == 860
+
+
+def test_db_upgrade_on_postgres_then_search(
+    postgres_url_for_cli: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAMIYO_DATABASE_URL", postgres_url_for_cli)
+    monkeypatch.setenv("KAMIYO_ENVIRONMENT", "production")
+    monkeypatch.setenv("KAMIYO_SECRET_KEY", "p" * 40)
+    code, out, _ = kamiyo("search", "ronin")
+    assert code == 1  # production does not migrate on start
+    code, _, err = kamiyo("db", "upgrade")
+    assert code == 0, err
+    assert "up to date" in err
+    assert "p" * 40 not in err
+    code, out, _ = kamiyo("search", "ronin", "--json")
+    assert code == 0
+    assert json.loads(out)["incidents"][0]["id"] == "20220329_ronin-network"
+
+
+def test_production_refuses_to_start_with_insecure_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAMIYO_ENVIRONMENT", "production")
+    code, _, err = kamiyo("search", "ronin")
+    assert code == 2
+    assert "refusing to start in production" in err
+
+
+def test_unreachable_database_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "KAMIYO_DATABASE_URL", "postgresql+asyncpg://nobody:hunter2@127.0.0.1:1/none"
+    )
+    code, _, err = kamiyo("search", "ronin")
+    assert code == 1
+    assert "cannot use the database at postgresql+asyncpg://nobody:***@127.0.0.1:1/none" in err
+    assert "hunter2" not in err
+
+
+def test_data_build_reproduces_the_bundle(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bundle.json.gz"
+    code, _, err = kamiyo(
+        "data", "build", "--source", str(repo / "data" / "defihacklabs"), "--out", str(out)
+    )
+    assert code == 0, err
+    assert "860 incidents" in err
+    code, _, err = kamiyo("data", "build", "--source", str(tmp_path / "missing"))
+    assert code == 2
+
+
+def test_real_process_keeps_stdout_for_results_and_logs_on_stderr(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
+    env |= {"KAMIYO_DATA_DIR": str(tmp_path / "data"), "KAMIYO_LOG_FORMAT": "json"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kamiyo", "search", "ronin", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["incidents"][0]["protocol"] == "Ronin Network"
+    log_lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    assert any("loaded 860 incidents" in line["message"] for line in log_lines)
+    assert all(line["level"] in {"INFO", "WARNING"} for line in log_lines)
