@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kamiyo.config import Settings
 from kamiyo.db import migrate
-from kamiyo.db.engine import create_engine, session_factory
-from kamiyo.intel.bundled import ensure_bundled
+from kamiyo.db.engine import create_engine, session_factory, setup_lock
+from kamiyo.intel.bundled import bundled_is_loaded, ensure_bundled
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +33,22 @@ async def prepare_database(
     """Bring the schema to head (or check it is there) and load the bundled dataset if new."""
     started = time.perf_counter()
     head = migrate.HEAD_REVISION
-    current = await migrate.current_revision(engine)
-    if current != head:
-        if not upgrade:
-            raise SchemaOutOfDateError(
-                f"database schema is at {current or 'nothing'}, this version needs {head}: "
-                "run `kamiyo db upgrade`"
-            )
-        await migrate.upgrade(engine)
-        log.info("database schema upgraded from %s to %s", current or "nothing", head)
-    async with sessions() as session:
-        report = await ensure_bundled(session)
+    if await migrate.current_revision(engine) == head:
+        async with sessions() as session:
+            if await bundled_is_loaded(session):
+                return  # the common case: nothing to do, no lock taken
+    async with setup_lock(engine):
+        current = await migrate.current_revision(engine)
+        if current != head:
+            if not upgrade:
+                raise SchemaOutOfDateError(
+                    f"database schema is at {current or 'nothing'}, this version needs {head}: "
+                    "run `kamiyo db upgrade`"
+                )
+            await migrate.upgrade(engine)
+            log.info("database schema upgraded from %s to %s", current or "nothing", head)
+        async with sessions() as session:
+            report = await ensure_bundled(session)
     if report:
         log.info(
             "loaded %d incidents from the bundled %s dataset in %.2f s",

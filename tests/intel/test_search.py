@@ -144,7 +144,7 @@ async def test_hostile_queries_give_results_or_a_validation_error(
     session: AsyncSession, text: str
 ) -> None:
     if not query_terms(text):
-        with pytest.raises(ValidationError, match="no letters or digits"):
+        with pytest.raises(ValidationError, match=r"no letters or digits|too common"):
             SearchQuery(query=text)
         return
     result = await intel.search_incidents(session, SearchQuery(query=text))
@@ -155,6 +155,11 @@ async def test_quotes_and_operators_are_plain_words(session: AsyncSession) -> No
     plain = await _search(session, query="euler")
     for text in ('"euler', "euler*", "euler\x00", "🚀 euler 🚀", "(euler)", "euler:*"):
         assert (await _search(session, query=text)).incidents == plain.incidents, text
+
+
+def test_a_query_of_only_common_words_is_refused_clearly() -> None:
+    with pytest.raises(ValidationError, match="only words too common"):
+        SearchQuery(query="the of and")
 
 
 def test_a_ten_kilobyte_query_is_refused_clearly() -> None:

@@ -1,12 +1,15 @@
 """Async engine and session factory for SQLite (default) or PostgreSQL."""
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -43,18 +46,37 @@ def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-# One key for every "only one process at a time" step (migrations, dataset loads).
+# Arbitrary, fixed: the PostgreSQL advisory lock every KAMIYO process takes for set-up.
 _SETUP_LOCK_KEY = 0x4B414D49  # "KAMI"
+_SETUP_LOCK_WAIT_S = 300
 
 
-async def lock_for_setup(connection: AsyncConnection | AsyncSession) -> None:
-    """Serialise schema and dataset set-up across processes until the transaction ends.
+@asynccontextmanager
+async def setup_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Let one process at a time migrate a database or load data into it.
 
-    PostgreSQL takes a transaction-scoped advisory lock; SQLite already lets one writer in at a
-    time, and waits for it thanks to ``busy_timeout``.
+    PostgreSQL: a session advisory lock. SQLite: a lock file beside the database file (SQLite's
+    own locking does not cover DDL through the driver, so two first starts would both create
+    the tables).
     """
-    bind = connection.get_bind() if isinstance(connection, AsyncSession) else connection
-    if bind.dialect.name == "postgresql":
-        await connection.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETUP_LOCK_KEY}
-        )
+    url = engine.url
+    if url.get_backend_name() == "postgresql":
+        async with engine.connect() as connection:
+            key = {"key": _SETUP_LOCK_KEY}
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+            await connection.commit()
+            try:
+                yield
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+                await connection.commit()
+    elif url.database and url.database != ":memory:":
+        # Not thread-local: acquired in a worker thread, released on the event loop.
+        lock = FileLock(f"{url.database}.lock", timeout=_SETUP_LOCK_WAIT_S, thread_local=False)
+        await asyncio.to_thread(lock.acquire)
+        try:
+            yield
+        finally:
+            lock.release()
+    else:
+        yield

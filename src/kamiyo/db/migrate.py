@@ -10,8 +10,6 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kamiyo.db.engine import lock_for_setup
-
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -46,7 +44,6 @@ async def _run(engine: AsyncEngine, direction: str, revision: str) -> None:
         getattr(command, direction)(config, revision)
 
     async with engine.begin() as connection:
-        await lock_for_setup(connection)
         await connection.run_sync(run)
 
 

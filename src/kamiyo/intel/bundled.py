@@ -16,7 +16,6 @@ from pydantic import TypeAdapter
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.db.engine import lock_for_setup
 from kamiyo.db.tables import Dataset, Incident, IncidentProvenance
 from kamiyo.intel import fulltext
 from kamiyo.intel.ingest import replace_incidents
@@ -62,15 +61,21 @@ def read_bundle(path: Path = BUNDLE_PATH) -> tuple[str, list[IncidentRecord]]:
     return hashlib.sha256(blob).hexdigest(), _records.validate_python(document["incidents"])
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def bundled_is_loaded(session: AsyncSession, path: Path = BUNDLE_PATH) -> bool:
+    """Whether the database holds exactly this snapshot."""
+    loaded = await session.get(Dataset, defihacklabs.NAME)
+    return loaded is not None and loaded.sha256 == await asyncio.to_thread(_sha256, path)
+
+
 async def ensure_bundled(session: AsyncSession, path: Path = BUNDLE_PATH) -> LoadReport | None:
     """Load the snapshot unless this exact one is loaded already; None when nothing changed."""
-    sha256 = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()
-    await lock_for_setup(session)
-    loaded = await session.get(Dataset, defihacklabs.NAME)
-    if loaded is not None and loaded.sha256 == sha256:
-        await session.rollback()  # ends the transaction, and with it the set-up lock
+    if await bundled_is_loaded(session, path):
         return None
-    _, records = await asyncio.to_thread(read_bundle, path)
+    sha256, records = await asyncio.to_thread(read_bundle, path)
     now = dt.datetime.now(dt.UTC)
     count = await replace_incidents(session, records, now=now)
     removed = await _remove_missing(session, {r.id for r in records})

@@ -9,7 +9,7 @@ terms hold only letters and digits, and they travel as bound parameters.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Float, Select, delete, func, literal_column, table, text
 from sqlalchemy.dialects.postgresql import TSVECTOR
@@ -37,6 +37,9 @@ _PG_UPDATE = text(
     "setweight(to_tsvector('simple', :body), 'C') "
     "WHERE pk = :pk"
 )
+
+
+_Row = TypeVarTuple("_Row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +90,8 @@ async def delete_documents(session: AsyncSession, pks: Sequence[int]) -> None:
 
 
 def match(
-    stmt: Select[int], dialect: str, terms: Sequence[str]
-) -> tuple[Select[int], ColumnElement[float]]:
+    stmt: Select[*_Row], dialect: str, terms: Sequence[str]
+) -> tuple[Select[*_Row], ColumnElement[float]]:
     """``stmt`` narrowed to incidents matching every term, and a rank (higher is better)."""
     if dialect == "postgresql":
         tsquery = func.to_tsquery("simple", " & ".join(f"{t}:*" for t in terms))

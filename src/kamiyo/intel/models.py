@@ -147,7 +147,9 @@ class SearchQuery(_Model):
         if value is None or not value.strip():
             return None
         if not query_terms(value):
-            raise ValueError("query has no letters or digits to search for")
+            if not any(ch.isalnum() for ch in value):
+                raise ValueError("query has no letters or digits to search for")
+            raise ValueError("query has only words too common to search for, such as 'the'")
         return value
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, exists, select
+from sqlalchemy import ColumnElement, Row, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
@@ -48,10 +48,10 @@ def _filters(query: SearchQuery, hide_after: dt.date | None) -> list[ColumnEleme
             )
         )
     if query.address:
+        # An address lists few incidents: start from them rather than test every incident.
         conditions.append(
-            exists().where(
-                IncidentAddress.incident_pk == IncidentRow.pk,
-                IncidentAddress.address == query.address,
+            IncidentRow.pk.in_(
+                select(IncidentAddress.incident_pk).where(IncidentAddress.address == query.address)
             )
         )
     return conditions
@@ -69,7 +69,7 @@ async def search_incidents(
     ``hide_after`` drops incidents dated later than it (a delayed feed for some callers).
     """
     limit = min(query.limit, max_results) if max_results else query.limit
-    stmt: Select[int] = select(IncidentRow.pk).where(*_filters(query, hide_after))
+    stmt = select(*_SUMMARY_COLUMNS).where(*_filters(query, hide_after))
     order: list[ColumnElement[Any]] = []
     if query.terms:
         stmt, rank = fulltext.match(stmt, dialect_name(session), query.terms)
@@ -78,10 +78,15 @@ async def search_incidents(
     if query.effective_sort is SortOrder.LOSS:
         order.append(IncidentRow.loss_usd.desc().nulls_last())
     order += [IncidentRow.date.desc(), IncidentRow.pk.desc()]
-    pks = list((await session.scalars(stmt.order_by(*order).limit(limit + 1))).all())
-    summaries = await _summaries(session, pks[:limit])
+    rows = (await session.execute(stmt.order_by(*order).limit(limit + 1))).all()
+    page = rows[:limit]
+    chains, firms = await _chains_and_firms(session, [row.pk for row in page])
+    summaries = [
+        IncidentSummary.model_validate(_summary_fields(row, chains[row.pk], firms[row.pk]))
+        for row in page
+    ]
     return SearchResult(
-        incidents=summaries, count=len(summaries), truncated=len(pks) > limit, limit=limit
+        incidents=summaries, count=len(summaries), truncated=len(rows) > limit, limit=limit
     )
 
 
@@ -107,7 +112,24 @@ async def _chains_and_firms(
     return chains, firms
 
 
-def _summary_fields(row: IncidentRow, chains: list[str], firms: list[str]) -> dict[str, object]:
+# What a search row carries: the summary fields, read in the search query itself.
+_SUMMARY_COLUMNS = (
+    IncidentRow.pk,
+    IncidentRow.id,
+    IncidentRow.date,
+    IncidentRow.date_precision,
+    IncidentRow.protocol,
+    IncidentRow.loss_usd,
+    IncidentRow.loss_usd_basis,
+    IncidentRow.loss_text,
+    IncidentRow.attack_type,
+    IncidentRow.attack_type_raw,
+)
+
+
+def _summary_fields(
+    row: IncidentRow | Row[*tuple[Any, ...]], chains: list[str], firms: list[str]
+) -> dict[str, object]:
     return {
         "id": row.id,
         "date": row.date,
@@ -121,19 +143,6 @@ def _summary_fields(row: IncidentRow, chains: list[str], firms: list[str]) -> di
         "attack_type_raw": row.attack_type_raw,
         "sources": firms,
     }
-
-
-async def _summaries(session: AsyncSession, pks: Sequence[int]) -> list[IncidentSummary]:
-    if not pks:
-        return []
-    rows = {
-        r.pk: r for r in await session.scalars(select(IncidentRow).where(IncidentRow.pk.in_(pks)))
-    }
-    chains, firms = await _chains_and_firms(session, pks)
-    return [
-        IncidentSummary.model_validate(_summary_fields(rows[pk], chains[pk], firms[pk]))
-        for pk in pks
-    ]
 
 
 _Child = TypeVar(

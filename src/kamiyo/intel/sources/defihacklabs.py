@@ -78,8 +78,8 @@ def read_records(folder: Path) -> list[IncidentRecord]:
                 status="confirmed" if poc_paths else "reported",
                 addresses=addresses.get(row["incident_id"], []),
                 transactions=[
-                    TransactionFact(chain=chains[0] if chains else None, hash=h.lower())
-                    for h in dict.fromkeys(row["attack_txs"].split())
+                    TransactionFact(chain=chains[0] if chains else None, hash=h)
+                    for h in dict.fromkeys(row["attack_txs"].lower().split())
                 ],
                 references=list(dict.fromkeys(references)),
                 source=SourceFact(

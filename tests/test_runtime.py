@@ -1,0 +1,32 @@
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from kamiyo.config import Settings
+from kamiyo.db.tables import Incident
+from kamiyo.runtime import SchemaOutOfDateError, open_runtime
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_without_upgrade_an_empty_database_is_refused_clearly(
+    empty_database_url: str,
+) -> None:
+    settings = Settings(database_url=empty_database_url, _env_file=None)
+    with pytest.raises(SchemaOutOfDateError, match="run `kamiyo db upgrade`"):
+        async with open_runtime(settings, upgrade=False):
+            pass
+
+
+async def test_two_processes_starting_at_once_load_the_data_once(
+    empty_database_url: str,
+) -> None:
+    settings = Settings(database_url=empty_database_url, _env_file=None)
+
+    async def start() -> int:
+        async with open_runtime(settings, upgrade=True) as runtime, runtime.sessions() as session:
+            return await session.scalar(select(func.count(Incident.pk))) or 0
+
+    counts = await asyncio.gather(start(), start(), start())
+    assert list(counts) == [860, 860, 860]
