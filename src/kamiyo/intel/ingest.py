@@ -4,10 +4,11 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from itertools import islice
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import (
+    Base,
     Incident,
     IncidentAddress,
     IncidentChain,
@@ -20,6 +21,10 @@ from kamiyo.intel.models import IncidentRecord
 from kamiyo.intel.vocabulary import classify_attack, firm_for_url
 
 BATCH_SIZE = 2000
+
+
+def _table(model: type[Base]) -> Table:
+    return Base.metadata.tables[model.__tablename__]
 
 
 async def replace_incidents(
@@ -70,8 +75,11 @@ async def _insert_batch(
         }
         for r in batch
     ]
+    # Core inserts on the tables, not ORM bulk inserts: several times faster for big loads.
+    incidents = _table(Incident)
     result = await session.execute(
-        insert(Incident).returning(Incident.pk, Incident.id, sort_by_parameter_order=True), rows
+        insert(incidents).returning(incidents.c.pk, incidents.c.id, sort_by_parameter_order=True),
+        rows,
     )
     pk_by_id = {incident_id: pk for pk, incident_id in result}
 
@@ -113,5 +121,5 @@ async def _insert_batch(
         (IncidentProvenance, provenance),
     ):
         if values:
-            await session.execute(insert(table), values)
+            await session.execute(insert(_table(table)), values)
     await fulltext.write_documents(session, documents)
