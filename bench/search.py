@@ -149,8 +149,13 @@ def shapes(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[], intel.S
 
     return {
         "protocol name": q(query=lambda: rng.choice(corpus.protocol_words)),
-        "protocol + chain": q(query=lambda: rng.choice(corpus.protocol_words), chain="bsc"),
-        "words + filters (typical)": q(
+        "protocol + filters (typical)": q(
+            query=lambda: rng.choice(corpus.protocol_words),
+            chain=lambda: rng.choice(["bsc", "ethereum"]),
+            since=lambda: f"{rng.randint(2018, 2024)}-01-01",
+            min_loss_usd=lambda: rng.choice([1e4, 1e5, 1e6]),
+        ),
+        "attack words + filters": q(
             query=lambda: rng.choice(["flash loan", "reentrancy", "oracle", "access control"]),
             chain=lambda: rng.choice(["bsc", "ethereum"]),
             since=lambda: f"{rng.randint(2019, 2025)}-01-01",

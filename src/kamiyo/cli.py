@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kamiyo import __version__, intel
 from kamiyo.config import InsecureSettingsError, Settings, get_settings
+from kamiyo.errors import describe_validation_error
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
 from kamiyo.runtime import Runtime, SchemaOutOfDateError, open_runtime
@@ -59,17 +60,9 @@ def _settings() -> Settings:
         _fail(
             str(exc).splitlines()[0]
             if isinstance(exc, InsecureSettingsError)
-            else _validation_message(exc),
+            else describe_validation_error(exc),
             code=2,
         )
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for e in exc.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "input"
-        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
 
 
 def _safe_url(url: str) -> str:
@@ -99,7 +92,7 @@ def _query(model: type[M], **fields: object) -> M:
     try:
         return model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        _fail(_validation_message(exc), code=2)
+        _fail(describe_validation_error(exc), code=2)
 
 
 def _usd(amount: float | None) -> str:

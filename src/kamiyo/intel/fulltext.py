@@ -90,14 +90,20 @@ async def delete_documents(session: AsyncSession, pks: Sequence[int]) -> None:
 
 
 def match(
-    stmt: Select[*_Row], dialect: str, terms: Sequence[str]
+    stmt: Select[*_Row], dialect: str, terms: Sequence[str], *, protocol_only: bool = False
 ) -> tuple[Select[*_Row], ColumnElement[float]]:
-    """``stmt`` narrowed to incidents matching every term, and a rank (higher is better)."""
+    """``stmt`` narrowed to incidents matching every term, and a rank (higher is better).
+
+    ``protocol_only`` matches the terms against protocol names alone.
+    """
     if dialect == "postgresql":
-        tsquery = func.to_tsquery("simple", " & ".join(f"{t}:*" for t in terms))
+        weight = "A" if protocol_only else ""  # protocol terms carry weight A
+        tsquery = func.to_tsquery("simple", " & ".join(f"{t}:*{weight}" for t in terms))
         rank: ColumnElement[float] = func.ts_rank(_search_vector, tsquery, type_=Float)
         return stmt.where(_search_vector.op("@@")(tsquery)), rank
     fts_query = " AND ".join('"' + t.replace('"', '""') + '"*' for t in terms)
+    if protocol_only:
+        fts_query = f"{{protocol}} : ({fts_query})"
     narrowed = stmt.join(_fts, _fts.c.rowid == Incident.pk).where(_fts_ref.match(fts_query))
     # bm25 is lower-is-better; negate it so both backends sort rank descending.
     return narrowed, -func.bm25(_fts_ref, *_BM25_WEIGHTS, type_=Float)

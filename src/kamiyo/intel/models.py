@@ -16,32 +16,32 @@ MAX_QUERY_LENGTH = 256
 HARD_RESULT_CAP = 1000
 
 
-class _Model(BaseModel):
+class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", from_attributes=True)
 
 
 # --- what a source adapter produces -------------------------------------------------------
 
 
-class AddressFact(_Model):
+class AddressFact(FrozenModel):
     role: AddressRole
     chain: str | None = None
     address: str
     label: str | None = None
 
 
-class TransactionFact(_Model):
+class TransactionFact(FrozenModel):
     chain: str | None = None
     hash: str
 
 
-class SourceFact(_Model):
+class SourceFact(FrozenModel):
     name: str = Field(description="The dataset or feed, e.g. 'defihacklabs'.")
     ref: str | None = Field(default=None, description="Where in the source, e.g. a file path.")
     url: str | None = None
 
 
-class IncidentRecord(_Model):
+class IncidentRecord(FrozenModel):
     """One incident as a source reports it, before the store derives anything from it."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,127}$")
@@ -65,7 +65,7 @@ class IncidentRecord(_Model):
 # --- what the intel API answers -----------------------------------------------------------
 
 
-class IncidentSummary(_Model):
+class IncidentSummary(FrozenModel):
     id: str
     date: dt.date
     date_precision: Literal["day", "month"]
@@ -82,24 +82,24 @@ class IncidentSummary(_Model):
     sources: list[str] = Field(description="Security firms whose reports the references cite.")
 
 
-class AddressInfo(_Model):
+class AddressInfo(FrozenModel):
     role: AddressRole
     chain: str | None
     address: str
     label: str | None
 
 
-class TransactionInfo(_Model):
+class TransactionInfo(FrozenModel):
     chain: str | None
     hash: str
 
 
-class ReferenceInfo(_Model):
+class ReferenceInfo(FrozenModel):
     url: str
     firm: str | None
 
 
-class ProvenanceInfo(_Model):
+class ProvenanceInfo(FrozenModel):
     source: str
     source_ref: str | None
     source_url: str | None
@@ -122,7 +122,7 @@ class SortOrder(StrEnum):
     LOSS = "loss"
 
 
-class SearchQuery(_Model):
+class SearchQuery(FrozenModel):
     query: str | None = Field(
         default=None,
         max_length=MAX_QUERY_LENGTH,
@@ -171,7 +171,7 @@ class SearchQuery(_Model):
         return SortOrder.RELEVANCE if self.query else SortOrder.RECENT
 
 
-class SearchResult(_Model):
+class SearchResult(FrozenModel):
     incidents: list[IncidentSummary]
     count: int
     truncated: bool = Field(description="More incidents match than were returned.")
@@ -185,21 +185,21 @@ class StatsGroup(StrEnum):
     ATTACK_TYPE = "attack_type"
 
 
-class StatsQuery(_Model):
+class StatsQuery(FrozenModel):
     group_by: StatsGroup = StatsGroup.YEAR
     since: dt.date | None = None
     until: dt.date | None = None
     chain: ChainName | None = None
 
 
-class StatsRow(_Model):
+class StatsRow(FrozenModel):
     key: str
     incidents: int
     total_loss_usd: float = Field(description="Sum of loss_usd over incidents that have one.")
     incidents_with_loss: int
 
 
-class Stats(_Model):
+class Stats(FrozenModel):
     group_by: StatsGroup
     rows: list[StatsRow]
     incidents: int

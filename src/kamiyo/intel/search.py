@@ -5,7 +5,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, exists, select
+from sqlalchemy import ColumnElement, Row, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
@@ -57,24 +57,45 @@ def _filters(query: SearchQuery, hide_after: dt.date | None) -> list[ColumnEleme
     return conditions
 
 
+def matching(
+    columns: tuple[Any, ...],
+    query: SearchQuery,
+    dialect: str,
+    *,
+    hide_after: dt.date | None = None,
+    protocol_only: bool = False,
+) -> tuple[Select[Any], ColumnElement[float] | None]:
+    """A select of ``columns`` over the incidents ``query`` matches, and the text rank if any."""
+    stmt = select(*columns).where(*_filters(query, hide_after))
+    if not query.terms:
+        return stmt, None
+    return fulltext.match(stmt, dialect, query.terms, protocol_only=protocol_only)
+
+
 async def search_incidents(
     session: AsyncSession,
     query: SearchQuery,
     *,
     max_results: int | None = None,
     hide_after: dt.date | None = None,
+    protocol_only: bool = False,
 ) -> SearchResult:
     """Incidents matching ``query``, at most ``min(query.limit, max_results)`` of them.
 
-    ``hide_after`` drops incidents dated later than it (a delayed feed for some callers).
+    ``hide_after`` drops incidents dated later than it (a delayed feed for some callers);
+    ``protocol_only`` matches the query words against protocol names alone.
     """
     limit = min(query.limit, max_results) if max_results else query.limit
-    stmt = select(*_SUMMARY_COLUMNS).where(*_filters(query, hide_after))
+    stmt, rank = matching(
+        _SUMMARY_COLUMNS,
+        query,
+        dialect_name(session),
+        hide_after=hide_after,
+        protocol_only=protocol_only,
+    )
     order: list[ColumnElement[Any]] = []
-    if query.terms:
-        stmt, rank = fulltext.match(stmt, dialect_name(session), query.terms)
-        if query.effective_sort is SortOrder.RELEVANCE:
-            order.append(rank.desc())
+    if rank is not None and query.effective_sort is SortOrder.RELEVANCE:
+        order.append(rank.desc())
     if query.effective_sort is SortOrder.LOSS:
         order.append(IncidentRow.loss_usd.desc().nulls_last())
     order += [IncidentRow.date.desc(), IncidentRow.pk.desc()]

@@ -1,0 +1,186 @@
+"""What the data says about a protocol's past and about an address: facts, no scores.
+
+These answer ``assess_protocol_risk`` and ``check_wallet_interactions`` from incident history
+alone, and never infer safety from silence: no incident on record is said as such.
+"""
+
+import datetime as dt
+from collections import Counter
+
+from pydantic import Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo.db.engine import dialect_name
+from kamiyo.db.tables import Dataset, IncidentAddress
+from kamiyo.db.tables import Incident as IncidentRow
+from kamiyo.intel.models import Address, ChainName, FrozenModel, IncidentSummary, SearchQuery
+from kamiyo.intel.search import matching, search_incidents
+from kamiyo.intel.vocabulary import AddressRole
+
+# Roles that mark the address itself as acting against a protocol.
+HOSTILE_ROLES = frozenset(
+    {AddressRole.ATTACKER, AddressRole.ATTACK_CONTRACT, AddressRole.FRONTRUNNER}
+)
+
+
+class ProtocolHistoryQuery(FrozenModel):
+    protocol: str = Field(min_length=1, max_length=120)
+    chain: ChainName | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+
+
+class ProtocolHistory(FrozenModel):
+    protocol: str
+    chain: str | None
+    incident_count: int
+    total_loss_usd: float
+    first_incident: dt.date | None
+    last_incident: dt.date | None
+    attack_types: dict[str, int] = Field(description="Incidents per attack type.")
+    incidents: list[IncidentSummary] = Field(description="Most recent first.")
+    summary: str
+
+
+async def protocol_history(
+    session: AsyncSession,
+    query: ProtocolHistoryQuery,
+    *,
+    max_results: int | None = None,
+    hide_after: dt.date | None = None,
+) -> ProtocolHistory:
+    """Past incidents whose protocol name matches ``query.protocol``, with their totals."""
+    search = SearchQuery(query=query.protocol, chain=query.chain, sort="recent", limit=query.limit)
+    stmt, _ = matching(
+        (IncidentRow.attack_type, IncidentRow.loss_usd, IncidentRow.date),
+        search,
+        dialect_name(session),
+        hide_after=hide_after,
+        protocol_only=True,
+    )
+    rows = (await session.execute(stmt)).all()
+    page = await search_incidents(
+        session, search, max_results=max_results, hide_after=hide_after, protocol_only=True
+    )
+    dates = [row.date for row in rows]
+    loss = round(sum(row.loss_usd or 0 for row in rows), 2)
+    where = f" on {query.chain}" if query.chain else ""
+    if rows:
+        summary = (
+            f"{len(rows)} past incident(s){where} match '{query.protocol}', the latest on "
+            f"{max(dates).isoformat()}, with ${loss:,.0f} lost where a USD figure is known. "
+            "This is incident history, not a risk score."
+        )
+    else:
+        summary = (
+            f"No incident{where} in KAMIYO's data matches '{query.protocol}'. That is the "
+            "absence of a record, not evidence of safety."
+        )
+    return ProtocolHistory(
+        protocol=query.protocol,
+        chain=query.chain,
+        incident_count=len(rows),
+        total_loss_usd=loss,
+        first_incident=min(dates, default=None),
+        last_incident=max(dates, default=None),
+        attack_types=dict(Counter(row.attack_type for row in rows).most_common()),
+        incidents=page.incidents,
+        summary=summary,
+    )
+
+
+class AddressScreenQuery(FrozenModel):
+    address: Address
+    chain: ChainName | None = None
+
+
+class AddressMatch(FrozenModel):
+    incident_id: str
+    protocol: str
+    date: dt.date
+    role: AddressRole
+    chain: str | None
+    label: str | None
+
+
+class AddressScreen(FrozenModel):
+    address: str
+    chain: str | None
+    flagged: bool = Field(
+        description="The address itself is listed as an attacker, attack contract or front-runner."
+    )
+    matches: list[AddressMatch]
+    summary: str
+    limitations: str
+
+
+async def screen_address(
+    session: AsyncSession, query: AddressScreenQuery, *, hide_after: dt.date | None = None
+) -> AddressScreen:
+    """Every incident that lists ``query.address``, and in which role."""
+    stmt = (
+        select(
+            IncidentRow.id,
+            IncidentRow.protocol,
+            IncidentRow.date,
+            IncidentAddress.role,
+            IncidentAddress.chain,
+            IncidentAddress.label,
+        )
+        .join(IncidentAddress, IncidentAddress.incident_pk == IncidentRow.pk)
+        .where(IncidentAddress.address == query.address)
+        .order_by(IncidentRow.date.desc(), IncidentRow.pk.desc(), IncidentAddress.pk)
+    )
+    if query.chain:
+        # Addresses with no recorded chain stay in: the same address exists on every EVM chain.
+        stmt = stmt.where((IncidentAddress.chain == query.chain) | IncidentAddress.chain.is_(None))
+    if hide_after:
+        stmt = stmt.where(IncidentRow.date <= hide_after)
+    matches = [
+        AddressMatch(
+            incident_id=row.id,
+            protocol=row.protocol,
+            date=row.date,
+            role=AddressRole(row.role),
+            chain=row.chain,
+            label=row.label,
+        )
+        for row in await session.execute(stmt)
+    ]
+    hostile = [m for m in matches if m.role in HOSTILE_ROLES]
+    if hostile:
+        summary = (
+            f"{query.address} is listed as {hostile[0].role.value.replace('_', ' ')} in "
+            f"{len({m.incident_id for m in hostile})} incident(s), the latest "
+            f"{hostile[0].protocol} on {hostile[0].date.isoformat()}."
+        )
+    elif matches:
+        summary = (
+            f"{query.address} appears in {len(matches)} incident(s) as a victim or vulnerable "
+            "contract, not as an attacker."
+        )
+    else:
+        summary = f"{query.address} is not listed in any incident KAMIYO knows."
+    return AddressScreen(
+        address=query.address,
+        chain=query.chain,
+        flagged=bool(hostile),
+        matches=matches,
+        summary=summary,
+        limitations="Checks whether the address itself is listed in incident data; it does not "
+        "yet examine the address's transactions with exploited contracts.",
+    )
+
+
+class DatasetInfo(FrozenModel):
+    incidents: int
+    newest_incident: dt.date | None
+    datasets: dict[str, dt.datetime] = Field(description="Loaded datasets and when they loaded.")
+
+
+async def dataset_info(session: AsyncSession) -> DatasetInfo:
+    count, newest = (
+        await session.execute(select(func.count(IncidentRow.pk), func.max(IncidentRow.date)))
+    ).one()
+    loaded = {d.name: d.loaded_at for d in await session.scalars(select(Dataset))}
+    return DatasetInfo(incidents=count, newest_incident=newest, datasets=loaded)

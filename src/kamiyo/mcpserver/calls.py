@@ -1,0 +1,124 @@
+"""How a tool call runs: credentials -> the gate -> the intel function -> the gate again.
+
+Every tool and resource goes through ``run_gated``; none checks tiers or limits itself. A refusal
+or a bad argument becomes an ``isError`` result with one sentence that says what to change; an
+unexpected failure is logged with its traceback and reaches the client only as a short notice.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo.access.gate import Call, Gate, Grant, Refusal
+from kamiyo.config import Settings
+from kamiyo.errors import describe_validation_error
+from kamiyo.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+GrantWork = Callable[[Grant, AsyncSession], Awaitable[BaseModel]]
+
+
+class ArgumentError(ValueError):
+    """An argument the intel layer cannot use; the message says how to fix the call."""
+
+
+@dataclass
+class ServerState:
+    """What the tools share: settings, the gate, and the runtime once the transport is up."""
+
+    settings: Settings
+    gate: Gate
+    runtime: Runtime | None = None
+    # stdio has no headers: its credential comes from the environment at start.
+    stdio_credential: str | None = None
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    def require_runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError("the MCP server was used before its runtime was opened")
+        return self.runtime
+
+
+def credential_of(ctx: Context[Any] | None, state: ServerState) -> str | None:
+    """The bearer credential of an HTTP request, else the one stdio started with."""
+    headers = ctx.headers if ctx is not None else None
+    if headers is not None:
+        value = headers.get("authorization", "")
+        scheme, _, token = value.partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+    return state.stdio_credential
+
+
+def error_result(message: str, details: Mapping[str, Any] | None = None) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=message)],
+        structured_content=dict(details) if details else None,
+        is_error=True,
+    )
+
+
+def refusal_result(refusal: Refusal) -> CallToolResult:
+    details = {"error": refusal.reason, "message": refusal.message, **refusal.details}
+    if refusal.retry_after_s is not None:
+        details["retry_after_seconds"] = refusal.retry_after_s
+    return error_result(refusal.message, details)
+
+
+def model_result(model: BaseModel, meta: Mapping[str, Any] | None = None) -> CallToolResult:
+    structured = model.model_dump(mode="json")
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))],
+        structured_content=structured,
+        meta=dict(meta) if meta else None,
+    )
+
+
+async def run_gated(
+    state: ServerState,
+    ctx: Context[Any] | None,
+    tool: str,
+    work: GrantWork,
+) -> CallToolResult:
+    """Admit, run ``work`` with the grant's caps in a database session, complete, render."""
+    meta = dict(ctx.request_context.meta or {}) if ctx is not None else {}
+    call = Call(tool=tool, credential=credential_of(ctx, state), meta=meta)
+    admission = await state.gate.admit(call)
+    if isinstance(admission, Refusal):
+        log.info("tool %s refused: %s", tool, admission.reason)
+        return refusal_result(admission)
+    try:
+        async with state.require_runtime().sessions() as session:
+            answer = await work(admission, session)
+    except ValidationError as exc:
+        await state.gate.complete(call, admission, "error")
+        return error_result(f"Invalid arguments for {tool}: {describe_validation_error(exc)}")
+    except ArgumentError as exc:
+        await state.gate.complete(call, admission, "error")
+        return error_result(f"Invalid arguments for {tool}: {exc}")
+    except Exception:
+        log.exception("tool %s failed", tool)
+        await state.gate.complete(call, admission, "error")
+        return error_result(f"{tool} failed on the server; the error was logged. Try again later.")
+    receipt = await state.gate.complete(call, admission, "ok")
+    return model_result(answer, receipt)
+
+
+def parse(model: type[M], names: Mapping[str, str] | None = None, **fields: Any) -> M:
+    """Build an intel query from tool arguments, leaving out the ones not given.
+
+    ``names`` maps the model's field names to the tool's argument names for error messages.
+    """
+    try:
+        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise ArgumentError(describe_validation_error(exc, names)) from exc

@@ -1,0 +1,59 @@
+"""Resources and prompts through the SDK's own client."""
+
+import json
+
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import TextContent, TextResourceContents
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_resources_are_listed(client: Client) -> None:
+    resources = {str(r.uri) for r in (await client.list_resources()).resources}
+    assert "kamiyo://exploits/recent" in resources
+    templates = {
+        t.uri_template for t in (await client.list_resource_templates()).resource_templates
+    }
+    assert "kamiyo://exploits/{exploit_id}" in templates
+
+
+async def test_recent_exploits_resource(client: Client) -> None:
+    contents = (await client.read_resource("kamiyo://exploits/recent")).contents
+    assert isinstance(contents[0], TextResourceContents)
+    recent = json.loads(contents[0].text)
+    dates = [i["date"] for i in recent["incidents"]]
+    assert len(dates) == 20
+    assert dates == sorted(dates, reverse=True)
+
+
+async def test_exploit_resource_template(client: Client) -> None:
+    contents = (await client.read_resource("kamiyo://exploits/20230313_eulerfinance")).contents
+    assert isinstance(contents[0], TextResourceContents)
+    assert json.loads(contents[0].text)["protocol"] == "EulerFinance"
+
+
+async def test_unknown_exploit_resource_is_an_error(client: Client) -> None:
+    with pytest.raises(MCPError, match="no incident with id"):
+        await client.read_resource("kamiyo://exploits/19990101_nothing")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "arguments", "expected"),
+    [
+        ("protocol_due_diligence", {"protocol": "Euler"}, "assess_protocol_risk"),
+        ("incident_brief", {"exploit_id": "20230313_eulerfinance"}, "get_exploit"),
+        ("wallet_safety_check", {"address": "0xabc"}, "check_wallet_interactions"),
+    ],
+)
+async def test_prompts(
+    client: Client, prompt: str, arguments: dict[str, str], expected: str
+) -> None:
+    listed = {p.name for p in (await client.list_prompts()).prompts}
+    assert prompt in listed
+    result = await client.get_prompt(prompt, arguments)
+    content = result.messages[0].content
+    assert isinstance(content, TextContent)
+    assert expected in content.text
+    assert next(iter(arguments.values())) in content.text

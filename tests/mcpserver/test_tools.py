@@ -1,0 +1,189 @@
+"""Every tool through the SDK's own client, as an agent calls it."""
+
+import json
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp_types import CallToolResult, TextContent
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = {
+    "health_check",
+    "search_exploits",
+    "get_exploit",
+    "get_exploit_stats",
+    "assess_protocol_risk",
+    "check_wallet_interactions",
+}
+
+
+def text_of(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    assert result.is_error is not True, text_of(result)
+    assert result.structured_content is not None
+    # The text block carries the same JSON for clients that do not read structured content.
+    assert json.loads(text_of(result)) == result.structured_content
+    return dict(result.structured_content)
+
+
+async def test_tools_are_listed_with_schemas(client: Client) -> None:
+    listed = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(listed) == TOOLS
+    for tool in listed.values():
+        assert tool.description
+        assert tool.output_schema is not None
+        assert tool.annotations is not None
+        assert tool.annotations.read_only_hint is True
+    search = listed["search_exploits"].input_schema
+    assert {"query", "chain", "since", "until", "min_loss_usd", "attack_type", "limit"} <= set(
+        search["properties"]
+    )
+    assert "reentrancy" in json.dumps(search)  # the attack-type vocabulary is in the schema
+    assert listed["get_exploit"].input_schema["required"] == ["exploit_id"]
+
+
+async def test_health_check(client: Client) -> None:
+    health = structured(await client.call_tool("health_check", {}))
+    assert health["status"] == "ok"
+    assert health["dataset"]["incidents"] == 860
+    assert health["database"].endswith(": ok")
+
+
+async def test_search_exploits(client: Client) -> None:
+    result = structured(
+        await client.call_tool(
+            "search_exploits",
+            {"query": "euler", "chain": "ethereum", "since": "2023-01-01", "min_loss_usd": 1e6},
+        )
+    )
+    assert [i["id"] for i in result["incidents"]] == ["20230313_eulerfinance"]
+    euler = result["incidents"][0]
+    assert euler["loss_usd"] == 200_000_000
+    assert euler["attack_type"] == "business_logic"
+    assert euler["sources"]
+
+
+async def test_search_by_attack_type_and_loss_order(client: Client) -> None:
+    result = structured(
+        await client.call_tool(
+            "search_exploits", {"attack_type": "bridge", "sort": "loss", "limit": 3}
+        )
+    )
+    assert result["incidents"][0]["protocol"] == "Ronin Network"
+    assert result["count"] == 3
+    assert result["truncated"] is True
+
+
+async def test_get_exploit(client: Client) -> None:
+    incident = structured(
+        await client.call_tool("get_exploit", {"exploit_id": "20260819_allbridgecctp"})
+    )
+    assert incident["protocol"] == "AllbridgeCCTP"
+    assert {"attacker", "victim"} <= {a["role"] for a in incident["addresses"]}
+    assert incident["transactions"]
+    assert incident["provenance"][0]["source"] == "defihacklabs"
+
+
+async def test_get_unknown_exploit_is_a_tool_error(client: Client) -> None:
+    result = await client.call_tool("get_exploit", {"exploit_id": "19990101_nothing"})
+    assert result.is_error is True
+    assert "no incident with id '19990101_nothing'" in text_of(result)
+    assert "search_exploits" in text_of(result)
+
+
+async def test_get_exploit_stats(client: Client) -> None:
+    stats = structured(await client.call_tool("get_exploit_stats", {"group_by": "chain"}))
+    assert stats["incidents"] == 860
+    assert stats["rows"][0]["key"] in {"ethereum", "bsc"}
+    by_year = structured(
+        await client.call_tool("get_exploit_stats", {"since": "2025-01-01", "chain": "bsc"})
+    )
+    assert {r["key"] for r in by_year["rows"]} <= {"2025", "2026"}
+
+
+async def test_assess_protocol_risk_reports_history(client: Client) -> None:
+    report = structured(await client.call_tool("assess_protocol_risk", {"protocol_name": "Euler"}))
+    assert report["incident_count"] >= 1
+    assert "20230313_eulerfinance" in {i["id"] for i in report["incidents"]}
+    assert report["total_loss_usd"] >= 200_000_000
+    assert "not a risk score" in report["summary"]
+
+
+async def test_assess_unknown_protocol_does_not_claim_safety(client: Client) -> None:
+    report = structured(
+        await client.call_tool("assess_protocol_risk", {"protocol_name": "Zzqqxx Finance"})
+    )
+    assert report["incident_count"] == 0
+    assert "not evidence of safety" in report["summary"]
+
+
+async def test_check_wallet_flags_a_known_attacker(client: Client) -> None:
+    screen = structured(
+        await client.call_tool(
+            "check_wallet_interactions",
+            {"wallet_address": "0x2419432344B0B892E592B2601B98EAE702BA360E"},
+        )
+    )
+    assert screen["flagged"] is True
+    assert screen["matches"][0]["incident_id"] == "20260819_allbridgecctp"
+    assert "attacker" in screen["summary"]
+
+
+async def test_check_wallet_victim_and_unknown(client: Client) -> None:
+    victim = structured(
+        await client.call_tool(
+            "check_wallet_interactions",
+            {"wallet_address": "0xaa119f7442ecc28b9a8f236707ada8362cff24ff"},
+        )
+    )
+    assert victim["flagged"] is False
+    assert victim["matches"][0]["role"] == "victim"
+    nobody = structured(
+        await client.call_tool("check_wallet_interactions", {"wallet_address": "0x" + "5a" * 20})
+    )
+    assert nobody["flagged"] is False
+    assert nobody["matches"] == []
+    assert "not listed" in nobody["summary"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "hint"),
+    [
+        ("search_exploits", {"since": "2023-13-45"}, "since"),
+        ("search_exploits", {"limit": "many"}, "limit"),
+        ("search_exploits", {"limit": 0}, "limit"),
+        ("search_exploits", {"query": "x" * 10_000}, "query"),
+        ("search_exploits", {"query": "🚀"}, "no letters or digits"),
+        ("search_exploits", {"chain": "eth'; DROP TABLE incidents; --"}, "not a chain name"),
+        ("search_exploits", {"attack_type": "space lasers"}, "attack_type"),
+        ("search_exploits", {"since": "2024-02-01", "until": "2024-01-01"}, "since must not"),
+        ("search_exploits", {"chains": "bsc"}, "Unknown argument(s) for search_exploits: chains"),
+        ("get_exploit", {}, "exploit_id"),
+        ("get_exploit_stats", {"group_by": "planet"}, "group_by"),
+        ("check_wallet_interactions", {"wallet_address": "0x123"}, "not an address"),
+        ("assess_protocol_risk", {"protocol_name": "!!!"}, "protocol_name"),
+    ],
+)
+async def test_bad_arguments_are_tool_errors_that_say_what_to_fix(
+    client: Client, tool: str, arguments: dict[str, Any], hint: str
+) -> None:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error is True
+    message = text_of(result)
+    assert hint in message
+    assert message.startswith(("Invalid arguments for", "Unknown argument(s) for"))
+    assert "\n" not in message  # one line, not a validation dump
+    assert "errors.pydantic.dev" not in message
+
+
+async def test_unknown_tool_is_a_tool_error(client: Client) -> None:
+    result = await client.call_tool("no_such_tool", {})
+    assert result.is_error is True
+    assert "no_such_tool" in text_of(result)
