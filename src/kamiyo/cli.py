@@ -3,9 +3,10 @@
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -69,15 +70,12 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _run(work: Callable[[Runtime], Awaitable[T]], *, upgrade: bool | None = None) -> T:
-    settings = _settings()
-
-    async def main() -> T:
-        async with open_runtime(settings, upgrade=upgrade) as runtime:
-            return await work(runtime)
-
+def _execute(settings: Settings, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main`` to completion, turning database trouble into a one-line error."""
     try:
         return asyncio.run(main())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
     except SchemaOutOfDateError as exc:
         _fail(str(exc))
     except (OperationalError, DBAPIError, OSError) as exc:
@@ -86,6 +84,17 @@ def _run(work: Callable[[Runtime], Awaitable[T]], *, upgrade: bool | None = None
             f"cannot use the database at {_safe_url(settings.resolved_database_url)}: "
             f"{str(exc).splitlines()[0]}"
         )
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]], *, upgrade: bool | None = None) -> T:
+    """Open the runtime, do ``work`` with it, close it."""
+    settings = _settings()
+
+    async def main() -> T:
+        async with open_runtime(settings, upgrade=upgrade) as runtime:
+            return await work(runtime)
+
+    return _execute(settings, main)
 
 
 def _query(model: type[M], **fields: object) -> M:
@@ -273,6 +282,45 @@ def stats(
     out.print(table)
     if result.note:
         out.print(result.note)
+
+
+class Transport(StrEnum):
+    STDIO = "stdio"
+    HTTP = "http"
+
+
+@app.command()
+def serve(
+    transport: Annotated[
+        Transport, typer.Option(help="stdio for Claude Desktop, http for remote agents.")
+    ] = Transport.STDIO,
+    host: Annotated[str, typer.Option(help="HTTP: address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP: port to listen on.")] = 8000,
+    stateless: Annotated[
+        bool, typer.Option(help="HTTP: no sessions; any instance answers any request.")
+    ] = False,
+    json_response: Annotated[
+        bool, typer.Option(help="HTTP: plain JSON answers instead of SSE streams.")
+    ] = False,
+) -> None:
+    """Serve MCP: on stdio (the default), or over HTTP at /mcp (Streamable HTTP) and /sse."""
+    settings = _settings()
+    if transport is Transport.STDIO:
+        from kamiyo.mcpserver.server import serve_stdio
+
+        secret = settings.api_key or settings.token
+        credential = secret.get_secret_value() if secret else None
+        _execute(settings, lambda: serve_stdio(settings, credential))
+        return
+
+    import uvicorn
+
+    from kamiyo.web.app import create_app
+
+    application = create_app(settings, stateless=stateless, json_response=json_response, host=host)
+    err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")
+    # log_config=None: uvicorn logs through our handlers, to stderr like everything else.
+    uvicorn.run(application, host=host, port=port, log_config=None, server_header=False)
 
 
 @db_app.command("upgrade")

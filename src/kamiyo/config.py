@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     stripe_secret_key: SecretStr | None = None
     max_results: int = Field(default=1000, ge=1, le=10000)
+    # The credential a stdio server presents for its user (HTTP callers send their own).
+    api_key: SecretStr | None = None
+    token: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:

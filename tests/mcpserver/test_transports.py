@@ -1,0 +1,161 @@
+"""The server as users run it: a real process on stdio, and on HTTP over loopback.
+
+Clients are the SDK's own stdio, Streamable HTTP and SSE clients.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
+from mcp_types import CallToolResult
+
+pytestmark = pytest.mark.anyio
+
+STARTUP_TIMEOUT_S = 60
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
+    return env | {"KAMIYO_DATA_DIR": str(tmp_path / "data"), "KAMIYO_LOG_FORMAT": "json"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)  # polling for readiness, not waiting out a fixed delay
+    raise TimeoutError(f"{url} did not answer within {STARTUP_TIMEOUT_S} s")
+
+
+@pytest.fixture(params=["stateful", "stateless-json"])
+def http_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    flags = ["--stateless", "--json-response"] if request.param == "stateless-json" else []
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kamiyo",
+                "serve",
+                "--transport",
+                "http",
+                "--port",
+                str(port),
+                *flags,
+            ],
+            env=_env(tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        _wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        stdout, _ = process.communicate(timeout=30)
+    assert stdout == b""  # logs go to stderr, never stdout
+    assert "Traceback" not in log_path.read_text()
+
+
+async def _exercise(client: Client) -> CallToolResult:
+    tools = {t.name for t in (await client.list_tools()).tools}
+    assert "search_exploits" in tools
+    result = await client.call_tool("search_exploits", {"query": "ronin"})
+    assert result.is_error is not True
+    assert result.structured_content is not None
+    assert result.structured_content["incidents"][0]["id"] == "20220329_ronin-network"
+    return result
+
+
+async def test_streamable_http(http_server: str) -> None:
+    async with Client(f"{http_server}/mcp") as client:
+        await _exercise(client)
+
+
+async def test_legacy_sse(http_server: str) -> None:
+    async with Client(sse_client(f"{http_server}/sse")) as client:
+        await _exercise(client)
+
+
+def test_healthz_and_dns_rebinding_guard(http_server: str) -> None:
+    with urllib.request.urlopen(f"{http_server}/healthz") as response:
+        assert json.loads(response.read())["status"] == "ok"
+    forged = urllib.request.Request(
+        f"{http_server}/mcp",
+        data=b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+        headers={
+            "Host": "evil.example",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(forged)
+    refused.value.close()
+    assert refused.value.code in (403, 421)
+
+
+async def test_stdio(tmp_path: Path) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "kamiyo", "serve"], env=_env(tmp_path), cwd=tmp_path
+    )
+    async with Client(params) as client:
+        await _exercise(client)
+        health = await client.call_tool("health_check", {})
+        assert health.structured_content is not None
+        assert health.structured_content["status"] == "ok"
+
+
+def test_stdio_stdout_carries_only_protocol(tmp_path: Path) -> None:
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    process = subprocess.run(
+        [sys.executable, "-m", "kamiyo", "serve"],
+        input=(json.dumps(initialize) + "\n").encode(),
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [line for line in process.stdout.decode().splitlines() if line.strip()]
+    assert lines, process.stderr.decode()
+    for line in lines:
+        message = json.loads(line)
+        assert message["jsonrpc"] == "2.0"
+    assert json.loads(lines[0])["result"]["serverInfo"]["name"] == "kamiyo"
+    assert b"loaded 860 incidents" in process.stderr  # logs went to stderr
