@@ -32,7 +32,14 @@ lint: $(BIN)/kamiyo
 typecheck: $(BIN)/kamiyo
 	$(BIN)/mypy
 
-pytest: $(BIN)/kamiyo
+# The Node MCP clients the tests drive (Inspector CLI, TypeScript SDKs), from their lock file.
+NODE_CLIENTS := tests/node/node_modules/.package-lock.json
+$(NODE_CLIENTS): tests/node/package.json tests/node/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the Node MCP client tests will be skipped"; fi
+
+pytest: $(BIN)/kamiyo $(NODE_CLIENTS)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/kamiyo

