@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kamiyo.cli import app
+from kamiyo.clients import claude_desktop_config_path
 
 runner = CliRunner()
 
@@ -179,3 +180,38 @@ def test_real_process_keeps_stdout_for_results_and_logs_on_stderr(tmp_path: Path
     log_lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
     assert any("loaded 860 incidents" in line["message"] for line in log_lines)
     assert all(line["level"] in {"INFO", "WARNING"} for line in log_lines)
+
+
+def test_install_claude_desktop_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAMIYO_API_KEY", "kmy_from_env")
+    code, out, err = kamiyo("install", "claude-desktop", "--print", "--api-key")
+    assert code == 0
+    entry = json.loads(out)["mcpServers"]["kamiyo"]
+    assert entry["args"] == ["-m", "kamiyo", "serve"]
+    assert entry["env"]["KAMIYO_API_KEY"] == "kmy_from_env"
+    assert "Cursor" in err
+
+
+def test_install_claude_desktop_writes_the_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for variable in ("HOME", "APPDATA", "XDG_CONFIG_HOME"):
+        monkeypatch.setenv(variable, str(tmp_path / "home"))
+    path = claude_desktop_config_path()
+    assert path.is_relative_to(tmp_path)
+    code, _, err = kamiyo("install", "claude-desktop")
+    assert code == 0, err
+    assert "kamiyo" in json.loads(path.read_text())["mcpServers"]
+    path.write_text("{broken")
+    code, _, err = kamiyo("install", "claude-desktop")
+    assert code == 1
+    assert "left untouched" in err
+    assert path.read_text() == "{broken"
+
+
+def test_install_remote_print() -> None:
+    code, out, _ = kamiyo(
+        "install", "claude-desktop", "--print", "--remote", "https://kamiyo.example/mcp"
+    )
+    assert code == 0
+    assert json.loads(out)["mcpServers"]["kamiyo"]["args"][-1] == "https://kamiyo.example/mcp"

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
@@ -15,7 +16,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from kamiyo import __version__, intel
+from kamiyo import __version__, clients, intel
 from kamiyo.config import InsecureSettingsError, Settings, get_settings
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
@@ -32,6 +33,8 @@ db_app = typer.Typer(help="Database schema and data.", no_args_is_help=True)
 data_app = typer.Typer(help="The bundled incident dataset.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
+install_app = typer.Typer(help="Connect KAMIYO to an MCP client.", no_args_is_help=True)
+app.add_typer(install_app, name="install")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -321,6 +324,68 @@ def serve(
     err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")
     # log_config=None: uvicorn logs through our handlers, to stderr like everything else.
     uvicorn.run(application, host=host, port=port, log_config=None, server_header=False)
+
+
+class Launcher(StrEnum):
+    PYTHON = "python"
+    UVX = "uvx"
+
+
+@install_app.command("claude-desktop")
+def install_claude_desktop(
+    api_key: Annotated[
+        bool,
+        typer.Option(
+            "--api-key",
+            help="Store an API key in the server's env: taken from KAMIYO_API_KEY if set, "
+            "else asked for (hidden). Never passed as an argument, so `ps` cannot show it.",
+        ),
+    ] = False,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the configuration instead of writing it.")
+    ] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option(help="URL of a remote KAMIYO (…/mcp), bridged with npx mcp-remote."),
+    ] = None,
+    launcher: Annotated[
+        Launcher, typer.Option(help="python: this interpreter; uvx: run through uv.")
+    ] = Launcher.PYTHON,
+    config: Annotated[
+        Path | None, typer.Option(help="Config file to write (default: Claude Desktop's).")
+    ] = None,
+) -> None:
+    """Add KAMIYO to Claude Desktop's configuration, keeping every other server (with a backup).
+
+    With --print, show the JSON instead; the same mcpServers entry works in Cursor
+    (~/.cursor/mcp.json) and Claude Code (.mcp.json).
+    """
+    settings = _settings()
+    key: str | None = None
+    if api_key:
+        key = os.environ.get("KAMIYO_API_KEY") or typer.prompt("API key", hide_input=True)
+    entry = (
+        clients.remote_server_entry(remote, key)
+        if remote
+        else clients.local_server_entry(data_dir=settings.data_dir, api_key=key, launcher=launcher)
+    )
+    if print_only:
+        sys.stdout.write(clients.merged_config(None, entry))
+        err.print(
+            "Paste into Claude Desktop's claude_desktop_config.json, Cursor's "
+            "~/.cursor/mcp.json or Claude Code's .mcp.json."
+        )
+        return
+    path = config or clients.claude_desktop_config_path()
+    try:
+        backup = clients.install(path, entry)
+    except clients.ClientConfigError as exc:
+        _fail(f"{path}: {exc}")
+    err.print(
+        f"Added '{clients.SERVER_NAME}' to {path}"
+        + (f" (backup: {backup.name})" if backup else "")
+        + ". Restart Claude Desktop to load it."
+    )
 
 
 @db_app.command("upgrade")
