@@ -57,3 +57,9 @@ async def test_prompts(
     assert isinstance(content, TextContent)
     assert expected in content.text
     assert next(iter(arguments.values())) in content.text
+
+
+async def test_unknown_prompt_is_invalid_params(client: Client) -> None:
+    with pytest.raises(MCPError, match="Unknown prompt: nope. Prompts: incident_brief") as caught:
+        await client.get_prompt("nope", {})
+    assert caught.value.code == -32602

@@ -5,6 +5,8 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from kamiyo import __version__
 from kamiyo.access.gate import Gate, OpenGate
@@ -53,11 +55,14 @@ class ArgumentChecks:
     def __init__(self, server: MCPServer) -> None:
         self._server = server
         self._known: dict[str, set[str]] | None = None
+        self._prompts: set[str] | None = None
 
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         params = ctx.params
+        if ctx.method == "prompts/get" and isinstance(params, Mapping):
+            await self._check_prompt(str(params.get("name")))
         if ctx.method != "tools/call" or not isinstance(params, Mapping):
             return await call_next(ctx)
         if self._known is None:
@@ -82,6 +87,16 @@ class ArgumentChecks:
             if tidy:
                 return error_result(tidy)
         return result
+
+    async def _check_prompt(self, name: str) -> None:
+        """An unknown prompt is the caller's mistake: a clean INVALID_PARAMS, not a crash log."""
+        if self._prompts is None:
+            self._prompts = {prompt.name for prompt in await self._server.list_prompts()}
+        if name not in self._prompts:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Unknown prompt: {name}. Prompts: {', '.join(sorted(self._prompts))}.",
+            )
 
 
 async def serve_stdio(settings: Settings, credential: str | None) -> None:
