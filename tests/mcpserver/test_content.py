@@ -60,6 +60,6 @@ async def test_prompts(
 
 
 async def test_unknown_prompt_is_invalid_params(client: Client) -> None:
-    with pytest.raises(MCPError, match="Unknown prompt: nope. Prompts: incident_brief") as caught:
+    with pytest.raises(MCPError, match=r"Unknown prompt: nope\. Prompts: incident_brief") as caught:
         await client.get_prompt("nope", {})
     assert caught.value.code == -32602

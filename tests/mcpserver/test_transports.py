@@ -14,6 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp_types import CallToolResult
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_PROTOCOL_VERSION
 
 from tests.mcpserver.conftest import server_env
 
@@ -30,8 +31,14 @@ async def _exercise(client: Client) -> CallToolResult:
     return result
 
 
-async def test_streamable_http(http_server: str) -> None:
-    async with Client(f"{http_server}/mcp") as client:
+@pytest.mark.parametrize(
+    ("mode", "version"), [("legacy", "2025-11-25"), ("2026-07-28", "2026-07-28"), ("auto", None)]
+)
+async def test_streamable_http_in_both_protocol_eras(
+    http_server: str, mode: str, version: str | None
+) -> None:
+    async with Client(f"{http_server}/mcp", mode=mode) as client:
+        assert client.protocol_version == (version or LATEST_PROTOCOL_VERSION)
         await _exercise(client)
 
 
@@ -59,27 +66,31 @@ def test_healthz_and_dns_rebinding_guard(http_server: str) -> None:
     assert refused.value.code in (403, 421)
 
 
-async def test_stdio(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_stdio(tmp_path: Path, mode: str) -> None:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "kamiyo", "serve"],
         env=server_env(tmp_path),
         cwd=tmp_path,
     )
-    async with Client(params) as client:
+    async with Client(params, mode=mode) as client:
+        assert client.protocol_version == ("2025-11-25" if mode == "legacy" else mode)
         await _exercise(client)
         health = await client.call_tool("health_check", {})
         assert health.structured_content is not None
         assert health.structured_content["status"] == "ok"
 
 
-def test_stdio_stdout_carries_only_protocol(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", HANDSHAKE_PROTOCOL_VERSIONS)
+def test_stdio_handshake_versions_and_clean_stdout(tmp_path: Path, version: str) -> None:
+    """Every handshake-era revision is accepted, and stdout carries nothing but protocol."""
     initialize = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
         "params": {
-            "protocolVersion": "2025-11-25",
+            "protocolVersion": version,
             "capabilities": {},
             "clientInfo": {"name": "raw", "version": "0"},
         },
@@ -98,5 +109,7 @@ def test_stdio_stdout_carries_only_protocol(tmp_path: Path) -> None:
     for line in lines:
         message = json.loads(line)
         assert message["jsonrpc"] == "2.0"
-    assert json.loads(lines[0])["result"]["serverInfo"]["name"] == "kamiyo"
+    result = json.loads(lines[0])["result"]
+    assert result["serverInfo"]["name"] == "kamiyo"
+    assert result["protocolVersion"] == version
     assert b"loaded 860 incidents" in process.stderr  # logs went to stderr
