@@ -312,7 +312,8 @@ def serve(
         from kamiyo.mcpserver.server import serve_stdio
 
         secret = settings.api_key or settings.token
-        credential = secret.get_secret_value() if secret else None
+        # An empty value (a desktop extension's unset option) means no credential.
+        credential = (secret.get_secret_value() if secret else "") or None
         _execute(settings, lambda: serve_stdio(settings, credential))
         return
 
@@ -386,6 +387,21 @@ def install_claude_desktop(
         + (f" (backup: {backup.name})" if backup else "")
         + ". Restart Claude Desktop to load it."
     )
+
+
+@app.command()
+def bundle(
+    out: Annotated[Path | None, typer.Option(help="Where to write the bundle.")] = None,
+) -> None:
+    """Build a desktop-extension bundle (.mcpb) from this source checkout."""
+    from kamiyo import bundle as mcpb
+
+    target = out or Path("dist") / f"kamiyo-{__version__}.mcpb"
+    try:
+        written = mcpb.build(target)
+    except mcpb.BundleError as exc:
+        _fail(str(exc))
+    err.print(f"Wrote {written} ({written.stat().st_size // 1024} KiB).")
 
 
 @db_app.command("upgrade")

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     stripe_secret_key: SecretStr | None = None
     max_results: int = Field(default=1000, ge=1, le=10000)
+    cache_ttl_s: float = Field(
+        default=30, ge=0, description="How long identical calls share an answer; 0 disables."
+    )
+    cache_size: int = Field(default=4096, ge=1)
     # The credential a stdio server presents for its user (HTTP callers send their own).
     api_key: SecretStr | None = None
     token: SecretStr | None = None

@@ -111,6 +111,11 @@ def test_typescript_sdk_clients(
     assert seen["server"]["name"] == "kamiyo"
     assert "check_wallet_interactions" in seen["tools"]
     assert seen["result"]["structuredContent"]["incidents"][0]["protocol"] == "Ronin Network"
+    assert set(seen["results"]) == set(seen["tools"])  # every tool was called
+    for name, result in seen["results"].items():
+        assert not result.get("isError"), (name, result["content"])
+        assert result["structuredContent"], name
+    assert seen["results"]["check_wallet_interactions"]["structuredContent"]["flagged"] is True
     assert seen["bad"]["isError"] is True
     assert seen["bad"]["content"][0]["text"].startswith("Invalid arguments for search_exploits")
 
@@ -138,3 +143,25 @@ def test_official_conformance_suite(http_url: str, env: dict[str, str], tmp_path
     assert "server-initialize: 1 passed, 0 failed" in output
     assert "tools-call-error: 1 passed, 0 failed" in output
     assert "dns-rebinding-protection: 2 passed, 0 failed" in output
+
+
+EVERY_TOOL = [
+    ("health_check", []),
+    ("search_exploits", ["query=flash loan", "chain=bsc", "limit=3"]),
+    ("get_exploit", ["exploit_id=20230313_eulerfinance"]),
+    ("get_exploit_stats", ["group_by=attack_type"]),
+    ("assess_protocol_risk", ["protocol_name=Euler"]),
+    ("check_wallet_interactions", ["wallet_address=0x2419432344b0b892e592b2601b98eae702ba360e"]),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments"), EVERY_TOOL, ids=[t for t, _ in EVERY_TOOL])
+def test_inspector_cli_calls_every_tool(
+    tool: str, arguments: list[str], http_url: str, env: dict[str, str]
+) -> None:
+    method = ["--method", "tools/call", "--tool-name", tool]
+    if arguments:
+        method += ["--tool-arg", *arguments]
+    called = _inspector([f"{http_url}/mcp", "--transport", "http"], method, env)
+    assert called.get("isError") is not True, called["content"]
+    assert called["structuredContent"]

@@ -1,11 +1,17 @@
 """Every tool through the SDK's own client, as an agent calls it."""
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
+
+from kamiyo.access.gate import Call, Grant, OpenGate, Outcome
+from kamiyo.mcpserver.calls import ServerState
+from kamiyo.mcpserver.server import build_server
+from kamiyo.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +193,33 @@ async def test_unknown_tool_is_a_tool_error(client: Client) -> None:
     result = await client.call_tool("no_such_tool", {})
     assert result.is_error is True
     assert "no_such_tool" in text_of(result)
+
+
+async def test_identical_calls_share_a_cached_answer_and_are_still_completed(
+    loaded_runtime: Runtime,
+) -> None:
+    completed: list[str] = []
+
+    class RecordingGate(OpenGate):
+        async def complete(self, call: Call, grant: Grant, outcome: Outcome) -> Mapping[str, Any]:
+            completed.append(f"{call.tool}:{outcome}")
+            return {}
+
+    settings = loaded_runtime.settings.model_copy(update={"cache_ttl_s": 60})
+    state = ServerState(
+        settings=settings, gate=RecordingGate(max_results=100), runtime=loaded_runtime
+    )
+    assert state.cache is not None
+    async with Client(build_server(state)) as client:
+        first = await client.call_tool("search_exploits", {"query": "ronin"})
+        second = await client.call_tool("search_exploits", {"query": "ronin"})
+        other = await client.call_tool("search_exploits", {"query": "euler"})
+    assert first.structured_content == second.structured_content
+    assert other.structured_content != first.structured_content
+    assert completed == ["search_exploits:ok"] * 3  # every call is metered, cached or not
+    assert len(state.cache) == 2
+
+
+def test_the_cache_can_be_turned_off(loaded_runtime: Runtime) -> None:
+    settings = loaded_runtime.settings.model_copy(update={"cache_ttl_s": 0})
+    assert ServerState(settings=settings, gate=OpenGate(max_results=10)).cache is None

@@ -30,10 +30,20 @@ const client = new ClientClass({ name: `kamiyo-test-${sdk}`, version: "1.0.0" })
 const transport = makeTransport();
 await client.connect(transport);
 const tools = await client.listTools();
-const result = await client.callTool({
-  name: "search_exploits",
-  arguments: { query: "ronin", limit: 3 },
-});
+// One call of every tool, as an agent would make them.
+const calls = {
+  health_check: {},
+  search_exploits: { query: "ronin", limit: 3 },
+  get_exploit: { exploit_id: "20230313_eulerfinance" },
+  get_exploit_stats: { group_by: "chain" },
+  assess_protocol_risk: { protocol_name: "Euler" },
+  check_wallet_interactions: { wallet_address: "0x2419432344b0b892e592b2601b98eae702ba360e" },
+};
+const results = {};
+for (const [name, args] of Object.entries(calls)) {
+  results[name] = await client.callTool({ name, arguments: args });
+}
+const result = results.search_exploits;
 const bad = await client.callTool({ name: "search_exploits", arguments: { since: "2023-13-45" } });
 process.stdout.write(
   JSON.stringify({
@@ -41,6 +51,7 @@ process.stdout.write(
     server: client.getServerVersion?.() ?? null,
     tools: tools.tools.map((t) => t.name),
     result,
+    results,
     bad,
   }) + "\n",
 );

@@ -8,6 +8,7 @@ SQLite keeps an FTS5 table ``incident_search`` keyed by ``incidents.pk``; Postgr
 import datetime as dt
 
 from sqlalchemy import (
+    JSON,
     Date,
     DateTime,
     Float,
@@ -66,6 +67,9 @@ class Incident(Base):
     status: Mapped[str] = mapped_column(String(16), default="reported")
     funds_returned: Mapped[bool | None] = mapped_column()
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Copies of incident_chains and the references' firms, for summaries (search reads one table).
+    chain_list: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source_list: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     chains: Mapped[list["IncidentChain"]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="raise"

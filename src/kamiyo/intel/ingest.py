@@ -57,6 +57,7 @@ async def _delete_existing(session: AsyncSession, ids: Sequence[str]) -> None:
 async def _insert_batch(
     session: AsyncSession, batch: Sequence[IncidentRecord], now: dt.datetime
 ) -> None:
+    firms = [{url: firm_for_url(url) for url in r.references} for r in batch]
     rows = [
         {
             "id": r.id,
@@ -72,8 +73,10 @@ async def _insert_batch(
             "status": r.status,
             "funds_returned": r.funds_returned,
             "updated_at": now,
+            "chain_list": list(dict.fromkeys(r.chains)),
+            "source_list": sorted({firm for firm in firm_of.values() if firm}),
         }
-        for r in batch
+        for r, firm_of in zip(batch, firms, strict=True)
     ]
     # Core inserts on the tables, not ORM bulk inserts: several times faster for big loads.
     incidents = _table(Incident)
@@ -85,7 +88,7 @@ async def _insert_batch(
 
     chains, addresses, transactions, references, provenance = [], [], [], [], []
     documents = []
-    for record, row in zip(batch, rows, strict=True):
+    for record, row, firm_of in zip(batch, rows, firms, strict=True):
         pk = pk_by_id[record.id]
         chains += [{"incident_pk": pk, "chain": c} for c in dict.fromkeys(record.chains)]
         addresses += [{"incident_pk": pk, **a.model_dump(mode="json")} for a in record.addresses]
@@ -93,7 +96,7 @@ async def _insert_batch(
             {"incident_pk": pk, **t.model_dump(mode="json")} for t in record.transactions
         ]
         references += [
-            {"incident_pk": pk, "url": url, "firm": firm_for_url(url)} for url in record.references
+            {"incident_pk": pk, "url": url, "firm": firm} for url, firm in firm_of.items()
         ]
         provenance.append(
             {

@@ -1,8 +1,6 @@
 """Finding incidents: filtered full-text search and look-up by id."""
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Row, Select, exists, select
@@ -100,37 +98,10 @@ async def search_incidents(
         order.append(IncidentRow.loss_usd.desc().nulls_last())
     order += [IncidentRow.date.desc(), IncidentRow.pk.desc()]
     rows = (await session.execute(stmt.order_by(*order).limit(limit + 1))).all()
-    page = rows[:limit]
-    chains, firms = await _chains_and_firms(session, [row.pk for row in page])
-    summaries = [
-        IncidentSummary.model_validate(_summary_fields(row, chains[row.pk], firms[row.pk]))
-        for row in page
-    ]
+    summaries = [IncidentSummary.model_validate(_summary_fields(row)) for row in rows[:limit]]
     return SearchResult(
         incidents=summaries, count=len(summaries), truncated=len(rows) > limit, limit=limit
     )
-
-
-async def _chains_and_firms(
-    session: AsyncSession, pks: Sequence[int]
-) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
-    chains: dict[int, list[str]] = defaultdict(list)
-    for pk, chain in await session.execute(
-        select(IncidentChain.incident_pk, IncidentChain.chain)
-        .where(IncidentChain.incident_pk.in_(pks))
-        .order_by(IncidentChain.incident_pk, IncidentChain.chain)
-    ):
-        chains[pk].append(chain)
-    firms: dict[int, list[str]] = defaultdict(list)
-    for pk, firm in await session.execute(
-        select(IncidentReference.incident_pk, IncidentReference.firm)
-        .where(IncidentReference.incident_pk.in_(pks), IncidentReference.firm.is_not(None))
-        .distinct()
-        .order_by(IncidentReference.incident_pk, IncidentReference.firm)
-    ):
-        if firm:
-            firms[pk].append(firm)
-    return chains, firms
 
 
 # What a search row carries: the summary fields, read in the search query itself.
@@ -145,24 +116,24 @@ _SUMMARY_COLUMNS = (
     IncidentRow.loss_text,
     IncidentRow.attack_type,
     IncidentRow.attack_type_raw,
+    IncidentRow.chain_list,
+    IncidentRow.source_list,
 )
 
 
-def _summary_fields(
-    row: IncidentRow | Row[*tuple[Any, ...]], chains: list[str], firms: list[str]
-) -> dict[str, object]:
+def _summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, object]:
     return {
         "id": row.id,
         "date": row.date,
         "date_precision": row.date_precision,
         "protocol": row.protocol,
-        "chains": chains,
+        "chains": row.chain_list,
         "loss_usd": row.loss_usd,
         "loss_usd_basis": row.loss_usd_basis,
         "loss_text": row.loss_text,
         "attack_type": row.attack_type,
         "attack_type_raw": row.attack_type_raw,
-        "sources": firms,
+        "sources": row.source_list,
     }
 
 
@@ -181,10 +152,9 @@ async def get_incident(session: AsyncSession, incident_id: str) -> Incident | No
     row = await session.scalar(select(IncidentRow).where(IncidentRow.id == incident_id))
     if row is None:
         return None
-    chains, firms = await _chains_and_firms(session, [row.pk])
     return Incident.model_validate(
         {
-            **_summary_fields(row, chains[row.pk], firms[row.pk]),
+            **_summary_fields(row),
             "description": row.description,
             "status": row.status,
             "funds_returned": row.funds_returned,

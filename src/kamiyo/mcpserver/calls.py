@@ -5,13 +5,13 @@ or a bad argument becomes an ``isError`` result with one sentence that says what
 unexpected failure is logged with its traceback and reaches the client only as a short notice.
 """
 
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from cachetools import TTLCache
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ValidationError
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 GrantWork = Callable[[Grant, AsyncSession], Awaitable[BaseModel]]
+Rendered = tuple[dict[str, Any], str]
 
 
 class ArgumentError(ValueError):
@@ -42,6 +43,12 @@ class ServerState:
     # stdio has no headers: its credential comes from the environment at start.
     stdio_credential: str | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
+    # Rendered answers to identical read-only calls, kept for settings.cache_ttl_s seconds.
+    cache: TTLCache[Hashable, Rendered] | None = None
+
+    def __post_init__(self) -> None:
+        if self.cache is None and self.settings.cache_ttl_s > 0:
+            self.cache = TTLCache(maxsize=self.settings.cache_size, ttl=self.settings.cache_ttl_s)
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:
@@ -74,10 +81,15 @@ def refusal_result(refusal: Refusal) -> CallToolResult:
     return error_result(refusal.message, details)
 
 
-def model_result(model: BaseModel, meta: Mapping[str, Any] | None = None) -> CallToolResult:
-    structured = model.model_dump(mode="json")
+def render(model: BaseModel) -> Rendered:
+    """An answer as structured content and as the same JSON in text, for clients that read text."""
+    return model.model_dump(mode="json"), model.model_dump_json()
+
+
+def rendered_result(rendered: Rendered, meta: Mapping[str, Any] | None = None) -> CallToolResult:
+    structured, text = rendered
     return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))],
+        content=[TextContent(type="text", text=text)],
         structured_content=structured,
         meta=dict(meta) if meta else None,
     )
@@ -88,17 +100,28 @@ async def run_gated(
     ctx: Context[Any] | None,
     tool: str,
     work: GrantWork,
+    cache_key: Hashable | None = None,
 ) -> CallToolResult:
-    """Admit, run ``work`` with the grant's caps in a database session, complete, render."""
+    """Admit, run ``work`` with the grant's caps in a database session, complete, render.
+
+    ``cache_key`` (the call's arguments) lets an identical call with the same caps be answered
+    from the cache; it is still admitted and completed (metered) like any other.
+    """
     meta = dict(ctx.request_context.meta or {}) if ctx is not None else {}
     call = Call(tool=tool, credential=credential_of(ctx, state), meta=meta)
     admission = await state.gate.admit(call)
     if isinstance(admission, Refusal):
         log.info("tool %s refused: %s", tool, admission.reason)
         return refusal_result(admission)
+    key = None
+    if cache_key is not None and state.cache is not None:
+        key = (tool, cache_key, admission.max_results, admission.hide_after)
+        cached = state.cache.get(key)
+        if cached is not None:
+            return rendered_result(cached, await state.gate.complete(call, admission, "ok"))
     try:
         async with state.require_runtime().sessions() as session:
-            answer = await work(admission, session)
+            rendered = render(await work(admission, session))
     except ValidationError as exc:
         await state.gate.complete(call, admission, "error")
         return error_result(f"Invalid arguments for {tool}: {describe_validation_error(exc)}")
@@ -109,8 +132,9 @@ async def run_gated(
         log.exception("tool %s failed", tool)
         await state.gate.complete(call, admission, "error")
         return error_result(f"{tool} failed on the server; the error was logged. Try again later.")
-    receipt = await state.gate.complete(call, admission, "ok")
-    return model_result(answer, receipt)
+    if key is not None and state.cache is not None:
+        state.cache[key] = rendered
+    return rendered_result(rendered, await state.gate.complete(call, admission, "ok"))
 
 
 def parse(model: type[M], names: Mapping[str, str] | None = None, **fields: Any) -> M:

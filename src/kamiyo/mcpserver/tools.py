@@ -131,7 +131,8 @@ def register(server: MCPServer, state: ServerState) -> None:
                 session, search, max_results=grant.max_results, hide_after=grant.hide_after
             )
 
-        return await run_gated(state, ctx, "search_exploits", work)
+        key = (query, chain, since, until, min_loss_usd, attack_type, sort, limit)
+        return await run_gated(state, ctx, "search_exploits", work, key)
 
     @server.tool(
         name="get_exploit",
@@ -154,7 +155,7 @@ def register(server: MCPServer, state: ServerState) -> None:
                 )
             return incident
 
-        return await run_gated(state, ctx, "get_exploit", work)
+        return await run_gated(state, ctx, "get_exploit", work, exploit_id)
 
     @server.tool(
         name="get_exploit_stats",
@@ -177,7 +178,9 @@ def register(server: MCPServer, state: ServerState) -> None:
             )
             return await intel.incident_stats(session, stats_query)
 
-        return await run_gated(state, ctx, "get_exploit_stats", work)
+        return await run_gated(
+            state, ctx, "get_exploit_stats", work, (group_by, since, until, chain)
+        )
 
     @server.tool(
         name="assess_protocol_risk",
@@ -206,7 +209,7 @@ def register(server: MCPServer, state: ServerState) -> None:
                 session, history_query, max_results=grant.max_results, hide_after=grant.hide_after
             )
 
-        return await run_gated(state, ctx, "assess_protocol_risk", work)
+        return await run_gated(state, ctx, "assess_protocol_risk", work, (protocol_name, chain))
 
     @server.tool(
         name="check_wallet_interactions",
@@ -234,4 +237,5 @@ def register(server: MCPServer, state: ServerState) -> None:
             )
             return await screen_address(session, screen_query, hide_after=grant.hide_after)
 
-        return await run_gated(state, ctx, "check_wallet_interactions", work)
+        key = (wallet_address, chain)
+        return await run_gated(state, ctx, "check_wallet_interactions", work, key)
