@@ -12,6 +12,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from kamiyo import __version__, bundle
+from tests.mcpserver.test_tools import TOOLS
 
 NODE_DIR = Path(__file__).parent / "node"
 MCPB_CLI = NODE_DIR / "node_modules" / "@anthropic-ai" / "mcpb" / "dist" / "cli" / "cli.js"
@@ -27,14 +28,7 @@ def test_manifest_lists_the_servers_own_tools_and_prompts(built: Path) -> None:
         manifest = json.loads(archive.read("manifest.json"))
         names = set(archive.namelist())
     assert manifest["version"] == __version__
-    assert {t["name"] for t in manifest["tools"]} == {
-        "health_check",
-        "search_exploits",
-        "get_exploit",
-        "get_exploit_stats",
-        "assess_protocol_risk",
-        "check_wallet_interactions",
-    }
+    assert {t["name"] for t in manifest["tools"]} == TOOLS
     assert {p["name"] for p in manifest["prompts"]} == {
         "protocol_due_diligence",
         "incident_brief",

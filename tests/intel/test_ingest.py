@@ -1,7 +1,9 @@
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
 from kamiyo.db import migrate
@@ -34,50 +36,48 @@ def _record(**changes: object) -> IncidentRecord:
     return base.model_copy(update=changes)
 
 
-async def test_replace_keeps_one_row_per_id_and_reindexes(empty_database_url: str) -> None:
+@pytest.fixture
+async def session(empty_database_url: str) -> AsyncIterator[AsyncSession]:
+    """A session on a migrated, empty database (each backend)."""
     engine = create_engine(empty_database_url)
     try:
         await migrate.upgrade(engine)
-        sessions = session_factory(engine)
-        async with sessions() as session:
-            await replace_incidents(session, [_record()])
-            await session.commit()
-            await replace_incidents(
-                session,
-                [_record(protocol="RenamedProtocol", attack_type_raw="Oracle manipulation")],
-            )
-            await session.commit()
-
-            assert await session.scalar(select(func.count(Incident.pk))) == 1
-            assert await session.scalar(select(func.count(IncidentAddress.pk))) == 1
-            old = await intel.search_incidents(session, intel.SearchQuery(query="testprotocol"))
-            assert old.incidents == []
-            new = await intel.search_incidents(session, intel.SearchQuery(query="renamed"))
-            assert [i.attack_type for i in new.incidents] == [AttackType.ORACLE_MANIPULATION]
-            # Descriptions are searchable too.
-            body = await intel.search_incidents(session, intel.SearchQuery(query="vault balances"))
-            assert [i.id for i in body.incidents] == ["20250101_testprotocol"]
-            by_address = await intel.search_incidents(
-                session, intel.SearchQuery(address=ATTACKER.upper().replace("X", "x"))
-            )
-            assert by_address.count == 1
-            incident = await intel.get_incident(session, "20250101_testprotocol")
-            assert incident is not None
-            assert incident.sources == ["PeckShield"]
+        async with session_factory(engine)() as session:
+            yield session
     finally:
         await engine.dispose()
 
 
-async def test_a_failed_batch_leaves_nothing_behind(empty_database_url: str) -> None:
-    engine = create_engine(empty_database_url)
-    try:
-        await migrate.upgrade(engine)
-        sessions = session_factory(engine)
-        async with sessions() as session:
-            duplicate = [_record(), _record(id="20250102_other"), _record()]
-            with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
-                await replace_incidents(session, duplicate)
-            await session.rollback()
-            assert await session.scalar(select(func.count(Incident.pk))) == 0
-    finally:
-        await engine.dispose()
+async def test_replace_keeps_one_row_per_id_and_reindexes(session: AsyncSession) -> None:
+    await replace_incidents(session, [_record()])
+    await session.commit()
+    await replace_incidents(
+        session,
+        [_record(protocol="RenamedProtocol", attack_type_raw="Oracle manipulation")],
+    )
+    await session.commit()
+
+    assert await session.scalar(select(func.count(Incident.pk))) == 1
+    assert await session.scalar(select(func.count(IncidentAddress.pk))) == 1
+    old = await intel.search_incidents(session, intel.SearchQuery(query="testprotocol"))
+    assert old.incidents == []
+    new = await intel.search_incidents(session, intel.SearchQuery(query="renamed"))
+    assert [i.attack_type for i in new.incidents] == [AttackType.ORACLE_MANIPULATION]
+    # Descriptions are searchable too.
+    body = await intel.search_incidents(session, intel.SearchQuery(query="vault balances"))
+    assert [i.id for i in body.incidents] == ["20250101_testprotocol"]
+    by_address = await intel.search_incidents(
+        session, intel.SearchQuery(address=ATTACKER.upper().replace("X", "x"))
+    )
+    assert by_address.count == 1
+    incident = await intel.get_incident(session, "20250101_testprotocol")
+    assert incident is not None
+    assert incident.sources == ["PeckShield"]
+
+
+async def test_a_failed_batch_leaves_nothing_behind(session: AsyncSession) -> None:
+    duplicate = [_record(), _record(id="20250102_other"), _record()]
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await replace_incidents(session, duplicate)
+    await session.rollback()
+    assert await session.scalar(select(func.count(Incident.pk))) == 0
