@@ -2,7 +2,7 @@
 
 import json
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from pydantic import BaseModel
@@ -15,9 +15,13 @@ from kamiyo.mcpserver.calls import ArgumentError, GrantWork, ServerState, run_ga
 RECENT_COUNT = 20
 
 
-async def _read(state: ServerState, name: str, work: GrantWork) -> str:
-    """A resource read through the same gate as the tools; refusals become resource errors."""
-    result = await run_gated(state, None, name, work)
+async def _read(state: ServerState, ctx: Context | None, name: str, work: GrantWork) -> str:
+    """A resource read through the same gate as the tools; refusals become resource errors.
+
+    The SDK gives static resources no request context, so ``kamiyo://exploits/recent`` is
+    gated with the stdio credential (none over HTTP); templated ones see the request's.
+    """
+    result = await run_gated(state, ctx, name, work)
     if result.is_error:
         raise ResourceError(result.content[0].text if result.content else "refused")  # type: ignore[union-attr]
     return json.dumps(result.structured_content, ensure_ascii=False)
@@ -39,7 +43,7 @@ def register(server: MCPServer, state: ServerState) -> None:
                 hide_after=grant.hide_after,
             )
 
-        return await _read(state, "resource:exploits/recent", work)
+        return await _read(state, None, "resource:exploits/recent", work)
 
     @server.resource(
         "kamiyo://exploits/{exploit_id}",
@@ -47,14 +51,14 @@ def register(server: MCPServer, state: ServerState) -> None:
         description="One incident in full (addresses, transactions, references) as JSON.",
         mime_type="application/json",
     )
-    async def exploit(exploit_id: str) -> str:
+    async def exploit(exploit_id: str, ctx: Context) -> str:
         async def work(grant: Grant, session: AsyncSession) -> BaseModel:
             incident = await intel.get_incident(session, exploit_id)
             if incident is None or (grant.hide_after and incident.date > grant.hide_after):
                 raise ArgumentError(f"no incident with id {exploit_id!r}")
             return incident
 
-        return await _read(state, "resource:exploits/{id}", work)
+        return await _read(state, ctx, "resource:exploits/{id}", work)
 
     @server.prompt(
         name="protocol_due_diligence",
