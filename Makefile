@@ -14,11 +14,13 @@ $(BIN)/kamiyo: pyproject.toml uv.lock
 	$(UV) sync --frozen --inexact --python $(BIN)/python
 	touch $@
 
-# Set up, prepare the embedded SQLite store with the bundled dataset, and run the main job.
+# Set up, prepare the embedded SQLite store with the bundled dataset, show the largest
+# incidents, then serve MCP over HTTP on PORT (Ctrl-C stops it).
+PORT ?= 8000
 run: $(BIN)/kamiyo
 	$(BIN)/kamiyo db upgrade
-	$(BIN)/kamiyo stats --by year
-	$(BIN)/kamiyo search --sort loss --limit 15
+	$(BIN)/kamiyo search --sort loss --limit 5
+	$(BIN)/kamiyo serve --transport http --host 127.0.0.1 --port $(PORT)
 
 # Set up and run every check: lint, types, layering, then the whole test suite.
 test: check pytest
