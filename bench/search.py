@@ -95,9 +95,10 @@ def synthetic_records(rows: int, seed: int) -> tuple[Iterator[IncidentRecord], C
     attack_texts = [r.attack_type_raw for r in real if r.attack_type_raw]
     names = sorted(
         {
-            "".join(rng.choice(SYLLABLES).capitalize() for _ in range(rng.randint(2, 3)))
+            "".join(rng.choice(SYLLABLES).capitalize() for _ in range(rng.randint(2, 4)))
             + rng.choice(SUFFIXES)
-            for _ in range(max(rows // 20, 100))
+            # About five incidents per name: in the real data no name has more than six.
+            for _ in range(max(rows // 5, 100))
         }
     )
     chains, weights = list(CHAIN_WEIGHTS), list(CHAIN_WEIGHTS.values())
@@ -110,8 +111,7 @@ def synthetic_records(rows: int, seed: int) -> tuple[Iterator[IncidentRecord], C
         for n in range(rows):
             # Later years have more incidents, as in the real data.
             day = dt.date.fromordinal(start + int(span * rng.random() ** 0.6))
-            protocol = names[min(int(rng.paretovariate(1.2)) - 1, len(names) - 1)]
-            protocol = rng.choice(names) if rng.random() < 0.7 else protocol
+            protocol = rng.choice(names)
             address = f"0x{rng.getrandbits(160):040x}"
             if n % 997 == 0:
                 sample_addresses.append(address)
@@ -137,7 +137,9 @@ def synthetic_records(rows: int, seed: int) -> tuple[Iterator[IncidentRecord], C
                 source=SourceFact(name="synthetic"),
             )
 
-    words = sorted({w for name in names[:2000] for w in [name.lower()]})
+    words = sorted(
+        name.lower() for name in random.Random(seed).sample(names, min(2000, len(names)))
+    )
     return records(), Corpus(words, sample_addresses, sample_ids)
 
 
