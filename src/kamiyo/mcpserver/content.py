@@ -5,6 +5,7 @@ import json
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp_types import TextContent
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,9 +23,11 @@ async def _read(state: ServerState, ctx: Context | None, name: str, work: GrantW
     gated with the stdio credential (none over HTTP); templated ones see the request's.
     """
     result = await run_gated(state, ctx, name, work)
+    block = result.content[0] if result.content else None
+    text = block.text if isinstance(block, TextContent) else ""
     if result.is_error:
-        raise ResourceError(result.content[0].text if result.content else "refused")  # type: ignore[union-attr]
-    return json.dumps(result.structured_content, ensure_ascii=False)
+        raise ResourceError(text or "refused")
+    return text
 
 
 def register(server: MCPServer, state: ServerState) -> None:
