@@ -215,3 +215,29 @@ def test_install_remote_print() -> None:
     )
     assert code == 0
     assert json.loads(out)["mcpServers"]["kamiyo"]["args"][-1] == "https://kamiyo.example/mcp"
+
+
+def test_accounts_and_keys_commands() -> None:
+    code, _, err = kamiyo("accounts", "create", "ops@example.com", "--tier", "team")
+    assert code == 0, err
+    code, _, err = kamiyo("accounts", "create", "ops@example.com")
+    assert code == 2
+    assert "exists already" in err
+    code, key, err = kamiyo("keys", "create", "ops@example.com", "--name", "laptop")
+    assert code == 0, err
+    key = key.strip()
+    assert key.startswith("kmy_live_")
+    assert "shown this once" in err
+    assert key not in err
+    code, listing, _ = kamiyo("keys", "list", "ops@example.com")
+    assert code == 0
+    assert key[:17] in listing
+    assert key not in listing
+    assert "active" in listing
+    code, _, _ = kamiyo("keys", "revoke", key[:17])
+    assert code == 0
+    code, listing, _ = kamiyo("keys", "list", "ops@example.com")
+    assert "revoked" in listing
+    code, _, err = kamiyo("keys", "create", "nobody@example.com")
+    assert code == 2
+    assert "no account for nobody@example.com" in err

@@ -42,3 +42,11 @@ def test_the_check_catches_a_forbidden_import(graph: grimp.ImportGraph) -> None:
     graph.add_import(importer="kamiyo.intel.search", imported="kamiyo.cli")
     chain = graph.find_shortest_chain(importer=INTEL, imported="kamiyo.cli", as_packages=True)
     assert chain is not None
+
+
+def test_access_knows_nothing_of_the_surfaces(graph: grimp.ImportGraph) -> None:
+    for module in ("kamiyo.mcpserver", "kamiyo.web", "kamiyo.cli", "mcp", "starlette"):
+        chain = graph.find_shortest_chain(
+            importer="kamiyo.access", imported=module, as_packages=True
+        )
+        assert chain is None, f"kamiyo.access reaches {module}: {' -> '.join(chain or ())}"

@@ -1,27 +1,32 @@
-"""The ``kamiyo`` command line: search and inspect incidents, manage the database."""
+"""The ``kamiyo`` command line: search and inspect incidents, serve MCP, manage the database."""
 
-import asyncio
-import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated
 
 import typer
-from pydantic import BaseModel, ValidationError
-from rich.console import Console
+from pydantic import BaseModel
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kamiyo import __version__, clients, intel
-from kamiyo.config import InsecureSettingsError, Settings, get_settings
-from kamiyo.errors import describe_validation_error
+from kamiyo.cli_accounts import accounts_app, keys_app
+from kamiyo.cli_support import (
+    err,
+    execute,
+    fail,
+    parse_or_exit,
+    run,
+    safe_url,
+    settings_or_exit,
+    stdout_console,
+)
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
-from kamiyo.runtime import Runtime, SchemaOutOfDateError, open_runtime
+from kamiyo.runtime import Runtime
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 app = typer.Typer(
     name="kamiyo",
@@ -35,76 +40,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 install_app = typer.Typer(help="Connect KAMIYO to an MCP client.", no_args_is_help=True)
 app.add_typer(install_app, name="install")
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _stdout() -> Console:
-    # Piped or redirected output keeps one row per line instead of wrapping at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-
-
-log = logging.getLogger("kamiyo.cli")
-
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except (InsecureSettingsError, ValidationError) as exc:
-        _fail(
-            str(exc).splitlines()[0]
-            if isinstance(exc, InsecureSettingsError)
-            else describe_validation_error(exc),
-            code=2,
-        )
-
-
-def _safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _execute(settings: Settings, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main`` to completion, turning database trouble into a one-line error."""
-    try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except SchemaOutOfDateError as exc:
-        _fail(str(exc))
-    except (OperationalError, DBAPIError, OSError) as exc:
-        log.debug("database error", exc_info=exc)
-        _fail(
-            f"cannot use the database at {_safe_url(settings.resolved_database_url)}: "
-            f"{str(exc).splitlines()[0]}"
-        )
-
-
-def _run(work: Callable[[Runtime], Awaitable[T]], *, upgrade: bool | None = None) -> T:
-    """Open the runtime, do ``work`` with it, close it."""
-    settings = _settings()
-
-    async def main() -> T:
-        async with open_runtime(settings, upgrade=upgrade) as runtime:
-            return await work(runtime)
-
-    return _execute(settings, main)
-
-
-def _query(model: type[M], **fields: object) -> M:
-    try:
-        return model.model_validate({k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        _fail(describe_validation_error(exc), code=2)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
 
 
 def _usd(amount: float | None) -> str:
@@ -124,7 +61,7 @@ def _print_json(model: BaseModel) -> None:
 def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
 ) -> None:
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging("DEBUG" if verbose else settings.log_level, settings.log_format)
 
 
@@ -144,7 +81,7 @@ def search(
     as_json: JsonFlag = False,
 ) -> None:
     """Find incidents by words and filters."""
-    search_query = _query(
+    search_query = parse_or_exit(
         intel.SearchQuery,
         query=query,
         chain=chain,
@@ -163,8 +100,8 @@ def search(
                 session, search_query, max_results=runtime.settings.max_results
             )
 
-    result = _run(work)
-    out = _stdout()
+    result = run(work)
+    out = stdout_console()
     if as_json:
         _print_json(result)
         return
@@ -203,10 +140,10 @@ def show(
         async with runtime.sessions() as session:
             return await intel.get_incident(session, incident_id)
 
-    incident = _run(work)
-    out = _stdout()
+    incident = run(work)
+    out = stdout_console()
     if incident is None:
-        _fail(f"no incident with id {incident_id!r} (ids look like 20230313_eulerfinance)")
+        fail(f"no incident with id {incident_id!r} (ids look like 20230313_eulerfinance)")
     if as_json:
         _print_json(incident)
         return
@@ -255,7 +192,7 @@ def stats(
     as_json: JsonFlag = False,
 ) -> None:
     """Count incidents and add up losses by chain, year, month or attack type."""
-    stats_query = _query(
+    stats_query = parse_or_exit(
         intel.StatsQuery, group_by=by.replace("-", "_"), since=since, until=until, chain=chain
     )
 
@@ -263,8 +200,8 @@ def stats(
         async with runtime.sessions() as session:
             return await intel.incident_stats(session, stats_query)
 
-    result = _run(work)
-    out = _stdout()
+    result = run(work)
+    out = stdout_console()
     if as_json:
         _print_json(result)
         return
@@ -307,14 +244,14 @@ def serve(
     ] = False,
 ) -> None:
     """Serve MCP: on stdio (the default), or over HTTP at /mcp (Streamable HTTP) and /sse."""
-    settings = _settings()
+    settings = settings_or_exit()
     if transport is Transport.STDIO:
         from kamiyo.mcpserver.server import serve_stdio
 
         secret = settings.api_key or settings.token
         # An empty value (a desktop extension's unset option) means no credential.
         credential = (secret.get_secret_value() if secret else "") or None
-        _execute(settings, lambda: serve_stdio(settings, credential))
+        execute(settings, lambda: serve_stdio(settings, credential))
         return
 
     import uvicorn
@@ -361,7 +298,7 @@ def install_claude_desktop(
     With --print, show the JSON instead; the same mcpServers entry works in Cursor
     (~/.cursor/mcp.json) and Claude Code (.mcp.json).
     """
-    settings = _settings()
+    settings = settings_or_exit()
     key: str | None = None
     if api_key:
         key = os.environ.get("KAMIYO_API_KEY") or typer.prompt("API key", hide_input=True)
@@ -381,7 +318,7 @@ def install_claude_desktop(
     try:
         backup = clients.install(path, entry)
     except clients.ClientConfigError as exc:
-        _fail(f"{path}: {exc}")
+        fail(f"{path}: {exc}")
     err.print(
         f"Added '{clients.SERVER_NAME}' to {path}"
         + (f" (backup: {backup.name})" if backup else "")
@@ -400,7 +337,7 @@ def bundle(
     try:
         written = mcpb.build(target)
     except mcpb.BundleError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     err.print(f"Wrote {written} ({written.stat().st_size // 1024} KiB).")
 
 
@@ -409,9 +346,9 @@ def db_upgrade() -> None:
     """Apply migrations and load the bundled dataset if it is new."""
 
     async def work(runtime: Runtime) -> str:
-        return _safe_url(runtime.settings.resolved_database_url)
+        return safe_url(runtime.settings.resolved_database_url)
 
-    url = _run(work, upgrade=True)
+    url = run(work, upgrade=True)
     err.print(f"Database {url} is up to date.")
 
 
@@ -426,7 +363,7 @@ def data_build(
 ) -> None:
     """Rebuild the bundled dataset from the CSV files (same input, same bytes)."""
     if not source.is_dir():
-        _fail(f"{source} is not a folder with defihacklabs_incidents.csv in it", code=2)
+        fail(f"{source} is not a folder with defihacklabs_incidents.csv in it", code=2)
     count = build_bundle(source, out_path)
     err.print(f"Wrote {count} incidents to {out_path}.")
 

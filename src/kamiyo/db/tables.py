@@ -162,3 +162,45 @@ class Dataset(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     incidents: Mapped[int] = mapped_column(Integer)
     loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active, suspended
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Subscription(Base):
+    """An account's paid state; Stripe webhooks keep it current, the gate reads it."""
+
+    __tablename__ = "subscriptions"
+
+    account_pk: Mapped[int] = mapped_column(
+        ForeignKey("accounts.pk", ondelete="CASCADE"), primary_key=True
+    )
+    tier: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # active, past_due, canceled
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    current_period_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    """An API key, kept only as its SHA-256; ``prefix`` is what people see to tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_pk: Mapped[int] = mapped_column(
+        ForeignKey("accounts.pk", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

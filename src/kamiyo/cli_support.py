@@ -1,0 +1,85 @@
+"""What every ``kamiyo`` command shares: consoles, settings, running async work, clean errors."""
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from kamiyo.config import InsecureSettingsError, Settings, get_settings
+from kamiyo.errors import describe_validation_error
+from kamiyo.runtime import Runtime, SchemaOutOfDateError, open_runtime
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    # Piped or redirected output keeps one row per line instead of wrapping at 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+log = logging.getLogger("kamiyo.cli")
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except (InsecureSettingsError, ValidationError) as exc:
+        fail(
+            str(exc).splitlines()[0]
+            if isinstance(exc, InsecureSettingsError)
+            else describe_validation_error(exc),
+            code=2,
+        )
+
+
+def safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def execute(settings: Settings, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main`` to completion, turning database trouble into a one-line error."""
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except SchemaOutOfDateError as exc:
+        fail(str(exc))
+    except (OperationalError, DBAPIError, OSError) as exc:
+        log.debug("database error", exc_info=exc)
+        fail(
+            f"cannot use the database at {safe_url(settings.resolved_database_url)}: "
+            f"{str(exc).splitlines()[0]}"
+        )
+
+
+def run(work: Callable[[Runtime], Awaitable[T]], *, upgrade: bool | None = None) -> T:
+    """Open the runtime, do ``work`` with it, close it."""
+    settings = settings_or_exit()
+
+    async def main() -> T:
+        async with open_runtime(settings, upgrade=upgrade) as runtime:
+            return await work(runtime)
+
+    return execute(settings, main)
+
+
+def parse_or_exit(model: type[M], **fields: object) -> M:
+    try:
+        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        fail(describe_validation_error(exc), code=2)
