@@ -241,3 +241,18 @@ def test_accounts_and_keys_commands() -> None:
     code, _, err = kamiyo("keys", "create", "nobody@example.com")
     assert code == 2
     assert "no account for nobody@example.com" in err
+
+
+def test_token_issue_and_revoke(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAMIYO_SECRET_KEY", "s" * 48)
+    assert kamiyo("accounts", "create", "tok@example.com")[0] == 0
+    code, token, err = kamiyo("token", "issue", "tok@example.com", "--ttl", "600")
+    assert code == 0, err
+    token = token.strip()
+    assert token.count(".") == 2
+    result = runner.invoke(app, ["token", "revoke"], input=token + "\n")
+    assert result.exit_code == 0, result.stderr
+    assert "Revoked token" in result.stderr
+    result = runner.invoke(app, ["token", "revoke"], input="garbage\n")
+    assert result.exit_code == 2
+    assert "token is malformed" in result.stderr

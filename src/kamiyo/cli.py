@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from kamiyo import __version__, clients, intel
-from kamiyo.cli_accounts import accounts_app, keys_app
+from kamiyo.cli_accounts import accounts_app, keys_app, token_app
 from kamiyo.cli_support import (
     err,
     execute,
@@ -42,6 +42,7 @@ install_app = typer.Typer(help="Connect KAMIYO to an MCP client.", no_args_is_he
 app.add_typer(install_app, name="install")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
+app.add_typer(token_app, name="token")
 
 
 def _usd(amount: float | None) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from kamiyo.access import accounts, keys
+from kamiyo.access import accounts, keys, tokens
 from kamiyo.cli_support import err, fail, run, stdout_console
 from kamiyo.runtime import Runtime
 from kamiyo.tiers import Tier
@@ -31,7 +31,7 @@ def accounts_create(
             await session.commit()
             return account.email
 
-    created = _run_account_work(work)
+    created = run_account_work(work)
     err.print(f"Created {created} on the {tier.value} tier.")
 
 
@@ -51,7 +51,7 @@ def keys_create(
             await session.commit()
             return new
 
-    new = _run_account_work(work)
+    new = run_account_work(work)
     sys.stdout.write(new.key + "\n")
     err.print(f"Key {new.prefix}… ({new.name}) created. It is shown this once: store it now.")
 
@@ -78,7 +78,7 @@ def keys_list(email: Annotated[str, typer.Argument(help="Whose keys.")]) -> None
     table = Table()
     for column in ("Key", "Name", "Created", "Status"):
         table.add_column(column)
-    for row in _run_account_work(work):
+    for row in run_account_work(work):
         table.add_row(*row)
     stdout_console().print(table)
 
@@ -95,13 +95,54 @@ def keys_revoke(
             await session.commit()
             return key is not None
 
-    if not _run_account_work(work):
+    if not run_account_work(work):
         fail(f"no key with prefix {prefix!r}")
     err.print(f"Revoked {prefix}.")
 
 
-def _run_account_work(work: Callable[[Runtime], Awaitable[T]]) -> T:
+def run_account_work(work: Callable[[Runtime], Awaitable[T]]) -> T:
     try:
         return run(work)
     except accounts.AccountError as exc:
         fail(str(exc), code=2)
+
+
+token_app = typer.Typer(help="JWT access tokens (operators).", no_args_is_help=True)
+
+
+@token_app.command("issue")
+def token_issue(
+    email: Annotated[str, typer.Argument(help="Whose token.")],
+    ttl: Annotated[
+        int | None, typer.Option(help="Lifetime in seconds (default from settings).")
+    ] = None,
+) -> None:
+    """Issue a signed access token for an account and print it."""
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.sessions() as session:
+            account = await accounts.find_account(session, email)
+            if account is None:
+                raise accounts.AccountError(f"no account for {email}")
+            return await tokens.issue_token(session, runtime.settings, account, ttl_s=ttl)
+
+    sys.stdout.write(run_account_work(work) + "\n")
+
+
+@token_app.command("revoke")
+def token_revoke() -> None:
+    """Revoke the token read from standard input (never from the command line, where `ps`
+    would show it)."""
+    token = sys.stdin.read().strip()
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.sessions() as session:
+            jti = await tokens.revoke_token(session, runtime.settings, token)
+            await session.commit()
+            return jti
+
+    try:
+        jti = run_account_work(work)
+    except tokens.TokenError as exc:
+        fail(f"cannot revoke: {exc}", code=2)
+    err.print(f"Revoked token {jti}.")

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         default=30, ge=0, description="How long identical calls share an answer; 0 disables."
     )
     cache_size: int = Field(default=4096, ge=1)
+    jwt_issuer: str = "kamiyo"
+    jwt_audience: str = Field(
+        default="kamiyo", description="The audience tokens must name: this server's resource URL."
+    )
+    jwt_ttl_s: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
     # The credential a stdio server presents for its user (HTTP callers send their own).
     api_key: SecretStr | None = None
     token: SecretStr | None = None
