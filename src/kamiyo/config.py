@@ -46,6 +46,15 @@ class Settings(BaseSettings):
         default=30, ge=0, description="How long identical calls share an answer; 0 disables."
     )
     cache_size: int = Field(default=4096, ge=1)
+    allow_anonymous: bool = Field(
+        default=True, description="Serve callers without a credential on the free tier."
+    )
+    upgrade_url: str | None = Field(
+        default=None, description="Where locked-tool messages send people to upgrade."
+    )
+    tier_cache_s: float = Field(
+        default=5, ge=0, description="How long a credential's account and tier are remembered."
+    )
     jwt_issuer: str = "kamiyo"
     jwt_audience: str = Field(
         default="kamiyo", description="The audience tokens must name: this server's resource URL."

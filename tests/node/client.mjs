@@ -18,11 +18,14 @@ function makeTransport() {
     return new Stdio({ command: target, args: rest, env: process.env, stderr: "inherit" });
   }
   const url = new URL(target);
+  // The key in KAMIYO_API_KEY goes out as a bearer token; a stdio server reads it from its env.
+  const key = process.env.KAMIYO_API_KEY;
+  const options = key ? { requestInit: { headers: { Authorization: `Bearer ${key}` } } } : {};
   if (transportName === "sse") {
-    return new (sdk === "v1" ? v1Sse.SSEClientTransport : v2.SSEClientTransport)(url);
+    return new (sdk === "v1" ? v1Sse.SSEClientTransport : v2.SSEClientTransport)(url, options);
   }
   const Http = sdk === "v1" ? v1Http.StreamableHTTPClientTransport : v2.StreamableHTTPClientTransport;
-  return new Http(url);
+  return new Http(url, options);
 }
 
 const ClientClass = sdk === "v1" ? v1Client.Client : v2.Client;

@@ -4,14 +4,17 @@ Surfaces (MCP tools, REST) build a ``Call``, ask ``admit`` and either run the in
 the grant's caps or hand the refusal back in their own wire format; after the work they call
 ``complete`` (settle payments, meter). Only the gate decides; no tool checks tiers itself.
 
-``OpenGate`` admits every call with the operator's result cap and records nothing: it is the
-policy of a server without accounts, and the stand-in until subscriptions and payments arrive.
+``OpenGate`` admits every call with the operator's result cap and records nothing (a server
+without accounts, and tests of the tools themselves); ``AccountGate`` (account_gate.py) applies
+the tiers.
 """
 
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 Outcome = Literal["ok", "error"]
 
@@ -46,6 +49,10 @@ class Refusal:
 
 
 class Gate(Protocol):
+    def bind(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Give the gate the database once the transport has opened it."""
+        ...
+
     async def admit(self, call: Call) -> Grant | Refusal: ...
 
     async def complete(self, call: Call, grant: Grant, outcome: Outcome) -> Mapping[str, Any]:
@@ -56,6 +63,9 @@ class Gate(Protocol):
 @dataclass(frozen=True, slots=True)
 class OpenGate:
     max_results: int
+
+    def bind(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        pass
 
     async def admit(self, call: Call) -> Grant | Refusal:
         return Grant(tier="open", max_results=self.max_results)

@@ -66,11 +66,17 @@ def credential_of(ctx: Context[Any] | None, state: ServerState) -> str | None:
     return state.stdio_credential
 
 
-def error_result(message: str, details: Mapping[str, Any] | None = None) -> CallToolResult:
+# Where a refusal's machine-readable details travel. Not structuredContent: the TypeScript SDK
+# clients (v1 and v2) check structuredContent against the tool's output schema even on error
+# results, and throw instead of showing the error.
+REFUSAL_META_KEY = "kamiyo/refusal"
+
+
+def error_result(message: str, meta: Mapping[str, Any] | None = None) -> CallToolResult:
     return CallToolResult(
         content=[TextContent(type="text", text=message)],
-        structured_content=dict(details) if details else None,
         is_error=True,
+        meta=dict(meta) if meta else None,
     )
 
 
@@ -78,7 +84,7 @@ def refusal_result(refusal: Refusal) -> CallToolResult:
     details = {"error": refusal.reason, "message": refusal.message, **refusal.details}
     if refusal.retry_after_s is not None:
         details["retry_after_seconds"] = refusal.retry_after_s
-    return error_result(refusal.message, details)
+    return error_result(refusal.message, {REFUSAL_META_KEY: details})
 
 
 def render(model: BaseModel) -> Rendered:

@@ -9,7 +9,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from kamiyo import __version__
-from kamiyo.access.gate import Gate, OpenGate
+from kamiyo.access.account_gate import AccountGate
+from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.errors import tidy_sdk_validation_message
 from kamiyo.mcpserver import content, tools
@@ -26,7 +27,7 @@ INSTRUCTIONS = (
 
 
 def default_gate(settings: Settings) -> Gate:
-    return OpenGate(max_results=settings.max_results)
+    return AccountGate(settings)
 
 
 def build_server(state: ServerState) -> MCPServer:
@@ -105,4 +106,5 @@ async def serve_stdio(settings: Settings, credential: str | None) -> None:
     server = build_server(state)
     async with open_runtime(settings) as runtime:
         state.runtime = runtime
+        state.gate.bind(runtime.sessions)
         await server.run_stdio_async()

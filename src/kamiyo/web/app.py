@@ -51,6 +51,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             state.runtime = runtime
+            state.gate.bind(runtime.sessions)
             async with server.session_manager.run():
                 yield
             state.runtime = None

@@ -1,0 +1,159 @@
+"""The subscription gate, on its own and in front of the real tools."""
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import pytest
+from mcp import Client
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kamiyo.access import accounts, keys, tokens
+from kamiyo.access.account_gate import AccountGate
+from kamiyo.access.gate import Call, Grant, Refusal
+from kamiyo.config import Settings
+from kamiyo.db import migrate
+from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.db.tables import Subscription
+from kamiyo.mcpserver.calls import REFUSAL_META_KEY, ServerState
+from kamiyo.mcpserver.server import build_server
+from kamiyo.runtime import Runtime
+from kamiyo.tiers import Tier
+
+pytestmark = pytest.mark.anyio
+
+SETTINGS = Settings(secret_key="g" * 48, tier_cache_s=0, _env_file=None)
+
+
+@pytest.fixture
+async def sessions(empty_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(empty_database_url)
+    try:
+        await migrate.upgrade(engine)
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _key(sessions: async_sessionmaker[AsyncSession], email: str, tier: Tier) -> str:
+    async with sessions() as session:
+        account = await accounts.create_account(session, email, tier)
+        new = await keys.create_key(session, account, "test")
+        await session.commit()
+        return new.key
+
+
+def _gate(sessions: async_sessionmaker[AsyncSession], **changes: object) -> AccountGate:
+    gate = AccountGate(SETTINGS.model_copy(update=changes))
+    gate.bind(sessions)
+    return gate
+
+
+async def test_anonymous_callers_get_the_free_tier(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    gate = _gate(sessions)
+    grant = await gate.admit(Call(tool="search_exploits"))
+    assert isinstance(grant, Grant)
+    assert (grant.tier, grant.max_results) == ("free", 10)
+    assert grant.hide_after is not None
+    assert grant.hide_after <= dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    locked = await gate.admit(Call(tool="assess_protocol_risk"))
+    assert isinstance(locked, Refusal)
+    assert (locked.reason, locked.http_status) == ("forbidden", 403)
+    assert "needs the personal tier" in locked.message
+    assert locked.details["required_tier"] == "personal"
+
+
+async def test_anonymous_access_can_be_turned_off(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    refusal = await _gate(sessions, allow_anonymous=False).admit(Call(tool="search_exploits"))
+    assert isinstance(refusal, Refusal)
+    assert (refusal.reason, refusal.http_status) == ("unauthenticated", 401)
+
+
+async def test_tiers_unlock_tools_and_raise_caps(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    gate = _gate(sessions, upgrade_url="https://kamiyo.test/pricing")
+    personal = await _key(sessions, "p@example.com", Tier.PERSONAL)
+    team = await _key(sessions, "t@example.com", Tier.TEAM)
+    grant = await gate.admit(Call(tool="assess_protocol_risk", credential=personal))
+    assert isinstance(grant, Grant)
+    assert (grant.tier, grant.max_results, grant.hide_after) == ("personal", 50, None)
+    wallet = await gate.admit(Call(tool="check_wallet_interactions", credential=personal))
+    assert isinstance(wallet, Refusal)
+    assert "needs the team tier" in wallet.message
+    assert "https://kamiyo.test/pricing" in wallet.message
+    grant = await gate.admit(Call(tool="check_wallet_interactions", credential=team))
+    assert isinstance(grant, Grant)
+    assert grant.max_results == 200
+
+
+async def test_upgrades_and_cancellations_apply_on_the_next_call(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    gate = _gate(sessions)
+    key = await _key(sessions, "u@example.com", Tier.PERSONAL)
+    async with sessions() as session:
+        account = await accounts.find_account(session, "u@example.com")
+        assert account is not None
+        subscription = await session.get(Subscription, account.pk)
+        assert subscription is not None
+        subscription.tier = Tier.TEAM.value
+        await session.commit()
+        assert isinstance(await gate.admit(Call("check_wallet_interactions", key)), Grant)
+        subscription.status = "canceled"
+        await session.commit()
+    refused = await gate.admit(Call("assess_protocol_risk", key))
+    assert isinstance(refused, Refusal)
+    assert "on free" in refused.message
+
+
+@pytest.mark.parametrize(
+    "credential", ["kmy_live_forged", "not-a-jwt", "x" * 100_000, "kmy_live_" + "a" * 43]
+)
+async def test_bad_credentials_are_refused(
+    sessions: async_sessionmaker[AsyncSession], credential: str
+) -> None:
+    refusal = await _gate(sessions).admit(Call(tool="search_exploits", credential=credential))
+    assert isinstance(refusal, Refusal)
+    assert refusal.http_status == 401
+    assert credential[:20] not in refusal.message
+
+
+async def test_tokens_identify_too(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        account = await accounts.create_account(session, "jwt@example.com", Tier.ENTERPRISE)
+        await session.commit()
+        token = await tokens.issue_token(session, SETTINGS, account)
+    grant = await _gate(sessions).admit(Call(tool="check_wallet_interactions", credential=token))
+    assert isinstance(grant, Grant)
+    assert grant.tier == "enterprise"
+
+
+async def test_the_tools_behind_the_gate(loaded_runtime: Runtime) -> None:
+    """Through the MCP server: the free tier is capped and delayed; a key lifts both."""
+    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
+    gate = AccountGate(settings)
+    gate.bind(loaded_runtime.sessions)
+    anonymous = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
+    async with Client(build_server(anonymous)) as client:
+        free = await client.call_tool("search_exploits", {"limit": 100})
+        locked = await client.call_tool("assess_protocol_risk", {"protocol_name": "Euler"})
+    assert free.structured_content is not None
+    assert free.structured_content["limit"] == 10
+    assert locked.is_error is True
+    assert locked.structured_content is None  # TS clients validate it even on errors
+    assert locked.meta is not None
+    assert locked.meta[REFUSAL_META_KEY]["error"] == "forbidden"
+    assert locked.meta[REFUSAL_META_KEY]["required_tier"] == "personal"
+
+    key = await _key(loaded_runtime.sessions, "gate-e2e@example.com", Tier.PERSONAL)
+    paid = ServerState(settings=settings, gate=gate, runtime=loaded_runtime, stdio_credential=key)
+    async with Client(build_server(paid)) as client:
+        result = await client.call_tool("search_exploits", {"limit": 100})
+        unlocked = await client.call_tool("assess_protocol_risk", {"protocol_name": "Euler"})
+    assert result.structured_content is not None
+    assert result.structured_content["limit"] == 50
+    assert unlocked.is_error is not True
