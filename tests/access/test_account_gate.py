@@ -157,3 +157,18 @@ async def test_the_tools_behind_the_gate(loaded_runtime: Runtime) -> None:
     assert result.structured_content is not None
     assert result.structured_content["limit"] == 50
     assert unlocked.is_error is not True
+
+
+async def test_a_failing_gate_refuses_without_leaking_the_cause(loaded_runtime: Runtime) -> None:
+    gate = AccountGate(loaded_runtime.settings)  # never bound to a database: admit raises
+    state = ServerState(
+        settings=loaded_runtime.settings,
+        gate=gate,
+        runtime=loaded_runtime,
+        stdio_credential="kmy_live_" + "b" * 43,
+    )
+    async with Client(build_server(state)) as client:
+        result = await client.call_tool("search_exploits", {"query": "ronin"})
+    assert result.is_error is True
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text == "search_exploits is temporarily unavailable; try again shortly."

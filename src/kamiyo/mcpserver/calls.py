@@ -115,7 +115,11 @@ async def run_gated(
     """
     meta = dict(ctx.request_context.meta or {}) if ctx is not None else {}
     call = Call(tool=tool, credential=credential_of(ctx, state), meta=meta)
-    admission = await state.gate.admit(call)
+    try:
+        admission = await state.gate.admit(call)
+    except Exception:  # the gate's store is down: refuse, and keep the cause in the log
+        log.exception("gate failed for %s", tool)
+        return error_result(f"{tool} is temporarily unavailable; try again shortly.")
     if isinstance(admission, Refusal):
         log.info("tool %s refused: %s", tool, admission.reason)
         return refusal_result(admission)
