@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.config import Settings, get_settings
+from kamiyo.db import migrate
+from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.runtime import Runtime, open_runtime
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -135,3 +137,24 @@ def _fresh_settings() -> Iterator[None]:
 @pytest.fixture
 async def postgres_url_for_cli(postgres_databases: PostgresDatabases) -> str:
     return await postgres_databases.create()
+
+
+@pytest.fixture
+async def migrated_sessions(
+    empty_database_url: str,
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a fresh database of each backend, migrated to head, with no data loaded."""
+    engine = create_engine(empty_database_url)
+    try:
+        await migrate.upgrade(engine)
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def migrated_session(
+    migrated_sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with migrated_sessions() as session:
+        yield session

@@ -1,4 +1,6 @@
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -30,3 +32,12 @@ async def test_two_processes_starting_at_once_load_the_data_once(
 
     counts = await asyncio.gather(start(), start(), start())
     assert list(counts) == [860, 860, 860]
+
+
+async def test_a_new_sqlite_store_uses_write_ahead_logging(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{path}", _env_file=None)
+    async with open_runtime(settings, upgrade=True):
+        pass
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kamiyo.config import Settings
 from kamiyo.db import migrate
-from kamiyo.db.engine import create_engine, session_factory, setup_lock
+from kamiyo.db.engine import create_engine, session_factory, setup_lock, use_wal
 from kamiyo.intel.bundled import bundled_is_loaded, ensure_bundled
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ async def prepare_database(
             if await bundled_is_loaded(session):
                 return  # the common case: nothing to do, no lock taken
     async with setup_lock(engine):
+        await use_wal(engine)
         current = await migrate.current_revision(engine)
         if current != head:
             if not upgrade:

@@ -1,7 +1,6 @@
 """The subscription gate, on its own and in front of the real tools."""
 
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import pytest
 from mcp import Client
@@ -11,8 +10,6 @@ from kamiyo.access import accounts, keys, tokens
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Call, Grant, Refusal
 from kamiyo.config import Settings
-from kamiyo.db import migrate
-from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import Subscription
 from kamiyo.mcpserver.calls import REFUSAL_META_KEY, ServerState
 from kamiyo.mcpserver.server import build_server
@@ -21,17 +18,15 @@ from kamiyo.tiers import Tier
 
 pytestmark = pytest.mark.anyio
 
-SETTINGS = Settings(secret_key="g" * 48, tier_cache_s=0, _env_file=None)
-
 
 @pytest.fixture
-async def sessions(empty_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(empty_database_url)
-    try:
-        await migrate.upgrade(engine)
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
+def sessions(
+    migrated_sessions: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    return migrated_sessions
+
+
+SETTINGS = Settings(secret_key="g" * 48, tier_cache_s=0, _env_file=None)
 
 
 async def _key(sessions: async_sessionmaker[AsyncSession], email: str, tier: Tier) -> str:

@@ -1,13 +1,10 @@
 import hashlib
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import accounts, keys
-from kamiyo.db import migrate
-from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import ApiKey, Subscription
 from kamiyo.tiers import TIERS, Tier
 
@@ -15,14 +12,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def session(empty_database_url: str) -> AsyncIterator[AsyncSession]:
-    engine = create_engine(empty_database_url)
-    try:
-        await migrate.upgrade(engine)
-        async with session_factory(engine)() as session:
-            yield session
-    finally:
-        await engine.dispose()
+def session(migrated_session: AsyncSession) -> AsyncSession:
+    return migrated_session
 
 
 async def test_a_key_is_shown_once_and_stored_only_as_its_hash(session: AsyncSession) -> None:

@@ -1,7 +1,6 @@
 import base64
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
 
 import jwt
 import pytest
@@ -9,25 +8,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import accounts, tokens
 from kamiyo.config import Settings
-from kamiyo.db import migrate
-from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import Account
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "t" * 48
-SETTINGS = Settings(secret_key=SECRET, jwt_audience="https://kamiyo.test/mcp", _env_file=None)
-
 
 @pytest.fixture
-async def session(empty_database_url: str) -> AsyncIterator[AsyncSession]:
-    engine = create_engine(empty_database_url)
-    try:
-        await migrate.upgrade(engine)
-        async with session_factory(engine)() as session:
-            yield session
-    finally:
-        await engine.dispose()
+def session(migrated_session: AsyncSession) -> AsyncSession:
+    return migrated_session
+
+
+SECRET = "t" * 48
+SETTINGS = Settings(secret_key=SECRET, jwt_audience="https://kamiyo.test/mcp", _env_file=None)
 
 
 @pytest.fixture

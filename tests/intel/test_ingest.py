@@ -1,19 +1,22 @@
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
-from kamiyo.db import migrate
-from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import Incident, IncidentAddress
 from kamiyo.intel.ingest import replace_incidents
 from kamiyo.intel.models import AddressFact, IncidentRecord, SourceFact
 from kamiyo.intel.vocabulary import AddressRole, AttackType
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def session(migrated_session: AsyncSession) -> AsyncSession:
+    return migrated_session
+
 
 ATTACKER = "0x" + "ab" * 20
 
@@ -34,18 +37,6 @@ def _record(**changes: object) -> IncidentRecord:
         source=SourceFact(name="test"),
     )
     return base.model_copy(update=changes)
-
-
-@pytest.fixture
-async def session(empty_database_url: str) -> AsyncIterator[AsyncSession]:
-    """A session on a migrated, empty database (each backend)."""
-    engine = create_engine(empty_database_url)
-    try:
-        await migrate.upgrade(engine)
-        async with session_factory(engine)() as session:
-            yield session
-    finally:
-        await engine.dispose()
 
 
 async def test_replace_keeps_one_row_per_id_and_reindexes(session: AsyncSession) -> None:

@@ -20,11 +20,22 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA busy_timeout = 5000")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
+
+
+async def use_wal(engine: AsyncEngine) -> None:
+    """Put a SQLite file in write-ahead-log mode (readers never wait for the writer).
+
+    The mode is stored in the file, so this runs once, under the set-up lock: switching needs
+    the file to itself, and racing connections would get "database is locked" without waiting.
+    """
+    database = engine.url.database
+    if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA journal_mode = WAL")
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
