@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kamiyo.config import InsecureSettingsError, Settings, get_settings
-from kamiyo.errors import describe_validation_error
+from kamiyo.errors import describe_validation_error, validate_given
 from kamiyo.runtime import Runtime, SchemaOutOfDateError, open_runtime
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -80,6 +80,6 @@ def run(work: Callable[[Runtime], Awaitable[T]], *, upgrade: bool | None = None)
 
 def parse_or_exit(model: type[M], **fields: object) -> M:
     try:
-        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+        return validate_given(model, fields)
     except ValidationError as exc:
         fail(describe_validation_error(exc), code=2)

@@ -1,9 +1,17 @@
-"""Turning validation failures into one line a person or an agent can act on."""
+"""Validating caller input, and turning failures into one line a person or an agent can act on."""
 
 import re
 from collections.abc import Mapping
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_given(model: type[M], fields: Mapping[str, object]) -> M:
+    """``model`` from the fields a caller gave; None means not given, so defaults apply."""
+    return model.model_validate({k: v for k, v in fields.items() if v is not None})
 
 
 def describe_validation_error(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.gate import Call, Gate, Grant, Refusal
 from kamiyo.config import Settings
-from kamiyo.errors import describe_validation_error
+from kamiyo.errors import describe_validation_error, validate_given
 from kamiyo.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,6 @@ def parse(model: type[M], names: Mapping[str, str] | None = None, **fields: Any)
     ``names`` maps the model's field names to the tool's argument names for error messages.
     """
     try:
-        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+        return validate_given(model, fields)
     except ValidationError as exc:
         raise ArgumentError(describe_validation_error(exc, names)) from exc
