@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test check lint typecheck pytest bench bench-mcp clean
+.PHONY: run test check lint typecheck pytest bench bench-mcp bench-gate clean
 
 # Create the virtual environment and install the locked dependencies (re-run when they change).
 $(BIN)/kamiyo: pyproject.toml uv.lock
@@ -50,6 +50,9 @@ bench: $(BIN)/kamiyo
 bench-mcp: $(BIN)/kamiyo
 	npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
 	$(BIN)/python -m bench.mcp $(BENCH_ARGS)
+
+bench-gate: $(BIN)/kamiyo
+	$(BIN)/python -m bench.gate $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

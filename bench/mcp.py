@@ -3,10 +3,27 @@
     python -m bench.mcp                 # HTTP throughput (autocannon) and stdio latency
     python -m bench.mcp --rounds 5 --duration 15
 
-HTTP: both servers run stateless JSON Streamable HTTP under uvicorn, one at a time, and
-autocannon (``bench/node``, installed with ``npm ci --prefix bench/node``) posts ``tools/call``
-for ``--duration`` seconds with ``--connections`` connections; rounds alternate the two servers
-and the report gives medians. stdio: the SDK's client calls each tool ``--calls`` times in turn.
+HTTP: every server runs stateless JSON Streamable HTTP under uvicorn, one at a time, and
+autocannon (``bench/node``, installed with ``npm ci --prefix bench/node``) posts one
+``tools/call`` for ``--duration`` seconds with ``--connections`` connections; rounds alternate
+the servers and the report gives medians and ratios to the echo server. Variants:
+
+- ``echo``: the bare SDK (``bench/echo_server.py``).
+- ``kamiyo_open``: KAMIYO with ``OpenGate`` (no credential, limits or metering), cache on.
+- ``kamiyo_gate_cached``: KAMIYO with its ``AccountGate``: an enterprise API key in
+  ``Authorization: Bearer``, limits counted in memory, every call metered, cache on.
+- ``kamiyo_gate_uncached``: the same with ``KAMIYO_CACHE_TTL_S=0`` (every call runs the query).
+- ``kamiyo_gate_redis``: ``kamiyo_gate_cached`` with limits in Redis (``--redis-url``, a unique
+  ``KAMIYO_REDIS_PREFIX`` per run, its keys deleted afterwards); skipped when Redis is down.
+
+KAMIYO runs through ``bench/kamiyo_server.py``, which raises the enterprise tier's limits to
+10**9 a minute and a day in the server process: every call is still identified, counted and
+metered, none is refused. After each run one more call must succeed (no ``isError``) and, for
+the gate variants, the usage records the server wrote must number at least the calls autocannon
+completed, all ``ok``.
+
+stdio: the SDK's client calls each server's tool ``--calls`` times in turn (KAMIYO with the
+enterprise key in ``KAMIYO_API_KEY``); p50 and p99.
 """
 
 import argparse
@@ -15,45 +32,29 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+import uuid
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import redis
 from mcp import Client, StdioServerParameters
+
+from bench.kamiyo_server import BENCH_EMAIL
 
 HERE = Path(__file__).parent
 AUTOCANNON = HERE / "node" / "node_modules" / ".bin" / "autocannon"
 SEARCH = {"name": "search_exploits", "arguments": {"query": "euler", "limit": 10}}
 ECHO = {"name": "echo", "arguments": {"text": "euler"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(command: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "ping"}).encode()
-            request = urllib.request.Request(ready_url, data=body, headers=HEADERS, method="POST")
-            with urllib.request.urlopen(request, timeout=2):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise TimeoutError(f"{ready_url} never answered")
-
 
 HEADERS = {
     "Content-Type": "application/json",
@@ -62,7 +63,56 @@ HEADERS = {
 }
 
 
-def autocannon(url: str, call: Mapping[str, object], duration: int, connections: int) -> float:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post(url: str, message: Mapping[str, object], headers: Mapping[str, str]) -> Any:
+    body = json.dumps(message).encode()
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def start(
+    command: list[str], env: dict[str, str], url: str, headers: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            post(url, {"jsonrpc": "2.0", "id": 0, "method": "ping"}, headers)
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise TimeoutError(f"{url} never answered")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: uvicorn finishes, then KAMIYO's shutdown writes the meter's last batch."""
+    process.terminate()
+    process.wait(timeout=60)
+
+
+def check_call(url: str, call: Mapping[str, object], headers: Mapping[str, str]) -> None:
+    """One more call like autocannon's must succeed: a result, not a refusal or an error."""
+    answer = post(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, headers)
+    result = answer.get("result")
+    if not isinstance(result, dict) or result.get("isError"):
+        raise RuntimeError(f"{url}: the check call failed: {json.dumps(answer)[:300]}")
+
+
+def autocannon(
+    url: str,
+    call: Mapping[str, object],
+    duration: int,
+    connections: int,
+    headers: Mapping[str, str],
+) -> tuple[float, int]:
+    """Average calls per second and the number of calls completed."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call})
     args = [
         str(AUTOCANNON),
@@ -76,67 +126,171 @@ def autocannon(url: str, call: Mapping[str, object], duration: int, connections:
         "-b",
         body,
     ]
-    for name, value in HEADERS.items():
+    for name, value in headers.items():
         args += ["-H", f"{name}={value}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     report = json.loads(out)
     if report["non2xx"] or report["errors"]:
         raise RuntimeError(f"{url}: {report['non2xx']} non-2xx, {report['errors']} errors")
-    return float(report["requests"]["average"])
+    return float(report["requests"]["average"]), int(report["requests"]["total"])
+
+
+def usage_by_status(data: Path) -> Counter[str]:
+    """The usage records the servers wrote so far, by status (ok, rate_limited, ...)."""
+    with sqlite3.connect(data / "kamiyo.db") as db:
+        rows = db.execute("SELECT status, count(*) FROM usage_records GROUP BY status")
+        return Counter({str(status): int(count) for status, count in rows})
+
+
+def check_metered(name: str, before: Counter[str], after: Counter[str], calls: int) -> int:
+    """Every call of the run was recorded as ok, and nothing was refused; returns the count."""
+    written = after - before
+    ok = written.pop("ok", 0)
+    if written or ok < calls:
+        raise RuntimeError(f"{name}: {calls} calls answered, usage records {dict(written)} {ok=}")
+    return ok
+
+
+def redis_up(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def drop_prefix(url: str, prefix: str) -> int:
+    """Delete the keys the run left under ``prefix``; returns how many there were."""
+    client = redis.Redis.from_url(url)
+    try:
+        found = list(client.scan_iter(match=f"{prefix}:*"))
+        if found:
+            client.delete(*found)
+        return len(found)
+    finally:
+        client.close()
+
+
+@dataclass
+class Variant:
+    name: str
+    command: list[str]
+    call: Mapping[str, object]
+    env: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    metered: bool = False
+    redis_url: str | None = None
+
+
+def http_variants(key: str, redis_url: str | None) -> list[Variant]:
+    kamiyo = [sys.executable, "-m", "bench.kamiyo_server", "--transport", "http"]
+    bearer = {"Authorization": f"Bearer {key}"}
+    variants = [
+        Variant("echo", [sys.executable, "-m", "bench.echo_server", "--transport", "http"], ECHO),
+        Variant("kamiyo_open", [*kamiyo, "--open"], SEARCH),
+        Variant("kamiyo_gate_cached", kamiyo, SEARCH, headers=bearer, metered=True),
+        Variant(
+            "kamiyo_gate_uncached",
+            kamiyo,
+            SEARCH,
+            env={"KAMIYO_CACHE_TTL_S": "0"},
+            headers=bearer,
+            metered=True,
+        ),
+    ]
+    if redis_url is not None:
+        variants.append(
+            Variant(
+                "kamiyo_gate_redis",
+                kamiyo,
+                SEARCH,
+                env={"KAMIYO_REDIS_URL": redis_url},
+                headers=bearer,
+                metered=True,
+                redis_url=redis_url,
+            )
+        )
+    return variants
 
 
 def http_throughput(
-    rounds: int, duration: int, connections: int, env: dict[str, str]
+    args: argparse.Namespace, env: dict[str, str], data: Path, key: str
 ) -> dict[str, object]:
-    """Calls per second of the echo tool, and of search_exploits with and without the cache.
+    """Calls per second of each variant, and each one's ratio to the echo server's.
 
     autocannon repeats one request, so with the cache on every call after the first is a cache
     hit; with it off (KAMIYO_CACHE_TTL_S=0) every call runs the query.
     """
-    kamiyo = [sys.executable, "-m", "kamiyo", "serve", "--transport", "http", "--stateless",
-              "--json-response"]  # fmt: skip
-    echo = [sys.executable, "-m", "bench.echo_server", "--transport", "http"]
-    servers: list[tuple[str, list[str], Mapping[str, object], dict[str, str]]] = [
-        ("echo", echo, ECHO, {}),
-        ("kamiyo_cached", kamiyo, SEARCH, {}),
-        ("kamiyo_uncached", kamiyo, SEARCH, {"KAMIYO_CACHE_TTL_S": "0"}),
-    ]
-    runs: dict[str, list[float]] = {name: [] for name, *_ in servers}
-    for _ in range(rounds):
-        for name, command, call, extra_env in servers:
+    notes: list[str] = []
+    redis_url: str | None = args.redis_url
+    if redis_url is not None and not redis_up(redis_url):
+        notes.append(f"Redis at {redis_url} did not answer: kamiyo_gate_redis skipped")
+        print(f"  {notes[-1]}", file=sys.stderr)
+        redis_url = None
+    variants = http_variants(key, redis_url)
+    runs: dict[str, list[float]] = {variant.name: [] for variant in variants}
+    metered: dict[str, list[int]] = {variant.name: [] for variant in variants if variant.metered}
+    for _ in range(args.rounds):
+        for variant in variants:
             port = free_port()
             url = f"http://127.0.0.1:{port}/mcp"
-            process = start([*command, "--port", str(port)], env | extra_env, url)
+            headers = HEADERS | variant.headers
+            run_env = env | variant.env
+            prefix = f"kamiyo-bench-{uuid.uuid4().hex[:12]}"
+            if variant.redis_url is not None:
+                run_env["KAMIYO_REDIS_PREFIX"] = prefix
+            before = usage_by_status(data)
+            process = start([*variant.command, "--port", str(port)], run_env, url, headers)
             try:
-                runs[name].append(autocannon(url, call, duration, connections))
+                rate, calls = autocannon(
+                    url, variant.call, args.duration, args.connections, headers
+                )
+                check_call(url, variant.call, headers)
             finally:
-                process.terminate()
-                process.wait(timeout=30)
-            print(f"  {name}: {runs[name][-1]:.0f} calls/s", file=sys.stderr)
+                stop(process)
+            runs[variant.name].append(rate)
+            if variant.metered:
+                metered[variant.name].append(
+                    check_metered(variant.name, before, usage_by_status(data), calls + 1)
+                )
+            if variant.redis_url is not None and not drop_prefix(variant.redis_url, prefix):
+                raise RuntimeError(f"{variant.name}: the limiter left no counters in Redis")
+            print(f"  {variant.name}: {rate:.0f} calls/s", file=sys.stderr)
     medians = {name: statistics.median(values) for name, values in runs.items()}
     return {
         "calls_per_s": medians,
-        "ratio_cached": medians["kamiyo_cached"] / medians["echo"],
-        "ratio_uncached": medians["kamiyo_uncached"] / medians["echo"],
+        "ratio_vs_echo": {
+            name: value / medians["echo"] for name, value in medians.items() if name != "echo"
+        },
         "runs": runs,
+        "usage_records_ok": metered,
+        "notes": notes,
     }
 
 
-async def stdio_latency(calls: int, env: dict[str, str]) -> dict[str, object]:
+async def stdio_latency(calls: int, env: dict[str, str], data: Path, key: str) -> dict[str, object]:
     results: dict[str, object] = {}
-    for name, args, call in (
-        ("echo", ["-m", "bench.echo_server"], ECHO),
-        ("kamiyo", ["-m", "kamiyo", "serve"], SEARCH),
+    kamiyo = ["-m", "bench.kamiyo_server"]
+    for name, args, call, extra_env in (
+        ("echo", ["-m", "bench.echo_server"], ECHO, {}),
+        ("kamiyo_open", [*kamiyo, "--open"], SEARCH, {}),
+        ("kamiyo_gate", kamiyo, SEARCH, {"KAMIYO_API_KEY": key}),
     ):
-        params = StdioServerParameters(command=sys.executable, args=args, env=env, cwd=os.getcwd())
+        params = StdioServerParameters(
+            command=sys.executable, args=args, env=env | extra_env, cwd=os.getcwd()
+        )
+        before = usage_by_status(data)
+        tool, arguments = str(call["name"]), call["arguments"]
         async with Client(params, mode="legacy") as client:
-            for _ in range(20):
-                await client.call_tool(str(call["name"]), call["arguments"])  # type: ignore[arg-type]
             samples = []
-            for _ in range(calls):
+            for n in range(20 + calls):
                 started = time.perf_counter()
-                await client.call_tool(str(call["name"]), call["arguments"])  # type: ignore[arg-type]
-                samples.append((time.perf_counter() - started) * 1000)
+                result = await client.call_tool(tool, arguments)  # type: ignore[arg-type]
+                if n >= 20:
+                    samples.append((time.perf_counter() - started) * 1000)
+                if result.is_error:
+                    raise RuntimeError(f"stdio {name}: {result.content}")
+        if extra_env:  # the gate's server has exited and written its usage records
+            check_metered(name, before, usage_by_status(data), 20 + calls)
         samples.sort()
         results[name] = {
             "p50_ms": samples[len(samples) // 2],
@@ -145,28 +299,37 @@ async def stdio_latency(calls: int, env: dict[str, str]) -> dict[str, object]:
     return results
 
 
+def kamiyo_cli(env: dict[str, str], *args: str) -> str:
+    command = [sys.executable, "-m", "kamiyo", *args]
+    return subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per HTTP run")
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--calls", type=int, default=500, help="stdio calls per server")
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="Redis for kamiyo_gate_redis; an empty value skips that variant",
+    )
     args = parser.parse_args()
+    args.redis_url = args.redis_url or None
     if not AUTOCANNON.exists() or shutil.which("node") is None:
         sys.exit(f"autocannon is missing: run `npm ci --prefix {HERE / 'node'}`")
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
-        env |= {"KAMIYO_DATA_DIR": data, "KAMIYO_LOG_LEVEL": "WARNING"}
-        # Prepare the database once so no run pays for the first load.
-        subprocess.run(
-            [sys.executable, "-m", "kamiyo", "db", "upgrade"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        env |= {"KAMIYO_DATA_DIR": tmp, "KAMIYO_LOG_LEVEL": "WARNING"}
+        # Prepare the database once so no run pays for the first load; an enterprise key.
+        kamiyo_cli(env, "db", "upgrade")
+        kamiyo_cli(env, "accounts", "create", BENCH_EMAIL, "--tier", "enterprise")
+        key = kamiyo_cli(env, "keys", "create", BENCH_EMAIL, "--name", "bench").strip()
         report = {
-            "http": http_throughput(args.rounds, args.duration, args.connections, env),
-            "stdio": asyncio.run(stdio_latency(args.calls, env)),
+            "http": http_throughput(args, env, data, key),
+            "stdio": asyncio.run(stdio_latency(args.calls, env, data, key)),
         }
     print(json.dumps(report, indent=2))
     results = HERE / "results"

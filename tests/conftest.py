@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -158,3 +159,28 @@ async def migrated_session(
 ) -> AsyncIterator[AsyncSession]:
     async with migrated_sessions() as session:
         yield session
+
+
+REDIS_TEST_URL = os.environ.get("KAMIYO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_settings() -> Iterator[dict[str, str]]:
+    """Settings for the local Redis with a key prefix of this test's own; its keys go after."""
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        reason = f"Redis unreachable at {REDIS_TEST_URL}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    prefix = f"kamiyo_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield {"redis_url": REDIS_TEST_URL, "redis_prefix": prefix}
+    finally:
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -1,7 +1,10 @@
 """The command line, in-process through Typer's runner and as a real process."""
 
+import asyncio
+import datetime as dt
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from kamiyo.access import accounts
+from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.cli import app
 from kamiyo.clients import claude_desktop_config_path
+from kamiyo.config import Settings
+from kamiyo.runtime import open_runtime
 
 runner = CliRunner()
 
@@ -256,3 +263,45 @@ def test_token_issue_and_revoke(monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["token", "revoke"], input="garbage\n")
     assert result.exit_code == 2
     assert "token is malformed" in result.stderr
+
+
+def test_usage_verify_and_show() -> None:
+    assert kamiyo("accounts", "create", "use@example.com", "--tier", "personal")[0] == 0
+
+    async def record_calls() -> None:
+        async with open_runtime(Settings()) as runtime:
+            async with runtime.sessions() as session:
+                account = await accounts.find_account(session, "use@example.com")
+                assert account is not None
+            meter = Meter(flush_interval_s=3600)
+            async with meter.running(runtime.sessions):
+                for tool, status in [("search_exploits", "ok"), ("get_exploit", "ok"),
+                                     ("check_wallet_interactions", "forbidden")]:  # fmt: skip
+                    meter.record(
+                        UsageEvent(
+                            at=dt.datetime.now(dt.UTC),
+                            account_pk=account.pk,
+                            key_pk=None,
+                            tool=tool,
+                            tier="personal",
+                            status=status,
+                            duration_us=1500,
+                            result_count=None,
+                            cost_units=int(status == "ok"),
+                        )
+                    )
+
+    asyncio.run(record_calls())
+    code, _, err = kamiyo("usage", "verify")
+    assert code == 0, err
+    assert "1 usage chain(s), 3 records: all verify" in err
+    code, table, _ = kamiyo("usage", "show", "use@example.com", "--by", "tool")
+    assert code == 0
+    assert "check_wallet_interactions" in table
+    assert "1.50" in table
+    with sqlite3.connect(Settings().data_dir / "kamiyo.db") as db:
+        db.execute("UPDATE usage_records SET cost_units = 0 WHERE tool = 'search_exploits'")
+    code, _, err = kamiyo("usage", "verify", "use@example.com")
+    assert code == 1
+    assert "record 1 was altered" in err
+    assert kamiyo("usage", "show", "nobody@example.com")[0] == 2

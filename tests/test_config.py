@@ -35,6 +35,7 @@ def test_production_accepts_secure_settings() -> None:
         secret_key=STRONG,
         database_url=PG,
         stripe_secret_key="sk_live_abc",
+        stripe_webhook_secret="whsec_abc",
         _env_file=None,
     )
     assert settings.migrate_on_start is False
@@ -47,6 +48,7 @@ def test_production_accepts_secure_settings() -> None:
         ({"secret_key": "short"}, "shorter than 32"),
         ({"database_url": None}, "KAMIYO_DATABASE_URL is not set"),
         ({"stripe_secret_key": "sk_test_123"}, "test-mode key"),
+        ({"stripe_secret_key": "sk_live_123"}, "KAMIYO_STRIPE_WEBHOOK_SECRET is not set"),
     ],
 )
 def test_production_refuses_insecure_settings(changes: dict[str, object], reason: str) -> None:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kamiyo import __version__, clients, intel
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
+from kamiyo.cli_billing import billing_app, signup
 from kamiyo.cli_support import (
     err,
     execute,
@@ -22,6 +23,7 @@ from kamiyo.cli_support import (
     settings_or_exit,
     stdout_console,
 )
+from kamiyo.cli_usage import usage_app
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
 from kamiyo.runtime import Runtime
@@ -43,6 +45,9 @@ app.add_typer(install_app, name="install")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
+app.add_typer(usage_app, name="usage")
+app.add_typer(billing_app, name="billing")
+app.command()(signup)
 
 
 def _usd(amount: float | None) -> str:
@@ -257,12 +262,19 @@ def serve(
 
     import uvicorn
 
-    from kamiyo.web.app import create_app
+    from kamiyo.web.app import MAX_REQUEST_HEAD, create_app
 
     application = create_app(settings, stateless=stateless, json_response=json_response, host=host)
     err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")
     # log_config=None: uvicorn logs through our handlers, to stderr like everything else.
-    uvicorn.run(application, host=host, port=port, log_config=None, server_header=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_config=None,
+        server_header=False,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
+    )
 
 
 class Launcher(StrEnum):

@@ -41,6 +41,28 @@ class Settings(BaseSettings):
     log_format: Literal["pretty", "json"] = "pretty"
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_… secret Stripe signs webhook deliveries with."
+    )
+    stripe_prices: dict[str, str] = Field(
+        default_factory=dict,
+        description='Stripe price id per paid tier, e.g. {"personal": "price_…", "team": …}.',
+    )
+    stripe_api_base: str | None = Field(
+        default=None, description="Another Stripe API address (a local mock in tests)."
+    )
+    checkout_success_url: str | None = None
+    checkout_cancel_url: str | None = None
+    portal_return_url: str | None = None
+    past_due_grace_days: float = Field(
+        default=7, ge=0, description="How long a failed payment keeps the paid tier."
+    )
+    smtp_host: str | None = Field(default=None, description="Mail server; unset: no email.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str = "KAMIYO <no-reply@localhost>"
     max_results: int = Field(default=1000, ge=1, le=10000)
     cache_ttl_s: float = Field(
         default=30, ge=0, description="How long identical calls share an answer; 0 disables."
@@ -60,6 +82,29 @@ class Settings(BaseSettings):
         default="kamiyo", description="The audience tokens must name: this server's resource URL."
     )
     jwt_ttl_s: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db shared by every instance for rate limits and "
+        "quotas; unset means limits are kept in this process only.",
+    )
+    redis_prefix: str = Field(default="kamiyo", min_length=1, max_length=64)
+    when_redis_down: Literal["open", "closed"] = Field(
+        default="open",
+        description="open: keep limiting in this process until Redis answers again; "
+        "closed: refuse calls as temporarily unavailable.",
+    )
+    meter_flush_s: float = Field(
+        default=1.0, gt=0, description="How often recorded calls are written to the database."
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="This server's public base URL (https://…), used in OAuth protected "
+        "resource metadata; unset means the URL the request arrived on.",
+    )
+    authorization_servers: list[str] = Field(
+        default_factory=list,
+        description="OAuth authorization servers that issue tokens for this resource.",
+    )
     # The credential a stdio server presents for its user (HTTP callers send their own).
     api_key: SecretStr | None = None
     token: SecretStr | None = None
@@ -89,6 +134,10 @@ class Settings(BaseSettings):
         stripe_key = self.stripe_secret_key.get_secret_value() if self.stripe_secret_key else ""
         if stripe_key.startswith(("sk_test_", "rk_test_")):
             reasons.append("KAMIYO_STRIPE_SECRET_KEY is a Stripe test-mode key")
+        if stripe_key and not self.stripe_webhook_secret:
+            reasons.append(
+                "KAMIYO_STRIPE_WEBHOOK_SECRET is not set (webhooks could not be verified)"
+            )
         return reasons
 
     @model_validator(mode="after")

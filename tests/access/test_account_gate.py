@@ -1,6 +1,8 @@
 """The subscription gate, on its own and in front of the real tools."""
 
 import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import pytest
 from mcp import Client
@@ -37,16 +39,27 @@ async def _key(sessions: async_sessionmaker[AsyncSession], email: str, tier: Tie
         return new.key
 
 
-def _gate(sessions: async_sessionmaker[AsyncSession], **changes: object) -> AccountGate:
-    gate = AccountGate(SETTINGS.model_copy(update=changes))
-    gate.bind(sessions)
-    return gate
+GateFactory = Callable[..., Awaitable[AccountGate]]
+
+
+@pytest.fixture
+async def make_gate(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[GateFactory]:
+    """Serving gates with SETTINGS changed by keyword; stopped (and flushed) after the test."""
+    async with AsyncExitStack() as stack:
+
+        async def make(**changes: object) -> AccountGate:
+            gate = AccountGate(SETTINGS.model_copy(update=changes))
+            await stack.enter_async_context(gate.serving(sessions))
+            return gate
+
+        yield make
 
 
 async def test_anonymous_callers_get_the_free_tier(
     sessions: async_sessionmaker[AsyncSession],
+    make_gate: GateFactory,
 ) -> None:
-    gate = _gate(sessions)
+    gate = await make_gate()
     grant = await gate.admit(Call(tool="search_exploits"))
     assert isinstance(grant, Grant)
     assert (grant.tier, grant.max_results) == ("free", 10)
@@ -61,16 +74,18 @@ async def test_anonymous_callers_get_the_free_tier(
 
 async def test_anonymous_access_can_be_turned_off(
     sessions: async_sessionmaker[AsyncSession],
+    make_gate: GateFactory,
 ) -> None:
-    refusal = await _gate(sessions, allow_anonymous=False).admit(Call(tool="search_exploits"))
+    refusal = await (await make_gate(allow_anonymous=False)).admit(Call(tool="search_exploits"))
     assert isinstance(refusal, Refusal)
     assert (refusal.reason, refusal.http_status) == ("unauthenticated", 401)
 
 
 async def test_tiers_unlock_tools_and_raise_caps(
     sessions: async_sessionmaker[AsyncSession],
+    make_gate: GateFactory,
 ) -> None:
-    gate = _gate(sessions, upgrade_url="https://kamiyo.test/pricing")
+    gate = await make_gate(upgrade_url="https://kamiyo.test/pricing")
     personal = await _key(sessions, "p@example.com", Tier.PERSONAL)
     team = await _key(sessions, "t@example.com", Tier.TEAM)
     grant = await gate.admit(Call(tool="assess_protocol_risk", credential=personal))
@@ -87,8 +102,9 @@ async def test_tiers_unlock_tools_and_raise_caps(
 
 async def test_upgrades_and_cancellations_apply_on_the_next_call(
     sessions: async_sessionmaker[AsyncSession],
+    make_gate: GateFactory,
 ) -> None:
-    gate = _gate(sessions)
+    gate = await make_gate()
     key = await _key(sessions, "u@example.com", Tier.PERSONAL)
     async with sessions() as session:
         account = await accounts.find_account(session, "u@example.com")
@@ -109,20 +125,23 @@ async def test_upgrades_and_cancellations_apply_on_the_next_call(
     "credential", ["kmy_live_forged", "not-a-jwt", "x" * 100_000, "kmy_live_" + "a" * 43]
 )
 async def test_bad_credentials_are_refused(
-    sessions: async_sessionmaker[AsyncSession], credential: str
+    sessions: async_sessionmaker[AsyncSession], make_gate: GateFactory, credential: str
 ) -> None:
-    refusal = await _gate(sessions).admit(Call(tool="search_exploits", credential=credential))
+    refusal = await (await make_gate()).admit(Call(tool="search_exploits", credential=credential))
     assert isinstance(refusal, Refusal)
     assert refusal.http_status == 401
     assert credential[:20] not in refusal.message
 
 
-async def test_tokens_identify_too(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_tokens_identify_too(
+    sessions: async_sessionmaker[AsyncSession], make_gate: GateFactory
+) -> None:
     async with sessions() as session:
         account = await accounts.create_account(session, "jwt@example.com", Tier.ENTERPRISE)
         await session.commit()
         token = await tokens.issue_token(session, SETTINGS, account)
-    grant = await _gate(sessions).admit(Call(tool="check_wallet_interactions", credential=token))
+    gate = await make_gate()
+    grant = await gate.admit(Call(tool="check_wallet_interactions", credential=token))
     assert isinstance(grant, Grant)
     assert grant.tier == "enterprise"
 
@@ -131,9 +150,8 @@ async def test_the_tools_behind_the_gate(loaded_runtime: Runtime) -> None:
     """Through the MCP server: the free tier is capped and delayed; a key lifts both."""
     settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
     gate = AccountGate(settings)
-    gate.bind(loaded_runtime.sessions)
     anonymous = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
-    async with Client(build_server(anonymous)) as client:
+    async with gate.serving(loaded_runtime.sessions), Client(build_server(anonymous)) as client:
         free = await client.call_tool("search_exploits", {"limit": 100})
         locked = await client.call_tool("assess_protocol_risk", {"protocol_name": "Euler"})
     assert free.structured_content is not None
@@ -146,7 +164,7 @@ async def test_the_tools_behind_the_gate(loaded_runtime: Runtime) -> None:
 
     key = await _key(loaded_runtime.sessions, "gate-e2e@example.com", Tier.PERSONAL)
     paid = ServerState(settings=settings, gate=gate, runtime=loaded_runtime, stdio_credential=key)
-    async with Client(build_server(paid)) as client:
+    async with gate.serving(loaded_runtime.sessions), Client(build_server(paid)) as client:
         result = await client.call_tool("search_exploits", {"limit": 100})
         unlocked = await client.call_tool("assess_protocol_risk", {"protocol_name": "Euler"})
     assert result.structured_content is not None
@@ -167,3 +185,48 @@ async def test_a_failing_gate_refuses_without_leaking_the_cause(loaded_runtime: 
     assert result.is_error is True
     text = result.content[0].text  # type: ignore[union-attr]
     assert text == "search_exploits is temporarily unavailable; try again shortly."
+
+
+async def test_get_usage_reports_the_limits_and_what_is_used(loaded_runtime: Runtime) -> None:
+    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
+    gate = AccountGate(settings)
+    key = await _key(loaded_runtime.sessions, "usage-tool@example.com", Tier.PERSONAL)
+    paid = ServerState(settings=settings, gate=gate, runtime=loaded_runtime, stdio_credential=key)
+    anonymous = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
+    async with gate.serving(loaded_runtime.sessions):
+        async with Client(build_server(paid)) as client:
+            for _ in range(3):
+                await client.call_tool("search_exploits", {"query": "euler"})
+            usage = (await client.call_tool("get_usage", {})).structured_content
+        async with Client(build_server(anonymous)) as client:
+            free = (await client.call_tool("get_usage", {})).structured_content
+    assert usage is not None
+    assert (usage["tier"], usage["max_results"]) == ("personal", 50)
+    assert usage["minute"]["limit"] == 30
+    assert (usage["minute"]["used"], usage["minute"]["remaining"]) == (4, 26)  # with itself
+    assert (usage["day"]["limit"], usage["day"]["used"]) == (1000, 4)
+    # Calls answered this month; get_usage's own call is metered after it answers.
+    assert (usage["month"]["calls"], usage["month"]["cost_units"]) == (3, 3)
+    assert free is not None
+    assert (free["tier"], free["minute"]["limit"], free["month"]) == ("free", 10, None)
+
+
+async def test_enterprise_risk_answers_carry_recommendations(loaded_runtime: Runtime) -> None:
+    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
+    gate = AccountGate(settings)
+    answers = {}
+    async with gate.serving(loaded_runtime.sessions):
+        for tier in (Tier.PERSONAL, Tier.ENTERPRISE):
+            key = await _key(loaded_runtime.sessions, f"risk-{tier.value}@example.com", tier)
+            state = ServerState(
+                settings=settings, gate=gate, runtime=loaded_runtime, stdio_credential=key
+            )
+            async with Client(build_server(state)) as client:
+                result = await client.call_tool("assess_protocol_risk", {"protocol_name": "Euler"})
+            assert result.structured_content is not None
+            answers[tier] = result.structured_content
+    assert answers[Tier.PERSONAL]["recommendations"] is None
+    detailed = answers[Tier.ENTERPRISE]["recommendations"]
+    assert detailed
+    assert sum(r["incidents"] for r in detailed) == answers[Tier.ENTERPRISE]["incident_count"]
+    assert all(r["checks"] for r in detailed)

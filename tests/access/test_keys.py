@@ -29,7 +29,8 @@ async def test_a_key_is_shown_once_and_stored_only_as_its_hash(session: AsyncSes
     assert new.key not in {stored.prefix, stored.key_hash, stored.name}
     found = await keys.account_for_key(session, new.key)
     assert found is not None
-    assert found.email == "alice@example.com"
+    assert found[0].email == "alice@example.com"
+    assert found[1] == stored.pk
 
 
 async def test_wrong_revoked_and_malformed_keys_find_no_account(session: AsyncSession) -> None:

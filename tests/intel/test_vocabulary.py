@@ -1,6 +1,7 @@
 import pytest
 
 from kamiyo.intel.vocabulary import (
+    ATTACK_CHECKS,
     AttackType,
     classify_attack,
     firm_for_url,
@@ -38,6 +39,17 @@ from kamiyo.intel.vocabulary import (
 )
 def test_classify_attack(raw: str | None, expected: AttackType) -> None:
     assert classify_attack(raw) is expected
+
+
+@pytest.mark.parametrize("kind", list(AttackType))
+def test_every_attack_type_has_checks(kind: AttackType) -> None:
+    checks = ATTACK_CHECKS[kind]  # a KeyError here: a new attack type needs its checks
+    assert 2 <= len(checks) <= 4
+    for check in checks:
+        assert check.strip() == check
+        assert 20 <= len(check) <= 120
+        assert check[0].isupper()
+        assert check.endswith(".")
 
 
 def test_normalize_chain() -> None:

@@ -5,7 +5,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,10 +59,31 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_http_server(tmp_path: Path, flags: list[str]) -> Iterator[str]:
-    """``kamiyo serve --transport http`` in its own process; yields its base URL."""
+def running_http_server(
+    tmp_path: Path,
+    flags: list[str],
+    env: Mapping[str, str] | None = None,
+    log_name: str = "server.log",
+) -> Iterator[str]:
+    """``kamiyo serve --transport http`` in its own process; yields its base URL.
+
+    ``env`` adds settings (KAMIYO_*) to the server's environment; servers started with the same
+    ``tmp_path`` share its database, so give each its own ``log_name``.
+    """
+    with http_server_process(tmp_path, flags, env, log_name) as (url, _):
+        yield url
+
+
+@contextmanager
+def http_server_process(
+    tmp_path: Path,
+    flags: list[str],
+    env: Mapping[str, str] | None = None,
+    log_name: str = "server.log",
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As ``running_http_server``, also yielding the process (to signal it)."""
     port = _free_port()
-    log_path = tmp_path / "server.log"
+    log_path = tmp_path / log_name
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -76,14 +97,14 @@ def running_http_server(tmp_path: Path, flags: list[str]) -> Iterator[str]:
                 str(port),
                 *flags,
             ],
-            env=server_env(tmp_path),
+            env=server_env(tmp_path) | dict(env or {}),
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=log,
         )
     try:
         _wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()
         stdout, _ = process.communicate(timeout=30)
@@ -98,19 +119,24 @@ def http_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         yield url
 
 
+def run_kamiyo(
+    tmp_path: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``kamiyo ARGS`` in its own process, on the database of servers started on ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-m", "kamiyo", *args],
+        env=server_env(tmp_path) | dict(env or {}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
 def issue_key(tmp_path: Path, tier: str = "enterprise") -> str:
     """An account and API key in the database a server started with ``server_env(tmp_path)``
     uses, made with the operator commands."""
-    env = server_env(tmp_path)
     email = f"{tier}-{os.getpid()}@example.com"
-    for args in (["accounts", "create", email, "--tier", tier], ["keys", "create", email]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "kamiyo", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    return proc.stdout.strip()
+    run_kamiyo(tmp_path, "accounts", "create", email, "--tier", tier)
+    return run_kamiyo(tmp_path, "keys", "create", email).stdout.strip()

@@ -25,7 +25,7 @@ INSPECTOR = NODE_DIR / "node_modules" / ".bin" / "mcp-inspector"
 KAMIYO_STDIO = [sys.executable, "-m", "kamiyo", "serve"]
 
 
-def _node() -> str:
+def node_binary() -> str:
     if not INSPECTOR.exists():
         reason = f"Node MCP clients are not installed: run `npm ci --prefix {NODE_DIR}`"
         if os.environ.get("CI"):
@@ -40,7 +40,7 @@ def _node() -> str:
 
 
 def _run_node(args: list[str], env: dict[str, str]) -> str:
-    node = _node()
+    node = node_binary()
     path = f"{Path(node).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(
         args,
@@ -85,7 +85,7 @@ def env(served: tuple[str, str, Path]) -> dict[str, str]:
 
 
 def _inspector(target: list[str], method: list[str], env: dict[str, str]) -> Any:
-    return _json(_run_node([_node(), str(INSPECTOR), "--cli", *target, *method], env))
+    return _json(_run_node([node_binary(), str(INSPECTOR), "--cli", *target, *method], env))
 
 
 SEARCH = ["--method", "tools/call", "--tool-name", "search_exploits", "--tool-arg", "query=ronin"]
@@ -121,7 +121,7 @@ def test_typescript_sdk_clients(
         "http": [f"{http_url}/mcp"],
         "sse": [f"{http_url}/sse"],
     }[transport]
-    seen = _json(_run_node([_node(), "client.mjs", sdk, transport, *target], env))
+    seen = _json(_run_node([node_binary(), "client.mjs", sdk, transport, *target], env))
     assert seen["server"]["name"] == "kamiyo"
     assert "check_wallet_interactions" in seen["tools"]
     assert seen["result"]["structuredContent"]["incidents"][0]["protocol"] == "Ronin Network"
@@ -130,6 +130,9 @@ def test_typescript_sdk_clients(
         assert not result.get("isError"), (name, result["content"])
         assert result["structuredContent"], name
     assert seen["results"]["check_wallet_interactions"]["structuredContent"]["flagged"] is True
+    usage = seen["results"]["get_usage"]["structuredContent"]
+    assert usage["tier"] == "enterprise"
+    assert usage["minute"]["used"] >= len(seen["tools"])  # the calls before it were counted
     assert seen["bad"]["isError"] is True
     assert seen["bad"]["content"][0]["text"].startswith("Invalid arguments for search_exploits")
 
@@ -142,7 +145,7 @@ def test_official_conformance_suite(http_url: str, env: dict[str, str], tmp_path
     """Every active server scenario passes, except the baseline's, each listed with its reason."""
     output = _run_node(
         [
-            _node(),
+            node_binary(),
             str(CONFORMANCE),
             "server",
             "--url",

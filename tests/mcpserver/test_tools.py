@@ -22,6 +22,7 @@ TOOLS = {
     "get_exploit_stats",
     "assess_protocol_risk",
     "check_wallet_interactions",
+    "get_usage",
 }
 
 
@@ -201,8 +202,10 @@ async def test_identical_calls_share_a_cached_answer_and_are_still_completed(
     completed: list[str] = []
 
     class RecordingGate(OpenGate):
-        async def complete(self, call: Call, grant: Grant, outcome: Outcome) -> Mapping[str, Any]:
-            completed.append(f"{call.tool}:{outcome}")
+        async def complete(
+            self, call: Call, grant: Grant, outcome: Outcome, results: int | None = None
+        ) -> Mapping[str, Any]:
+            completed.append(f"{call.tool}:{outcome}:{results}")
             return {}
 
     settings = loaded_runtime.settings.model_copy(update={"cache_ttl_s": 60})
@@ -216,10 +219,48 @@ async def test_identical_calls_share_a_cached_answer_and_are_still_completed(
         other = await client.call_tool("search_exploits", {"query": "euler"})
     assert first.structured_content == second.structured_content
     assert other.structured_content != first.structured_content
-    assert completed == ["search_exploits:ok"] * 3  # every call is metered, cached or not
+    # Every call is metered with its result count, cached or not.
+    counts = [len(r.structured_content["incidents"]) for r in (first, second, other)]
+    assert completed == [f"search_exploits:ok:{count}" for count in counts]
     assert len(state.cache) == 2
 
 
 def test_the_cache_can_be_turned_off(loaded_runtime: Runtime) -> None:
     settings = loaded_runtime.settings.model_copy(update={"cache_ttl_s": 0})
     assert ServerState(settings=settings, gate=OpenGate(max_results=10)).cache is None
+
+
+async def test_assess_protocol_risk_recommends_checks_only_with_detailed_risk(
+    client: Client, loaded_runtime: Runtime
+) -> None:
+    schema = {t.name: t for t in (await client.list_tools()).tools}["assess_protocol_risk"]
+    assert schema.output_schema is not None
+    assert "recommendations" in schema.output_schema["properties"]
+    assert "recommendations" not in schema.output_schema.get("required", [])
+    plain = structured(await client.call_tool("assess_protocol_risk", {"protocol_name": "Sushi"}))
+    assert plain["recommendations"] is None
+
+    class EnterpriseGate(OpenGate):
+        async def admit(self, call: Call) -> Grant:
+            return Grant(tier="enterprise", max_results=self.max_results, detailed_risk=True)
+
+    state = ServerState(
+        settings=loaded_runtime.settings, gate=EnterpriseGate(max_results=2), runtime=loaded_runtime
+    )
+    async with Client(build_server(state)) as enterprise:
+        report = structured(
+            await enterprise.call_tool("assess_protocol_risk", {"protocol_name": "Sushi"})
+        )
+        nothing = structured(
+            await enterprise.call_tool("assess_protocol_risk", {"protocol_name": "Zzqqxx Finance"})
+        )
+    assert len(report["incidents"]) == 2  # the listing is capped, the recommendations are not
+    assert report["attack_types"] == {"input_validation": 2, "slippage_mev": 1}
+    recommendations = report["recommendations"]
+    assert [(r["attack_type"], r["incidents"]) for r in recommendations] == [
+        ("input_validation", 2),
+        ("slippage_mev", 1),
+    ]
+    assert recommendations[0]["latest"] == "2023-04-09"
+    assert all(2 <= len(r["checks"]) <= 4 for r in recommendations)
+    assert nothing["recommendations"] == []

@@ -3,12 +3,16 @@
 Identify (API key, else JWT, else anonymous on the free tier when allowed) -> tier from the
 subscription state, remembered for ``tier_cache_s`` seconds so an upgrade or a cancellation
 takes effect within seconds without a database read on every call -> the tool must be one the
-tier unlocks -> a grant with the tier's caps. Rate limits, quotas and metering come next.
+tier unlocks -> the account's requests per minute and per day -> a grant with the tier's caps.
+Every call, admitted or refused, goes to the meter.
 """
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
@@ -16,52 +20,122 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts, keys, tokens
 from kamiyo.access.gate import Call, Grant, Outcome, Refusal
+from kamiyo.access.limiter import Limiter
+from kamiyo.access.meter import Meter, UsageEvent
+from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.tiers import TIERS, Tier, lowest_tier_with
 
 ANONYMOUS = "anonymous"
+UNKNOWN_TIER = "none"  # in usage records of callers who could not be identified
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    tier: Tier
+    account_pk: int | None = None  # None: anonymous
+    key_pk: int | None = None  # None: anonymous or a token
+
+    def subject(self, peer: str) -> str:
+        """The name limits are counted under: the account, or the peer for anonymous callers."""
+        return f"account:{self.account_pk}" if self.account_pk is not None else f"peer:{peer}"
 
 
 class AccountGate:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._sessions: async_sessionmaker[AsyncSession] | None = None
-        # sha256(credential) -> (tier, who) or a Refusal; never the credential itself.
-        self._identities: TTLCache[str, tuple[Tier, str] | Refusal] | None = (
+        # sha256(credential) -> Identity or a Refusal; never the credential itself.
+        self._identities: TTLCache[str, Identity | Refusal] | None = (
             TTLCache(maxsize=10_000, ttl=settings.tier_cache_s) if settings.tier_cache_s else None
         )
+        self.limiter = Limiter(settings)
+        self.meter = Meter(settings.meter_flush_s)
 
-    def bind(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    @asynccontextmanager
+    async def serving(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
         self._sessions = sessions
+        try:
+            async with self.meter.running(sessions):
+                yield
+        finally:
+            await self.limiter.close()
+
+    async def check_credential(self, credential: str | None) -> Refusal | None:
+        identity = await self.identify(credential)
+        return identity if isinstance(identity, Refusal) else None
 
     async def admit(self, call: Call) -> Grant | Refusal:
-        identity = await self._identify(call.credential)
+        identity = await self.identify(call.credential)
         if isinstance(identity, Refusal):
+            self._meter_refusal(call, None, identity)
             return identity
-        tier, _who = identity
-        policy = TIERS[tier]
+        policy = TIERS[identity.tier]
         if call.tool not in policy.tools and not call.tool.startswith("resource:"):
-            return self._locked(call.tool, tier)
+            refusal = self._locked(call.tool, identity.tier)
+            self._meter_refusal(call, identity, refusal)
+            return refusal
+        subject = identity.subject(call.peer)
+        over = await self.limiter.hit(subject, policy)
+        if over is not None:
+            self._meter_refusal(call, identity, over)
+            return over
         hide_after = None
         if policy.data_delay_hours:
             cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=policy.data_delay_hours)
             hide_after = cutoff.date() - dt.timedelta(days=1)  # incident dates are whole days
         return Grant(
-            tier=tier.value,
+            tier=identity.tier.value,
             max_results=min(policy.max_results, self._settings.max_results),
             hide_after=hide_after,
+            detailed_risk=policy.detailed_risk,
+            account_pk=identity.account_pk,
+            key_pk=identity.key_pk,
+            subject=subject,
         )
 
-    async def complete(self, call: Call, grant: Grant, outcome: Outcome) -> Mapping[str, Any]:
+    async def complete(
+        self, call: Call, grant: Grant, outcome: Outcome, results: int | None = None
+    ) -> Mapping[str, Any]:
+        self.meter.record(
+            UsageEvent(
+                at=dt.datetime.now(dt.UTC),
+                account_pk=grant.account_pk,
+                key_pk=grant.key_pk,
+                tool=call.tool,
+                tier=grant.tier,
+                status=outcome,
+                duration_us=_elapsed_us(call),
+                result_count=results,
+                cost_units=1 if outcome == "ok" else 0,  # a failed call costs nothing
+            )
+        )
         return {}
 
-    async def _identify(self, credential: str | None) -> tuple[Tier, str] | Refusal:
+    async def limits_status(self) -> str:
+        return await self.limiter.status()
+
+    async def usage(self, grant: Grant, session: AsyncSession) -> UsageReport:
+        windows = await self.limiter.usage(grant.subject, TIERS[Tier(grant.tier)])
+        month = None
+        if grant.account_pk is not None:
+            pending = self.meter.pending(grant.account_pk)
+            month = await month_usage(session, grant.account_pk, pending)
+        return UsageReport(
+            tier=grant.tier,
+            max_results=grant.max_results,
+            minute=windows[0] if windows else None,
+            day=windows[1] if windows else None,
+            month=month,
+        )
+
+    async def identify(self, credential: str | None) -> Identity | Refusal:
         if credential is None:
             if self._settings.allow_anonymous:
-                return Tier.FREE, ANONYMOUS
+                return Identity(Tier.FREE)
             return Refusal(
                 "unauthenticated",
-                "This server needs an API key or access token (Authorization: Bearer …).",
+                "This server needs an API key or access token (Authorization: Bearer ...).",
                 401,
             )
         digest = hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()
@@ -72,20 +146,24 @@ class AccountGate:
             self._identities[digest] = identity
         return identity
 
-    async def _look_up(self, credential: str) -> tuple[Tier, str] | Refusal:
+    async def _look_up(self, credential: str) -> Identity | Refusal:
         if self._sessions is None:
-            raise RuntimeError("the gate was used before it was bound to a database")
+            raise RuntimeError("the gate was used before it was given a database")
         async with self._sessions() as session:
+            key_pk = None
             if keys.looks_like_key(credential):
-                account = await keys.account_for_key(session, credential)
-                if account is None:
+                found = await keys.account_for_key(session, credential)
+                if found is None:
                     return Refusal("unauthenticated", "Unknown or revoked API key.", 401)
+                account, key_pk = found
             else:
                 try:
                     account = await tokens.verify_token(session, self._settings, credential)
                 except tokens.TokenError as exc:
                     return Refusal("unauthenticated", f"Access token refused: {exc}.", 401)
-            return await accounts.current_tier(session, account), account.email
+            grace = dt.timedelta(days=self._settings.past_due_grace_days)
+            tier = await accounts.current_tier(session, account, grace)
+            return Identity(tier, account.pk, key_pk)
 
     def _locked(self, tool: str, tier: Tier) -> Refusal:
         needed = lowest_tier_with(tool)
@@ -99,3 +177,22 @@ class AccountGate:
             403,
             details={"required_tier": needed.value, "current_tier": tier.value},
         )
+
+    def _meter_refusal(self, call: Call, identity: Identity | None, refusal: Refusal) -> None:
+        self.meter.record(
+            UsageEvent(
+                at=dt.datetime.now(dt.UTC),
+                account_pk=identity.account_pk if identity else None,
+                key_pk=identity.key_pk if identity else None,
+                tool=call.tool,
+                tier=identity.tier.value if identity else UNKNOWN_TIER,
+                status=refusal.reason,
+                duration_us=_elapsed_us(call),
+                result_count=None,
+                cost_units=0,
+            )
+        )
+
+
+def _elapsed_us(call: Call) -> int:
+    return round((time.perf_counter() - call.started) * 1_000_000)

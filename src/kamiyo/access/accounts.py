@@ -8,8 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.db.tables import Account, Subscription
 from kamiyo.tiers import Tier
 
-# Subscription states that keep their tier (past_due until the grace period ends, later).
-ENTITLED_STATES = frozenset({"active", "trialing", "past_due"})
+# Subscription states that keep their tier; past_due keeps it for a grace period.
+ENTITLED_STATES = frozenset({"active", "trialing"})
+DEFAULT_GRACE = dt.timedelta(days=7)
 MAX_EMAIL_LENGTH = 320
 
 
@@ -51,9 +52,24 @@ async def create_account(session: AsyncSession, email: str, tier: Tier = Tier.FR
     return account
 
 
-async def current_tier(session: AsyncSession, account: Account) -> Tier:
+def entitled_tier(
+    subscription: Subscription | None, now: dt.datetime, past_due_grace: dt.timedelta
+) -> Tier:
+    """The tier a subscription in this state gives at ``now``."""
+    if subscription is None:
+        return Tier.FREE
+    if subscription.status in ENTITLED_STATES:
+        return Tier(subscription.tier)
+    if subscription.status == "past_due":
+        since = subscription.past_due_since or subscription.updated_at
+        if now < since + past_due_grace:
+            return Tier(subscription.tier)
+    return Tier.FREE
+
+
+async def current_tier(
+    session: AsyncSession, account: Account, past_due_grace: dt.timedelta = DEFAULT_GRACE
+) -> Tier:
     """The tier the account's subscription entitles it to now; free without one."""
     subscription = await session.get(Subscription, account.pk)
-    if subscription is None or subscription.status not in ENTITLED_STATES:
-        return Tier.FREE
-    return Tier(subscription.tier)
+    return entitled_tier(subscription, dt.datetime.now(dt.UTC), past_due_grace)

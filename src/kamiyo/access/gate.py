@@ -10,11 +10,15 @@ the tiers.
 """
 
 import datetime as dt
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kamiyo.access.usage import UsageReport
 
 Outcome = Literal["ok", "error"]
 
@@ -25,6 +29,10 @@ class Call:
     credential: str | None = None
     # Request metadata that can carry a payment (``_meta`` on MCP, headers on HTTP).
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # Who is on the other end of the connection (client address on HTTP, "local" on stdio):
+    # anonymous callers are limited per peer.
+    peer: str = "local"
+    started: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,13 @@ class Grant:
     max_results: int
     # Incidents dated after this are withheld (a delayed feed); None means real time.
     hide_after: dt.date | None = None
+    # Risk answers carry recommendations (the enterprise tier).
+    detailed_risk: bool = False
+    # Who is calling, for metering: the account and key (None when anonymous), and the name
+    # their limits and usage are kept under.
+    account_pk: int | None = None
+    key_pk: int | None = None
+    subject: str = "open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +64,33 @@ class Refusal:
 
 
 class Gate(Protocol):
-    def bind(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        """Give the gate the database once the transport has opened it."""
+    def serving(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> AbstractAsyncContextManager[None]:
+        """Run the gate on this database while the transport serves; on exit it flushes."""
+        ...
+
+    async def check_credential(self, credential: str | None) -> Refusal | None:
+        """Refuse a credential no call could use (HTTP answers 401 before any MCP message)."""
         ...
 
     async def admit(self, call: Call) -> Grant | Refusal: ...
 
-    async def complete(self, call: Call, grant: Grant, outcome: Outcome) -> Mapping[str, Any]:
-        """Finish an admitted call; returns metadata to attach to the result (e.g. receipts)."""
+    async def complete(
+        self, call: Call, grant: Grant, outcome: Outcome, results: int | None = None
+    ) -> Mapping[str, Any]:
+        """Finish an admitted call; returns metadata to attach to the result (e.g. receipts).
+
+        ``results`` is how many records the answer holds, for metering.
+        """
+        ...
+
+    async def usage(self, grant: Grant, session: AsyncSession) -> UsageReport:
+        """The caller's limits and what they have used of them."""
+        ...
+
+    async def limits_status(self) -> str:
+        """Where rate limits are kept and whether that store answers (for health checks)."""
         ...
 
 
@@ -64,11 +98,25 @@ class Gate(Protocol):
 class OpenGate:
     max_results: int
 
-    def bind(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        pass
+    @asynccontextmanager
+    async def serving(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+        yield
+
+    async def check_credential(self, credential: str | None) -> Refusal | None:
+        return None
 
     async def admit(self, call: Call) -> Grant | Refusal:
         return Grant(tier="open", max_results=self.max_results)
 
-    async def complete(self, call: Call, grant: Grant, outcome: Outcome) -> Mapping[str, Any]:
+    async def complete(
+        self, call: Call, grant: Grant, outcome: Outcome, results: int | None = None
+    ) -> Mapping[str, Any]:
         return {}
+
+    async def limits_status(self) -> str:
+        return "none (open gate)"
+
+    async def usage(self, grant: Grant, session: AsyncSession) -> UsageReport:
+        return UsageReport(
+            tier=grant.tier, max_results=grant.max_results, minute=None, day=None, month=None
+        )

@@ -83,13 +83,14 @@ async def revoke_key(session: AsyncSession, prefix: str) -> ApiKey | None:
     return key
 
 
-async def account_for_key(session: AsyncSession, raw: str) -> Account | None:
-    """The active account a live key belongs to, or None (unknown, revoked, suspended)."""
+async def account_for_key(session: AsyncSession, raw: str) -> tuple[Account, int] | None:
+    """The active account a live key belongs to, with the key's pk; None when the key is
+    unknown or revoked or its account suspended."""
     if not looks_like_key(raw):
         return None
     row = (
         await session.execute(
-            select(Account)
+            select(Account, ApiKey.pk)
             .join(ApiKey, ApiKey.account_pk == Account.pk)
             .where(
                 ApiKey.key_hash == hash_key(raw),
@@ -97,5 +98,5 @@ async def account_for_key(session: AsyncSession, raw: str) -> Account | None:
                 Account.status == "active",
             )
         )
-    ).scalar_one_or_none()
-    return row
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else None

@@ -9,6 +9,7 @@ import datetime as dt
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -187,6 +188,13 @@ class Subscription(Base):
     stripe_subscription_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     current_period_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    stripe_price_id: Mapped[str | None] = mapped_column(String(64))
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the Stripe state held here was current (the event's ``created``): an event older
+    # than this arrived out of order and must not overwrite it.
+    stripe_state_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Since when payment has failed (status past_due); access lasts a grace period from here.
+    past_due_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKey(Base):
@@ -214,3 +222,70 @@ class RevokedToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class UsageRecord(Base):
+    """One call, admitted or refused, as the meter saw it.
+
+    Records form a hash chain per ``chain`` (an account, or all anonymous callers): each hash
+    covers the record and the previous hash, so an edited, removed or reordered record shows.
+    No foreign keys: usage outlives the keys and accounts it names.
+    """
+
+    __tablename__ = "usage_records"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    account_pk: Mapped[int | None] = mapped_column(Integer)
+    key_pk: Mapped[int | None] = mapped_column(Integer)
+    tool: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    duration_us: Mapped[int] = mapped_column(Integer)
+    result_count: Mapped[int | None] = mapped_column(Integer)
+    cost_units: Mapped[int] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("chain", "seq"),
+        Index("ix_usage_records_account_at", "account_pk", "at"),
+    )
+
+
+class UsageChain(Base):
+    """The head of each usage chain: its last sequence number and hash."""
+
+    __tablename__ = "usage_chains"
+
+    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event handled once: redeliveries and concurrent duplicates find it here."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # Stripe's time for the event
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(200))  # what handling it did, for operators
+
+
+class KeyReveal(Base):
+    """A one-time link that creates and shows an API key; only the link token's hash is kept."""
+
+    __tablename__ = "key_reveals"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_pk: Mapped[int] = mapped_column(
+        ForeignKey("accounts.pk", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

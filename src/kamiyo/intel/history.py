@@ -1,14 +1,17 @@
 """What the data says about a protocol's past and about an address: facts, no scores.
 
 These answer ``assess_protocol_risk`` and ``check_wallet_interactions`` from incident history
-alone, and never infer safety from silence: no incident on record is said as such.
+alone, and never infer safety from silence: no incident on record is said as such. A detailed
+history adds, per attack type the protocol has suffered, what a reviewer should check.
 """
 
 import datetime as dt
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import Field
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
@@ -16,7 +19,7 @@ from kamiyo.db.tables import Dataset, IncidentAddress
 from kamiyo.db.tables import Incident as IncidentRow
 from kamiyo.intel.models import Address, ChainName, FrozenModel, IncidentSummary, SearchQuery
 from kamiyo.intel.search import matching, search_incidents
-from kamiyo.intel.vocabulary import AddressRole
+from kamiyo.intel.vocabulary import ATTACK_CHECKS, AddressRole, AttackType
 
 # Roles that mark the address itself as acting against a protocol.
 HOSTILE_ROLES = frozenset(
@@ -30,6 +33,22 @@ class ProtocolHistoryQuery(FrozenModel):
     limit: int = Field(default=10, ge=1, le=1000)
 
 
+RECOMMENDATION_BASIS = (
+    "Derived from the attack types in this protocol's own incident history, not from an audit "
+    "or a review of its code."
+)
+
+
+class Recommendation(FrozenModel):
+    """What to verify about a protocol, for one attack type it has suffered."""
+
+    attack_type: AttackType
+    incidents: int = Field(description="This protocol's incidents of this attack type.")
+    total_loss_usd: float = Field(description="Their losses, where a USD figure is known.")
+    latest: dt.date = Field(description="Date of the most recent of them.")
+    checks: list[str] = Field(description="What a reviewer should verify about the protocol.")
+
+
 class ProtocolHistory(FrozenModel):
     protocol: str
     chain: str | None
@@ -40,6 +59,34 @@ class ProtocolHistory(FrozenModel):
     attack_types: dict[str, int] = Field(description="Incidents per attack type.")
     incidents: list[IncidentSummary] = Field(description="Most recent first.")
     summary: str
+    recommendations: list[Recommendation] | None = Field(
+        default=None,
+        description="Given on the enterprise tier: one entry per attack type in this history, "
+        f"most incidents first, then most lost. {RECOMMENDATION_BASIS} Empty when there is no "
+        "incident on record.",
+    )
+
+
+def _recommendations(rows: Sequence[Row[Any]]) -> list[Recommendation]:
+    """One recommendation per attack type among ``rows`` (attack_type, loss_usd, date)."""
+    by_type: defaultdict[AttackType, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        by_type[AttackType(row.attack_type)].append(row)
+    recommendations = [
+        Recommendation(
+            attack_type=kind,
+            incidents=len(group),
+            total_loss_usd=round(sum(row.loss_usd or 0 for row in group), 2),
+            latest=max(row.date for row in group),
+            checks=list(ATTACK_CHECKS[kind]),
+        )
+        for kind, group in by_type.items()
+    ]
+    # Most incidents, then most lost; the latest and the name only make ties deterministic.
+    return sorted(
+        recommendations,
+        key=lambda r: (-r.incidents, -r.total_loss_usd, -r.latest.toordinal(), r.attack_type),
+    )
 
 
 async def protocol_history(
@@ -48,8 +95,13 @@ async def protocol_history(
     *,
     max_results: int | None = None,
     hide_after: dt.date | None = None,
+    detailed: bool = False,
 ) -> ProtocolHistory:
-    """Past incidents whose protocol name matches ``query.protocol``, with their totals."""
+    """Past incidents whose protocol name matches ``query.protocol``, with their totals.
+
+    The totals and ``detailed`` recommendations cover every matching incident not withheld by
+    ``hide_after``; only the listed incidents are capped by ``query.limit`` and ``max_results``.
+    """
     search = SearchQuery(query=query.protocol, chain=query.chain, sort="recent", limit=query.limit)
     stmt, _ = matching(
         (IncidentRow.attack_type, IncidentRow.loss_usd, IncidentRow.date),
@@ -86,6 +138,7 @@ async def protocol_history(
         attack_types=dict(Counter(row.attack_type for row in rows).most_common()),
         incidents=page.incidents,
         summary=summary,
+        recommendations=_recommendations(rows) if detailed else None,
     )
 
 

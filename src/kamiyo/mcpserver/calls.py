@@ -56,6 +56,14 @@ class ServerState:
         return self.runtime
 
 
+def peer_of(ctx: Context[Any] | None) -> str:
+    """The client's address on HTTP; "local" on stdio (one user, the one who started us)."""
+    request = ctx.request_context.request if ctx is not None else None
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return host if isinstance(host, str) else "local"
+
+
 def credential_of(ctx: Context[Any] | None, state: ServerState) -> str | None:
     """The bearer credential of an HTTP request, else the one stdio started with."""
     headers = ctx.headers if ctx is not None else None
@@ -92,6 +100,18 @@ def render(model: BaseModel) -> Rendered:
     return model.model_dump(mode="json"), model.model_dump_json()
 
 
+# The lists an answer's records are in, for metering how many records a call returned.
+RECORD_LISTS = ("incidents", "matches", "rows")
+
+
+def count_results(structured: Mapping[str, Any]) -> int | None:
+    for name in RECORD_LISTS:
+        value = structured.get(name)
+        if isinstance(value, list):
+            return len(value)
+    return None
+
+
 def rendered_result(rendered: Rendered, meta: Mapping[str, Any] | None = None) -> CallToolResult:
     structured, text = rendered
     return CallToolResult(
@@ -114,7 +134,7 @@ async def run_gated(
     from the cache; it is still admitted and completed (metered) like any other.
     """
     meta = dict(ctx.request_context.meta or {}) if ctx is not None else {}
-    call = Call(tool=tool, credential=credential_of(ctx, state), meta=meta)
+    call = Call(tool=tool, credential=credential_of(ctx, state), meta=meta, peer=peer_of(ctx))
     try:
         admission = await state.gate.admit(call)
     except Exception:  # the gate's store is down: refuse, and keep the cause in the log
@@ -125,10 +145,17 @@ async def run_gated(
         return refusal_result(admission)
     key = None
     if cache_key is not None and state.cache is not None:
-        key = (tool, cache_key, admission.max_results, admission.hide_after)
+        key = (
+            tool,
+            cache_key,
+            admission.max_results,
+            admission.hide_after,
+            admission.detailed_risk,
+        )
         cached = state.cache.get(key)
         if cached is not None:
-            return rendered_result(cached, await state.gate.complete(call, admission, "ok"))
+            receipt = await state.gate.complete(call, admission, "ok", count_results(cached[0]))
+            return rendered_result(cached, receipt)
     try:
         async with state.require_runtime().sessions() as session:
             rendered = render(await work(admission, session))
@@ -144,7 +171,8 @@ async def run_gated(
         return error_result(f"{tool} failed on the server; the error was logged. Try again later.")
     if key is not None and state.cache is not None:
         state.cache[key] = rendered
-    return rendered_result(rendered, await state.gate.complete(call, admission, "ok"))
+    receipt = await state.gate.complete(call, admission, "ok", count_results(rendered[0]))
+    return rendered_result(rendered, receipt)
 
 
 def parse(model: type[M], names: Mapping[str, str] | None = None, **fields: Any) -> M:

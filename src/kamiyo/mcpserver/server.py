@@ -13,7 +13,7 @@ from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.errors import tidy_sdk_validation_message
-from kamiyo.mcpserver import content, tools
+from kamiyo.mcpserver import account_tools, content, tools
 from kamiyo.mcpserver.calls import ServerState, error_result
 from kamiyo.runtime import open_runtime
 
@@ -22,7 +22,8 @@ INSTRUCTIONS = (
     "Use search_exploits to find incidents by protocol, attack type, chain, date or loss; "
     "get_exploit for one incident's addresses, transactions and references; "
     "get_exploit_stats for totals; assess_protocol_risk for a protocol's exploit history; "
-    "check_wallet_interactions to screen an address. Losses are in USD at the time of the attack."
+    "check_wallet_interactions to screen an address; get_usage for your limits and what is left. "
+    "Losses are in USD at the time of the attack."
 )
 
 
@@ -40,6 +41,7 @@ def build_server(state: ServerState) -> MCPServer:
         log_level=state.settings.log_level,
     )
     tools.register(server, state)
+    account_tools.register(server, state)
     content.register(server, state)
     server.middleware.append(ArgumentChecks(server))
     return server
@@ -104,7 +106,6 @@ async def serve_stdio(settings: Settings, credential: str | None) -> None:
     """Serve on stdin/stdout until the client closes them; logs go to stderr."""
     state = ServerState(settings=settings, gate=default_gate(settings), stdio_credential=credential)
     server = build_server(state)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings) as runtime, state.gate.serving(runtime.sessions):
         state.runtime = runtime
-        state.gate.bind(runtime.sessions)
         await server.run_stdio_async()

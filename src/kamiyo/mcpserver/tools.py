@@ -51,7 +51,7 @@ class HealthReport(BaseModel):
     version: str
     uptime_seconds: float
     database: str = Field(description="Backend and whether it answered.")
-    redis: str
+    limits: str = Field(description="Where rate limits are counted and whether it answers.")
     dataset: DatasetInfo | None
 
 
@@ -76,7 +76,7 @@ def register(server: MCPServer, state: ServerState) -> None:
                 version=__version__,
                 uptime_seconds=round(time.monotonic() - state.started_monotonic, 1),
                 database=database,
-                redis="not configured",
+                limits=await state.gate.limits_status(),
                 dataset=info,
             )
 
@@ -186,7 +186,8 @@ def register(server: MCPServer, state: ServerState) -> None:
         name="assess_protocol_risk",
         description="A protocol's exploit history: how many incidents, how much lost, when, "
         "and by which attack types, with the incidents themselves. It reports history only; "
-        "no incident on record is not evidence of safety.",
+        "no incident on record is not evidence of safety. On the enterprise tier it adds "
+        "recommendations: for each attack type in that history, what a reviewer should check.",
         annotations=READ_ONLY,
     )
     async def assess_protocol_risk(
@@ -206,7 +207,11 @@ def register(server: MCPServer, state: ServerState) -> None:
             if not query_terms(history_query.protocol):
                 raise ArgumentError("protocol_name needs at least one word to look for")
             return await protocol_history(
-                session, history_query, max_results=grant.max_results, hide_after=grant.hide_after
+                session,
+                history_query,
+                max_results=grant.max_results,
+                hide_after=grant.hide_after,
+                detailed=grant.detailed_risk,
             )
 
         return await run_gated(state, ctx, "assess_protocol_risk", work, (protocol_name, chain))

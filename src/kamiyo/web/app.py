@@ -4,16 +4,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from kamiyo import __version__
+from kamiyo.billing.onboarding import send_welcome
 from kamiyo.config import Settings
 from kamiyo.mcpserver.calls import ServerState
 from kamiyo.mcpserver.server import build_server, default_gate
 from kamiyo.runtime import open_runtime
+from kamiyo.web import api
+from kamiyo.web.auth import ResourceServer
+from kamiyo.web.webhooks import stripe_webhook_route
+
+# The HTTP parser waits for a request head up to this size (its default is 16 kB), so that an
+# oversized credential reaches the guard and gets a clear 401 instead of a cut connection.
+MAX_REQUEST_HEAD = 256 * 1024
 
 
 def create_app(
@@ -28,6 +37,10 @@ def create_app(
     ``stateless`` serves every request on its own, with no session to keep (any instance can
     answer any request); ``json_response`` answers with plain JSON instead of an SSE stream.
     On a loopback ``host`` the SDK's DNS-rebinding guard only lets loopback Host and Origin in.
+
+    The MCP endpoints answer 401 to a credential the gate refuses, pointing at the OAuth
+    protected resource metadata under ``/.well-known/`` (see web/auth.py); ``/healthz`` and the
+    metadata need no credential.
     """
     state = ServerState(settings=settings, gate=default_gate(settings))
     server = build_server(state)
@@ -49,12 +62,27 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings) as runtime, state.gate.serving(runtime.sessions):
             state.runtime = runtime
-            state.gate.bind(runtime.sessions)
             async with server.session_manager.run():
                 yield
             state.runtime = None
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz), *streamable.routes, *sse.routes]
+    def sessions() -> async_sessionmaker[AsyncSession]:
+        return state.require_runtime().sessions
+
+    async def welcome(account_pk: int) -> None:
+        await send_welcome(sessions(), settings, account_pk)
+
+    resource = ResourceServer(settings, state.gate)
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        *resource.metadata_routes(["/mcp", "/sse"]),
+        *resource.guard(streamable.routes, "/mcp"),
+        # The SSE transport's message posts belong to the resource its stream was opened on.
+        *resource.guard(sse.routes, "/sse"),
+        *api.routes(state, resource),
+        # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
+        stripe_webhook_route(settings, sessions, welcome),
+    ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,251 @@
+"""The meter: every call the gate saw, written in batches off the hot path, in hash chains.
+
+``record`` only appends to a list; a background task writes what has gathered every
+``meter_flush_s`` seconds in one transaction, and ``running`` writes the rest when the server
+stops (uvicorn finishes answering in-flight requests before that, so after SIGTERM the records
+match the calls answered). A failed write keeps its events for the next attempt.
+
+Each chain (an account, or all anonymous callers) is a sequence of records whose hash covers
+the record and the previous hash. Writers take the chain heads' rows first (a row lock on
+PostgreSQL, the database write lock on SQLite), so instances sharing a database extend each
+chain one after another. ``verify_chain`` recomputes a chain and reports the first break.
+"""
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kamiyo.db.engine import dialect_name
+from kamiyo.db.tables import ApiKey, UsageChain, UsageRecord
+
+log = logging.getLogger(__name__)
+
+USAGE_TABLE = cast(Table, UsageRecord.__table__)
+GENESIS = "0" * 64
+ANONYMOUS_CHAIN = "anonymous"
+MAX_PENDING = 1_000_000  # beyond this (a database down for long), the oldest events are dropped
+
+
+def chain_of(account_pk: int | None) -> str:
+    return f"account:{account_pk}" if account_pk is not None else ANONYMOUS_CHAIN
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    at: dt.datetime
+    account_pk: int | None
+    key_pk: int | None
+    tool: str
+    tier: str
+    status: str  # ok, error, rate_limited, forbidden, unauthenticated, unavailable, ...
+    duration_us: int
+    result_count: int | None
+    cost_units: int
+
+    @property
+    def chain(self) -> str:
+        return chain_of(self.account_pk)
+
+
+def record_hash(chain: str, seq: int, event: UsageEvent, prev_hash: str) -> str:
+    """The hash a record carries: canonical JSON of its fields and the previous hash."""
+    payload = [
+        chain,
+        seq,
+        event.at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        event.account_pk,
+        event.key_pk,
+        event.tool,
+        event.tier,
+        event.status,
+        event.duration_us,
+        event.result_count,
+        event.cost_units,
+        prev_hash,
+    ]
+    encoded = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+class Meter:
+    def __init__(self, flush_interval_s: float) -> None:
+        self._flush_interval_s = flush_interval_s
+        self._pending: list[UsageEvent] = []
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._lock = asyncio.Lock()  # one flush at a time per process
+
+    def record(self, event: UsageEvent) -> None:
+        self._pending.append(event)
+        if len(self._pending) > MAX_PENDING:
+            dropped = len(self._pending) - MAX_PENDING
+            del self._pending[:dropped]
+            log.error("usage meter dropped %d unwritten events (database unavailable?)", dropped)
+
+    def pending(self, account_pk: int | None) -> list[UsageEvent]:
+        """Events recorded for this account and not written yet."""
+        return [event for event in self._pending if event.account_pk == account_pk]
+
+    @asynccontextmanager
+    async def running(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+        """Write batches in the background while serving; write the rest on exit."""
+        self._sessions = sessions
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._flush_until(stop), name="kamiyo-meter")
+        try:
+            yield
+        finally:
+            # Let a write in progress finish (cancelling it would roll it back), then the rest.
+            stop.set()
+            await task
+            if self._pending:
+                log.error("usage meter stopped with %d unwritten events", len(self._pending))
+
+    async def flush(self) -> int:
+        """Write everything recorded so far; returns how many events were written."""
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            try:
+                await self._write(batch)
+            except Exception:
+                log.exception("usage meter could not write %d events; will retry", len(batch))
+                self._pending[:0] = batch  # keep order: these came first
+                return 0
+            except BaseException:  # cancelled mid-write: the transaction rolled back
+                self._pending[:0] = batch
+                raise
+            return len(batch)
+
+    async def _flush_until(self, stop: asyncio.Event) -> None:
+        """Flush every interval, and once more when ``stop`` is set."""
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._flush_interval_s)
+            await self.flush()
+            if stop.is_set():
+                return
+
+    async def _write(self, batch: list[UsageEvent]) -> None:
+        if self._sessions is None:
+            raise RuntimeError("the meter was used before it was given a database")
+        chains = sorted({event.chain for event in batch})
+        async with self._sessions() as session, session.begin():
+            heads = await _lock_heads(session, chains)
+            rows = []
+            for event in batch:
+                seq, prev_hash = heads[event.chain]
+                digest = record_hash(event.chain, seq + 1, event, prev_hash)
+                heads[event.chain] = (seq + 1, digest)
+                rows.append(
+                    {
+                        "chain": event.chain,
+                        "seq": seq + 1,
+                        "at": event.at,
+                        "account_pk": event.account_pk,
+                        "key_pk": event.key_pk,
+                        "tool": event.tool,
+                        "tier": event.tier,
+                        "status": event.status,
+                        "duration_us": event.duration_us,
+                        "result_count": event.result_count,
+                        "cost_units": event.cost_units,
+                        "prev_hash": prev_hash,
+                        "hash": digest,
+                    }
+                )
+            # Core insert: the ORM's bulk path costs more per row and adds nothing here.
+            await session.execute(insert(USAGE_TABLE), rows)
+            await session.execute(  # ORM bulk update by primary key
+                update(UsageChain),
+                [{"chain": chain, "seq": seq, "hash": h} for chain, (seq, h) in heads.items()],
+            )
+            await _touch_keys(session, batch)
+
+
+async def _lock_heads(session: AsyncSession, chains: list[str]) -> dict[str, tuple[int, str]]:
+    """Create missing heads and lock them all for this transaction; sorted order avoids deadlock.
+
+    The insert comes first on purpose: on SQLite a write statement takes the database's write
+    lock at once, so two writers queue (busy_timeout) instead of both reading a head.
+    """
+    dialect_insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    await session.execute(
+        dialect_insert(UsageChain)
+        .values([{"chain": chain, "seq": 0, "hash": GENESIS} for chain in chains])
+        .on_conflict_do_nothing(index_elements=["chain"])
+    )
+    rows = await session.execute(
+        select(UsageChain.chain, UsageChain.seq, UsageChain.hash)
+        .where(UsageChain.chain.in_(chains))
+        .order_by(UsageChain.chain)
+        .with_for_update()
+    )
+    return {chain: (seq, digest) for chain, seq, digest in rows}
+
+
+async def _touch_keys(session: AsyncSession, batch: list[UsageEvent]) -> None:
+    """Keys' last-used times, once per key per batch instead of a write on every call."""
+    last_used: dict[int, dt.datetime] = {}
+    for event in batch:
+        if event.key_pk is not None and event.status == "ok":
+            last_used[event.key_pk] = max(event.at, last_used.get(event.key_pk, event.at))
+    if last_used:
+        await session.execute(
+            update(ApiKey), [{"pk": pk, "last_used_at": at} for pk, at in last_used.items()]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCheck:
+    chain: str
+    records: int
+    ok: bool
+    problem: str | None = None
+
+
+async def verify_chain(session: AsyncSession, chain: str) -> ChainCheck:
+    """Recompute every hash of ``chain`` in order and compare with its head."""
+    head = await session.get(UsageChain, chain)
+    prev_hash, expected_seq, count = GENESIS, 1, 0
+    rows = await session.stream_scalars(
+        select(UsageRecord).where(UsageRecord.chain == chain).order_by(UsageRecord.seq)
+    )
+    async for row in rows:
+        count += 1
+        if row.seq != expected_seq:
+            return ChainCheck(chain, count, False, f"record {expected_seq} is missing")
+        event = UsageEvent(
+            at=row.at,
+            account_pk=row.account_pk,
+            key_pk=row.key_pk,
+            tool=row.tool,
+            tier=row.tier,
+            status=row.status,
+            duration_us=row.duration_us,
+            result_count=row.result_count,
+            cost_units=row.cost_units,
+        )
+        if row.prev_hash != prev_hash:
+            return ChainCheck(chain, count, False, f"record {row.seq} does not follow its previous")
+        if record_hash(chain, row.seq, event, prev_hash) != row.hash:
+            return ChainCheck(chain, count, False, f"record {row.seq} was altered")
+        prev_hash, expected_seq = row.hash, expected_seq + 1
+    if head is None:
+        if count:
+            return ChainCheck(chain, count, False, "the chain has no head")
+        return ChainCheck(chain, 0, True)
+    if (head.seq, head.hash) != (count, prev_hash):
+        return ChainCheck(chain, count, False, "records after the last one found were removed")
+    return ChainCheck(chain, count, True)

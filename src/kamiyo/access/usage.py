@@ -1,0 +1,121 @@
+"""What callers and operators read about usage: the get_usage answer and the breakdowns."""
+
+import datetime as dt
+from collections.abc import Sequence
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Date, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo.access.meter import UsageEvent
+from kamiyo.db.engine import dialect_name
+from kamiyo.db.tables import UsageRecord
+
+# Calls that reached the tool (refusals are recorded but are not usage).
+ANSWERED = ("ok", "error")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Window(_Frozen):
+    limit: int
+    used: int
+    remaining: int
+    resets_in_seconds: int = Field(description="When the window frees up again.")
+
+
+class MonthUsage(_Frozen):
+    since: dt.date = Field(description="First day of this calendar month (UTC).")
+    calls: int = Field(description="Calls answered this month, including failed ones.")
+    cost_units: int = Field(description="Billable units: successful calls.")
+
+
+class UsageReport(_Frozen):
+    tier: str
+    max_results: int
+    minute: Window | None = Field(
+        description="Requests in the last 60 seconds; null when limits are not enforced "
+        "or cannot be read right now."
+    )
+    day: Window | None = Field(description="Requests in the current 24-hour quota window.")
+    month: MonthUsage | None = Field(
+        description="This account's calls this month; null for anonymous callers."
+    )
+
+
+def month_start(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+async def month_usage(
+    session: AsyncSession, account_pk: int, unwritten: Sequence[UsageEvent] = ()
+) -> MonthUsage:
+    """Recorded calls this month plus those still waiting to be written."""
+    since = month_start(dt.datetime.now(dt.UTC))
+    calls, units = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(UsageRecord.cost_units), 0)).where(
+                UsageRecord.account_pk == account_pk,
+                UsageRecord.at >= since,
+                UsageRecord.status.in_(ANSWERED),
+            )
+        )
+    ).one()
+    pending = [e for e in unwritten if e.at >= since and e.status in ANSWERED]
+    return MonthUsage(
+        since=since.date(),
+        calls=calls + len(pending),
+        cost_units=units + sum(e.cost_units for e in pending),
+    )
+
+
+class Breakdown(StrEnum):
+    DAY = "day"
+    TOOL = "tool"
+    STATUS = "status"
+
+
+class UsageRow(_Frozen):
+    key: str
+    calls: int
+    cost_units: int
+    mean_duration_ms: float
+
+
+async def usage_breakdown(
+    session: AsyncSession, account_pk: int | None, since: dt.datetime, by: Breakdown
+) -> list[UsageRow]:
+    """Calls since ``since`` grouped by day, tool or status (every status, refusals too)."""
+    day = (  # the UTC calendar day; SQLite keeps datetimes as UTC text
+        func.date(UsageRecord.at)
+        if dialect_name(session) == "sqlite"
+        else cast(func.timezone("UTC", UsageRecord.at), Date)
+    )
+    column = {
+        Breakdown.DAY: day,
+        Breakdown.TOOL: UsageRecord.tool,
+        Breakdown.STATUS: UsageRecord.status,
+    }[by]
+    rows = await session.execute(
+        select(
+            column,
+            func.count(),
+            func.coalesce(func.sum(UsageRecord.cost_units), 0),
+            func.avg(UsageRecord.duration_us),
+        )
+        .where(UsageRecord.account_pk == account_pk, UsageRecord.at >= since)
+        .group_by(column)
+        .order_by(column)
+    )
+    return [
+        UsageRow(
+            key=str(key),
+            calls=calls,
+            cost_units=units,
+            mean_duration_ms=round(float(mean or 0) / 1000, 3),
+        )
+        for key, calls, units, mean in rows
+    ]

@@ -1,0 +1,81 @@
+"""Operator commands for metered usage (``kamiyo usage …``)."""
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import select, union
+
+from kamiyo.access import accounts
+from kamiyo.access.meter import ChainCheck, chain_of, verify_chain
+from kamiyo.access.usage import Breakdown, UsageRow, usage_breakdown
+from kamiyo.cli_accounts import run_account_work
+from kamiyo.cli_support import err, fail, stdout_console
+from kamiyo.db.tables import UsageChain, UsageRecord
+from kamiyo.runtime import Runtime
+
+usage_app = typer.Typer(help="Metered usage (operators).", no_args_is_help=True)
+
+
+@usage_app.command("verify")
+def usage_verify(
+    email: Annotated[
+        str | None, typer.Argument(help="One account's chain; all chains when omitted.")
+    ] = None,
+) -> None:
+    """Recompute usage hash chains and report any record altered, removed or out of order."""
+
+    async def work(runtime: Runtime) -> list[ChainCheck]:
+        async with runtime.sessions() as session:
+            if email is not None:
+                account = await accounts.find_account(session, email)
+                if account is None:
+                    raise accounts.AccountError(f"no account for {email}")
+                chains = [chain_of(account.pk)]
+            else:
+                found = await session.scalars(
+                    union(select(UsageChain.chain), select(UsageRecord.chain).distinct())
+                )
+                chains = sorted(found)
+            checks = []
+            with Progress(console=err, transient=True) as progress:
+                task = progress.add_task("Verifying usage chains", total=len(chains))
+                for chain in chains:
+                    checks.append(await verify_chain(session, chain))
+                    progress.advance(task)
+            return checks
+
+    checks = run_account_work(work)
+    broken = [check for check in checks if not check.ok]
+    for check in broken:
+        err.print(f"[red]{check.chain}[/red]: {check.problem} ({check.records} records read)")
+    records = sum(check.records for check in checks)
+    if broken:
+        fail(f"{len(broken)} of {len(checks)} usage chain(s) do not verify")
+    err.print(f"{len(checks)} usage chain(s), {records} records: all verify.")
+
+
+@usage_app.command("show")
+def usage_show(
+    email: Annotated[str, typer.Argument(help="Whose usage.")],
+    by: Annotated[Breakdown, typer.Option(help="Group by day, tool or status.")] = Breakdown.DAY,
+    days: Annotated[int, typer.Option(min=1, max=3660, help="How far back.")] = 30,
+) -> None:
+    """An account's calls, grouped, with billable units and mean duration."""
+
+    async def work(runtime: Runtime) -> list[UsageRow]:
+        async with runtime.sessions() as session:
+            account = await accounts.find_account(session, email)
+            if account is None:
+                raise accounts.AccountError(f"no account for {email}")
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+            return await usage_breakdown(session, account.pk, since, by)
+
+    table = Table()
+    for column in (by.value.capitalize(), "Calls", "Units", "Mean ms"):
+        table.add_column(column, justify="left" if column == by.value.capitalize() else "right")
+    for row in run_account_work(work):
+        table.add_row(row.key, str(row.calls), str(row.cost_units), f"{row.mean_duration_ms:.2f}")
+    stdout_console().print(table)

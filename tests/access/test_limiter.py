@@ -1,0 +1,163 @@
+"""Rate limits and quotas: exact counts, the refusal's retry time, Redis shared and Redis down."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import pytest
+
+from kamiyo.access.gate import Refusal
+from kamiyo.access.limiter import Limiter
+from kamiyo.config import Settings
+from kamiyo.tiers import TIERS, Tier, TierPolicy
+
+pytestmark = pytest.mark.anyio
+
+PERSONAL = TIERS[Tier.PERSONAL]
+
+
+def policy(per_minute: int, per_day: int) -> TierPolicy:
+    return replace(PERSONAL, requests_per_minute=per_minute, requests_per_day=per_day)
+
+
+@asynccontextmanager
+async def limiter(**settings: object) -> AsyncIterator[Limiter]:
+    made = Limiter(Settings(_env_file=None, **settings))  # type: ignore[arg-type]
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def admitted(limiter: Limiter, subject: str, tier: TierPolicy, calls: int) -> int:
+    results = await asyncio.gather(*(limiter.hit(subject, tier) for _ in range(calls)))
+    return sum(result is None for result in results)
+
+
+async def test_the_31st_call_in_a_minute_on_personal_is_refused_with_a_retry_time() -> None:
+    async with limiter() as memory:
+        assert await admitted(memory, "account:1", PERSONAL, 30) == 30
+        refusal = await memory.hit("account:1", PERSONAL)
+        assert isinstance(refusal, Refusal)
+        assert (refusal.reason, refusal.http_status) == ("rate_limited", 429)
+        assert refusal.details == {"limit": "requests_per_minute", "limit_value": 30}
+        assert refusal.retry_after_s is not None
+        assert 1 <= refusal.retry_after_s <= 60
+        assert f"Retry in {refusal.retry_after_s} s" in refusal.message
+        # Limits are per subject: another account is untouched.
+        assert await memory.hit("account:2", PERSONAL) is None
+
+
+async def test_the_daily_quota_is_its_own_limit() -> None:
+    tight = policy(per_minute=100, per_day=5)
+    async with limiter() as memory:
+        assert await admitted(memory, "account:1", tight, 8) == 5
+        refusal = await memory.hit("account:1", tight)
+        assert isinstance(refusal, Refusal)
+        assert refusal.details["limit"] == "requests_per_day"
+        assert "5 requests per day" in refusal.message
+        assert refusal.retry_after_s is not None
+        assert refusal.retry_after_s > 3600
+
+
+async def test_usage_reports_what_is_used_and_left() -> None:
+    async with limiter() as memory:
+        await admitted(memory, "account:1", PERSONAL, 4)
+        windows = await memory.usage("account:1", PERSONAL)
+    assert windows is not None
+    minute, day = windows
+    assert (minute.limit, minute.used, minute.remaining) == (30, 4, 26)
+    assert (day.limit, day.used, day.remaining) == (1000, 4, 996)
+    assert 0 < minute.resets_in_seconds <= 60
+
+
+async def test_redis_counts_exactly_under_concurrency(redis_settings: dict[str, str]) -> None:
+    async with limiter(**redis_settings) as shared, limiter(**redis_settings) as other:
+        assert await shared.status() == "redis: ok"
+        # Two limiters (as two instances would) share the count: 30 of 70 get through.
+        both = await asyncio.gather(
+            admitted(shared, "account:7", PERSONAL, 35), admitted(other, "account:7", PERSONAL, 35)
+        )
+        assert sum(both) == 30
+        windows = await other.usage("account:7", PERSONAL)
+    assert windows is not None
+    assert windows[0].remaining == 0
+
+
+TWO_PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from kamiyo.access.limiter import Limiter
+    from kamiyo.config import Settings
+    from kamiyo.tiers import TIERS, Tier
+
+    async def main() -> None:
+        settings = Settings(_env_file=None, **json.loads(sys.argv[1]))
+        limiter = Limiter(settings)
+        sys.stdin.readline()  # both processes start hitting at the same moment
+        results = await asyncio.gather(
+            *(limiter.hit("account:42", TIERS[Tier.PERSONAL]) for _ in range(60))
+        )
+        await limiter.close()
+        print(sum(r is None for r in results))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_two_processes_sharing_redis_admit_exactly_the_limit(
+    redis_settings: dict[str, str],
+) -> None:
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_PROCESS_SCRIPT, json.dumps(redis_settings)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate("go\n", timeout=60)[0] for process in processes]
+    assert all(process.returncode == 0 for process in processes)
+    assert sum(int(out) for out in outputs) == PERSONAL.requests_per_minute  # 30 of 120
+
+
+REDIS_DOWN = {"redis_url": "redis://127.0.0.1:1/0", "redis_prefix": "down"}
+
+
+async def test_redis_down_fails_open_to_local_limits_by_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with limiter(**REDIS_DOWN) as fallback:
+        assert await admitted(fallback, "account:1", PERSONAL, 40) == 30
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1  # logged once, not once per call
+    assert "limiting in this process" in errors[0].getMessage()
+
+
+async def test_redis_down_can_fail_closed(caplog: pytest.LogCaptureFixture) -> None:
+    async with limiter(**REDIS_DOWN, when_redis_down="closed") as closed:
+        refusals = await asyncio.gather(*(closed.hit("account:1", PERSONAL) for _ in range(3)))
+        assert await closed.usage("account:1", PERSONAL) is None
+    for refusal in refusals:
+        assert isinstance(refusal, Refusal)
+        assert (refusal.reason, refusal.http_status) == ("unavailable", 503)
+        assert "temporarily unavailable" in refusal.message
+    assert "refusing calls" in caplog.text
+
+
+async def test_status_for_health_checks(redis_settings: dict[str, str]) -> None:
+    async with (
+        limiter() as memory,
+        limiter(**redis_settings) as shared,
+        limiter(**REDIS_DOWN, when_redis_down="closed") as down,
+    ):
+        assert await memory.status() == "in process"
+        assert await shared.status() == "redis: ok"
+        assert await down.status() == "redis: unreachable (refusing calls)"
