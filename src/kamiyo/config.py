@@ -8,6 +8,8 @@ import platformdirs
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kamiyo.payments.networks import AcceptedNetwork
+
 # The development secret is public (it is in this file), so production refuses it.
 DEVELOPMENT_SECRET = "kamiyo-development-secret-do-not-use-in-production"  # noqa: S105
 MIN_SECRET_LENGTH = 32
@@ -104,6 +106,27 @@ class Settings(BaseSettings):
     authorization_servers: list[str] = Field(
         default_factory=list,
         description="OAuth authorization servers that issue tokens for this resource.",
+    )
+    x402_networks: list[AcceptedNetwork] = Field(
+        default_factory=list,
+        description='Networks that take pay-per-call USDC, as JSON: [{"network": '
+        '"eip155:8453", "pay_to": "0x…", "rpc_urls": ["https://…"]}, …]; empty: x402 off.',
+    )
+    x402_facilitator_url: str | None = Field(
+        default=None,
+        description="An x402 facilitator that verifies and settles (its /verify and /settle); "
+        "unset: KAMIYO verifies on chain and settles with its own relayer or fee payer.",
+    )
+    x402_evm_relayer_key: SecretStr | None = Field(
+        default=None, description="Private key that submits EVM settlements (pays gas)."
+    )
+    x402_evm_relayer_key_file: Path | None = None
+    x402_svm_fee_payer_key: SecretStr | None = Field(
+        default=None, description="Base58 Solana keypair that pays fees and co-signs."
+    )
+    x402_svm_fee_payer_key_file: Path | None = None
+    x402_max_timeout_s: int = Field(
+        default=300, ge=30, le=3600, description="How long a signed payment stays usable."
     )
     # The credential a stdio server presents for its user (HTTP callers send their own).
     api_key: SecretStr | None = None

@@ -15,7 +15,7 @@ class Tier(StrEnum):
     ENTERPRISE = "enterprise"
 
 
-_FREE_TOOLS = frozenset(
+FREE_TOOLS = frozenset(
     {"health_check", "search_exploits", "get_exploit", "get_exploit_stats", "get_usage",
      "get_pricing"}
 )  # fmt: skip
@@ -43,7 +43,7 @@ TIERS: dict[Tier, TierPolicy] = {
         requests_per_day=100,
         max_results=10,
         data_delay_hours=24,
-        tools=_FREE_TOOLS,
+        tools=FREE_TOOLS,
         detailed_risk=False,
         alerts=False,
         seats=1,
@@ -54,7 +54,7 @@ TIERS: dict[Tier, TierPolicy] = {
         requests_per_day=1_000,
         max_results=50,
         data_delay_hours=0,
-        tools=_FREE_TOOLS | {"assess_protocol_risk"},
+        tools=FREE_TOOLS | {"assess_protocol_risk"},
         detailed_risk=False,
         alerts=False,
         seats=2,
@@ -65,7 +65,7 @@ TIERS: dict[Tier, TierPolicy] = {
         requests_per_day=10_000,
         max_results=200,
         data_delay_hours=0,
-        tools=_FREE_TOOLS | {"assess_protocol_risk", "check_wallet_interactions"},
+        tools=FREE_TOOLS | {"assess_protocol_risk", "check_wallet_interactions"},
         detailed_risk=False,
         alerts=False,
         seats=5,
@@ -76,7 +76,7 @@ TIERS: dict[Tier, TierPolicy] = {
         requests_per_day=100_000,
         max_results=1_000,
         data_delay_hours=0,
-        tools=_FREE_TOOLS | {"assess_protocol_risk", "check_wallet_interactions"},
+        tools=FREE_TOOLS | {"assess_protocol_risk", "check_wallet_interactions"},
         detailed_risk=True,
         alerts=True,
         seats=None,

@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
-from kamiyo.access.gate import Call, Grant, OpenGate, Outcome
+from kamiyo.access.gate import Call, Grant, OpenGate, Outcome, Refusal
 from kamiyo.mcpserver.calls import ServerState
 from kamiyo.mcpserver.server import build_server
 from kamiyo.runtime import Runtime
@@ -23,6 +23,7 @@ TOOLS = {
     "assess_protocol_risk",
     "check_wallet_interactions",
     "get_usage",
+    "get_pricing",
 }
 
 
@@ -203,8 +204,13 @@ async def test_identical_calls_share_a_cached_answer_and_are_still_completed(
 
     class RecordingGate(OpenGate):
         async def complete(
-            self, call: Call, grant: Grant, outcome: Outcome, results: int | None = None
-        ) -> Mapping[str, Any]:
+            self,
+            call: Call,
+            grant: Grant,
+            outcome: Outcome,
+            results: int | None = None,
+            answer: dict[str, Any] | None = None,
+        ) -> Mapping[str, Any] | Refusal:
             completed.append(f"{call.tool}:{outcome}:{results}")
             return {}
 

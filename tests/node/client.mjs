@@ -41,6 +41,7 @@ const calls = {
   get_exploit_stats: { group_by: "chain" },
   assess_protocol_risk: { protocol_name: "Euler" },
   check_wallet_interactions: { wallet_address: "0x2419432344b0b892e592b2601b98eae702ba360e" },
+  get_pricing: {},
   get_usage: {},
 };
 const results = {};

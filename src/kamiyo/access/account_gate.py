@@ -19,15 +19,19 @@ from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts, keys, tokens
-from kamiyo.access.gate import Call, Grant, Outcome, Refusal
+from kamiyo.access.gate import Admission, Call, Grant, Outcome, Refusal, Replayed
 from kamiyo.access.limiter import Limiter
 from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
+from kamiyo.payments.cashier import Answered, Cashier, Declined, Quote
+from kamiyo.payments.prices import PAID_MAX_RESULTS
+from kamiyo.payments.wire import MCP_RECEIPT_KEY
 from kamiyo.tiers import TIERS, Tier, lowest_tier_with
 
 ANONYMOUS = "anonymous"
 UNKNOWN_TIER = "none"  # in usage records of callers who could not be identified
+PAID_TIER = "x402"  # in grants and usage records of calls paid for one by one
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +46,11 @@ class Identity:
 
 
 class AccountGate:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cashier: Cashier | None = None) -> None:
         self._settings = settings
+        # Pay per call (x402): callers without an account, or whose tier does not unlock a
+        # tool, may pay for that one call instead.
+        self.cashier = cashier
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         # sha256(credential) -> Identity or a Refusal; never the credential itself.
         self._identities: TTLCache[str, Identity | Refusal] | None = (
@@ -55,6 +62,8 @@ class AccountGate:
     @asynccontextmanager
     async def serving(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
         self._sessions = sessions
+        if self.cashier is not None:
+            await self.cashier.start()
         try:
             async with self.meter.running(sessions):
                 yield
@@ -62,16 +71,24 @@ class AccountGate:
             await self.limiter.close()
 
     async def check_credential(self, credential: str | None) -> Refusal | None:
+        if credential is None and self.cashier is not None:
+            return None  # a caller with a wallet and no account: priced tools ask for payment
         identity = await self.identify(credential)
         return identity if isinstance(identity, Refusal) else None
 
-    async def admit(self, call: Call) -> Grant | Refusal:
+    async def admit(self, call: Call) -> Admission:
+        quote = self._quote(call)
+        if call.credential is None and quote is not None:
+            # Without an account, priced tools are paid per call (the free tier needs a key).
+            return await self._paid(call, None, quote)
         identity = await self.identify(call.credential)
         if isinstance(identity, Refusal):
             self._meter_refusal(call, None, identity)
             return identity
         policy = TIERS[identity.tier]
         if call.tool not in policy.tools and not call.tool.startswith("resource:"):
+            if quote is not None:
+                return await self._paid(call, identity, quote)
             refusal = self._locked(call.tool, identity.tier)
             self._meter_refusal(call, identity, refusal)
             return refusal
@@ -95,8 +112,28 @@ class AccountGate:
         )
 
     async def complete(
-        self, call: Call, grant: Grant, outcome: Outcome, results: int | None = None
-    ) -> Mapping[str, Any]:
+        self,
+        call: Call,
+        grant: Grant,
+        outcome: Outcome,
+        results: int | None = None,
+        answer: dict[str, Any] | None = None,
+    ) -> Mapping[str, Any] | Refusal:
+        meta: Mapping[str, Any] | Refusal = {}
+        status: str = outcome
+        if grant.payment is not None and self.cashier is not None:
+            sessions = self._require_sessions()
+            hold = grant.payment
+            if outcome != "ok":  # the tool failed: the payment is not taken
+                await self.cashier.release(hold, "tool_failed", sessions)
+            else:
+                receipt = await self.cashier.settle(hold, answer, sessions)
+                if isinstance(receipt, str):
+                    declined = self.cashier.decline(hold.quote, "settlement_failed", receipt)
+                    meta = _payment_refusal(declined)
+                    status, results = "payment_required", None
+                else:
+                    meta = {MCP_RECEIPT_KEY: receipt}
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
@@ -104,13 +141,52 @@ class AccountGate:
                 key_pk=grant.key_pk,
                 tool=call.tool,
                 tier=grant.tier,
-                status=outcome,
+                status=status,
                 duration_us=_elapsed_us(call),
                 result_count=results,
-                cost_units=1 if outcome == "ok" else 0,  # a failed call costs nothing
+                cost_units=1 if status == "ok" else 0,  # a failed call costs nothing
             )
         )
-        return {}
+        return meta
+
+    def _quote(self, call: Call) -> Quote | None:
+        if self.cashier is None:
+            return None
+        resource = call.resource or f"mcp://tool/{call.tool}"
+        return self.cashier.quote(call.tool, call.arguments, resource)
+
+    async def _paid(self, call: Call, identity: Identity | None, quote: Quote) -> Admission:
+        """Admit a call on its own x402 payment, or ask for one."""
+        assert self.cashier is not None  # there is a quote only when there is a cashier
+        if call.payment is None:
+            asked = Refusal(
+                "payment_required",
+                self.cashier.ask(quote),
+                402,
+                details={"x402": quote.required.model_dump(mode="json", exclude_none=True)},
+            )
+            self._meter_refusal(call, identity, asked)
+            return asked
+        accepted = await self.cashier.accept(call.payment, quote, self._require_sessions())
+        if isinstance(accepted, Declined):
+            refusal = _payment_refusal(accepted)
+            self._meter_refusal(call, identity, refusal)
+            return refusal
+        if isinstance(accepted, Answered):
+            return Replayed(accepted.answer, {MCP_RECEIPT_KEY: accepted.receipt})
+        return Grant(
+            tier=PAID_TIER,
+            max_results=min(PAID_MAX_RESULTS, self._settings.max_results),
+            account_pk=identity.account_pk if identity else None,
+            key_pk=identity.key_pk if identity else None,
+            subject=f"payer:{accepted.payer}",
+            payment=accepted,
+        )
+
+    def _require_sessions(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessions is None:
+            raise RuntimeError("the gate was used before it was given a database")
+        return self._sessions
 
     async def limits_status(self) -> str:
         return await self.limiter.status()
@@ -147,9 +223,7 @@ class AccountGate:
         return identity
 
     async def _look_up(self, credential: str) -> Identity | Refusal:
-        if self._sessions is None:
-            raise RuntimeError("the gate was used before it was given a database")
-        async with self._sessions() as session:
+        async with self._require_sessions()() as session:
             key_pk = None
             if keys.looks_like_key(credential):
                 found = await keys.account_for_key(session, credential)
@@ -192,6 +266,11 @@ class AccountGate:
                 cost_units=0,
             )
         )
+
+
+def _payment_refusal(declined: Declined) -> Refusal:
+    details = {"x402": declined.required.model_dump(mode="json", exclude_none=True)}
+    return Refusal("payment_required", declined.message, 402, details=details)
 
 
 def _elapsed_us(call: Call) -> int:

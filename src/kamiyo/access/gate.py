@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access.usage import UsageReport
+from kamiyo.payments.cashier import Hold
 
 Outcome = Literal["ok", "error"]
 
@@ -27,8 +28,11 @@ Outcome = Literal["ok", "error"]
 class Call:
     tool: str
     credential: str | None = None
-    # Request metadata that can carry a payment (``_meta`` on MCP, headers on HTTP).
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    # The tool's arguments (a price can depend on them) and an attached x402 payment, as sent.
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    payment: Any = None
+    # What x402 names the thing paid for: mcp://tool/<name>, or the REST URL.
+    resource: str | None = None
     # Who is on the other end of the connection (client address on HTTP, "local" on stdio):
     # anonymous callers are limited per peer.
     peer: str = "local"
@@ -50,6 +54,8 @@ class Grant:
     account_pk: int | None = None
     key_pk: int | None = None
     subject: str = "open"
+    # A verified x402 payment held for this call: settled by ``complete`` if the call succeeds.
+    payment: Hold | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,17 @@ class Refusal:
     retry_after_s: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """This exact call was paid for and answered before (x402 payment-identifier): answer again."""
+
+    answer: dict[str, Any]
+    meta: Mapping[str, Any]
+
+
+Admission = Grant | Refusal | Replayed
+
+
 class Gate(Protocol):
     def serving(
         self, sessions: async_sessionmaker[AsyncSession]
@@ -74,14 +91,21 @@ class Gate(Protocol):
         """Refuse a credential no call could use (HTTP answers 401 before any MCP message)."""
         ...
 
-    async def admit(self, call: Call) -> Grant | Refusal: ...
+    async def admit(self, call: Call) -> Admission: ...
 
     async def complete(
-        self, call: Call, grant: Grant, outcome: Outcome, results: int | None = None
-    ) -> Mapping[str, Any]:
-        """Finish an admitted call; returns metadata to attach to the result (e.g. receipts).
+        self,
+        call: Call,
+        grant: Grant,
+        outcome: Outcome,
+        results: int | None = None,
+        answer: dict[str, Any] | None = None,
+    ) -> Mapping[str, Any] | Refusal:
+        """Finish an admitted call: metadata to attach to the result (e.g. a payment receipt),
+        or a refusal when the answer must be withheld (its payment did not settle).
 
-        ``results`` is how many records the answer holds, for metering.
+        ``results`` is how many records the answer holds, for metering; ``answer`` is the
+        structured answer, kept with a payment so a retry of that payment gets it again.
         """
         ...
 
@@ -105,12 +129,17 @@ class OpenGate:
     async def check_credential(self, credential: str | None) -> Refusal | None:
         return None
 
-    async def admit(self, call: Call) -> Grant | Refusal:
+    async def admit(self, call: Call) -> Admission:
         return Grant(tier="open", max_results=self.max_results)
 
     async def complete(
-        self, call: Call, grant: Grant, outcome: Outcome, results: int | None = None
-    ) -> Mapping[str, Any]:
+        self,
+        call: Call,
+        grant: Grant,
+        outcome: Outcome,
+        results: int | None = None,
+        answer: dict[str, Any] | None = None,
+    ) -> Mapping[str, Any] | Refusal:
         return {}
 
     async def limits_status(self) -> str:

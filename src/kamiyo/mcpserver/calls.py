@@ -5,6 +5,7 @@ or a bad argument becomes an ``isError`` result with one sentence that says what
 unexpected failure is logged with its traceback and reaches the client only as a short notice.
 """
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
@@ -17,9 +18,10 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.access.gate import Call, Gate, Grant, Refusal
+from kamiyo.access.gate import Call, Gate, Grant, Refusal, Replayed
 from kamiyo.config import Settings
 from kamiyo.errors import describe_validation_error, validate_given
+from kamiyo.payments.wire import payment_in_meta
 from kamiyo.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -89,10 +91,26 @@ def error_result(message: str, meta: Mapping[str, Any] | None = None) -> CallToo
 
 
 def refusal_result(refusal: Refusal) -> CallToolResult:
+    if refusal.reason == "payment_required":
+        return payment_required_result(refusal)
     details = {"error": refusal.reason, "message": refusal.message, **refusal.details}
     if refusal.retry_after_s is not None:
         details["retry_after_seconds"] = refusal.retry_after_s
     return error_result(refusal.message, {REFUSAL_META_KEY: details})
+
+
+def payment_required_result(refusal: Refusal) -> CallToolResult:
+    """x402 over MCP: PaymentRequired as structuredContent and as the first text, verbatim,
+    then one plain sentence for clients (and LLMs) that cannot pay."""
+    required = refusal.details["x402"]
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text=json.dumps(required, separators=(",", ":"))),
+            TextContent(type="text", text=refusal.message),
+        ],
+        structured_content=required,
+        is_error=True,
+    )
 
 
 def render(model: BaseModel) -> Rendered:
@@ -121,28 +139,68 @@ def rendered_result(rendered: Rendered, meta: Mapping[str, Any] | None = None) -
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    rendered: Rendered
+    meta: Mapping[str, Any]  # e.g. the payment receipt
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The call was admitted but produced no answer; nothing was charged."""
+
+    message: str
+    http_status: int  # 400: the arguments; 500: our fault; 503: the gate could not decide
+
+
+Outcome = Answer | Refusal | Failure
+
+
 async def run_gated(
     state: ServerState,
     ctx: Context[Any] | None,
     tool: str,
     work: GrantWork,
     cache_key: Hashable | None = None,
+    arguments: Mapping[str, Any] | None = None,
 ) -> CallToolResult:
-    """Admit, run ``work`` with the grant's caps in a database session, complete, render.
+    """Run an MCP tool call through the gate; ``arguments`` are the ones a price depends on."""
+    meta = ctx.request_context.meta if ctx is not None else None
+    call = Call(
+        tool=tool,
+        credential=credential_of(ctx, state),
+        arguments=arguments or {},
+        payment=payment_in_meta(meta or {}),
+        peer=peer_of(ctx),
+    )
+    outcome = await execute(state, call, work, cache_key)
+    if isinstance(outcome, Refusal):
+        return refusal_result(outcome)
+    if isinstance(outcome, Failure):
+        return error_result(outcome.message)
+    return rendered_result(outcome.rendered, outcome.meta)
+
+
+async def execute(
+    state: ServerState, call: Call, work: GrantWork, cache_key: Hashable | None = None
+) -> Outcome:
+    """Admit, run ``work`` with the grant's caps in a database session, complete. Every surface
+    (MCP tools, REST) goes through here and renders the outcome in its own format.
 
     ``cache_key`` (the call's arguments) lets an identical call with the same caps be answered
-    from the cache; it is still admitted and completed (metered) like any other.
+    from the cache; it is still admitted and completed (metered, paid) like any other.
     """
-    meta = dict(ctx.request_context.meta or {}) if ctx is not None else {}
-    call = Call(tool=tool, credential=credential_of(ctx, state), meta=meta, peer=peer_of(ctx))
+    tool = call.tool
     try:
         admission = await state.gate.admit(call)
     except Exception:  # the gate's store is down: refuse, and keep the cause in the log
         log.exception("gate failed for %s", tool)
-        return error_result(f"{tool} is temporarily unavailable; try again shortly.")
+        return Failure(f"{tool} is temporarily unavailable; try again shortly.", 503)
     if isinstance(admission, Refusal):
         log.info("tool %s refused: %s", tool, admission.reason)
-        return refusal_result(admission)
+        return admission
+    if isinstance(admission, Replayed):
+        return Answer(render_structured(admission.answer), admission.meta)
     key = None
     if cache_key is not None and state.cache is not None:
         key = (
@@ -154,25 +212,39 @@ async def run_gated(
         )
         cached = state.cache.get(key)
         if cached is not None:
-            receipt = await state.gate.complete(call, admission, "ok", count_results(cached[0]))
-            return rendered_result(cached, receipt)
+            return await _finish(state, call, admission, cached)
     try:
         async with state.require_runtime().sessions() as session:
             rendered = render(await work(admission, session))
     except ValidationError as exc:
         await state.gate.complete(call, admission, "error")
-        return error_result(f"Invalid arguments for {tool}: {describe_validation_error(exc)}")
+        return Failure(f"Invalid arguments for {tool}: {describe_validation_error(exc)}", 400)
     except ArgumentError as exc:
         await state.gate.complete(call, admission, "error")
-        return error_result(f"Invalid arguments for {tool}: {exc}")
+        return Failure(f"Invalid arguments for {tool}: {exc}", 400)
     except Exception:
         log.exception("tool %s failed", tool)
         await state.gate.complete(call, admission, "error")
-        return error_result(f"{tool} failed on the server; the error was logged. Try again later.")
+        return Failure(f"{tool} failed on the server; the error was logged. Try again later.", 500)
     if key is not None and state.cache is not None:
         state.cache[key] = rendered
-    receipt = await state.gate.complete(call, admission, "ok", count_results(rendered[0]))
-    return rendered_result(rendered, receipt)
+    return await _finish(state, call, admission, rendered)
+
+
+async def _finish(state: ServerState, call: Call, grant: Grant, rendered: Rendered) -> Outcome:
+    """Complete the call (settle its payment, meter it) and hand over the answer, or withhold
+    it when its payment did not settle."""
+    structured = rendered[0]
+    answer = structured if grant.payment is not None else None  # kept with its payment
+    completed = await state.gate.complete(call, grant, "ok", count_results(structured), answer)
+    if isinstance(completed, Refusal):
+        log.info("tool %s answer withheld: %s", call.tool, completed.reason)
+        return completed
+    return Answer(rendered, completed)
+
+
+def render_structured(structured: dict[str, Any]) -> Rendered:
+    return structured, json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse(model: type[M], names: Mapping[str, str] | None = None, **fields: Any) -> M:

@@ -15,6 +15,7 @@ from kamiyo.config import Settings
 from kamiyo.errors import tidy_sdk_validation_message
 from kamiyo.mcpserver import account_tools, content, tools
 from kamiyo.mcpserver.calls import ServerState, error_result
+from kamiyo.payments.cashier import open_cashier
 from kamiyo.runtime import open_runtime
 
 INSTRUCTIONS = (
@@ -28,7 +29,7 @@ INSTRUCTIONS = (
 
 
 def default_gate(settings: Settings) -> Gate:
-    return AccountGate(settings)
+    return AccountGate(settings, open_cashier(settings))
 
 
 def build_server(state: ServerState) -> MCPServer:
@@ -42,6 +43,7 @@ def build_server(state: ServerState) -> MCPServer:
     )
     tools.register(server, state)
     account_tools.register(server, state)
+    account_tools.register_pricing(server, state)
     content.register(server, state)
     server.middleware.append(ArgumentChecks(server))
     return server

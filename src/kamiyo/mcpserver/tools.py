@@ -8,7 +8,7 @@ through ``run_gated``.
 
 import datetime as dt
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ToolAnnotations
@@ -20,17 +20,14 @@ from kamiyo import __version__, intel
 from kamiyo.access.gate import Grant
 from kamiyo.intel.history import (
     AddressScreen,
-    AddressScreenQuery,
     DatasetInfo,
     ProtocolHistory,
-    ProtocolHistoryQuery,
     dataset_info,
-    protocol_history,
-    screen_address,
 )
-from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import AttackType
-from kamiyo.mcpserver.calls import ArgumentError, ServerState, parse, run_gated
+from kamiyo.mcpserver import answers
+from kamiyo.mcpserver.calls import ServerState, run_gated
+from kamiyo.payments import prices
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
@@ -53,6 +50,20 @@ class HealthReport(BaseModel):
     database: str = Field(description="Backend and whether it answered.")
     limits: str = Field(description="Where rate limits are counted and whether it answers.")
     dataset: DatasetInfo | None
+
+
+def priced(state: ServerState, tool: str, description: str) -> dict[str, Any]:
+    """A tool's name and description, and with x402 on, its per-call price in both the
+    description and ``_meta`` so an agent knows the cost before it calls."""
+    price = prices.describe(tool)
+    if price is None or not state.settings.x402_networks:
+        return {"name": tool, "description": description}
+    return {
+        "name": tool,
+        "description": f"{description} Without a subscription: {price} in USDC per call "
+        "(x402; see get_pricing).",
+        "meta": prices.price_meta(tool),
+    }
 
 
 def register(server: MCPServer, state: ServerState) -> None:
@@ -83,10 +94,13 @@ def register(server: MCPServer, state: ServerState) -> None:
         return await run_gated(state, ctx, "health_check", work)
 
     @server.tool(
-        name="search_exploits",
-        description="Search past crypto exploits by words (protocol name, attack type) and "
-        "filters. Returns incidents with date, protocol, chains, loss in USD, attack type and "
-        "the security firms that reported them. Use get_exploit for one incident in full.",
+        **priced(
+            state,
+            "search_exploits",
+            "Search past crypto exploits by words (protocol name, attack type) and "
+            "filters. Returns incidents with date, protocol, chains, loss in USD, attack type and "
+            "the security firms that reported them. Use get_exploit for one incident in full.",
+        ),
         annotations=READ_ONLY,
     )
     async def search_exploits(
@@ -116,8 +130,9 @@ def register(server: MCPServer, state: ServerState) -> None:
         limit: Annotated[int, Field(description="How many incidents at most.", ge=1, le=1000)] = 10,
     ) -> Annotated[CallToolResult, intel.SearchResult]:
         async def work(grant: Grant, session: AsyncSession) -> intel.SearchResult:
-            search = parse(
-                intel.SearchQuery,
+            return await answers.search(
+                grant,
+                session,
                 query=query,
                 chain=chain,
                 since=since,
@@ -127,18 +142,18 @@ def register(server: MCPServer, state: ServerState) -> None:
                 sort=sort,
                 limit=limit,
             )
-            return await intel.search_incidents(
-                session, search, max_results=grant.max_results, hide_after=grant.hide_after
-            )
 
         key = (query, chain, since, until, min_loss_usd, attack_type, sort, limit)
-        return await run_gated(state, ctx, "search_exploits", work, key)
+        return await run_gated(state, ctx, "search_exploits", work, key, {"limit": limit})
 
     @server.tool(
-        name="get_exploit",
-        description="One incident in full: addresses with their roles (attacker, attack "
-        "contract, victim...), attack transactions, reference links with the firm behind each, "
-        "and where the record comes from. Ids come from search_exploits.",
+        **priced(
+            state,
+            "get_exploit",
+            "One incident in full: addresses with their roles (attacker, attack "
+            "contract, victim...), attack transactions, reference links with the firm behind each, "
+            "and where the record comes from. Ids come from search_exploits.",
+        ),
         annotations=READ_ONLY,
     )
     async def get_exploit(
@@ -148,19 +163,17 @@ def register(server: MCPServer, state: ServerState) -> None:
         ],
     ) -> Annotated[CallToolResult, intel.Incident]:
         async def work(grant: Grant, session: AsyncSession) -> intel.Incident:
-            incident = await intel.get_incident(session, exploit_id)
-            if incident is None or (grant.hide_after and incident.date > grant.hide_after):
-                raise ArgumentError(
-                    f"no incident with id {exploit_id!r}; find ids with search_exploits"
-                )
-            return incident
+            return await answers.exploit(grant, session, exploit_id)
 
         return await run_gated(state, ctx, "get_exploit", work, exploit_id)
 
     @server.tool(
-        name="get_exploit_stats",
-        description="Counts of incidents and total USD lost, grouped by chain, year, month or "
-        "attack type, optionally since a date and on one chain.",
+        **priced(
+            state,
+            "get_exploit_stats",
+            "Counts of incidents and total USD lost, grouped by chain, year, month or "
+            "attack type, optionally since a date and on one chain.",
+        ),
         annotations=READ_ONLY,
     )
     async def get_exploit_stats(
@@ -173,21 +186,23 @@ def register(server: MCPServer, state: ServerState) -> None:
         chain: Chain = None,
     ) -> Annotated[CallToolResult, intel.Stats]:
         async def work(grant: Grant, session: AsyncSession) -> intel.Stats:
-            stats_query = parse(
-                intel.StatsQuery, group_by=group_by, since=since, until=until, chain=chain
+            return await answers.stats(
+                grant, session, group_by=group_by, since=since, until=until, chain=chain
             )
-            return await intel.incident_stats(session, stats_query)
 
         return await run_gated(
             state, ctx, "get_exploit_stats", work, (group_by, since, until, chain)
         )
 
     @server.tool(
-        name="assess_protocol_risk",
-        description="A protocol's exploit history: how many incidents, how much lost, when, "
-        "and by which attack types, with the incidents themselves. It reports history only; "
-        "no incident on record is not evidence of safety. On the enterprise tier it adds "
-        "recommendations: for each attack type in that history, what a reviewer should check.",
+        **priced(
+            state,
+            "assess_protocol_risk",
+            "A protocol's exploit history: how many incidents, how much lost, when, "
+            "and by which attack types, with the incidents themselves. It reports history only; "
+            "no incident on record is not evidence of safety. On the enterprise tier it adds "
+            "recommendations: for each attack type in that history, what a reviewer should check.",
+        ),
         annotations=READ_ONLY,
     )
     async def assess_protocol_risk(
@@ -198,28 +213,20 @@ def register(server: MCPServer, state: ServerState) -> None:
         chain: Chain = None,
     ) -> Annotated[CallToolResult, ProtocolHistory]:
         async def work(grant: Grant, session: AsyncSession) -> ProtocolHistory:
-            history_query = parse(
-                ProtocolHistoryQuery,
-                {"protocol": "protocol_name"},
-                protocol=protocol_name,
-                chain=chain,
-            )
-            if not query_terms(history_query.protocol):
-                raise ArgumentError("protocol_name needs at least one word to look for")
-            return await protocol_history(
-                session,
-                history_query,
-                max_results=grant.max_results,
-                hide_after=grant.hide_after,
-                detailed=grant.detailed_risk,
+            return await answers.protocol_risk(
+                grant, session, protocol_name=protocol_name, chain=chain
             )
 
         return await run_gated(state, ctx, "assess_protocol_risk", work, (protocol_name, chain))
 
     @server.tool(
-        name="check_wallet_interactions",
-        description="Screen an address against incident data: is it a known attacker, attack "
-        "contract or front-runner, or listed as a victim? Returns every incident that lists it.",
+        **priced(
+            state,
+            "check_wallet_interactions",
+            "Screen an address against incident data: is it a known attacker, attack "
+            "contract or front-runner, or listed as a victim? Returns every incident that "
+            "lists it.",
+        ),
         annotations=READ_ONLY,
     )
     async def check_wallet_interactions(
@@ -234,13 +241,9 @@ def register(server: MCPServer, state: ServerState) -> None:
         chain: Chain = None,
     ) -> Annotated[CallToolResult, AddressScreen]:
         async def work(grant: Grant, session: AsyncSession) -> AddressScreen:
-            screen_query = parse(
-                AddressScreenQuery,
-                {"address": "wallet_address"},
-                address=wallet_address,
-                chain=chain,
+            return await answers.wallet_screen(
+                grant, session, wallet_address=wallet_address, chain=chain
             )
-            return await screen_address(session, screen_query, hide_after=grant.hide_after)
 
         key = (wallet_address, chain)
         return await run_gated(state, ctx, "check_wallet_interactions", work, key)

@@ -27,7 +27,6 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
 from kamiyo.access.account_gate import AccountGate, Identity
 from kamiyo.access.accounts import ENTITLED_STATES, AccountError, normalize_email
@@ -128,17 +127,13 @@ class _Limit:
         return max(1, math.ceil(reset - time.time()))
 
 
-async def _unreachable(scope: Scope, receive: Receive, send: Send) -> None:
-    raise RuntimeError("the guard here only checks credentials")  # pragma: no cover
-
-
 class AccountApi:
     def __init__(self, state: ServerState, resource: ResourceServer) -> None:
         self.state = state
         self.settings = state.settings
         # The MCP endpoints' guard, for the same 401 challenges and the same 503 when the
         # gate cannot decide; its metadata is the server root's.
-        self.guard = BearerGuard(_unreachable, resource, "")
+        self.guard = BearerGuard.checker(resource)
         self.per_peer = _Limit(SIGNUPS_PER_PEER)
         self.per_address = _Limit(SIGNUPS_PER_ADDRESS)
         logging.getLogger("uvicorn.access").addFilter(HIDE_LINK_TOKENS)  # added once

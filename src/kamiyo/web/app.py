@@ -16,7 +16,7 @@ from kamiyo.config import Settings
 from kamiyo.mcpserver.calls import ServerState
 from kamiyo.mcpserver.server import build_server, default_gate
 from kamiyo.runtime import open_runtime
-from kamiyo.web import api
+from kamiyo.web import api, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.webhooks import stripe_webhook_route
 
@@ -82,6 +82,7 @@ def create_app(
         # The SSE transport's message posts belong to the resource its stream was opened on.
         *resource.guard(sse.routes, "/sse"),
         *api.routes(state, resource),
+        *rest.routes(state, resource),
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
         stripe_webhook_route(settings, sessions, welcome),
     ]

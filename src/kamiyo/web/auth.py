@@ -142,6 +142,12 @@ class BearerGuard:
         self.server = server
         self.resource_path = resource_path
 
+    @classmethod
+    def checker(cls, server: ResourceServer) -> "BearerGuard":
+        """A guard for endpoints that call ``refusal`` themselves (REST), with the server
+        root's metadata in its challenges; it wraps no app."""
+        return cls(_no_app, server, "")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # CORS preflights never carry credentials; the endpoint answers them as before.
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
@@ -204,6 +210,10 @@ class BearerGuard:
                 "Access-Control-Expose-Headers": "WWW-Authenticate",
             },
         )
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("this guard only checks credentials")  # pragma: no cover
 
 
 async def drain_body(receive: Receive) -> None:

@@ -1,0 +1,140 @@
+"""The settlement journal: which payments were taken, for what, and how it ended.
+
+The database is the referee between instances: a payment is held by inserting its row (its key
+is unique), so of fifty concurrent calls with one payment, on any number of servers, exactly one
+holds it; the others are told it is in use or already spent. A held payment that is not settled
+(the tool failed, settlement failed) is marked failed and may be tried again: nothing was taken.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kamiyo.db.tables import Payment
+
+HELD, SETTLED, FAILED = "held", "settled", "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    payment_key: str
+    payload_hash: str
+    payment_id: str | None
+    tool: str
+    network: str
+    payer: str | None
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    pk: int
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """The payment is already in the journal and cannot pay for this call."""
+
+    state: Literal["held", "settled", "failed", "conflict"]
+    same_payment_id: bool = False
+    answer: dict[str, Any] | None = None
+    receipt: dict[str, Any] | None = None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def hold(sessions: async_sessionmaker[AsyncSession], entry: Entry) -> Held | Taken:
+    """Hold a payment for one call, or say why it cannot be."""
+    async with sessions() as session:
+        if entry.payment_id is not None:
+            known = await _find(session, Payment.payment_id == entry.payment_id)
+            if known is not None:
+                return await _retry(session, known, entry)
+        row = Payment(
+            payment_key=entry.payment_key,
+            payload_hash=entry.payload_hash,
+            payment_id=entry.payment_id,
+            tool=entry.tool,
+            network=entry.network,
+            payer=entry.payer,
+            amount=entry.amount,
+            state=HELD,
+            created_at=_now(),
+            updated_at=_now(),
+        )
+        session.add(row)
+        try:
+            await session.commit()
+            return Held(row.pk)
+        except IntegrityError:
+            await session.rollback()
+        known = await _find(session, Payment.payment_key == entry.payment_key)
+        if known is None:  # its payment id was taken by another payment in the meantime
+            known = await _find(session, Payment.payment_id == entry.payment_id)
+        if known is None:
+            return Taken("held")
+        return await _retry(session, known, entry)
+
+
+async def _find(session: AsyncSession, where: Any) -> Payment | None:
+    return (await session.execute(select(Payment).where(where))).scalar_one_or_none()
+
+
+async def _retry(session: AsyncSession, known: Payment, entry: Entry) -> Held | Taken:
+    same_id = entry.payment_id is not None and known.payment_id == entry.payment_id
+    if same_id and known.payload_hash != entry.payload_hash:
+        return Taken("conflict", same_payment_id=True)
+    if known.state == FAILED and known.payment_key == entry.payment_key:
+        # Nothing was taken last time; take it up again, unless another call just did.
+        claimed = await session.execute(
+            update(Payment)
+            .where(Payment.pk == known.pk, Payment.state == FAILED)
+            .values(state=HELD, tool=entry.tool, reason=None, updated_at=_now())
+        )
+        await session.commit()
+        if getattr(claimed, "rowcount", 0) == 1:
+            return Held(known.pk)
+        return Taken("held", same_id)
+    if known.state == SETTLED:
+        return Taken("settled", same_id, known.answer if same_id else None, known.receipt)
+    return Taken("held", same_id)
+
+
+async def settled(
+    sessions: async_sessionmaker[AsyncSession],
+    held: Held,
+    payer: str | None,
+    transaction: str,
+    receipt: dict[str, Any],
+    answer: dict[str, Any] | None,
+) -> None:
+    async with sessions() as session:
+        await session.execute(
+            update(Payment)
+            .where(Payment.pk == held.pk)
+            .values(
+                state=SETTLED,
+                payer=payer,
+                transaction=transaction,
+                receipt=receipt,
+                answer=answer,
+                updated_at=_now(),
+            )
+        )
+        await session.commit()
+
+
+async def failed(sessions: async_sessionmaker[AsyncSession], held: Held, reason: str) -> None:
+    async with sessions() as session:
+        await session.execute(
+            update(Payment)
+            .where(Payment.pk == held.pk, Payment.state == HELD)
+            .values(state=FAILED, reason=reason[:200], updated_at=_now())
+        )
+        await session.commit()

@@ -1,0 +1,116 @@
+"""Reading a payment off the wire, in every shape clients send it.
+
+MCP: ``params._meta["x402/payment"]`` holds the PaymentPayload object (x402 v2,
+``transports-v2/mcp.md``); clients in the wild also send it as a JSON string or as base64 of
+that JSON, or under ``x402.payment``, and x402 v1 payloads. HTTP: the ``PAYMENT-SIGNATURE``
+header (v1: ``X-PAYMENT``), base64 of the JSON. Every shape becomes one v2 ``PaymentPayload``;
+anything else is refused with a sentence that says what was wrong.
+"""
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
+from x402.mechanisms.svm.constants import V1_TO_V2_NETWORK_MAP
+from x402.schemas import PaymentPayload, PaymentRequirements
+from x402.schemas.v1 import PaymentPayloadV1
+
+MCP_PAYMENT_KEY = "x402/payment"
+MCP_PAYMENT_ALIASES = (MCP_PAYMENT_KEY, "x402.payment")
+MCP_RECEIPT_KEY = "x402/payment-response"
+PAYMENT_SIGNATURE_HEADER = "PAYMENT-SIGNATURE"
+V1_PAYMENT_HEADER = "X-PAYMENT"
+PAYMENT_REQUIRED_HEADER = "PAYMENT-REQUIRED"
+PAYMENT_RESPONSE_HEADER = "PAYMENT-RESPONSE"
+MAX_PAYMENT_BYTES = 64 * 1024  # a payment is a signature and a few fields; a transaction at most
+
+
+class MalformedPaymentError(ValueError):
+    """The attached payment could not be read; the message says how."""
+
+
+def payment_in_meta(meta: Mapping[str, Any]) -> Any | None:
+    """The raw payment a tool call carries in ``_meta``, if any."""
+    for key in MCP_PAYMENT_ALIASES:
+        if meta.get(key) is not None:
+            return meta[key]
+    return None
+
+
+def payment_in_headers(headers: Mapping[str, str]) -> str | None:
+    """The raw payment an HTTP request carries, if any (header names are case-insensitive)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    for name in (PAYMENT_SIGNATURE_HEADER, V1_PAYMENT_HEADER):
+        if value := lowered.get(name.lower()):
+            return value
+    return None
+
+
+def read_payment(raw: Any, accepts: list[PaymentRequirements]) -> PaymentPayload:
+    """One v2 PaymentPayload from any accepted shape; v1 payloads are matched to ``accepts``."""
+    document = _as_document(raw)
+    version = document.get("x402Version")
+    try:
+        if version == 2:
+            return PaymentPayload.model_validate(document)
+        if version == 1:
+            return _from_v1(PaymentPayloadV1.model_validate(document), accepts)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise MalformedPaymentError(f"the payment's {where} is {first['msg'].lower()}") from None
+    raise MalformedPaymentError("the payment has no x402Version of 1 or 2")
+
+
+def encode_header(document: Mapping[str, Any]) -> str:
+    """A JSON document as an x402 HTTP header value (base64 of compact JSON)."""
+    compact = json.dumps(document, separators=(",", ":"), ensure_ascii=True)
+    return base64.b64encode(compact.encode()).decode()
+
+
+def _as_document(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    if not isinstance(raw, str):
+        raise MalformedPaymentError(
+            "the payment must be a JSON object, a JSON string or base64 JSON"
+        )
+    if len(raw) > MAX_PAYMENT_BYTES:
+        raise MalformedPaymentError(f"the payment is longer than {MAX_PAYMENT_BYTES} characters")
+    text = raw.strip()
+    if not text.startswith("{"):
+        try:
+            text = base64.b64decode(text, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise MalformedPaymentError("the payment is neither JSON nor base64 of JSON") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        raise MalformedPaymentError("the payment is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise MalformedPaymentError("the payment must be a JSON object")
+    return document
+
+
+def v2_network(v1_network: str) -> str | None:
+    """The CAIP-2 id of an x402 v1 network name (base, base-sepolia, solana, solana-devnet...)."""
+    if v1_network in V1_TO_V2_NETWORK_MAP:
+        return V1_TO_V2_NETWORK_MAP[v1_network]
+    chain_id = V1_NETWORK_CHAIN_IDS.get(v1_network)
+    return f"eip155:{chain_id}" if chain_id is not None else None
+
+
+def _from_v1(payment: PaymentPayloadV1, accepts: list[PaymentRequirements]) -> PaymentPayload:
+    # A v1 payload names the scheme and network and carries the same signed authorization or
+    # transaction as v2; what it accepted is our requirement for that scheme and network.
+    network = v2_network(payment.network) or payment.network
+    for requirement in accepts:
+        if requirement.scheme == payment.scheme and requirement.network == network:
+            return PaymentPayload(x402_version=2, payload=payment.payload, accepted=requirement)
+    raise MalformedPaymentError(
+        f"this call does not take {payment.scheme} payments on {payment.network}"
+    )

@@ -1,0 +1,107 @@
+"""The REST intelligence endpoints: the same gate and answers as the tools, rendered as HTTP."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx2
+import pytest
+
+from kamiyo.access import accounts, keys
+from kamiyo.config import Settings
+from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.tiers import Tier
+from kamiyo.web.app import create_app
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Rest:
+    http: httpx2.AsyncClient
+    enterprise: str  # an API key
+
+
+@pytest.fixture
+async def rest(empty_database_url: str) -> AsyncIterator[Rest]:
+    settings = Settings(database_url=empty_database_url, environment="test", _env_file=None)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        engine = create_engine(empty_database_url)
+        try:
+            async with session_factory(engine)() as session:
+                account = await accounts.create_account(
+                    session, "rest@example.com", Tier.ENTERPRISE
+                )
+                key = (await keys.create_key(session, account, "rest")).key
+                await session.commit()
+        finally:
+            await engine.dispose()
+        transport = httpx2.ASGITransport(app=app, client=("198.51.100.9", 40000))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield Rest(http, key)
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_anonymous_search_gets_the_free_tier(rest: Rest) -> None:
+    response = await rest.http.get("/api/v1/exploits", params={"query": "flash loan", "limit": 50})
+    assert response.status_code == 200, response.text
+    incidents = response.json()["incidents"]
+    assert 0 < len(incidents) <= 10  # the free tier's cap
+
+
+async def test_each_endpoint_answers_an_enterprise_key(rest: Rest) -> None:
+    auth = _bearer(rest.enterprise)
+    found = await rest.http.get("/api/v1/exploits", params={"query": "euler"}, headers=auth)
+    first = found.json()["incidents"][0]
+    one = await rest.http.get(f"/api/v1/exploits/{first['id']}", headers=auth)
+    assert one.status_code == 200
+    assert one.json()["id"] == first["id"]
+    risk = await rest.http.get("/api/v1/risk/Euler", headers=auth)
+    assert risk.json()["incident_count"] >= 1
+    assert risk.json()["recommendations"]  # enterprise detail
+    wallet = await rest.http.get(
+        "/api/v1/wallets/0x2419432344b0b892e592b2601b98eae702ba360e", headers=auth
+    )
+    assert wallet.json()["flagged"] is True
+    stats = await rest.http.get("/api/v1/stats", params={"group_by": "chain"}, headers=auth)
+    assert stats.status_code == 200
+    assert stats.json()["rows"]
+
+
+async def test_a_locked_endpoint_names_the_tier_that_unlocks_it(rest: Rest) -> None:
+    response = await rest.http.get("/api/v1/wallets/0x2419432344b0b892e592b2601b98eae702ba360e")
+    assert response.status_code == 403
+    body = response.json()
+    assert body["error"] == "forbidden"
+    assert body["required_tier"] == "team"
+    assert "check_wallet_interactions needs the team tier" in body["error_description"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"since": "yesterday"}, "since"),
+        ({"attack_type": "telepathy"}, "attack_type"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+async def test_bad_parameters_get_a_400_that_names_them(
+    rest: Rest, params: dict[str, str], message: str
+) -> None:
+    response = await rest.http.get("/api/v1/exploits", params=params)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert message in response.json()["error_description"]
+
+
+async def test_an_unknown_incident_and_a_bad_key(rest: Rest) -> None:
+    missing = await rest.http.get("/api/v1/exploits/nope", headers=_bearer(rest.enterprise))
+    assert missing.status_code == 400
+    assert "no incident with id 'nope'" in missing.json()["error_description"]
+    refused = await rest.http.get("/api/v1/stats", headers=_bearer("kmy_live_" + "x" * 43))
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
