@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bench.kamiyo_server import create_enterprise_key, raise_limits
 from bench.mcp import drop_prefix, redis_up
 from kamiyo.access.account_gate import AccountGate
-from kamiyo.access.gate import Call, Gate, OpenGate, Refusal
+from kamiyo.access.gate import Call, Gate, Grant, OpenGate
 from kamiyo.config import Settings
 from kamiyo.runtime import open_runtime
 
@@ -80,8 +80,8 @@ async def run_once(
             before = time.perf_counter()
             call = Call(tool=TOOL, credential=key, peer="127.0.0.1")
             grant = await gate.admit(call)
-            if isinstance(grant, Refusal):
-                raise RuntimeError(f"the gate refused a benchmark call: {grant.message}")
+            if not isinstance(grant, Grant):
+                raise RuntimeError(f"the gate did not admit a benchmark call: {grant}")
             await gate.complete(call, grant, "ok", 10)
             samples.append(time.perf_counter() - before)
             await asyncio.sleep(0)

@@ -129,7 +129,7 @@ class AccountGate:
             else:
                 receipt = await self.cashier.settle(hold, answer, sessions)
                 if isinstance(receipt, str):
-                    declined = self.cashier.decline(hold.quote, "settlement_failed", receipt)
+                    declined = self.cashier.not_settled(hold, receipt)
                     meta = _payment_refusal(declined)
                     status, results = "payment_required", None
                 else:

@@ -8,6 +8,7 @@ a sentence and an x402 reason code; nothing is taken from the payer unless ``set
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +24,12 @@ from x402.schemas import (
     PaymentRequired,
     PaymentRequirements,
     ResourceInfo,
+    SettleResponse,
     VerifyResponse,
 )
 
 from kamiyo.config import Settings
-from kamiyo.payments import journal
+from kamiyo.payments import journal, metrics
 from kamiyo.payments.facilitators import Facilitator, LocalFacilitator, RemoteFacilitator
 from kamiyo.payments.networks import SCHEME, AcceptedNetwork, family_of
 from kamiyo.payments.prices import price_of, usd
@@ -153,6 +155,11 @@ class Cashier:
         sentence = f"Payment not accepted for {quote.tool}: {message}."
         return Declined(reason, sentence, required)
 
+    def not_settled(self, hold: Hold, reason: str) -> Declined:
+        """The answer to a call whose payment failed to settle: how to pay again, and why."""
+        detail = f"{REASONS['settlement_failed']} ({reason.replace('_', ' ')})"
+        return self.decline(hold.quote, reason, detail)
+
     async def accept(
         self, raw: Any, quote: Quote, sessions: async_sessionmaker[AsyncSession]
     ) -> Hold | Declined | Answered:
@@ -178,7 +185,12 @@ class Cashier:
         held = await journal.hold(sessions, entry)
         if isinstance(held, journal.Taken):
             return self._taken(quote, held)
+        started = time.perf_counter()
         verdict = await self._verify(payload, requirements)
+        network = requirements.network
+        metrics.VERIFICATION_SECONDS.labels(network).observe(time.perf_counter() - started)
+        result = "valid" if verdict.is_valid else verdict.invalid_reason or "invalid_payment"
+        metrics.VERIFICATIONS.labels(network, result).inc()
         if not verdict.is_valid:
             reason = verdict.invalid_reason or "invalid_payment"
             await journal.failed(sessions, held, reason)
@@ -212,13 +224,21 @@ class Cashier:
             result = await self._facilitator.settle(hold.payload, hold.requirements)
         except Exception as exc:
             log.warning("settlement failed to run: %s", exc)
-            await journal.failed(sessions, hold.held, "settlement_unavailable")
-            return "settlement_unavailable"
+            result = SettleResponse(
+                success=False,
+                error_reason="settlement_unavailable",
+                transaction="",
+                network=hold.requirements.network,
+            )
+        network = hold.requirements.network
         if not result.success:
             reason = result.error_reason or "settlement_failed"
             log.warning("settlement refused: %s %s", reason, result.error_message)
+            metrics.SETTLEMENTS.labels(network, reason).inc()
             await journal.failed(sessions, hold.held, reason)
             return reason
+        metrics.SETTLEMENTS.labels(network, "settled").inc()
+        metrics.USDC_RECEIVED.labels(network).inc(hold.quote.amount)
         receipt = result.model_dump(mode="json", exclude_none=True)
         await journal.settled(
             sessions, hold.held, result.payer or hold.payer, result.transaction, receipt, answer

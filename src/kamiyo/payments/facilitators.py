@@ -72,7 +72,7 @@ class LocalFacilitator:
 
     def _register_evm(self, settings: Settings, networks: list[AcceptedNetwork]) -> None:
         from x402.mechanisms.evm import FacilitatorWeb3Signer
-        from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme
+        from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme, ExactEvmSchemeConfig
 
         key = read_secret(
             settings.x402_evm_relayer_key,
@@ -88,7 +88,10 @@ class LocalFacilitator:
             if not network.rpc_urls:
                 raise PaymentSetupError(f"{network.network} needs rpc_urls to settle on chain")
             signer = FacilitatorWeb3Signer(private_key=key, rpc_url=network.rpc_urls[0])
-            self._facilitator.register([network.network], ExactEvmFacilitatorScheme(signer))
+            # Simulating again just before sending costs one eth_call; a payment spent in the
+            # meantime then fails there, not on chain with our relayer paying the gas.
+            config = ExactEvmSchemeConfig(simulate_in_settle=True)
+            self._facilitator.register([network.network], ExactEvmFacilitatorScheme(signer, config))
 
     def _register_svm(self, settings: Settings, networks: list[AcceptedNetwork]) -> None:
         from solders.keypair import Keypair

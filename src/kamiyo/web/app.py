@@ -3,11 +3,12 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kamiyo import __version__
@@ -60,6 +61,10 @@ def create_app(
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
         return JSONResponse({"status": "ok", "version": __version__})
 
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition (payments and what else is counted); no secrets in it."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime, state.gate.serving(runtime.sessions):
@@ -77,6 +82,7 @@ def create_app(
     resource = ResourceServer(settings, state.gate)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         *resource.metadata_routes(["/mcp", "/sse"]),
         *resource.guard(streamable.routes, "/mcp"),
         # The SSE transport's message posts belong to the resource its stream was opened on.
