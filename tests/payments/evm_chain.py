@@ -49,7 +49,6 @@ TOKEN_VERSION = "2"
 
 CONTRACT = Path(__file__).resolve().parent / "contracts" / "TestUSDC.sol"
 COMPILER = NODE_DIR / "compile_contract.mjs"
-ANVIL_PACKAGE = NODE_DIR / "node_modules" / "@foundry-rs" / "anvil"
 
 # anvil's default dev accounts (mnemonic "test test ... junk"): well known, unlocked in anvil and
 # funded with 10,000 ETH at genesis. Index 0 deploys and mints; index 1 relays settlements, so
@@ -200,16 +199,13 @@ def anvil_binary() -> Path:
     machine = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
     arch = machine.get(platform.machine().lower(), platform.machine().lower())
     name = "anvil.exe" if sys.platform == "win32" else "anvil"
-    candidates = [
-        # The per-platform optional dependency; @foundry-rs/anvil's postinstall downloads the
-        # binary next to itself only when npm skipped that package.
-        NODE_DIR / "node_modules" / "@foundry-rs" / f"anvil-{sys.platform}-{arch}" / "bin" / name,
-        ANVIL_PACKAGE / name,
-    ]
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    _missing(f"anvil is not installed: run `npm ci --prefix {NODE_DIR}`")
+    # The lock file pins the linux-x64 build (an optional dependency, as for node itself):
+    # @foundry-rs/anvil's other platform packages are not on the registry, so npm ci cannot
+    # lock the wrapper package. Elsewhere, install anvil's binary for the platform there.
+    binary = NODE_DIR / "node_modules" / "@foundry-rs" / f"anvil-{sys.platform}-{arch}" / "bin"
+    if (binary / name).exists():
+        return binary / name
+    _missing(f"anvil for {sys.platform}-{arch} is not installed: run `npm ci --prefix {NODE_DIR}`")
 
 
 @functools.cache
