@@ -95,8 +95,8 @@ class LocalFacilitator:
 
     def _register_svm(self, settings: Settings, networks: list[AcceptedNetwork]) -> None:
         from solders.keypair import Keypair
-        from x402.mechanisms.svm import FacilitatorKeypairSigner
-        from x402.mechanisms.svm.exact import ExactSvmFacilitatorScheme
+
+        from kamiyo.payments.svm import CheckedExactSvm, ConfirmingKeypairSigner
 
         key = read_secret(
             settings.x402_svm_fee_payer_key,
@@ -115,8 +115,8 @@ class LocalFacilitator:
         for network in networks:
             if not network.rpc_urls:
                 raise PaymentSetupError(f"{network.network} needs rpc_urls to settle on chain")
-            signer = FacilitatorKeypairSigner(keypair, rpc_url=network.rpc_urls[0])
-            self._facilitator.register([network.network], ExactSvmFacilitatorScheme(signer))
+            signer = ConfirmingKeypairSigner(keypair, rpc_url=network.rpc_urls[0])
+            self._facilitator.register([network.network], CheckedExactSvm(signer))
 
     async def start(self) -> None:
         return None
