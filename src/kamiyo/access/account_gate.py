@@ -24,7 +24,8 @@ from kamiyo.access.limiter import Limiter
 from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
-from kamiyo.payments.cashier import Answered, Cashier, Declined, Quote
+from kamiyo.payments.cashier import Cashier
+from kamiyo.payments.outcomes import Answered, Declined, Quote
 from kamiyo.payments.prices import PAID_MAX_RESULTS
 from kamiyo.payments.wire import MCP_RECEIPT_KEY
 from kamiyo.tiers import TIERS, Tier, lowest_tier_with
@@ -69,6 +70,8 @@ class AccountGate:
                 yield
         finally:
             await self.limiter.close()
+            if self.cashier is not None:
+                await self.cashier.stop()
 
     async def check_credential(self, credential: str | None) -> Refusal | None:
         if credential is None and self.cashier is not None:

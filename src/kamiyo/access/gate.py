@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access.usage import UsageReport
-from kamiyo.payments.cashier import Hold
+from kamiyo.payments.outcomes import Hold
 
 Outcome = Literal["ok", "error"]
 

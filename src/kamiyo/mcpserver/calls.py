@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.access.gate import Call, Gate, Grant, Refusal, Replayed
 from kamiyo.config import Settings
 from kamiyo.errors import describe_validation_error, validate_given
+from kamiyo.payments.transfers import TransferClaim
 from kamiyo.payments.wire import payment_in_meta
 from kamiyo.runtime import Runtime
 
@@ -163,14 +164,16 @@ async def run_gated(
     work: GrantWork,
     cache_key: Hashable | None = None,
     arguments: Mapping[str, Any] | None = None,
+    transfer: TransferClaim | None = None,
 ) -> CallToolResult:
-    """Run an MCP tool call through the gate; ``arguments`` are the ones a price depends on."""
+    """Run an MCP tool call through the gate; ``arguments`` are the ones a price depends on,
+    ``transfer`` a Solana transfer named in the call's arguments as its payment."""
     meta = ctx.request_context.meta if ctx is not None else None
     call = Call(
         tool=tool,
         credential=credential_of(ctx, state),
         arguments=arguments or {},
-        payment=payment_in_meta(meta or {}),
+        payment=payment_in_meta(meta or {}) or transfer,
         peer=peer_of(ctx),
     )
     outcome = await execute(state, call, work, cache_key)
@@ -241,6 +244,13 @@ async def _finish(state: ServerState, call: Call, grant: Grant, rendered: Render
         log.info("tool %s answer withheld: %s", call.tool, completed.reason)
         return completed
     return Answer(rendered, completed)
+
+
+def transfer_claim(signature: str | None, reference: str | None) -> TransferClaim | None:
+    """The transfer a call names as its payment, if it names one (half of one is refused)."""
+    if signature is None and reference is None:
+        return None
+    return TransferClaim(signature or "", reference or "")
 
 
 def render_structured(structured: dict[str, Any]) -> Rendered:

@@ -26,7 +26,7 @@ from kamiyo.intel.history import (
 )
 from kamiyo.intel.vocabulary import AttackType
 from kamiyo.mcpserver import answers
-from kamiyo.mcpserver.calls import ServerState, run_gated
+from kamiyo.mcpserver.calls import ServerState, run_gated, transfer_claim
 from kamiyo.payments import prices
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -40,6 +40,22 @@ Chain = Annotated[
     ),
 ]
 Since = Annotated[dt.date | None, Field(description="Earliest incident date, YYYY-MM-DD.")]
+# Paying by plain Solana transfer (see payments/transfers.py); x402 clients use _meta instead.
+PaymentSignature = Annotated[
+    str | None,
+    Field(
+        description="Only to pay by Solana transfer: the signature of the USDC transfer made "
+        "with the memo an unpaid call of this tool gave.",
+        max_length=100,
+    ),
+]
+PaymentReference = Annotated[
+    str | None,
+    Field(
+        description="Only to pay by Solana transfer: the reference given with that memo.",
+        max_length=64,
+    ),
+]
 Until = Annotated[dt.date | None, Field(description="Latest incident date, YYYY-MM-DD.")]
 
 
@@ -128,6 +144,8 @@ def register(server: MCPServer, state: ServerState) -> None:
             Field(description="relevance (default with a query), recent (default without), loss."),
         ] = None,
         limit: Annotated[int, Field(description="How many incidents at most.", ge=1, le=1000)] = 10,
+        x402_payment_signature: PaymentSignature = None,
+        x402_payment_reference: PaymentReference = None,
     ) -> Annotated[CallToolResult, intel.SearchResult]:
         async def work(grant: Grant, session: AsyncSession) -> intel.SearchResult:
             return await answers.search(
@@ -144,7 +162,10 @@ def register(server: MCPServer, state: ServerState) -> None:
             )
 
         key = (query, chain, since, until, min_loss_usd, attack_type, sort, limit)
-        return await run_gated(state, ctx, "search_exploits", work, key, {"limit": limit})
+        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
+        return await run_gated(
+            state, ctx, "search_exploits", work, key, {"limit": limit}, paid_with
+        )
 
     @server.tool(
         **priced(
@@ -161,11 +182,14 @@ def register(server: MCPServer, state: ServerState) -> None:
         exploit_id: Annotated[
             str, Field(description="Incident id, e.g. 20230313_eulerfinance.", max_length=128)
         ],
+        x402_payment_signature: PaymentSignature = None,
+        x402_payment_reference: PaymentReference = None,
     ) -> Annotated[CallToolResult, intel.Incident]:
         async def work(grant: Grant, session: AsyncSession) -> intel.Incident:
             return await answers.exploit(grant, session, exploit_id)
 
-        return await run_gated(state, ctx, "get_exploit", work, exploit_id)
+        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
+        return await run_gated(state, ctx, "get_exploit", work, exploit_id, None, paid_with)
 
     @server.tool(
         **priced(
@@ -184,15 +208,17 @@ def register(server: MCPServer, state: ServerState) -> None:
         since: Since = None,
         until: Until = None,
         chain: Chain = None,
+        x402_payment_signature: PaymentSignature = None,
+        x402_payment_reference: PaymentReference = None,
     ) -> Annotated[CallToolResult, intel.Stats]:
         async def work(grant: Grant, session: AsyncSession) -> intel.Stats:
             return await answers.stats(
                 grant, session, group_by=group_by, since=since, until=until, chain=chain
             )
 
-        return await run_gated(
-            state, ctx, "get_exploit_stats", work, (group_by, since, until, chain)
-        )
+        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
+        key = (group_by, since, until, chain)
+        return await run_gated(state, ctx, "get_exploit_stats", work, key, None, paid_with)
 
     @server.tool(
         **priced(
@@ -211,13 +237,17 @@ def register(server: MCPServer, state: ServerState) -> None:
             str, Field(description="Protocol name, e.g. 'Euler' or 'Curve'.", max_length=120)
         ],
         chain: Chain = None,
+        x402_payment_signature: PaymentSignature = None,
+        x402_payment_reference: PaymentReference = None,
     ) -> Annotated[CallToolResult, ProtocolHistory]:
         async def work(grant: Grant, session: AsyncSession) -> ProtocolHistory:
             return await answers.protocol_risk(
                 grant, session, protocol_name=protocol_name, chain=chain
             )
 
-        return await run_gated(state, ctx, "assess_protocol_risk", work, (protocol_name, chain))
+        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
+        key = (protocol_name, chain)
+        return await run_gated(state, ctx, "assess_protocol_risk", work, key, None, paid_with)
 
     @server.tool(
         **priced(
@@ -239,6 +269,8 @@ def register(server: MCPServer, state: ServerState) -> None:
             ),
         ],
         chain: Chain = None,
+        x402_payment_signature: PaymentSignature = None,
+        x402_payment_reference: PaymentReference = None,
     ) -> Annotated[CallToolResult, AddressScreen]:
         async def work(grant: Grant, session: AsyncSession) -> AddressScreen:
             return await answers.wallet_screen(
@@ -246,4 +278,5 @@ def register(server: MCPServer, state: ServerState) -> None:
             )
 
         key = (wallet_address, chain)
-        return await run_gated(state, ctx, "check_wallet_interactions", work, key)
+        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
+        return await run_gated(state, ctx, "check_wallet_interactions", work, key, None, paid_with)

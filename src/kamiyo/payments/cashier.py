@@ -5,12 +5,9 @@ never hand over an answer whose payment did not settle. Every step that can refu
 a sentence and an x402 reason code; nothing is taken from the payer unless ``settle`` succeeds.
 """
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,59 +29,21 @@ from kamiyo.config import Settings
 from kamiyo.payments import journal, metrics
 from kamiyo.payments.facilitators import Facilitator, LocalFacilitator, RemoteFacilitator
 from kamiyo.payments.networks import SCHEME, AcceptedNetwork, family_of
+from kamiyo.payments.outcomes import (
+    REASONS,
+    Answered,
+    Declined,
+    Hold,
+    Quote,
+    decline,
+    digest,
+)
 from kamiyo.payments.prices import price_of, usd
+from kamiyo.payments.transfer_desk import TRANSFER_EXTENSION, TransferDesk
+from kamiyo.payments.transfers import TransferClaim
 from kamiyo.payments.wire import MalformedPaymentError, read_payment
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """What one call costs and every way to pay for it, as x402's PaymentRequired says."""
-
-    tool: str
-    amount: int
-    required: PaymentRequired
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """A verified payment held for one call: settle it after the tool succeeds, else release."""
-
-    held: journal.Held
-    quote: Quote
-    payload: PaymentPayload
-    requirements: PaymentRequirements
-    payer: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Declined:
-    """The payment cannot pay for this call; ``required`` tells the client how to pay again."""
-
-    reason: str  # x402's invalid/error reason, or ours (see REASONS)
-    message: str  # one sentence for a person or an LLM
-    required: PaymentRequired
-
-
-@dataclass(frozen=True, slots=True)
-class Answered:
-    """The same payment (same payment id) already bought this call: its answer, not a charge."""
-
-    answer: dict[str, Any]
-    receipt: dict[str, Any] = field(default_factory=dict)
-
-
-# Our reason codes, beside x402's own (which the facilitators return).
-REASONS = {
-    "payment_required": "this call needs a payment",
-    "invalid_payload": "the payment could not be read",
-    "unsupported_requirements": "the payment does not match anything this call accepts",
-    "payment_in_use": "this payment is being used by another call right now; retry shortly",
-    "payment_already_used": "this payment already paid for a call; sign a new one",
-    "payment_id_conflict": "this payment id was already used with a different payment",
-    "settlement_failed": "the payment could not be settled, so the answer is withheld",
-}
 
 
 class Cashier:
@@ -93,6 +52,12 @@ class Cashier:
         self._facilitator = facilitator
         self._max_timeout_s = settings.x402_max_timeout_s
         self._upgrade_url = settings.upgrade_url
+        # Plain Solana transfers named by signature, on the first Solana network with RPC.
+        transfer_network = next(
+            (n for n in self._networks if n.family == "svm" and n.rpc_urls), None
+        )
+        secret = settings.secret_key.get_secret_value()
+        self._desk = TransferDesk(transfer_network, secret) if transfer_network else None
 
     @property
     def networks(self) -> list[AcceptedNetwork]:
@@ -100,6 +65,12 @@ class Cashier:
 
     async def start(self) -> None:
         await self._facilitator.start()
+        if self._desk is not None:
+            await self._desk.start()
+
+    async def stop(self) -> None:
+        if self._desk is not None:
+            await self._desk.stop()
 
     def requirements(self, amount: int) -> list[PaymentRequirements]:
         return [
@@ -137,45 +108,54 @@ class Cashier:
             accepts=self.requirements(amount),
             extensions={PAYMENT_IDENTIFIER: declare_payment_identifier_extension()},
         )
+        if self._desk is not None and required.extensions is not None:
+            required.extensions[TRANSFER_EXTENSION] = self._desk.offer(tool, amount)
         return Quote(tool, amount, required)
 
     def ask(self, quote: Quote) -> str:
         """The sentence an unpaid call gets: the price, how to pay, or how to subscribe."""
         where = " or ".join(network.label for network in self._networks)
-        subscribe = f", or subscribe at {self._upgrade_url}" if self._upgrade_url else ""
+        subscribe = f" Or subscribe at {self._upgrade_url}." if self._upgrade_url else ""
+        transfer = ""
+        offer = (quote.required.extensions or {}).get(TRANSFER_EXTENSION)
+        if isinstance(offer, dict):
+            transfer = (
+                f" Or, from a Solana wallet, send {offer['amount']} USDC units to "
+                f"{offer['tokenAccount']} with the memo {offer['memo']} and call again with "
+                f"x402_payment_signature=<its signature> and "
+                f"x402_payment_reference={offer['reference']}."
+            )
         return (
             f"{quote.tool} costs {usd(quote.amount)} in USDC per call ({where}). Pay with an "
             f"x402 client, which signs one of the offers in this answer and sends it again "
-            f"with the call{subscribe}."
+            f"with the call.{transfer}{subscribe}"
         )
-
-    def decline(self, quote: Quote, reason: str, detail: str | None = None) -> Declined:
-        message = detail or REASONS.get(reason, reason.replace("_", " "))
-        required = quote.required.model_copy(update={"error": reason})
-        sentence = f"Payment not accepted for {quote.tool}: {message}."
-        return Declined(reason, sentence, required)
 
     def not_settled(self, hold: Hold, reason: str) -> Declined:
         """The answer to a call whose payment failed to settle: how to pay again, and why."""
         detail = f"{REASONS['settlement_failed']} ({reason.replace('_', ' ')})"
-        return self.decline(hold.quote, reason, detail)
+        return decline(hold.quote, reason, detail)
 
     async def accept(
         self, raw: Any, quote: Quote, sessions: async_sessionmaker[AsyncSession]
     ) -> Hold | Declined | Answered:
+        if isinstance(raw, TransferClaim):
+            if self._desk is None:
+                return decline(quote, "PAYMENT_REQUIRED", "this server takes no Solana transfers")
+            return await self._desk.accept(raw, quote, sessions)
         try:
             payload = read_payment(raw, quote.required.accepts)
         except MalformedPaymentError as exc:
-            return self.decline(quote, "invalid_payload", str(exc))
+            return decline(quote, "invalid_payload", str(exc))
         requirements = _matching(payload, quote.required.accepts)
         if isinstance(requirements, str):
-            return self.decline(quote, "unsupported_requirements", requirements)
+            return decline(quote, "unsupported_requirements", requirements)
         payment_id, validation = extract_and_validate_payment_identifier(payload)
         if not validation.valid:
-            return self.decline(quote, "invalid_payload", "; ".join(validation.errors))
+            return decline(quote, "invalid_payload", "; ".join(validation.errors))
         entry = journal.Entry(
             payment_key=payment_key(payload),
-            payload_hash=_digest(payload.payload),
+            payload_hash=digest(payload.payload),
             payment_id=payment_id,
             tool=quote.tool,
             network=requirements.network,
@@ -195,17 +175,17 @@ class Cashier:
             reason = verdict.invalid_reason or "invalid_payment"
             await journal.failed(sessions, held, reason)
             log.info("payment for %s refused: %s %s", quote.tool, reason, verdict.invalid_message)
-            return self.decline(quote, reason, _explain(reason, verdict.invalid_message))
-        return Hold(held, quote, payload, requirements, verdict.payer)
+            return decline(quote, reason, _explain(reason, verdict.invalid_message))
+        return Hold(held, quote, requirements.network, verdict.payer, (payload, requirements))
 
     def _taken(self, quote: Quote, taken: journal.Taken) -> Declined | Answered:
         if taken.state == "conflict":
-            return self.decline(quote, "payment_id_conflict")
+            return decline(quote, "payment_id_conflict")
         if taken.state == "settled" and taken.answer is not None:
             return Answered(taken.answer, taken.receipt or {})
         if taken.state == "settled":
-            return self.decline(quote, "payment_already_used")
-        return self.decline(quote, "payment_in_use")
+            return decline(quote, "payment_already_used")
+        return decline(quote, "payment_in_use")
 
     async def _verify(
         self, payload: PaymentPayload, requirements: PaymentRequirements
@@ -220,36 +200,41 @@ class Cashier:
         self, hold: Hold, answer: dict[str, Any] | None, sessions: async_sessionmaker[AsyncSession]
     ) -> dict[str, Any] | str:
         """Settle a held payment; the receipt, or the reason it did not settle."""
-        try:
-            result = await self._facilitator.settle(hold.payload, hold.requirements)
-        except Exception as exc:
-            log.warning("settlement failed to run: %s", exc)
+        if hold.exact is None:  # a transfer the payer already made: record it
+            signature = hold.transfer.signature if hold.transfer else ""
             result = SettleResponse(
-                success=False,
-                error_reason="settlement_unavailable",
-                transaction="",
-                network=hold.requirements.network,
+                success=True, payer=hold.payer, transaction=signature, network=hold.network
             )
-        network = hold.requirements.network
+        else:
+            result = await self._settle_exact(*hold.exact)
         if not result.success:
             reason = result.error_reason or "settlement_failed"
             log.warning("settlement refused: %s %s", reason, result.error_message)
-            metrics.SETTLEMENTS.labels(network, reason).inc()
+            metrics.SETTLEMENTS.labels(hold.network, reason).inc()
             await journal.failed(sessions, hold.held, reason)
             return reason
-        metrics.SETTLEMENTS.labels(network, "settled").inc()
-        metrics.USDC_RECEIVED.labels(network).inc(hold.quote.amount)
+        metrics.SETTLEMENTS.labels(hold.network, "settled").inc()
+        metrics.USDC_RECEIVED.labels(hold.network).inc(hold.quote.amount)
         receipt = result.model_dump(mode="json", exclude_none=True)
         await journal.settled(
             sessions, hold.held, result.payer or hold.payer, result.transaction, receipt, answer
         )
-        log.info(
-            "settled %s on %s: %s",
-            usd(hold.quote.amount),
-            hold.requirements.network,
-            result.transaction,
-        )
+        log.info("settled %s on %s: %s", usd(hold.quote.amount), hold.network, result.transaction)
         return receipt
+
+    async def _settle_exact(
+        self, payload: PaymentPayload, requirements: PaymentRequirements
+    ) -> SettleResponse:
+        try:
+            return await self._facilitator.settle(payload, requirements)
+        except Exception as exc:
+            log.warning("settlement failed to run: %s", exc)
+            return SettleResponse(
+                success=False,
+                error_reason="settlement_unavailable",
+                transaction="",
+                network=requirements.network,
+            )
 
     async def release(
         self, hold: Hold, reason: str, sessions: async_sessionmaker[AsyncSession]
@@ -299,13 +284,8 @@ def payment_key(payload: PaymentPayload) -> str:
             str(authorization.get("from", "")).lower(),
             str(authorization.get("nonce", "")).lower(),
         )
-        return _digest(list(parts))
-    return _digest([payload.accepted.network, payload.payload])
-
-
-def _digest(value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+        return digest(list(parts))
+    return digest([payload.accepted.network, payload.payload])
 
 
 def _explain(reason: str, detail: str | None) -> str:

@@ -1,0 +1,74 @@
+"""What taking a payment can come to: a quote, a hold, a refusal, or an answer given before."""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
+
+from kamiyo.payments import journal
+from kamiyo.payments.transfers import VerifiedTransfer
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What one call costs and every way to pay for it, as x402's PaymentRequired says."""
+
+    tool: str
+    amount: int
+    required: PaymentRequired
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A verified payment held for one call: settle it after the tool succeeds, else release."""
+
+    held: journal.Held
+    quote: Quote
+    network: str
+    payer: str | None
+    # An x402 payment to settle, or else a Solana transfer already on chain (nothing to send).
+    exact: tuple[PaymentPayload, PaymentRequirements] | None = None
+    transfer: VerifiedTransfer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """The payment cannot pay for this call; ``required`` tells the client how to pay again."""
+
+    reason: str  # x402's invalid/error reason, or ours (see REASONS)
+    message: str  # one sentence for a person or an LLM
+    required: PaymentRequired
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The same payment (same payment id) already bought this call: its answer, not a charge."""
+
+    answer: dict[str, Any]
+    receipt: dict[str, Any] = field(default_factory=dict)
+
+
+# Our reason codes, beside x402's own (which the facilitators return).
+REASONS = {
+    "payment_required": "this call needs a payment",
+    "invalid_payload": "the payment could not be read",
+    "unsupported_requirements": "the payment does not match anything this call accepts",
+    "payment_in_use": "this payment is being used by another call right now; retry shortly",
+    "payment_already_used": "this payment already paid for a call; sign a new one",
+    "payment_id_conflict": "this payment id was already used with a different payment",
+    "settlement_failed": "the payment could not be settled, so the answer is withheld",
+}
+
+
+def decline(quote: Quote, reason: str, detail: str | None = None) -> Declined:
+    message = detail or REASONS.get(reason, reason.replace("_", " "))
+    required = quote.required.model_copy(update={"error": reason})
+    return Declined(reason, f"Payment not accepted for {quote.tool}: {message}.", required)
+
+
+def digest(value: Any) -> str:
+    """sha256 of a value's canonical JSON: how the journal names payments and payloads."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
