@@ -14,6 +14,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp_types import CallToolResult
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from solders.keypair import Keypair
 from solders.signature import Signature
@@ -187,14 +188,22 @@ async def test_rpc_failover_and_outage(desk: Desk) -> None:
     assert result.is_error is not True, result.content
 
 
+def cache_hits() -> float:
+    return REGISTRY.get_sample_value("kamiyo_x402_verified_cache_total", {"outcome": "hit"}) or 0
+
+
 async def test_a_failed_tool_call_keeps_the_transfer_for_a_retry(desk: Desk) -> None:
+    """Nothing is taken for a failed call; the retry is checked from memory, not the chain."""
     payer = desk.chain.new_wallet(usdc=PRICE * 5)
     offer = await desk.offer(tool="get_exploit", exploit_id="nope")
     signature = desk.pay(offer, payer)
     failed = await desk.call(signature, offer["reference"], tool="get_exploit", exploit_id="nope")
     assert failed.is_error is True
     assert "no incident with id" in failed.content[0].text  # type: ignore[union-attr]
+    hits, reads = cache_hits(), len(desk.chain.servers[0].calls) + len(desk.chain.servers[1].calls)
     retry = await desk.call(
         signature, offer["reference"], tool="get_exploit", exploit_id="20230313_eulerfinance"
     )
     assert retry.is_error is not True, retry.content
+    assert cache_hits() == hits + 1
+    assert len(desk.chain.servers[0].calls) + len(desk.chain.servers[1].calls) == reads

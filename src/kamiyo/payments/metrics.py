@@ -31,3 +31,8 @@ RPC_ERRORS = Counter(
     "Failed JSON-RPC requests, by endpoint host.",
     ["endpoint"],
 )
+VERIFIED_CACHE = Counter(
+    "kamiyo_x402_verified_cache",
+    "Claims of Solana transfers checked again: answered from memory (hit) or the chain (miss).",
+    ["outcome"],
+)

@@ -89,7 +89,9 @@ class TransferDesk:
         known = self._verified.get(key)
         now = int(time.time())
         if known is not None and now - known.block_time <= MAX_AGE_S:
+            metrics.VERIFIED_CACHE.labels("hit").inc()
             return known
+        metrics.VERIFIED_CACHE.labels("miss").inc()
         try:
             verdict = await transfers.verify_transfer(
                 self._rpc,
