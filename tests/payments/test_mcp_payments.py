@@ -13,44 +13,22 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp_types import CallToolResult
-from pydantic import SecretStr
 from sqlalchemy import select
 from x402.extensions.payment_identifier import append_payment_identifier_to_extensions
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.db.tables import Payment, UsageRecord
-from kamiyo.mcpserver.calls import ServerState
-from kamiyo.mcpserver.server import build_server
-from kamiyo.payments.cashier import Cashier, open_cashier
+from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.facilitators import LocalFacilitator
-from kamiyo.payments.networks import AcceptedNetwork
 from kamiyo.runtime import Runtime
 from tests.payments.evm_chain import EvmChain, sign_exact_payment, tampered
+from tests.payments.serving import evm_settings, paying_server
 
 pytestmark = pytest.mark.anyio
 
 SEARCH = {"query": "euler"}
 SEARCH_PRICE = 10_000  # $0.01 for up to 10 results
-
-
-def paying_settings(runtime: Runtime, chain: EvmChain) -> Any:
-    network = AcceptedNetwork(
-        network=chain.network,
-        pay_to=chain.pay_to,
-        asset=chain.token,
-        rpc_urls=[chain.rpc_url],
-        eip712_name=chain.token_name,
-        eip712_version=chain.token_version,
-    )
-    return runtime.settings.model_copy(
-        update={
-            "x402_networks": [network],
-            "x402_evm_relayer_key": SecretStr(chain.relayer_key),
-            "upgrade_url": "https://kamiyo.example/pricing",
-            "cache_ttl_s": 0,
-        }
-    )
 
 
 @dataclass
@@ -89,12 +67,9 @@ def as_sent(payment: PaymentPayload) -> dict[str, Any]:
 async def paid_server(
     runtime: Runtime, chain: EvmChain, facilitator: Callable[[Any], Any] | None = None
 ) -> AsyncIterator[Paid]:
-    settings = paying_settings(runtime, chain)
-    cashier = Cashier(settings, facilitator(settings)) if facilitator else open_cashier(settings)
-    assert cashier is not None
-    gate = AccountGate(settings, cashier)
-    state = ServerState(settings=settings, gate=gate, runtime=runtime)
-    async with gate.serving(runtime.sessions), Client(build_server(state)) as client:
+    settings = evm_settings(runtime, chain, upgrade_url="https://kamiyo.example/pricing")
+    cashier = Cashier(settings, facilitator(settings)) if facilitator else None
+    async with paying_server(runtime, settings, cashier) as (client, gate):
         yield Paid(client, chain, runtime, gate)
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp_types import CallToolResult
-from pydantic import SecretStr
 from solders.instruction import CompiledInstruction
 from solders.keypair import Keypair
 from solders.message import MessageV0
@@ -19,13 +18,9 @@ from solders.transaction import VersionedTransaction
 from x402.mechanisms.svm.constants import MEMO_PROGRAM_ADDRESS as MEMO_PROGRAM
 from x402.schemas import PaymentPayload, PaymentRequired
 
-from kamiyo.access.account_gate import AccountGate
-from kamiyo.mcpserver.calls import ServerState
-from kamiyo.mcpserver.server import build_server
-from kamiyo.payments.cashier import open_cashier
-from kamiyo.payments.networks import AcceptedNetwork
 from kamiyo.payments.svm import ConfirmingKeypairSigner
 from kamiyo.runtime import Runtime
+from tests.payments.serving import paying_server, svm_settings
 from tests.payments.solana_chain import (
     SOLANA_PY_WARNING_FILTERS,
     SolanaChain,
@@ -55,21 +50,8 @@ class Paid:
 
 @pytest.fixture
 async def paid(loaded_runtime: Runtime, solana_chain: SolanaChain) -> AsyncIterator[Paid]:
-    network = AcceptedNetwork(
-        network=solana_chain.network,
-        pay_to=str(solana_chain.pay_to),
-        rpc_urls=[solana_chain.rpc_url],
-    )
-    settings = loaded_runtime.settings.model_copy(
-        update={
-            "x402_networks": [network],
-            "x402_svm_fee_payer_key": SecretStr(str(solana_chain.fee_payer)),
-            "cache_ttl_s": 0,
-        }
-    )
-    gate = AccountGate(settings, open_cashier(settings))
-    state = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
-    async with gate.serving(loaded_runtime.sessions), Client(build_server(state)) as client:
+    settings = svm_settings(loaded_runtime, solana_chain)
+    async with paying_server(loaded_runtime, settings) as (client, _):
         yield Paid(client, solana_chain)
 
 

@@ -15,17 +15,12 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 from solders.keypair import Keypair
 from solders.signature import Signature
 
-from kamiyo.access.account_gate import AccountGate
-from kamiyo.mcpserver.calls import ServerState
-from kamiyo.mcpserver.server import build_server
-from kamiyo.payments.cashier import open_cashier
-from kamiyo.payments.networks import AcceptedNetwork
 from kamiyo.payments.transfer_desk import TRANSFER_EXTENSION
 from kamiyo.runtime import Runtime
+from tests.payments.serving import paying_server, svm_settings
 from tests.payments.solana_chain import SOLANA_PY_WARNING_FILTERS, SolanaChain
 
 pytestmark = [pytest.mark.anyio, *SOLANA_PY_WARNING_FILTERS]
@@ -62,21 +57,9 @@ class Desk:
 
 @pytest.fixture
 async def desk(loaded_runtime: Runtime, solana_chain: SolanaChain) -> AsyncIterator[Desk]:
-    network = AcceptedNetwork(
-        network=solana_chain.network,
-        pay_to=str(solana_chain.pay_to),
-        rpc_urls=[solana_chain.rpc_url, solana_chain.backup_rpc_url],
-    )
-    settings = loaded_runtime.settings.model_copy(
-        update={
-            "x402_networks": [network],
-            "x402_svm_fee_payer_key": SecretStr(str(solana_chain.fee_payer)),
-            "cache_ttl_s": 0,
-        }
-    )
-    gate = AccountGate(settings, open_cashier(settings))
-    state = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
-    async with gate.serving(loaded_runtime.sessions), Client(build_server(state)) as client:
+    urls = (solana_chain.rpc_url, solana_chain.backup_rpc_url)
+    settings = svm_settings(loaded_runtime, solana_chain, *urls)
+    async with paying_server(loaded_runtime, settings) as (client, _):
         yield Desk(client, solana_chain)
 
 

@@ -1,0 +1,58 @@
+"""A KAMIYO MCP server in process that takes payments: settings for each local chain, and the
+server with the account gate and a cashier, reached through the SDK's in-memory client."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp import Client
+from pydantic import SecretStr
+
+from kamiyo.access.account_gate import AccountGate
+from kamiyo.config import Settings
+from kamiyo.mcpserver.calls import ServerState
+from kamiyo.mcpserver.server import build_server
+from kamiyo.payments.cashier import Cashier, open_cashier
+from kamiyo.payments.networks import AcceptedNetwork
+from kamiyo.runtime import Runtime
+from tests.payments.evm_chain import EvmChain
+from tests.payments.solana_chain import SolanaChain
+
+
+def evm_settings(runtime: Runtime, chain: EvmChain, **changes: Any) -> Settings:
+    network = AcceptedNetwork(
+        network=chain.network,
+        pay_to=chain.pay_to,
+        asset=chain.token,
+        rpc_urls=[chain.rpc_url],
+        eip712_name=chain.token_name,
+        eip712_version=chain.token_version,
+    )
+    update = {
+        "x402_networks": [network],
+        "x402_evm_relayer_key": SecretStr(chain.relayer_key),
+        "cache_ttl_s": 0,
+    }
+    return runtime.settings.model_copy(update=update | changes)
+
+
+def svm_settings(runtime: Runtime, chain: SolanaChain, *rpc_urls: str) -> Settings:
+    network = AcceptedNetwork(
+        network=chain.network, pay_to=str(chain.pay_to), rpc_urls=list(rpc_urls or [chain.rpc_url])
+    )
+    update = {
+        "x402_networks": [network],
+        "x402_svm_fee_payer_key": SecretStr(str(chain.fee_payer)),
+        "cache_ttl_s": 0,
+    }
+    return runtime.settings.model_copy(update=update)
+
+
+@asynccontextmanager
+async def paying_server(
+    runtime: Runtime, settings: Settings, cashier: Cashier | None = None
+) -> AsyncIterator[tuple[Client, AccountGate]]:
+    gate = AccountGate(settings, cashier or open_cashier(settings))
+    state = ServerState(settings=settings, gate=gate, runtime=runtime)
+    async with gate.serving(runtime.sessions), Client(build_server(state)) as client:
+        yield client, gate
