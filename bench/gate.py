@@ -15,6 +15,10 @@ round:
 - ``account_memory``: ``AccountGate`` with limits counted in this process.
 - ``account_redis``: ``AccountGate`` with limits in Redis (``--redis-url``, a unique key prefix
   per run, deleted afterwards); skipped with a note when Redis does not answer.
+- ``x402_quote``: ``AccountGate`` with x402 on (Base and Solana offers, the Solana transfer
+  offer with its reference and MAC), called without a credential: every call is answered with
+  a PaymentRequired and metered as ``payment_required`` (what an unpaid call costs the server;
+  no chain is contacted).
 
 The enterprise tier's limits are raised to 10**9 a minute and a day in this process (see
 ``bench/kamiyo_server.py``), so every call is counted but none is refused. The report gives
@@ -34,13 +38,16 @@ import time
 import uuid
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.kamiyo_server import create_enterprise_key, raise_limits
 from bench.mcp import drop_prefix, redis_up
 from kamiyo.access.account_gate import AccountGate
-from kamiyo.access.gate import Call, Gate, Grant, OpenGate
+from kamiyo.access.gate import Call, Gate, Grant, OpenGate, Refusal
 from kamiyo.config import Settings
+from kamiyo.payments.cashier import open_cashier
+from kamiyo.payments.networks import BASE, SOLANA, AcceptedNetwork
 from kamiyo.runtime import open_runtime
 
 HERE = Path(__file__).parent
@@ -62,15 +69,50 @@ def make_settings(data: Path, redis_url: str | None = None, prefix: str = "kamiy
     )
 
 
+def paying_settings(base: Settings) -> Settings:
+    # Addresses only: quoting reads no chain. The relayer key is anvil's well-known first
+    # development key (public), and the fee payer a throw-away keypair.
+    from solders.keypair import Keypair
+
+    networks = [
+        AcceptedNetwork(
+            network=BASE,
+            pay_to="0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+            rpc_urls=["http://127.0.0.1:9"],
+        ),
+        AcceptedNetwork(
+            network=SOLANA,
+            pay_to="3i476kTBBTy7pBGx4CXwJpJ6phuwLQgcwLTdHhU3c7ui",
+            rpc_urls=["http://127.0.0.1:9"],
+        ),
+    ]
+    return base.model_copy(
+        update={
+            "x402_networks": networks,
+            "x402_evm_relayer_key": SecretStr(ANVIL_FIRST_KEY),
+            "x402_svm_fee_payer_key": SecretStr(str(Keypair())),
+        }
+    )
+
+
+ANVIL_FIRST_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
 def usage_records(data: Path) -> int:
     with sqlite3.connect(data / "kamiyo.db") as db:
         return int(db.execute("SELECT count(*) FROM usage_records").fetchone()[0])
 
 
 async def run_once(
-    gate: Gate, sessions: async_sessionmaker[AsyncSession], key: str, warmup: int, calls: int
+    gate: Gate,
+    sessions: async_sessionmaker[AsyncSession],
+    key: str | None,
+    warmup: int,
+    calls: int,
 ) -> tuple[float, float, float]:
-    """Wall time per call, and the p50 and p99 of admit + complete, in microseconds."""
+    """Wall time per call, and the p50 and p99 of admit + complete, in microseconds.
+
+    Without a ``key`` every call must be refused for payment (the ``x402_quote`` variant)."""
     samples: list[float] = []
     async with gate.serving(sessions):
         for n in range(warmup + calls):
@@ -80,9 +122,13 @@ async def run_once(
             before = time.perf_counter()
             call = Call(tool=TOOL, credential=key, peer="127.0.0.1")
             grant = await gate.admit(call)
-            if not isinstance(grant, Grant):
+            if key is None:
+                if not isinstance(grant, Refusal) or grant.reason != "payment_required":
+                    raise RuntimeError(f"an unpaid benchmark call was not asked to pay: {grant}")
+            elif not isinstance(grant, Grant):
                 raise RuntimeError(f"the gate did not admit a benchmark call: {grant}")
-            await gate.complete(call, grant, "ok", 10)
+            else:
+                await gate.complete(call, grant, "ok", 10)
             samples.append(time.perf_counter() - before)
             await asyncio.sleep(0)
         if isinstance(gate, AccountGate):
@@ -99,7 +145,7 @@ async def run_once(
 async def bench(args: argparse.Namespace, data: Path) -> dict[str, object]:
     raise_limits()
     base = make_settings(data)
-    variants = ["open", "account_memory"]
+    variants = ["open", "account_memory", "x402_quote"]
     notes: list[str] = []
     if redis_up(args.redis_url):
         variants.append("account_redis")
@@ -118,11 +164,15 @@ async def bench(args: argparse.Namespace, data: Path) -> dict[str, object]:
                     gate = OpenGate(base.max_results)
                 elif name == "account_memory":
                     gate = AccountGate(base)
+                elif name == "x402_quote":
+                    paying = paying_settings(base)
+                    gate = AccountGate(paying, open_cashier(paying))
                 else:
                     gate = AccountGate(make_settings(data, args.redis_url, prefix))
                 recorded = usage_records(data)
+                credential = None if name == "x402_quote" else key
                 runs[name].append(
-                    await run_once(gate, runtime.sessions, key, args.warmup, args.calls)
+                    await run_once(gate, runtime.sessions, credential, args.warmup, args.calls)
                 )
                 if name != "open":
                     written = usage_records(data) - recorded
