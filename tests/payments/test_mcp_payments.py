@@ -273,6 +273,9 @@ class FrontRunFacilitator:
     async def start(self) -> None:
         await self.inner.start()
 
+    async def stop(self) -> None:
+        await self.inner.stop()
+
     async def verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> Any:
         return await self.inner.verify(payload, requirements)
 

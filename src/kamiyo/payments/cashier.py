@@ -69,6 +69,7 @@ class Cashier:
             await self._desk.start()
 
     async def stop(self) -> None:
+        await self._facilitator.stop()
         if self._desk is not None:
             await self._desk.stop()
 

@@ -30,6 +30,8 @@ class Facilitator(Protocol):
         """Learn what the facilitator needs in requirements (before the first quote)."""
         ...
 
+    async def stop(self) -> None: ...
+
     async def verify(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> VerifyResponse: ...
@@ -121,6 +123,9 @@ class LocalFacilitator:
     async def start(self) -> None:
         return None
 
+    async def stop(self) -> None:
+        return None
+
     async def verify(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> VerifyResponse:
@@ -165,6 +170,9 @@ class RemoteFacilitator:
             for kind in supported.kinds
             if kind.scheme == SCHEME
         }
+
+    async def stop(self) -> None:
+        await self._client.aclose()
 
     def extra_for(self, network: str) -> dict[str, Any]:
         return (self._extra or {}).get(network, {})
