@@ -34,9 +34,8 @@ class Facilitator:
 
     def __init__(self, chain: EvmChain) -> None:
         signer = FacilitatorWeb3Signer(private_key=chain.relayer_key, rpc_url=chain.rpc_url)
-        self.facilitator = x402FacilitatorSync().register(
-            [chain.network], ExactEvmFacilitatorScheme(signer)
-        )
+        self.facilitator = x402FacilitatorSync()
+        self.facilitator.register([chain.network], ExactEvmFacilitatorScheme(signer))
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.app = Starlette(
             routes=[
