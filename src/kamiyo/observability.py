@@ -27,6 +27,9 @@ def configure_logging(level: str = "INFO", fmt: Literal["pretty", "json"] = "pre
     root.setLevel(level)
     # Alembic narrates every step at INFO; the runtime logs what matters about migrations.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # Library warnings (solana-py's deprecations, say) go through the handler too, so a JSON
+    # log stays JSON.
+    logging.captureWarnings(True)
     # HTTP clients log every request's full URL at INFO, and RPC URLs carry provider API keys.
     for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -9,6 +9,11 @@ x402 v2 transport specs).
     python pay.py http  --key-file F --asset NETWORK ADDRESS http://127.0.0.1:8000/mcp
     python pay.py rest  --key-file F --asset NETWORK ADDRESS 'http://…/api/v1/exploits?query=…'
 
+The network's CAIP-2 namespace picks the chain: ``eip155:…`` pays with an EVM key (hex),
+``solana:…`` with a Solana keypair (base58, as ``solana-keygen`` prints a secret key) through
+the RPC endpoint given with ``--rpc-url``, where x402's client reads the mint and the latest
+blockhash.
+
 The payer's private key is read from a file so it never shows in a process listing; the stdio
 server gets this process's environment, which does not hold the key.
 """
@@ -18,6 +23,7 @@ import asyncio
 import base64
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -27,8 +33,6 @@ from typing import Any
 # httpx is in this script's environment but not in KAMIYO's, whose mypy run covers tests/ as
 # well; `mypy --python-executable <that environment's python> pay.py` checks it for real.
 import httpx  # type: ignore[import-not-found, unused-ignore]
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -36,8 +40,6 @@ from x402 import SpendControlAsset, x402Client
 from x402.http import x402HTTPClient
 from x402.http.clients import x402_httpx_transport
 from x402.mcp import MCP_PAYMENT_RESPONSE_META_KEY, x402MCPSession
-from x402.mechanisms.evm.exact import ExactEvmClientScheme
-from x402.mechanisms.evm.signers import EthAccountSigner
 
 TOOL = "search_exploits"
 ARGUMENTS = {"query": "euler"}
@@ -46,20 +48,61 @@ ARGUMENTS = {"query": "euler"}
 CALL_TIMEOUT = timedelta(seconds=60)
 
 
-def payment_client(key_file: Path, network: str, asset: str, max_amount: str | None) -> x402Client:
-    """x402's async client paying with the key in ``key_file``.
+# x402's exact SVM client builds on solana-py's sync Client, which warns that it is deprecated
+# each time one is made: noise from the package under test, not something this client can act on.
+for _text, _category in (
+    ("Client is deprecated", DeprecationWarning),
+    ("Client is deprecated", FutureWarning),
+):
+    warnings.filterwarnings("ignore", message=_text, category=_category)
+
+
+def payment_client(
+    key_file: Path,
+    network: str,
+    asset: str,
+    max_amount: str | None,
+    rpc_url: str | None = None,
+) -> x402Client:
+    """x402's async client paying on ``network`` with the key in ``key_file``.
 
     x402 clients pay only for the USDC deployments they know unless the owner lists others, as
     one would for a test token; ``max_amount`` caps what one payment may take, in atomic units.
+    On Solana, ``rpc_url`` is where the client reads the mint and a recent blockhash (x402's
+    public default for the network when None).
     """
-    account: LocalAccount = Account.from_key(key_file.read_text().strip())
+    secret = key_file.read_text().strip()
     client = x402Client()
-    client.register("eip155:*", ExactEvmClientScheme(EthAccountSigner(account)))
+    if network.startswith("solana:"):
+        _register_svm(client, secret, network, rpc_url)
+    else:
+        _register_evm(client, secret)
     allowed: SpendControlAsset = {"network": network, "asset": asset}
     if max_amount is not None:
         allowed["max_amount_per_payment"] = max_amount
     client.set_spend_controls({"allowed_assets": [allowed]})
     return client
+
+
+# Each chain's signing stack is imported only when paying on it: web3 and eth_account take
+# seconds to import, solana-py a good part of one, and every test run starts this script anew.
+def _register_evm(client: x402Client, key: str) -> None:
+    from eth_account import Account
+    from eth_account.signers.local import LocalAccount
+    from x402.mechanisms.evm.exact import ExactEvmClientScheme
+    from x402.mechanisms.evm.signers import EthAccountSigner
+
+    account: LocalAccount = Account.from_key(key)
+    client.register("eip155:*", ExactEvmClientScheme(EthAccountSigner(account)))
+
+
+def _register_svm(client: x402Client, keypair: str, network: str, rpc_url: str | None) -> None:
+    from solders.keypair import Keypair
+    from x402.mechanisms.svm import KeypairSigner
+    from x402.mechanisms.svm.exact import register_exact_svm_client
+
+    signer = KeypairSigner(Keypair.from_base58_string(keypair))
+    register_exact_svm_client(client, signer, networks=network, rpc_url=rpc_url)
 
 
 class RecordingSession:
@@ -169,13 +212,16 @@ def _first_protocol(structured: dict[str, Any]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("mode", choices=["stdio", "http", "rest"])
-    parser.add_argument("--key-file", type=Path, required=True, help="the payer's hex key")
+    parser.add_argument(
+        "--key-file", type=Path, required=True, help="the payer's key: hex (EVM), base58 (Solana)"
+    )
     parser.add_argument("--asset", nargs=2, metavar=("NETWORK", "ADDRESS"), required=True)
     parser.add_argument("--max-amount", help="largest payment allowed, in atomic units")
+    parser.add_argument("--rpc-url", help="Solana JSON-RPC endpoint the client reads the chain at")
     parser.add_argument("target", nargs="+", help="the server command (stdio) or URL")
     options = parser.parse_args(argv)
     network, asset = options.asset
-    client = payment_client(options.key_file, network, asset, options.max_amount)
+    client = payment_client(options.key_file, network, asset, options.max_amount, options.rpc_url)
     if options.mode == "rest":
         (url,) = options.target
         outcome = asyncio.run(pay_over_rest(url, client))

@@ -148,6 +148,12 @@ class Cashier:
             payload = read_payment(raw, quote.required.accepts)
         except MalformedPaymentError as exc:
             return decline(quote, "invalid_payload", str(exc))
+        # x402 clients echo every extension of the offer, our transfer offer's reference too;
+        # it is nobody else's business (a facilitator's, say).
+        extensions = {
+            k: v for k, v in (payload.extensions or {}).items() if k != TRANSFER_EXTENSION
+        }
+        payload = payload.model_copy(update={"extensions": extensions or None})
         requirements = _matching(payload, quote.required.accepts)
         if isinstance(requirements, str):
             return decline(quote, "unsupported_requirements", requirements)
