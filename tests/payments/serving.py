@@ -50,9 +50,13 @@ def svm_settings(runtime: Runtime, chain: SolanaChain, *rpc_urls: str) -> Settin
 
 @asynccontextmanager
 async def paying_server(
-    runtime: Runtime, settings: Settings, cashier: Cashier | None = None
+    runtime: Runtime,
+    settings: Settings,
+    cashier: Cashier | None = None,
+    credential: str | None = None,
 ) -> AsyncIterator[tuple[Client, AccountGate]]:
+    """The server, called as a stdio client started with ``credential`` would call it."""
     gate = AccountGate(settings, cashier or open_cashier(settings))
-    state = ServerState(settings=settings, gate=gate, runtime=runtime)
+    state = ServerState(settings=settings, gate=gate, runtime=runtime, stdio_credential=credential)
     async with gate.serving(runtime.sessions), Client(build_server(state)) as client:
         yield client, gate

@@ -5,6 +5,7 @@ and KAMIYO settling with its own relayer; balances on the chain are the proof of
 """
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ from sqlalchemy import select
 from x402.extensions.payment_identifier import append_payment_identifier_to_extensions
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
+from kamiyo.access import accounts, keys
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.db.tables import Payment, UsageRecord
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.facilitators import LocalFacilitator
 from kamiyo.runtime import Runtime
+from kamiyo.tiers import Tier
 from tests.payments.evm_chain import EvmChain, sign_exact_payment, tampered
 from tests.payments.serving import evm_settings, paying_server
 
@@ -314,3 +317,24 @@ async def test_free_tools_need_no_payment(paid: Paid) -> None:
         listed["assess_protocol_risk"].description or ""
     )
     assert (listed["assess_protocol_risk"].meta or {})["kamiyo/price"]["amount"] == "50000"
+
+
+async def test_a_subscriber_pays_only_for_what_the_tier_lacks(
+    loaded_runtime: Runtime, evm_chain: EvmChain
+) -> None:
+    async with loaded_runtime.sessions() as session:
+        account = await accounts.create_account(
+            session, f"personal-{uuid.uuid4().hex[:8]}@example.com", Tier.PERSONAL
+        )
+        key = (await keys.create_key(session, account, "x402")).key
+        await session.commit()
+    settings = evm_settings(loaded_runtime, evm_chain)
+    async with paying_server(loaded_runtime, settings, credential=key) as (client, _):
+        covered = await client.call_tool("search_exploits", SEARCH)
+        locked = await client.call_tool(
+            "check_wallet_interactions", {"wallet_address": evm_chain.pay_to}
+        )
+    assert covered.is_error is not True  # the subscription covers it: no offer, no charge
+    assert locked.is_error is True
+    assert locked.structured_content is not None
+    assert locked.structured_content["accepts"][0]["amount"] == "100000"  # $0.10 instead

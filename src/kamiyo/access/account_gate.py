@@ -80,8 +80,8 @@ class AccountGate:
         return identity if isinstance(identity, Refusal) else None
 
     async def admit(self, call: Call) -> Admission:
-        quote = self._quote(call)
-        if call.credential is None and quote is not None:
+        # Quoted only when a payment may be due: subscribers' calls never build an offer.
+        if call.credential is None and (quote := self._quote(call)) is not None:
             # Without an account, priced tools are paid per call (the free tier needs a key).
             return await self._paid(call, None, quote)
         identity = await self.identify(call.credential)
@@ -90,7 +90,7 @@ class AccountGate:
             return identity
         policy = TIERS[identity.tier]
         if call.tool not in policy.tools and not call.tool.startswith("resource:"):
-            if quote is not None:
+            if (quote := self._quote(call)) is not None:
                 return await self._paid(call, identity, quote)
             refusal = self._locked(call.tool, identity.tier)
             self._meter_refusal(call, identity, refusal)
