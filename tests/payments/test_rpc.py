@@ -187,6 +187,8 @@ async def test_secrets_stay_out_of_every_log(
     solana_chain: SolanaChain, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # The server quiets httpx2 (observability.py); here it speaks, so the URLs it logs are seen.
+    caplog.set_level(logging.DEBUG, logger="httpx2")
     async with SolanaRpc(_secret_urls(solana_chain)) as rpc:
         for _ in range(2):
             assert isinstance(await rpc.call("getSlot", []), int)
