@@ -1,8 +1,10 @@
 """The settlement journal on both backends: one hold per payment, however many ask at once."""
 
+import datetime as dt
+
 import anyio
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.db.tables import Payment
@@ -73,3 +75,17 @@ async def test_fifty_concurrent_holds_of_one_payment_make_one_hold(
             tasks.start_soon(hold)
     assert sum(isinstance(o, journal.Held) for o in outcomes) == 1
     assert outcomes.count(journal.Taken("held")) == 49
+
+
+async def test_a_hold_left_by_a_dead_call_is_taken_up_again(
+    migrated_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    held = await journal.hold(migrated_sessions, _entry())
+    assert isinstance(held, journal.Held)
+    assert await journal.hold(migrated_sessions, _entry()) == journal.Taken("held")
+    long_ago = dt.datetime.now(dt.UTC) - journal.STALE_HOLD - dt.timedelta(seconds=1)
+    async with migrated_sessions() as session:
+        await session.execute(update(Payment).values(updated_at=long_ago))
+        await session.commit()
+    assert await journal.hold(migrated_sessions, _entry()) == held
+    assert await journal.hold(migrated_sessions, _entry()) == journal.Taken("held")

@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.db.tables import Payment
 
 HELD, SETTLED, FAILED = "held", "settled", "failed"
+# A hold this old belongs to a call that died (a crash between verifying and settling): no
+# call runs this long, so the payment may be held again rather than refused as in use.
+STALE_HOLD = dt.timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +93,16 @@ async def _retry(session: AsyncSession, known: Payment, entry: Entry) -> Held | 
     same_id = entry.payment_id is not None and known.payment_id == entry.payment_id
     if same_id and known.payload_hash != entry.payload_hash:
         return Taken("conflict", same_payment_id=True)
-    if known.state == FAILED and known.payment_key == entry.payment_key:
+    stale = known.state == HELD and known.updated_at < _now() - STALE_HOLD
+    if (known.state == FAILED or stale) and known.payment_key == entry.payment_key:
         # Nothing was taken last time; take it up again, unless another call just did.
         claimed = await session.execute(
             update(Payment)
-            .where(Payment.pk == known.pk, Payment.state == FAILED)
+            .where(
+                Payment.pk == known.pk,
+                Payment.state == known.state,
+                Payment.updated_at == known.updated_at,
+            )
             .values(state=HELD, tool=entry.tool, reason=None, updated_at=_now())
         )
         await session.commit()
