@@ -13,6 +13,7 @@ import httpx2
 import pytest
 from prometheus_client import REGISTRY
 
+from kamiyo.payments import rpc as rpc_module
 from kamiyo.payments.rpc import (
     MAX_BATCH,
     RpcRequestError,
@@ -162,18 +163,20 @@ async def test_primary_comes_back_after_the_cooldown(
 
 @pytest.mark.parametrize("mode", ["http_503", "rpc_error"])
 async def test_all_down_raises_unavailable_quickly_without_secrets(
-    solana_chain: SolanaChain, caplog: pytest.LogCaptureFixture, mode: OutageMode
+    solana_chain: SolanaChain,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: OutageMode,
 ) -> None:
     chain = solana_chain
     caplog.set_level(logging.DEBUG)
-    async with SolanaRpc(_secret_urls(chain), attempts=3, cooldown_s=60) as rpc:
-        with chain.rpc_down(mode=mode):
-            started = time.monotonic()
-            with pytest.raises(RpcUnavailableError) as caught:
-                await rpc.call("getSlot", [])
-            elapsed = time.monotonic() - started
-    # Three attempts with 0.1 + 0.2 s of backoff between them, and a second of slack.
-    assert elapsed < 1.5
+    waits = recorded_pauses(monkeypatch)
+    pool = SolanaRpc(_secret_urls(chain), attempts=3, cooldown_s=60, requests_per_second=1000)
+    async with pool as rpc:
+        with chain.rpc_down(mode=mode), pytest.raises(RpcUnavailableError) as caught:
+            await rpc.call("getSlot", [])
+    # Three attempts with backoff between them (the rate limit's waits round to 0), then none.
+    assert [wait for wait in waits if wait] == [0.1, 0.2]
     message = str(caught.value)
     assert _host(chain.rpc_url) in message
     assert _host(chain.backup_rpc_url) in message
@@ -338,18 +341,31 @@ async def test_closing_the_pool_fails_queued_status_reads(solana_chain: SolanaCh
     await rpc.aclose()  # closing twice is harmless
 
 
-async def test_rate_limit_spaces_requests_to_one_endpoint(solana_chain: SolanaChain) -> None:
+def recorded_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pool's waits, recorded (rounded to 0.1 s) instead of slept, so tests read what the
+    pool decided rather than timing it."""
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(round(seconds, 1))
+
+    monkeypatch.setattr(rpc_module, "pause", record)
+    return waits
+
+
+async def test_rate_limit_spaces_requests_to_one_endpoint(
+    solana_chain: SolanaChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     chain = solana_chain
     primary, _ = _counts(chain)
-    async with SolanaRpc([chain.rpc_url], requests_per_second=5) as rpc:
-        started = time.monotonic()
-        async with anyio.create_task_group() as tasks:
-            for _ in range(10):
-                tasks.start_soon(rpc.call, "getSlot", [])
-        elapsed = time.monotonic() - started
+    waits = recorded_pauses(monkeypatch)
+    pool = SolanaRpc([chain.rpc_url], requests_per_second=5)
+    async with pool as rpc, anyio.create_task_group() as tasks:
+        for _ in range(10):
+            tasks.start_soon(rpc.call, "getSlot", [])
     assert _since(chain.primary, primary) == ["getSlot"] * 10
-    # Ten requests 0.2 s apart span at least 1.8 s; only a lower bound, which cannot flake.
-    assert elapsed >= 1.6
+    # Ten concurrent calls take slots 0.2 s apart: nine of them wait 0.2, 0.4, ... 1.8 s.
+    assert sorted(waits) == [round(0.2 * n, 1) for n in range(1, 10)]
 
 
 async def test_the_deadline_covers_rate_limit_waits(solana_chain: SolanaChain) -> None:

@@ -38,6 +38,11 @@ TRANSACTION_CONFIG = {
 Status = dict[str, Any]
 
 
+async def pause(seconds: float) -> None:
+    """Backoff and rate-limit waits (one name, so tests can see what was waited for)."""
+    await asyncio.sleep(seconds)
+
+
 class SolanaRpcError(Exception):
     """Base of the errors this pool raises."""
 
@@ -224,7 +229,7 @@ class SolanaRpc:
         reason = ""
         for attempt in range(self._attempts):
             if attempt:
-                await asyncio.sleep(min(BACKOFF_S * 2 ** (attempt - 1), BACKOFF_CAP_S))
+                await pause(min(BACKOFF_S * 2 ** (attempt - 1), BACKOFF_CAP_S))
             endpoint = self._pick()
             try:
                 result = await self._send(endpoint, method, params)
@@ -259,7 +264,7 @@ class SolanaRpc:
         slot = max(now, endpoint.next_slot)
         endpoint.next_slot = slot + self._spacing_s
         if slot > now:
-            await asyncio.sleep(slot - now)
+            await pause(slot - now)
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         try:
             response = await endpoint.client.post("", json=body)
