@@ -3,7 +3,6 @@
 import email
 import email.policy
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.mcpserver.conftest import free_port
 
 USERNAME = "mailer"
 PASSWORD = "smtp-test-password"
@@ -104,15 +105,9 @@ def _authenticate(
     return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def running_mailbox() -> Iterator[Mailbox]:
-    mailbox = Mailbox("127.0.0.1", _free_port())
+    mailbox = Mailbox("127.0.0.1", free_port())
     controller = Controller(
         mailbox,
         hostname=mailbox.host,

@@ -38,7 +38,8 @@ def server_env(tmp_path: Path) -> dict[str, str]:
     return env | {"KAMIYO_DATA_DIR": str(tmp_path / "data"), "KAMIYO_LOG_FORMAT": "json"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (for servers the tests start)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -82,7 +83,7 @@ def http_server_process(
     log_name: str = "server.log",
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """As ``running_http_server``, also yielding the process (to signal it)."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / log_name
     with log_path.open("wb") as log:
         process = subprocess.Popen(

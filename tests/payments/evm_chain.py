@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.mechanisms.evm.types import ExactEIP3009Authorization, ExactEIP3009Payload
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
+from tests.mcpserver.conftest import free_port
 from tests.mcpserver.test_node_clients import NODE_DIR, node_binary
 
 CHAIN_ID = 31337
@@ -227,13 +227,6 @@ def compiled_test_usdc() -> tuple[list[dict[str, Any]], str]:
     return artifact["abi"], artifact["bytecode"]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _stop(proc: "subprocess.Popen[bytes]") -> None:
     proc.terminate()
     try:
@@ -268,7 +261,7 @@ def _anvil(log: Path) -> Iterator[str]:
     # The free port is only reserved until anvil binds it; another process can take it in
     # between, so a quick exit is retried on a new port.
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         with log.open("ab") as out:
             proc = subprocess.Popen(

@@ -19,8 +19,9 @@ from tests.payments.evm_chain import EvmChain
 from tests.payments.solana_chain import SolanaChain
 
 
-def evm_settings(runtime: Runtime, chain: EvmChain, **changes: Any) -> Settings:
-    network = AcceptedNetwork(
+def evm_network(chain: EvmChain) -> AcceptedNetwork:
+    """The local chain as a network KAMIYO takes payments on (our token, its EIP-712 domain)."""
+    return AcceptedNetwork(
         network=chain.network,
         pay_to=chain.pay_to,
         asset=chain.token,
@@ -28,8 +29,11 @@ def evm_settings(runtime: Runtime, chain: EvmChain, **changes: Any) -> Settings:
         eip712_name=chain.token_name,
         eip712_version=chain.token_version,
     )
+
+
+def evm_settings(runtime: Runtime, chain: EvmChain, **changes: Any) -> Settings:
     update = {
-        "x402_networks": [network],
+        "x402_networks": [evm_network(chain)],
         "x402_evm_relayer_key": SecretStr(chain.relayer_key),
         "cache_ttl_s": 0,
     }

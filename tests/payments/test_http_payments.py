@@ -19,27 +19,16 @@ import pytest
 from x402.schemas import PaymentPayload, PaymentRequired
 
 from kamiyo.config import Settings
-from kamiyo.payments.networks import AcceptedNetwork
 from kamiyo.payments.wire import encode_header
 from kamiyo.web.app import create_app
 from tests.mcpserver.conftest import http_server_process, run_kamiyo
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
+from tests.payments.serving import evm_network
 
 pytestmark = pytest.mark.anyio
 
 SEARCH = "/api/v1/exploits?query=euler"
 PRICE = 10_000
-
-
-def network_of(chain: EvmChain) -> AcceptedNetwork:
-    return AcceptedNetwork(
-        network=chain.network,
-        pay_to=chain.pay_to,
-        asset=chain.token,
-        rpc_urls=[chain.rpc_url],
-        eip712_name=chain.token_name,
-        eip712_version=chain.token_version,
-    )
 
 
 def decode(header: str) -> Any:
@@ -69,7 +58,7 @@ async def rest(empty_database_url: str, evm_chain: EvmChain, tmp_path: Path) -> 
     settings = Settings(
         database_url=empty_database_url,
         environment="test",
-        x402_networks=[network_of(evm_chain)],
+        x402_networks=[evm_network(evm_chain)],
         x402_evm_relayer_key_file=key_file,
         cache_ttl_s=0,
         _env_file=None,
@@ -146,7 +135,7 @@ async def test_one_payment_raced_across_two_servers_is_charged_once(
     key_file.chmod(0o600)
     env = {
         "KAMIYO_DATABASE_URL": postgres_url_for_cli,
-        "KAMIYO_X402_NETWORKS": json.dumps([network_of(evm_chain).model_dump()]),
+        "KAMIYO_X402_NETWORKS": json.dumps([evm_network(evm_chain).model_dump()]),
         "KAMIYO_X402_EVM_RELAYER_KEY_FILE": str(key_file),
         "KAMIYO_CACHE_TTL_S": "0",
     }

@@ -20,7 +20,6 @@ def _entry(key: str = "k1", payload: str = "p1", payment_id: str | None = None) 
         payment_id=payment_id,
         tool="search_exploits",
         network="eip155:31337",
-        payer=None,
         amount=10_000,
     )
 

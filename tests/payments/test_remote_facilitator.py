@@ -20,7 +20,7 @@ from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
 from kamiyo.runtime import Runtime
-from tests.mcpserver.conftest import _free_port
+from tests.mcpserver.conftest import free_port
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
 from tests.payments.serving import evm_settings, paying_server
 
@@ -69,7 +69,7 @@ class Facilitator:
 @pytest.fixture
 def facilitator_url(evm_chain: EvmChain) -> Iterator[tuple[str, Facilitator]]:
     facilitator = Facilitator(evm_chain)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(facilitator.app, host="127.0.0.1", port=port, log_config=None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -11,33 +11,24 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from tests.mcpserver.conftest import running_http_server, server_env
+from tests.mcpserver.conftest import server_env
 from tests.mcpserver.test_node_clients import KAMIYO_STDIO
+from tests.payments import x402_runs
 from tests.payments.evm_chain import EvmChain, rpc
-from tests.x402_client.environment import PAY, client_python
+from tests.payments.x402_runs import SEARCH_PRICE, outcome_of, paying_http_server, private_file
 
-SEARCH_PRICE = 10_000  # $0.01 in atomic USDC for up to 10 results
-PAY_TIMEOUT_S = 180
 TX_HASH = re.compile(r"0x[0-9a-f]{64}")
-
-
-@pytest.fixture(scope="session")
-def x402_python() -> Path:
-    return client_python()
 
 
 def kamiyo_env(chain: EvmChain, folder: Path) -> dict[str, str]:
     """KAMIYO's settings for taking payments on ``chain``, relaying with a key from a file."""
-    key_file = folder / "relayer.key"
-    key_file.write_text(chain.relayer_key)
-    key_file.chmod(0o600)
+    key_file = private_file(folder, "relayer.key", chain.relayer_key)
     network = {
         "network": chain.network,
         "pay_to": chain.pay_to,
@@ -52,19 +43,10 @@ def kamiyo_env(chain: EvmChain, folder: Path) -> dict[str, str]:
     }
 
 
-@contextmanager
-def paying_http_server(
-    chain: EvmChain, factory: pytest.TempPathFactory, flags: list[str]
-) -> Iterator[str]:
-    folder = factory.mktemp("x402-client-http")
-    with running_http_server(folder, flags, kamiyo_env(chain, folder)) as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def http_base(evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``kamiyo serve --transport http`` taking payments, shared by the HTTP and REST tests."""
-    with paying_http_server(evm_chain, tmp_path_factory, []) as url:
+    with paying_http_server(tmp_path_factory, [], lambda f: kamiyo_env(evm_chain, f)) as url:
         yield url
 
 
@@ -72,16 +54,12 @@ def http_base(evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> 
 def stateless_base(evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The same in stateless mode with JSON responses, as behind a load balancer."""
     flags = ["--stateless", "--json-response"]
-    with paying_http_server(evm_chain, tmp_path_factory, flags) as url:
+    with paying_http_server(tmp_path_factory, flags, lambda f: kamiyo_env(evm_chain, f)) as url:
         yield url
 
 
 def key_file_of(account: LocalAccount, folder: Path) -> Path:
-    """The payer's key in a private file: pay.py reads it there, never from its arguments."""
-    path = folder / "payer.key"
-    path.write_text(account.key.hex())
-    path.chmod(0o600)
-    return path
+    return private_file(folder, "payer.key", account.key.hex())
 
 
 def run_pay(
@@ -90,32 +68,11 @@ def run_pay(
     target: list[str],
     chain: EvmChain,
     key_file: Path,
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    max_amount: int = SEARCH_PRICE,
+    **options: Any,
 ) -> subprocess.CompletedProcess[str]:
-    # The client allows our test token (not a USDC it knows) and caps a payment at the price.
-    command = [str(python), str(PAY), mode, "--key-file", str(key_file)]
-    command += ["--asset", chain.network, chain.token, "--max-amount", str(max_amount)]
-    return subprocess.run(
-        [*command, "--", *target],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=PAY_TIMEOUT_S,
-        check=False,
+    return x402_runs.run_pay(
+        python, mode, target, key_file, (chain.network, chain.token), **options
     )
-
-
-def outcome_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    # A stdio server logs to pay.py's stderr: a traceback there is a failure even if paid.
-    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
-    [line] = proc.stdout.splitlines()
-    outcome: dict[str, Any] = json.loads(line)
-    return outcome
 
 
 def balances(chain: EvmChain, payer: LocalAccount) -> tuple[int, int]:

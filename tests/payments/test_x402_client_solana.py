@@ -11,7 +11,6 @@ import base64
 import json
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +20,19 @@ from solders.message import MessageV0
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from tests.mcpserver.conftest import running_http_server, server_env
+from tests.mcpserver.conftest import server_env
 from tests.mcpserver.test_node_clients import KAMIYO_STDIO
+from tests.payments import x402_runs
 from tests.payments.solana_chain import USDC_DECIMALS, SolanaChain
-from tests.payments.test_x402_client import PAY_TIMEOUT_S, SEARCH_PRICE, outcome_of
-from tests.x402_client.environment import PAY, client_python
+from tests.payments.x402_runs import SEARCH_PRICE, outcome_of, paying_http_server, private_file
 
 PAYER_USDC = 10 * SEARCH_PRICE
 TRANSFER_CHECKED = 12  # the SPL Token instruction the exact scheme pays with
 
 
-@pytest.fixture(scope="session")
-def x402_python() -> Path:
-    return client_python()
-
-
 def kamiyo_env(chain: SolanaChain, folder: Path) -> dict[str, str]:
     """KAMIYO's settings for taking USDC on ``chain``, co-signing with a fee payer from a file."""
-    key_file = folder / "fee-payer.key"
-    key_file.write_text(str(chain.fee_payer))
-    key_file.chmod(0o600)
+    key_file = private_file(folder, "fee-payer.key", str(chain.fee_payer))
     # No asset: KAMIYO offers the network's USDC, which the local chain holds at devnet's mint.
     network = {"network": chain.network, "pay_to": str(chain.pay_to), "rpc_urls": [chain.rpc_url]}
     return {
@@ -49,19 +41,10 @@ def kamiyo_env(chain: SolanaChain, folder: Path) -> dict[str, str]:
     }
 
 
-@contextmanager
-def paying_http_server(
-    chain: SolanaChain, factory: pytest.TempPathFactory, flags: list[str]
-) -> Iterator[str]:
-    folder = factory.mktemp("x402-client-solana-http")
-    with running_http_server(folder, flags, kamiyo_env(chain, folder)) as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def http_base(solana_chain: SolanaChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``kamiyo serve --transport http`` taking payments on Solana, for the HTTP and REST tests."""
-    with paying_http_server(solana_chain, tmp_path_factory, []) as url:
+    with paying_http_server(tmp_path_factory, [], lambda f: kamiyo_env(solana_chain, f)) as url:
         yield url
 
 
@@ -71,16 +54,12 @@ def stateless_base(
 ) -> Iterator[str]:
     """The same in stateless mode with JSON responses, as behind a load balancer."""
     flags = ["--stateless", "--json-response"]
-    with paying_http_server(solana_chain, tmp_path_factory, flags) as url:
+    with paying_http_server(tmp_path_factory, flags, lambda f: kamiyo_env(solana_chain, f)) as url:
         yield url
 
 
 def key_file_of(payer: Keypair, folder: Path) -> Path:
-    """The payer's base58 keypair in a private file: pay.py reads it there, never from argv."""
-    path = folder / "payer.key"
-    path.write_text(str(payer))
-    path.chmod(0o600)
-    return path
+    return private_file(folder, "payer.key", str(payer))
 
 
 def run_pay(
@@ -89,24 +68,12 @@ def run_pay(
     target: list[str],
     chain: SolanaChain,
     key_file: Path,
-    *,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    max_amount: int = SEARCH_PRICE,
+    **options: Any,
 ) -> subprocess.CompletedProcess[str]:
-    # Allowing the mint and capping a payment at the price; the client reads the local chain.
-    command = [str(python), str(PAY), mode, "--key-file", str(key_file)]
-    command += ["--asset", chain.network, str(chain.mint), "--max-amount", str(max_amount)]
-    command += ["--rpc-url", chain.rpc_url]
-    return subprocess.run(
-        [*command, "--", *target],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=PAY_TIMEOUT_S,
-        check=False,
-    )
+    # The client reads the local chain for the mint and a recent blockhash.
+    asset = (chain.network, str(chain.mint))
+    extra = ("--rpc-url", chain.rpc_url)
+    return x402_runs.run_pay(python, mode, target, key_file, asset, extra=extra, **options)
 
 
 def balances(chain: SolanaChain, payer: Keypair) -> tuple[int, int]:

@@ -59,10 +59,6 @@ class Cashier:
         secret = settings.secret_key.get_secret_value()
         self._desk = TransferDesk(transfer_network, secret) if transfer_network else None
 
-    @property
-    def networks(self) -> list[AcceptedNetwork]:
-        return self._networks
-
     async def start(self) -> None:
         await self._facilitator.start()
         if self._desk is not None:
@@ -166,7 +162,6 @@ class Cashier:
             payment_id=payment_id,
             tool=quote.tool,
             network=requirements.network,
-            payer=None,
             amount=quote.amount,
         )
         held = await journal.hold(sessions, entry)

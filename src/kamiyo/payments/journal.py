@@ -29,7 +29,6 @@ class Entry:
     payment_id: str | None
     tool: str
     network: str
-    payer: str | None
     amount: int
 
 
@@ -65,7 +64,7 @@ async def hold(sessions: async_sessionmaker[AsyncSession], entry: Entry) -> Held
             payment_id=entry.payment_id,
             tool=entry.tool,
             network=entry.network,
-            payer=entry.payer,
+            payer=None,  # known once verified; written when the payment settles
             amount=entry.amount,
             state=HELD,
             created_at=_now(),

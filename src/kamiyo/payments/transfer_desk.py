@@ -60,7 +60,6 @@ class TransferDesk:
             payment_id=None,
             tool=quote.tool,
             network=network,
-            payer=None,
             amount=quote.amount,
         )
         held = await journal.hold(sessions, entry)
