@@ -92,7 +92,7 @@ async def test_default_order_without_a_query_is_most_recent_first(
 
 async def test_limit_cap_and_truncation(session: AsyncSession) -> None:
     query = SearchQuery(chain="bsc", limit=100)
-    capped = await intel.search_incidents(session, query, max_results=7)
+    capped = await intel.search_incidents(session, query, intel.Scope(max_results=7))
     assert capped.count == 7
     assert capped.limit == 7
     assert capped.truncated is True
@@ -102,7 +102,9 @@ async def test_limit_cap_and_truncation(session: AsyncSession) -> None:
 
 async def test_hide_after_drops_newer_incidents(session: AsyncSession) -> None:
     cutoff = dt.date(2024, 1, 1)
-    result = await intel.search_incidents(session, SearchQuery(limit=20), hide_after=cutoff)
+    result = await intel.search_incidents(
+        session, SearchQuery(limit=20), intel.Scope(hide_after=cutoff)
+    )
     assert result.incidents
     assert all(i.date <= cutoff for i in result.incidents)
 

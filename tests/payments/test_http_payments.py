@@ -19,8 +19,8 @@ import pytest
 from x402.schemas import PaymentPayload, PaymentRequired
 
 from kamiyo.config import Settings
-from kamiyo.payments.wire import encode_header
 from kamiyo.web.app import create_app
+from kamiyo.web.wire import encode_header
 from tests.mcpserver.conftest import http_server_process, run_kamiyo
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
 from tests.payments.serving import evm_network

@@ -14,9 +14,9 @@ from starlette.routing import BaseRoute, Route
 from kamiyo import __version__
 from kamiyo.billing.onboarding import send_welcome
 from kamiyo.config import Settings
-from kamiyo.mcpserver.calls import ServerState
 from kamiyo.mcpserver.server import build_server, default_gate
 from kamiyo.runtime import open_runtime
+from kamiyo.service.state import ServerState
 from kamiyo.web import api, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.webhooks import stripe_webhook_route
