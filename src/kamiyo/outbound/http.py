@@ -20,9 +20,16 @@ class _HiddenUrlTransport(httpx2.AsyncBaseTransport):
         self._inner = httpx2.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        # The caller's path extends the endpoint's, its query adds to the endpoint's.
+        extra = request.url.path.lstrip("/")
+        url = self._url
+        if extra:
+            url = url.copy_with(path=url.path.rstrip("/") + "/" + extra)
+        if request.url.params:
+            url = url.copy_merge_params(request.url.params)
         real = httpx2.Request(
             request.method,
-            self._url,
+            url,
             headers=request.headers,
             stream=request.stream,
             extensions=request.extensions,
@@ -56,7 +63,8 @@ def http_endpoints(
     """(label, client) per URL, for :class:`~kamiyo.outbound.pool.EndpointPool`.
 
     Each client sends its requests to the full URL (path and query included, userinfo as basic
-    auth) whatever path the caller gives; ``timeout_s`` bounds one attempt.
+    auth); a path the caller gives is appended to the URL's, its parameters added to the URL's.
+    ``timeout_s`` bounds one attempt.
     """
     if isinstance(urls, str) or not urls:
         raise ValueError(f"at least one {kind} URL is required")
