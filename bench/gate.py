@@ -45,9 +45,9 @@ from bench.kamiyo_server import create_enterprise_key, raise_limits
 from bench.mcp import drop_prefix, redis_up
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Call, Gate, Grant, OpenGate, Refusal
+from kamiyo.chains import BASE, SOLANA, AcceptedNetwork
 from kamiyo.config import Settings
 from kamiyo.payments.cashier import open_cashier
-from kamiyo.payments.networks import BASE, SOLANA, AcceptedNetwork
 from kamiyo.runtime import open_runtime
 from kamiyo.service.catalogue import target
 

@@ -8,7 +8,7 @@ import platformdirs
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kamiyo.payments.networks import AcceptedNetwork
+from kamiyo.chains import AcceptedNetwork
 
 # The development secret is public (it is in this file), so production refuses it.
 DEVELOPMENT_SECRET = "kamiyo-development-secret-do-not-use-in-production"  # noqa: S105

@@ -189,6 +189,14 @@ def test_chain_aliases_normalise() -> None:
     assert SearchQuery(chain="ETH").chain == "ethereum"
 
 
+def test_an_unknown_chain_is_refused_not_searched() -> None:
+    # It used to be accepted as a slug and matched nothing, silently.
+    with pytest.raises(ValidationError, match="'foochain' is not a chain name KAMIYO knows") as e:
+        SearchQuery(query="ronin", chain="foochain")
+    assert "ethereum" in str(e.value)
+    assert "aliases such as eth" in str(e.value)
+
+
 async def test_get_incident_in_full(session: AsyncSession) -> None:
     incident = await intel.get_incident(session, "20260819_allbridgecctp")
     assert incident is not None

@@ -7,8 +7,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kamiyo.chains import normalize_address, normalize_chain
 from kamiyo.intel.text import query_terms
-from kamiyo.intel.vocabulary import AddressRole, AttackType, normalize_address, normalize_chain
+from kamiyo.intel.vocabulary import AddressRole, AttackType
 
 ChainName = Annotated[str, AfterValidator(normalize_chain)]
 Address = Annotated[str, AfterValidator(normalize_address)]

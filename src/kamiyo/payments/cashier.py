@@ -25,10 +25,11 @@ from x402.schemas import (
     VerifyResponse,
 )
 
+from kamiyo.chains import AcceptedNetwork, AddressFamily, family_of
 from kamiyo.config import Settings
 from kamiyo.payments import journal, metrics
 from kamiyo.payments.facilitators import Facilitator, LocalFacilitator, RemoteFacilitator
-from kamiyo.payments.networks import SCHEME, AcceptedNetwork, family_of
+from kamiyo.payments.networks import SCHEME
 from kamiyo.payments.outcomes import (
     REASONS,
     Answered,
@@ -57,7 +58,7 @@ class Cashier:
         self._upgrade_url = settings.upgrade_url
         # Plain Solana transfers named by signature, on the first Solana network with RPC.
         transfer_network = next(
-            (n for n in self._networks if n.family == "svm" and n.rpc_urls), None
+            (n for n in self._networks if n.family is AddressFamily.SOLANA and n.rpc_urls), None
         )
         secret = settings.secret_key.get_secret_value()
         self._desk = TransferDesk(transfer_network, secret) if transfer_network else None

@@ -15,8 +15,9 @@ from x402 import x402FacilitatorSync
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
 from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse
 
+from kamiyo.chains import AcceptedNetwork, AddressFamily
 from kamiyo.config import Settings
-from kamiyo.payments.networks import SCHEME, AcceptedNetwork
+from kamiyo.payments.networks import SCHEME
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ def read_secret(value: SecretStr | None, file: Path | None, name: str) -> str | 
 class LocalFacilitator:
     def __init__(self, settings: Settings) -> None:
         self._facilitator = x402FacilitatorSync()
-        evm = [n for n in settings.x402_networks if n.family == "evm"]
-        svm = [n for n in settings.x402_networks if n.family == "svm"]
+        evm = [n for n in settings.x402_networks if n.family is AddressFamily.EVM]
+        svm = [n for n in settings.x402_networks if n.family is AddressFamily.SOLANA]
         if evm:
             self._register_evm(settings, evm)
         if svm:
