@@ -78,9 +78,12 @@ def serve(
 
     import uvicorn
 
+    from kamiyo.mcpserver.server import build_server
     from kamiyo.web.app import MAX_REQUEST_HEAD, create_app
 
-    application = create_app(settings, stateless=stateless, json_response=json_response, host=host)
+    application = create_app(
+        settings, build_server, stateless=stateless, json_response=json_response, host=host
+    )
     err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")
     # log_config=None: uvicorn logs through our handlers, to stderr like everything else.
     uvicorn.run(

@@ -19,6 +19,7 @@ import pytest
 from x402.schemas import PaymentPayload, PaymentRequired
 
 from kamiyo.config import Settings
+from kamiyo.mcpserver.server import build_server
 from kamiyo.web.app import create_app
 from kamiyo.web.wire import encode_header
 from tests.mcpserver.conftest import http_server_process, run_kamiyo
@@ -63,7 +64,7 @@ async def rest(empty_database_url: str, evm_chain: EvmChain, tmp_path: Path) -> 
         cache_ttl_s=0,
         _env_file=None,
     )
-    app = create_app(settings)
+    app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app, client=("198.51.100.11", 40000))
         async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:

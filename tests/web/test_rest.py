@@ -9,6 +9,7 @@ import pytest
 from kamiyo.access import accounts, keys
 from kamiyo.config import Settings
 from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.mcpserver.server import build_server
 from kamiyo.tiers import Tier
 from kamiyo.web.app import create_app
 
@@ -24,7 +25,7 @@ class Rest:
 @pytest.fixture
 async def rest(empty_database_url: str) -> AsyncIterator[Rest]:
     settings = Settings(database_url=empty_database_url, environment="test", _env_file=None)
-    app = create_app(settings)
+    app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):
         engine = create_engine(empty_database_url)
         try:

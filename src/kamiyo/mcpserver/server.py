@@ -15,15 +15,13 @@ from mcp_types import INVALID_PARAMS, CallToolResult
 from mcp_types import Tool as MCPTool
 
 from kamiyo import __version__
-from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.mcpserver import content, tools
-from kamiyo.payments.cashier import open_cashier
 from kamiyo.runtime import open_runtime
 from kamiyo.service.answers import Failure, FailureKind
 from kamiyo.service.catalogue import OPERATIONS, Operation
-from kamiyo.service.state import ServerState
+from kamiyo.service.state import ServerState, default_gate
 
 INSTRUCTIONS = (
     "KAMIYO answers questions about crypto exploits from a curated incident database. "
@@ -36,10 +34,6 @@ INSTRUCTIONS = (
 )
 # Longer tool names are refused without being looked up or repeated in full.
 MAX_TOOL_NAME = 128
-
-
-def default_gate(settings: Settings) -> Gate:
-    return AccountGate(settings, open_cashier(settings))
 
 
 class CatalogueServer(MCPServer):
@@ -108,9 +102,11 @@ class PromptChecks:
         return await call_next(ctx)
 
 
-async def serve_stdio(settings: Settings, credential: str | None) -> None:
+async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | None = None) -> None:
     """Serve on stdin/stdout until the client closes them; logs go to stderr."""
-    state = ServerState(settings=settings, gate=default_gate(settings), stdio_credential=credential)
+    state = ServerState(
+        settings=settings, gate=gate or default_gate(settings), stdio_credential=credential
+    )
     server = build_server(state)
     async with open_runtime(settings) as runtime, state.gate.serving(runtime.sessions):
         state.runtime = runtime

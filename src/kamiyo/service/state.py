@@ -7,10 +7,17 @@ from dataclasses import dataclass, field
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, Grant
 from kamiyo.config import Settings
+from kamiyo.payments.cashier import open_cashier
 from kamiyo.runtime import Runtime
 from kamiyo.service.answers import Answer
+
+
+def default_gate(settings: Settings) -> Gate:
+    """Accounts and tiers, and pay per call where x402 is configured."""
+    return AccountGate(settings, open_cashier(settings))
 
 
 @dataclass
