@@ -75,7 +75,7 @@ def test_inspector_cli(transport: str, http_url: str, env: dict[str, str], tmp_p
         tool_error=True,
     )
     assert bad["isError"] is True
-    assert "no incident with id 'nope'" in bad["content"][0]["text"]
+    assert "No incident with id 'nope'" in bad["content"][0]["text"]
     if transport == "stdio":
         # The server got the key from the config's env: the call was counted on its account.
         usage = inspector(

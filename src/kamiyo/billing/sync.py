@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import SubscriptionListParams
 
+from kamiyo.access import revocation
 from kamiyo.billing.onboarding import send_welcome
 from kamiyo.billing.stripe_api import StripeCallError, call_stripe
 from kamiyo.billing.subscriptions import Applied, apply_subscription
@@ -175,6 +176,9 @@ async def _apply(
                     changed = applied.account_pk is not None and _changed(
                         session, applied.account_pk
                     )
+            if applied.credentials_changed and applied.account_pk is not None:
+                async with sessions() as session:  # every instance sees it on the next call
+                    await revocation.announce(session, settings, [applied.account_pk])
             return applied, changed
         except IntegrityError:
             if attempt == _ATTEMPTS:

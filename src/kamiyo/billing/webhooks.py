@@ -24,6 +24,7 @@ import stripe
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kamiyo.access import revocation
 from kamiyo.billing.subscriptions import (
     Applied,
     apply_checkout_completed,
@@ -135,6 +136,9 @@ async def _handle_once(
         else:
             applied = await handler(session, settings, event.obj, event.created)
         record.outcome = applied.outcome[:_OUTCOME_WIDTH]
+    if applied.credentials_changed and applied.account_pk is not None:
+        async with session_factory() as session:  # every instance sees it on the next call
+            await revocation.announce(session, settings, [applied.account_pk])
     activated = (applied.account_pk,) if applied.first_activation and applied.account_pk else ()
     return WebhookResult(
         200, applied.outcome, event_id=event.id, event_type=event.type, activated=activated
