@@ -33,10 +33,6 @@ from tests.mcpserver.node_clients import (
 from tests.payments.x402_runs import SEARCH_PRICE, outcome_of, private_file
 from tests.x402_client.environment import PAY, client_python
 
-LEAD = pytest.mark.xfail(
-    strict=True, reason="lead: output schemas admit PaymentRequired and refusals"
-)
-
 NETWORK = "eip155:84532"  # Base Sepolia: KAMIYO knows its USDC
 PAY_TO = "0x" + "11" * 20
 RELAYER_KEY = "0x" + "ab" * 32  # never used: nothing is settled here
@@ -111,7 +107,6 @@ def assert_accepted(seen: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-@LEAD
 @pytest.mark.anyio
 async def test_every_output_schema_admits_what_its_tool_answers_unpaid(http_url: str) -> None:
     """The schemas themselves, checked with a JSON Schema validator: clients need
@@ -128,7 +123,6 @@ async def test_every_output_schema_admits_what_its_tool_answers_unpaid(http_url:
             assert not errors, (tool, [e.message for e in errors][:3])
 
 
-@LEAD
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_inspector_cli_accepts_an_unpaid_answer(
     transport: str, http_url: str, env: dict[str, str], tmp_path: Path
@@ -146,7 +140,6 @@ def test_inspector_cli_accepts_an_unpaid_answer(
     assert_asks_for_payment(inspector(entry, method, tmp_path, env, tool_error=True))
 
 
-@LEAD
 @pytest.mark.parametrize("sdk", ["v1", "v2"])
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_typescript_sdk_clients_accept_an_unpaid_answer(
@@ -158,7 +151,6 @@ def test_typescript_sdk_clients_accept_an_unpaid_answer(
     assert_asks_for_payment(assert_accepted(seen))
 
 
-@LEAD
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_x402_client_reads_the_price_of_an_unpaid_answer(
     transport: str, http_url: str, env: dict[str, str], tmp_path: Path
@@ -175,7 +167,6 @@ def test_x402_client_reads_the_price_of_an_unpaid_answer(
     assert seen["offer"]["accepts"][0]["payTo"] == PAY_TO
 
 
-@LEAD
 @pytest.mark.parametrize("sdk", ["v1", "v2"])
 def test_typescript_sdk_clients_accept_a_rate_limit_refusal(
     sdk: str, http_url: str, env: dict[str, str]
