@@ -67,6 +67,9 @@ const calls = {
   health_check: {},
   search_exploits: { query: "ronin", limit: 3 },
   get_exploit: { exploit_id: "20230313_eulerfinance" },
+  find_exploit_by_tx: {
+    tx_hash: "0x9dbf0326a03a2a3719c27be4fa69aacc9857fd231a8d9dcaede4bb083def75ec",
+  },
   get_exploit_stats: { group_by: "chain" },
   assess_protocol_risk: { protocol_name: "Euler" },
   check_wallet_interactions: { wallet_address: "0x2419432344b0b892e592b2601b98eae702ba360e" },
