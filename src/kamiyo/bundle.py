@@ -42,7 +42,9 @@ def source_root() -> Path:
 
 async def _advertised() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     settings = Settings(_env_file=None)
-    server = build_server(ServerState(settings=settings, gate=OpenGate(settings.max_results)))
+    server = build_server(
+        ServerState(settings=settings, gate=OpenGate(settings.answers.max_results))
+    )
     tools = [
         {"name": t.name, "description": t.description or ""} for t in await server.list_tools()
     ]

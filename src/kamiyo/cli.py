@@ -14,6 +14,8 @@ from kamiyo import __version__, clients, intel
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
 from kamiyo.cli_billing import billing_app, signup
 from kamiyo.cli_support import (
+    check_serving,
+    configured_or_exit,
     err,
     execute,
     fail,
@@ -68,7 +70,7 @@ def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
 ) -> None:
     settings = settings_or_exit()
-    configure_logging("DEBUG" if verbose else settings.log_level, settings.log_format)
+    configure_logging("DEBUG" if verbose else settings.log.level, settings.log.format)
 
 
 @app.command()
@@ -103,7 +105,7 @@ def search(
     async def work(runtime: Runtime) -> intel.SearchResult:
         async with runtime.sessions() as session:
             return await intel.search_incidents(
-                session, search_query, max_results=runtime.settings.max_results
+                session, search_query, max_results=runtime.settings.answers.max_results
             )
 
     result = run(work)
@@ -254,7 +256,7 @@ def serve(
     if transport is Transport.STDIO:
         from kamiyo.mcpserver.server import serve_stdio
 
-        secret = settings.api_key or settings.token
+        secret = settings.auth.api_key or settings.auth.token
         # An empty value (a desktop extension's unset option) means no credential.
         credential = (secret.get_secret_value() if secret else "") or None
         execute(settings, lambda: serve_stdio(settings, credential))
@@ -264,7 +266,10 @@ def serve(
 
     from kamiyo.web.app import MAX_REQUEST_HEAD, create_app
 
-    application = create_app(settings, stateless=stateless, json_response=json_response, host=host)
+    check_serving(settings)
+    application = configured_or_exit(
+        lambda: create_app(settings, stateless=stateless, json_response=json_response, host=host)
+    )
     err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")
     # log_config=None: uvicorn logs through our handlers, to stderr like everything else.
     uvicorn.run(
@@ -318,7 +323,9 @@ def install_claude_desktop(
     entry = (
         clients.remote_server_entry(remote, key)
         if remote
-        else clients.local_server_entry(data_dir=settings.data_dir, api_key=key, launcher=launcher)
+        else clients.local_server_entry(
+            data_dir=settings.database.data_dir, api_key=key, launcher=launcher
+        )
     )
     if print_only:
         sys.stdout.write(clients.merged_config(None, entry))
@@ -359,7 +366,7 @@ def db_upgrade() -> None:
     """Apply migrations and load the bundled dataset if it is new."""
 
     async def work(runtime: Runtime) -> str:
-        return safe_url(runtime.settings.resolved_database_url)
+        return safe_url(runtime.settings.database.resolved_url)
 
     url = run(work, upgrade=True)
     err.print(f"Database {url} is up to date.")

@@ -124,7 +124,7 @@ def token_issue(
             account = await accounts.find_account(session, email)
             if account is None:
                 raise accounts.AccountError(f"no account for {email}")
-            return await tokens.issue_token(session, runtime.settings, account, ttl_s=ttl)
+            return await tokens.issue_token(session, runtime.settings.auth, account, ttl_s=ttl)
 
     sys.stdout.write(run_account_work(work) + "\n")
 
@@ -137,7 +137,7 @@ def token_revoke() -> None:
 
     async def work(runtime: Runtime) -> str:
         async with runtime.sessions() as session:
-            jti = await tokens.revoke_token(session, runtime.settings, token)
+            jti = await tokens.revoke_token(session, runtime.settings.auth, token)
             await session.commit()
             return jti
 

@@ -32,7 +32,7 @@ async def account(session: AsyncSession) -> Account:
 def _forge(claims: dict[str, object], key: str = SECRET, algorithm: str = "HS256") -> str:
     now = dt.datetime.now(dt.UTC)
     base: dict[str, object] = {
-        "sub": "1", "aud": SETTINGS.jwt_audience, "iss": SETTINGS.jwt_issuer, "iat": now,
+        "sub": "1", "aud": SETTINGS.auth.jwt_audience, "iss": SETTINGS.auth.jwt_issuer, "iat": now,
         "exp": now + dt.timedelta(hours=1), "jti": "j1",
     }  # fmt: skip
     return jwt.encode({**base, **claims}, key, algorithm=algorithm)

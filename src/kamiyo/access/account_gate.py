@@ -55,10 +55,12 @@ class AccountGate:
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         # sha256(credential) -> Identity or a Refusal; never the credential itself.
         self._identities: TTLCache[str, Identity | Refusal] | None = (
-            TTLCache(maxsize=10_000, ttl=settings.tier_cache_s) if settings.tier_cache_s else None
+            TTLCache(maxsize=10_000, ttl=settings.auth.tier_cache_s)
+            if settings.auth.tier_cache_s
+            else None
         )
-        self.limiter = Limiter(settings)
-        self.meter = Meter(settings.meter_flush_s)
+        self.limiter = Limiter(settings.redis)
+        self.meter = Meter(settings.meter.flush_s)
 
     @asynccontextmanager
     async def serving(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
@@ -106,7 +108,7 @@ class AccountGate:
             hide_after = cutoff.date() - dt.timedelta(days=1)  # incident dates are whole days
         return Grant(
             tier=identity.tier.value,
-            max_results=min(policy.max_results, self._settings.max_results),
+            max_results=min(policy.max_results, self._settings.answers.max_results),
             hide_after=hide_after,
             detailed_risk=policy.detailed_risk,
             account_pk=identity.account_pk,
@@ -179,7 +181,7 @@ class AccountGate:
             return Replayed(accepted.answer, {MCP_RECEIPT_KEY: accepted.receipt})
         return Grant(
             tier=PAID_TIER,
-            max_results=min(PAID_MAX_RESULTS, self._settings.max_results),
+            max_results=min(PAID_MAX_RESULTS, self._settings.answers.max_results),
             account_pk=identity.account_pk if identity else None,
             key_pk=identity.key_pk if identity else None,
             subject=f"payer:{accepted.payer}",
@@ -210,7 +212,7 @@ class AccountGate:
 
     async def identify(self, credential: str | None) -> Identity | Refusal:
         if credential is None:
-            if self._settings.allow_anonymous:
+            if self._settings.auth.allow_anonymous:
                 return Identity(Tier.FREE)
             return Refusal(
                 "unauthenticated",
@@ -235,10 +237,10 @@ class AccountGate:
                 account, key_pk = found
             else:
                 try:
-                    account = await tokens.verify_token(session, self._settings, credential)
+                    account = await tokens.verify_token(session, self._settings.auth, credential)
                 except tokens.TokenError as exc:
                     return Refusal("unauthenticated", f"Access token refused: {exc}.", 401)
-            grace = dt.timedelta(days=self._settings.past_due_grace_days)
+            grace = dt.timedelta(days=self._settings.stripe.past_due_grace_days)
             tier = await accounts.current_tier(session, account, grace)
             return Identity(tier, account.pk, key_pk)
 
@@ -246,7 +248,7 @@ class AccountGate:
         needed = lowest_tier_with(tool)
         if needed is None:
             return Refusal("forbidden", f"{tool} is not available on any tier.", 403)
-        where = f" at {self._settings.upgrade_url}" if self._settings.upgrade_url else ""
+        where = f" at {self._settings.site.upgrade_url}" if self._settings.site.upgrade_url else ""
         return Refusal(
             "forbidden",
             f"{tool} needs the {needed.value} tier or above; this caller is on {tier.value}. "

@@ -31,7 +31,7 @@ from kamiyo.billing.subscriptions import (
     apply_invoice_payment_failed,
     apply_subscription,
 )
-from kamiyo.config import Settings
+from kamiyo.config import StripeSettings
 from kamiyo.db.tables import StripeEvent
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,9 @@ _OUTCOME_WIDTH = 200
 _TYPE_WIDTH = 100
 _ID_WIDTH = 255
 
-Handler = Callable[[AsyncSession, Settings, Mapping[str, Any], dt.datetime], Awaitable[Applied]]
+Handler = Callable[
+    [AsyncSession, StripeSettings, Mapping[str, Any], dt.datetime], Awaitable[Applied]
+]
 
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": apply_checkout_completed,
@@ -86,12 +88,12 @@ class _Event:
 
 async def handle_event(
     session_factory: async_sessionmaker[AsyncSession],
-    settings: Settings,
+    billing: StripeSettings,
     payload: bytes,
     signature_header: str | None,
 ) -> WebhookResult:
     """Verify one delivery and apply its event once. Database errors propagate (Stripe retries)."""
-    secret = settings.stripe_webhook_secret
+    secret = billing.webhook_secret
     if secret is None or not secret.get_secret_value():
         return WebhookResult(503, "webhooks are not configured")
     verified = _verify(payload, signature_header, secret.get_secret_value())
@@ -100,7 +102,7 @@ async def handle_event(
     event = verified
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            result = await _handle_once(session_factory, settings, event)
+            result = await _handle_once(session_factory, billing, event)
         except IntegrityError:
             if await _recorded(session_factory, event.id):
                 result = _duplicate(event)
@@ -115,7 +117,7 @@ async def handle_event(
 
 
 async def _handle_once(
-    session_factory: async_sessionmaker[AsyncSession], settings: Settings, event: _Event
+    session_factory: async_sessionmaker[AsyncSession], billing: StripeSettings, event: _Event
 ) -> WebhookResult:
     async with session_factory() as session, session.begin():
         if await session.get(StripeEvent, event.id) is not None:
@@ -133,7 +135,7 @@ async def _handle_once(
         if handler is None:
             applied = Applied(f"ignored: unhandled event type {event.type}")
         else:
-            applied = await handler(session, settings, event.obj, event.created)
+            applied = await handler(session, billing, event.obj, event.created)
         record.outcome = applied.outcome[:_OUTCOME_WIDTH]
     activated = (applied.account_pk,) if applied.first_activation and applied.account_pk else ()
     return WebhookResult(

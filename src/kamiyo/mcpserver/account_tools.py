@@ -50,8 +50,8 @@ def register_pricing(server: MCPServer, state: ServerState) -> None:
 
 
 def price_list(state: ServerState) -> PriceList:
-    networks = state.settings.x402_networks
-    subscribe = state.settings.upgrade_url
+    networks = state.settings.x402.networks
+    subscribe = state.settings.site.upgrade_url
     how = (
         "Call a priced tool without a credential: the answer is an x402 PaymentRequired "
         "(isError, structuredContent) listing one offer per network. Sign one with an x402 "

@@ -46,12 +46,14 @@ class ServerState:
     # stdio has no headers: its credential comes from the environment at start.
     stdio_credential: str | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
-    # Rendered answers to identical read-only calls, kept for settings.cache_ttl_s seconds.
+    # Rendered answers to identical read-only calls, kept for settings.answers.cache_ttl_s seconds.
     cache: TTLCache[Hashable, Rendered] | None = None
 
     def __post_init__(self) -> None:
-        if self.cache is None and self.settings.cache_ttl_s > 0:
-            self.cache = TTLCache(maxsize=self.settings.cache_size, ttl=self.settings.cache_ttl_s)
+        if self.cache is None and self.settings.answers.cache_ttl_s > 0:
+            self.cache = TTLCache(
+                maxsize=self.settings.answers.cache_size, ttl=self.settings.answers.cache_ttl_s
+            )
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:

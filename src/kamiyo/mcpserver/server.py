@@ -29,7 +29,10 @@ INSTRUCTIONS = (
 
 
 def default_gate(settings: Settings) -> Gate:
-    return AccountGate(settings, open_cashier(settings))
+    cashier = open_cashier(
+        settings.x402, secret_key=settings.auth.secret_key, upgrade_url=settings.site.upgrade_url
+    )
+    return AccountGate(settings, cashier)
 
 
 def build_server(state: ServerState) -> MCPServer:
@@ -39,7 +42,7 @@ def build_server(state: ServerState) -> MCPServer:
         description="Crypto-exploit intelligence for AI agents.",
         instructions=INSTRUCTIONS,
         version=__version__,
-        log_level=state.settings.log_level,
+        log_level=state.settings.log.level,
     )
     tools.register(server, state)
     account_tools.register(server, state)

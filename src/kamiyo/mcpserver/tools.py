@@ -72,7 +72,7 @@ def priced(state: ServerState, tool: str, description: str) -> dict[str, Any]:
     """A tool's name and description, and with x402 on, its per-call price in both the
     description and ``_meta`` so an agent knows the cost before it calls."""
     price = prices.describe(tool)
-    if price is None or not state.settings.x402_networks:
+    if price is None or not state.settings.x402.networks:
         return {"name": tool, "description": description}
     return {
         "name": tool,

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kamiyo import __version__
-from kamiyo.billing.onboarding import send_welcome
+from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.config import Settings
 from kamiyo.mcpserver.calls import ServerState
 from kamiyo.mcpserver.server import build_server, default_gate
@@ -77,9 +77,9 @@ def create_app(
         return state.require_runtime().sessions
 
     async def welcome(account_pk: int) -> None:
-        await send_welcome(sessions(), settings, account_pk)
+        await send_welcome(sessions(), Onboarding.from_settings(settings), account_pk)
 
-    resource = ResourceServer(settings, state.gate)
+    resource = ResourceServer(settings.site, settings.auth, state.gate)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/metrics", metrics),
@@ -90,6 +90,6 @@ def create_app(
         *api.routes(state, resource),
         *rest.routes(state, resource),
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
-        stripe_webhook_route(settings, sessions, welcome),
+        stripe_webhook_route(settings.stripe, sessions, welcome),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
