@@ -8,6 +8,7 @@ sections (production's refusal of insecure settings).
 """
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -47,7 +48,6 @@ def _section_config(env_prefix: str) -> SettingsConfigDict:
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
-        validate_by_name=True,  # Python code passes field names; the environment, aliases
         hide_input_in_errors=True,  # errors must never echo a secret back
     )
 
@@ -77,10 +77,10 @@ def _json_setting(example: str) -> BeforeValidator:
     return BeforeValidator(parse)
 
 
-class Section(BaseSettings):
+# validate_by_name as a class argument, where the mypy plugin sees it: Python code passes field
+# names, the environment the aliases.
+class Section(BaseSettings, validate_by_name=True):
     """One part of the settings. Subclasses set ``model_config = _section_config(prefix)``."""
-
-    model_config = _section_config("KAMIYO_")
 
     @classmethod
     def env_name(cls, field: str) -> str:
@@ -160,6 +160,8 @@ class LogSettings(Section):
 class SiteSettings(Section):
     """Where KAMIYO lives and where it sends people."""
 
+    model_config = _section_config("KAMIYO_")
+
     public_url: str | None = Field(
         default=None,
         description="This server's public base URL (https://…): OAuth protected resource "
@@ -174,6 +176,8 @@ class SiteSettings(Section):
 class AnswerSettings(Section):
     """How much one call returns, and how long identical calls share an answer."""
 
+    model_config = _section_config("KAMIYO_")
+
     max_results: int = Field(default=1000, ge=1, le=10000)
     cache_ttl_s: float = Field(
         default=30, ge=0, description="How long identical calls share an answer; 0 disables."
@@ -183,6 +187,8 @@ class AnswerSettings(Section):
 
 class AuthSettings(Section):
     """Who a caller is: the signing secret, tokens, the identity cache, anonymous callers."""
+
+    model_config = _section_config("KAMIYO_")
 
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     jwt_issuer: str = "kamiyo"
@@ -315,6 +321,8 @@ class X402Settings(Section):
 class Settings(Section):
     """Every section, and the environment they run in."""
 
+    model_config = _section_config("KAMIYO_")
+
     environment: Literal["development", "test", "production"] = "development"
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     log: LogSettings = Field(default_factory=LogSettings)
@@ -339,6 +347,15 @@ class Settings(Section):
             elif isinstance(given, dict):
                 values[name] = section(_env_file=_env_file, **given)
         super().__init__(_env_file=_env_file, **values)
+
+    def with_changes(self, **sections: Mapping[str, Any]) -> Self:
+        """A copy with some fields of some sections changed, e.g.
+        ``settings.with_changes(stripe={"webhook_secret": None})`` (no re-validation)."""
+        update = {
+            name: getattr(self, name).model_copy(update=dict(changes))
+            for name, changes in sections.items()
+        }
+        return self.model_copy(update=update)
 
     @property
     def migrate_on_start(self) -> bool:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import accounts, tokens
-from kamiyo.config import Settings
+from kamiyo.config import AuthSettings
 from kamiyo.db.tables import Account
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +19,7 @@ def session(migrated_session: AsyncSession) -> AsyncSession:
 
 
 SECRET = "t" * 48
-SETTINGS = Settings(secret_key=SECRET, jwt_audience="https://kamiyo.test/mcp", _env_file=None)
+SETTINGS = AuthSettings(secret_key=SECRET, jwt_audience="https://kamiyo.test/mcp", _env_file=None)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ async def account(session: AsyncSession) -> Account:
 def _forge(claims: dict[str, object], key: str = SECRET, algorithm: str = "HS256") -> str:
     now = dt.datetime.now(dt.UTC)
     base: dict[str, object] = {
-        "sub": "1", "aud": SETTINGS.auth.jwt_audience, "iss": SETTINGS.auth.jwt_issuer, "iat": now,
+        "sub": "1", "aud": SETTINGS.jwt_audience, "iss": SETTINGS.jwt_issuer, "iat": now,
         "exp": now + dt.timedelta(hours=1), "jti": "j1",
     }  # fmt: skip
     return jwt.encode({**base, **claims}, key, algorithm=algorithm)

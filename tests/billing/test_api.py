@@ -158,7 +158,7 @@ async def test_signups_from_one_peer_are_limited(api: Api) -> None:
 async def test_signup_without_a_public_url_is_unavailable(
     empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> None:
-    settings = billing_settings(empty_database_url, fake_stripe, mailbox, public_url=None)
+    settings = billing_settings(empty_database_url, fake_stripe, mailbox, site={"public_url": None})
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
@@ -360,13 +360,18 @@ async def test_the_portal_needs_a_stripe_customer(api: Api) -> None:
     assert after.status_code == 200
     assert after.json()["url"].startswith("https://billing.stripe.com/p/session/")
     [sent] = api.stripe.posts("/v1/billing_portal/sessions")
-    assert sent.form == {"customer": "cus_portal1", "return_url": api.settings.stripe.portal_return_url}
+    assert sent.form == {
+        "customer": "cus_portal1",
+        "return_url": api.settings.stripe.portal_return_url,
+    }
 
 
 async def test_without_a_stripe_key_billing_is_unavailable(
     empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> None:
-    settings = billing_settings(empty_database_url, fake_stripe, mailbox, stripe_secret_key=None)
+    settings = billing_settings(
+        empty_database_url, fake_stripe, mailbox, stripe={"secret_key": None}
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         engine = create_engine(empty_database_url)

@@ -11,14 +11,21 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from kamiyo.access import accounts
 from kamiyo.access.accounts import current_tier
+from kamiyo.billing.onboarding import Onboarding
 from kamiyo.billing.stripe_api import BillingError
-from kamiyo.billing.sync import CLOCK_MARGIN, PAGE_SIZE, STATE_FIELDS, SyncReport
-from kamiyo.billing.sync import sync_subscriptions as sync
+from kamiyo.billing.sync import (
+    CLOCK_MARGIN,
+    PAGE_SIZE,
+    STATE_FIELDS,
+    SyncReport,
+    sync_subscriptions,
+)
 from kamiyo.cli import app
 from kamiyo.config import Settings, get_settings
 from kamiyo.db.tables import Account, Subscription
@@ -55,10 +62,13 @@ def settings(empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox)
         empty_database_url,
         fake_stripe,
         mailbox,
-        stripe_prices=PRICES,
-        stripe_webhook_secret=SECRET,
-        past_due_grace_days=7,
+        stripe={"prices": PRICES, "webhook_secret": SecretStr(SECRET), "past_due_grace_days": 7},
     )
+
+
+async def sync(sessions: Sessions, settings: Settings, **options: Any) -> SyncReport:
+    onboarding = Onboarding.from_settings(settings)
+    return await sync_subscriptions(sessions, settings.stripe, onboarding, **options)
 
 
 def now() -> int:
@@ -125,7 +135,9 @@ async def test_a_missed_cancellation_is_recovered(
 ) -> None:
     pk = await new_account(sessions)
     start = now() - 10 * DAY
-    created = await deliver(sessions, subscription_event("created", pk, created=start), settings)
+    created = await deliver(
+        sessions, subscription_event("created", pk, created=start), settings.stripe
+    )
     assert created.activated == (pk,)
     assert await tier_of(sessions, pk) is Tier.PERSONAL
     # The customer.subscription.deleted delivery never arrived; Stripe lists it canceled.
@@ -187,10 +199,12 @@ async def test_a_webhook_applied_before_the_sync_keeps_its_newer_state(
     sessions: Sessions, settings: Settings, fake_stripe: FakeStripe
 ) -> None:
     pk = await new_account(sessions)
-    await deliver(sessions, subscription_event("created", pk, created=now() - DAY), settings)
+    await deliver(sessions, subscription_event("created", pk, created=now() - DAY), settings.stripe)
     # Canceled this very second; the list was read a moment before and still shows it active.
     fake_stripe.subscriptions = [stripe_holds("updated", pk, created=now() - DAY)]
-    canceled = await deliver(sessions, subscription_event("deleted", pk, created=now()), settings)
+    canceled = await deliver(
+        sessions, subscription_event("deleted", pk, created=now()), settings.stripe
+    )
     assert canceled.message == "personal canceled"
 
     report = await sync(sessions, settings)
@@ -217,7 +231,7 @@ async def test_a_webhook_after_the_fetch_applies_over_the_synced_state(
 
     # An event Stripe made in the second the list was read (the fetch may predate it) wins.
     event = subscription_event("deleted", pk, created=int(before.timestamp()))
-    result = await deliver(sessions, event, settings)
+    result = await deliver(sessions, event, settings.stripe)
     assert result.message == "personal canceled"
     assert (await row_of(sessions, pk)).status == "canceled"
 
@@ -257,7 +271,7 @@ async def test_stripe_failing_is_a_billing_error_and_a_rerun_finishes(
 async def test_without_a_stripe_key_there_is_nothing_to_sync(
     sessions: Sessions, settings: Settings, fake_stripe: FakeStripe
 ) -> None:
-    unset = settings.model_copy(update={"stripe_secret_key": None})
+    unset = settings.with_changes(stripe={"secret_key": None})
     with pytest.raises(BillingError, match="not set up"):
         await sync(sessions, unset)
     assert fake_stripe.requests == []
