@@ -259,6 +259,7 @@ def serve(
         secret = settings.auth.api_key or settings.auth.token
         # An empty value (a desktop extension's unset option) means no credential.
         credential = (secret.get_secret_value() if secret else "") or None
+        check_serving(settings, database=False)  # the database opens in one line already
         execute(settings, lambda: serve_stdio(settings, credential))
         return
 

@@ -59,18 +59,17 @@ def configured_or_exit(build: Callable[[], T]) -> T:
         fail(str(exc), code=2)
 
 
-def check_serving(settings: Settings) -> None:
-    """Open what serving needs once, before the HTTP server starts.
+def check_serving(settings: Settings, *, database: bool = True) -> None:
+    """Start what serving needs once, before the server does, so that a mistake in the
+    settings stops here in one line (exit status 2) rather than as a traceback: uvicorn
+    reports a failed start that way, and stdio clients only see the process die.
 
-    uvicorn reports a failed start as a traceback; a mistake in the settings (an unreachable
-    facilitator, a missing key, a database that cannot be opened) stops here instead, in one
-    line. The app opens them again for itself.
+    Payments first (a missing key, an unreachable facilitator), then, when ``database``, the
+    database. The server opens both again for itself.
     """
-    from kamiyo.payments.cashier import open_cashier  # only serving needs payments loaded
+    from kamiyo.payments.cashier import open_cashier  # only serving loads payments
 
     async def main() -> None:
-        async with open_runtime(settings):
-            pass
         cashier = open_cashier(
             settings.x402,
             secret_key=settings.auth.secret_key,
@@ -79,6 +78,9 @@ def check_serving(settings: Settings) -> None:
         if cashier is not None:
             await cashier.start()
             await cashier.stop()
+        if database:
+            async with open_runtime(settings):
+                pass
 
     execute(settings, main)
 
