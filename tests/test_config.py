@@ -228,3 +228,12 @@ def test_secrets_do_not_show_in_repr() -> None:
     )
     assert STRONG not in repr(settings)
     assert "sk_live_zzz" not in repr(settings)
+
+
+def test_every_section_hides_input_in_errors() -> None:
+    for section in [*Settings.SECTIONS.values(), Settings]:
+        assert section.model_config.get("hide_input_in_errors") is True, section.__name__
+        assert section.model_config.get("env_file") == ".env", section.__name__
+    assert set(Settings.SECTIONS) == {
+        "database", "log", "site", "answers", "auth", "redis", "meter", "stripe", "smtp", "x402",
+    }  # fmt: skip

@@ -113,6 +113,11 @@ def test_a_malformed_json_setting_is_one_line(tmp_path: Path, name: str, value: 
     assert "hunter2" not in line
 
 
+def test_a_public_url_that_is_not_a_url_is_one_line(tmp_path: Path) -> None:
+    line = one_line(kamiyo(tmp_path, *HTTP, env={"KAMIYO_PUBLIC_URL": "kamiyo.example"}))
+    assert line == "KAMIYO_PUBLIC_URL: needs http(s) URLs, e.g. https://kamiyo.example.com"
+
+
 # Pay per call that cannot settle ---------------------------------------------------------------
 
 

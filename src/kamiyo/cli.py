@@ -267,10 +267,10 @@ def serve(
 
     from kamiyo.web.app import MAX_REQUEST_HEAD, create_app
 
-    check_serving(settings)
     application = configured_or_exit(
         lambda: create_app(settings, stateless=stateless, json_response=json_response, host=host)
     )
+    check_serving(settings)
     err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")
     # log_config=None: uvicorn logs through our handlers, to stderr like everything else.
     uvicorn.run(

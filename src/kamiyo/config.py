@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 import platformdirs
 from pydantic import (
+    AnyHttpUrl,
     BeforeValidator,
     Field,
     SecretStr,
@@ -150,6 +151,13 @@ def async_database_url(url: str) -> str:
     return parsed.set(drivername=f"{backend}+{wanted}").render_as_string(hide_password=False)
 
 
+def _require_http_url(url: str, example: str) -> None:
+    try:
+        AnyHttpUrl(url)
+    except ValueError:
+        raise ValueError(f"needs http(s) URLs, e.g. {example}") from None
+
+
 class LogSettings(Section):
     model_config = _section_config("KAMIYO_LOG_")
 
@@ -171,6 +179,13 @@ class SiteSettings(Section):
     upgrade_url: str | None = Field(
         default=None, description="Where locked-tool messages send people to upgrade."
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            _require_http_url(url, "https://kamiyo.example.com")
+        return url
 
 
 class AnswerSettings(Section):
@@ -208,6 +223,14 @@ class AuthSettings(Section):
         default_factory=list,
         description="OAuth authorization servers that issue tokens for this resource.",
     )
+
+    @field_validator("authorization_servers")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            _require_http_url(url, '["https://auth.example.com"]')
+        return urls
+
     # The credential a stdio server presents for its user (HTTP callers send their own).
     api_key: SecretStr | None = None
     token: SecretStr | None = None

@@ -21,6 +21,7 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -286,7 +287,10 @@ async def test_a_failing_gate_answers_503(caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_a_public_url_that_is_not_a_url_stops_the_start() -> None:
-    settings = Settings(site=SiteSettings(public_url="kamiyo.example"), _env_file=None)
+    with pytest.raises(ValidationError, match="needs http"):
+        SiteSettings(public_url="kamiyo.example", _env_file=None)
+    # Settings copied in code skip that check; the resource server checks again.
+    settings = Settings(_env_file=None).with_changes(site={"public_url": "kamiyo.example"})
     with pytest.raises(ValueError, match="KAMIYO_PUBLIC_URL"):
         ResourceServer(settings.site, settings.auth, OpenGate(max_results=10))
 
