@@ -45,6 +45,7 @@ from bench.kamiyo_server import create_enterprise_key, raise_limits
 from bench.mcp import drop_prefix, redis_up
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Call, Gate, Grant, OpenGate, Refusal
+from kamiyo.chains import BASE, SOLANA, AcceptedNetwork
 from kamiyo.config import (
     AnswerSettings,
     AuthSettings,
@@ -55,11 +56,12 @@ from kamiyo.config import (
     Settings,
 )
 from kamiyo.payments.cashier import open_cashier
-from kamiyo.payments.networks import BASE, SOLANA, AcceptedNetwork
 from kamiyo.runtime import open_runtime
+from kamiyo.service.catalogue import target
 
 HERE = Path(__file__).parent
 TOOL = "search_exploits"
+TARGET = target(TOOL)
 TARGET_ADDED_US = 150.0
 
 
@@ -126,7 +128,7 @@ async def run_once(
                 samples.clear()
                 started = time.perf_counter()
             before = time.perf_counter()
-            call = Call(tool=TOOL, credential=key, peer="127.0.0.1")
+            call = Call(TARGET, credential=key, resource=f"mcp://tool/{TOOL}", peer="127.0.0.1")
             grant = await gate.admit(call)
             if key is None:
                 if not isinstance(grant, Refusal) or grant.reason != "payment_required":

@@ -42,13 +42,6 @@ def open_gate(settings: Settings) -> Gate:
     return OpenGate(settings.answers.max_results)
 
 
-def use_open_gate() -> None:
-    """Serve with ``OpenGate``: every call admitted, nothing counted or recorded."""
-    # create_app calls the default_gate it imported from kamiyo.mcpserver.server.
-    setattr(kamiyo.web.app, "default_gate", open_gate)  # noqa: B010
-    kamiyo.mcpserver.server.default_gate = open_gate
-
-
 async def create_enterprise_key(
     sessions: async_sessionmaker[AsyncSession], email: str = BENCH_EMAIL
 ) -> str:
@@ -69,17 +62,23 @@ def main() -> None:
     settings = Settings()
     configure_logging(settings.log.level, settings.log.format)
     raise_limits()
-    if args.open:
-        use_open_gate()
+    # --open: OpenGate, every call admitted, nothing counted or recorded.
+    gate = open_gate(settings) if args.open else None
     if args.transport == "stdio":
         secret = settings.auth.api_key or settings.auth.token
         credential = (secret.get_secret_value() if secret else "") or None
-        asyncio.run(kamiyo.mcpserver.server.serve_stdio(settings, credential))
+        asyncio.run(kamiyo.mcpserver.server.serve_stdio(settings, credential, gate))
         return
 
     import uvicorn
 
-    app = kamiyo.web.app.create_app(settings, stateless=True, json_response=True)
+    app = kamiyo.web.app.create_app(
+        settings,
+        kamiyo.mcpserver.server.build_server,
+        gate=gate,
+        stateless=True,
+        json_response=True,
+    )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, server_header=False)
 
 

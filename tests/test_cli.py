@@ -70,7 +70,7 @@ def test_flash_loan_on_bsc() -> None:
         (["search", "--since", "yesterday"], "since"),
         (["search", "--limit", "0"], "limit"),
         (["search", "--address", "0x12"], "not an address"),
-        (["stats", "--by", "planet"], "group_by"),
+        (["stats", "--by", "planet"], "--group-by"),
     ],
 )
 def test_bad_arguments_give_a_clear_error_and_exit_2(args: list[str], message: str) -> None:
@@ -102,9 +102,11 @@ def test_show_prints_addresses_transactions_and_references() -> None:
 
 
 def test_show_unknown_id_fails_clearly() -> None:
-    code, _, err = kamiyo("show", "nope")
-    assert code == 1
-    assert "no incident with id 'nope'" in err
+    """Not found is the caller's to change, like bad input: exit 2 (README, "exit status")."""
+    code, out, err = kamiyo("show", "nope")
+    assert code == 2
+    assert "No incident with id 'nope'" in err
+    assert out == ""
 
 
 @pytest.mark.parametrize("by", ["chain", "year", "month", "attack-type"])

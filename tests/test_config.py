@@ -8,6 +8,7 @@ from kamiyo.config import (
     AuthSettings,
     DatabaseSettings,
     InsecureSettingsError,
+    Section,
     Settings,
     StripeSettings,
     async_database_url,
@@ -231,7 +232,8 @@ def test_secrets_do_not_show_in_repr() -> None:
 
 
 def test_every_section_hides_input_in_errors() -> None:
-    for section in [*Settings.SECTIONS.values(), Settings]:
+    sections: list[type[Section]] = [*Settings.SECTIONS.values(), Settings]
+    for section in sections:
         assert section.model_config.get("hide_input_in_errors") is True, section.__name__
         assert section.model_config.get("env_file") == ".env", section.__name__
     assert set(Settings.SECTIONS) == {

@@ -1,6 +1,4 @@
-import itertools
-
-from kamiyo.tiers import TIERS, Tier, lowest_tier_with
+from kamiyo.tiers import TIERS, Tier, next_tier_above
 
 
 def test_the_table_matches_the_published_tiers() -> None:
@@ -12,15 +10,14 @@ def test_the_table_matches_the_published_tiers() -> None:
     assert TIERS[Tier.FREE].data_delay_hours == 24
 
 
-def test_each_tier_unlocks_everything_the_one_below_does() -> None:
-    policies = list(TIERS.values())
-    for lower, higher in itertools.pairwise(policies):
-        assert lower.tools <= higher.tools
-        assert lower.requests_per_day < higher.requests_per_day
+def test_tiers_are_ordered_and_each_includes_the_ones_below() -> None:
+    assert [t.rank for t in Tier] == [0, 1, 2, 3]
+    assert Tier.TEAM.includes(Tier.PERSONAL)
+    assert Tier.TEAM.includes(Tier.TEAM)
+    assert not Tier.PERSONAL.includes(Tier.TEAM)
 
 
-def test_upgrade_hints() -> None:
-    assert lowest_tier_with("search_exploits") is Tier.FREE
-    assert lowest_tier_with("assess_protocol_risk") is Tier.PERSONAL
-    assert lowest_tier_with("check_wallet_interactions") is Tier.TEAM
-    assert lowest_tier_with("no_such_tool") is None
+def test_upgrade_hints_name_the_next_tier_with_a_higher_cap() -> None:
+    assert next_tier_above(Tier.FREE, 10) is Tier.PERSONAL
+    assert next_tier_above(Tier.PERSONAL, 50) is Tier.TEAM
+    assert next_tier_above(Tier.ENTERPRISE, 1000) is None

@@ -17,8 +17,9 @@ import jsonschema
 from kamiyo import __version__
 from kamiyo.access.gate import OpenGate
 from kamiyo.config import Settings
-from kamiyo.mcpserver.calls import ServerState
 from kamiyo.mcpserver.server import INSTRUCTIONS, build_server
+from kamiyo.service.catalogue import OPERATIONS
+from kamiyo.service.state import ServerState
 
 SCHEMA = Path(__file__).parent / "schemas" / "mcpb-manifest-v0.4.schema.json"
 # Repository files a bundle needs besides src/kamiyo.
@@ -45,9 +46,7 @@ async def _advertised() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     server = build_server(
         ServerState(settings=settings, gate=OpenGate(settings.answers.max_results))
     )
-    tools = [
-        {"name": t.name, "description": t.description or ""} for t in await server.list_tools()
-    ]
+    tools = [{"name": op.name.value, "description": op.description} for op in OPERATIONS]
     prompts = [
         {"name": p.name, "description": p.description or "", "text": p.description or ""}
         for p in await server.list_prompts()

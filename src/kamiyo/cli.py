@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import BaseModel
-from rich.table import Table
 
-from kamiyo import __version__, clients, intel
+from kamiyo import __version__, cli_operations, clients
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
 from kamiyo.cli_billing import billing_app, signup
 from kamiyo.cli_support import (
@@ -19,18 +17,14 @@ from kamiyo.cli_support import (
     err,
     execute,
     fail,
-    parse_or_exit,
     run,
     safe_url,
     settings_or_exit,
-    stdout_console,
 )
 from kamiyo.cli_usage import usage_app
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
 from kamiyo.runtime import Runtime
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 app = typer.Typer(
     name="kamiyo",
@@ -50,19 +44,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(usage_app, name="usage")
 app.add_typer(billing_app, name="billing")
 app.command()(signup)
-
-
-def _usd(amount: float | None) -> str:
-    if amount is None:
-        return ""
-    for factor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if amount >= factor:
-            return f"${amount / factor:,.1f}{suffix}"
-    return f"${amount:,.0f}"
-
-
-def _print_json(model: BaseModel) -> None:
-    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+cli_operations.register(app)
 
 
 @app.callback()
@@ -71,165 +53,6 @@ def _configure(
 ) -> None:
     settings = settings_or_exit()
     configure_logging("DEBUG" if verbose else settings.log.level, settings.log.format)
-
-
-@app.command()
-def search(
-    query: Annotated[str | None, typer.Argument(help="Words to look for.")] = None,
-    chain: Annotated[str | None, typer.Option(help="e.g. ethereum, bsc, arbitrum.")] = None,
-    since: Annotated[str | None, typer.Option(help="Earliest date, YYYY-MM-DD.")] = None,
-    until: Annotated[str | None, typer.Option(help="Latest date, YYYY-MM-DD.")] = None,
-    min_loss: Annotated[float | None, typer.Option(help="Minimum loss in USD.")] = None,
-    attack_type: Annotated[
-        str | None, typer.Option(help="e.g. reentrancy, access_control.")
-    ] = None,
-    address: Annotated[str | None, typer.Option(help="Incidents that list this address.")] = None,
-    sort: Annotated[str | None, typer.Option(help="relevance, recent or loss.")] = None,
-    limit: Annotated[int, typer.Option(help="How many incidents at most.")] = 20,
-    as_json: JsonFlag = False,
-) -> None:
-    """Find incidents by words and filters."""
-    search_query = parse_or_exit(
-        intel.SearchQuery,
-        query=query,
-        chain=chain,
-        since=since,
-        until=until,
-        min_loss_usd=min_loss,
-        attack_type=attack_type,
-        address=address,
-        sort=sort,
-        limit=limit,
-    )
-
-    async def work(runtime: Runtime) -> intel.SearchResult:
-        async with runtime.sessions() as session:
-            return await intel.search_incidents(
-                session, search_query, max_results=runtime.settings.answers.max_results
-            )
-
-    result = run(work)
-    out = stdout_console()
-    if as_json:
-        _print_json(result)
-        return
-    if not result.incidents:
-        out.print("No incidents match.")
-        return
-    table = Table(show_lines=False)
-    table.add_column("Date", no_wrap=True)
-    table.add_column("Protocol", overflow="fold")
-    table.add_column("Chains")
-    table.add_column("Loss", justify="right")
-    table.add_column("Attack type", overflow="fold")
-    table.add_column("ID", no_wrap=True)  # people copy it into `kamiyo show`
-    for incident in result.incidents:
-        table.add_row(
-            incident.date.isoformat(),
-            incident.protocol,
-            " ".join(incident.chains),
-            _usd(incident.loss_usd) or (incident.loss_text or "")[:24],
-            incident.attack_type.value,
-            incident.id,
-        )
-    out.print(table)
-    if result.truncated:
-        out.print(f"Showing the first {result.count}; more match (raise --limit).")
-
-
-@app.command()
-def show(
-    incident_id: Annotated[str, typer.Argument(help="An incident id from `kamiyo search`.")],
-    as_json: JsonFlag = False,
-) -> None:
-    """Show one incident with its addresses, transactions and references."""
-
-    async def work(runtime: Runtime) -> intel.Incident | None:
-        async with runtime.sessions() as session:
-            return await intel.get_incident(session, incident_id)
-
-    incident = run(work)
-    out = stdout_console()
-    if incident is None:
-        fail(f"no incident with id {incident_id!r} (ids look like 20230313_eulerfinance)")
-    if as_json:
-        _print_json(incident)
-        return
-    out.print(f"[bold]{incident.protocol}[/bold]  {incident.id}")
-    date = incident.date.isoformat()[:7] if incident.date_precision == "month" else incident.date
-    out.print(f"Date: {date}   Chains: {', '.join(incident.chains) or 'unknown'}")
-    loss = _usd(incident.loss_usd)
-    out.print(
-        f"Loss: {loss or 'no USD figure'}"
-        + (
-            f" ({incident.loss_usd_basis}; source says: {incident.loss_text})"
-            if incident.loss_text
-            else ""
-        )
-    )
-    out.print(
-        f"Attack type: {incident.attack_type.value}"
-        + (f" ({incident.attack_type_raw})" if incident.attack_type_raw else "")
-    )
-    out.print(f"Status: {incident.status}")
-    if incident.description:
-        out.print(incident.description)
-    if incident.addresses:
-        out.print("\n[bold]Addresses[/bold]")
-        for a in incident.addresses:
-            out.print(f"  {a.role.value:<20} {a.chain or '':<10} {a.address}  {a.label or ''}")
-    if incident.transactions:
-        out.print("\n[bold]Transactions[/bold]")
-        for t in incident.transactions:
-            out.print(f"  {t.chain or '':<10} {t.hash}")
-    if incident.references:
-        out.print("\n[bold]References[/bold]")
-        for r in incident.references:
-            out.print(f"  {(r.firm or ''):<18} {r.url}")
-    out.print("\n[bold]Provenance[/bold]")
-    for p in incident.provenance:
-        out.print(f"  {p.source} ({p.source_ref}), ingested {p.ingested_at:%Y-%m-%d %H:%M} UTC")
-
-
-@app.command()
-def stats(
-    by: Annotated[str, typer.Option(help="chain, year, month or attack-type.")] = "year",
-    since: Annotated[str | None, typer.Option(help="Earliest date, YYYY-MM-DD.")] = None,
-    until: Annotated[str | None, typer.Option(help="Latest date, YYYY-MM-DD.")] = None,
-    chain: Annotated[str | None, typer.Option(help="Only this chain.")] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Count incidents and add up losses by chain, year, month or attack type."""
-    stats_query = parse_or_exit(
-        intel.StatsQuery, group_by=by.replace("-", "_"), since=since, until=until, chain=chain
-    )
-
-    async def work(runtime: Runtime) -> intel.Stats:
-        async with runtime.sessions() as session:
-            return await intel.incident_stats(session, stats_query)
-
-    result = run(work)
-    out = stdout_console()
-    if as_json:
-        _print_json(result)
-        return
-    table = Table()
-    table.add_column(by.replace("_", "-").capitalize())
-    table.add_column("Incidents", justify="right")
-    table.add_column("Total loss (USD)", justify="right")
-    table.add_column("With a USD figure", justify="right")
-    for row in result.rows:
-        table.add_row(
-            row.key,
-            f"{row.incidents:,}",
-            f"${row.total_loss_usd:,.0f}",
-            f"{row.incidents_with_loss:,}",
-        )
-    table.add_section()
-    table.add_row("all", f"{result.incidents:,}", f"${result.total_loss_usd:,.0f}", "")
-    out.print(table)
-    if result.note:
-        out.print(result.note)
 
 
 class Transport(StrEnum):
@@ -265,10 +88,13 @@ def serve(
 
     import uvicorn
 
+    from kamiyo.mcpserver.server import build_server
     from kamiyo.web.app import MAX_REQUEST_HEAD, create_app
 
     application = configured_or_exit(
-        lambda: create_app(settings, stateless=stateless, json_response=json_response, host=host)
+        lambda: create_app(
+            settings, build_server, stateless=stateless, json_response=json_response, host=host
+        )
     )
     check_serving(settings)
     err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")

@@ -28,7 +28,7 @@ from pydantic_settings.sources import ENV_FILE_SENTINEL, DotenvType
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from kamiyo.payments.networks import AcceptedNetwork
+from kamiyo.chains import AcceptedNetwork
 
 # The development secret is public (it is in this file), so production refuses it.
 DEVELOPMENT_SECRET = "kamiyo-development-secret-do-not-use-in-production"  # noqa: S105

@@ -1,7 +1,9 @@
 """The tier table: the one place that says what each subscription allows.
 
 Values from DESIGN.md. Everything that limits or unlocks reads this table; nothing else holds a
-tier's numbers.
+tier's numbers. Tiers are ordered: each unlocks what the ones below it do, and an operation
+names the lowest tier that unlocks it (service/catalogue.py), so what a tier unlocks is read
+from the catalogue, not written here again.
 """
 
 from dataclasses import dataclass
@@ -14,11 +16,16 @@ class Tier(StrEnum):
     TEAM = "team"
     ENTERPRISE = "enterprise"
 
+    @property
+    def rank(self) -> int:
+        return _ORDER.index(self)
 
-FREE_TOOLS = frozenset(
-    {"health_check", "search_exploits", "get_exploit", "get_exploit_stats", "get_usage",
-     "get_pricing"}
-)  # fmt: skip
+    def includes(self, other: "Tier") -> bool:
+        """Whether this tier unlocks everything ``other`` does."""
+        return self.rank >= other.rank
+
+
+_ORDER = tuple(Tier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +36,6 @@ class TierPolicy:
     max_results: int
     # Incidents newer than this many hours are withheld (0: real time).
     data_delay_hours: int
-    tools: frozenset[str]
     detailed_risk: bool
     alerts: bool
     # Active API keys an account may hold (None: unlimited).
@@ -43,7 +49,6 @@ TIERS: dict[Tier, TierPolicy] = {
         requests_per_day=100,
         max_results=10,
         data_delay_hours=24,
-        tools=FREE_TOOLS,
         detailed_risk=False,
         alerts=False,
         seats=1,
@@ -54,7 +59,6 @@ TIERS: dict[Tier, TierPolicy] = {
         requests_per_day=1_000,
         max_results=50,
         data_delay_hours=0,
-        tools=FREE_TOOLS | {"assess_protocol_risk"},
         detailed_risk=False,
         alerts=False,
         seats=2,
@@ -65,7 +69,6 @@ TIERS: dict[Tier, TierPolicy] = {
         requests_per_day=10_000,
         max_results=200,
         data_delay_hours=0,
-        tools=FREE_TOOLS | {"assess_protocol_risk", "check_wallet_interactions"},
         detailed_risk=False,
         alerts=False,
         seats=5,
@@ -76,7 +79,6 @@ TIERS: dict[Tier, TierPolicy] = {
         requests_per_day=100_000,
         max_results=1_000,
         data_delay_hours=0,
-        tools=FREE_TOOLS | {"assess_protocol_risk", "check_wallet_interactions"},
         detailed_risk=True,
         alerts=True,
         seats=None,
@@ -84,6 +86,8 @@ TIERS: dict[Tier, TierPolicy] = {
 }
 
 
-def lowest_tier_with(tool: str) -> Tier | None:
-    """The cheapest tier that unlocks ``tool`` (for upgrade hints)."""
-    return next((tier for tier, policy in TIERS.items() if tool in policy.tools), None)
+def next_tier_above(tier: Tier, max_results: int) -> Tier | None:
+    """The cheapest tier that returns more than ``max_results`` records a call (upgrade hints)."""
+    return next(
+        (t for t, p in TIERS.items() if t.rank > tier.rank and p.max_results > max_results), None
+    )

@@ -13,9 +13,10 @@ from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Call, Grant, Refusal
 from kamiyo.config import AuthSettings, Settings
 from kamiyo.db.tables import Subscription
-from kamiyo.mcpserver.calls import REFUSAL_META_KEY, ServerState
 from kamiyo.mcpserver.server import build_server
 from kamiyo.runtime import Runtime
+from kamiyo.service.catalogue import target
+from kamiyo.service.state import ServerState
 from kamiyo.tiers import Tier
 
 pytestmark = pytest.mark.anyio
@@ -60,16 +61,16 @@ async def test_anonymous_callers_get_the_free_tier(
     make_gate: GateFactory,
 ) -> None:
     gate = await make_gate()
-    grant = await gate.admit(Call(tool="search_exploits"))
+    grant = await gate.admit(Call(target("search_exploits")))
     assert isinstance(grant, Grant)
     assert (grant.tier, grant.max_results) == ("free", 10)
     assert grant.hide_after is not None
     assert grant.hide_after <= dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    locked = await gate.admit(Call(tool="assess_protocol_risk"))
+    locked = await gate.admit(Call(target("assess_protocol_risk")))
     assert isinstance(locked, Refusal)
-    assert (locked.reason, locked.http_status) == ("forbidden", 403)
+    assert locked.reason == "forbidden"
     assert "needs the personal tier" in locked.message
-    assert locked.details["required_tier"] == "personal"
+    assert locked.details()["required_tier"] == "personal"
 
 
 async def test_anonymous_access_can_be_turned_off(
@@ -77,10 +78,10 @@ async def test_anonymous_access_can_be_turned_off(
     make_gate: GateFactory,
 ) -> None:
     refusal = await (await make_gate(auth={"allow_anonymous": False})).admit(
-        Call(tool="search_exploits")
+        Call(target("search_exploits"))
     )
     assert isinstance(refusal, Refusal)
-    assert (refusal.reason, refusal.http_status) == ("unauthenticated", 401)
+    assert refusal.reason == "unauthenticated"
 
 
 async def test_tiers_unlock_tools_and_raise_caps(
@@ -90,14 +91,14 @@ async def test_tiers_unlock_tools_and_raise_caps(
     gate = await make_gate(site={"upgrade_url": "https://kamiyo.test/pricing"})
     personal = await _key(sessions, "p@example.com", Tier.PERSONAL)
     team = await _key(sessions, "t@example.com", Tier.TEAM)
-    grant = await gate.admit(Call(tool="assess_protocol_risk", credential=personal))
+    grant = await gate.admit(Call(target("assess_protocol_risk"), credential=personal))
     assert isinstance(grant, Grant)
     assert (grant.tier, grant.max_results, grant.hide_after) == ("personal", 50, None)
-    wallet = await gate.admit(Call(tool="check_wallet_interactions", credential=personal))
+    wallet = await gate.admit(Call(target("check_wallet_interactions"), credential=personal))
     assert isinstance(wallet, Refusal)
     assert "needs the team tier" in wallet.message
     assert "https://kamiyo.test/pricing" in wallet.message
-    grant = await gate.admit(Call(tool="check_wallet_interactions", credential=team))
+    grant = await gate.admit(Call(target("check_wallet_interactions"), credential=team))
     assert isinstance(grant, Grant)
     assert grant.max_results == 200
 
@@ -115,10 +116,10 @@ async def test_upgrades_and_cancellations_apply_on_the_next_call(
         assert subscription is not None
         subscription.tier = Tier.TEAM.value
         await session.commit()
-        assert isinstance(await gate.admit(Call("check_wallet_interactions", key)), Grant)
+        assert isinstance(await gate.admit(Call(target("check_wallet_interactions"), key)), Grant)
         subscription.status = "canceled"
         await session.commit()
-    refused = await gate.admit(Call("assess_protocol_risk", key))
+    refused = await gate.admit(Call(target("assess_protocol_risk"), key))
     assert isinstance(refused, Refusal)
     assert "on free" in refused.message
 
@@ -129,9 +130,11 @@ async def test_upgrades_and_cancellations_apply_on_the_next_call(
 async def test_bad_credentials_are_refused(
     sessions: async_sessionmaker[AsyncSession], make_gate: GateFactory, credential: str
 ) -> None:
-    refusal = await (await make_gate()).admit(Call(tool="search_exploits", credential=credential))
+    refusal = await (await make_gate()).admit(
+        Call(target("search_exploits"), credential=credential)
+    )
     assert isinstance(refusal, Refusal)
-    assert refusal.http_status == 401
+    assert refusal.reason == "unauthenticated"
     assert credential[:20] not in refusal.message
 
 
@@ -143,7 +146,7 @@ async def test_tokens_identify_too(
         await session.commit()
         token = await tokens.issue_token(session, SETTINGS.auth, account)
     gate = await make_gate()
-    grant = await gate.admit(Call(tool="check_wallet_interactions", credential=token))
+    grant = await gate.admit(Call(target("check_wallet_interactions"), credential=token))
     assert isinstance(grant, Grant)
     assert grant.tier == "enterprise"
 
@@ -159,10 +162,15 @@ async def test_the_tools_behind_the_gate(loaded_runtime: Runtime) -> None:
     assert free.structured_content is not None
     assert free.structured_content["limit"] == 10
     assert locked.is_error is True
-    assert locked.structured_content is None  # TS clients validate it even on errors
-    assert locked.meta is not None
-    assert locked.meta[REFUSAL_META_KEY]["error"] == "forbidden"
-    assert locked.meta[REFUSAL_META_KEY]["required_tier"] == "personal"
+    # Said in structuredContent itself: some hosts show the model nothing else.
+    refused = locked.structured_content
+    assert refused is not None
+    assert (refused["error"], refused["required_tier"], refused["current_tier"]) == (
+        "forbidden",
+        "personal",
+        "free",
+    )
+    assert "needs the personal tier" in refused["message"]
 
     key = await _key(loaded_runtime.sessions, "gate-e2e@example.com", Tier.PERSONAL)
     paid = ServerState(settings=settings, gate=gate, runtime=loaded_runtime, stdio_credential=key)

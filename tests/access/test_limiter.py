@@ -44,8 +44,8 @@ async def test_the_31st_call_in_a_minute_on_personal_is_refused_with_a_retry_tim
         assert await admitted(memory, "account:1", PERSONAL, 30) == 30
         refusal = await memory.hit("account:1", PERSONAL)
         assert isinstance(refusal, Refusal)
-        assert (refusal.reason, refusal.http_status) == ("rate_limited", 429)
-        assert refusal.details == {"limit": "requests_per_minute", "limit_value": 30}
+        assert refusal.reason == "rate_limited"
+        assert (refusal.limit, refusal.limit_value) == ("requests_per_minute", 30)
         assert refusal.retry_after_s is not None
         assert 1 <= refusal.retry_after_s <= 60
         assert f"Retry in {refusal.retry_after_s} s" in refusal.message
@@ -59,7 +59,7 @@ async def test_the_daily_quota_is_its_own_limit() -> None:
         assert await admitted(memory, "account:1", tight, 8) == 5
         refusal = await memory.hit("account:1", tight)
         assert isinstance(refusal, Refusal)
-        assert refusal.details["limit"] == "requests_per_day"
+        assert refusal.limit == "requests_per_day"
         assert "5 requests per day" in refusal.message
         assert refusal.retry_after_s is not None
         assert refusal.retry_after_s > 3600
@@ -146,7 +146,7 @@ async def test_redis_down_can_fail_closed(caplog: pytest.LogCaptureFixture) -> N
         assert await closed.usage("account:1", PERSONAL) is None
     for refusal in refusals:
         assert isinstance(refusal, Refusal)
-        assert (refusal.reason, refusal.http_status) == ("unavailable", 503)
+        assert refusal.reason == "unavailable"
         assert "temporarily unavailable" in refusal.message
     assert "refusing calls" in caplog.text
 

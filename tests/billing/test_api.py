@@ -20,6 +20,7 @@ from kamiyo.billing import stripe_api
 from kamiyo.config import Settings
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import KeyReveal, Subscription
+from kamiyo.mcpserver.server import build_server
 from kamiyo.tiers import Tier
 from kamiyo.web.api import MAX_BODY_BYTES, SIGNUP_ANSWER
 from kamiyo.web.app import create_app
@@ -81,7 +82,7 @@ async def api(
     empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> AsyncIterator[Api]:
     settings = billing_settings(empty_database_url, fake_stripe, mailbox)
-    app = create_app(settings)
+    app = create_app(settings, build_server)
     # ASGITransport sends no lifespan events: run the app's own start-up and shut-down.
     async with app.router.lifespan_context(app):
         engine = create_engine(empty_database_url)
@@ -159,7 +160,7 @@ async def test_signup_without_a_public_url_is_unavailable(
     empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> None:
     settings = billing_settings(empty_database_url, fake_stripe, mailbox, site={"public_url": None})
-    app = create_app(settings)
+    app = create_app(settings, build_server)
     async with (
         app.router.lifespan_context(app),
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t") as http,
@@ -372,7 +373,7 @@ async def test_without_a_stripe_key_billing_is_unavailable(
     settings = billing_settings(
         empty_database_url, fake_stripe, mailbox, stripe={"secret_key": None}
     )
-    app = create_app(settings)
+    app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):
         engine = create_engine(empty_database_url)
         try:

@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
+from kamiyo.mcpserver.server import build_server
 from kamiyo.web.app import create_app
 from tests.billing.conftest import PUBLIC_URL, billing_settings
 from tests.billing.smtp import Mailbox
@@ -105,7 +106,7 @@ async def customer(
         stripe={"webhook_secret": SecretStr(SECRET), "prices": PRICES},
         auth={"tier_cache_s": 0},  # see each change on the very next call
     )
-    app = create_app(settings, stateless=True, json_response=True)
+    app = create_app(settings, build_server, stateless=True, json_response=True)
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app, client=("198.51.100.9", 40000))
         # A loopback Host: the MCP endpoint's DNS-rebinding guard lets only those in.

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.intel.history import ProtocolHistory, ProtocolHistoryQuery, protocol_history
+from kamiyo.intel.scope import Scope
 from kamiyo.intel.vocabulary import ATTACK_CHECKS, AttackType
 
 pytestmark = pytest.mark.anyio
@@ -19,10 +20,8 @@ async def _history(
 ) -> ProtocolHistory:
     return await protocol_history(
         session,
-        ProtocolHistoryQuery(protocol=protocol, limit=1000),
-        max_results=max_results,
-        hide_after=hide_after,
-        detailed=detailed,
+        ProtocolHistoryQuery(protocol_name=protocol, limit=1000),
+        Scope(max_results, hide_after, detailed),
     )
 
 

@@ -92,7 +92,7 @@ async def test_default_order_without_a_query_is_most_recent_first(
 
 async def test_limit_cap_and_truncation(session: AsyncSession) -> None:
     query = SearchQuery(chain="bsc", limit=100)
-    capped = await intel.search_incidents(session, query, max_results=7)
+    capped = await intel.search_incidents(session, query, intel.Scope(max_results=7))
     assert capped.count == 7
     assert capped.limit == 7
     assert capped.truncated is True
@@ -102,7 +102,9 @@ async def test_limit_cap_and_truncation(session: AsyncSession) -> None:
 
 async def test_hide_after_drops_newer_incidents(session: AsyncSession) -> None:
     cutoff = dt.date(2024, 1, 1)
-    result = await intel.search_incidents(session, SearchQuery(limit=20), hide_after=cutoff)
+    result = await intel.search_incidents(
+        session, SearchQuery(limit=20), intel.Scope(hide_after=cutoff)
+    )
     assert result.incidents
     assert all(i.date <= cutoff for i in result.incidents)
 
@@ -185,6 +187,14 @@ def test_bad_filters_are_refused_clearly() -> None:
 def test_chain_aliases_normalise() -> None:
     assert SearchQuery(chain="BNB Chain").chain == "bsc"
     assert SearchQuery(chain="ETH").chain == "ethereum"
+
+
+def test_an_unknown_chain_is_refused_not_searched() -> None:
+    # It used to be accepted as a slug and matched nothing, silently.
+    with pytest.raises(ValidationError, match="'foochain' is not a chain name KAMIYO knows") as e:
+        SearchQuery(query="ronin", chain="foochain")
+    assert "ethereum" in str(e.value)
+    assert "aliases such as eth" in str(e.value)
 
 
 async def test_get_incident_in_full(session: AsyncSession) -> None:

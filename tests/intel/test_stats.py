@@ -1,6 +1,7 @@
 import datetime as dt
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
@@ -71,3 +72,8 @@ async def test_stats_of_nothing_are_zero(session: AsyncSession) -> None:
     assert stats.rows == []
     assert stats.incidents == 0
     assert stats.total_loss_usd == 0
+
+
+def test_stats_for_an_unknown_chain_are_refused() -> None:
+    with pytest.raises(ValidationError, match="'foo' is not a chain name KAMIYO knows"):
+        StatsQuery(chain="foo")

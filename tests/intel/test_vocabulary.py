@@ -5,8 +5,6 @@ from kamiyo.intel.vocabulary import (
     AttackType,
     classify_attack,
     firm_for_url,
-    normalize_address,
-    normalize_chain,
 )
 
 
@@ -52,16 +50,6 @@ def test_every_attack_type_has_checks(kind: AttackType) -> None:
         assert check.endswith(".")
 
 
-def test_normalize_chain() -> None:
-    assert normalize_chain("BSC") == "bsc"
-    assert normalize_chain(" Binance  Smart Chain ") == "bsc"
-    assert normalize_chain("arbitrum") == "arbitrum"
-    with pytest.raises(ValueError, match="not a chain name"):
-        normalize_chain("eth'; --")
-    with pytest.raises(ValueError, match="not a chain name"):
-        normalize_chain("x" * 40)
-
-
 @pytest.mark.parametrize(
     ("url", "firm"),
     [
@@ -80,13 +68,3 @@ def test_normalize_chain() -> None:
 )
 def test_firm_for_url(url: str, firm: str | None) -> None:
     assert firm_for_url(url) == firm
-
-
-def test_normalize_address() -> None:
-    evm = "0x2419432344B0B892E592B2601B98EAE702BA360E"
-    assert normalize_address(evm) == evm.lower()
-    solana = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
-    assert normalize_address(solana) == solana
-    for bad in ("0x123", "0x" + "g" * 40, "", "not an address at all", "0" * 100):
-        with pytest.raises(ValueError, match="not an address"):
-            normalize_address(bad)

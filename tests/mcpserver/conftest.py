@@ -13,9 +13,9 @@ import pytest
 from mcp import Client
 
 from kamiyo.access.gate import OpenGate
-from kamiyo.mcpserver.calls import ServerState
 from kamiyo.mcpserver.server import build_server
 from kamiyo.runtime import Runtime
+from kamiyo.service.state import ServerState
 
 
 @pytest.fixture

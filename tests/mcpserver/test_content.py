@@ -7,6 +7,11 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent, TextResourceContents
 
+from kamiyo.access.gate import OpenGate
+from kamiyo.mcpserver.server import build_server
+from kamiyo.runtime import Runtime
+from kamiyo.service.state import ServerState
+
 pytestmark = pytest.mark.anyio
 
 
@@ -34,9 +39,26 @@ async def test_exploit_resource_template(client: Client) -> None:
     assert json.loads(contents[0].text)["protocol"] == "EulerFinance"
 
 
-async def test_unknown_exploit_resource_is_an_error(client: Client) -> None:
-    with pytest.raises(MCPError, match="no incident with id"):
+async def test_unknown_exploit_resource_is_not_found(client: Client) -> None:
+    """The protocol's resource-not-found error, not an internal error (2026-07-28: -32602)."""
+    with pytest.raises(MCPError, match="No incident with id '19990101_nothing'") as caught:
         await client.read_resource("kamiyo://exploits/19990101_nothing")
+    assert caught.value.code == -32602
+    assert caught.value.error.data == {"uri": "kamiyo://exploits/19990101_nothing"}
+
+
+async def test_unknown_exploit_resource_is_not_found_for_older_clients(
+    loaded_runtime: Runtime,
+) -> None:
+    """Up to 2025-11-25 the code for a missing resource is -32002."""
+    state = ServerState(
+        settings=loaded_runtime.settings, gate=OpenGate(max_results=50), runtime=loaded_runtime
+    )
+    async with Client(build_server(state), mode="legacy") as legacy:
+        assert legacy.protocol_version < "2026-07-28"
+        with pytest.raises(MCPError, match="No incident with id") as caught:
+            await legacy.read_resource("kamiyo://exploits/19990101_nothing")
+    assert caught.value.code == -32002
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
-from kamiyo.access.gate import Call, Grant, OpenGate, Outcome, Refusal
-from kamiyo.mcpserver.calls import ServerState
+from kamiyo.access.gate import Call, Completed, Grant, OpenGate, Outcome, Refusal
 from kamiyo.mcpserver.server import build_server
 from kamiyo.runtime import Runtime
+from kamiyo.service.state import ServerState
 
 pytestmark = pytest.mark.anyio
 
@@ -19,6 +19,7 @@ TOOLS = {
     "health_check",
     "search_exploits",
     "get_exploit",
+    "find_exploit_by_tx",
     "get_exploit_stats",
     "assess_protocol_risk",
     "check_wallet_interactions",
@@ -102,7 +103,9 @@ async def test_get_exploit(client: Client) -> None:
 async def test_get_unknown_exploit_is_a_tool_error(client: Client) -> None:
     result = await client.call_tool("get_exploit", {"exploit_id": "19990101_nothing"})
     assert result.is_error is True
-    assert "no incident with id '19990101_nothing'" in text_of(result)
+    assert "No incident with id '19990101_nothing'" in text_of(result)
+    assert result.structured_content is not None
+    assert result.structured_content["error"] == "not_found"
     assert "search_exploits" in text_of(result)
 
 
@@ -209,10 +212,10 @@ async def test_identical_calls_share_a_cached_answer_and_are_still_completed(
             grant: Grant,
             outcome: Outcome,
             results: int | None = None,
-            answer: dict[str, Any] | None = None,
-        ) -> Mapping[str, Any] | Refusal:
-            completed.append(f"{call.tool}:{outcome}:{results}")
-            return {}
+            answer: Mapping[str, Any] | None = None,
+        ) -> Completed | Refusal:
+            completed.append(f"{call.target.name}:{outcome}:{results}")
+            return Completed()
 
     settings = loaded_runtime.settings.with_changes(answers={"cache_ttl_s": 60})
     state = ServerState(
@@ -241,8 +244,9 @@ async def test_assess_protocol_risk_recommends_checks_only_with_detailed_risk(
 ) -> None:
     schema = {t.name: t for t in (await client.list_tools()).tools}["assess_protocol_risk"]
     assert schema.output_schema is not None
-    assert "recommendations" in schema.output_schema["properties"]
-    assert "recommendations" not in schema.output_schema.get("required", [])
+    answer = schema.output_schema["anyOf"][0]
+    assert "recommendations" in answer["properties"]
+    assert "recommendations" not in answer.get("required", [])
     plain = structured(await client.call_tool("assess_protocol_risk", {"protocol_name": "Sushi"}))
     assert plain["recommendations"] is None
 

@@ -9,12 +9,12 @@ from mcp import Client
 from pydantic import SecretStr
 
 from kamiyo.access.account_gate import AccountGate
+from kamiyo.chains import AcceptedNetwork
 from kamiyo.config import Settings
-from kamiyo.mcpserver.calls import ServerState
 from kamiyo.mcpserver.server import build_server
 from kamiyo.payments.cashier import Cashier, open_cashier
-from kamiyo.payments.networks import AcceptedNetwork
 from kamiyo.runtime import Runtime
+from kamiyo.service.state import ServerState
 from tests.payments.evm_chain import EvmChain
 from tests.payments.solana_chain import SolanaChain
 

@@ -19,8 +19,9 @@ import pytest
 from x402.schemas import PaymentPayload, PaymentRequired
 
 from kamiyo.config import AnswerSettings, DatabaseSettings, Settings, X402Settings
-from kamiyo.payments.wire import encode_header
+from kamiyo.mcpserver.server import build_server
 from kamiyo.web.app import create_app
+from kamiyo.web.wire import encode_header
 from tests.mcpserver.conftest import http_server_process, run_kamiyo
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
 from tests.payments.serving import evm_network
@@ -62,7 +63,7 @@ async def rest(empty_database_url: str, evm_chain: EvmChain, tmp_path: Path) -> 
         answers=AnswerSettings(cache_ttl_s=0),
         _env_file=None,
     )
-    app = create_app(settings)
+    app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app, client=("198.51.100.11", 40000))
         async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:

@@ -1,31 +1,21 @@
-"""The price list: one place, banded by result count, described in dollars."""
+"""Prices: banded by result count, described in dollars."""
 
 import pytest
 
-from kamiyo.payments.prices import (
-    PAID_MAX_RESULTS,
-    PRICES,
-    describe,
-    price_meta,
-    price_of,
-    tool_prices,
-    usd,
-)
-from kamiyo.tiers import FREE_TOOLS
+from kamiyo.payments.prices import PAID_MAX_RESULTS, Band, Price, tool_price, usd
+
+SEARCH = Price(10_000, bands=(Band(10, 10_000), Band(PAID_MAX_RESULTS, 20_000)))
 
 
 @pytest.mark.parametrize(
     ("limit", "amount"), [(None, 10_000), (1, 10_000), (10, 10_000), (11, 20_000), (1000, 20_000)]
 )
-def test_search_is_banded_by_the_limit_asked_for(limit: int | None, amount: int) -> None:
-    arguments = {} if limit is None else {"limit": limit}
-    assert price_of("search_exploits", arguments) == amount
+def test_a_banded_price_follows_the_size_asked_for(limit: int | None, amount: int) -> None:
+    assert SEARCH.for_size(limit) == amount
 
 
-def test_free_tools_have_no_price() -> None:
-    for tool in ("health_check", "get_pricing", "get_usage"):
-        assert price_of(tool, {}) is None
-    assert FREE_TOOLS - set(PRICES) == {"health_check", "get_pricing", "get_usage"}
+def test_a_fixed_price_ignores_the_size() -> None:
+    assert Price(50_000).for_size(500) == 50_000
 
 
 @pytest.mark.parametrize(
@@ -35,13 +25,9 @@ def test_dollars(amount: int, text: str) -> None:
     assert usd(amount) == text
 
 
-def test_descriptions_and_meta_agree_with_the_table() -> None:
-    assert describe("assess_protocol_risk") == "$0.05"
-    assert describe("search_exploits") == "$0.01 for up to 10 results, $0.02 for up to 50 results"
-    meta = price_meta("search_exploits")
-    assert meta is not None
-    entry = meta["kamiyo/price"]
-    assert entry["amount"] == "10000"
-    assert [band["up_to_results"] for band in entry["bands"]] == [10, PAID_MAX_RESULTS]
-    assert {p.tool for p in tool_prices()} == set(PRICES)
-    assert price_meta("health_check") is None
+def test_descriptions_and_entries_agree() -> None:
+    assert Price(50_000).describe() == "$0.05"
+    assert SEARCH.describe() == "$0.01 for up to 10 results, $0.02 for up to 50 results"
+    entry = tool_price("search_exploits", SEARCH)
+    assert entry.amount == "10000"
+    assert [band.up_to_results for band in entry.bands] == [10, PAID_MAX_RESULTS]

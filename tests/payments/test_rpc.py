@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from prometheus_client import REGISTRY
 
-from kamiyo.payments import rpc as rpc_module
+from kamiyo.outbound import pool as pool_module
 from kamiyo.payments.rpc import (
     MAX_BATCH,
     RpcRequestError,
@@ -349,7 +349,7 @@ def recorded_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def record(seconds: float) -> None:
         waits.append(round(seconds, 1))
 
-    monkeypatch.setattr(rpc_module, "pause", record)
+    monkeypatch.setattr(pool_module, "pause", record)
     return waits
 
 

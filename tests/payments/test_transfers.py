@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kamiyo.payments.networks import SOLANA, SOLANA_DEVNET, AcceptedNetwork
+from kamiyo.chains import SOLANA, SOLANA_DEVNET, AcceptedNetwork
 from kamiyo.payments.transfers import (
     References,
     TransferClaim,

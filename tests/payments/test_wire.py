@@ -8,14 +8,10 @@ from typing import Any
 import pytest
 from x402.schemas import PaymentRequirements
 
-from kamiyo.payments.wire import (
-    MalformedPaymentError,
-    encode_header,
-    payment_in_headers,
-    payment_in_meta,
-    read_payment,
-    v2_network,
-)
+from kamiyo.mcpserver.wire import payment_in_meta
+from kamiyo.payments.outcomes import RawPayment
+from kamiyo.payments.wire import MalformedPaymentError, read_payment, v2_network
+from kamiyo.web.wire import encode_header, payment_in_headers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "x402"
 
@@ -35,7 +31,9 @@ def _accepts() -> list[PaymentRequirements]:
 
 
 def test_the_spec_request_payload_is_read() -> None:
-    payment = read_payment(payment_in_meta({"x402/payment": _request_payment()}), _accepts())
+    raw = payment_in_meta({"x402/payment": _request_payment()})
+    assert raw is not None
+    payment = read_payment(raw.sent, _accepts())
     assert payment.x402_version == 2
     assert payment.accepted.network == "eip155:84532"
     assert payment.payload["authorization"]["value"] == "10000"
@@ -52,19 +50,21 @@ def test_every_shape_seen_in_the_wild_reads_the_same(shape: str) -> None:
         "dotted-key": {"x402.payment": document},
     }
     raw = payment_in_meta(shapes[shape])
-    assert read_payment(raw, _accepts()) == read_payment(document, _accepts())
+    assert raw is not None
+    assert read_payment(raw.sent, _accepts()) == read_payment(document, _accepts())
 
 
 def test_the_spec_header_decodes_to_its_documented_payload() -> None:
     header = (FIXTURES / "http_v2.PAYMENT-SIGNATURE.header.txt").read_text().strip()
     decoded = _fixture("http_v2.payment_signature.decoded.json")
     raw = payment_in_headers({"payment-signature": header})
+    assert raw is not None
     accepts = [PaymentRequirements.model_validate(decoded["accepted"])]
-    assert read_payment(raw, accepts).model_dump(by_alias=True, exclude_none=True) == decoded
+    assert read_payment(raw.sent, accepts).model_dump(by_alias=True, exclude_none=True) == decoded
 
 
 def test_a_v1_header_is_taken_too() -> None:
-    assert payment_in_headers({"X-PAYMENT": "abc"}) == "abc"
+    assert payment_in_headers({"X-PAYMENT": "abc"}) == RawPayment("abc")
     assert payment_in_headers({"Accept": "*/*"}) is None
 
 

@@ -9,6 +9,7 @@ import pytest
 from kamiyo.access import accounts, keys
 from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.mcpserver.server import build_server
 from kamiyo.tiers import Tier
 from kamiyo.web.app import create_app
 
@@ -26,7 +27,7 @@ async def rest(empty_database_url: str) -> AsyncIterator[Rest]:
     settings = Settings(
         database=DatabaseSettings(url=empty_database_url), environment="test", _env_file=None
     )
-    app = create_app(settings)
+    app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):
         engine = create_engine(empty_database_url)
         try:
@@ -96,14 +97,15 @@ async def test_bad_parameters_get_a_400_that_names_them(
 ) -> None:
     response = await rest.http.get("/api/v1/exploits", params=params)
     assert response.status_code == 400
-    assert response.json()["error"] == "invalid_request"
+    assert response.json()["error"] == "invalid_arguments"
     assert message in response.json()["error_description"]
 
 
 async def test_an_unknown_incident_and_a_bad_key(rest: Rest) -> None:
     missing = await rest.http.get("/api/v1/exploits/nope", headers=_bearer(rest.enterprise))
-    assert missing.status_code == 400
-    assert "no incident with id 'nope'" in missing.json()["error_description"]
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+    assert "No incident with id 'nope'" in missing.json()["error_description"]
     refused = await rest.http.get("/api/v1/stats", headers=_bearer("kmy_live_" + "x" * 43))
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith('Bearer error="invalid_token"')

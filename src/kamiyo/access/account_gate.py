@@ -2,9 +2,9 @@
 
 Identify (API key, else JWT, else anonymous on the free tier when allowed) -> tier from the
 subscription state, remembered for ``tier_cache_s`` seconds so an upgrade or a cancellation
-takes effect within seconds without a database read on every call -> the tool must be one the
-tier unlocks -> the account's requests per minute and per day -> a grant with the tier's caps.
-Every call, admitted or refused, goes to the meter.
+takes effect within seconds without a database read on every call -> the caller's tier must
+include the one the call's target names -> the account's requests per minute and per day -> a
+grant with the tier's caps. Every call, admitted or refused, goes to the meter.
 """
 
 import datetime as dt
@@ -12,38 +12,34 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts, keys, tokens
-from kamiyo.access.gate import Admission, Call, Grant, Outcome, Refusal, Replayed
+from kamiyo.access.gate import (
+    PAID_TIER,
+    Admission,
+    Call,
+    Completed,
+    Grant,
+    Identity,
+    Outcome,
+    Refusal,
+    RefusalReason,
+    Replayed,
+)
 from kamiyo.access.limiter import Limiter
 from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.payments.cashier import Cashier
-from kamiyo.payments.outcomes import Answered, Declined, Quote
+from kamiyo.payments.outcomes import Answered, Declined, NotSettled, Quote
 from kamiyo.payments.prices import PAID_MAX_RESULTS
-from kamiyo.payments.wire import MCP_RECEIPT_KEY
-from kamiyo.tiers import TIERS, Tier, lowest_tier_with
+from kamiyo.tiers import TIERS, Tier
 
-ANONYMOUS = "anonymous"
 UNKNOWN_TIER = "none"  # in usage records of callers who could not be identified
-PAID_TIER = "x402"  # in grants and usage records of calls paid for one by one
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    tier: Tier
-    account_pk: int | None = None  # None: anonymous
-    key_pk: int | None = None  # None: anonymous or a token
-
-    def subject(self, peer: str) -> str:
-        """The name limits are counted under: the account, or the peer for anonymous callers."""
-        return f"account:{self.account_pk}" if self.account_pk is not None else f"peer:{peer}"
 
 
 class AccountGate:
@@ -91,10 +87,10 @@ class AccountGate:
             self._meter_refusal(call, None, identity)
             return identity
         policy = TIERS[identity.tier]
-        if call.tool not in policy.tools and not call.tool.startswith("resource:"):
+        if not identity.tier.includes(call.target.tier):
             if (quote := self._quote(call)) is not None:
                 return await self._paid(call, identity, quote)
-            refusal = self._locked(call.tool, identity.tier)
+            refusal = self._locked(call, identity.tier)
             self._meter_refusal(call, identity, refusal)
             return refusal
         subject = identity.subject(call.peer)
@@ -122,9 +118,9 @@ class AccountGate:
         grant: Grant,
         outcome: Outcome,
         results: int | None = None,
-        answer: dict[str, Any] | None = None,
-    ) -> Mapping[str, Any] | Refusal:
-        meta: Mapping[str, Any] | Refusal = {}
+        answer: Mapping[str, Any] | None = None,
+    ) -> Completed | Refusal:
+        completed: Completed | Refusal = Completed()
         status: str = outcome
         if grant.payment is not None and self.cashier is not None:
             sessions = self._require_sessions()
@@ -132,19 +128,19 @@ class AccountGate:
             if outcome != "ok":  # the tool failed: the payment is not taken
                 await self.cashier.release(hold, "tool_failed", sessions)
             else:
-                receipt = await self.cashier.settle(hold, answer, sessions)
-                if isinstance(receipt, str):
-                    declined = self.cashier.not_settled(hold, receipt)
-                    meta = _payment_refusal(declined)
-                    status, results = "payment_required", None
+                settled = await self.cashier.settle(hold, answer, sessions)
+                if isinstance(settled, NotSettled):
+                    declined = self.cashier.not_settled(hold, settled.reason)
+                    completed = _payment_refusal(declined)
+                    status, results = RefusalReason.PAYMENT_REQUIRED.value, None
                 else:
-                    meta = {MCP_RECEIPT_KEY: receipt}
+                    completed = Completed(settled.receipt)
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
                 account_pk=grant.account_pk,
                 key_pk=grant.key_pk,
-                tool=call.tool,
+                tool=call.target.name,
                 tier=grant.tier,
                 status=status,
                 duration_us=_elapsed_us(call),
@@ -152,23 +148,23 @@ class AccountGate:
                 cost_units=1 if status == "ok" else 0,  # a failed call costs nothing
             )
         )
-        return meta
+        return completed
 
     def _quote(self, call: Call) -> Quote | None:
-        if self.cashier is None:
+        """What the call would cost paid on its own, or None when it cannot be paid for."""
+        price = call.target.price
+        if self.cashier is None or price is None or call.resource is None:
             return None
-        resource = call.resource or f"mcp://tool/{call.tool}"
-        return self.cashier.quote(call.tool, call.arguments, resource)
+        return self.cashier.quote(call.target.name, price, call.size, call.resource)
 
     async def _paid(self, call: Call, identity: Identity | None, quote: Quote) -> Admission:
         """Admit a call on its own x402 payment, or ask for one."""
         assert self.cashier is not None  # there is a quote only when there is a cashier
         if call.payment is None:
             asked = Refusal(
-                "payment_required",
+                RefusalReason.PAYMENT_REQUIRED,
                 self.cashier.ask(quote),
-                402,
-                details={"x402": quote.required.model_dump(mode="json", exclude_none=True)},
+                payment_required=quote.required,
             )
             self._meter_refusal(call, identity, asked)
             return asked
@@ -178,7 +174,7 @@ class AccountGate:
             self._meter_refusal(call, identity, refusal)
             return refusal
         if isinstance(accepted, Answered):
-            return Replayed(accepted.answer, {MCP_RECEIPT_KEY: accepted.receipt})
+            return Replayed(accepted.answer, accepted.receipt)
         return Grant(
             tier=PAID_TIER,
             max_results=min(PAID_MAX_RESULTS, self._settings.answers.max_results),
@@ -195,6 +191,14 @@ class AccountGate:
 
     async def limits_status(self) -> str:
         return await self.limiter.status()
+
+    @property
+    def takes_payments(self) -> bool:
+        return self.cashier is not None
+
+    @property
+    def takes_transfers(self) -> bool:
+        return self.cashier is not None and self.cashier.takes_transfers
 
     async def usage(self, grant: Grant, session: AsyncSession) -> UsageReport:
         windows = await self.limiter.usage(grant.subject, TIERS[Tier(grant.tier)])
@@ -215,9 +219,8 @@ class AccountGate:
             if self._settings.auth.allow_anonymous:
                 return Identity(Tier.FREE)
             return Refusal(
-                "unauthenticated",
+                RefusalReason.UNAUTHENTICATED,
                 "This server needs an API key or access token (Authorization: Bearer ...).",
-                401,
             )
         digest = hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()
         if self._identities is not None and (known := self._identities.get(digest)) is not None:
@@ -233,28 +236,26 @@ class AccountGate:
             if keys.looks_like_key(credential):
                 found = await keys.account_for_key(session, credential)
                 if found is None:
-                    return Refusal("unauthenticated", "Unknown or revoked API key.", 401)
+                    return Refusal(RefusalReason.UNAUTHENTICATED, "Unknown or revoked API key.")
                 account, key_pk = found
             else:
                 try:
                     account = await tokens.verify_token(session, self._settings.auth, credential)
                 except tokens.TokenError as exc:
-                    return Refusal("unauthenticated", f"Access token refused: {exc}.", 401)
+                    return Refusal(RefusalReason.UNAUTHENTICATED, f"Access token refused: {exc}.")
             grace = dt.timedelta(days=self._settings.stripe.past_due_grace_days)
             tier = await accounts.current_tier(session, account, grace)
             return Identity(tier, account.pk, key_pk)
 
-    def _locked(self, tool: str, tier: Tier) -> Refusal:
-        needed = lowest_tier_with(tool)
-        if needed is None:
-            return Refusal("forbidden", f"{tool} is not available on any tier.", 403)
+    def _locked(self, call: Call, tier: Tier) -> Refusal:
+        needed = call.target.tier
         where = f" at {self._settings.site.upgrade_url}" if self._settings.site.upgrade_url else ""
         return Refusal(
-            "forbidden",
-            f"{tool} needs the {needed.value} tier or above; this caller is on {tier.value}. "
-            f"Upgrade{where} to unlock it.",
-            403,
-            details={"required_tier": needed.value, "current_tier": tier.value},
+            RefusalReason.FORBIDDEN,
+            f"{call.target.name} needs the {needed.value} tier or above; this caller is on "
+            f"{tier.value}. Upgrade{where} to unlock it.",
+            required_tier=needed,
+            current_tier=tier,
         )
 
     def _meter_refusal(self, call: Call, identity: Identity | None, refusal: Refusal) -> None:
@@ -263,7 +264,7 @@ class AccountGate:
                 at=dt.datetime.now(dt.UTC),
                 account_pk=identity.account_pk if identity else None,
                 key_pk=identity.key_pk if identity else None,
-                tool=call.tool,
+                tool=call.target.name,
                 tier=identity.tier.value if identity else UNKNOWN_TIER,
                 status=refusal.reason,
                 duration_us=_elapsed_us(call),
@@ -274,8 +275,9 @@ class AccountGate:
 
 
 def _payment_refusal(declined: Declined) -> Refusal:
-    details = {"x402": declined.required.model_dump(mode="json", exclude_none=True)}
-    return Refusal("payment_required", declined.message, 402, details=details)
+    return Refusal(
+        RefusalReason.PAYMENT_REQUIRED, declined.message, payment_required=declined.required
+    )
 
 
 def _elapsed_us(call: Call) -> int:

@@ -1,12 +1,13 @@
 """The gate: every call is admitted with a grant or refused, then completed.
 
-Surfaces (MCP tools, REST) build a ``Call``, ask ``admit`` and either run the intel function with
-the grant's caps or hand the refusal back in their own wire format; after the work they call
-``complete`` (settle payments, meter). Only the gate decides; no tool checks tiers itself.
+The service pipeline builds a ``Call`` (what is asked for, by whom, paid how), asks ``admit``
+and either runs the operation with the grant's scope or hands the refusal to the surface, which
+renders it in its own wire format; after the work it calls ``complete`` (settle the payment,
+meter). Only the gate decides; no operation checks tiers itself.
 
-``OpenGate`` admits every call with the operator's result cap and records nothing (a server
-without accounts, and tests of the tools themselves); ``AccountGate`` (account_gate.py) applies
-the tiers.
+``OpenGate`` admits every call with the operator's result cap and records nothing (the command
+line, a server without accounts, and tests of the operations themselves); ``AccountGate``
+(account_gate.py) applies the tiers.
 """
 
 import datetime as dt
@@ -14,23 +15,38 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from x402.schemas import PaymentRequired, SettleResponse
 
 from kamiyo.access.usage import UsageReport
-from kamiyo.payments.outcomes import Hold
+from kamiyo.intel.scope import Scope
+from kamiyo.payments.outcomes import Hold, Payment
+from kamiyo.payments.prices import Price
+from kamiyo.tiers import Tier
 
 Outcome = Literal["ok", "error"]
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """What a call asks for, as the gate sees it: a name (for limits, records and receipts),
+    the lowest tier that unlocks it, and its price per call (None: never paid for)."""
+
+    name: str
+    tier: Tier = Tier.FREE
+    price: Price | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
-    tool: str
+    target: Target
     credential: str | None = None
-    # The tool's arguments (a price can depend on them) and an attached x402 payment, as sent.
-    arguments: Mapping[str, Any] = field(default_factory=dict)
-    payment: Any = None
+    # How many records the call asks for, where a price depends on it.
+    size: int | None = None
+    payment: Payment | None = None
     # What x402 names the thing paid for: mcp://tool/<name>, or the REST URL.
     resource: str | None = None
     # Who is on the other end of the connection (client address on HTTP, "local" on stdio):
@@ -40,10 +56,28 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
-class Grant:
-    """What an admitted call may see."""
+class Identity:
+    """Who a credential belongs to and the tier they hold now."""
 
-    tier: str
+    tier: Tier
+    account_pk: int | None = None  # None: anonymous
+    key_pk: int | None = None  # None: anonymous or a token
+
+    def subject(self, peer: str) -> str:
+        """The name limits are counted under: the account, or the peer for anonymous callers."""
+        return f"account:{self.account_pk}" if self.account_pk is not None else f"peer:{peer}"
+
+
+# A grant's tier: a subscription tier, a call paid for on its own, or the open gate.
+PAID_TIER = "x402"
+OPEN_TIER = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What an admitted call may see, and who it is for."""
+
+    tier: str  # a Tier's value, PAID_TIER or OPEN_TIER
     max_results: int
     # Incidents dated after this are withheld (a delayed feed); None means real time.
     hide_after: dt.date | None = None
@@ -57,16 +91,45 @@ class Grant:
     # A verified x402 payment held for this call: settled by ``complete`` if the call succeeds.
     payment: Hold | None = None
 
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.max_results, self.hide_after, self.detailed_risk)
+
+
+class RefusalReason(StrEnum):
+    UNAUTHENTICATED = "unauthenticated"  # no usable credential
+    FORBIDDEN = "forbidden"  # the caller's tier does not unlock it
+    RATE_LIMITED = "rate_limited"  # a per-minute or per-day limit
+    UNAVAILABLE = "unavailable"  # the gate cannot decide now (its store is down)
+    PAYMENT_REQUIRED = "payment_required"  # pay for this call (x402), or the payment failed
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """A call the gate turned away, in terms every surface can render."""
 
-    reason: str  # machine-readable: unauthenticated, forbidden, rate_limited, payment_required
+    reason: RefusalReason
     message: str  # one sentence an agent or a person can act on
-    http_status: int
-    details: Mapping[str, Any] = field(default_factory=dict)
     retry_after_s: int | None = None
+    # A locked operation: the tier that unlocks it and the caller's.
+    required_tier: Tier | None = None
+    current_tier: Tier | None = None
+    # A rate limit: which one (requests_per_minute, requests_per_day) and its value.
+    limit: str | None = None
+    limit_value: int | None = None
+    # How to pay for this call (x402), when the reason is PAYMENT_REQUIRED.
+    payment_required: PaymentRequired | None = None
+
+    def details(self) -> dict[str, Any]:
+        """The machine-readable fields that are set, under their wire names."""
+        fields = {
+            "retry_after_seconds": self.retry_after_s,
+            "required_tier": self.required_tier.value if self.required_tier else None,
+            "current_tier": self.current_tier.value if self.current_tier else None,
+            "limit": self.limit,
+            "limit_value": self.limit_value,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +137,14 @@ class Replayed:
     """This exact call was paid for and answered before (x402 payment-identifier): answer again."""
 
     answer: dict[str, Any]
-    meta: Mapping[str, Any]
+    receipt: SettleResponse | None
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A call finished; ``receipt`` is its settled payment, if it was paid for."""
+
+    receipt: SettleResponse | None = None
 
 
 Admission = Grant | Refusal | Replayed
@@ -85,6 +155,10 @@ class Gate(Protocol):
         self, sessions: async_sessionmaker[AsyncSession]
     ) -> AbstractAsyncContextManager[None]:
         """Run the gate on this database while the transport serves; on exit it flushes."""
+        ...
+
+    async def identify(self, credential: str | None) -> Identity | Refusal:
+        """Who holds this credential (None: an anonymous caller), and their tier now."""
         ...
 
     async def check_credential(self, credential: str | None) -> Refusal | None:
@@ -99,10 +173,10 @@ class Gate(Protocol):
         grant: Grant,
         outcome: Outcome,
         results: int | None = None,
-        answer: dict[str, Any] | None = None,
-    ) -> Mapping[str, Any] | Refusal:
-        """Finish an admitted call: metadata to attach to the result (e.g. a payment receipt),
-        or a refusal when the answer must be withheld (its payment did not settle).
+        answer: Mapping[str, Any] | None = None,
+    ) -> Completed | Refusal:
+        """Finish an admitted call, or refuse it when its answer must be withheld (its payment
+        did not settle).
 
         ``results`` is how many records the answer holds, for metering; ``answer`` is the
         structured answer, kept with a payment so a retry of that payment gets it again.
@@ -117,6 +191,16 @@ class Gate(Protocol):
         """Where rate limits are kept and whether that store answers (for health checks)."""
         ...
 
+    @property
+    def takes_payments(self) -> bool:
+        """Whether calls may be paid for one by one (x402)."""
+        ...
+
+    @property
+    def takes_transfers(self) -> bool:
+        """Whether a call may be paid by a plain Solana transfer named in its arguments."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class OpenGate:
@@ -126,11 +210,14 @@ class OpenGate:
     async def serving(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
         yield
 
+    async def identify(self, credential: str | None) -> Identity | Refusal:
+        return Identity(Tier.ENTERPRISE)  # no accounts: everything is open
+
     async def check_credential(self, credential: str | None) -> Refusal | None:
         return None
 
     async def admit(self, call: Call) -> Admission:
-        return Grant(tier="open", max_results=self.max_results)
+        return Grant(tier=OPEN_TIER, max_results=self.max_results)
 
     async def complete(
         self,
@@ -138,9 +225,9 @@ class OpenGate:
         grant: Grant,
         outcome: Outcome,
         results: int | None = None,
-        answer: dict[str, Any] | None = None,
-    ) -> Mapping[str, Any] | Refusal:
-        return {}
+        answer: Mapping[str, Any] | None = None,
+    ) -> Completed | Refusal:
+        return Completed()
 
     async def limits_status(self) -> str:
         return "none (open gate)"
@@ -149,3 +236,11 @@ class OpenGate:
         return UsageReport(
             tier=grant.tier, max_results=grant.max_results, minute=None, day=None, month=None
         )
+
+    @property
+    def takes_payments(self) -> bool:
+        return False
+
+    @property
+    def takes_transfers(self) -> bool:
+        return False

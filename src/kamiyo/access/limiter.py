@@ -27,7 +27,7 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 
-from kamiyo.access.gate import Refusal
+from kamiyo.access.gate import Refusal, RefusalReason
 from kamiyo.access.usage import Window
 from kamiyo.config import RedisSettings
 from kamiyo.tiers import TierPolicy
@@ -212,19 +212,18 @@ def _over(limit: str, amount: int, retry_in_s: float) -> Refusal:
     retry = max(1, math.ceil(retry_in_s))
     per = "minute" if limit == "requests_per_minute" else "day"
     return Refusal(
-        "rate_limited",
+        RefusalReason.RATE_LIMITED,
         f"Rate limit reached: {amount} requests per {per} on this tier. "
         f"Retry in {retry} s, or upgrade for a higher limit.",
-        429,
-        details={"limit": limit, "limit_value": amount},
         retry_after_s=retry,
+        limit=limit,
+        limit_value=amount,
     )
 
 
 def _unavailable() -> Refusal:
     return Refusal(
-        "unavailable",
+        RefusalReason.UNAVAILABLE,
         "Rate limiting is temporarily unavailable, so calls are paused; try again shortly.",
-        503,
         retry_after_s=5,
     )

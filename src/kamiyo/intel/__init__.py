@@ -1,11 +1,25 @@
 """Exploit intelligence: the incident store, search and statistics.
 
 Plain async functions over an ``AsyncSession`` and pydantic models. This package knows nothing
-of MCP, HTTP, tiers, accounts or money; the surfaces call it after the gate has spoken.
+of MCP, HTTP, tiers, accounts or money; the surfaces call it after the gate has spoken, with a
+``Scope`` that says what the caller may see. Each operation is one function
+``(session, query, scope) -> answer``.
 """
 
+from kamiyo.intel.history import (
+    AddressScreen,
+    AddressScreenQuery,
+    DatasetInfo,
+    ProtocolHistory,
+    ProtocolHistoryQuery,
+    dataset_info,
+    protocol_history,
+    screen_address,
+)
 from kamiyo.intel.models import (
+    ExploitQuery,
     Incident,
+    IncidentList,
     IncidentRecord,
     IncidentSummary,
     SearchQuery,
@@ -14,21 +28,41 @@ from kamiyo.intel.models import (
     Stats,
     StatsGroup,
     StatsQuery,
+    TransactionMatches,
+    TransactionQuery,
 )
-from kamiyo.intel.search import get_incident, search_incidents
+from kamiyo.intel.scope import InvalidQueryError, NotFoundError, Scope
+from kamiyo.intel.search import exploit, find_by_transaction, get_incident, search_incidents
 from kamiyo.intel.stats import incident_stats
 
 __all__ = [
+    "AddressScreen",
+    "AddressScreenQuery",
+    "DatasetInfo",
+    "ExploitQuery",
     "Incident",
+    "IncidentList",
     "IncidentRecord",
     "IncidentSummary",
+    "InvalidQueryError",
+    "NotFoundError",
+    "ProtocolHistory",
+    "ProtocolHistoryQuery",
+    "Scope",
     "SearchQuery",
     "SearchResult",
     "SortOrder",
     "Stats",
     "StatsGroup",
     "StatsQuery",
+    "TransactionMatches",
+    "TransactionQuery",
+    "dataset_info",
+    "exploit",
+    "find_by_transaction",
     "get_incident",
     "incident_stats",
+    "protocol_history",
+    "screen_address",
     "search_incidents",
 ]

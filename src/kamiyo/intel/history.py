@@ -10,15 +10,17 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import Dataset, IncidentAddress
 from kamiyo.db.tables import Incident as IncidentRow
-from kamiyo.intel.models import Address, ChainName, FrozenModel, IncidentSummary, SearchQuery
+from kamiyo.intel.models import Address, Chain, FrozenModel, IncidentSummary, SearchQuery
+from kamiyo.intel.scope import Scope
 from kamiyo.intel.search import matching, search_incidents
+from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import ATTACK_CHECKS, AddressRole, AttackType
 
 # Roles that mark the address itself as acting against a protocol.
@@ -28,10 +30,21 @@ HOSTILE_ROLES = frozenset(
 
 
 class ProtocolHistoryQuery(FrozenModel):
-    protocol: str = Field(min_length=1, max_length=120)
-    chain: ChainName | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
+    protocol_name: str = Field(
+        min_length=1, max_length=120, description="Protocol name, e.g. 'Euler' or 'Curve'."
+    )
+    chain: Chain = None
+    limit: int = Field(default=10, ge=1, le=1000, description="How many incidents to list.")
 
+    @field_validator("protocol_name")
+    @classmethod
+    def _has_words(cls, value: str) -> str:
+        if not query_terms(value):
+            raise ValueError("needs at least one word to look for")
+        return value
+
+
+OPEN = Scope()
 
 RECOMMENDATION_BASIS = (
     "Derived from the attack types in this protocol's own incident history, not from an audit "
@@ -92,44 +105,44 @@ def _recommendations(rows: Sequence[Row[Any]]) -> list[Recommendation]:
 async def protocol_history(
     session: AsyncSession,
     query: ProtocolHistoryQuery,
-    *,
-    max_results: int | None = None,
-    hide_after: dt.date | None = None,
-    detailed: bool = False,
+    scope: Scope = OPEN,
 ) -> ProtocolHistory:
-    """Past incidents whose protocol name matches ``query.protocol``, with their totals.
+    """Past incidents whose protocol name matches ``query.protocol_name``, with their totals.
 
-    The totals and ``detailed`` recommendations cover every matching incident not withheld by
-    ``hide_after``; only the listed incidents are capped by ``query.limit`` and ``max_results``.
+    The totals and the recommendations of a ``detailed`` scope cover every matching incident
+    the scope does not withhold; only the listed incidents are capped by ``query.limit`` and
+    ``scope.max_results``.
     """
-    search = SearchQuery(query=query.protocol, chain=query.chain, sort="recent", limit=query.limit)
+    search = SearchQuery(
+        query=query.protocol_name, chain=query.chain, sort="recent", limit=query.limit
+    )
     stmt, _ = matching(
         (IncidentRow.attack_type, IncidentRow.loss_usd, IncidentRow.date),
         search,
         dialect_name(session),
-        hide_after=hide_after,
+        hide_after=scope.hide_after,
         protocol_only=True,
     )
     rows = (await session.execute(stmt)).all()
     page = await search_incidents(
-        session, search, max_results=max_results, hide_after=hide_after, protocol_only=True
+        session, search, Scope(scope.max_results, scope.hide_after), protocol_only=True
     )
     dates = [row.date for row in rows]
     loss = round(sum(row.loss_usd or 0 for row in rows), 2)
     where = f" on {query.chain}" if query.chain else ""
     if rows:
         summary = (
-            f"{len(rows)} past incident(s){where} match '{query.protocol}', the latest on "
+            f"{len(rows)} past incident(s){where} match '{query.protocol_name}', the latest on "
             f"{max(dates).isoformat()}, with ${loss:,.0f} lost where a USD figure is known. "
             "This is incident history, not a risk score."
         )
     else:
         summary = (
-            f"No incident{where} in KAMIYO's data matches '{query.protocol}'. That is the "
+            f"No incident{where} in KAMIYO's data matches '{query.protocol_name}'. That is the "
             "absence of a record, not evidence of safety."
         )
     return ProtocolHistory(
-        protocol=query.protocol,
+        protocol=query.protocol_name,
         chain=query.chain,
         incident_count=len(rows),
         total_loss_usd=loss,
@@ -138,13 +151,15 @@ async def protocol_history(
         attack_types=dict(Counter(row.attack_type for row in rows).most_common()),
         incidents=page.incidents,
         summary=summary,
-        recommendations=_recommendations(rows) if detailed else None,
+        recommendations=_recommendations(rows) if scope.detailed else None,
     )
 
 
 class AddressScreenQuery(FrozenModel):
-    address: Address
-    chain: ChainName | None = None
+    wallet_address: Address = Field(
+        max_length=64, description="EVM address (0x + 40 hex digits) or Solana address (base58)."
+    )
+    chain: Chain = None
 
 
 class AddressMatch(FrozenModel):
@@ -168,9 +183,10 @@ class AddressScreen(FrozenModel):
 
 
 async def screen_address(
-    session: AsyncSession, query: AddressScreenQuery, *, hide_after: dt.date | None = None
+    session: AsyncSession, query: AddressScreenQuery, scope: Scope = OPEN
 ) -> AddressScreen:
-    """Every incident that lists ``query.address``, and in which role."""
+    """Every incident that lists ``query.wallet_address``, and in which role."""
+    address = query.wallet_address
     stmt = (
         select(
             IncidentRow.id,
@@ -181,14 +197,14 @@ async def screen_address(
             IncidentAddress.label,
         )
         .join(IncidentAddress, IncidentAddress.incident_pk == IncidentRow.pk)
-        .where(IncidentAddress.address == query.address)
+        .where(IncidentAddress.address == address)
         .order_by(IncidentRow.date.desc(), IncidentRow.pk.desc(), IncidentAddress.pk)
     )
     if query.chain:
         # Addresses with no recorded chain stay in: the same address exists on every EVM chain.
         stmt = stmt.where((IncidentAddress.chain == query.chain) | IncidentAddress.chain.is_(None))
-    if hide_after:
-        stmt = stmt.where(IncidentRow.date <= hide_after)
+    if scope.hide_after:
+        stmt = stmt.where(IncidentRow.date <= scope.hide_after)
     matches = [
         AddressMatch(
             incident_id=row.id,
@@ -203,19 +219,19 @@ async def screen_address(
     hostile = [m for m in matches if m.role in HOSTILE_ROLES]
     if hostile:
         summary = (
-            f"{query.address} is listed as {hostile[0].role.value.replace('_', ' ')} in "
+            f"{address} is listed as {hostile[0].role.value.replace('_', ' ')} in "
             f"{len({m.incident_id for m in hostile})} incident(s), the latest "
             f"{hostile[0].protocol} on {hostile[0].date.isoformat()}."
         )
     elif matches:
         summary = (
-            f"{query.address} appears in {len(matches)} incident(s) as a victim or vulnerable "
+            f"{address} appears in {len(matches)} incident(s) as a victim or vulnerable "
             "contract, not as an attacker."
         )
     else:
-        summary = f"{query.address} is not listed in any incident KAMIYO knows."
+        summary = f"{address} is not listed in any incident KAMIYO knows."
     return AddressScreen(
-        address=query.address,
+        address=address,
         chain=query.chain,
         flagged=bool(hostile),
         matches=matches,

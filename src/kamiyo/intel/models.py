@@ -1,19 +1,33 @@
 """The intel API's data: what adapters hand in, what searches and look-ups hand out."""
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kamiyo.chains import normalize_address, normalize_chain
 from kamiyo.intel.text import query_terms
-from kamiyo.intel.vocabulary import AddressRole, AttackType, normalize_address, normalize_chain
+from kamiyo.intel.vocabulary import AddressRole, AttackType
 
 ChainName = Annotated[str, AfterValidator(normalize_chain)]
 Address = Annotated[str, AfterValidator(normalize_address)]
 
 MAX_QUERY_LENGTH = 256
 HARD_RESULT_CAP = 1000
+
+# Filters several queries share, described once for every surface that shows them.
+Chain = Annotated[
+    ChainName | None,
+    Field(
+        max_length=40,
+        description="Chain slug such as ethereum, bsc, arbitrum, base, polygon, optimism, "
+        "solana (eth, bnb, matic and similar names are understood).",
+    ),
+]
+Since = Annotated[dt.date | None, Field(description="Earliest incident date, YYYY-MM-DD.")]
+Until = Annotated[dt.date | None, Field(description="Latest incident date, YYYY-MM-DD.")]
 
 
 class FrozenModel(BaseModel):
@@ -126,20 +140,29 @@ class SearchQuery(FrozenModel):
     query: str | None = Field(
         default=None,
         max_length=MAX_QUERY_LENGTH,
-        description="Words to find in protocol names, attack types and descriptions.",
+        description="Words to find, e.g. 'euler', 'flash loan', 'oracle manipulation', in "
+        "protocol names, attack types and descriptions. Every word must match (as a prefix). "
+        "Omit to list by filters only.",
     )
-    chain: ChainName | None = None
-    since: dt.date | None = None
-    until: dt.date | None = None
-    min_loss_usd: float | None = Field(default=None, ge=0)
-    attack_type: AttackType | None = None
+    chain: Chain = None
+    since: Since = None
+    until: Until = None
+    min_loss_usd: float | None = Field(
+        default=None, ge=0, description="Only incidents that lost at least this many USD."
+    )
+    attack_type: AttackType | None = Field(default=None, description="Only this attack type.")
     address: Address | None = Field(
-        default=None, description="Only incidents that list this address (any role)."
+        default=None,
+        max_length=64,
+        description="Only incidents that list this address (any role): EVM 0x… or Solana base58.",
     )
     sort: SortOrder | None = Field(
-        default=None, description="Default: relevance with a query, else most recent first."
+        default=None,
+        description="relevance (default with a query), recent (default without), loss.",
     )
-    limit: int = Field(default=10, ge=1, le=HARD_RESULT_CAP)
+    limit: int = Field(
+        default=10, ge=1, le=HARD_RESULT_CAP, description="How many incidents at most."
+    )
 
     @field_validator("query")
     @classmethod
@@ -171,11 +194,61 @@ class SearchQuery(FrozenModel):
         return SortOrder.RELEVANCE if self.query else SortOrder.RECENT
 
 
-class SearchResult(FrozenModel):
+class IncidentList(FrozenModel):
+    """Incidents answering a question, capped: ``note`` says why a list stopped short."""
+
     incidents: list[IncidentSummary]
     count: int
     truncated: bool = Field(description="More incidents match than were returned.")
-    limit: int = Field(description="The cap that applied to this search.")
+    limit: int = Field(description="The cap that applied to this answer.")
+    note: str | None = Field(
+        default=None,
+        description="Set when the caller's plan capped the list: the cap, and how to raise it.",
+    )
+
+
+class SearchResult(IncidentList):
+    pass
+
+
+class ExploitQuery(FrozenModel):
+    exploit_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Incident id, e.g. 20230313_eulerfinance (ids come from search_exploits).",
+    )
+
+
+_EVM_TX = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_SOLANA_SIGNATURE = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{64,90}$")
+
+
+def normalize_tx_hash(value: str) -> str:
+    """An EVM transaction hash in lower case, or a Solana signature as is; else ValueError."""
+    candidate = value.strip()
+    if _EVM_TX.fullmatch(candidate):
+        return candidate.lower()
+    if _SOLANA_SIGNATURE.fullmatch(candidate):
+        return candidate
+    raise ValueError(
+        "not a transaction hash: expected 0x followed by 64 hex digits (EVM) "
+        "or a base58 transaction signature (Solana, 64-90 characters)"
+    )
+
+
+TxHash = Annotated[str, AfterValidator(normalize_tx_hash)]
+
+
+class TransactionQuery(FrozenModel):
+    tx_hash: TxHash = Field(
+        max_length=100,
+        description="An attack transaction: EVM hash (0x + 64 hex digits) or Solana signature.",
+    )
+
+
+class TransactionMatches(IncidentList):
+    tx_hash: str
+    summary: str
 
 
 class StatsGroup(StrEnum):
@@ -186,10 +259,18 @@ class StatsGroup(StrEnum):
 
 
 class StatsQuery(FrozenModel):
-    group_by: StatsGroup = StatsGroup.YEAR
-    since: dt.date | None = None
-    until: dt.date | None = None
-    chain: ChainName | None = None
+    group_by: StatsGroup = Field(
+        default=StatsGroup.YEAR, description="chain, year, month or attack_type."
+    )
+    since: Since = None
+    until: Until = None
+    chain: Chain = None
+
+    @field_validator("group_by", mode="before")
+    @classmethod
+    def _dashes(cls, value: object) -> object:
+        # The command line spells it attack-type.
+        return value.replace("-", "_") if isinstance(value, str) else value
 
 
 class StatsRow(FrozenModel):

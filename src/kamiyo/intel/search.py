@@ -19,12 +19,19 @@ from kamiyo.db.tables import (
 )
 from kamiyo.intel import fulltext
 from kamiyo.intel.models import (
+    HARD_RESULT_CAP,
+    ExploitQuery,
     Incident,
     IncidentSummary,
     SearchQuery,
     SearchResult,
     SortOrder,
+    TransactionMatches,
+    TransactionQuery,
 )
+from kamiyo.intel.scope import NotFoundError, Scope
+
+OPEN = Scope()
 
 
 def _filters(query: SearchQuery, hide_after: dt.date | None) -> list[ColumnElement[bool]]:
@@ -73,22 +80,21 @@ def matching(
 async def search_incidents(
     session: AsyncSession,
     query: SearchQuery,
+    scope: Scope = OPEN,
     *,
-    max_results: int | None = None,
-    hide_after: dt.date | None = None,
     protocol_only: bool = False,
 ) -> SearchResult:
-    """Incidents matching ``query``, at most ``min(query.limit, max_results)`` of them.
+    """Incidents matching ``query``, at most ``min(query.limit, scope.max_results)`` of them.
 
-    ``hide_after`` drops incidents dated later than it (a delayed feed for some callers);
+    ``scope.hide_after`` drops incidents dated later than it (a delayed feed for some callers);
     ``protocol_only`` matches the query words against protocol names alone.
     """
-    limit = min(query.limit, max_results) if max_results else query.limit
+    limit = min(query.limit, scope.max_results) if scope.max_results else query.limit
     stmt, rank = matching(
         _SUMMARY_COLUMNS,
         query,
         dialect_name(session),
-        hide_after=hide_after,
+        hide_after=scope.hide_after,
         protocol_only=protocol_only,
     )
     order: list[ColumnElement[Any]] = []
@@ -163,4 +169,50 @@ async def get_incident(session: AsyncSession, incident_id: str) -> Incident | No
             "references": await _children(session, IncidentReference, row.pk),
             "provenance": await _children(session, IncidentProvenance, row.pk),
         }
+    )
+
+
+async def exploit(session: AsyncSession, query: ExploitQuery, scope: Scope = OPEN) -> Incident:
+    """One incident in full; NotFoundError when there is none the caller may see."""
+    incident = await get_incident(session, query.exploit_id)
+    if incident is None or scope.hides(incident.date):
+        raise NotFoundError(
+            f"No incident with id {query.exploit_id!r}; find ids with search_exploits "
+            "(they look like 20230313_eulerfinance)."
+        )
+    return incident
+
+
+async def find_by_transaction(
+    session: AsyncSession, query: TransactionQuery, scope: Scope = OPEN
+) -> TransactionMatches:
+    """The incidents whose attack transactions include ``query.tx_hash``, newest first."""
+    limit = scope.max_results or HARD_RESULT_CAP
+    listed = select(IncidentTransaction.incident_pk).where(
+        IncidentTransaction.hash == query.tx_hash
+    )
+    stmt = select(*_SUMMARY_COLUMNS).where(IncidentRow.pk.in_(listed))
+    if scope.hide_after:
+        stmt = stmt.where(IncidentRow.date <= scope.hide_after)
+    order = (IncidentRow.date.desc(), IncidentRow.pk.desc())
+    rows = (await session.execute(stmt.order_by(*order).limit(limit + 1))).all()
+    summaries = [IncidentSummary.model_validate(_summary_fields(row)) for row in rows[:limit]]
+    if summaries:
+        first = summaries[0]
+        summary = (
+            f"{query.tx_hash} is an attack transaction of {len(summaries)} incident(s), "
+            f"the latest {first.protocol} on {first.date.isoformat()} ({first.id})."
+        )
+    else:
+        summary = (
+            f"{query.tx_hash} is not an attack transaction of any incident KAMIYO knows; "
+            "that says nothing about the transaction itself."
+        )
+    return TransactionMatches(
+        tx_hash=query.tx_hash,
+        incidents=summaries,
+        count=len(summaries),
+        truncated=len(rows) > limit,
+        limit=limit,
+        summary=summary,
     )

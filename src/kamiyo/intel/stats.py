@@ -7,6 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import Incident, IncidentChain
 from kamiyo.intel.models import Stats, StatsGroup, StatsQuery, StatsRow
+from kamiyo.intel.scope import Scope
+
+OPEN = Scope()
 
 _MULTI_CHAIN_NOTE = (
     "An incident on several chains counts once for each chain, so chain rows can add up to "
@@ -14,8 +17,10 @@ _MULTI_CHAIN_NOTE = (
 )
 
 
-async def incident_stats(session: AsyncSession, query: StatsQuery) -> Stats:
+async def incident_stats(session: AsyncSession, query: StatsQuery, scope: Scope = OPEN) -> Stats:
     conditions: list[ColumnElement[bool]] = []
+    if scope.hide_after:
+        conditions.append(Incident.date <= scope.hide_after)
     if query.since:
         conditions.append(Incident.date >= query.since)
     if query.until:

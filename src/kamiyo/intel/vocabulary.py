@@ -1,7 +1,8 @@
-"""Controlled vocabularies: attack types, chains, address roles and the firms behind references.
+"""Controlled vocabularies: attack types, address roles and the firms behind references.
 
 Source data speaks free text ("Business Logic Flaw", "precission loss", "Flashloan & Price Oracle
 Manipulation"); the product speaks these names. Each mapping lives here and nowhere else.
+Chains and addresses have their own vocabulary, in ``kamiyo.chains``.
 """
 
 import re
@@ -250,39 +251,6 @@ class AddressRole(StrEnum):
     FRONTRUNNER = "frontrunner"
 
 
-# Names people and data sources use for a chain -> the slug the store keeps.
-CHAIN_ALIASES: dict[str, str] = {
-    "eth": "ethereum",
-    "mainnet": "ethereum",
-    "bnb": "bsc",
-    "bnb chain": "bsc",
-    "bnbchain": "bsc",
-    "binance": "bsc",
-    "binance smart chain": "bsc",
-    "arb": "arbitrum",
-    "arbitrum one": "arbitrum",
-    "matic": "polygon",
-    "avax": "avalanche",
-    "op": "optimism",
-    "ftm": "fantom",
-    "xdai": "gnosis",
-    "zksync era": "zksync",
-    "sol": "solana",
-}
-_CHAIN_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-
-
-def normalize_chain(name: str) -> str:
-    """The chain slug for a user- or source-supplied name; ValueError when it cannot be one."""
-    key = " ".join(name.strip().lower().split())
-    slug = CHAIN_ALIASES.get(key, key)
-    if not _CHAIN_SLUG.fullmatch(slug):
-        raise ValueError(
-            f"{name!r} is not a chain name: use a slug like 'ethereum', 'bsc' or 'arbitrum'"
-        )
-    return slug
-
-
 # Security firms and alert accounts whose reports the references link to, recognised by the
 # account handle (X/Twitter, Medium) or by the site. Keys are lower-case.
 _FIRM_BY_HANDLE: dict[str, str] = {
@@ -358,20 +326,3 @@ def firm_for_url(url: str) -> str | None:
         segments = [s for s in parts.path.split("/") if s]
         return _FIRM_BY_HANDLE.get(segments[0].lower()) if segments else None
     return _FIRM_BY_SITE.get(host)
-
-
-_EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_BASE58_ADDRESS = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
-
-
-def normalize_address(address: str) -> str:
-    """An EVM address in lower case or a Solana address as is; ValueError for anything else."""
-    candidate = address.strip()
-    if _EVM_ADDRESS.fullmatch(candidate):
-        return candidate.lower()
-    if _BASE58_ADDRESS.fullmatch(candidate):
-        return candidate
-    raise ValueError(
-        "not an address: expected 0x followed by 40 hex digits (EVM) "
-        "or a 32-44 character base58 key (Solana)"
-    )

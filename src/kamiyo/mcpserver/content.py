@@ -1,77 +1,102 @@
-"""Resources and prompts: recent incidents and single incidents to read, and three playbooks."""
+"""Resources and prompts: recent incidents and single incidents to read, and three playbooks.
+
+Resource reads pass the same gate as the tools. Prompts name only the tools the caller can
+use (by tier, or by paying per call) and say how to unlock the others.
+"""
 
 import json
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts.base import UserMessage
-from mcp_types import TextContent
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
-from kamiyo.access.gate import Grant
-from kamiyo.mcpserver.calls import ArgumentError, GrantWork, ServerState, run_gated
+from kamiyo.access.gate import Call, Refusal, Target
+from kamiyo.mcpserver.tools import credential_of, peer_of
+from kamiyo.service.answers import Answer, Failure, FailureKind
+from kamiyo.service.catalogue import CATALOGUE, ToolName
+from kamiyo.service.pipeline import Work, run_call
+from kamiyo.service.state import Job, ServerState
+from kamiyo.tiers import Tier
 
 RECENT_COUNT = 20
+RECENT_URI = "kamiyo://exploits/recent"
+EXPLOIT_URI = "kamiyo://exploits/{exploit_id}"
+# Resource not found: -32002 up to protocol 2025-11-25; 2026-07-28 retired it for -32602.
+LEGACY_RESOURCE_NOT_FOUND = -32002
+FIRST_REVISION_WITH_INVALID_PARAMS = "2026-07-28"
 
 
-async def _read(state: ServerState, ctx: Context | None, name: str, work: GrantWork) -> str:
-    """A resource read through the same gate as the tools; refusals become resource errors.
-
-    The SDK gives static resources no request context, so ``kamiyo://exploits/recent`` is
-    gated with the stdio credential (none over HTTP); templated ones see the request's.
-    """
-    result = await run_gated(state, ctx, name, work)
-    block = result.content[0] if result.content else None
-    text = block.text if isinstance(block, TextContent) else ""
-    if result.is_error:
-        raise ResourceError(text or "refused")
-    return text
+async def _read(
+    state: ServerState,
+    ctx: Context | None,
+    uri: str,
+    work: Work,
+) -> str:
+    """A resource read through the same gate as the tools; a refusal or failure becomes the
+    protocol's error, not-found the revision's resource-not-found code."""
+    call = Call(Target(uri), credential=credential_of(ctx, state), peer=peer_of(ctx))
+    outcome = await run_call(state, call, work)
+    if isinstance(outcome, Answer):
+        return outcome.text
+    if isinstance(outcome, Failure) and outcome.kind is FailureKind.NOT_FOUND:
+        version = ctx.request_context.protocol_version if ctx is not None else ""
+        modern = version >= FIRST_REVISION_WITH_INVALID_PARAMS
+        code = INVALID_PARAMS if modern else LEGACY_RESOURCE_NOT_FOUND
+        raise MCPError(code, outcome.message, data={"uri": uri})
+    assert isinstance(outcome, Refusal | Failure)
+    raise ResourceError(outcome.message)
 
 
 def register(server: MCPServer, state: ServerState) -> None:
     @server.resource(
-        "kamiyo://exploits/recent",
+        RECENT_URI,
         name="recent_exploits",
         description=f"The {RECENT_COUNT} most recent incidents, newest first, as JSON.",
         mime_type="application/json",
     )
     async def recent_exploits() -> str:
-        async def work(grant: Grant, session: AsyncSession) -> BaseModel:
-            return await intel.search_incidents(
-                session,
-                intel.SearchQuery(limit=RECENT_COUNT),
-                max_results=grant.max_results,
-                hide_after=grant.hide_after,
-            )
+        # The SDK gives static resources no request context: gated with the stdio credential
+        # (none over HTTP, so the free tier's delay applies).
+        async def work(job: Job) -> BaseModel:
+            query = intel.SearchQuery(limit=RECENT_COUNT)
+            return await intel.search_incidents(job.session, query, job.grant.scope)
 
-        return await _read(state, None, "resource:exploits/recent", work)
+        return await _read(state, None, RECENT_URI, work)
 
     @server.resource(
-        "kamiyo://exploits/{exploit_id}",
+        EXPLOIT_URI,
         name="exploit",
         description="One incident in full (addresses, transactions, references) as JSON.",
         mime_type="application/json",
     )
     async def exploit(exploit_id: str, ctx: Context) -> str:
-        async def work(grant: Grant, session: AsyncSession) -> BaseModel:
-            incident = await intel.get_incident(session, exploit_id)
-            if incident is None or (grant.hide_after and incident.date > grant.hide_after):
-                raise ArgumentError(f"no incident with id {exploit_id!r}")
-            return incident
+        async def work(job: Job) -> BaseModel:
+            query = intel.ExploitQuery(exploit_id=exploit_id)
+            return await intel.exploit(job.session, query, job.grant.scope)
 
-        return await _read(state, ctx, "resource:exploits/{id}", work)
+        return await _read(state, ctx, f"kamiyo://exploits/{exploit_id}", work)
 
     @server.prompt(
         name="protocol_due_diligence",
         description="Check a DeFi protocol's exploit history before using or integrating it.",
     )
-    def protocol_due_diligence(protocol: str) -> list[UserMessage]:
+    async def protocol_due_diligence(protocol: str, ctx: Context) -> list[UserMessage]:
+        tools = await _Toolbox.for_caller(state, ctx)
+        history = (
+            "Call assess_protocol_risk with its name to get its exploit history."
+            if tools.usable(ToolName.ASSESS_PROTOCOL_RISK)
+            else "Call search_exploits with its name to list its incidents ("
+            + tools.locked(ToolName.ASSESS_PROTOCOL_RISK)
+            + ")."
+        )
         return [
             UserMessage(
                 f"Do security due diligence on the DeFi protocol {json.dumps(protocol)}. "
-                "1. Call assess_protocol_risk with its name to get its exploit history. "
+                f"1. {history} "
                 "2. For each incident found, call get_exploit and note the attack type, the "
                 "loss, and whether the same weakness could still apply. "
                 "3. Call search_exploits with the protocol's main attack types to see how often "
@@ -99,13 +124,45 @@ def register(server: MCPServer, state: ServerState) -> None:
         name="wallet_safety_check",
         description="Check whether an address is linked to known exploits.",
     )
-    def wallet_safety_check(address: str) -> list[UserMessage]:
-        return [
-            UserMessage(
-                f"Check the address {json.dumps(address)}. Call check_wallet_interactions with "
-                "it. If it is flagged, name the incidents and its role in each, and advise not "
-                "to interact with it. If it appears only as a victim, say so. If it is not "
-                "listed, say that this is not a guarantee of safety: only the address itself was "
-                "checked, not its transactions."
+    async def wallet_safety_check(address: str, ctx: Context) -> list[UserMessage]:
+        tools = await _Toolbox.for_caller(state, ctx)
+        if tools.usable(ToolName.CHECK_WALLET_INTERACTIONS):
+            steps = (
+                "Call check_wallet_interactions with it. If it is flagged, name the incidents "
+                "and its role in each, and advise not to interact with it. If it appears only "
+                "as a victim, say so. If it is not listed, say that this is not a guarantee of "
+                "safety: only the address itself was checked, not its transactions."
             )
-        ]
+        else:
+            steps = (
+                f"Call search_exploits with address={json.dumps(address)} to find incidents "
+                "that list it, and get_exploit for its role in each. Say that only incident "
+                "records were checked ("
+                + tools.locked(ToolName.CHECK_WALLET_INTERACTIONS)
+                + "), and that no record is not a guarantee of safety."
+            )
+        return [UserMessage(f"Check the address {json.dumps(address)}. {steps}")]
+
+
+class _Toolbox:
+    """What a caller can call: by tier, or by paying per call where the server takes it."""
+
+    def __init__(self, state: ServerState, tier: Tier | None) -> None:
+        self._state = state
+        self._tier = tier
+
+    @classmethod
+    async def for_caller(cls, state: ServerState, ctx: Context) -> "_Toolbox":
+        identity = await state.gate.identify(credential_of(ctx, state))
+        return cls(state, None if isinstance(identity, Refusal) else identity.tier)
+
+    def usable(self, name: ToolName) -> bool:
+        operation = CATALOGUE[name]
+        if operation.price is not None and self._state.gate.takes_payments:
+            return True
+        return self._tier is not None and self._tier.includes(operation.tier)
+
+    def locked(self, name: ToolName) -> str:
+        needed = CATALOGUE[name].tier.value
+        where = self._state.settings.site.upgrade_url
+        return f"{name.value} needs the {needed} tier" + (f"; upgrade at {where}" if where else "")

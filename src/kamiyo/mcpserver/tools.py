@@ -1,282 +1,204 @@
-"""KAMIYO's MCP tools. Names and arguments are public interface: change them with care.
+"""The catalogue as MCP tools: how each operation is listed, called and answered.
 
-Each tool declares its arguments with types and descriptions (the SDK turns the signature into
-the tool's input model and JSON schema), returns ``Annotated[CallToolResult, Model]`` so the
-output schema is the intel model's while the gate keeps control of the result, and does its work
-through ``run_gated``.
+A tool's input schema is its operation's query model (plus the two transfer-payment arguments
+when paying by Solana transfer is on); its output schema admits every shape the tool can put in
+``structuredContent``: the answer, a problem (refused or failed, with one sentence saying what
+to do), and with x402 on, an x402 PaymentRequired. Some hosts pass only ``structuredContent`` to
+the model, and the TypeScript SDK clients check it against the output schema even on errors.
 """
 
-import datetime as dt
-import time
-from typing import Annotated, Any
+import json
+from typing import Any
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, Field
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import Tool as MCPTool
+from pydantic import BaseModel, Field, ValidationError
 
-from kamiyo import __version__, intel
-from kamiyo.access.gate import Grant
-from kamiyo.intel.history import (
-    AddressScreen,
-    DatasetInfo,
-    ProtocolHistory,
-    dataset_info,
+from kamiyo.access.gate import Refusal, RefusalReason
+from kamiyo.errors import describe_validation_error
+from kamiyo.mcpserver.wire import (
+    PRICE_KEY,
+    RECEIPT_KEY,
+    TRANSFER_ARGUMENTS,
+    TransferArguments,
+    payment_in_meta,
 )
-from kamiyo.intel.vocabulary import AttackType
-from kamiyo.mcpserver import answers
-from kamiyo.mcpserver.calls import ServerState, run_gated, transfer_claim
-from kamiyo.payments import prices
-
-READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
-
-Chain = Annotated[
-    str | None,
-    Field(
-        description="Chain slug such as ethereum, bsc, arbitrum, base, polygon, optimism, "
-        "avalanche (eth, bnb, matic and similar names are understood).",
-        max_length=40,
-    ),
-]
-Since = Annotated[dt.date | None, Field(description="Earliest incident date, YYYY-MM-DD.")]
-# Paying by plain Solana transfer (see payments/transfers.py); x402 clients use _meta instead.
-PaymentSignature = Annotated[
-    str | None,
-    Field(
-        description="Only to pay by Solana transfer: the signature of the USDC transfer made "
-        "with the memo an unpaid call of this tool gave.",
-        max_length=100,
-    ),
-]
-PaymentReference = Annotated[
-    str | None,
-    Field(
-        description="Only to pay by Solana transfer: the reference given with that memo.",
-        max_length=64,
-    ),
-]
-Until = Annotated[dt.date | None, Field(description="Latest incident date, YYYY-MM-DD.")]
+from kamiyo.payments.prices import tool_price
+from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
+from kamiyo.service.arguments import parse_query
+from kamiyo.service.catalogue import Operation
+from kamiyo.service.pipeline import Caller, execute
+from kamiyo.service.state import ServerState
 
 
-class HealthReport(BaseModel):
-    status: str = Field(description="ok, or degraded when the database cannot be read.")
-    version: str
-    uptime_seconds: float
-    database: str = Field(description="Backend and whether it answered.")
-    limits: str = Field(description="Where rate limits are counted and whether it answers.")
-    dataset: DatasetInfo | None
+class Problem(BaseModel):
+    """What a refused or failed call puts in ``structuredContent``."""
 
-
-def priced(state: ServerState, tool: str, description: str) -> dict[str, Any]:
-    """A tool's name and description, and with x402 on, its per-call price in both the
-    description and ``_meta`` so an agent knows the cost before it calls."""
-    price = prices.describe(tool)
-    if price is None or not state.settings.x402.networks:
-        return {"name": tool, "description": description}
-    return {
-        "name": tool,
-        "description": f"{description} Without a subscription: {price} in USDC per call "
-        "(x402; see get_pricing).",
-        "meta": prices.price_meta(tool),
-    }
-
-
-def register(server: MCPServer, state: ServerState) -> None:
-    @server.tool(
-        name="health_check",
-        description="Server status: version, uptime, database, and how many incidents are "
-        "loaded and how recent they are. Free; call it to check the connection.",
-        annotations=READ_ONLY,
+    error: str = Field(
+        description="What stopped the call: "
+        + ", ".join(r.value for r in RefusalReason)
+        + ", "
+        + ", ".join(k.value for k in FailureKind)
+        + "."
     )
-    async def health_check(ctx: Context) -> Annotated[CallToolResult, HealthReport]:
-        async def work(grant: Grant, session: AsyncSession) -> HealthReport:
-            backend = session.get_bind().dialect.name
-            try:
-                await session.execute(text("SELECT 1"))
-                info: DatasetInfo | None = await dataset_info(session)
-                database, status = f"{backend}: ok", "ok"
-            except Exception as exc:  # a health check reports failures, it does not raise them
-                info, database, status = None, f"{backend}: {type(exc).__name__}", "degraded"
-            return HealthReport(
-                status=status,
-                version=__version__,
-                uptime_seconds=round(time.monotonic() - state.started_monotonic, 1),
-                database=database,
-                limits=await state.gate.limits_status(),
-                dataset=info,
-            )
+    message: str = Field(description="One sentence: what happened and what to do next.")
+    retry_after_seconds: int | None = None
+    required_tier: str | None = Field(default=None, description="The tier that unlocks it.")
+    current_tier: str | None = None
+    limit: str | None = Field(default=None, description="The limit reached, e.g. per minute.")
+    limit_value: int | None = None
 
-        return await run_gated(state, ctx, "health_check", work)
 
-    @server.tool(
-        **priced(
-            state,
-            "search_exploits",
-            "Search past crypto exploits by words (protocol name, attack type) and "
-            "filters. Returns incidents with date, protocol, chains, loss in USD, attack type and "
-            "the security firms that reported them. Use get_exploit for one incident in full.",
-        ),
-        annotations=READ_ONLY,
-    )
-    async def search_exploits(
-        ctx: Context,
-        query: Annotated[
-            str | None,
-            Field(
-                description="Words to find, e.g. 'euler', 'flash loan', 'oracle manipulation'. "
-                "Every word must match (as a prefix). Omit to list by filters only.",
-                max_length=256,
-            ),
-        ] = None,
-        chain: Chain = None,
-        since: Since = None,
-        until: Until = None,
-        min_loss_usd: Annotated[
-            float | None,
-            Field(description="Only incidents that lost at least this many USD.", ge=0),
-        ] = None,
-        attack_type: Annotated[
-            AttackType | None, Field(description="Only this attack type.")
-        ] = None,
-        sort: Annotated[
-            intel.SortOrder | None,
-            Field(description="relevance (default with a query), recent (default without), loss."),
-        ] = None,
-        limit: Annotated[int, Field(description="How many incidents at most.", ge=1, le=1000)] = 10,
-        x402_payment_signature: PaymentSignature = None,
-        x402_payment_reference: PaymentReference = None,
-    ) -> Annotated[CallToolResult, intel.SearchResult]:
-        async def work(grant: Grant, session: AsyncSession) -> intel.SearchResult:
-            return await answers.search(
-                grant,
-                session,
-                query=query,
-                chain=chain,
-                since=since,
-                until=until,
-                min_loss_usd=min_loss_usd,
-                attack_type=attack_type,
-                sort=sort,
-                limit=limit,
-            )
+# x402 v2 PaymentRequired, as loose as x402 clients are strict: they parse it themselves.
+PAYMENT_REQUIRED_SCHEMA: dict[str, Any] = {
+    "title": "PaymentRequired",
+    "description": "x402 v2: pay for this call with one of the offers in accepts, then call "
+    "again with the signed payment in _meta['x402/payment']. message says it in words.",
+    "type": "object",
+    "properties": {
+        "x402Version": {"type": "integer"},
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "resource": {"type": "object"},
+        "accepts": {"type": "array", "items": {"type": "object"}},
+        "extensions": {"type": "object"},
+    },
+    "required": ["x402Version", "accepts", "message"],
+}
 
-        key = (query, chain, since, until, min_loss_usd, attack_type, sort, limit)
-        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
-        return await run_gated(
-            state, ctx, "search_exploits", work, key, {"limit": limit}, paid_with
+
+def output_schema(operation: Operation[Any, Any], payments: bool) -> dict[str, Any]:
+    answer = operation.output.model_json_schema()
+    problem = Problem.model_json_schema()
+    defs = answer.pop("$defs", {}) | problem.pop("$defs", {})
+    branches = [answer, problem, *([PAYMENT_REQUIRED_SCHEMA] if payments else [])]
+    schema: dict[str, Any] = {"type": "object", "anyOf": branches}
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def input_schema(operation: Operation[Any, Any], transfers: bool) -> dict[str, Any]:
+    schema: dict[str, Any] = operation.query.model_json_schema()
+    schema.setdefault("properties", {})
+    if transfers:
+        extra = TransferArguments.model_json_schema()["properties"]
+        schema["properties"] = schema["properties"] | extra
+    return schema
+
+
+def listed(operation: Operation[Any, Any], state: ServerState) -> MCPTool:
+    """How ``tools/list`` shows an operation; with x402 on, its price is in the description
+    and in ``_meta`` so an agent knows the cost before it calls."""
+    gate = state.gate
+    description, meta = operation.description, None
+    if operation.price is not None and gate.takes_payments:
+        description += (
+            f" Without a subscription: {operation.price.describe()} in USDC per call "
+            "(x402; see get_pricing)."
         )
-
-    @server.tool(
-        **priced(
-            state,
-            "get_exploit",
-            "One incident in full: addresses with their roles (attacker, attack "
-            "contract, victim...), attack transactions, reference links with the firm behind each, "
-            "and where the record comes from. Ids come from search_exploits.",
+        entry = tool_price(operation.name.value, operation.price).model_dump(mode="json")
+        meta = {PRICE_KEY: entry | {"asset": "USDC", "decimals": 6}}
+    return MCPTool(
+        name=operation.name.value,
+        title=operation.title,
+        description=description,
+        input_schema=input_schema(operation, gate.takes_transfers),
+        output_schema=output_schema(operation, gate.takes_payments),
+        annotations=ToolAnnotations(
+            read_only_hint=True,
+            # Answers about the caller count against the limits they report.
+            idempotent_hint=operation.cached,
+            open_world_hint=False,
         ),
-        annotations=READ_ONLY,
+        _meta=meta,
     )
-    async def get_exploit(
-        ctx: Context,
-        exploit_id: Annotated[
-            str, Field(description="Incident id, e.g. 20230313_eulerfinance.", max_length=128)
+
+
+async def call(
+    state: ServerState,
+    operation: Operation[Any, Any],
+    arguments: dict[str, Any],
+    ctx: Context[Any] | None,
+) -> CallToolResult:
+    given = dict(arguments)
+    transfer = None
+    if state.gate.takes_transfers:
+        paid_with = {name: given.pop(name) for name in TRANSFER_ARGUMENTS if name in given}
+        try:
+            transfer = TransferArguments.model_validate(paid_with).claim()
+        except ValidationError as exc:
+            message = f"Invalid arguments for {operation.name}: {describe_validation_error(exc)}"
+            return problem_result(Failure(FailureKind.INVALID_ARGUMENTS, message))
+    query = parse_query(operation.name.value, operation.query, given)
+    if isinstance(query, Failure):
+        return problem_result(query)
+    meta = ctx.request_context.meta if ctx is not None else None
+    caller = Caller(
+        credential=credential_of(ctx, state),
+        payment=payment_in_meta(meta) or transfer,
+        peer=peer_of(ctx),
+    )
+    return result_of(await execute(state, operation, query, caller))
+
+
+def result_of(outcome: Outcome) -> CallToolResult:
+    if isinstance(outcome, Answer):
+        receipt = outcome.receipt
+        return CallToolResult(
+            content=[TextContent(type="text", text=outcome.text)],
+            structured_content=outcome.structured,
+            meta={RECEIPT_KEY: receipt.model_dump(mode="json", exclude_none=True)}
+            if receipt is not None
+            else None,
+        )
+    return problem_result(outcome)
+
+
+def problem_result(problem: Refusal | Failure) -> CallToolResult:
+    if isinstance(problem, Refusal) and problem.payment_required is not None:
+        return payment_required_result(problem)
+    if isinstance(problem, Refusal):
+        body = Problem(error=problem.reason.value, message=problem.message, **problem.details())
+    else:
+        body = Problem(error=problem.kind.value, message=problem.message)
+    return CallToolResult(
+        content=[TextContent(type="text", text=problem.message)],
+        structured_content=body.model_dump(mode="json", exclude_none=True),
+        is_error=True,
+    )
+
+
+def payment_required_result(refusal: Refusal) -> CallToolResult:
+    """x402 over MCP: PaymentRequired as structuredContent and as the first text, then the
+    sentence for clients (and LLMs) that cannot pay; the sentence is in the object too."""
+    assert refusal.payment_required is not None
+    required = refusal.payment_required.model_dump(mode="json", exclude_none=True)
+    required["message"] = refusal.message
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text=json.dumps(required, separators=(",", ":"))),
+            TextContent(type="text", text=refusal.message),
         ],
-        x402_payment_signature: PaymentSignature = None,
-        x402_payment_reference: PaymentReference = None,
-    ) -> Annotated[CallToolResult, intel.Incident]:
-        async def work(grant: Grant, session: AsyncSession) -> intel.Incident:
-            return await answers.exploit(grant, session, exploit_id)
-
-        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
-        return await run_gated(state, ctx, "get_exploit", work, exploit_id, None, paid_with)
-
-    @server.tool(
-        **priced(
-            state,
-            "get_exploit_stats",
-            "Counts of incidents and total USD lost, grouped by chain, year, month or "
-            "attack type, optionally since a date and on one chain.",
-        ),
-        annotations=READ_ONLY,
+        structured_content=required,
+        is_error=True,
     )
-    async def get_exploit_stats(
-        ctx: Context,
-        group_by: Annotated[
-            intel.StatsGroup, Field(description="chain, year, month or attack_type.")
-        ] = intel.StatsGroup.YEAR,
-        since: Since = None,
-        until: Until = None,
-        chain: Chain = None,
-        x402_payment_signature: PaymentSignature = None,
-        x402_payment_reference: PaymentReference = None,
-    ) -> Annotated[CallToolResult, intel.Stats]:
-        async def work(grant: Grant, session: AsyncSession) -> intel.Stats:
-            return await answers.stats(
-                grant, session, group_by=group_by, since=since, until=until, chain=chain
-            )
 
-        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
-        key = (group_by, since, until, chain)
-        return await run_gated(state, ctx, "get_exploit_stats", work, key, None, paid_with)
 
-    @server.tool(
-        **priced(
-            state,
-            "assess_protocol_risk",
-            "A protocol's exploit history: how many incidents, how much lost, when, "
-            "and by which attack types, with the incidents themselves. It reports history only; "
-            "no incident on record is not evidence of safety. On the enterprise tier it adds "
-            "recommendations: for each attack type in that history, what a reviewer should check.",
-        ),
-        annotations=READ_ONLY,
-    )
-    async def assess_protocol_risk(
-        ctx: Context,
-        protocol_name: Annotated[
-            str, Field(description="Protocol name, e.g. 'Euler' or 'Curve'.", max_length=120)
-        ],
-        chain: Chain = None,
-        x402_payment_signature: PaymentSignature = None,
-        x402_payment_reference: PaymentReference = None,
-    ) -> Annotated[CallToolResult, ProtocolHistory]:
-        async def work(grant: Grant, session: AsyncSession) -> ProtocolHistory:
-            return await answers.protocol_risk(
-                grant, session, protocol_name=protocol_name, chain=chain
-            )
+def peer_of(ctx: Context[Any] | None) -> str:
+    """The client's address on HTTP; "local" on stdio (one user, the one who started us)."""
+    request = ctx.request_context.request if ctx is not None else None
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return host if isinstance(host, str) else "local"
 
-        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
-        key = (protocol_name, chain)
-        return await run_gated(state, ctx, "assess_protocol_risk", work, key, None, paid_with)
 
-    @server.tool(
-        **priced(
-            state,
-            "check_wallet_interactions",
-            "Screen an address against incident data: is it a known attacker, attack "
-            "contract or front-runner, or listed as a victim? Returns every incident that "
-            "lists it.",
-        ),
-        annotations=READ_ONLY,
-    )
-    async def check_wallet_interactions(
-        ctx: Context,
-        wallet_address: Annotated[
-            str,
-            Field(
-                description="EVM address (0x + 40 hex digits) or Solana address (base58).",
-                max_length=64,
-            ),
-        ],
-        chain: Chain = None,
-        x402_payment_signature: PaymentSignature = None,
-        x402_payment_reference: PaymentReference = None,
-    ) -> Annotated[CallToolResult, AddressScreen]:
-        async def work(grant: Grant, session: AsyncSession) -> AddressScreen:
-            return await answers.wallet_screen(
-                grant, session, wallet_address=wallet_address, chain=chain
-            )
-
-        key = (wallet_address, chain)
-        paid_with = transfer_claim(x402_payment_signature, x402_payment_reference)
-        return await run_gated(state, ctx, "check_wallet_interactions", work, key, None, paid_with)
+def credential_of(ctx: Context[Any] | None, state: ServerState) -> str | None:
+    """The bearer credential of an HTTP request, else the one stdio started with."""
+    headers = ctx.headers if ctx is not None else None
+    if headers is not None:
+        value = headers.get("authorization", "")
+        scheme, _, token = value.partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+    return state.stdio_credential

@@ -26,20 +26,24 @@ from x402.schemas import (
     VerifyResponse,
 )
 
+from kamiyo.chains import AcceptedNetwork, AddressFamily, family_of
 from kamiyo.config import X402Settings
 from kamiyo.payments import journal, metrics
 from kamiyo.payments.facilitators import Facilitator, LocalFacilitator, RemoteFacilitator
-from kamiyo.payments.networks import SCHEME, AcceptedNetwork, family_of
+from kamiyo.payments.networks import SCHEME
 from kamiyo.payments.outcomes import (
     REASONS,
     Answered,
     Declined,
     Hold,
+    NotSettled,
+    Payment,
     Quote,
+    Settled,
     decline,
     digest,
 )
-from kamiyo.payments.prices import price_of, usd
+from kamiyo.payments.prices import Price, usd
 from kamiyo.payments.transfer_desk import TRANSFER_EXTENSION, TransferDesk
 from kamiyo.payments.transfers import TransferClaim
 from kamiyo.payments.wire import MalformedPaymentError, read_payment
@@ -62,10 +66,14 @@ class Cashier:
         self._upgrade_url = upgrade_url
         # Plain Solana transfers named by signature, on the first Solana network with RPC.
         transfer_network = next(
-            (n for n in self._networks if n.family == "svm" and n.rpc_urls), None
+            (n for n in self._networks if n.family is AddressFamily.SOLANA and n.rpc_urls), None
         )
         secret = secret_key.get_secret_value()
         self._desk = TransferDesk(transfer_network, secret) if transfer_network else None
+
+    @property
+    def takes_transfers(self) -> bool:
+        return self._desk is not None
 
     async def start(self) -> None:
         await self._facilitator.start()
@@ -97,25 +105,19 @@ class Cashier:
             extra.update(name=network.eip712_name, version=network.eip712_version)
         return extra
 
-    def quote(
-        self, tool: str, arguments: Mapping[str, Any], resource_url: str, description: str = ""
-    ) -> Quote | None:
-        """The price of this call and how to pay it, or None when the tool is free."""
-        amount = price_of(tool, arguments)
-        if amount is None:
-            return None
+    def quote(self, name: str, price: Price, size: int | None, resource_url: str) -> Quote:
+        """What this call costs (``size``: the records it asks for) and every way to pay it."""
+        amount = price.for_size(size)
         required = PaymentRequired(
             x402_version=2,
             error=REASONS["payment_required"],
-            resource=ResourceInfo(
-                url=resource_url, description=description or None, mime_type="application/json"
-            ),
+            resource=ResourceInfo(url=resource_url, description=None, mime_type="application/json"),
             accepts=self.requirements(amount),
             extensions={PAYMENT_IDENTIFIER: declare_payment_identifier_extension()},
         )
         if self._desk is not None and required.extensions is not None:
-            required.extensions[TRANSFER_EXTENSION] = self._desk.offer(tool, amount)
-        return Quote(tool, amount, required)
+            required.extensions[TRANSFER_EXTENSION] = self._desk.offer(name, amount)
+        return Quote(name, amount, required)
 
     def ask(self, quote: Quote) -> str:
         """The sentence an unpaid call gets: the price, how to pay, or how to subscribe."""
@@ -142,14 +144,14 @@ class Cashier:
         return decline(hold.quote, reason, detail)
 
     async def accept(
-        self, raw: Any, quote: Quote, sessions: async_sessionmaker[AsyncSession]
+        self, payment: Payment, quote: Quote, sessions: async_sessionmaker[AsyncSession]
     ) -> Hold | Declined | Answered:
-        if isinstance(raw, TransferClaim):
+        if isinstance(payment, TransferClaim):
             if self._desk is None:
                 return decline(quote, "PAYMENT_REQUIRED", "this server takes no Solana transfers")
-            return await self._desk.accept(raw, quote, sessions)
+            return await self._desk.accept(payment, quote, sessions)
         try:
-            payload = read_payment(raw, quote.required.accepts)
+            payload = read_payment(payment.sent, quote.required.accepts)
         except MalformedPaymentError as exc:
             return decline(quote, "invalid_payload", str(exc))
         # x402 clients echo every extension of the offer, our transfer offer's reference too;
@@ -192,7 +194,8 @@ class Cashier:
         if taken.state == "conflict":
             return decline(quote, "payment_id_conflict")
         if taken.state == "settled" and taken.answer is not None:
-            return Answered(taken.answer, taken.receipt or {})
+            receipt = SettleResponse.model_validate(taken.receipt) if taken.receipt else None
+            return Answered(taken.answer, receipt)
         if taken.state == "settled":
             return decline(quote, "payment_already_used")
         return decline(quote, "payment_in_use")
@@ -207,9 +210,12 @@ class Cashier:
             return VerifyResponse(is_valid=False, invalid_reason="verification_unavailable")
 
     async def settle(
-        self, hold: Hold, answer: dict[str, Any] | None, sessions: async_sessionmaker[AsyncSession]
-    ) -> dict[str, Any] | str:
-        """Settle a held payment; the receipt, or the reason it did not settle."""
+        self,
+        hold: Hold,
+        answer: Mapping[str, Any] | None,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> Settled | NotSettled:
+        """Settle a held payment: its receipt, or the reason it did not settle."""
         if hold.exact is None:  # a transfer the payer already made: record it
             signature = hold.transfer.signature if hold.transfer else ""
             result = SettleResponse(
@@ -222,15 +228,20 @@ class Cashier:
             log.warning("settlement refused: %s %s", reason, result.error_message)
             metrics.SETTLEMENTS.labels(hold.network, reason).inc()
             await journal.failed(sessions, hold.held, reason)
-            return reason
+            return NotSettled(reason)
         metrics.SETTLEMENTS.labels(hold.network, "settled").inc()
         metrics.USDC_RECEIVED.labels(hold.network).inc(hold.quote.amount)
         receipt = result.model_dump(mode="json", exclude_none=True)
         await journal.settled(
-            sessions, hold.held, result.payer or hold.payer, result.transaction, receipt, answer
+            sessions,
+            hold.held,
+            result.payer or hold.payer,
+            result.transaction,
+            receipt,
+            dict(answer) if answer is not None else None,
         )
         log.info("settled %s on %s: %s", usd(hold.quote.amount), hold.network, result.transaction)
-        return receipt
+        return Settled(result)
 
     async def _settle_exact(
         self, payload: PaymentPayload, requirements: PaymentRequirements

@@ -17,8 +17,9 @@ from x402 import x402FacilitatorSync
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
 from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse
 
+from kamiyo.chains import AcceptedNetwork, AddressFamily
 from kamiyo.config import ConfigurationError, X402Settings
-from kamiyo.payments.networks import SCHEME, AcceptedNetwork
+from kamiyo.payments.networks import SCHEME
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def _nothing_settles(family: str, networks: list[AcceptedNetwork], key: str) -> 
 class LocalFacilitator:
     def __init__(self, x402: X402Settings) -> None:
         self._facilitator = x402FacilitatorSync()
-        evm = [n for n in x402.networks if n.family == "evm"]
-        svm = [n for n in x402.networks if n.family == "svm"]
+        evm = [n for n in x402.networks if n.family is AddressFamily.EVM]
+        svm = [n for n in x402.networks if n.family is AddressFamily.SOLANA]
         if evm:
             self._register_evm(x402, evm)
         if svm:

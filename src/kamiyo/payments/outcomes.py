@@ -2,20 +2,34 @@
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
+from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse
 
 from kamiyo.payments import journal
-from kamiyo.payments.transfers import VerifiedTransfer
+from kamiyo.payments.transfers import TransferClaim, VerifiedTransfer
+
+
+@dataclass(frozen=True, slots=True)
+class RawPayment:
+    """An x402 payment as the client sent it: a PaymentPayload object, or a JSON or base64
+    string of one (x402 v1 or v2). It is read against the offer once the call's price is known,
+    since a v1 payload only names the scheme and network it pays on."""
+
+    sent: Mapping[str, Any] | str
+
+
+# What a call may carry as its payment: an x402 payload, or a Solana transfer named by signature.
+Payment = RawPayment | TransferClaim
 
 
 @dataclass(frozen=True, slots=True)
 class Quote:
     """What one call costs and every way to pay for it, as x402's PaymentRequired says."""
 
-    tool: str
+    tool: str  # what is paid for (an operation's name)
     amount: int
     required: PaymentRequired
 
@@ -47,7 +61,21 @@ class Answered:
     """The same payment (same payment id) already bought this call: its answer, not a charge."""
 
     answer: dict[str, Any]
-    receipt: dict[str, Any] = field(default_factory=dict)
+    receipt: SettleResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """The payment was taken: the chain's receipt."""
+
+    receipt: SettleResponse
+
+
+@dataclass(frozen=True, slots=True)
+class NotSettled:
+    """The payment was not taken, so the answer is withheld; ``reason`` is x402's or ours."""
+
+    reason: str
 
 
 # Our reason codes, beside x402's own (which the facilitators return).

@@ -11,8 +11,8 @@ from typing import Any
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kamiyo.chains import AcceptedNetwork
 from kamiyo.payments import journal, metrics, transfers
-from kamiyo.payments.networks import AcceptedNetwork
 from kamiyo.payments.outcomes import Declined, Hold, Quote, decline, digest
 from kamiyo.payments.rpc import RpcRequestError, RpcTimeoutError, RpcUnavailableError, SolanaRpc
 from kamiyo.payments.transfers import (

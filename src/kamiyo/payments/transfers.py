@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from kamiyo.payments.networks import AcceptedNetwork
+from kamiyo.chains import AcceptedNetwork
 from kamiyo.payments.prices import usd
 
 CODES = (

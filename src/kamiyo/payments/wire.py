@@ -1,10 +1,9 @@
-"""Reading a payment off the wire, in every shape clients send it.
+"""Reading a payment in every shape clients send it.
 
-MCP: ``params._meta["x402/payment"]`` holds the PaymentPayload object (x402 v2,
-``transports-v2/mcp.md``); clients in the wild also send it as a JSON string or as base64 of
-that JSON, or under ``x402.payment``, and x402 v1 payloads. HTTP: the ``PAYMENT-SIGNATURE``
-header (v1: ``X-PAYMENT``), base64 of the JSON. Every shape becomes one v2 ``PaymentPayload``;
-anything else is refused with a sentence that says what was wrong.
+The surfaces find the payment (MCP in ``_meta``, HTTP in a header: each surface keeps its own
+wire names) and hand it over as sent: a PaymentPayload object, a JSON string, or base64 of that
+JSON, x402 v2 or v1. Every shape becomes one v2 ``PaymentPayload``; anything else is refused
+with a sentence that says what was wrong.
 """
 
 import base64
@@ -19,35 +18,11 @@ from x402.mechanisms.svm.constants import V1_TO_V2_NETWORK_MAP
 from x402.schemas import PaymentPayload, PaymentRequirements
 from x402.schemas.v1 import PaymentPayloadV1
 
-MCP_PAYMENT_KEY = "x402/payment"
-MCP_PAYMENT_ALIASES = (MCP_PAYMENT_KEY, "x402.payment")
-MCP_RECEIPT_KEY = "x402/payment-response"
-PAYMENT_SIGNATURE_HEADER = "PAYMENT-SIGNATURE"
-V1_PAYMENT_HEADER = "X-PAYMENT"
-PAYMENT_REQUIRED_HEADER = "PAYMENT-REQUIRED"
-PAYMENT_RESPONSE_HEADER = "PAYMENT-RESPONSE"
 MAX_PAYMENT_BYTES = 64 * 1024  # a payment is a signature and a few fields; a transaction at most
 
 
 class MalformedPaymentError(ValueError):
     """The attached payment could not be read; the message says how."""
-
-
-def payment_in_meta(meta: Mapping[str, Any]) -> Any | None:
-    """The raw payment a tool call carries in ``_meta``, if any."""
-    for key in MCP_PAYMENT_ALIASES:
-        if meta.get(key) is not None:
-            return meta[key]
-    return None
-
-
-def payment_in_headers(headers: Mapping[str, str]) -> str | None:
-    """The raw payment an HTTP request carries, if any (header names are case-insensitive)."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    for name in (PAYMENT_SIGNATURE_HEADER, V1_PAYMENT_HEADER):
-        if value := lowered.get(name.lower()):
-            return value
-    return None
 
 
 def read_payment(raw: Any, accepts: list[PaymentRequirements]) -> PaymentPayload:
@@ -64,12 +39,6 @@ def read_payment(raw: Any, accepts: list[PaymentRequirements]) -> PaymentPayload
         where = ".".join(str(part) for part in first["loc"])
         raise MalformedPaymentError(f"the payment's {where} is {first['msg'].lower()}") from None
     raise MalformedPaymentError("the payment has no x402Version of 1 or 2")
-
-
-def encode_header(document: Mapping[str, Any]) -> str:
-    """A JSON document as an x402 HTTP header value (base64 of compact JSON)."""
-    compact = json.dumps(document, separators=(",", ":"), ensure_ascii=True)
-    return base64.b64encode(compact.encode()).decode()
 
 
 def _as_document(raw: Any) -> dict[str, Any]:

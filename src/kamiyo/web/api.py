@@ -28,12 +28,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kamiyo.access.account_gate import AccountGate, Identity
 from kamiyo.access.accounts import ENTITLED_STATES, AccountError, normalize_email
+from kamiyo.access.gate import Identity
 from kamiyo.billing import onboarding, stripe_api
 from kamiyo.billing.mailer import MailError
 from kamiyo.db.tables import Account, Subscription
-from kamiyo.mcpserver.calls import ServerState
+from kamiyo.service.state import ServerState
 from kamiyo.web.auth import BearerGuard, ResourceServer
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,7 @@ class AccountApi:
         if refused is not None:
             return refused
         credential = request.headers.get("authorization", "").partition(" ")[2].strip()
-        gate = self.state.gate
-        if not credential or not isinstance(gate, AccountGate):
+        if not credential:
             return self.guard.challenge(
                 request.scope,
                 None,
@@ -241,7 +240,7 @@ class AccountApi:
                 "(Authorization: Bearer ...).",
                 "unauthenticated",
             )
-        identity = await gate.identify(credential)  # cached: the guard just looked it up
+        identity = await self.state.gate.identify(credential)  # cached: the guard just did
         if not isinstance(identity, Identity) or identity.account_pk is None:
             return self.guard.challenge(request.scope, "invalid_token", "Credential refused.")
         return identity

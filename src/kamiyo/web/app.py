@@ -1,8 +1,9 @@
 """The ASGI app served by ``kamiyo serve --transport http``."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from mcp.server.mcpserver import MCPServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,11 +13,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kamiyo import __version__
+from kamiyo.access.gate import Gate
 from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.config import Settings
-from kamiyo.mcpserver.calls import ServerState
-from kamiyo.mcpserver.server import build_server, default_gate
 from kamiyo.runtime import open_runtime
+from kamiyo.service.state import ServerState, default_gate
 from kamiyo.web import api, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.webhooks import stripe_webhook_route
@@ -26,9 +27,16 @@ from kamiyo.web.webhooks import stripe_webhook_route
 MAX_REQUEST_HEAD = 256 * 1024
 
 
+# How the MCP server is built for a state (mcpserver.server.build_server): handed in, so the web
+# face serves MCP without importing the MCP face.
+McpFactory = Callable[[ServerState], MCPServer]
+
+
 def create_app(
     settings: Settings,
+    build_mcp: McpFactory,
     *,
+    gate: Gate | None = None,
     stateless: bool = False,
     json_response: bool = False,
     host: str = "127.0.0.1",
@@ -43,8 +51,8 @@ def create_app(
     protected resource metadata under ``/.well-known/`` (see web/auth.py); ``/healthz`` and the
     metadata need no credential.
     """
-    state = ServerState(settings=settings, gate=default_gate(settings))
-    server = build_server(state)
+    state = ServerState(settings=settings, gate=gate or default_gate(settings))
+    server = build_mcp(state)
     streamable = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=stateless,

@@ -10,8 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+from kamiyo.chains import normalize_chain
 from kamiyo.intel.models import AddressFact, IncidentRecord, SourceFact, TransactionFact
-from kamiyo.intel.vocabulary import AddressRole, normalize_chain
+from kamiyo.intel.vocabulary import AddressRole
 
 NAME = "defihacklabs"
 REPOSITORY = "https://github.com/SunWeb3Sec/DeFiHackLabs"

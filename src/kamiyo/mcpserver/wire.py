@@ -1,0 +1,58 @@
+"""What KAMIYO reads and writes in MCP's ``_meta`` and tool arguments: the MCP wire constants.
+
+x402 over MCP (``transports-v2/mcp.md``): the payment arrives in
+``params._meta["x402/payment"]`` (clients in the wild also use ``x402.payment``, a JSON string
+or base64 of it) and the receipt leaves in ``result._meta["x402/payment-response"]``. A priced
+tool states its price in its own ``_meta["kamiyo/price"]``. Paying by plain Solana transfer is
+named in two tool arguments.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kamiyo.payments.outcomes import RawPayment
+from kamiyo.payments.transfers import TransferClaim
+
+PAYMENT_KEYS = ("x402/payment", "x402.payment")
+RECEIPT_KEY = "x402/payment-response"
+PRICE_KEY = "kamiyo/price"
+
+
+def payment_in_meta(meta: Mapping[str, Any] | None) -> RawPayment | None:
+    """The payment a tool call carries in ``_meta``, as sent, if any."""
+    for key in PAYMENT_KEYS:
+        value = (meta or {}).get(key)
+        if isinstance(value, Mapping | str):
+            return RawPayment(value)
+        if value is not None:  # a number or a list: say so when it is read
+            return RawPayment(str(value))
+    return None
+
+
+class TransferArguments(BaseModel):
+    """The two arguments a call takes when it is paid by plain Solana transfer."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    x402_payment_signature: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Only to pay by Solana transfer: the signature of the USDC transfer made "
+        "with the memo an unpaid call of this tool gave.",
+    )
+    x402_payment_reference: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Only to pay by Solana transfer: the reference given with that memo.",
+    )
+
+    def claim(self) -> TransferClaim | None:
+        """The transfer named as the payment, if any (half of one is refused when read)."""
+        if self.x402_payment_signature is None and self.x402_payment_reference is None:
+            return None
+        return TransferClaim(self.x402_payment_signature or "", self.x402_payment_reference or "")
+
+
+TRANSFER_ARGUMENTS = tuple(TransferArguments.model_fields)

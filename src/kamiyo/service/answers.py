@@ -1,0 +1,51 @@
+"""What a call comes to, for every surface to render: an answer, a refusal or a failure."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from x402.schemas import SettleResponse
+
+from kamiyo.access.gate import Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    structured: dict[str, Any]
+    text: str  # the same JSON, for clients that read text
+    receipt: SettleResponse | None = None  # the payment this answer was bought with
+
+    @classmethod
+    def of(cls, model: BaseModel) -> "Answer":
+        return cls(model.model_dump(mode="json"), model.model_dump_json())
+
+
+class FailureKind(StrEnum):
+    INVALID_ARGUMENTS = "invalid_arguments"
+    NOT_FOUND = "not_found"
+    INTERNAL = "internal_error"
+    UNAVAILABLE = "temporarily_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The call produced no answer (and nothing was charged); ``message`` says what to do."""
+
+    kind: FailureKind
+    message: str
+
+
+Outcome = Answer | Refusal | Failure
+
+# The lists an answer's records are in, for metering how many records a call returned.
+RECORD_LISTS = ("incidents", "matches", "rows", "tools")
+
+
+def count_results(structured: Mapping[str, Any]) -> int | None:
+    for name in RECORD_LISTS:
+        value = structured.get(name)
+        if isinstance(value, list):
+            return len(value)
+    return None

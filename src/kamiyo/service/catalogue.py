@@ -1,0 +1,269 @@
+"""THE CATALOGUE: one declaration per operation, read by every surface.
+
+An operation is its name, its frozen query model (the MCP tool's input schema, the REST
+parameters, the command's options, and the answer-cache key), the function it runs, its output
+model, its description, its price per call, the lowest tier that unlocks it, its REST route and
+its command. The MCP tools, the REST routes, the CLI commands, ``get_pricing``, what each tier
+unlocks and the desktop-extension manifest are all derived from this table.
+
+Adding an operation is one function ``(session, query, scope) -> answer`` in ``intel`` and one
+entry here.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo import intel
+from kamiyo.access.gate import Target
+from kamiyo.access.usage import UsageReport
+from kamiyo.intel.scope import Scope
+from kamiyo.payments.networks import SCHEME
+from kamiyo.payments.prices import (
+    PAID_MAX_RESULTS,
+    AcceptedPayment,
+    Band,
+    Price,
+    PriceList,
+    tool_price,
+)
+from kamiyo.service import own
+from kamiyo.service.own import HealthReport, NoArguments
+from kamiyo.service.state import Job
+from kamiyo.tiers import Tier
+
+Q = TypeVar("Q", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+class ToolName(StrEnum):
+    """Every operation's public name (MCP tool name, metering and receipts)."""
+
+    HEALTH_CHECK = "health_check"
+    SEARCH_EXPLOITS = "search_exploits"
+    GET_EXPLOIT = "get_exploit"
+    FIND_EXPLOIT_BY_TX = "find_exploit_by_tx"
+    GET_EXPLOIT_STATS = "get_exploit_stats"
+    ASSESS_PROTOCOL_RISK = "assess_protocol_risk"
+    CHECK_WALLET_INTERACTIONS = "check_wallet_interactions"
+    GET_USAGE = "get_usage"
+    GET_PRICING = "get_pricing"
+
+
+@dataclass(frozen=True, slots=True)
+class RestRoute:
+    """``GET /api/v1/...``: path parameters are query fields named in ``{braces}``."""
+
+    path: str
+    method: str = "GET"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """``kamiyo NAME``: the fields taken as positional arguments, and older flag spellings."""
+
+    name: str
+    arguments: tuple[str, ...] = ()
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation(Generic[Q, R]):
+    name: ToolName
+    title: str
+    description: str
+    query: type[Q]
+    output: type[R]
+    run: Callable[[Job, Q], Awaitable[R]]
+    tier: Tier = Tier.FREE
+    price: Price | None = None
+    rest: RestRoute | None = None
+    command: Command | None = None
+    # Identical calls with the same caps may share an answer (not for answers about the caller).
+    cached: bool = True
+
+    @property
+    def target(self) -> Target:
+        """The operation as the gate sees it."""
+        return Target(self.name.value, self.tier, self.price)
+
+
+def from_intel(
+    function: Callable[[AsyncSession, Q, Scope], Awaitable[R]],
+) -> Callable[[Job, Q], Awaitable[R]]:
+    """An intel function run with the call's session and the grant's scope."""
+
+    async def run(job: Job, query: Q) -> R:
+        return await function(job.session, query, job.grant.scope)
+
+    return run
+
+
+async def pricing(job: Job, query: NoArguments) -> PriceList:
+    networks = job.state.settings.x402.networks
+    subscribe = job.state.settings.site.upgrade_url
+    how = (
+        "Call a priced tool without a credential: the answer is an x402 PaymentRequired "
+        "(isError, structuredContent; over REST a 402 with a PAYMENT-REQUIRED header) listing "
+        "one offer per network. Sign one with an x402 client and call again with the payment "
+        "(MCP: params._meta['x402/payment']; REST: the PAYMENT-SIGNATURE header); the receipt "
+        "comes back with the answer. Nothing is charged unless the tool answers."
+        if networks
+        else "This server does not take per-call payments; use an API key."
+    )
+    if subscribe:
+        how += f" Subscriptions: {subscribe}."
+    return PriceList(
+        enabled=bool(networks),
+        tools=[tool_price(name, price) for name, price in priced()] if networks else [],
+        free_tools=sorted(op.name.value for op in OPERATIONS if op.price is None),
+        accepts=[
+            AcceptedPayment(
+                scheme=SCHEME, network=n.network, label=n.label, asset=n.usdc, pay_to=n.pay_to
+            )
+            for n in networks
+        ],
+        how_to_pay=how,
+    )
+
+
+OPERATIONS: tuple[Operation[Any, Any], ...] = (
+    Operation(
+        ToolName.HEALTH_CHECK,
+        "Server health",
+        "Server status: version, uptime, database, and how many incidents are loaded and how "
+        "recent they are. Free; call it to check the connection.",
+        NoArguments,
+        HealthReport,
+        own.health,
+        cached=False,
+        command=Command("health"),
+    ),
+    Operation(
+        ToolName.SEARCH_EXPLOITS,
+        "Search exploits",
+        "Search past crypto exploits by words (protocol name, attack type) and filters. Returns "
+        "incidents with date, protocol, chains, loss in USD, attack type and the security firms "
+        "that reported them. Use get_exploit for one incident in full.",
+        intel.SearchQuery,
+        intel.SearchResult,
+        from_intel(intel.search_incidents),
+        price=Price(10_000, bands=(Band(10, 10_000), Band(PAID_MAX_RESULTS, 20_000))),
+        rest=RestRoute("/api/v1/exploits"),
+        command=Command("search", ("query",), {"min_loss_usd": ("--min-loss",)}),
+    ),
+    Operation(
+        ToolName.GET_EXPLOIT,
+        "One exploit in full",
+        "One incident in full: addresses with their roles (attacker, attack contract, "
+        "victim...), attack transactions, reference links with the firm behind each, and where "
+        "the record comes from. Ids come from search_exploits.",
+        intel.ExploitQuery,
+        intel.Incident,
+        from_intel(intel.exploit),
+        price=Price(5_000),
+        rest=RestRoute("/api/v1/exploits/{exploit_id}"),
+        command=Command("show", ("exploit_id",)),
+    ),
+    Operation(
+        ToolName.FIND_EXPLOIT_BY_TX,
+        "Exploits by transaction",
+        "The incidents whose attack transactions include this transaction hash (EVM 0x… or "
+        "Solana signature). An empty answer means KAMIYO has it in no incident, not that the "
+        "transaction is safe.",
+        intel.TransactionQuery,
+        intel.TransactionMatches,
+        from_intel(intel.find_by_transaction),
+        price=Price(5_000),
+        rest=RestRoute("/api/v1/transactions/{tx_hash}"),
+        command=Command("tx", ("tx_hash",)),
+    ),
+    Operation(
+        ToolName.GET_EXPLOIT_STATS,
+        "Exploit statistics",
+        "Counts of incidents and total USD lost, grouped by chain, year, month or attack type, "
+        "optionally since a date and on one chain.",
+        intel.StatsQuery,
+        intel.Stats,
+        from_intel(intel.incident_stats),
+        price=Price(5_000),
+        rest=RestRoute("/api/v1/stats"),
+        command=Command("stats", aliases={"group_by": ("--by",)}),
+    ),
+    Operation(
+        ToolName.ASSESS_PROTOCOL_RISK,
+        "Protocol exploit history",
+        "A protocol's exploit history: how many incidents, how much lost, when, and by which "
+        "attack types, with the incidents themselves. It reports history only; no incident on "
+        "record is not evidence of safety. On the enterprise tier it adds recommendations: for "
+        "each attack type in that history, what a reviewer should check.",
+        intel.ProtocolHistoryQuery,
+        intel.ProtocolHistory,
+        from_intel(intel.protocol_history),
+        tier=Tier.PERSONAL,
+        price=Price(50_000),
+        rest=RestRoute("/api/v1/risk/{protocol_name}"),
+        command=Command("risk", ("protocol_name",)),
+    ),
+    Operation(
+        ToolName.CHECK_WALLET_INTERACTIONS,
+        "Screen a wallet",
+        "Screen an address against incident data: is it a known attacker, attack contract or "
+        "front-runner, or listed as a victim? Returns every incident that lists it.",
+        intel.AddressScreenQuery,
+        intel.AddressScreen,
+        from_intel(intel.screen_address),
+        tier=Tier.TEAM,
+        price=Price(100_000),
+        rest=RestRoute("/api/v1/wallets/{wallet_address}"),
+        command=Command("wallet", ("wallet_address",)),
+    ),
+    Operation(
+        ToolName.GET_USAGE,
+        "Your usage",
+        "Your tier, its limits, and how much of them you have used: requests in the last minute "
+        "and in the current day's quota, with when each frees up, and calls this month. Free; "
+        "counts as one request.",
+        NoArguments,
+        UsageReport,
+        own.usage,
+        cached=False,
+        rest=RestRoute("/api/v1/usage"),
+    ),
+    Operation(
+        ToolName.GET_PRICING,
+        "Prices per call",
+        "What each tool costs per call without a subscription (USDC via x402 on Base or "
+        "Solana), price bands by result count, the networks and assets accepted and where "
+        "payments go. Free; needs no payment.",
+        NoArguments,
+        PriceList,
+        pricing,
+        cached=False,
+        rest=RestRoute("/api/v1/pricing"),
+        command=Command("pricing"),
+    ),
+)
+
+CATALOGUE: Mapping[ToolName, Operation[Any, Any]] = {op.name: op for op in OPERATIONS}
+assert set(CATALOGUE) == set(ToolName), "every ToolName has exactly one catalogue entry"
+assert len(CATALOGUE) == len(OPERATIONS), "an operation is declared twice"
+
+
+def priced() -> list[tuple[str, Price]]:
+    """The operations that can be paid for one call at a time, and their prices."""
+    return [(op.name.value, op.price) for op in OPERATIONS if op.price is not None]
+
+
+def unlocked_by(tier: Tier) -> list[ToolName]:
+    """The operations a subscription on ``tier`` may call."""
+    return [op.name for op in OPERATIONS if tier.includes(op.tier)]
+
+
+def target(name: ToolName | str) -> Target:
+    """The gate's view of the operation called ``name``."""
+    return CATALOGUE[ToolName(name)].target

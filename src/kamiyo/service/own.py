@@ -1,0 +1,47 @@
+"""Operations about the server and the caller rather than about exploits."""
+
+import time
+
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from kamiyo import __version__
+from kamiyo.access.usage import UsageReport
+from kamiyo.intel import DatasetInfo, dataset_info
+from kamiyo.intel.models import FrozenModel
+from kamiyo.service.state import Job
+
+
+class NoArguments(FrozenModel):
+    """An operation that takes no arguments."""
+
+
+class HealthReport(BaseModel):
+    status: str = Field(description="ok, or degraded when the database cannot be read.")
+    version: str
+    uptime_seconds: float
+    database: str = Field(description="Backend and whether it answered.")
+    limits: str = Field(description="Where rate limits are counted and whether it answers.")
+    dataset: DatasetInfo | None
+
+
+async def health(job: Job, query: NoArguments) -> HealthReport:
+    backend = job.session.get_bind().dialect.name
+    try:
+        await job.session.execute(text("SELECT 1"))
+        info: DatasetInfo | None = await dataset_info(job.session)
+        database, status = f"{backend}: ok", "ok"
+    except Exception as exc:  # a health check reports failures, it does not raise them
+        info, database, status = None, f"{backend}: {type(exc).__name__}", "degraded"
+    return HealthReport(
+        status=status,
+        version=__version__,
+        uptime_seconds=round(time.monotonic() - job.state.started_monotonic, 1),
+        database=database,
+        limits=await job.state.gate.limits_status(),
+        dataset=info,
+    )
+
+
+async def usage(job: Job, query: NoArguments) -> UsageReport:
+    return await job.state.gate.usage(job.grant, job.session)

@@ -1,0 +1,156 @@
+"""One call, end to end: admit -> run with the grant's scope -> complete (settle, meter).
+
+Every surface builds a ``Caller`` and an operation's query and calls ``execute``; none checks
+tiers, limits or payments itself. An expected failure (bad arguments, not found) becomes a
+``Failure`` whose sentence says what to change; an unexpected one is logged with its traceback
+and reaches the caller only as a short notice. Nothing is charged for a failed call.
+"""
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kamiyo.access.gate import Call, Grant, Refusal, Replayed
+from kamiyo.errors import describe_validation_error
+from kamiyo.intel import IncidentList, InvalidQueryError, NotFoundError
+from kamiyo.payments.outcomes import Payment
+from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome, count_results
+from kamiyo.service.catalogue import Operation
+from kamiyo.service.state import Job, ServerState
+from kamiyo.tiers import TIERS, Tier, next_tier_above
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling and how, as the surface found it."""
+
+    credential: str | None = None
+    payment: Payment | None = None
+    # What x402 names the thing paid for (the REST URL); None: mcp://tool/<name>.
+    resource: str | None = None
+    peer: str = "local"
+
+
+Work = Callable[[Job], Awaitable[BaseModel]]
+
+
+async def execute(
+    state: ServerState, operation: Operation[Any, Any], query: BaseModel, caller: Caller
+) -> Outcome:
+    """Run one operation for ``caller``."""
+    name = operation.name.value
+    call = Call(
+        target=operation.target,
+        credential=caller.credential,
+        size=getattr(query, "limit", None),
+        payment=caller.payment,
+        resource=caller.resource or f"mcp://tool/{name}",
+        peer=caller.peer,
+    )
+
+    async def work(job: Job) -> BaseModel:
+        return _with_cap_note(await operation.run(job, query), query, job.grant)
+
+    return await run_call(state, call, work, (name, query) if operation.cached else None)
+
+
+async def run_call(
+    state: ServerState, call: Call, work: Work, cache_key: Hashable | None = None
+) -> Outcome:
+    """Admit ``call``, run ``work`` in a database session with the grant, complete.
+
+    ``cache_key`` lets an identical call with the same caps be answered from the cache; it is
+    still admitted and completed (metered, paid) like any other.
+    """
+    name = call.target.name
+    try:
+        admission = await state.gate.admit(call)
+    except Exception:  # the gate's store is down: refuse, and keep the cause in the log
+        log.exception("gate failed for %s", name)
+        return Failure(
+            FailureKind.UNAVAILABLE, f"{name} is temporarily unavailable; try again shortly."
+        )
+    if isinstance(admission, Refusal):
+        log.info("%s refused: %s", name, admission.reason.value)
+        return admission
+    if isinstance(admission, Replayed):
+        return Answer(admission.answer, _json(admission.answer), admission.receipt)
+    key = None
+    if cache_key is not None and state.cache is not None:
+        grant = admission
+        key = (cache_key, grant.max_results, grant.hide_after, grant.detailed_risk, grant.tier)
+        if (cached := state.cache.get(key)) is not None:
+            return await _finish(state, call, admission, cached)
+    try:
+        async with state.require_runtime().sessions() as session:
+            answer = Answer.of(await work(Job(state, session, admission)))
+    except (ValidationError, InvalidQueryError, NotFoundError) as exc:
+        await state.gate.complete(call, admission, "error")
+        return _expected_failure(name, exc)
+    except Exception:
+        log.exception("%s failed", name)
+        await state.gate.complete(call, admission, "error")
+        return Failure(
+            FailureKind.INTERNAL, f"{name} failed on the server; the error was logged. Try later."
+        )
+    if key is not None and state.cache is not None:
+        state.cache[key] = answer
+    return await _finish(state, call, admission, answer)
+
+
+async def _finish(state: ServerState, call: Call, grant: Grant, answer: Answer) -> Outcome:
+    """Complete the call (settle its payment, meter it) and hand over the answer, or withhold
+    it when its payment did not settle."""
+    kept = answer.structured if grant.payment is not None else None  # kept with its payment
+    completed = await state.gate.complete(call, grant, "ok", count_results(answer.structured), kept)
+    if isinstance(completed, Refusal):
+        log.info("%s answer withheld: %s", call.target.name, completed.reason.value)
+        return completed
+    if completed.receipt is None:
+        return answer
+    return Answer(answer.structured, answer.text, completed.receipt)
+
+
+def _expected_failure(name: str, exc: Exception) -> Failure:
+    if isinstance(exc, NotFoundError):
+        return Failure(FailureKind.NOT_FOUND, str(exc))
+    detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+    return Failure(FailureKind.INVALID_ARGUMENTS, f"Invalid arguments for {name}: {detail}")
+
+
+def _with_cap_note(result: BaseModel, query: BaseModel, grant: Grant) -> BaseModel:
+    """Say so in the answer when the caller's plan, not their ``limit``, cut a list short."""
+    asked = getattr(query, "limit", None)
+    if not (isinstance(result, IncidentList) and result.truncated and isinstance(asked, int)):
+        return result
+    if asked <= result.limit:
+        return result  # the caller's own limit: nothing to raise but the limit itself
+    return result.model_copy(update={"note": cap_note(grant, result.limit)})
+
+
+def cap_note(grant: Grant, cap: int) -> str:
+    shown = f"Showing the first {cap}; more match, but "
+    if grant.tier in {t.value for t in Tier}:
+        tier = Tier(grant.tier)
+        better = next_tier_above(tier, cap)
+        raise_it = (
+            f" The {better.value} tier returns up to {TIERS[better].max_results}; upgrade to "
+            "see more, or narrow the search with filters."
+            if better
+            else " Narrow the search with filters (since, chain, attack_type) to see the rest."
+        )
+        return f"{shown}the {tier.value} tier returns at most {cap} results a call.{raise_it}"
+    return (
+        f"{shown}this server returns at most {cap} results a call (paid calls and the server's "
+        "own cap). Narrow the search with filters, or subscribe for a higher cap."
+    )
+
+
+def _json(structured: dict[str, Any]) -> str:
+    return json.dumps(structured, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,55 @@
+"""What every call shares while a surface serves: settings, the gate, the runtime, the cache."""
+
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from cachetools import TTLCache
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo.access.account_gate import AccountGate
+from kamiyo.access.gate import Gate, Grant
+from kamiyo.config import Settings
+from kamiyo.payments.cashier import open_cashier
+from kamiyo.runtime import Runtime
+from kamiyo.service.answers import Answer
+
+
+def default_gate(settings: Settings) -> Gate:
+    """Accounts and tiers, and pay per call where x402 is configured."""
+    cashier = open_cashier(
+        settings.x402, secret_key=settings.auth.secret_key, upgrade_url=settings.site.upgrade_url
+    )
+    return AccountGate(settings, cashier)
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    gate: Gate
+    runtime: Runtime | None = None
+    # stdio has no headers: its credential comes from the environment at start.
+    stdio_credential: str | None = None
+    started_monotonic: float = field(default_factory=time.monotonic)
+    # Answers to identical read-only calls with the same caps, kept for cache_ttl_s seconds.
+    cache: TTLCache[Hashable, Answer] | None = None
+
+    def __post_init__(self) -> None:
+        if self.cache is None and self.settings.answers.cache_ttl_s > 0:
+            self.cache = TTLCache(
+                maxsize=self.settings.answers.cache_size, ttl=self.settings.answers.cache_ttl_s
+            )
+
+    def require_runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError("the server was used before its runtime was opened")
+        return self.runtime
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What an operation runs with: the server's state, a database session, the call's grant."""
+
+    state: ServerState
+    session: AsyncSession
+    grant: Grant
