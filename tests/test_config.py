@@ -111,6 +111,9 @@ def test_with_changes_copies_sections() -> None:
     changed = base.with_changes(auth={"tier_cache_s": 0}, site={"upgrade_url": "https://u"})
     assert (changed.auth.tier_cache_s, changed.site.upgrade_url) == (0, "https://u")
     assert (base.auth.tier_cache_s, base.site.upgrade_url) == (5, None)
+    # The flat names of before would be set beside the sections and read by nobody.
+    with pytest.raises(TypeError, match="tier_cache_s"):
+        base.model_copy(update={"tier_cache_s": 0})
 
 
 @pytest.mark.parametrize(

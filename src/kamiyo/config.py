@@ -371,6 +371,16 @@ class Settings(Section):
                 values[name] = section(_env_file=_env_file, **given)
         super().__init__(_env_file=_env_file, **values)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        # A flat name (``tier_cache_s``) would be set beside the sections and read by nobody.
+        unknown = set(update or {}) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(
+                f"Settings has no field {', '.join(sorted(unknown))}: settings are in sections, "
+                'change them with with_changes(auth={"tier_cache_s": 0}, …)'
+            )
+        return super().model_copy(update=update, deep=deep)
+
     def with_changes(self, **sections: Mapping[str, Any]) -> Self:
         """A copy with some fields of some sections changed, e.g.
         ``settings.with_changes(stripe={"webhook_secret": None})`` (no re-validation)."""

@@ -132,7 +132,9 @@ async def test_answers_and_problems_are_admitted_when_payments_are_off(client: C
 async def test_a_rate_limit_says_when_to_retry_in_structured_content(
     loaded_runtime: Runtime,
 ) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0, "cache_ttl_s": 0})
+    settings = loaded_runtime.settings.with_changes(
+        auth={"tier_cache_s": 0}, answers={"cache_ttl_s": 0}
+    )
     gate = AccountGate(settings)
     state = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
     async with gate.serving(loaded_runtime.sessions), Client(build_server(state)) as client:
@@ -152,7 +154,7 @@ async def test_a_rate_limit_says_when_to_retry_in_structured_content(
 async def test_a_result_capped_by_the_tier_says_the_cap_and_how_to_raise_it(
     loaded_runtime: Runtime,
 ) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
+    settings = loaded_runtime.settings.with_changes(auth={"tier_cache_s": 0})
     gate = AccountGate(settings)
     state = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
     async with gate.serving(loaded_runtime.sessions), Client(build_server(state)) as client:
@@ -169,7 +171,7 @@ async def test_a_result_capped_by_the_tier_says_the_cap_and_how_to_raise_it(
 
 
 async def test_prompts_name_only_the_tools_the_caller_can_use(loaded_runtime: Runtime) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"upgrade_url": "https://k.example/up"})
+    settings = loaded_runtime.settings.with_changes(site={"upgrade_url": "https://k.example/up"})
     free_gate = AccountGate(settings)
     free = ServerState(settings=settings, gate=free_gate, runtime=loaded_runtime)
     open_ = ServerState(settings=settings, gate=OpenGate(50), runtime=loaded_runtime)
