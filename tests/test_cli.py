@@ -307,3 +307,92 @@ def test_usage_verify_and_show() -> None:
     assert code == 1
     assert "record 1 was altered" in err
     assert kamiyo("usage", "show", "nobody@example.com")[0] == 2
+
+
+def test_accounts_list_show_set_tier_disable_enable() -> None:
+    assert kamiyo("accounts", "create", "a@example.com")[0] == 0
+    assert kamiyo("accounts", "create", "b@example.com", "--tier", "team")[0] == 0
+    assert kamiyo("keys", "create", "b@example.com", "--name", "ci")[0] == 0
+    code, table, err = kamiyo("accounts", "list")
+    assert code == 0, err
+    assert "a@example.com" in table
+    assert "default" in table
+    assert "operator" in table  # created on team: set by hand
+    code, out, _ = kamiyo("accounts", "list", "--json")
+    listed = {row["email"]: row for row in json.loads(out)}
+    assert listed["a@example.com"]["tier"] == "free"
+    assert listed["a@example.com"]["tier_source"] == "default"
+    assert (listed["b@example.com"]["tier"], listed["b@example.com"]["active_keys"]) == ("team", 1)
+
+    code, _, err = kamiyo("accounts", "set-tier", "A@example.com", "enterprise")
+    assert code == 0, err
+    assert "enterprise tier now (was free), set by hand" in err
+    code, _, err = kamiyo("accounts", "disable", "b@example.com")
+    assert code == 0, err
+    assert "b@example.com is disabled." in err
+    assert "already" in kamiyo("accounts", "disable", "b@example.com")[2]
+    code, out, _ = kamiyo("accounts", "list", "--json", "--tier", "enterprise")
+    assert [(r["email"], r["tier_source"]) for r in json.loads(out)] == [
+        ("a@example.com", "operator")
+    ]
+    code, out, _ = kamiyo("accounts", "list", "--json", "--status", "disabled")
+    assert [r["email"] for r in json.loads(out)] == ["b@example.com"]
+
+    code, out, err = kamiyo("accounts", "show", "b@example.com", "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["status"], shown["tier"], shown["tier_source"]) == (
+        "disabled",
+        "team",
+        "operator",
+    )
+    assert shown["subscription"]["status"] == "active"
+    assert [(k["name"], k["status"], k["last_used_at"]) for k in shown["keys"]] == [
+        ("ci", "active", None)
+    ]
+    assert shown["month"]["calls"] == 0
+    code, text, _ = kamiyo("accounts", "show", "b@example.com")
+    for part in ("disabled", "set by operator", "ci"):
+        assert part in text
+    assert kamiyo("accounts", "enable", "b@example.com")[0] == 0
+    code, out, _ = kamiyo("accounts", "list", "--json", "--status", "disabled")
+    assert json.loads(out) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["accounts", "show", "nobody@example.com"],
+        ["accounts", "set-tier", "nobody@example.com", "team"],
+        ["accounts", "disable", "nobody@example.com"],
+        ["accounts", "enable", "nobody@example.com"],
+        ["keys", "list", "--account", "nobody@example.com"],
+        ["keys", "list", "nobody@example.com"],
+    ],
+)
+def test_account_commands_on_an_unknown_account_fail_with_one_line(args: list[str]) -> None:
+    code, _, err = kamiyo(*args)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == "error: no account for nobody@example.com"
+
+
+def test_account_commands_refuse_bad_input() -> None:
+    assert kamiyo("accounts", "create", "c@example.com")[0] == 0
+    assert kamiyo("accounts", "set-tier", "c@example.com", "gold")[0] == 2
+    assert kamiyo("accounts", "list", "--status", "sleeping")[0] == 2
+    code, _, err = kamiyo("accounts", "show", "not-an-email")
+    assert (code, "is not an email address" in err) == (2, True)
+    code, _, err = kamiyo("keys", "list")
+    assert (code, "kamiyo keys list --account EMAIL" in err) == (2, True)
+    code, _, err = kamiyo("keys", "revoke", "kmy_live_nothere")
+    assert (code, "no key with prefix" in err) == (2, True)
+
+
+def test_keys_list_by_account_option() -> None:
+    assert kamiyo("accounts", "create", "k@example.com", "--tier", "personal")[0] == 0
+    _, key, _ = kamiyo("keys", "create", "k@example.com", "--name", "laptop")
+    code, listing, _ = kamiyo("keys", "list", "--account", "k@example.com")
+    assert code == 0
+    for part in (key.strip()[:17], "laptop", "never"):
+        assert part in listing
+    assert kamiyo("keys", "list", "k@example.com", "--account", "other@example.com")[0] == 2

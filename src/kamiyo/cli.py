@@ -134,6 +134,22 @@ def install_claude_desktop(
     launcher: Annotated[
         Launcher, typer.Option(help="python: this interpreter; uvx: run through uv.")
     ] = Launcher.PYTHON,
+    uvx_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="With --launcher uvx: the KAMIYO checkout or built wheel uv runs "
+            "(default: the checkout this command runs from).",
+        ),
+    ] = None,
+    from_index: Annotated[
+        bool,
+        typer.Option(
+            "--from-index",
+            help="With --launcher uvx: the package published on the index (`uvx kamiyo`), "
+            "once KAMIYO is published there.",
+        ),
+    ] = False,
     config: Annotated[
         Path | None, typer.Option(help="Config file to write (default: Claude Desktop's).")
     ] = None,
@@ -143,6 +159,16 @@ def install_claude_desktop(
     With --print, show the JSON instead; the same mcpServers entry works in Cursor
     (~/.cursor/mcp.json) and Claude Code (.mcp.json).
     """
+    if (uvx_from is not None or from_index) and launcher is not Launcher.UVX:
+        fail("--from and --from-index go with --launcher uvx", 2)
+    if uvx_from is not None and from_index:
+        fail("give --from or --from-index, not both", 2)
+    source: str | None = None
+    if launcher is Launcher.UVX and not from_index and not remote:
+        try:
+            source = clients.uvx_source(uvx_from)
+        except clients.LauncherError as exc:
+            fail(str(exc), 2)
     settings = settings_or_exit()
     key: str | None = None
     if api_key:
@@ -151,7 +177,7 @@ def install_claude_desktop(
         clients.remote_server_entry(remote, key)
         if remote
         else clients.local_server_entry(
-            data_dir=settings.database.data_dir, api_key=key, launcher=launcher
+            data_dir=settings.database.data_dir, api_key=key, launcher=launcher, uvx_from=source
         )
     )
     if print_only:

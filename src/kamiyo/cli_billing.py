@@ -79,13 +79,7 @@ def billing_sync() -> None:
                 done = report
                 progress.update(task, completed=report.seen)
 
-            settings = runtime.settings
-            return await sync_subscriptions(
-                runtime.sessions,
-                settings.stripe,
-                onboarding.Onboarding.from_settings(settings),
-                on_progress=advance,
-            )
+            return await sync_subscriptions(runtime.sessions, runtime.settings, on_progress=advance)
 
     try:
         report = run(work)

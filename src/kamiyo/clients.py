@@ -9,7 +9,9 @@ listing would show them. Remote servers are reached through the ``mcp-remote`` b
 import datetime as dt
 import json
 import os
+import shutil
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,10 @@ SERVER_NAME = "kamiyo"
 
 class ClientConfigError(RuntimeError):
     """An existing client configuration KAMIYO will not overwrite."""
+
+
+class LauncherError(ValueError):
+    """A launcher that cannot start KAMIYO as asked."""
 
 
 def claude_desktop_config_path(platform: str | None = None) -> Path:
@@ -38,16 +44,70 @@ def claude_desktop_config_path(platform: str | None = None) -> Path:
     return Path(config_home) / "Claude" / "claude_desktop_config.json"
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def source_checkout(package_dir: Path = PACKAGE_DIR) -> Path | None:
+    """The source checkout this package runs from (a clone, or an editable install of one):
+    the folder two levels above the package (``src/kamiyo``), if it holds KAMIYO's
+    pyproject.toml; None for an installed package."""
+    root = package_dir.parents[1]
+    return root if _is_kamiyo_project(root) else None
+
+
+def _is_kamiyo_project(folder: Path) -> bool:
+    try:
+        project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return bool(project.get("project", {}).get("name") == "kamiyo")
+
+
+def uvx_source(given: Path | None) -> str:
+    """What ``uvx --from`` installs KAMIYO from: ``given`` (a checkout or a built wheel), else
+    the checkout this package runs from, as an absolute path (desktop clients start servers in
+    a folder of their own)."""
+    if given is None:
+        checkout = source_checkout()
+        if checkout is None:
+            raise LauncherError(
+                "KAMIYO is not on the package index yet and this installation is not a source "
+                "checkout: pass --from <a KAMIYO checkout, or a wheel built with `uv build`>"
+            )
+        return str(checkout)
+    path = given.expanduser().resolve()
+    wheel = path.is_file() and path.name.startswith("kamiyo-") and path.suffix == ".whl"
+    if wheel or _is_kamiyo_project(path):
+        return str(path)
+    raise LauncherError(
+        f"--from {given}: not a KAMIYO checkout (a folder with pyproject.toml) or a wheel (.whl)"
+    )
+
+
+def uvx_command() -> str:
+    """uvx by its full path where it is found: desktop clients start servers with a minimal
+    PATH (Claude Desktop on macOS does not see ~/.local/bin), so a bare name may not resolve."""
+    name = "uvx.exe" if sys.platform == "win32" else "uvx"
+    beside = Path(sys.executable).with_name(name)
+    return shutil.which("uvx") or (str(beside) if beside.is_file() else "uvx")
+
+
 def local_server_entry(
-    *, data_dir: Path, api_key: str | None = None, launcher: str = "python"
+    *,
+    data_dir: Path,
+    api_key: str | None = None,
+    launcher: str = "python",
+    uvx_from: str | None = None,
 ) -> dict[str, Any]:
     """How a desktop client starts KAMIYO on stdio.
 
     ``python``: this very interpreter (works for pip, pipx and virtual environments);
-    ``uvx``: fetched and run by uv.
+    ``uvx``: run by uv from ``uvx_from`` (a checkout or a wheel, see ``uvx_source``), or, with
+    ``uvx_from`` None, the package published on the index.
     """
     if launcher == "uvx":
-        command, args = "uvx", ["kamiyo", "serve"]
+        source = ["--from", uvx_from] if uvx_from is not None else []
+        command, args = uvx_command(), [*source, "kamiyo", "serve"]
     else:
         command, args = sys.executable, ["-m", "kamiyo", "serve"]
     env = {"KAMIYO_DATA_DIR": str(data_dir)}

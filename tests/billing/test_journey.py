@@ -77,7 +77,7 @@ class Customer:
     async def can(self, tool: tuple[str, dict[str, Any]]) -> bool:
         result = await self.call(tool)
         if result.get("isError"):
-            assert result["_meta"]["kamiyo/refusal"]["error"] == "forbidden", result
+            assert result["structuredContent"]["error"] == "forbidden", result
             return False
         return True
 

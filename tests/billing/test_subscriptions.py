@@ -57,15 +57,17 @@ async def apply(
     """``function`` on the event's object at the event's time, committed."""
     async with sessions() as session, session.begin():
         obj = event["data"]["object"]
-        return await function(session, settings or make_settings(), obj, at(event["created"]))
+        return await function(
+            session, settings or make_settings().stripe, obj, at(event["created"])
+        )
 
 
 def test_tier_for_price_reads_the_configured_prices_backwards() -> None:
-    settings = make_settings()
+    settings = make_settings().stripe
     assert tier_for_price(settings, PRICES["team"]) is Tier.TEAM
     assert tier_for_price(settings, "price_other") is None
     assert tier_for_price(settings, None) is None
-    odd = make_settings(prices={"free": "price_free", "gold": "price_gold"})
+    odd = make_settings(stripe={"prices": {"free": "price_free", "gold": "price_gold"}}).stripe
     assert tier_for_price(odd, "price_free") is None  # free is never sold
     assert tier_for_price(odd, "price_gold") is None  # not a tier of ours
 

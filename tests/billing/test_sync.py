@@ -17,14 +17,15 @@ from typer.testing import CliRunner
 
 from kamiyo.access import accounts
 from kamiyo.access.accounts import current_tier
-from kamiyo.billing.onboarding import Onboarding
 from kamiyo.billing.stripe_api import BillingError
 from kamiyo.billing.sync import (
     CLOCK_MARGIN,
     PAGE_SIZE,
     STATE_FIELDS,
     SyncReport,
-    sync_subscriptions,
+)
+from kamiyo.billing.sync import (
+    sync_subscriptions as sync,
 )
 from kamiyo.cli import app
 from kamiyo.config import Settings, get_settings
@@ -64,11 +65,6 @@ def settings(empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox)
         mailbox,
         stripe={"prices": PRICES, "webhook_secret": SecretStr(SECRET), "past_due_grace_days": 7},
     )
-
-
-async def sync(sessions: Sessions, settings: Settings, **options: Any) -> SyncReport:
-    onboarding = Onboarding.from_settings(settings)
-    return await sync_subscriptions(sessions, settings.stripe, onboarding, **options)
 
 
 def now() -> int:
@@ -135,9 +131,7 @@ async def test_a_missed_cancellation_is_recovered(
 ) -> None:
     pk = await new_account(sessions)
     start = now() - 10 * DAY
-    created = await deliver(
-        sessions, subscription_event("created", pk, created=start), settings.stripe
-    )
+    created = await deliver(sessions, subscription_event("created", pk, created=start), settings)
     assert created.activated == (pk,)
     assert await tier_of(sessions, pk) is Tier.PERSONAL
     # The customer.subscription.deleted delivery never arrived; Stripe lists it canceled.
@@ -199,12 +193,10 @@ async def test_a_webhook_applied_before_the_sync_keeps_its_newer_state(
     sessions: Sessions, settings: Settings, fake_stripe: FakeStripe
 ) -> None:
     pk = await new_account(sessions)
-    await deliver(sessions, subscription_event("created", pk, created=now() - DAY), settings.stripe)
+    await deliver(sessions, subscription_event("created", pk, created=now() - DAY), settings)
     # Canceled this very second; the list was read a moment before and still shows it active.
     fake_stripe.subscriptions = [stripe_holds("updated", pk, created=now() - DAY)]
-    canceled = await deliver(
-        sessions, subscription_event("deleted", pk, created=now()), settings.stripe
-    )
+    canceled = await deliver(sessions, subscription_event("deleted", pk, created=now()), settings)
     assert canceled.message == "personal canceled"
 
     report = await sync(sessions, settings)
@@ -231,7 +223,7 @@ async def test_a_webhook_after_the_fetch_applies_over_the_synced_state(
 
     # An event Stripe made in the second the list was read (the fetch may predate it) wins.
     event = subscription_event("deleted", pk, created=int(before.timestamp()))
-    result = await deliver(sessions, event, settings.stripe)
+    result = await deliver(sessions, event, settings)
     assert result.message == "personal canceled"
     assert (await row_of(sessions, pk)).status == "canceled"
 

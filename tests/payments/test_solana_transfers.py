@@ -182,7 +182,7 @@ async def test_a_failed_tool_call_keeps_the_transfer_for_a_retry(desk: Desk) -> 
     signature = desk.pay(offer, payer)
     failed = await desk.call(signature, offer["reference"], tool="get_exploit", exploit_id="nope")
     assert failed.is_error is True
-    assert "no incident with id" in failed.content[0].text  # type: ignore[union-attr]
+    assert "No incident with id" in failed.content[0].text  # type: ignore[union-attr]
     hits, reads = cache_hits(), len(desk.chain.servers[0].calls) + len(desk.chain.servers[1].calls)
     retry = await desk.call(
         signature, offer["reference"], tool="get_exploit", exploit_id="20230313_eulerfinance"

@@ -8,6 +8,10 @@ x402 v2 transport specs).
     python pay.py stdio --key-file F --asset NETWORK ADDRESS -- python -m kamiyo serve
     python pay.py http  --key-file F --asset NETWORK ADDRESS http://127.0.0.1:8000/mcp
     python pay.py rest  --key-file F --asset NETWORK ADDRESS 'http://…/api/v1/exploits?query=…'
+    python pay.py http  --offer-only http://127.0.0.1:8000/mcp
+
+``--offer-only`` makes the call without paying, as an agent that reads the price before it
+decides, and prints what the MCP client accepted and the offer x402 read from it.
 
 The network's CAIP-2 namespace picks the chain: ``eip155:…`` pays with an EVM key (hex),
 ``solana:…`` with a Solana keypair (base58, as ``solana-keygen`` prints a secret key) through
@@ -40,6 +44,7 @@ from x402 import SpendControlAsset, x402Client
 from x402.http import x402HTTPClient
 from x402.http.clients import x402_httpx_transport
 from x402.mcp import MCP_PAYMENT_RESPONSE_META_KEY, x402MCPSession
+from x402.mcp.utils import convert_mcp_result, extract_payment_required_from_result
 
 TOOL = "search_exploits"
 ARGUMENTS = {"query": "euler"}
@@ -122,7 +127,9 @@ class RecordingSession:
         return await self.session.call_tool(**call)
 
 
-async def pay_over_mcp(mode: str, target: Sequence[str], client: x402Client) -> dict[str, Any]:
+async def pay_over_mcp(
+    mode: str, target: Sequence[str], client: x402Client, offer_only: bool = False
+) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         if mode == "stdio":
             command, *args = target
@@ -133,10 +140,12 @@ async def pay_over_mcp(mode: str, target: Sequence[str], client: x402Client) -> 
             streams = await stack.enter_async_context(streamable_http_client(url))
             read, write = streams[0], streams[1]
         session = RecordingSession(await stack.enter_async_context(ClientSession(read, write)))
-        paying = x402MCPSession(session, client)
+        paying = x402MCPSession(session, client, auto_payment=not offer_only)
         await paying.initialize()
         result = await paying.call_tool(TOOL, ARGUMENTS, read_timeout_seconds=CALL_TIMEOUT)
         raw = result.raw_result
+        if offer_only:
+            return _offer(raw)
         structured = raw.structuredContent or {}
         receipt = (raw.meta or {}).get(MCP_PAYMENT_RESPONSE_META_KEY)
         parsed = result.payment_response
@@ -151,6 +160,17 @@ async def pay_over_mcp(mode: str, target: Sequence[str], client: x402Client) -> 
             "sent": session.sent_meta,
             "error_text": [getattr(c, "text", None) for c in raw.content] if raw.isError else None,
         }
+
+
+def _offer(raw: Any) -> dict[str, Any]:
+    """The unpaid answer as the MCP client accepted it, and the offer x402's parser read."""
+    offer = extract_payment_required_from_result(convert_mcp_result(raw))
+    return {
+        "is_error": raw.isError,
+        "structured": raw.structuredContent,
+        "texts": [getattr(c, "text", None) for c in raw.content],
+        "offer": offer.model_dump(mode="json", by_alias=True) if offer is not None else None,
+    }
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):  # type: ignore[misc, unused-ignore]
@@ -212,14 +232,20 @@ def _first_protocol(structured: dict[str, Any]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("mode", choices=["stdio", "http", "rest"])
-    parser.add_argument(
-        "--key-file", type=Path, required=True, help="the payer's key: hex (EVM), base58 (Solana)"
-    )
-    parser.add_argument("--asset", nargs=2, metavar=("NETWORK", "ADDRESS"), required=True)
+    parser.add_argument("--key-file", type=Path, help="the payer's key: hex (EVM), base58 (Solana)")
+    parser.add_argument("--asset", nargs=2, metavar=("NETWORK", "ADDRESS"))
+    parser.add_argument("--offer-only", action="store_true", help="call without paying")
     parser.add_argument("--max-amount", help="largest payment allowed, in atomic units")
     parser.add_argument("--rpc-url", help="Solana JSON-RPC endpoint the client reads the chain at")
     parser.add_argument("target", nargs="+", help="the server command (stdio) or URL")
     options = parser.parse_args(argv)
+    if options.offer_only:
+        # Nothing is paid, so no key is read: x402's client only parses the offer.
+        offer = pay_over_mcp(options.mode, options.target, x402Client(), offer_only=True)
+        print(json.dumps(asyncio.run(offer), separators=(",", ":")), flush=True)
+        return
+    if options.key_file is None or options.asset is None:
+        parser.error("--key-file and --asset are needed to pay")
     network, asset = options.asset
     client = payment_client(options.key_file, network, asset, options.max_amount, options.rpc_url)
     if options.mode == "rest":

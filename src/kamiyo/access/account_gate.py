@@ -12,12 +12,12 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo.access import accounts, keys, tokens
+from kamiyo.access import accounts, keys, revocation, tokens
 from kamiyo.access.gate import (
     PAID_TIER,
     Admission,
@@ -42,6 +42,10 @@ from kamiyo.tiers import TIERS, Tier
 UNKNOWN_TIER = "none"  # in usage records of callers who could not be identified
 
 
+# For annotations only: calling a subscripted frozen dataclass fails at run time.
+Remembered: TypeAlias = revocation.Remembered[Identity | Refusal]
+
+
 class AccountGate:
     def __init__(self, settings: Settings, cashier: Cashier | None = None) -> None:
         self._settings = settings
@@ -49,12 +53,14 @@ class AccountGate:
         # tool, may pay for that one call instead.
         self.cashier = cashier
         self._sessions: async_sessionmaker[AsyncSession] | None = None
-        # sha256(credential) -> Identity or a Refusal; never the credential itself.
-        self._identities: TTLCache[str, Identity | Refusal] | None = (
+        # sha256(credential) -> Identity or a Refusal; never the credential itself. Each entry
+        # keeps its account's credentials version, checked on every call (access/revocation.py).
+        self._identities: TTLCache[str, Remembered] | None = (
             TTLCache(maxsize=10_000, ttl=settings.auth.tier_cache_s)
             if settings.auth.tier_cache_s
             else None
         )
+        self._versions = revocation.CredentialVersions(settings)
         self.limiter = Limiter(settings.redis)
         self.meter = Meter(settings.meter.flush_s)
 
@@ -68,6 +74,7 @@ class AccountGate:
                 yield
         finally:
             await self.limiter.close()
+            await self._versions.close()
             if self.cashier is not None:
                 await self.cashier.stop()
 
@@ -223,29 +230,45 @@ class AccountGate:
                 "This server needs an API key or access token (Authorization: Bearer ...).",
             )
         digest = hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()
-        if self._identities is not None and (known := self._identities.get(digest)) is not None:
-            return known
-        identity = await self._look_up(credential)
+        known = self._identities.get(digest) if self._identities is not None else None
+        if known is not None and (
+            known.account_pk is None
+            or not await self._versions.moved(
+                self._require_sessions(), known.account_pk, known.version
+            )
+        ):
+            return known.result
+        found = await self._look_up(credential)
         if self._identities is not None:
-            self._identities[digest] = identity
-        return identity
+            self._identities[digest] = found
+        return found.result
 
-    async def _look_up(self, credential: str) -> Identity | Refusal:
+    async def _look_up(self, credential: str) -> Remembered:
         async with self._require_sessions()() as session:
             key_pk = None
             if keys.looks_like_key(credential):
                 found = await keys.account_for_key(session, credential)
                 if found is None:
-                    return Refusal(RefusalReason.UNAUTHENTICATED, "Unknown or revoked API key.")
+                    return revocation.Remembered(
+                        Refusal(RefusalReason.UNAUTHENTICATED, "Unknown or revoked API key.")
+                    )
                 account, key_pk = found
             else:
                 try:
                     account = await tokens.verify_token(session, self._settings.auth, credential)
                 except tokens.TokenError as exc:
-                    return Refusal(RefusalReason.UNAUTHENTICATED, f"Access token refused: {exc}.")
+                    return revocation.Remembered(
+                        Refusal(RefusalReason.UNAUTHENTICATED, f"Access token refused: {exc}.")
+                    )
+            # Read with the account, so never newer than the state below.
+            version = account.credentials_version
+            if not accounts.is_active(account):
+                refusal = Refusal(RefusalReason.UNAUTHENTICATED, accounts.DISABLED_MESSAGE)
+                # Remembered with its version, so enabling the account applies at once too.
+                return revocation.Remembered(refusal, account.pk, version)
             grace = dt.timedelta(days=self._settings.stripe.past_due_grace_days)
             tier = await accounts.current_tier(session, account, grace)
-            return Identity(tier, account.pk, key_pk)
+            return revocation.Remembered(Identity(tier, account.pk, key_pk), account.pk, version)
 
     def _locked(self, call: Call, tier: Tier) -> Refusal:
         needed = call.target.tier

@@ -1,17 +1,34 @@
-"""Accounts and the tier they hold now."""
+"""Accounts and the tier they hold now; what operators change on them."""
 
 import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.db.tables import Account, Subscription
+from kamiyo.access import revocation
+from kamiyo.db.tables import Account, ApiKey, Subscription
 from kamiyo.tiers import Tier
 
 # Subscription states that keep their tier; past_due keeps it for a grace period.
 ENTITLED_STATES = frozenset({"active", "trialing"})
 DEFAULT_GRACE = dt.timedelta(days=7)
 MAX_EMAIL_LENGTH = 320
+DISABLED_MESSAGE = "This account is disabled; contact the operator."
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class TierSource(StrEnum):
+    """Who set the tier a subscription row holds (``subscriptions.tier_source``)."""
+
+    STRIPE = "stripe"  # webhooks or `kamiyo billing sync`
+    OPERATOR = "operator"  # by hand: `kamiyo accounts set-tier`, `accounts create --tier`
+    DEFAULT = "default"  # no subscription row: the free tier (never stored)
 
 
 class AccountError(ValueError):
@@ -47,9 +64,60 @@ async def create_account(session: AsyncSession, email: str, tier: Tier = Tier.FR
     await session.flush()
     if tier is not Tier.FREE:
         session.add(
-            Subscription(account_pk=account.pk, tier=tier.value, status="active", updated_at=now)
+            Subscription(
+                account_pk=account.pk,
+                tier=tier.value,
+                status="active",
+                updated_at=now,
+                tier_source=TierSource.OPERATOR.value,
+            )
         )
     return account
+
+
+async def require_account(session: AsyncSession, email: str) -> Account:
+    account = await find_account(session, email)
+    if account is None:
+        raise AccountError(f"no account for {normalize_email(email)}")
+    return account
+
+
+def is_active(account: Account) -> bool:
+    """Whether the account's credentials may be used (anything but active counts as disabled)."""
+    return account.status == AccountStatus.ACTIVE
+
+
+async def set_status(session: AsyncSession, account: Account, status: AccountStatus) -> bool:
+    """Enable or disable the account; whether that changed anything. Caller commits (with
+    ``revocation.commit``, so running servers refuse or accept its credentials on the next
+    call)."""
+    if account.status == status:
+        return False
+    account.status = status.value
+    await revocation.bump(session, account.pk)
+    return True
+
+
+async def set_tier(session: AsyncSession, account: Account, tier: Tier) -> Subscription:
+    """Set the account's tier by hand: an active subscription row marked as the operator's.
+
+    Stripe ids and the time of the Stripe state are kept, so webhooks still find the account
+    and an older event stays stale; the next Stripe change applies over this one (see
+    ``billing/subscriptions.py``). Caller commits with ``revocation.commit``.
+    """
+    # Serialise with a webhook for the same account (PostgreSQL; see subscriptions._locked_row).
+    await session.execute(select(Account.pk).where(Account.pk == account.pk).with_for_update())
+    row = await session.get(Subscription, account.pk, populate_existing=True, with_for_update=True)
+    if row is None:
+        row = Subscription(account_pk=account.pk)
+        session.add(row)
+    row.tier = tier.value
+    row.status = "active"
+    row.past_due_since = None
+    row.tier_source = TierSource.OPERATOR.value
+    row.updated_at = dt.datetime.now(dt.UTC)
+    await revocation.bump(session, account.pk)
+    return row
 
 
 def entitled_tier(
@@ -73,3 +141,67 @@ async def current_tier(
     """The tier the account's subscription entitles it to now; free without one."""
     subscription = await session.get(Subscription, account.pk)
     return entitled_tier(subscription, dt.datetime.now(dt.UTC), past_due_grace)
+
+
+def tier_source(subscription: Subscription | None) -> TierSource:
+    return TierSource(subscription.tier_source) if subscription is not None else TierSource.DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """One line of ``kamiyo accounts list``."""
+
+    pk: int
+    email: str
+    tier: Tier  # what the subscription entitles it to now
+    tier_source: TierSource
+    status: str
+    active_keys: int
+    keys: int
+    created_at: dt.datetime
+
+
+async def list_accounts(
+    session: AsyncSession,
+    past_due_grace: dt.timedelta = DEFAULT_GRACE,
+    *,
+    tier: Tier | None = None,
+    status: AccountStatus | None = None,
+) -> list[AccountSummary]:
+    """Every account, oldest first, optionally only those on ``tier`` now or in ``status``."""
+    counts = (
+        select(
+            ApiKey.account_pk,
+            func.count(ApiKey.pk).label("all_keys"),
+            func.count(ApiKey.pk).filter(ApiKey.revoked_at.is_(None)).label("live_keys"),
+        )
+        .group_by(ApiKey.account_pk)
+        .subquery()
+    )
+    query = (
+        select(Account, Subscription, counts.c.all_keys, counts.c.live_keys)
+        .outerjoin(Subscription, Subscription.account_pk == Account.pk)
+        .outerjoin(counts, counts.c.account_pk == Account.pk)
+        .order_by(Account.created_at, Account.pk)
+    )
+    if status is not None:
+        query = query.where(Account.status == status.value)
+    now = dt.datetime.now(dt.UTC)
+    found = []
+    for account, subscription, key_count, active in await session.execute(query):
+        holds = entitled_tier(subscription, now, past_due_grace)
+        if tier is not None and holds is not tier:
+            continue  # the tier held now depends on time (grace), so it is decided here
+        found.append(
+            AccountSummary(
+                pk=account.pk,
+                email=account.email,
+                tier=holds,
+                tier_source=tier_source(subscription),
+                status=account.status,
+                active_keys=active or 0,
+                keys=key_count or 0,
+                created_at=account.created_at,
+            )
+        )
+    return found

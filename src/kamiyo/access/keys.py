@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kamiyo.access import revocation
 from kamiyo.access.accounts import AccountError, current_tier
 from kamiyo.db.tables import Account, ApiKey
 from kamiyo.tiers import TIERS
@@ -76,16 +77,18 @@ async def list_keys(session: AsyncSession, account: Account) -> list[ApiKey]:
 
 
 async def revoke_key(session: AsyncSession, prefix: str) -> ApiKey | None:
-    """Revoke the key with this prefix; None when there is none. Caller commits."""
+    """Revoke the key with this prefix; None when there is none. Caller commits with
+    ``revocation.commit``, so running servers refuse it on the next call."""
     key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if key is not None and key.revoked_at is None:
         key.revoked_at = dt.datetime.now(dt.UTC)
+        await revocation.bump(session, key.account_pk)
     return key
 
 
 async def account_for_key(session: AsyncSession, raw: str) -> tuple[Account, int] | None:
-    """The active account a live key belongs to, with the key's pk; None when the key is
-    unknown or revoked or its account suspended."""
+    """The account a live key belongs to, with the key's pk; None when the key is unknown or
+    revoked. The account may be disabled: the caller says so (``accounts.is_active``)."""
     if not looks_like_key(raw):
         return None
     row = (
@@ -95,7 +98,6 @@ async def account_for_key(session: AsyncSession, raw: str) -> tuple[Account, int
             .where(
                 ApiKey.key_hash == hash_key(raw),
                 ApiKey.revoked_at.is_(None),
-                Account.status == "active",
             )
         )
     ).one_or_none()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kamiyo.access import revocation
 from kamiyo.config import AuthSettings
 from kamiyo.db.tables import Account, RevokedToken, Subscription
 
@@ -93,18 +94,22 @@ def decode_token(auth: AuthSettings, token: str) -> TokenClaims:
 
 
 async def verify_token(session: AsyncSession, auth: AuthSettings, token: str) -> Account:
-    """The active account a valid, unrevoked token stands for."""
+    """The account a valid, unrevoked token stands for. It may be disabled: the caller says
+    so (``accounts.is_active``)."""
     claims = decode_token(auth, token)
+    # The account first: the gate remembers its credentials version, which must not be newer
+    # than the revocation list read after it (access/revocation.py).
+    account = await session.get(Account, claims.account_pk)
     if await session.get(RevokedToken, claims.jti) is not None:
         raise TokenError("token revoked")
-    account = await session.get(Account, claims.account_pk)
-    if account is None or account.status != "active":
-        raise TokenError("token's account is closed or suspended")
+    if account is None:
+        raise TokenError("token's account no longer exists")
     return account
 
 
 async def revoke_token(session: AsyncSession, auth: AuthSettings, token: str) -> str:
-    """Refuse this token from now on; returns its jti. Caller commits."""
+    """Refuse this token from now on; returns its jti. Caller commits with
+    ``revocation.commit``, so running servers refuse it on the next call."""
     claims = decode_token(auth, token)
     if await session.get(RevokedToken, claims.jti) is None:
         session.add(
@@ -112,4 +117,5 @@ async def revoke_token(session: AsyncSession, auth: AuthSettings, token: str) ->
                 jti=claims.jti, expires_at=claims.expires_at, revoked_at=dt.datetime.now(dt.UTC)
             )
         )
+        await revocation.bump(session, claims.account_pk)
     return claims.jti

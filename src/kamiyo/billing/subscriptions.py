@@ -17,6 +17,15 @@ earlier in a subscription's life than the stored one (``STATUS_ORDER``): within 
 later stage is the likelier truth, and a cancellation is never undone by a straggler. Favouring
 past_due over active at a tie costs nothing lasting: grace keeps the tier, and the next
 ``invoice.paid`` restores active.
+
+Tiers set by hand (``kamiyo accounts set-tier``, ``tier_source = "operator"``): Stripe stays the
+source of truth for paying customers. The next Stripe event that applies to such an account
+(not one ignored as stale or unrelated) writes Stripe's state over the operator's and makes the
+row Stripe's again; when that changes the tier the account holds, a WARNING names the account
+(by pk, never its email) and both tiers. A live subscription also replaces a hand-set row
+whatever its rank (``_superseded``). Every applied change to a row's tier or status bumps the
+account's credentials version (``access/revocation.py``), so running servers see it on the next
+call once the caller announces it after the commit (``Applied.credentials_changed``).
 """
 
 import datetime as dt
@@ -28,7 +37,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.access.accounts import entitled_tier
+from kamiyo.access import revocation
+from kamiyo.access.accounts import TierSource, entitled_tier
 from kamiyo.config import StripeSettings
 from kamiyo.db.tables import Account, Subscription
 from kamiyo.tiers import Tier
@@ -66,6 +76,8 @@ class Applied:
     account_pk: int | None = None
     # The account now holds a paid tier it did not hold before: send the welcome after commit.
     first_activation: bool = False
+    # The row's tier or status changed: announce it after commit (revocation.announce).
+    credentials_changed: bool = False
 
 
 def tier_for_price(billing: StripeSettings, price_id: str | None) -> Tier | None:
@@ -98,6 +110,7 @@ async def apply_subscription(
         log.info("stripe: %s of unknown customer %s ignored", subscription_id, customer_id)
         return Applied(f"ignored: unknown customer {customer_id or '(none)'}")
     row = await _locked_row(session, account_pk)
+    before = _Before.of(row, _grace(billing))
     item = _deciding_item(billing, obj)
     if row is not None and row.stripe_subscription_id not in (None, subscription_id):
         reason = _superseded(row, subscription_id, status, item.tier)
@@ -143,8 +156,9 @@ async def apply_subscription(
     row.stripe_state_at = as_of
     row.updated_at = _now()
     first = not was_paid and _is_paid(row, as_of, grace)
+    changed = await _stripe_holds(session, row, before, grace)
     ending = " (cancels at period end)" if row.cancel_at_period_end and status in LIVE else ""
-    return Applied(f"{row.tier} {status}{ending}{note}", account_pk, first)
+    return Applied(f"{row.tier} {status}{ending}{note}", account_pk, first, changed)
 
 
 async def apply_checkout_completed(
@@ -234,6 +248,7 @@ async def _apply_invoice(
         log.info("stripe: invoice of unknown subscription %s ignored", subscription_id)
         return Applied(f"ignored: unknown subscription {subscription_id}")
     row = await _locked_row(session, account_pk)
+    before = _Before.of(row, _grace(billing))
     if row is None or row.stripe_subscription_id != subscription_id:
         return Applied(f"ignored: {subscription_id} is no longer the account's", account_pk)
     # Only these moves are the invoice's to make: a failed first payment leaves a subscription
@@ -256,7 +271,55 @@ async def _apply_invoice(
     row.stripe_state_at = as_of
     row.updated_at = _now()
     first = not was_paid and _is_paid(row, as_of, grace)
-    return Applied(f"{row.tier} {status}", account_pk, first)
+    changed = await _stripe_holds(session, row, before, grace)
+    return Applied(f"{row.tier} {status}", account_pk, first, changed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Before:
+    """A row's entitlement before an event changed it."""
+
+    state: tuple[str, str, dt.datetime | None] | None  # tier, status, past_due_since
+    held: Tier  # the tier it gave then
+    hand_set: bool
+
+    @classmethod
+    def of(cls, row: Subscription | None, grace: dt.timedelta) -> "_Before":
+        held = entitled_tier(row, _now(), grace)
+        if row is None:
+            return cls(None, held, False)
+        state = (row.tier, row.status, row.past_due_since)
+        return cls(state, held, row.tier_source == TierSource.OPERATOR)
+
+
+async def _stripe_holds(
+    session: AsyncSession, row: Subscription, before: _Before, grace: dt.timedelta
+) -> bool:
+    """After an applied event: the row is Stripe's (a hand-set tier gives way, said in the log
+    when it changes what the account holds); a changed entitlement bumps the account's
+    credentials version. Whether it changed."""
+    row.tier_source = TierSource.STRIPE.value
+    if before.hand_set:
+        holds = entitled_tier(row, _now(), grace)
+        if holds is not before.held:
+            log.warning(
+                "stripe: account %s had the %s tier set by hand; Stripe's %s (%s) gives %s now",
+                row.account_pk,
+                before.held.value,
+                row.stripe_subscription_id,
+                row.status,
+                holds.value,
+            )
+        else:
+            log.info(
+                "stripe: account %s's hand-set %s tier is Stripe's now",
+                row.account_pk,
+                holds.value,
+            )
+    changed = (row.tier, row.status, row.past_due_since) != before.state
+    if changed:
+        await revocation.bump(session, row.account_pk)
+    return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +362,8 @@ def _superseded(
     held = row.stripe_subscription_id
     if status not in LIVE:
         return f"{subscription_id} is {status}; the account holds {held}"
-    if row.status in LIVE and _rank(tier) < _rank(_tier(row.tier)):
+    hand_set = row.tier_source == TierSource.OPERATOR  # Stripe wins over a hand-set tier
+    if row.status in LIVE and not hand_set and _rank(tier) < _rank(_tier(row.tier)):
         return f"{subscription_id} ranks below {held}, which the account holds"
     return None
 

@@ -43,10 +43,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import SubscriptionListParams
 
+from kamiyo.access import revocation
 from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.billing.stripe_api import StripeCallError, call_stripe
 from kamiyo.billing.subscriptions import Applied, apply_subscription
-from kamiyo.config import StripeSettings
+from kamiyo.config import Settings, StripeSettings
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import Account, Subscription
 
@@ -100,8 +101,7 @@ class _Page:
 
 async def sync_subscriptions(
     sessions: Sessions,
-    billing: StripeSettings,
-    onboarding: Onboarding,
+    settings: Settings,
     *,
     on_progress: Callable[[SyncReport], None] | None = None,
 ) -> SyncReport:
@@ -110,13 +110,14 @@ async def sync_subscriptions(
     What was applied before a failure stays applied (each subscription commits on its own), so
     running it again after one is safe.
     """
+    onboarding = Onboarding.from_settings(settings)
     report = SyncReport()
     cursor: str | None = None
     while True:
-        page = await _fetch_page(billing, cursor)
+        page = await _fetch_page(settings.stripe, cursor)
         report.pages += 1
         for obj in page.subscriptions:
-            applied, changed = await _apply(sessions, billing, obj, page.as_of)
+            applied, changed = await _apply(sessions, settings, obj, page.as_of)
             log.debug("stripe sync: %s: %s", obj.get("id"), applied.outcome)
             report.seen += 1
             if applied.account_pk is None:
@@ -162,7 +163,7 @@ async def _fetch_page(billing: StripeSettings, cursor: str | None) -> _Page:
 
 
 async def _apply(
-    sessions: Sessions, billing: StripeSettings, obj: Mapping[str, Any], as_of: dt.datetime
+    sessions: Sessions, settings: Settings, obj: Mapping[str, Any], as_of: dt.datetime
 ) -> tuple[Applied, bool]:
     """Apply one subscription in its own transaction; whether the account's row changed."""
     for attempt in range(1, _ATTEMPTS + 1):
@@ -172,10 +173,13 @@ async def _apply(
                 # Nothing is pending before the call, and no flush inside it: the row's
                 # attribute history then says what the call changed.
                 with session.no_autoflush:
-                    applied = await apply_subscription(session, billing, obj, as_of)
+                    applied = await apply_subscription(session, settings.stripe, obj, as_of)
                     changed = applied.account_pk is not None and _changed(
                         session, applied.account_pk
                     )
+            if applied.credentials_changed and applied.account_pk is not None:
+                async with sessions() as session:  # every instance sees it on the next call
+                    await revocation.announce(session, settings, [applied.account_pk])
             return applied, changed
         except IntegrityError:
             if attempt == _ATTEMPTS:

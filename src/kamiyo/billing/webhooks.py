@@ -24,6 +24,7 @@ import stripe
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kamiyo.access import revocation
 from kamiyo.billing.subscriptions import (
     Applied,
     apply_checkout_completed,
@@ -31,7 +32,7 @@ from kamiyo.billing.subscriptions import (
     apply_invoice_payment_failed,
     apply_subscription,
 )
-from kamiyo.config import StripeSettings
+from kamiyo.config import Settings, StripeSettings
 from kamiyo.db.tables import StripeEvent
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,12 @@ class _Event:
 
 async def handle_event(
     session_factory: async_sessionmaker[AsyncSession],
-    billing: StripeSettings,
+    settings: Settings,
     payload: bytes,
     signature_header: str | None,
 ) -> WebhookResult:
     """Verify one delivery and apply its event once. Database errors propagate (Stripe retries)."""
-    secret = billing.webhook_secret
+    secret = settings.stripe.webhook_secret
     if secret is None or not secret.get_secret_value():
         return WebhookResult(503, "webhooks are not configured")
     verified = _verify(payload, signature_header, secret.get_secret_value())
@@ -102,7 +103,7 @@ async def handle_event(
     event = verified
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            result = await _handle_once(session_factory, billing, event)
+            result = await _handle_once(session_factory, settings, event)
         except IntegrityError:
             if await _recorded(session_factory, event.id):
                 result = _duplicate(event)
@@ -117,7 +118,7 @@ async def handle_event(
 
 
 async def _handle_once(
-    session_factory: async_sessionmaker[AsyncSession], billing: StripeSettings, event: _Event
+    session_factory: async_sessionmaker[AsyncSession], settings: Settings, event: _Event
 ) -> WebhookResult:
     async with session_factory() as session, session.begin():
         if await session.get(StripeEvent, event.id) is not None:
@@ -135,8 +136,11 @@ async def _handle_once(
         if handler is None:
             applied = Applied(f"ignored: unhandled event type {event.type}")
         else:
-            applied = await handler(session, billing, event.obj, event.created)
+            applied = await handler(session, settings.stripe, event.obj, event.created)
         record.outcome = applied.outcome[:_OUTCOME_WIDTH]
+    if applied.credentials_changed and applied.account_pk is not None:
+        async with session_factory() as session:  # every instance sees it on the next call
+            await revocation.announce(session, settings, [applied.account_pk])
     activated = (applied.account_pk,) if applied.first_activation and applied.account_pk else ()
     return WebhookResult(
         200, applied.outcome, event_id=event.id, event_type=event.type, activated=activated

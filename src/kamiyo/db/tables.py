@@ -171,8 +171,12 @@ class Account(Base):
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active, suspended
+    # active, or disabled by an operator (any other value is refused as disabled too).
+    status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Bumped in the same transaction as any change to what the account's credentials may do
+    # (a key or token revoked, the account disabled, its tier changed): see access/revocation.py.
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Subscription(Base):
@@ -196,6 +200,9 @@ class Subscription(Base):
     stripe_state_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Since when payment has failed (status past_due); access lasts a grace period from here.
     past_due_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Who set the tier held here: "stripe" (webhooks, billing sync) or "operator" (by hand,
+    # `kamiyo accounts set-tier` / `create --tier`). The next Stripe change takes over again.
+    tier_source: Mapped[str] = mapped_column(String(16), default="stripe", server_default="stripe")
 
 
 class ApiKey(Base):

@@ -98,6 +98,6 @@ def create_app(
         *api.routes(state, resource),
         *rest.routes(state, resource),
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
-        stripe_webhook_route(settings.stripe, sessions, welcome),
+        stripe_webhook_route(settings, sessions, welcome),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

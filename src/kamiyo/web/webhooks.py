@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kamiyo.billing.webhooks import handle_event
-from kamiyo.config import StripeSettings
+from kamiyo.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,14 @@ PATH = "/webhooks/stripe"
 
 
 def stripe_webhook_route(
-    billing: StripeSettings,
+    settings: Settings,
     sessions: Callable[[], async_sessionmaker[AsyncSession]],
     on_first_activation: Callable[[int], Awaitable[None]],
 ) -> Route:
     """The route; ``sessions`` is called per request (the app opens its database on start)."""
 
     async def stripe_webhook(request: Request) -> JSONResponse:
-        if billing.webhook_secret is None:
+        if settings.stripe.webhook_secret is None:
             log.warning("stripe webhook refused: KAMIYO_STRIPE_WEBHOOK_SECRET is not set")
             return JSONResponse({"error": "webhooks are not configured"}, 503)
         body = await _read_body(request)
@@ -41,7 +41,7 @@ def stripe_webhook_route(
             return body
         try:
             result = await handle_event(
-                sessions(), billing, body, request.headers.get("stripe-signature")
+                sessions(), settings, body, request.headers.get("stripe-signature")
             )
         except Exception:
             # Nothing was committed; a 500 makes Stripe deliver again later.
