@@ -46,7 +46,15 @@ from bench.mcp import drop_prefix, redis_up
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Call, Gate, Grant, OpenGate, Refusal
 from kamiyo.chains import BASE, SOLANA, AcceptedNetwork
-from kamiyo.config import Settings
+from kamiyo.config import (
+    AnswerSettings,
+    AuthSettings,
+    DatabaseSettings,
+    LogSettings,
+    MeterSettings,
+    RedisSettings,
+    Settings,
+)
 from kamiyo.payments.cashier import open_cashier
 from kamiyo.runtime import open_runtime
 from kamiyo.service.catalogue import target
@@ -60,14 +68,12 @@ TARGET_ADDED_US = 150.0
 def make_settings(data: Path, redis_url: str | None = None, prefix: str = "kamiyo") -> Settings:
     # Explicit values, so KAMIYO_* variables in the environment do not change what is measured.
     return Settings(
-        data_dir=data,
-        database_url=None,
-        redis_url=redis_url,
-        redis_prefix=prefix,
-        log_level="WARNING",
-        tier_cache_s=5,
-        meter_flush_s=1.0,
-        cache_ttl_s=30,
+        database=DatabaseSettings(data_dir=data, url=None),
+        redis=RedisSettings(url=redis_url, prefix=prefix),
+        log=LogSettings(level="WARNING"),
+        auth=AuthSettings(tier_cache_s=5),
+        meter=MeterSettings(flush_s=1.0),
+        answers=AnswerSettings(cache_ttl_s=30),
     )
 
 
@@ -88,11 +94,11 @@ def paying_settings(base: Settings) -> Settings:
             rpc_urls=["http://127.0.0.1:9"],
         ),
     ]
-    return base.model_copy(
-        update={
-            "x402_networks": networks,
-            "x402_evm_relayer_key": SecretStr(ANVIL_FIRST_KEY),
-            "x402_svm_fee_payer_key": SecretStr(str(Keypair())),
+    return base.with_changes(
+        x402={
+            "networks": networks,
+            "evm_relayer_key": SecretStr(ANVIL_FIRST_KEY),
+            "svm_fee_payer_key": SecretStr(str(Keypair())),
         }
     )
 
@@ -163,12 +169,13 @@ async def bench(args: argparse.Namespace, data: Path) -> dict[str, object]:
                 prefix = f"kamiyo-bench-gate-{uuid.uuid4().hex[:12]}"
                 gate: Gate
                 if name == "open":
-                    gate = OpenGate(base.max_results)
+                    gate = OpenGate(base.answers.max_results)
                 elif name == "account_memory":
                     gate = AccountGate(base)
                 elif name == "x402_quote":
                     paying = paying_settings(base)
-                    gate = AccountGate(paying, open_cashier(paying))
+                    cashier = open_cashier(paying.x402, secret_key=paying.auth.secret_key)
+                    gate = AccountGate(paying, cashier)
                 else:
                     gate = AccountGate(make_settings(data, args.redis_url, prefix))
                 recorded = usage_records(data)

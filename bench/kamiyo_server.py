@@ -39,7 +39,7 @@ def raise_limits() -> None:
 
 
 def open_gate(settings: Settings) -> Gate:
-    return OpenGate(settings.max_results)
+    return OpenGate(settings.answers.max_results)
 
 
 async def create_enterprise_key(
@@ -60,12 +60,12 @@ def main() -> None:
     parser.add_argument("--open", action="store_true", help="serve with OpenGate")
     args = parser.parse_args()
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log.level, settings.log.format)
     raise_limits()
     # --open: OpenGate, every call admitted, nothing counted or recorded.
     gate = open_gate(settings) if args.open else None
     if args.transport == "stdio":
-        secret = settings.api_key or settings.token
+        secret = settings.auth.api_key or settings.auth.token
         credential = (secret.get_secret_value() if secret else "") or None
         asyncio.run(kamiyo.mcpserver.server.serve_stdio(settings, credential, gate))
         return

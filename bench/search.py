@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
-from kamiyo.config import Settings
+from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.intel.bundled import read_bundle
@@ -236,7 +236,9 @@ async def bench_backend(
     result: dict[str, object] = {"backend": backend}
     # 1. The bundled dataset, as a user gets it.
     started = time.perf_counter()
-    async with open_runtime(Settings(database_url=url, _env_file=None), upgrade=True) as runtime:
+    async with open_runtime(
+        Settings(database=DatabaseSettings(url=url), _env_file=None), upgrade=True
+    ) as runtime:
         result["bundled_load_s"] = round(time.perf_counter() - started, 3)
         _, records = read_bundle()
         corpus = Corpus(

@@ -16,7 +16,7 @@ import redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo.config import Settings, get_settings
+from kamiyo.config import DatabaseSettings, Settings, get_settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.runtime import Runtime, open_runtime
@@ -104,7 +104,8 @@ async def loaded_runtime(
     """A store with the bundled dataset, shared by the read-only tests of one backend."""
     url = await new_database_url(request.param, tmp_path_factory.mktemp("db"), postgres_databases)
     async with open_runtime(
-        Settings(database_url=url, environment="test", _env_file=None), upgrade=True
+        Settings(database=DatabaseSettings(url=url), environment="test", _env_file=None),
+        upgrade=True,
     ) as rt:
         yield rt
 
@@ -166,7 +167,8 @@ REDIS_TEST_URL = os.environ.get("KAMIYO_TEST_REDIS_URL", "redis://127.0.0.1:6379
 
 @pytest.fixture
 def redis_settings() -> Iterator[dict[str, str]]:
-    """Settings for the local Redis with a key prefix of this test's own; its keys go after."""
+    """RedisSettings fields for the local Redis with a key prefix of this test's own; its keys
+    go after."""
     client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
     try:
         client.ping()
@@ -178,7 +180,7 @@ def redis_settings() -> Iterator[dict[str, str]]:
         pytest.skip(reason)
     prefix = f"kamiyo_test_{uuid.uuid4().hex[:12]}"
     try:
-        yield {"redis_url": REDIS_TEST_URL, "redis_prefix": prefix}
+        yield {"url": REDIS_TEST_URL, "prefix": prefix}
     finally:
         keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
         if keys:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kamiyo import intel
-from kamiyo.config import Settings
+from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.runtime import Runtime, open_runtime
 from tests.conftest import PostgresDatabases, new_database_url
 
@@ -35,8 +35,12 @@ async def both(
     sqlite_url = await new_database_url("sqlite", folder, postgres_databases)
     postgres_url = await new_database_url("postgresql", folder, postgres_databases)
     async with (
-        open_runtime(Settings(database_url=sqlite_url, _env_file=None), upgrade=True) as lite,
-        open_runtime(Settings(database_url=postgres_url, _env_file=None), upgrade=True) as pg,
+        open_runtime(
+            Settings(database=DatabaseSettings(url=sqlite_url), _env_file=None), upgrade=True
+        ) as lite,
+        open_runtime(
+            Settings(database=DatabaseSettings(url=postgres_url), _env_file=None), upgrade=True
+        ) as pg,
     ):
         yield lite, pg
 

@@ -301,7 +301,7 @@ def test_usage_verify_and_show() -> None:
     assert code == 0
     assert "check_wallet_interactions" in table
     assert "1.50" in table
-    with sqlite3.connect(Settings().data_dir / "kamiyo.db") as db:
+    with sqlite3.connect(Settings().database.data_dir / "kamiyo.db") as db:
         db.execute("UPDATE usage_records SET cost_units = 0 WHERE tool = 'search_exploits'")
     code, _, err = kamiyo("usage", "verify", "use@example.com")
     assert code == 1

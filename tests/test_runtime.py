@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from kamiyo.config import Settings
+from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db.tables import Incident
 from kamiyo.runtime import SchemaOutOfDateError, open_runtime
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 async def test_without_upgrade_an_empty_database_is_refused_clearly(
     empty_database_url: str,
 ) -> None:
-    settings = Settings(database_url=empty_database_url, _env_file=None)
+    settings = Settings(database=DatabaseSettings(url=empty_database_url), _env_file=None)
     with pytest.raises(SchemaOutOfDateError, match="run `kamiyo db upgrade`"):
         async with open_runtime(settings, upgrade=False):
             pass
@@ -24,7 +24,7 @@ async def test_without_upgrade_an_empty_database_is_refused_clearly(
 async def test_two_processes_starting_at_once_load_the_data_once(
     empty_database_url: str,
 ) -> None:
-    settings = Settings(database_url=empty_database_url, _env_file=None)
+    settings = Settings(database=DatabaseSettings(url=empty_database_url), _env_file=None)
 
     async def start() -> int:
         async with open_runtime(settings, upgrade=True) as runtime, runtime.sessions() as session:
@@ -36,7 +36,9 @@ async def test_two_processes_starting_at_once_load_the_data_once(
 
 async def test_a_new_sqlite_store_uses_write_ahead_logging(tmp_path: Path) -> None:
     path = tmp_path / "wal.db"
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{path}", _env_file=None)
+    settings = Settings(
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"), _env_file=None
+    )
     async with open_runtime(settings, upgrade=True):
         pass
     with sqlite3.connect(path) as connection:

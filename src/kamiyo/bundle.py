@@ -43,7 +43,9 @@ def source_root() -> Path:
 
 async def _advertised() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     settings = Settings(_env_file=None)
-    server = build_server(ServerState(settings=settings, gate=OpenGate(settings.max_results)))
+    server = build_server(
+        ServerState(settings=settings, gate=OpenGate(settings.answers.max_results))
+    )
     tools = [{"name": op.name.value, "description": op.description} for op in OPERATIONS]
     prompts = [
         {"name": p.name, "description": p.description or "", "text": p.description or ""}

@@ -11,7 +11,16 @@ import typer
 from kamiyo import __version__, cli_operations, clients
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
 from kamiyo.cli_billing import billing_app, signup
-from kamiyo.cli_support import err, execute, fail, run, safe_url, settings_or_exit
+from kamiyo.cli_support import (
+    check_serving,
+    configured_or_exit,
+    err,
+    execute,
+    fail,
+    run,
+    safe_url,
+    settings_or_exit,
+)
 from kamiyo.cli_usage import usage_app
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
@@ -43,7 +52,7 @@ def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
 ) -> None:
     settings = settings_or_exit()
-    configure_logging("DEBUG" if verbose else settings.log_level, settings.log_format)
+    configure_logging("DEBUG" if verbose else settings.log.level, settings.log.format)
 
 
 class Transport(StrEnum):
@@ -70,9 +79,10 @@ def serve(
     if transport is Transport.STDIO:
         from kamiyo.mcpserver.server import serve_stdio
 
-        secret = settings.api_key or settings.token
+        secret = settings.auth.api_key or settings.auth.token
         # An empty value (a desktop extension's unset option) means no credential.
         credential = (secret.get_secret_value() if secret else "") or None
+        check_serving(settings, database=False)  # the database opens in one line already
         execute(settings, lambda: serve_stdio(settings, credential))
         return
 
@@ -81,9 +91,12 @@ def serve(
     from kamiyo.mcpserver.server import build_server
     from kamiyo.web.app import MAX_REQUEST_HEAD, create_app
 
-    application = create_app(
-        settings, build_server, stateless=stateless, json_response=json_response, host=host
+    application = configured_or_exit(
+        lambda: create_app(
+            settings, build_server, stateless=stateless, json_response=json_response, host=host
+        )
     )
+    check_serving(settings)
     err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")
     # log_config=None: uvicorn logs through our handlers, to stderr like everything else.
     uvicorn.run(
@@ -164,7 +177,7 @@ def install_claude_desktop(
         clients.remote_server_entry(remote, key)
         if remote
         else clients.local_server_entry(
-            data_dir=settings.data_dir, api_key=key, launcher=launcher, uvx_from=source
+            data_dir=settings.database.data_dir, api_key=key, launcher=launcher, uvx_from=source
         )
     )
     if print_only:
@@ -206,7 +219,7 @@ def db_upgrade() -> None:
     """Apply migrations and load the bundled dataset if it is new."""
 
     async def work(runtime: Runtime) -> str:
-        return safe_url(runtime.settings.resolved_database_url)
+        return safe_url(runtime.settings.database.resolved_url)
 
     url = run(work, upgrade=True)
     err.print(f"Database {url} is up to date.")

@@ -57,7 +57,7 @@ def accounts_list(
 
     async def work(runtime: Runtime) -> list[accounts.AccountSummary]:
         async with runtime.sessions() as session:
-            grace = dt.timedelta(days=runtime.settings.past_due_grace_days)
+            grace = dt.timedelta(days=runtime.settings.stripe.past_due_grace_days)
             return await accounts.list_accounts(session, grace, tier=tier, status=status)
 
     found = run_account_work(work)
@@ -137,7 +137,7 @@ def accounts_set_tier(
     async def work(runtime: Runtime) -> tuple[Tier, bool]:
         async with runtime.sessions() as session:
             account = await accounts.require_account(session, email)
-            grace = dt.timedelta(days=runtime.settings.past_due_grace_days)
+            grace = dt.timedelta(days=runtime.settings.stripe.past_due_grace_days)
             before = await accounts.current_tier(session, account, grace)
             await accounts.set_tier(session, account, tier)
             return before, await revocation.commit(session, runtime.settings)
@@ -262,7 +262,7 @@ def token_issue(
     async def work(runtime: Runtime) -> str:
         async with runtime.sessions() as session:
             account = await accounts.require_account(session, email)
-            return await tokens.issue_token(session, runtime.settings, account, ttl_s=ttl)
+            return await tokens.issue_token(session, runtime.settings.auth, account, ttl_s=ttl)
 
     sys.stdout.write(run_account_work(work) + "\n")
 
@@ -275,7 +275,7 @@ def token_revoke() -> None:
 
     async def work(runtime: Runtime) -> tuple[str, bool]:
         async with runtime.sessions() as session:
-            jti = await tokens.revoke_token(session, runtime.settings, token)
+            jti = await tokens.revoke_token(session, runtime.settings.auth, token)
             return jti, await revocation.commit(session, runtime.settings)
 
     try:
@@ -288,7 +288,7 @@ def token_revoke() -> None:
 
 async def _describe(session: AsyncSession, runtime: Runtime, account: Any) -> dict[str, Any]:
     subscription = await session.get(Subscription, account.pk)
-    grace = dt.timedelta(days=runtime.settings.past_due_grace_days)
+    grace = dt.timedelta(days=runtime.settings.stripe.past_due_grace_days)
     holds = accounts.entitled_tier(subscription, dt.datetime.now(dt.UTC), grace)
     month = await month_usage(session, account.pk)
     return {

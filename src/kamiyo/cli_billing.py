@@ -34,7 +34,9 @@ def signup(
         fail(str(exc), code=2)
 
     async def work(runtime: Runtime) -> None:
-        await onboarding.signup(runtime.sessions, runtime.settings, address)
+        await onboarding.signup(
+            runtime.sessions, onboarding.Onboarding.from_settings(runtime.settings), address
+        )
 
     try:
         run(work)
@@ -50,7 +52,7 @@ def billing_sync() -> None:
     """Apply every subscription Stripe holds to the accounts here, for webhooks that never
     arrived. Safe to repeat: a second run changes nothing, and a newer webhook state is kept."""
     settings = settings_or_exit()
-    key = settings.stripe_secret_key
+    key = settings.stripe.secret_key
     if key is None or not key.get_secret_value():
         fail("KAMIYO_STRIPE_SECRET_KEY is not set: there is no Stripe account to read", code=2)
     # A line per Stripe request and per stranger's subscription is noise unless asked for (-v).

@@ -89,7 +89,9 @@ def _parameter(name: str, info: FieldInfo, command: Command) -> inspect.Paramete
 
 async def _execute(runtime: Runtime, operation: Operation[Any, Any], query: BaseModel) -> Outcome:
     state = ServerState(
-        settings=runtime.settings, gate=OpenGate(runtime.settings.max_results), runtime=runtime
+        settings=runtime.settings,
+        gate=OpenGate(runtime.settings.answers.max_results),
+        runtime=runtime,
     )
     return await execute(state, operation, query, Caller())
 

@@ -12,7 +12,13 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from kamiyo.config import InsecureSettingsError, Settings, get_settings
+from kamiyo.config import (
+    ConfigurationError,
+    InsecureSettingsError,
+    Settings,
+    describe_settings_error,
+    get_settings,
+)
 from kamiyo.errors import describe_validation_error, validate_given
 from kamiyo.runtime import Runtime, SchemaOutOfDateError, open_runtime
 
@@ -36,15 +42,47 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def settings_or_exit() -> Settings:
+    """The settings, or one line naming the variable that is wrong and exit status 2."""
     try:
         return get_settings()
-    except (InsecureSettingsError, ValidationError) as exc:
-        fail(
-            str(exc).splitlines()[0]
-            if isinstance(exc, InsecureSettingsError)
-            else describe_validation_error(exc),
-            code=2,
+    except InsecureSettingsError as exc:
+        fail(str(exc).splitlines()[0], code=2)
+    except ValidationError as exc:
+        fail(describe_settings_error(exc), code=2)
+
+
+def configured_or_exit(build: Callable[[], T]) -> T:
+    """``build()``, or one line and exit status 2 when a setting cannot work as given."""
+    try:
+        return build()
+    except ConfigurationError as exc:
+        fail(str(exc), code=2)
+
+
+def check_serving(settings: Settings, *, database: bool = True) -> None:
+    """Start what serving needs once, before the server does, so that a mistake in the
+    settings stops here in one line (exit status 2) rather than as a traceback: uvicorn
+    reports a failed start that way, and stdio clients only see the process die.
+
+    Payments first (a missing key, an unreachable facilitator), then, when ``database``, the
+    database. The server opens both again for itself.
+    """
+    from kamiyo.payments.cashier import open_cashier  # only serving loads payments
+
+    async def main() -> None:
+        cashier = open_cashier(
+            settings.x402,
+            secret_key=settings.auth.secret_key,
+            upgrade_url=settings.site.upgrade_url,
         )
+        if cashier is not None:
+            await cashier.start()
+            await cashier.stop()
+        if database:
+            async with open_runtime(settings):
+                pass
+
+    execute(settings, main)
 
 
 def safe_url(url: str) -> str:
@@ -57,12 +95,14 @@ def execute(settings: Settings, main: Callable[[], Coroutine[Any, Any, T]]) -> T
         return asyncio.run(main())
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except ConfigurationError as exc:
+        fail(str(exc), code=2)
     except SchemaOutOfDateError as exc:
         fail(str(exc))
     except (OperationalError, DBAPIError, OSError) as exc:
         log.debug("database error", exc_info=exc)
         fail(
-            f"cannot use the database at {safe_url(settings.resolved_database_url)}: "
+            f"cannot use the database at {safe_url(settings.database.resolved_url)}: "
             f"{str(exc).splitlines()[0]}"
         )
 

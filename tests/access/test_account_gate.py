@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.access import accounts, keys, tokens
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Call, Grant, Refusal
-from kamiyo.config import Settings
+from kamiyo.config import AuthSettings, Settings
 from kamiyo.db.tables import Subscription
 from kamiyo.mcpserver.server import build_server
 from kamiyo.runtime import Runtime
@@ -29,7 +29,7 @@ def sessions(
     return migrated_sessions
 
 
-SETTINGS = Settings(secret_key="g" * 48, tier_cache_s=0, _env_file=None)
+SETTINGS = Settings(auth=AuthSettings(secret_key="g" * 48, tier_cache_s=0), _env_file=None)
 
 
 async def _key(sessions: async_sessionmaker[AsyncSession], email: str, tier: Tier) -> str:
@@ -45,11 +45,11 @@ GateFactory = Callable[..., Awaitable[AccountGate]]
 
 @pytest.fixture
 async def make_gate(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[GateFactory]:
-    """Serving gates with SETTINGS changed by keyword; stopped (and flushed) after the test."""
+    """Serving gates with SETTINGS changed by section; stopped (and flushed) after the test."""
     async with AsyncExitStack() as stack:
 
-        async def make(**changes: object) -> AccountGate:
-            gate = AccountGate(SETTINGS.model_copy(update=changes))
+        async def make(**sections: dict[str, object]) -> AccountGate:
+            gate = AccountGate(SETTINGS.with_changes(**sections))
             await stack.enter_async_context(gate.serving(sessions))
             return gate
 
@@ -77,7 +77,9 @@ async def test_anonymous_access_can_be_turned_off(
     sessions: async_sessionmaker[AsyncSession],
     make_gate: GateFactory,
 ) -> None:
-    refusal = await (await make_gate(allow_anonymous=False)).admit(Call(target("search_exploits")))
+    refusal = await (await make_gate(auth={"allow_anonymous": False})).admit(
+        Call(target("search_exploits"))
+    )
     assert isinstance(refusal, Refusal)
     assert refusal.reason == "unauthenticated"
 
@@ -86,7 +88,7 @@ async def test_tiers_unlock_tools_and_raise_caps(
     sessions: async_sessionmaker[AsyncSession],
     make_gate: GateFactory,
 ) -> None:
-    gate = await make_gate(upgrade_url="https://kamiyo.test/pricing")
+    gate = await make_gate(site={"upgrade_url": "https://kamiyo.test/pricing"})
     personal = await _key(sessions, "p@example.com", Tier.PERSONAL)
     team = await _key(sessions, "t@example.com", Tier.TEAM)
     grant = await gate.admit(Call(target("assess_protocol_risk"), credential=personal))
@@ -142,7 +144,7 @@ async def test_tokens_identify_too(
     async with sessions() as session:
         account = await accounts.create_account(session, "jwt@example.com", Tier.ENTERPRISE)
         await session.commit()
-        token = await tokens.issue_token(session, SETTINGS, account)
+        token = await tokens.issue_token(session, SETTINGS.auth, account)
     gate = await make_gate()
     grant = await gate.admit(Call(target("check_wallet_interactions"), credential=token))
     assert isinstance(grant, Grant)
@@ -151,7 +153,7 @@ async def test_tokens_identify_too(
 
 async def test_the_tools_behind_the_gate(loaded_runtime: Runtime) -> None:
     """Through the MCP server: the free tier is capped and delayed; a key lifts both."""
-    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
+    settings = loaded_runtime.settings.with_changes(auth={"tier_cache_s": 0})
     gate = AccountGate(settings)
     anonymous = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
     async with gate.serving(loaded_runtime.sessions), Client(build_server(anonymous)) as client:
@@ -196,7 +198,7 @@ async def test_a_failing_gate_refuses_without_leaking_the_cause(loaded_runtime: 
 
 
 async def test_get_usage_reports_the_limits_and_what_is_used(loaded_runtime: Runtime) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
+    settings = loaded_runtime.settings.with_changes(auth={"tier_cache_s": 0})
     gate = AccountGate(settings)
     key = await _key(loaded_runtime.sessions, "usage-tool@example.com", Tier.PERSONAL)
     paid = ServerState(settings=settings, gate=gate, runtime=loaded_runtime, stdio_credential=key)
@@ -220,7 +222,7 @@ async def test_get_usage_reports_the_limits_and_what_is_used(loaded_runtime: Run
 
 
 async def test_enterprise_risk_answers_carry_recommendations(loaded_runtime: Runtime) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
+    settings = loaded_runtime.settings.with_changes(auth={"tier_cache_s": 0})
     gate = AccountGate(settings)
     answers = {}
     async with gate.serving(loaded_runtime.sessions):

@@ -13,7 +13,7 @@ import pytest
 
 from kamiyo.access.gate import Refusal
 from kamiyo.access.limiter import Limiter
-from kamiyo.config import Settings
+from kamiyo.config import RedisSettings
 from kamiyo.tiers import TIERS, Tier, TierPolicy
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +27,7 @@ def policy(per_minute: int, per_day: int) -> TierPolicy:
 
 @asynccontextmanager
 async def limiter(**settings: object) -> AsyncIterator[Limiter]:
-    made = Limiter(Settings(_env_file=None, **settings))  # type: ignore[arg-type]
+    made = Limiter(RedisSettings(_env_file=None, **settings))  # type: ignore[arg-type]
     try:
         yield made
     finally:
@@ -93,12 +93,11 @@ TWO_PROCESS_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
     from kamiyo.access.limiter import Limiter
-    from kamiyo.config import Settings
+    from kamiyo.config import RedisSettings
     from kamiyo.tiers import TIERS, Tier
 
     async def main() -> None:
-        settings = Settings(_env_file=None, **json.loads(sys.argv[1]))
-        limiter = Limiter(settings)
+        limiter = Limiter(RedisSettings(_env_file=None, **json.loads(sys.argv[1])))
         sys.stdin.readline()  # both processes start hitting at the same moment
         results = await asyncio.gather(
             *(limiter.hit("account:42", TIERS[Tier.PERSONAL]) for _ in range(60))
@@ -128,7 +127,7 @@ def test_two_processes_sharing_redis_admit_exactly_the_limit(
     assert sum(int(out) for out in outputs) == PERSONAL.requests_per_minute  # 30 of 120
 
 
-REDIS_DOWN = {"redis_url": "redis://127.0.0.1:1/0", "redis_prefix": "down"}
+REDIS_DOWN = {"url": "redis://127.0.0.1:1/0", "prefix": "down"}
 
 
 async def test_redis_down_fails_open_to_local_limits_by_default(
@@ -142,7 +141,7 @@ async def test_redis_down_fails_open_to_local_limits_by_default(
 
 
 async def test_redis_down_can_fail_closed(caplog: pytest.LogCaptureFixture) -> None:
-    async with limiter(**REDIS_DOWN, when_redis_down="closed") as closed:
+    async with limiter(**REDIS_DOWN, when_down="closed") as closed:
         refusals = await asyncio.gather(*(closed.hit("account:1", PERSONAL) for _ in range(3)))
         assert await closed.usage("account:1", PERSONAL) is None
     for refusal in refusals:
@@ -156,7 +155,7 @@ async def test_status_for_health_checks(redis_settings: dict[str, str]) -> None:
     async with (
         limiter() as memory,
         limiter(**redis_settings) as shared,
-        limiter(**REDIS_DOWN, when_redis_down="closed") as down,
+        limiter(**REDIS_DOWN, when_down="closed") as down,
     ):
         assert await memory.status() == "in process"
         assert await shared.status() == "redis: ok"

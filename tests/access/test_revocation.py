@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from pydantic import SecretStr
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,15 +24,15 @@ from tests.billing.test_webhooks import deliver, make_settings, subscription_eve
 pytestmark = pytest.mark.anyio
 
 Sessions = async_sessionmaker[AsyncSession]
-BASE = {"secret_key": "r" * 48, "tier_cache_s": 3600.0}
+AUTH = {"secret_key": SecretStr("r" * 48), "tier_cache_s": 3600.0}
 
 
 @pytest.fixture(params=["database", "redis"])
 def settings(request: pytest.FixtureRequest) -> Settings:
-    extra: dict[str, Any] = {}
+    redis: dict[str, Any] = {}
     if request.param == "redis":
-        extra = request.getfixturevalue("redis_settings")
-    return make_settings(**BASE, **extra)
+        redis = request.getfixturevalue("redis_settings")
+    return make_settings(auth=AUTH, redis=redis)
 
 
 GateFactory = Callable[[], Awaitable[AccountGate]]
@@ -102,7 +103,7 @@ async def test_disabling_refuses_keys_and_tokens_and_enabling_restores_them(
     async with migrated_sessions() as session:
         account = await session.get(Account, pk)
         assert account is not None
-        token = await tokens.issue_token(session, settings, account)
+        token = await tokens.issue_token(session, settings.auth, account)
     assert await _tier(gate, key) == await _tier(gate, token) == "personal"
     for status, expected in [
         (accounts.AccountStatus.DISABLED, f"refused: {accounts.DISABLED_MESSAGE}"),
@@ -140,11 +141,11 @@ async def test_a_revoked_token_is_refused_on_the_next_call(
     async with migrated_sessions() as session:
         account = await session.get(Account, pk)
         assert account is not None
-        token = await tokens.issue_token(session, settings, account)
-        spare = await tokens.issue_token(session, settings, account)
+        token = await tokens.issue_token(session, settings.auth, account)
+        spare = await tokens.issue_token(session, settings.auth, account)
     assert await _tier(gate, token) == await _tier(gate, spare) == "team"
     async with migrated_sessions() as session:
-        await tokens.revoke_token(session, settings, token)
+        await tokens.revoke_token(session, settings.auth, token)
         await revocation.commit(session, settings)
     assert await _tier(gate, token) == "refused: Access token refused: token revoked."
     assert await _tier(gate, spare) == "team"
@@ -217,10 +218,10 @@ async def test_announcements_only_ever_raise_the_version(
     migrated_sessions: Sessions, redis_settings: dict[str, str]
 ) -> None:
     """Two writers finishing in either order leave the newer version in Redis."""
-    settings = make_settings(**BASE, **redis_settings)
+    settings = make_settings(auth=AUTH, redis=redis_settings)
     pk, _ = await _account_with_key(migrated_sessions, "order@example.com", Tier.FREE)
-    key = f"{redis_settings['redis_prefix']}:credentials:{pk}"
-    client = redis.asyncio.Redis.from_url(redis_settings["redis_url"])
+    key = f"{redis_settings['prefix']}:credentials:{pk}"
+    client = redis.asyncio.Redis.from_url(redis_settings["url"])
     try:
         async with migrated_sessions() as session:
             await revocation.bump(session, pk)
@@ -240,7 +241,7 @@ async def test_with_redis_down_the_gate_reads_the_database_and_the_writer_says_s
 ) -> None:
     from tests.mcpserver.conftest import free_port
 
-    settings = make_settings(**BASE, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = make_settings(auth=AUTH, redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
     async with AsyncExitStack() as stack:
         gate = AccountGate(settings)
         await stack.enter_async_context(gate.serving(migrated_sessions))

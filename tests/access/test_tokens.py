@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import accounts, tokens
-from kamiyo.config import Settings
+from kamiyo.config import AuthSettings
 from kamiyo.db.tables import Account
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +19,7 @@ def session(migrated_session: AsyncSession) -> AsyncSession:
 
 
 SECRET = "t" * 48
-SETTINGS = Settings(secret_key=SECRET, jwt_audience="https://kamiyo.test/mcp", _env_file=None)
+SETTINGS = AuthSettings(secret_key=SECRET, jwt_audience="https://kamiyo.test/mcp", _env_file=None)
 
 
 @pytest.fixture

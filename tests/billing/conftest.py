@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from kamiyo.config import Settings
+from kamiyo.config import DatabaseSettings, Settings, SiteSettings, SmtpSettings, StripeSettings
 from tests.billing.smtp import Mailbox, running_mailbox
 from tests.billing.stripe_fake import FakeStripe, running_fake_stripe
 
@@ -26,19 +26,24 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 def billing_settings(
-    database_url: str, fake: FakeStripe, mailbox: Mailbox, **overrides: Any
+    database_url: str, fake: FakeStripe, mailbox: Mailbox, **sections: dict[str, Any]
 ) -> Settings:
-    """Settings that bill through ``fake`` and mail to ``mailbox``."""
-    fields: dict[str, Any] = {
-        "database_url": database_url,
-        "environment": "test",
-        "public_url": PUBLIC_URL,
-        "stripe_secret_key": fake.secret_key,
-        "stripe_api_base": fake.url,
-        "stripe_prices": PRICES,
-        "checkout_success_url": f"{PUBLIC_URL}/dashboard?paid=1",
-        "checkout_cancel_url": f"{PUBLIC_URL}/pricing",
-        "portal_return_url": f"{PUBLIC_URL}/dashboard",
-        **mailbox.settings(),
-    }
-    return Settings(_env_file=None, **(fields | overrides))
+    """Settings that bill through ``fake`` and mail to ``mailbox``, ``sections`` changed."""
+    stripe = StripeSettings(
+        secret_key=fake.secret_key,
+        api_base=fake.url,
+        prices=PRICES,
+        checkout_success_url=f"{PUBLIC_URL}/dashboard?paid=1",
+        checkout_cancel_url=f"{PUBLIC_URL}/pricing",
+        portal_return_url=f"{PUBLIC_URL}/dashboard",
+        _env_file=None,
+    )
+    settings = Settings(
+        environment="test",
+        database=DatabaseSettings(url=database_url),
+        site=SiteSettings(public_url=PUBLIC_URL),
+        stripe=stripe,
+        smtp=SmtpSettings(**mailbox.settings()),
+        _env_file=None,
+    )
+    return settings.with_changes(**sections)

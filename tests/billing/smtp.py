@@ -62,17 +62,19 @@ class Mailbox:
         return list(self.received)
 
     def settings(self) -> dict[str, Any]:
-        """Settings fields that send mail here, logging in without TLS."""
+        """SmtpSettings fields that send mail here, logging in without TLS."""
         return {
-            "smtp_host": self.host,
-            "smtp_port": self.port,
-            "smtp_security": "none",
-            "smtp_username": USERNAME,
-            "smtp_password": PASSWORD,
+            "host": self.host,
+            "port": self.port,
+            "security": "none",
+            "username": USERNAME,
+            "password": PASSWORD,
         }
 
     def env(self) -> dict[str, str]:
-        return {f"KAMIYO_{name.upper()}": str(value) for name, value in self.settings().items()}
+        return {
+            f"KAMIYO_SMTP_{name.upper()}": str(value) for name, value in self.settings().items()
+        }
 
     async def handle_DATA(  # noqa: N802 (the name aiosmtpd calls)
         self, server: SMTP, session: Session, envelope: Envelope

@@ -159,7 +159,7 @@ async def test_signups_from_one_peer_are_limited(api: Api) -> None:
 async def test_signup_without_a_public_url_is_unavailable(
     empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> None:
-    settings = billing_settings(empty_database_url, fake_stripe, mailbox, public_url=None)
+    settings = billing_settings(empty_database_url, fake_stripe, mailbox, site={"public_url": None})
     app = create_app(settings, build_server)
     async with (
         app.router.lifespan_context(app),
@@ -251,8 +251,8 @@ async def test_checkout_with_a_personal_key_opens_stripe_checkout(api: Api) -> N
     assert sent.nested("subscription_data[metadata]") == metadata
     assert sent.form["customer_email"] == "buyer@example.com"
     assert "customer" not in sent.form
-    assert sent.form["success_url"] == api.settings.checkout_success_url
-    assert sent.form["cancel_url"] == api.settings.checkout_cancel_url
+    assert sent.form["success_url"] == api.settings.stripe.checkout_success_url
+    assert sent.form["cancel_url"] == api.settings.stripe.checkout_cancel_url
 
 
 async def test_a_double_click_gets_the_same_checkout(api: Api) -> None:
@@ -338,8 +338,8 @@ async def test_a_refused_stripe_key_is_a_502_too(api: Api) -> None:
     api.stripe.secret_key = "sk_test_some_other_key"  # so ours is refused, as by Stripe
     response = await api.http.post(CHECKOUT, json={"tier": "personal"}, headers=bearer(key))
     assert response.status_code == 502
-    assert api.settings.stripe_secret_key is not None
-    assert api.settings.stripe_secret_key.get_secret_value() not in response.text
+    assert api.settings.stripe.secret_key is not None
+    assert api.settings.stripe.secret_key.get_secret_value() not in response.text
 
 
 async def test_a_retried_checkout_keeps_its_idempotency_key(api: Api) -> None:
@@ -361,13 +361,18 @@ async def test_the_portal_needs_a_stripe_customer(api: Api) -> None:
     assert after.status_code == 200
     assert after.json()["url"].startswith("https://billing.stripe.com/p/session/")
     [sent] = api.stripe.posts("/v1/billing_portal/sessions")
-    assert sent.form == {"customer": "cus_portal1", "return_url": api.settings.portal_return_url}
+    assert sent.form == {
+        "customer": "cus_portal1",
+        "return_url": api.settings.stripe.portal_return_url,
+    }
 
 
 async def test_without_a_stripe_key_billing_is_unavailable(
     empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> None:
-    settings = billing_settings(empty_database_url, fake_stripe, mailbox, stripe_secret_key=None)
+    settings = billing_settings(
+        empty_database_url, fake_stripe, mailbox, stripe={"secret_key": None}
+    )
     app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):
         engine = create_engine(empty_database_url)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from pydantic import SecretStr
 
 from kamiyo.mcpserver.server import build_server
 from kamiyo.web.app import create_app
@@ -102,9 +103,8 @@ async def customer(
         empty_database_url,
         fake_stripe,
         mailbox,
-        stripe_webhook_secret=SECRET,
-        stripe_prices=PRICES,
-        tier_cache_s=0,  # see each change on the very next call
+        stripe={"webhook_secret": SecretStr(SECRET), "prices": PRICES},
+        auth={"tier_cache_s": 0},  # see each change on the very next call
     )
     app = create_app(settings, build_server, stateless=True, json_response=True)
     async with app.router.lifespan_context(app):

@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import logging
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.access import accounts, keys
 from kamiyo.billing import onboarding
 from kamiyo.billing.mailer import MailError, send_mail
+from kamiyo.billing.onboarding import Onboarding
 from kamiyo.clients import SERVER_NAME
-from kamiyo.config import Settings
 from kamiyo.db.tables import Account, KeyReveal
 from kamiyo.tiers import Tier
 from tests.billing.conftest import PUBLIC_URL, billing_settings
@@ -29,8 +30,8 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 @pytest.fixture
-def settings_for(empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox) -> Settings:
-    return billing_settings(empty_database_url, fake_stripe, mailbox)
+def settings_for(empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox) -> Onboarding:
+    return Onboarding.from_settings(billing_settings(empty_database_url, fake_stripe, mailbox))
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ async def count_accounts(sessions: Sessions) -> int:
 
 
 async def test_signup_makes_one_account_and_mails_a_link(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     await onboarding.signup(sessions, settings_for, "  New.Person@Example.com ")
     [mail] = mailbox.wait_for(1)
@@ -69,7 +70,7 @@ async def test_signup_makes_one_account_and_mails_a_link(
 
 
 async def test_signing_up_again_makes_no_second_account_and_only_the_newest_link_works(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     await onboarding.signup(sessions, settings_for, "again@example.com")
     await onboarding.signup(sessions, settings_for, "AGAIN@example.com")
@@ -81,7 +82,7 @@ async def test_signing_up_again_makes_no_second_account_and_only_the_newest_link
 
 
 async def test_concurrent_signups_for_one_address_make_one_account(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     await asyncio.gather(
         *(onboarding.signup(sessions, settings_for, "race@example.com") for _ in range(3))
@@ -90,7 +91,7 @@ async def test_concurrent_signups_for_one_address_make_one_account(
 
 
 async def test_signups_beyond_the_hourly_link_limit_send_nothing(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     for _ in range(onboarding.MAX_LINKS_PER_HOUR + 2):
         await onboarding.signup(sessions, settings_for, "flood@example.com")
@@ -100,7 +101,7 @@ async def test_signups_beyond_the_hourly_link_limit_send_nothing(
 
 
 async def test_an_account_with_every_seat_taken_gets_a_note_without_a_link(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     async with sessions() as session:
         account = await accounts.create_account(session, "full@example.com")
@@ -115,7 +116,7 @@ async def test_an_account_with_every_seat_taken_gets_a_note_without_a_link(
 
 
 async def test_a_link_makes_a_working_key_once(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     await onboarding.signup(sessions, settings_for, "once@example.com")
     token = token_of(mailbox.wait_for(1)[0])
@@ -133,7 +134,7 @@ async def test_a_link_makes_a_working_key_once(
 
 
 async def test_concurrent_uses_of_a_link_make_one_key(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     async with sessions() as session:
         # Enterprise: unlimited seats, so only the link can stop a second key.
@@ -150,7 +151,7 @@ async def test_concurrent_uses_of_a_link_make_one_key(
 
 
 async def test_expired_unknown_and_malformed_links_make_nothing(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     await onboarding.signup(sessions, settings_for, "late@example.com")
     token = token_of(mailbox.wait_for(1)[0])
@@ -164,7 +165,7 @@ async def test_expired_unknown_and_malformed_links_make_nothing(
 
 
 async def test_a_full_account_is_told_so_and_the_link_survives(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     await onboarding.signup(sessions, settings_for, "seat@example.com")
     token = token_of(mailbox.wait_for(1)[0])
@@ -182,7 +183,7 @@ async def test_a_full_account_is_told_so_and_the_link_survives(
 
 
 async def test_welcome_mail_has_the_setup_without_a_key_and_a_working_link(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     async with sessions() as session:
         account = await accounts.create_account(session, "paid@example.com", Tier.PERSONAL)
@@ -209,16 +210,16 @@ async def test_welcome_mail_has_the_setup_without_a_key_and_a_working_link(
 
 
 async def test_welcome_for_a_missing_account_sends_nothing(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     assert not await onboarding.send_welcome(sessions, settings_for, 424242)
     assert mailbox.received == []
 
 
 async def test_without_a_mail_server_the_log_shows_the_mail_but_not_the_link(
-    sessions: Sessions, settings_for: Settings, caplog: pytest.LogCaptureFixture
+    sessions: Sessions, settings_for: Onboarding, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for.model_copy(update={"smtp_host": None})
+    settings = replace(settings_for, smtp=settings_for.smtp.model_copy(update={"host": None}))
     with caplog.at_level(logging.INFO, logger="kamiyo.billing"):
         await onboarding.signup(sessions, settings, "nomail@example.com")
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -233,19 +234,21 @@ async def test_without_a_mail_server_the_log_shows_the_mail_but_not_the_link(
 
 
 async def test_a_mail_server_that_is_down_is_a_mail_error(
-    settings_for: Settings,
+    settings_for: Onboarding,
 ) -> None:
-    settings = settings_for.model_copy(update={"smtp_port": _closed_port()})
+    smtp = settings_for.smtp.model_copy(update={"port": _closed_port()})
     with pytest.raises(MailError):
-        await send_mail(settings, "x@example.com", "subject", "text")
+        await send_mail(smtp, "x@example.com", "subject", "text")
 
 
 async def test_signup_needs_a_public_url_and_a_real_address(
-    sessions: Sessions, settings_for: Settings, mailbox: Mailbox
+    sessions: Sessions, settings_for: Onboarding, mailbox: Mailbox
 ) -> None:
     with pytest.raises(onboarding.SignupUnavailableError):
         await onboarding.signup(
-            sessions, settings_for.model_copy(update={"public_url": None}), "a@example.com"
+            sessions,
+            replace(settings_for, site=settings_for.site.model_copy(update={"public_url": None})),
+            "a@example.com",
         )
     with pytest.raises(accounts.AccountError):
         await onboarding.signup(sessions, settings_for, "not-an-address")

@@ -17,7 +17,7 @@ from kamiyo.billing.subscriptions import (
     apply_subscription,
     tier_for_price,
 )
-from kamiyo.config import Settings
+from kamiyo.config import StripeSettings
 from kamiyo.tiers import Tier
 from tests.billing.test_webhooks import (
     CUS,
@@ -45,24 +45,29 @@ def sessions(migrated_sessions: Sessions) -> Sessions:
     return migrated_sessions
 
 
-Apply = Callable[[AsyncSession, Settings, Mapping[str, Any], dt.datetime], Awaitable[Applied]]
+Apply = Callable[[AsyncSession, StripeSettings, Mapping[str, Any], dt.datetime], Awaitable[Applied]]
 
 
 async def apply(
-    sessions: Sessions, function: Apply, event: dict[str, Any], settings: Settings | None = None
+    sessions: Sessions,
+    function: Apply,
+    event: dict[str, Any],
+    settings: StripeSettings | None = None,
 ) -> Applied:
     """``function`` on the event's object at the event's time, committed."""
     async with sessions() as session, session.begin():
         obj = event["data"]["object"]
-        return await function(session, settings or make_settings(), obj, at(event["created"]))
+        return await function(
+            session, settings or make_settings().stripe, obj, at(event["created"])
+        )
 
 
 def test_tier_for_price_reads_the_configured_prices_backwards() -> None:
-    settings = make_settings()
+    settings = make_settings().stripe
     assert tier_for_price(settings, PRICES["team"]) is Tier.TEAM
     assert tier_for_price(settings, "price_other") is None
     assert tier_for_price(settings, None) is None
-    odd = make_settings(stripe_prices={"free": "price_free", "gold": "price_gold"})
+    odd = make_settings(stripe={"prices": {"free": "price_free", "gold": "price_gold"}}).stripe
     assert tier_for_price(odd, "price_free") is None  # free is never sold
     assert tier_for_price(odd, "price_gold") is None  # not a tier of ours
 

@@ -11,14 +11,22 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from kamiyo.access import accounts
 from kamiyo.access.accounts import current_tier
 from kamiyo.billing.stripe_api import BillingError
-from kamiyo.billing.sync import CLOCK_MARGIN, PAGE_SIZE, STATE_FIELDS, SyncReport
-from kamiyo.billing.sync import sync_subscriptions as sync
+from kamiyo.billing.sync import (
+    CLOCK_MARGIN,
+    PAGE_SIZE,
+    STATE_FIELDS,
+    SyncReport,
+)
+from kamiyo.billing.sync import (
+    sync_subscriptions as sync,
+)
 from kamiyo.cli import app
 from kamiyo.config import Settings, get_settings
 from kamiyo.db.tables import Account, Subscription
@@ -55,9 +63,7 @@ def settings(empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox)
         empty_database_url,
         fake_stripe,
         mailbox,
-        stripe_prices=PRICES,
-        stripe_webhook_secret=SECRET,
-        past_due_grace_days=7,
+        stripe={"prices": PRICES, "webhook_secret": SecretStr(SECRET), "past_due_grace_days": 7},
     )
 
 
@@ -257,7 +263,7 @@ async def test_stripe_failing_is_a_billing_error_and_a_rerun_finishes(
 async def test_without_a_stripe_key_there_is_nothing_to_sync(
     sessions: Sessions, settings: Settings, fake_stripe: FakeStripe
 ) -> None:
-    unset = settings.model_copy(update={"stripe_secret_key": None})
+    unset = settings.with_changes(stripe={"secret_key": None})
     with pytest.raises(BillingError, match="not set up"):
         await sync(sessions, unset)
     assert fake_stripe.requests == []

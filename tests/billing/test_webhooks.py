@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from kamiyo.access.accounts import create_account, current_tier, entitled_tier
 from kamiyo.billing.subscriptions import apply_subscription
 from kamiyo.billing.webhooks import TOLERANCE_S, WebhookResult, handle_event
-from kamiyo.config import Settings
+from kamiyo.config import Settings, StripeSettings
 from kamiyo.db.tables import Account, StripeEvent, Subscription
 from kamiyo.tiers import Tier
 from kamiyo.web.webhooks import MAX_BODY_BYTES, PATH, stripe_webhook_route
@@ -50,14 +50,12 @@ CUS = "cus_test_1"
 Sessions = async_sessionmaker[AsyncSession]
 
 
-def make_settings(**changes: Any) -> Settings:
-    fields: dict[str, Any] = {
-        "environment": "test",
-        "stripe_webhook_secret": SECRET,
-        "stripe_prices": PRICES,
-        "past_due_grace_days": 7,
-    }
-    return Settings(_env_file=None, **(fields | changes))
+def make_settings(**sections: dict[str, Any]) -> Settings:
+    """Settings for webhook tests; ``sections`` change some fields, e.g. ``stripe={…}``."""
+    stripe = StripeSettings(
+        webhook_secret=SECRET, prices=PRICES, past_due_grace_days=7, _env_file=None
+    )
+    return Settings(environment="test", stripe=stripe, _env_file=None).with_changes(**sections)
 
 
 def at(seconds: int) -> dt.datetime:
@@ -536,7 +534,7 @@ async def test_validly_signed_garbage_is_refused(
 async def test_without_a_signing_secret_nothing_is_handled(sessions: Sessions) -> None:
     payload = encode(fixture_event("invoice.paid", created=T0))
     result = await handle_event(
-        sessions, make_settings(stripe_webhook_secret=None), payload, sign(payload)
+        sessions, make_settings(stripe={"webhook_secret": None}), payload, sign(payload)
     )
     assert (result.status, result.message) == (503, "webhooks are not configured")
 
@@ -718,7 +716,7 @@ async def test_the_route_answers_503_without_a_secret_and_500_on_failure(
     payload = encode(fixture_event("invoice.paid", created=T0))
     headers = {"Stripe-Signature": sign(payload)}
     with caplog.at_level(logging.WARNING, logger="kamiyo.web.webhooks"):
-        unconfigured = http(_nothing, settings=make_settings(stripe_webhook_secret=None))
+        unconfigured = http(_nothing, settings=make_settings(stripe={"webhook_secret": None}))
         response = await unconfigured.post(PATH, content=payload, headers=headers)
     assert (response.status_code, response.json()) == (
         503,
@@ -779,7 +777,7 @@ async def test_an_event_waits_for_another_in_flight_for_the_same_account(
     with anyio.fail_after(30):
         async with sessions() as session, session.begin():
             applied = await apply_subscription(
-                session, make_settings(), newer["data"]["object"], at(T0 + 20)
+                session, make_settings().stripe, newer["data"]["object"], at(T0 + 20)
             )
             await session.flush()  # the newer state is written, not yet committed
             async with anyio.create_task_group() as group:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from kamiyo import intel
-from kamiyo.config import Settings
+from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db.tables import Incident
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle, ensure_bundled, read_bundle
 from kamiyo.runtime import open_runtime
@@ -37,7 +37,7 @@ def test_bundle_contents() -> None:
 async def test_loading_is_done_once_and_redone_when_the_bundle_changes(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    settings = Settings(database_url=empty_database_url, _env_file=None)
+    settings = Settings(database=DatabaseSettings(url=empty_database_url), _env_file=None)
     async with open_runtime(settings, upgrade=True) as runtime:
         async with runtime.sessions() as session:
             assert await ensure_bundled(session) is None  # open_runtime loaded it already

@@ -24,7 +24,7 @@ async def client(loaded_runtime: Runtime) -> AsyncIterator[Client]:
     settings = loaded_runtime.settings
     # The tools themselves, without tier limits (the gate has its own tests).
     state = ServerState(
-        settings=settings, gate=OpenGate(settings.max_results), runtime=loaded_runtime
+        settings=settings, gate=OpenGate(settings.answers.max_results), runtime=loaded_runtime
     )
     async with Client(build_server(state)) as client:
         yield client

@@ -54,7 +54,7 @@ async def test_two_servers_sharing_redis_admit_exactly_the_personal_limit(
     tmp_path: Path, redis_settings: dict[str, str]
 ) -> None:
     key = issue_key(tmp_path, "personal")
-    env = {f"KAMIYO_{name.upper()}": value for name, value in redis_settings.items()}
+    env = {f"KAMIYO_REDIS_{name.upper()}": value for name, value in redis_settings.items()}
     results: list[dict[str, Any]] = []
     with (
         http_server_process(tmp_path, STATELESS, env, "a.log") as (first, _),

@@ -56,8 +56,8 @@ async def shared_env(
     if request.param.endswith("redis"):
         redis = request.getfixturevalue("redis_settings")
         env |= {
-            "KAMIYO_REDIS_URL": redis["redis_url"],
-            "KAMIYO_REDIS_PREFIX": redis["redis_prefix"],
+            "KAMIYO_REDIS_URL": redis["url"],
+            "KAMIYO_REDIS_PREFIX": redis["prefix"],
         }
     return env  # sqlite: the default file in the shared data folder
 

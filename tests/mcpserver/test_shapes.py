@@ -41,14 +41,14 @@ def pay_per_call_settings(runtime: Runtime) -> Settings:
         AcceptedNetwork(network=BASE_SEPOLIA, pay_to="0x" + "22" * 20, rpc_urls=[dead]),
         AcceptedNetwork(network=SOLANA_DEVNET, pay_to=str(Keypair().pubkey()), rpc_urls=[dead]),
     ]
-    return runtime.settings.model_copy(
-        update={
-            "x402_networks": networks,
-            "x402_evm_relayer_key": SecretStr("0x" + "11" * 32),
-            "x402_svm_fee_payer_key": SecretStr(str(Keypair())),
-            "upgrade_url": "https://kamiyo.example/pricing",
-            "cache_ttl_s": 0,
-        }
+    return runtime.settings.with_changes(
+        x402={
+            "networks": networks,
+            "evm_relayer_key": SecretStr("0x" + "11" * 32),
+            "svm_fee_payer_key": SecretStr(str(Keypair())),
+        },
+        site={"upgrade_url": "https://kamiyo.example/pricing"},
+        answers={"cache_ttl_s": 0},
     )
 
 
@@ -56,7 +56,10 @@ def pay_per_call_settings(runtime: Runtime) -> Settings:
 async def paying(loaded_runtime: Runtime) -> AsyncIterator[Client]:
     """An anonymous caller of a server that takes payments."""
     settings = pay_per_call_settings(loaded_runtime)
-    gate = AccountGate(settings, open_cashier(settings))
+    cashier = open_cashier(
+        settings.x402, secret_key=settings.auth.secret_key, upgrade_url=settings.site.upgrade_url
+    )
+    gate = AccountGate(settings, cashier)
     state = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
     async with gate.serving(loaded_runtime.sessions), Client(build_server(state)) as client:
         yield client
@@ -129,7 +132,9 @@ async def test_answers_and_problems_are_admitted_when_payments_are_off(client: C
 async def test_a_rate_limit_says_when_to_retry_in_structured_content(
     loaded_runtime: Runtime,
 ) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0, "cache_ttl_s": 0})
+    settings = loaded_runtime.settings.with_changes(
+        auth={"tier_cache_s": 0}, answers={"cache_ttl_s": 0}
+    )
     gate = AccountGate(settings)
     state = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
     async with gate.serving(loaded_runtime.sessions), Client(build_server(state)) as client:
@@ -149,7 +154,7 @@ async def test_a_rate_limit_says_when_to_retry_in_structured_content(
 async def test_a_result_capped_by_the_tier_says_the_cap_and_how_to_raise_it(
     loaded_runtime: Runtime,
 ) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"tier_cache_s": 0})
+    settings = loaded_runtime.settings.with_changes(auth={"tier_cache_s": 0})
     gate = AccountGate(settings)
     state = ServerState(settings=settings, gate=gate, runtime=loaded_runtime)
     async with gate.serving(loaded_runtime.sessions), Client(build_server(state)) as client:
@@ -166,7 +171,7 @@ async def test_a_result_capped_by_the_tier_says_the_cap_and_how_to_raise_it(
 
 
 async def test_prompts_name_only_the_tools_the_caller_can_use(loaded_runtime: Runtime) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"upgrade_url": "https://k.example/up"})
+    settings = loaded_runtime.settings.with_changes(site={"upgrade_url": "https://k.example/up"})
     free_gate = AccountGate(settings)
     free = ServerState(settings=settings, gate=free_gate, runtime=loaded_runtime)
     open_ = ServerState(settings=settings, gate=OpenGate(50), runtime=loaded_runtime)

@@ -217,7 +217,7 @@ async def test_identical_calls_share_a_cached_answer_and_are_still_completed(
             completed.append(f"{call.target.name}:{outcome}:{results}")
             return Completed()
 
-    settings = loaded_runtime.settings.model_copy(update={"cache_ttl_s": 60})
+    settings = loaded_runtime.settings.with_changes(answers={"cache_ttl_s": 60})
     state = ServerState(
         settings=settings, gate=RecordingGate(max_results=100), runtime=loaded_runtime
     )
@@ -235,7 +235,7 @@ async def test_identical_calls_share_a_cached_answer_and_are_still_completed(
 
 
 def test_the_cache_can_be_turned_off(loaded_runtime: Runtime) -> None:
-    settings = loaded_runtime.settings.model_copy(update={"cache_ttl_s": 0})
+    settings = loaded_runtime.settings.with_changes(answers={"cache_ttl_s": 0})
     assert ServerState(settings=settings, gate=OpenGate(max_results=10)).cache is None
 
 

@@ -31,25 +31,29 @@ def evm_network(chain: EvmChain) -> AcceptedNetwork:
     )
 
 
-def evm_settings(runtime: Runtime, chain: EvmChain, **changes: Any) -> Settings:
-    update = {
-        "x402_networks": [evm_network(chain)],
-        "x402_evm_relayer_key": SecretStr(chain.relayer_key),
-        "cache_ttl_s": 0,
-    }
-    return runtime.settings.model_copy(update=update | changes)
+def evm_settings(runtime: Runtime, chain: EvmChain, **sections: dict[str, Any]) -> Settings:
+    """Settings that take payments on ``chain``; ``sections`` change some more."""
+    x402 = {"networks": [evm_network(chain)], "evm_relayer_key": SecretStr(chain.relayer_key)}
+    changes: dict[str, dict[str, Any]] = {"x402": x402, "answers": {"cache_ttl_s": 0}}
+    for name, fields in sections.items():
+        changes[name] = changes.get(name, {}) | fields
+    return runtime.settings.with_changes(**changes)
 
 
 def svm_settings(runtime: Runtime, chain: SolanaChain, *rpc_urls: str) -> Settings:
     network = AcceptedNetwork(
         network=chain.network, pay_to=str(chain.pay_to), rpc_urls=list(rpc_urls or [chain.rpc_url])
     )
-    update = {
-        "x402_networks": [network],
-        "x402_svm_fee_payer_key": SecretStr(str(chain.fee_payer)),
-        "cache_ttl_s": 0,
-    }
-    return runtime.settings.model_copy(update=update)
+    return runtime.settings.with_changes(
+        x402={"networks": [network], "svm_fee_payer_key": SecretStr(str(chain.fee_payer))},
+        answers={"cache_ttl_s": 0},
+    )
+
+
+def cashier_for(settings: Settings) -> Cashier | None:
+    return open_cashier(
+        settings.x402, secret_key=settings.auth.secret_key, upgrade_url=settings.site.upgrade_url
+    )
 
 
 @asynccontextmanager
@@ -60,7 +64,7 @@ async def paying_server(
     credential: str | None = None,
 ) -> AsyncIterator[tuple[Client, AccountGate]]:
     """The server, called as a stdio client started with ``credential`` would call it."""
-    gate = AccountGate(settings, cashier or open_cashier(settings))
+    gate = AccountGate(settings, cashier or cashier_for(settings))
     state = ServerState(settings=settings, gate=gate, runtime=runtime, stdio_credential=credential)
     async with gate.serving(runtime.sessions), Client(build_server(state)) as client:
         yield client, gate

@@ -18,7 +18,7 @@ import httpx2
 import pytest
 from x402.schemas import PaymentPayload, PaymentRequired
 
-from kamiyo.config import Settings
+from kamiyo.config import AnswerSettings, DatabaseSettings, Settings, X402Settings
 from kamiyo.mcpserver.server import build_server
 from kamiyo.web.app import create_app
 from kamiyo.web.wire import encode_header
@@ -57,11 +57,10 @@ async def rest(empty_database_url: str, evm_chain: EvmChain, tmp_path: Path) -> 
     key_file = tmp_path / "relayer.key"
     key_file.write_text(evm_chain.relayer_key)
     settings = Settings(
-        database_url=empty_database_url,
+        database=DatabaseSettings(url=empty_database_url),
         environment="test",
-        x402_networks=[evm_network(evm_chain)],
-        x402_evm_relayer_key_file=key_file,
-        cache_ttl_s=0,
+        x402=X402Settings(networks=[evm_network(evm_chain)], evm_relayer_key_file=key_file),
+        answers=AnswerSettings(cache_ttl_s=0),
         _env_file=None,
     )
     app = create_app(settings, build_server)

@@ -70,8 +70,17 @@ def as_sent(payment: PaymentPayload) -> dict[str, Any]:
 async def paid_server(
     runtime: Runtime, chain: EvmChain, facilitator: Callable[[Any], Any] | None = None
 ) -> AsyncIterator[Paid]:
-    settings = evm_settings(runtime, chain, upgrade_url="https://kamiyo.example/pricing")
-    cashier = Cashier(settings, facilitator(settings)) if facilitator else None
+    settings = evm_settings(runtime, chain, site={"upgrade_url": "https://kamiyo.example/pricing"})
+    cashier = (
+        Cashier(
+            settings.x402,
+            facilitator(settings.x402),
+            secret_key=settings.auth.secret_key,
+            upgrade_url=settings.site.upgrade_url,
+        )
+        if facilitator
+        else None
+    )
     async with paying_server(runtime, settings, cashier) as (client, gate):
         yield Paid(client, chain, runtime, gate)
 

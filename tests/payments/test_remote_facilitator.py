@@ -91,7 +91,7 @@ async def served(
 ) -> AsyncIterator[Any]:
     url, _ = facilitator_url
     settings = evm_settings(
-        loaded_runtime, evm_chain, x402_facilitator_url=url, x402_evm_relayer_key=None
+        loaded_runtime, evm_chain, x402={"facilitator_url": url, "evm_relayer_key": None}
     )
     async with paying_server(loaded_runtime, settings) as (client, _):
         yield client

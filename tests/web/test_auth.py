@@ -21,6 +21,7 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -29,7 +30,7 @@ from starlette.routing import Route
 from kamiyo.access.gate import OpenGate, Refusal
 from kamiyo.access.keys import KEY_PREFIX, VISIBLE_CHARS
 from kamiyo.access.tokens import ALGORITHM
-from kamiyo.config import DEVELOPMENT_SECRET, Settings
+from kamiyo.config import DEVELOPMENT_SECRET, Settings, SiteSettings
 from kamiyo.web.auth import ResourceServer
 from tests.mcpserver.conftest import issue_key, run_kamiyo, running_http_server, server_env
 from tests.mcpserver.test_node_clients import NODE_DIR, node_binary
@@ -271,7 +272,8 @@ async def test_a_failing_gate_answers_503(caplog: pytest.LogCaptureFixture) -> N
     async def endpoint(request: Request) -> PlainTextResponse:
         return PlainTextResponse("reached")
 
-    resource = ResourceServer(Settings(_env_file=None), BrokenGate(max_results=10))
+    settings = Settings(_env_file=None)
+    resource = ResourceServer(settings.site, settings.auth, BrokenGate(max_results=10))
     app = Starlette(routes=resource.guard([Route("/mcp", endpoint, methods=["POST"])], "/mcp"))
     transport = httpx2.ASGITransport(app=app)
     with caplog.at_level(logging.ERROR, logger="kamiyo.web.auth"):
@@ -285,9 +287,12 @@ async def test_a_failing_gate_answers_503(caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_a_public_url_that_is_not_a_url_stops_the_start() -> None:
-    settings = Settings(public_url="kamiyo.example", _env_file=None)
+    with pytest.raises(ValidationError, match="needs http"):
+        SiteSettings(public_url="kamiyo.example", _env_file=None)
+    # Settings copied in code skip that check; the resource server checks again.
+    settings = Settings(_env_file=None).with_changes(site={"public_url": "kamiyo.example"})
     with pytest.raises(ValueError, match="KAMIYO_PUBLIC_URL"):
-        ResourceServer(settings, OpenGate(max_results=10))
+        ResourceServer(settings.site, settings.auth, OpenGate(max_results=10))
 
 
 # The TypeScript SDK's own discovery, and its client refused with a bad key.

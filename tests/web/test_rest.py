@@ -7,7 +7,7 @@ import httpx2
 import pytest
 
 from kamiyo.access import accounts, keys
-from kamiyo.config import Settings
+from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.mcpserver.server import build_server
 from kamiyo.tiers import Tier
@@ -24,7 +24,9 @@ class Rest:
 
 @pytest.fixture
 async def rest(empty_database_url: str) -> AsyncIterator[Rest]:
-    settings = Settings(database_url=empty_database_url, environment="test", _env_file=None)
+    settings = Settings(
+        database=DatabaseSettings(url=empty_database_url), environment="test", _env_file=None
+    )
     app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):
         engine = create_engine(empty_database_url)

@@ -56,11 +56,13 @@ class AccountGate:
         # sha256(credential) -> Identity or a Refusal; never the credential itself. Each entry
         # keeps its account's credentials version, checked on every call (access/revocation.py).
         self._identities: TTLCache[str, Remembered] | None = (
-            TTLCache(maxsize=10_000, ttl=settings.tier_cache_s) if settings.tier_cache_s else None
+            TTLCache(maxsize=10_000, ttl=settings.auth.tier_cache_s)
+            if settings.auth.tier_cache_s
+            else None
         )
         self._versions = revocation.CredentialVersions(settings)
-        self.limiter = Limiter(settings)
-        self.meter = Meter(settings.meter_flush_s)
+        self.limiter = Limiter(settings.redis)
+        self.meter = Meter(settings.meter.flush_s)
 
     @asynccontextmanager
     async def serving(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
@@ -109,7 +111,7 @@ class AccountGate:
             hide_after = cutoff.date() - dt.timedelta(days=1)  # incident dates are whole days
         return Grant(
             tier=identity.tier.value,
-            max_results=min(policy.max_results, self._settings.max_results),
+            max_results=min(policy.max_results, self._settings.answers.max_results),
             hide_after=hide_after,
             detailed_risk=policy.detailed_risk,
             account_pk=identity.account_pk,
@@ -182,7 +184,7 @@ class AccountGate:
             return Replayed(accepted.answer, accepted.receipt)
         return Grant(
             tier=PAID_TIER,
-            max_results=min(PAID_MAX_RESULTS, self._settings.max_results),
+            max_results=min(PAID_MAX_RESULTS, self._settings.answers.max_results),
             account_pk=identity.account_pk if identity else None,
             key_pk=identity.key_pk if identity else None,
             subject=f"payer:{accepted.payer}",
@@ -221,7 +223,7 @@ class AccountGate:
 
     async def identify(self, credential: str | None) -> Identity | Refusal:
         if credential is None:
-            if self._settings.allow_anonymous:
+            if self._settings.auth.allow_anonymous:
                 return Identity(Tier.FREE)
             return Refusal(
                 RefusalReason.UNAUTHENTICATED,
@@ -253,7 +255,7 @@ class AccountGate:
                 account, key_pk = found
             else:
                 try:
-                    account = await tokens.verify_token(session, self._settings, credential)
+                    account = await tokens.verify_token(session, self._settings.auth, credential)
                 except tokens.TokenError as exc:
                     return revocation.Remembered(
                         Refusal(RefusalReason.UNAUTHENTICATED, f"Access token refused: {exc}.")
@@ -264,13 +266,13 @@ class AccountGate:
                 refusal = Refusal(RefusalReason.UNAUTHENTICATED, accounts.DISABLED_MESSAGE)
                 # Remembered with its version, so enabling the account applies at once too.
                 return revocation.Remembered(refusal, account.pk, version)
-            grace = dt.timedelta(days=self._settings.past_due_grace_days)
+            grace = dt.timedelta(days=self._settings.stripe.past_due_grace_days)
             tier = await accounts.current_tier(session, account, grace)
             return revocation.Remembered(Identity(tier, account.pk, key_pk), account.pk, version)
 
     def _locked(self, call: Call, tier: Tier) -> Refusal:
         needed = call.target.tier
-        where = f" at {self._settings.upgrade_url}" if self._settings.upgrade_url else ""
+        where = f" at {self._settings.site.upgrade_url}" if self._settings.site.upgrade_url else ""
         return Refusal(
             RefusalReason.FORBIDDEN,
             f"{call.target.name} needs the {needed.value} tier or above; this caller is on "

@@ -29,7 +29,7 @@ from limits.errors import StorageError
 
 from kamiyo.access.gate import Refusal, RefusalReason
 from kamiyo.access.usage import Window
-from kamiyo.config import Settings
+from kamiyo.config import RedisSettings
 from kamiyo.tiers import TierPolicy
 
 log = logging.getLogger(__name__)
@@ -153,12 +153,10 @@ class RedisWindows:
 
 
 class Limiter:
-    def __init__(self, settings: Settings) -> None:
-        self._fail_open = settings.when_redis_down == "open"
+    def __init__(self, redis: RedisSettings) -> None:
+        self._fail_open = redis.when_down == "open"
         self._local = LocalWindows()
-        self._shared = (
-            RedisWindows(settings.redis_url, settings.redis_prefix) if settings.redis_url else None
-        )
+        self._shared = RedisWindows(redis.url, redis.prefix) if redis.url else None
         self._failed_at = -math.inf
         self._logged_at = -math.inf
 

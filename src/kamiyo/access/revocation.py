@@ -114,27 +114,27 @@ async def announce(session: AsyncSession, settings: Settings, account_pks: Itera
     ``tier_cache_s`` instead of on the next call.
     """
     wanted = sorted(set(account_pks))
-    if not settings.redis_url or not wanted:
+    if not settings.redis.url or not wanted:
         return True
     rows = await session.execute(
         select(Account.pk, Account.credentials_version).where(Account.pk.in_(wanted))
     )
     client = redis.asyncio.Redis.from_url(
-        _redis_url(settings.redis_url),
+        _redis_url(settings.redis.url),
         socket_timeout=REDIS_TIMEOUT_S * 4,  # a command, not a call: may wait a little longer
         socket_connect_timeout=REDIS_TIMEOUT_S * 4,
     )
     try:
         raise_to = client.register_script(_RAISE_TO)
         for pk, version in rows:  # usually one account
-            await raise_to(keys=[_key(settings.redis_prefix, pk)], args=[version])
+            await raise_to(keys=[_key(settings.redis.prefix, pk)], args=[version])
     except RedisError as exc:
         log.error(
             "Redis unreachable (%s): instances learn of the credential change on account(s) %s "
             "within %s s instead of on the next call",
             exc,
             ", ".join(map(str, wanted)),
-            settings.tier_cache_s,
+            settings.auth.tier_cache_s,
         )
         return False
     finally:
@@ -146,14 +146,14 @@ class CredentialVersions:
     """The gate's side: has an account's credentials version moved past a remembered one?"""
 
     def __init__(self, settings: Settings) -> None:
-        self._prefix = settings.redis_prefix
+        self._prefix = settings.redis.prefix
         self._redis = (
             redis.asyncio.Redis.from_url(
-                _redis_url(settings.redis_url),
+                _redis_url(settings.redis.url),
                 socket_timeout=REDIS_TIMEOUT_S,
                 socket_connect_timeout=REDIS_TIMEOUT_S,
             )
-            if settings.redis_url
+            if settings.redis.url
             else None
         )
         self._failed_at = -math.inf

@@ -14,7 +14,7 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
-from kamiyo.config import Settings
+from kamiyo.config import AuthSettings
 from kamiyo.db.tables import Account, RevokedToken, Subscription
 
 ALGORITHM = "HS256"  # pinned: a token naming any other algorithm, "none" included, is refused
@@ -35,34 +35,34 @@ class TokenClaims:
 
 
 async def issue_token(
-    session: AsyncSession, settings: Settings, account: Account, *, ttl_s: int | None = None
+    session: AsyncSession, auth: AuthSettings, account: Account, *, ttl_s: int | None = None
 ) -> str:
     now = dt.datetime.now(dt.UTC)
     subscription = await session.get(Subscription, account.pk)
     claims = {
         "sub": str(account.pk),
-        "aud": settings.jwt_audience,
-        "iss": settings.jwt_issuer,
+        "aud": auth.jwt_audience,
+        "iss": auth.jwt_issuer,
         "iat": now,
         "nbf": now,
-        "exp": now + dt.timedelta(seconds=ttl_s or settings.jwt_ttl_s),
+        "exp": now + dt.timedelta(seconds=ttl_s or auth.jwt_ttl_s),
         "jti": secrets.token_urlsafe(16),
         "subscription_id": subscription.stripe_subscription_id if subscription else None,
     }
-    return jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=ALGORITHM)
+    return jwt.encode(claims, auth.secret_key.get_secret_value(), algorithm=ALGORITHM)
 
 
-def decode_token(settings: Settings, token: str) -> TokenClaims:
+def decode_token(auth: AuthSettings, token: str) -> TokenClaims:
     """The claims of a valid token; ``TokenError`` naming the problem otherwise."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise TokenError("token too long")
     try:
         claims = jwt.decode(
             token,
-            settings.secret_key.get_secret_value(),
+            auth.secret_key.get_secret_value(),
             algorithms=[ALGORITHM],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
+            audience=auth.jwt_audience,
+            issuer=auth.jwt_issuer,
             options={"require": list(REQUIRED_CLAIMS)},
         )
     except jwt.ExpiredSignatureError as exc:
@@ -93,10 +93,10 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
     )
 
 
-async def verify_token(session: AsyncSession, settings: Settings, token: str) -> Account:
+async def verify_token(session: AsyncSession, auth: AuthSettings, token: str) -> Account:
     """The account a valid, unrevoked token stands for. It may be disabled: the caller says
     so (``accounts.is_active``)."""
-    claims = decode_token(settings, token)
+    claims = decode_token(auth, token)
     # The account first: the gate remembers its credentials version, which must not be newer
     # than the revocation list read after it (access/revocation.py).
     account = await session.get(Account, claims.account_pk)
@@ -107,10 +107,10 @@ async def verify_token(session: AsyncSession, settings: Settings, token: str) ->
     return account
 
 
-async def revoke_token(session: AsyncSession, settings: Settings, token: str) -> str:
+async def revoke_token(session: AsyncSession, auth: AuthSettings, token: str) -> str:
     """Refuse this token from now on; returns its jti. Caller commits with
     ``revocation.commit``, so running servers refuse it on the next call."""
-    claims = decode_token(settings, token)
+    claims = decode_token(auth, token)
     if await session.get(RevokedToken, claims.jti) is None:
         session.add(
             RevokedToken(

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from kamiyo.config import Settings
+from kamiyo.config import SmtpSettings
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +23,13 @@ class MailError(RuntimeError):
     """The mail server could not be reached or refused the message."""
 
 
-def compose(settings: Settings, to: str, subject: str, text: str) -> EmailMessage:
+def compose(smtp: SmtpSettings, to: str, subject: str, text: str) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = settings.mail_from
+    message["From"] = smtp.mail_from
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = email.utils.formatdate(localtime=False)
-    _, sender = email.utils.parseaddr(settings.mail_from)
+    _, sender = email.utils.parseaddr(smtp.mail_from)
     domain = sender.rpartition("@")[2] or None
     message["Message-ID"] = email.utils.make_msgid(domain=domain)
     message.set_content(text)
@@ -37,15 +37,15 @@ def compose(settings: Settings, to: str, subject: str, text: str) -> EmailMessag
 
 
 async def send_mail(
-    settings: Settings, to: str, subject: str, text: str, *, secrets: Sequence[str] = ()
+    smtp: SmtpSettings, to: str, subject: str, text: str, *, secrets: Sequence[str] = ()
 ) -> bool:
     """Send ``text`` to ``to``; False when mail is off (then it is logged without ``secrets``).
 
     ``secrets`` are the parts of ``text`` that must never reach a log (one-time links).
     Raises MailError when the server cannot take the message.
     """
-    message = compose(settings, to, subject, text)
-    if not settings.smtp_host:
+    message = compose(smtp, to, subject, text)
+    if not smtp.host:
         shown = text
         for secret in secrets:
             shown = shown.replace(secret, WITHHELD)
@@ -53,17 +53,17 @@ async def send_mail(
             "mail is off (KAMIYO_SMTP_HOST is not set); not sent to %s: %s\n%s", to, subject, shown
         )
         return False
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    password = smtp.password.get_secret_value() if smtp.password else None
     try:
         await aiosmtplib.send(
             message,
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username or None,
-            password=password if settings.smtp_username else None,
-            use_tls=settings.smtp_security == "tls",
+            hostname=smtp.host,
+            port=smtp.port,
+            username=smtp.username or None,
+            password=password if smtp.username else None,
+            use_tls=smtp.security == "tls",
             # "none" must mean none: left to itself the client upgrades whenever it can.
-            start_tls=settings.smtp_security == "starttls",
+            start_tls=smtp.security == "starttls",
             timeout=SMTP_TIMEOUT_S,
         )
     except (aiosmtplib.SMTPException, OSError) as exc:
@@ -71,8 +71,8 @@ async def send_mail(
             "could not send mail %r to %s through %s:%s: %s: %s",
             subject,
             to,
-            settings.smtp_host,
-            settings.smtp_port,
+            smtp.host,
+            smtp.port,
             type(exc).__name__,
             exc,
         )

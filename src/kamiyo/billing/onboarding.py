@@ -34,7 +34,7 @@ from kamiyo.access.accounts import (
 )
 from kamiyo.access.keys import NewKey, create_key
 from kamiyo.billing.mailer import MailError, send_mail
-from kamiyo.config import Settings
+from kamiyo.config import Settings, SiteSettings, SmtpSettings
 from kamiyo.db.tables import Account, ApiKey, KeyReveal
 from kamiyo.tiers import TIERS
 
@@ -62,44 +62,59 @@ class _Plan:
     tier: str
 
 
+@dataclass(frozen=True, slots=True)
+class Onboarding:
+    """What sign-up and welcome mails need: where links point, the mail server, and the grace
+    period that decides an account's tier."""
+
+    site: SiteSettings
+    smtp: SmtpSettings
+    past_due_grace: dt.timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Onboarding":
+        grace = dt.timedelta(days=settings.stripe.past_due_grace_days)
+        return cls(settings.site, settings.smtp, grace)
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def base_url(settings: Settings) -> str:
+def base_url(site: SiteSettings) -> str:
     """Where links in mails point. Never the Host a request came with: a forged Host would
     send someone's one-time link to a stranger's server."""
-    if not settings.public_url:
+    if not site.public_url:
         raise SignupUnavailableError(
             "KAMIYO_PUBLIC_URL is not set, so mails could not carry working links"
         )
-    return settings.public_url.rstrip("/")
+    return site.public_url.rstrip("/")
 
 
-def reveal_url(settings: Settings, token: str) -> str:
-    return f"{base_url(settings)}/keys/reveal/{token}"
+def reveal_url(site: SiteSettings, token: str) -> str:
+    return f"{base_url(site)}/keys/reveal/{token}"
 
 
-def setup_snippet(settings: Settings, api_key: str = KEY_PLACEHOLDER) -> str:
+def setup_snippet(site: SiteSettings, api_key: str = KEY_PLACEHOLDER) -> str:
     """Claude Desktop's config with this server as a remote connector (through mcp-remote)."""
-    entry = clients.remote_server_entry(f"{base_url(settings)}/mcp", api_key=api_key)
+    entry = clients.remote_server_entry(f"{base_url(site)}/mcp", api_key=api_key)
     return clients.merged_config(None, entry).rstrip("\n")
 
 
-async def signup(session_factory: Sessions, settings: Settings, email: str) -> None:
+async def signup(session_factory: Sessions, config: Onboarding, email: str) -> None:
     """Make a free account for ``email`` unless it has one, and mail the address what to do.
 
     Raises AccountError for a malformed address, SignupUnavailableError without a public URL,
     MailError when the mail server refuses.
     """
     address = normalize_email(email)
-    base_url(settings)  # fail before anything is written
+    base_url(config.site)  # fail before anything is written
     account, created = await _find_or_create(session_factory, address)
     if account.status != "active":
         log.info("sign-up for suspended account %s: nothing sent", account.pk)
         return
     async with session_factory() as session:
-        plan = await _plan_link(session, settings, account, throttle=True)
+        plan = await _plan_link(session, config, account, throttle=True)
         await session.commit()
     if plan is None:
         log.info("sign-up for account %s: link limit reached, nothing sent", account.pk)
@@ -114,10 +129,10 @@ async def signup(session_factory: Sessions, settings: Settings, email: str) -> N
             "has a KAMIYO account, so no new account was made. If it was not you, ignore "
             "this mail: nothing changes unless the link below is used."
         )
-    await _mail(settings, address, subject, opening, plan)
+    await _mail(config, address, subject, opening, plan)
 
 
-async def send_welcome(session_factory: Sessions, settings: Settings, account_pk: int) -> bool:
+async def send_welcome(session_factory: Sessions, config: Onboarding, account_pk: int) -> bool:
     """Mail a newly paying account its setup: the Claude Desktop config, the dashboard, and a
     one-time link to its key. True when a mail went out; failures are logged, never raised,
     so a mail server's trouble cannot fail the payment event that triggered this."""
@@ -127,7 +142,7 @@ async def send_welcome(session_factory: Sessions, settings: Settings, account_pk
             log.warning("welcome mail for account %s skipped: no active account", account_pk)
             return False
         try:
-            plan = await _plan_link(session, settings, account, throttle=False)
+            plan = await _plan_link(session, config, account, throttle=False)
         except SignupUnavailableError as exc:
             log.error("welcome mail for account %s not sent: %s", account_pk, exc)
             return False
@@ -137,7 +152,7 @@ async def send_welcome(session_factory: Sessions, settings: Settings, account_pk
         f"Thank you for subscribing. Your account {account.email} is now on the {plan.tier} tier."
     )
     try:
-        return await _mail(settings, account.email, "Welcome to KAMIYO", opening, plan)
+        return await _mail(config, account.email, "Welcome to KAMIYO", opening, plan)
     except MailError:
         return False  # logged by the mailer
 
@@ -210,12 +225,12 @@ async def _find_or_create(session_factory: Sessions, address: str) -> tuple[Acco
 
 
 async def _plan_link(
-    session: AsyncSession, settings: Settings, account: Account, *, throttle: bool
+    session: AsyncSession, config: Onboarding, account: Account, *, throttle: bool
 ) -> _Plan | None:
     """A new link for ``account`` when its tier has a free seat; None when throttled."""
-    base_url(settings)
+    base_url(config.site)
     now = _now()
-    tier = await current_tier(session, account, dt.timedelta(days=settings.past_due_grace_days))
+    tier = await current_tier(session, account, config.past_due_grace)
     seats = TIERS[tier].seats
     active = await session.scalar(
         select(func.count(ApiKey.pk)).where(
@@ -257,10 +272,10 @@ async def _plan_link(
     return _Plan(token=token, active_keys=active, tier=tier.value)
 
 
-async def _mail(settings: Settings, to: str, subject: str, opening: str, plan: _Plan) -> bool:
-    base = base_url(settings)
+async def _mail(config: Onboarding, to: str, subject: str, opening: str, plan: _Plan) -> bool:
+    base = base_url(config.site)
     parts = [opening]
-    link = reveal_url(settings, plan.token) if plan.token else None
+    link = reveal_url(config.site, plan.token) if plan.token else None
     if link:
         parts.append(
             "Open this link within 24 hours to create your API key. It works once, and only "
@@ -269,7 +284,7 @@ async def _mail(settings: Settings, to: str, subject: str, opening: str, plan: _
             "store it somewhere safe (a password manager)."
         )
     else:
-        upgrade = f" or upgrade at {settings.upgrade_url}" if settings.upgrade_url else ""
+        upgrade = f" or upgrade at {config.site.upgrade_url}" if config.site.upgrade_url else ""
         parts.append(
             f"Your account already has {plan.active_keys} active API key(s), all the "
             f"{plan.tier} tier allows, so no link to a new key was made. Revoke a key on "
@@ -278,14 +293,14 @@ async def _mail(settings: Settings, to: str, subject: str, opening: str, plan: _
     parts.append(
         "To use KAMIYO from Claude Desktop, add this to claude_desktop_config.json and put "
         "your key in place of the placeholder:\n\n"
-        + _indent(setup_snippet(settings))
+        + _indent(setup_snippet(config.site))
         + "\n\nWhere the file is: macOS ~/Library/Application Support/Claude/, Windows "
         "%APPDATA%\\Claude\\, Linux ~/.config/Claude/. Restart Claude Desktop afterwards."
     )
     parts.append(f"Your dashboard (keys, usage, billing): {base}/dashboard")
     text = "\n\n".join(parts) + "\n\n-- KAMIYO\n"
     return await send_mail(
-        settings, to, subject, text, secrets=[s for s in (link, plan.token) if s]
+        config.smtp, to, subject, text, secrets=[s for s in (link, plan.token) if s]
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import stripe
 
-from kamiyo.config import Settings
+from kamiyo.config import SiteSettings, StripeSettings
 from kamiyo.db.tables import Account
 from kamiyo.tiers import Tier
 
@@ -48,7 +48,7 @@ class StripeCallError(BillingError):
     """Stripe could not be reached or refused the call; the cause is in the log, not here."""
 
 
-def checkout_price(settings: Settings, tier: str) -> str:
+def checkout_price(billing: StripeSettings, tier: str) -> str:
     """The Stripe price id for ``tier``, or a PlanError saying why there is none."""
     try:
         chosen = Tier(tier)
@@ -57,7 +57,7 @@ def checkout_price(settings: Settings, tier: str) -> str:
         raise PlanError(f"{tier!r} is not a tier; choose one of {paid}") from None
     if chosen is Tier.FREE:
         raise PlanError("the free tier needs no checkout; choose a paid tier")
-    price = settings.stripe_prices.get(chosen.value)
+    price = billing.prices.get(chosen.value)
     if not price:
         # The operator's choice (or oversight): say so in the log, refuse like an unknown tier.
         log.warning("no Stripe price for the %s tier in KAMIYO_STRIPE_PRICES", chosen.value)
@@ -78,16 +78,21 @@ def idempotency_key(*parts: object, now: dt.datetime | None = None) -> str:
 
 
 async def create_checkout_session(
-    settings: Settings, account: Account, tier: str, *, customer_id: str | None = None
+    billing: StripeSettings,
+    site: SiteSettings,
+    account: Account,
+    tier: str,
+    *,
+    customer_id: str | None = None,
 ) -> str:
     """A Stripe Checkout URL where ``account`` subscribes to ``tier``.
 
     ``customer_id`` is the account's Stripe customer when it has one, so a returning subscriber
     keeps one customer (and one portal) instead of getting a second.
     """
-    price = checkout_price(settings, tier)
-    success_url = settings.checkout_success_url or _dashboard_url(settings, "?checkout=success")
-    cancel_url = settings.checkout_cancel_url or _dashboard_url(settings, "?checkout=cancelled")
+    price = checkout_price(billing, tier)
+    success_url = billing.checkout_success_url or _dashboard_url(site, "?checkout=success")
+    cancel_url = billing.checkout_cancel_url or _dashboard_url(site, "?checkout=cancelled")
     if not success_url or not cancel_url:
         raise BillingUnavailableError(
             "checkout is not set up on this server (no return address after payment)"
@@ -118,13 +123,15 @@ async def create_checkout_session(
             raise StripeCallError("Stripe made a checkout without a payment page")
         return session.url
 
-    return await call_stripe(settings, f"checkout for account {account.pk}", call)
+    return await call_stripe(billing, f"checkout for account {account.pk}", call)
 
 
-async def create_portal_session(settings: Settings, customer_id: str) -> str:
+async def create_portal_session(
+    billing: StripeSettings, site: SiteSettings, customer_id: str
+) -> str:
     """A Stripe customer portal URL for ``customer_id`` (change plan, card, cancel)."""
     params: dict[str, Any] = {"customer": customer_id}
-    return_url = settings.portal_return_url or _dashboard_url(settings)
+    return_url = billing.portal_return_url or _dashboard_url(site)
     if return_url:
         params["return_url"] = return_url
 
@@ -132,25 +139,25 @@ async def create_portal_session(settings: Settings, customer_id: str) -> str:
         session = client.v1.billing_portal.sessions.create(params=params)  # type: ignore[arg-type]
         return session.url
 
-    return await call_stripe(settings, f"portal for customer {customer_id}", call)
+    return await call_stripe(billing, f"portal for customer {customer_id}", call)
 
 
-def _dashboard_url(settings: Settings, query: str = "") -> str | None:
-    return f"{settings.public_url.rstrip('/')}/dashboard{query}" if settings.public_url else None
+def _dashboard_url(site: SiteSettings, query: str = "") -> str | None:
+    return f"{site.public_url.rstrip('/')}/dashboard{query}" if site.public_url else None
 
 
 async def call_stripe(
-    settings: Settings, what: str, call: Callable[[stripe.StripeClient], str]
+    billing: StripeSettings, what: str, call: Callable[[stripe.StripeClient], str]
 ) -> str:
-    if settings.stripe_secret_key is None:
+    if billing.secret_key is None:
         raise BillingUnavailableError("payments are not set up on this server")
-    secret = settings.stripe_secret_key.get_secret_value()
+    secret = billing.secret_key.get_secret_value()
 
     def run() -> str:
         http_client = stripe.RequestsClient(timeout=STRIPE_TIMEOUT_S)
         client = stripe.StripeClient(
             secret,
-            base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
+            base_addresses={"api": billing.api_base} if billing.api_base else None,
             max_network_retries=NETWORK_RETRIES,
             http_client=http_client,
         )

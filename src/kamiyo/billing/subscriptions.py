@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
 from kamiyo.access.accounts import TierSource, entitled_tier
-from kamiyo.config import Settings
+from kamiyo.config import StripeSettings
 from kamiyo.db.tables import Account, Subscription
 from kamiyo.tiers import Tier
 
@@ -80,18 +80,18 @@ class Applied:
     credentials_changed: bool = False
 
 
-def tier_for_price(settings: Settings, price_id: str | None) -> Tier | None:
-    """The paid tier a Stripe price sells (``settings.stripe_prices`` read backwards)."""
+def tier_for_price(billing: StripeSettings, price_id: str | None) -> Tier | None:
+    """The paid tier a Stripe price sells (``billing.prices`` read backwards)."""
     if not price_id:
         return None
-    for name, configured in settings.stripe_prices.items():
+    for name, configured in billing.prices.items():
         if configured == price_id and name in _TIER_NAMES and name != Tier.FREE:
             return Tier(name)
     return None
 
 
 async def apply_subscription(
-    session: AsyncSession, settings: Settings, obj: Mapping[str, Any], as_of: dt.datetime
+    session: AsyncSession, billing: StripeSettings, obj: Mapping[str, Any], as_of: dt.datetime
 ) -> Applied:
     """Apply a subscription object (``customer.subscription.*``) to its account's row."""
     subscription_id = _id(obj.get("id"))
@@ -110,8 +110,8 @@ async def apply_subscription(
         log.info("stripe: %s of unknown customer %s ignored", subscription_id, customer_id)
         return Applied(f"ignored: unknown customer {customer_id or '(none)'}")
     row = await _locked_row(session, account_pk)
-    before = _Before.of(row, _grace(settings))
-    item = _deciding_item(settings, obj)
+    before = _Before.of(row, _grace(billing))
+    item = _deciding_item(billing, obj)
     if row is not None and row.stripe_subscription_id not in (None, subscription_id):
         reason = _superseded(row, subscription_id, status, item.tier)
         if reason is not None:
@@ -127,7 +127,7 @@ async def apply_subscription(
         )
         return Applied(f"ignored: {conflict}", account_pk)
 
-    grace = _grace(settings)
+    grace = _grace(billing)
     was_paid = _was_paid(row, subscription_id, as_of, grace)
     if row is None:
         row = Subscription(account_pk=account_pk, tier=Tier.FREE.value, status=status)
@@ -162,7 +162,7 @@ async def apply_subscription(
 
 
 async def apply_checkout_completed(
-    session: AsyncSession, settings: Settings, obj: Mapping[str, Any], as_of: dt.datetime
+    session: AsyncSession, billing: StripeSettings, obj: Mapping[str, Any], as_of: dt.datetime
 ) -> Applied:
     """Link a completed subscription checkout's customer and subscription to our account.
 
@@ -214,23 +214,23 @@ async def apply_checkout_completed(
 
 
 async def apply_invoice_paid(
-    session: AsyncSession, settings: Settings, obj: Mapping[str, Any], as_of: dt.datetime
+    session: AsyncSession, billing: StripeSettings, obj: Mapping[str, Any], as_of: dt.datetime
 ) -> Applied:
     """A paid invoice brings a past_due or unpaid subscription back to active (never a canceled
     one: Stripe does not revive those, a new subscription comes instead)."""
-    return await _apply_invoice(session, settings, obj, as_of, paid=True)
+    return await _apply_invoice(session, billing, obj, as_of, paid=True)
 
 
 async def apply_invoice_payment_failed(
-    session: AsyncSession, settings: Settings, obj: Mapping[str, Any], as_of: dt.datetime
+    session: AsyncSession, billing: StripeSettings, obj: Mapping[str, Any], as_of: dt.datetime
 ) -> Applied:
     """A failed payment makes an active subscription past_due; grace runs from this event."""
-    return await _apply_invoice(session, settings, obj, as_of, paid=False)
+    return await _apply_invoice(session, billing, obj, as_of, paid=False)
 
 
 async def _apply_invoice(
     session: AsyncSession,
-    settings: Settings,
+    billing: StripeSettings,
     obj: Mapping[str, Any],
     as_of: dt.datetime,
     *,
@@ -248,7 +248,7 @@ async def _apply_invoice(
         log.info("stripe: invoice of unknown subscription %s ignored", subscription_id)
         return Applied(f"ignored: unknown subscription {subscription_id}")
     row = await _locked_row(session, account_pk)
-    before = _Before.of(row, _grace(settings))
+    before = _Before.of(row, _grace(billing))
     if row is None or row.stripe_subscription_id != subscription_id:
         return Applied(f"ignored: {subscription_id} is no longer the account's", account_pk)
     # Only these moves are the invoice's to make: a failed first payment leaves a subscription
@@ -261,7 +261,7 @@ async def _apply_invoice(
     stale = _stale(row, as_of, status, same_subscription=True)
     if stale is not None:
         return Applied(f"ignored: {subscription_id} {stale}", account_pk)
-    grace = _grace(settings)
+    grace = _grace(billing)
     was_paid = _was_paid(row, subscription_id, as_of, grace)
     if paid:
         row.past_due_since = None
@@ -329,7 +329,7 @@ class _Item:
     period_end: dt.datetime | None
 
 
-def _deciding_item(settings: Settings, obj: Mapping[str, Any]) -> _Item:
+def _deciding_item(billing: StripeSettings, obj: Mapping[str, Any]) -> _Item:
     """The item that sets the tier: the highest tier we sell among the items, else the first.
 
     Since API "basil" the period end lives on each item; older versions had it on the
@@ -343,7 +343,7 @@ def _deciding_item(settings: Settings, obj: Mapping[str, Any]) -> _Item:
         if isinstance(entry, Mapping):
             price_id = _id(entry.get("price"))
             end = _time(entry.get("current_period_end")) or fallback_end
-            found.append(_Item(price_id, tier_for_price(settings, price_id), end))
+            found.append(_Item(price_id, tier_for_price(billing, price_id), end))
     known = [item for item in found if item.tier is not None]
     if known:
         return max(known, key=lambda item: _rank(item.tier))
@@ -510,8 +510,8 @@ def _rank(tier: Tier | None) -> int:
     return _TIER_ORDER.index(tier) if tier is not None else -1
 
 
-def _grace(settings: Settings) -> dt.timedelta:
-    return dt.timedelta(days=settings.past_due_grace_days)
+def _grace(billing: StripeSettings) -> dt.timedelta:
+    return dt.timedelta(days=billing.past_due_grace_days)
 
 
 def _now() -> dt.datetime:

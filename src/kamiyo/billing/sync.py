@@ -44,10 +44,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import SubscriptionListParams
 
 from kamiyo.access import revocation
-from kamiyo.billing.onboarding import send_welcome
+from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.billing.stripe_api import StripeCallError, call_stripe
 from kamiyo.billing.subscriptions import Applied, apply_subscription
-from kamiyo.config import Settings
+from kamiyo.config import Settings, StripeSettings
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import Account, Subscription
 
@@ -110,10 +110,11 @@ async def sync_subscriptions(
     What was applied before a failure stays applied (each subscription commits on its own), so
     running it again after one is safe.
     """
+    onboarding = Onboarding.from_settings(settings)
     report = SyncReport()
     cursor: str | None = None
     while True:
-        page = await _fetch_page(settings, cursor)
+        page = await _fetch_page(settings.stripe, cursor)
         report.pages += 1
         for obj in page.subscriptions:
             applied, changed = await _apply(sessions, settings, obj, page.as_of)
@@ -127,7 +128,7 @@ async def sync_subscriptions(
                 report.unchanged += 1
             if applied.first_activation and applied.account_pk is not None:
                 report.first_activations += 1
-                await send_welcome(sessions, settings, applied.account_pk)
+                await send_welcome(sessions, onboarding, applied.account_pk)
             if on_progress is not None:
                 on_progress(report)
         if not page.has_more:
@@ -139,7 +140,7 @@ async def sync_subscriptions(
     return report
 
 
-async def _fetch_page(settings: Settings, cursor: str | None) -> _Page:
+async def _fetch_page(billing: StripeSettings, cursor: str | None) -> _Page:
     params: SubscriptionListParams = {"status": "all", "limit": PAGE_SIZE}
     if cursor is not None:
         params["starting_after"] = cursor
@@ -150,7 +151,7 @@ async def _fetch_page(settings: Settings, cursor: str | None) -> _Page:
         return json.dumps(page.to_dict(for_json=True))
 
     sent = dt.datetime.now(dt.UTC)  # taken before the request goes: see the module notes
-    text = await call_stripe(settings, "subscription list", call)
+    text = await call_stripe(billing, "subscription list", call)
     as_of = sent.replace(microsecond=0) - CLOCK_MARGIN
     answer = json.loads(text)
     data = answer.get("data") if isinstance(answer, Mapping) else None
@@ -172,7 +173,7 @@ async def _apply(
                 # Nothing is pending before the call, and no flush inside it: the row's
                 # attribute history then says what the call changed.
                 with session.no_autoflush:
-                    applied = await apply_subscription(session, settings, obj, as_of)
+                    applied = await apply_subscription(session, settings.stripe, obj, as_of)
                     changed = applied.account_pk is not None and _changed(
                         session, applied.account_pk
                     )

@@ -32,7 +32,7 @@ from kamiyo.billing.subscriptions import (
     apply_invoice_payment_failed,
     apply_subscription,
 )
-from kamiyo.config import Settings
+from kamiyo.config import Settings, StripeSettings
 from kamiyo.db.tables import StripeEvent
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ _OUTCOME_WIDTH = 200
 _TYPE_WIDTH = 100
 _ID_WIDTH = 255
 
-Handler = Callable[[AsyncSession, Settings, Mapping[str, Any], dt.datetime], Awaitable[Applied]]
+Handler = Callable[
+    [AsyncSession, StripeSettings, Mapping[str, Any], dt.datetime], Awaitable[Applied]
+]
 
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": apply_checkout_completed,
@@ -92,7 +94,7 @@ async def handle_event(
     signature_header: str | None,
 ) -> WebhookResult:
     """Verify one delivery and apply its event once. Database errors propagate (Stripe retries)."""
-    secret = settings.stripe_webhook_secret
+    secret = settings.stripe.webhook_secret
     if secret is None or not secret.get_secret_value():
         return WebhookResult(503, "webhooks are not configured")
     verified = _verify(payload, signature_header, secret.get_secret_value())
@@ -134,7 +136,7 @@ async def _handle_once(
         if handler is None:
             applied = Applied(f"ignored: unhandled event type {event.type}")
         else:
-            applied = await handler(session, settings, event.obj, event.created)
+            applied = await handler(session, settings.stripe, event.obj, event.created)
         record.outcome = applied.outcome[:_OUTCOME_WIDTH]
     if applied.credentials_changed and applied.account_pk is not None:
         async with session_factory() as session:  # every instance sees it on the next call

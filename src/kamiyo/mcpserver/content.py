@@ -164,5 +164,5 @@ class _Toolbox:
 
     def locked(self, name: ToolName) -> str:
         needed = CATALOGUE[name].tier.value
-        where = self._state.settings.upgrade_url
+        where = self._state.settings.site.upgrade_url
         return f"{name.value} needs the {needed} tier" + (f"; upgrade at {where}" if where else "")

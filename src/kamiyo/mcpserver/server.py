@@ -71,7 +71,7 @@ def build_server(state: ServerState) -> CatalogueServer:
         description="Crypto-exploit intelligence for AI agents.",
         instructions=INSTRUCTIONS,
         version=__version__,
-        log_level=state.settings.log_level,
+        log_level=state.settings.log.level,
     )
     content.register(server, state)
     server.middleware.append(PromptChecks(server))

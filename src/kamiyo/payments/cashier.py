@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from x402.extensions.payment_identifier import (
     PAYMENT_IDENTIFIER,
@@ -26,7 +27,7 @@ from x402.schemas import (
 )
 
 from kamiyo.chains import AcceptedNetwork, AddressFamily, family_of
-from kamiyo.config import Settings
+from kamiyo.config import X402Settings
 from kamiyo.payments import journal, metrics
 from kamiyo.payments.facilitators import Facilitator, LocalFacilitator, RemoteFacilitator
 from kamiyo.payments.networks import SCHEME
@@ -51,16 +52,23 @@ log = logging.getLogger(__name__)
 
 
 class Cashier:
-    def __init__(self, settings: Settings, facilitator: Facilitator) -> None:
-        self._networks: list[AcceptedNetwork] = list(settings.x402_networks)
+    def __init__(
+        self,
+        x402: X402Settings,
+        facilitator: Facilitator,
+        *,
+        secret_key: SecretStr,
+        upgrade_url: str | None = None,
+    ) -> None:
+        self._networks: list[AcceptedNetwork] = list(x402.networks)
         self._facilitator = facilitator
-        self._max_timeout_s = settings.x402_max_timeout_s
-        self._upgrade_url = settings.upgrade_url
+        self._max_timeout_s = x402.max_timeout_s
+        self._upgrade_url = upgrade_url
         # Plain Solana transfers named by signature, on the first Solana network with RPC.
         transfer_network = next(
             (n for n in self._networks if n.family is AddressFamily.SOLANA and n.rpc_urls), None
         )
-        secret = settings.secret_key.get_secret_value()
+        secret = secret_key.get_secret_value()
         self._desk = TransferDesk(transfer_network, secret) if transfer_network else None
 
     @property
@@ -306,10 +314,12 @@ def _explain(reason: str, detail: str | None) -> str:
     return f"{text} ({detail[:160]})" if detail else text
 
 
-def open_cashier(settings: Settings) -> Cashier | None:
+def open_cashier(
+    x402: X402Settings, *, secret_key: SecretStr, upgrade_url: str | None = None
+) -> Cashier | None:
     """The cashier for these settings, or None when x402 is off (no networks configured)."""
-    if not settings.x402_networks:
+    if not x402.networks:
         return None
-    url = settings.x402_facilitator_url
-    facilitator: Facilitator = RemoteFacilitator(url) if url else LocalFacilitator(settings)
-    return Cashier(settings, facilitator)
+    url = x402.facilitator_url
+    facilitator: Facilitator = RemoteFacilitator(url) if url else LocalFacilitator(x402)
+    return Cashier(x402, facilitator, secret_key=secret_key, upgrade_url=upgrade_url)

@@ -104,8 +104,8 @@ def from_intel(
 
 
 async def pricing(job: Job, query: NoArguments) -> PriceList:
-    networks = job.state.settings.x402_networks
-    subscribe = job.state.settings.upgrade_url
+    networks = job.state.settings.x402.networks
+    subscribe = job.state.settings.site.upgrade_url
     how = (
         "Call a priced tool without a credential: the answer is an x402 PaymentRequired "
         "(isError, structuredContent; over REST a 402 with a PAYMENT-REQUIRED header) listing "

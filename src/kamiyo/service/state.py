@@ -17,7 +17,10 @@ from kamiyo.service.answers import Answer
 
 def default_gate(settings: Settings) -> Gate:
     """Accounts and tiers, and pay per call where x402 is configured."""
-    return AccountGate(settings, open_cashier(settings))
+    cashier = open_cashier(
+        settings.x402, secret_key=settings.auth.secret_key, upgrade_url=settings.site.upgrade_url
+    )
+    return AccountGate(settings, cashier)
 
 
 @dataclass
@@ -32,8 +35,10 @@ class ServerState:
     cache: TTLCache[Hashable, Answer] | None = None
 
     def __post_init__(self) -> None:
-        if self.cache is None and self.settings.cache_ttl_s > 0:
-            self.cache = TTLCache(maxsize=self.settings.cache_size, ttl=self.settings.cache_ttl_s)
+        if self.cache is None and self.settings.answers.cache_ttl_s > 0:
+            self.cache = TTLCache(
+                maxsize=self.settings.answers.cache_size, ttl=self.settings.answers.cache_ttl_s
+            )
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:

@@ -131,6 +131,7 @@ class AccountApi:
     def __init__(self, state: ServerState, resource: ResourceServer) -> None:
         self.state = state
         self.settings = state.settings
+        self.onboarding = onboarding.Onboarding.from_settings(state.settings)
         # The MCP endpoints' guard, for the same 401 challenges and the same 503 when the
         # gate cannot decide; its metadata is the server root's.
         self.guard = BearerGuard.checker(resource)
@@ -165,7 +166,7 @@ class AccountApi:
         except AccountError:
             raise ApiError(400, "invalid_email", '"email" is not an email address.') from None
         try:
-            onboarding.base_url(self.settings)
+            onboarding.base_url(self.settings.site)
         except onboarding.SignupUnavailableError:
             log.error("sign-up refused: KAMIYO_PUBLIC_URL is not set, mails could not link back")
             raise ApiError(503, "unavailable", "Sign-up is not available on this server.") from None
@@ -178,7 +179,7 @@ class AccountApi:
 
     async def _signup_in_background(self, address: str) -> None:
         try:
-            await onboarding.signup(self.state.require_runtime().sessions, self.settings, address)
+            await onboarding.signup(self.state.require_runtime().sessions, self.onboarding, address)
         except (MailError, onboarding.SignupUnavailableError, AccountError) as exc:
             log.error("sign-up mail not sent: %s", exc)
         except Exception:  # nobody awaits this task: the log is the only place to report
@@ -203,7 +204,7 @@ class AccountApi:
             )
         customer = subscription.stripe_customer_id if subscription is not None else None
         url = await stripe_api.create_checkout_session(
-            self.settings, account, tier, customer_id=customer
+            self.settings.stripe, self.settings.site, account, tier, customer_id=customer
         )
         return JSONResponse({"url": url})
 
@@ -220,7 +221,9 @@ class AccountApi:
                 "This account has never paid through Stripe, so it has no billing portal yet; "
                 "subscribe first (POST /api/v1/billing/checkout).",
             )
-        url = await stripe_api.create_portal_session(self.settings, subscription.stripe_customer_id)
+        url = await stripe_api.create_portal_session(
+            self.settings.stripe, self.settings.site, subscription.stripe_customer_id
+        )
         return JSONResponse({"url": url})
 
     async def _caller(self, request: Request) -> Identity | Response:
@@ -275,11 +278,11 @@ class AccountApi:
         if new is None:
             return _gone()
         snippet = ""
-        if self.settings.public_url:
+        if self.settings.site.public_url:
             snippet = (
                 "<p>For Claude Desktop, put this in <code>claude_desktop_config.json</code> "
                 "and restart it:</p>"
-                f"<pre>{html.escape(onboarding.setup_snippet(self.settings, new.key))}</pre>"
+                f"<pre>{html.escape(onboarding.setup_snippet(self.settings.site, new.key))}</pre>"
             )
         return _page(
             200,

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from kamiyo import __version__
 from kamiyo.access.gate import Gate
-from kamiyo.billing.onboarding import send_welcome
+from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.config import Settings
 from kamiyo.runtime import open_runtime
 from kamiyo.service.state import ServerState, default_gate
@@ -85,9 +85,9 @@ def create_app(
         return state.require_runtime().sessions
 
     async def welcome(account_pk: int) -> None:
-        await send_welcome(sessions(), settings, account_pk)
+        await send_welcome(sessions(), Onboarding.from_settings(settings), account_pk)
 
-    resource = ResourceServer(settings, state.gate)
+    resource = ResourceServer(settings.site, settings.auth, state.gate)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/metrics", metrics),

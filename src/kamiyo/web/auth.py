@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kamiyo.access.gate import Gate
-from kamiyo.config import Settings
+from kamiyo.config import AuthSettings, ConfigurationError, SiteSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,18 @@ def canonical_url(url: str) -> str:
 class ResourceServer:
     """Where this resource lives, its metadata documents, and guards for its MCP routes."""
 
-    def __init__(self, settings: Settings, gate: Gate) -> None:
+    def __init__(self, site: SiteSettings, auth: AuthSettings, gate: Gate) -> None:
         # Checked at start, so a typo stops the server instead of failing every request.
         try:
-            self.public_url = canonical_url(settings.public_url) if settings.public_url else None
-            for server in settings.authorization_servers:
+            self.public_url = canonical_url(site.public_url) if site.public_url else None
+            for server in auth.authorization_servers:
                 AnyHttpUrl(server)
-        except ValueError as exc:
-            raise ValueError(
-                "KAMIYO_PUBLIC_URL and KAMIYO_AUTHORIZATION_SERVERS need http(s) URLs"
-            ) from exc
-        self.authorization_servers = settings.authorization_servers
+        except ValueError:
+            raise ConfigurationError(
+                "KAMIYO_PUBLIC_URL and KAMIYO_AUTHORIZATION_SERVERS need http(s) URLs, "
+                'e.g. https://kamiyo.example.com and ["https://auth.example.com"]'
+            ) from None
+        self.authorization_servers = auth.authorization_servers
         self.gate = gate
 
     def base_url(self, scope: Scope) -> str:

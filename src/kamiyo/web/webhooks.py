@@ -33,7 +33,7 @@ def stripe_webhook_route(
     """The route; ``sessions`` is called per request (the app opens its database on start)."""
 
     async def stripe_webhook(request: Request) -> JSONResponse:
-        if settings.stripe_webhook_secret is None:
+        if settings.stripe.webhook_secret is None:
             log.warning("stripe webhook refused: KAMIYO_STRIPE_WEBHOOK_SECRET is not set")
             return JSONResponse({"error": "webhooks are not configured"}, 503)
         body = await _read_body(request)
