@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 from pydantic import ValidationError
+from solders.signature import Signature
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
@@ -11,8 +12,8 @@ from kamiyo import intel
 pytestmark = pytest.mark.anyio
 
 PARITY_TX = "0x9dbf0326a03a2a3719c27be4fa69aacc9857fd231a8d9dcaede4bb083def75ec"
-# A real-shaped Solana transaction signature (88 base58 characters).
-SOLANA_SIGNATURE = "5" + "h" * 87
+# A Solana transaction signature: 64 bytes in base58.
+SOLANA_SIGNATURE = str(Signature.from_bytes(bytes(range(64))))
 
 
 async def test_an_attack_transaction_finds_its_incident(session: AsyncSession) -> None:
@@ -44,7 +45,8 @@ async def test_the_scope_withholds_newer_incidents(session: AsyncSession) -> Non
 
 
 @pytest.mark.parametrize(
-    "value", ["0x12", "0x" + "g" * 64, "not a hash", "0" * 66, "5" * 30, "0x" + "a" * 63]
+    "value",
+    ["0x12", "0x" + "g" * 64, "not a hash", "0" * 66, "5" * 30, "0x" + "a" * 63, "h" * 88],
 )
 def test_malformed_hashes_are_refused_with_the_forms_expected(value: str) -> None:
     with pytest.raises(ValidationError, match=r"EVM.*Solana"):

@@ -5,7 +5,7 @@ speak it.
 """
 
 from kamiyo.chains.accepted import AcceptedNetwork
-from kamiyo.chains.addresses import address_family, normalize_address
+from kamiyo.chains.addresses import address_family, normalize_address, normalize_tx_hash
 from kamiyo.chains.assets import USDC, USDC_DECIMALS, AssetDeployment
 from kamiyo.chains.registry import (
     BASE,
@@ -43,4 +43,5 @@ __all__ = [
     "known_slugs",
     "normalize_address",
     "normalize_chain",
+    "normalize_tx_hash",
 ]

@@ -116,3 +116,24 @@ def normalize_address(address: str, chain: str | None = None) -> str:
             f"and {known.slug} uses {_LABEL[known.family].split()[1]} addresses"
         )
     return normal
+
+
+_EVM_TX = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_SOLANA_SIGNATURE = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{64,90}$")
+SOLANA_SIGNATURE_BYTES = 64
+
+
+def normalize_tx_hash(value: str) -> str:
+    """An EVM transaction hash in lower case, or a Solana signature (64 bytes in base58) as
+    is; ValueError naming both forms for anything else."""
+    candidate = value.strip()
+    if _EVM_TX.fullmatch(candidate):
+        return candidate.lower()
+    if _SOLANA_SIGNATURE.fullmatch(candidate) and (
+        len(_b58decode(candidate)) == SOLANA_SIGNATURE_BYTES
+    ):
+        return candidate
+    raise ValueError(
+        "not a transaction hash: expected 0x followed by 64 hex digits (EVM) "
+        "or a base58 transaction signature (Solana, 64 bytes)"
+    )

@@ -1,13 +1,12 @@
 """The intel API's data: what adapters hand in, what searches and look-ups hand out."""
 
 import datetime as dt
-import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kamiyo.chains import normalize_address, normalize_chain
+from kamiyo.chains import normalize_address, normalize_chain, normalize_tx_hash
 from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import AddressRole, AttackType
 
@@ -216,23 +215,6 @@ class ExploitQuery(FrozenModel):
         min_length=1,
         max_length=128,
         description="Incident id, e.g. 20230313_eulerfinance (ids come from search_exploits).",
-    )
-
-
-_EVM_TX = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_SOLANA_SIGNATURE = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{64,90}$")
-
-
-def normalize_tx_hash(value: str) -> str:
-    """An EVM transaction hash in lower case, or a Solana signature as is; else ValueError."""
-    candidate = value.strip()
-    if _EVM_TX.fullmatch(candidate):
-        return candidate.lower()
-    if _SOLANA_SIGNATURE.fullmatch(candidate):
-        return candidate
-    raise ValueError(
-        "not a transaction hash: expected 0x followed by 64 hex digits (EVM) "
-        "or a base58 transaction signature (Solana, 64-90 characters)"
     )
 
 
