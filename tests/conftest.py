@@ -41,8 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups it adds
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    processes.classify(items)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    processes.classify(config, items)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ process test when its function or a fixture it uses reaches, through the helpers
 ``tests`` package, something that starts a process (``subprocess``, asyncio's or anyio's
 subprocesses, the mcp SDK's stdio client). A module-scoped fixture that starts processes also
 puts its module's tests in one pytest-xdist group (``--dist loadgroup``), so the fixture's
-server starts once instead of once per worker.
+server starts once instead of once per worker, and under xdist the slow tests are handed out
+first, so that the quick ones fill the end of the run.
 
 The reading of the code can miss a process started in a way it does not follow (a fixture
 looked up by name at run time, a helper outside ``tests``), so every process start is also
@@ -25,6 +26,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _pytest.nodeid import NodeId
 from mcp import StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -125,19 +127,49 @@ def _fixture_functions(item: pytest.Item) -> Iterator[tuple[str, Callable[..., A
             yield definition.scope, definition.func
 
 
-def classify(items: list[pytest.Item]) -> None:
+def classify(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tests that start processes; group those sharing a module fixture that does."""
     for item in items:
         own = getattr(item, "function", None)
         starts = own is not None and bool(_functions_of(own)) and _starts_process(own)
+        group = None
         for scope, fixture in _fixture_functions(item):
             if not any(_starts_process(f) for f in _functions_of(fixture)):
                 continue
             starts = True
             if scope == "module":
-                item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+                group = item.nodeid.split("::")[0]
         if starts:
             item.add_marker(MARKER)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+            if getattr(config.option, "loadgroup", False):  # set in xdist's workers
+                _rename_into_group(item, group)
+    if getattr(config.option, "loadgroup", False):
+        # xdist hands out tests in this order: the slow ones (groups, then other process tests)
+        # first, so the many quick in-process tests fill the end and no worker finishes long
+        # after the others.
+        items.sort(key=_slowness)
+
+
+def _slowness(item: pytest.Item) -> int:
+    if item.get_closest_marker("xdist_group") is not None:
+        return 0
+    return 1 if item.get_closest_marker(MARKER) is not None else 2
+
+
+def _rename_into_group(item: pytest.Item, group: str) -> None:
+    """What pytest-xdist 3.8 does for ``--dist loadgroup``, in a way pytest 9.2 sees.
+
+    xdist's controller sends the tests whose node id ends in the same ``@group`` to one worker;
+    xdist appends it by setting ``item._nodeid``, which pytest 9.2 no longer reads (the node id
+    comes from ``item._id``), so without this no group is kept together.
+    """
+    if item.nodeid.endswith(f"@{group}"):
+        return  # an xdist that renames in a way pytest reads
+    renamed = NodeId.parse(f"{item.nodeid}@{group}")
+    item._id = renamed  # pytest's own attribute, private
+    assert item.nodeid == str(renamed), f"pytest reads node ids differently: {item.nodeid}"
 
 
 class Watch:
