@@ -141,8 +141,8 @@ def classify(config: pytest.Config, items: list[pytest.Item]) -> None:
                 group = item.nodeid.split("::")[0]
         if starts:
             item.add_marker(MARKER)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if group is not None and config.pluginmanager.hasplugin("xdist"):
+            item.add_marker(pytest.mark.xdist_group(group))  # a marker only xdist declares
             if getattr(config.option, "loadgroup", False):  # set in xdist's workers
                 _rename_into_group(item, group)
     if getattr(config.option, "loadgroup", False):
