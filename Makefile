@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test check lint typecheck pytest bench bench-mcp bench-gate clean
+.PHONY: run test test-fast check lint typecheck pytest bench bench-mcp bench-gate clean
 
 # Create the virtual environment and install the locked dependencies (re-run when they change).
 $(BIN)/kamiyo: pyproject.toml uv.lock
@@ -25,6 +25,11 @@ run: $(BIN)/kamiyo
 # Set up and run every check: lint, types, layering, then the whole test suite.
 test: check pytest
 
+# The tests that run in this process only (no servers, node clients, anvil or x402 client
+# started): a quick loop while working, without the set-up of the Node clients.
+test-fast: $(BIN)/kamiyo
+	$(BIN)/pytest $(XDIST) -m "not process" $(PYTEST_ARGS)
+
 check: lint typecheck
 
 lint: $(BIN)/kamiyo
@@ -41,8 +46,21 @@ $(NODE_CLIENTS): tests/node/package.json tests/node/package-lock.json
 		npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the Node MCP client tests will be skipped"; fi
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist; 0 runs it in this one). More workers
+# than the 2 cores of CI pays, as the slow tests mostly wait on the processes they start.
+# loadgroup keeps the tests of a module whose fixture starts a server on one worker.
+PYTEST_WORKERS ?= 3
+XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
+# Coverage of kamiyo by the test processes (not by the servers they start). The floor holds for
+# the whole suite, so it is not applied when PYTEST_ARGS picks some tests.
+COVERAGE_FLOOR ?= 93
+COVERAGE = --cov=kamiyo --cov-report=term-missing:skip-covered \
+	$(if $(PYTEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR))
 pytest: $(BIN)/kamiyo $(NODE_CLIENTS)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	@echo "$(BIN)/pytest $(XDIST) $(COVERAGE) --durations=15 $(PYTEST_ARGS)"
+	@status=0; $(BIN)/pytest $(XDIST) $(COVERAGE) --durations=15 $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
+	exit $$status
 
 bench: $(BIN)/kamiyo
 	$(BIN)/python -m bench.search $(BENCH_ARGS)
@@ -55,4 +73,4 @@ bench-gate: $(BIN)/kamiyo
 	$(BIN)/python -m bench.gate $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*

@@ -1,4 +1,5 @@
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -38,11 +39,49 @@ def server_env(tmp_path: Path) -> dict[str, str]:
     return env | {"KAMIYO_DATA_DIR": str(tmp_path / "data"), "KAMIYO_LOG_FORMAT": "json"}
 
 
+# Under pytest-xdist each worker hands out ports from a block of its own, below Linux's
+# ephemeral range (32768-60999), where the system never puts an outgoing connection. So a port
+# handed out cannot be taken by another worker's server, nor by a client socket, between the
+# moment it is chosen and the moment the server binds it.
+_WORKER_BLOCKS_START = 20_000
+_WORKER_BLOCK_SIZE = 500
+_worker_ports: Iterator[int] | None = None
+
+
+def _worker_port_cycle(worker: str) -> Iterator[int]:
+    index = int(worker.removeprefix("gw")) % 25  # 25 blocks of 500 end below 32768
+    start = _WORKER_BLOCKS_START + index * _WORKER_BLOCK_SIZE
+    # A random first port, so that two runs at once on one machine seldom walk in step.
+    offset = random.randrange(_WORKER_BLOCK_SIZE)
+    while True:
+        for step in range(_WORKER_BLOCK_SIZE):
+            yield start + (offset + step) % _WORKER_BLOCK_SIZE
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:  # in use, or lingering after a server that stopped
+            return False
+    return True
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (for servers the tests start)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    global _worker_ports
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    if _worker_ports is None:
+        _worker_ports = _worker_port_cycle(worker)
+    for _ in range(_WORKER_BLOCK_SIZE):
+        port = next(_worker_ports)
+        if _bindable(port):
+            return port
+    raise RuntimeError(f"no free port in xdist worker {worker}'s block")
 
 
 def _wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
