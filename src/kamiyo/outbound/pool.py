@@ -31,6 +31,11 @@ async def pause(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+def clock() -> float:
+    """The time slots and cooldowns are reckoned in (one name, so tests can hold it still)."""
+    return time.monotonic()
+
+
 def check_limits(
     *, requests_per_second: float, timeout_s: float, attempts: int, cooldown_s: float
 ) -> None:
@@ -186,7 +191,7 @@ class EndpointPool(Generic[C]):
         """Round robin over healthy endpoints; probes ones due a retry in the background."""
         for endpoint in self._take_due():
             self.spawn(self._probe(endpoint))
-        now = time.monotonic()
+        now = clock()
         # Without a probe, an endpoint past its cooldown is tried again by a real request.
         healthy = [
             e
@@ -200,7 +205,7 @@ class EndpointPool(Generic[C]):
 
     async def _attempt(self, endpoint: _Endpoint[C], request: Callable[[C], Awaitable[T]]) -> T:
         # Rate limit as minimum spacing: reserve the next slot now, so concurrent callers queue.
-        now = time.monotonic()
+        now = clock()
         slot = max(now, endpoint.next_slot)
         endpoint.next_slot = slot + self._spacing_s
         if slot > now:
@@ -211,7 +216,7 @@ class EndpointPool(Generic[C]):
         """Down endpoints past their cooldown, pushed back one more so only one probe runs."""
         if self._probe_request is None:
             return []  # nothing to probe with: _pick lets real requests retry it
-        now = time.monotonic()
+        now = clock()
         due = [e for e in self._endpoints if e.down_until is not None and e.down_until <= now]
         for endpoint in due:
             endpoint.down_until = now + self._cooldown_s
@@ -233,7 +238,7 @@ class EndpointPool(Generic[C]):
             self._on_failure(endpoint.label)
         if endpoint.down_until is None:
             self._log.warning("%s endpoint %s is down (%s)", self.service, endpoint.label, reason)
-        endpoint.down_until = time.monotonic() + self._cooldown_s
+        endpoint.down_until = clock() + self._cooldown_s
 
     def _mark_up(self, endpoint: _Endpoint[C]) -> None:
         if endpoint.down_until is not None:
