@@ -42,6 +42,7 @@ entry's ``tier_cache_s`` expiry, as before.
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -163,25 +164,48 @@ def _sqlite_file(sessions: async_sessionmaker[AsyncSession]) -> Path | None:
     return Path(url.database)
 
 
-def _file_state(database: Path) -> tuple[int, ...]:
-    """What changes whenever a transaction commits to this SQLite database: the size and
-    change times of the file and its WAL, and the WAL header's checkpoint sequence and salts
-    (new on every WAL reset, which may leave the size and, within a clock tick, the times)."""
-    state: list[int] = []
-    wal = database.with_name(database.name + "-wal")
-    for path in (database, wal):
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            state += [0, 0, 0]
-            continue
-        state += [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
-    try:
-        with wal.open("rb") as header:
-            state.append(int.from_bytes(header.read(24)[WAL_HEADER], "big"))
-    except FileNotFoundError:
-        state.append(0)
-    return tuple(state)
+class FileState:
+    """What changes whenever a transaction commits to a SQLite database: the size and change
+    times of the file and of its WAL, and the WAL header's checkpoint sequence and salts (new
+    on every WAL reset, which may leave the size and, within a clock tick, the times alike).
+
+    The WAL stays open between reads (a ``pread`` of its header instead of an open and a
+    close), and is opened again when its inode changes (SQLite deletes and recreates it).
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self._wal = database.with_name(database.name + "-wal")
+        self._fd: int | None = None
+        self._inode = -1
+
+    def read(self) -> tuple[int, ...]:
+        state: list[int] = []
+        for path in (self.database, self._wal):
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                state += [0, 0, 0, 0]
+                continue
+            state += [stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+        state.append(self._wal_header(state[4]))
+        return tuple(state)
+
+    def _wal_header(self, inode: int) -> int:
+        if inode != self._inode:
+            self.close()
+            if inode:
+                with contextlib.suppress(FileNotFoundError):
+                    self._fd = os.open(self._wal, os.O_RDONLY)
+                    self._inode = inode
+        if self._fd is None:
+            return 0
+        return int.from_bytes(os.pread(self._fd, 24, 0)[WAL_HEADER], "big")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._inode = None, -1
 
 
 class CredentialVersions:
@@ -202,8 +226,9 @@ class CredentialVersions:
         self._logged_at = -math.inf
         self._connection: AsyncConnection | None = None
         self._lock = asyncio.Lock()
-        # SQLite only: per account, the database files' state when its version was last read
-        # and found current.
+        # SQLite only: the database files, and per account their state when its version was
+        # last read and found current.
+        self._files: FileState | None = None
         self._seen: dict[int, tuple[int, ...]] = {}
 
     async def moved(
@@ -232,7 +257,9 @@ class CredentialVersions:
         version: int,
     ) -> bool:
         """SQLite: read the version again only when something was committed since last time."""
-        before = _file_state(database)  # taken first: a commit during the read shows next time
+        if self._files is None or self._files.database != database:
+            self._files = FileState(database)
+        before = self._files.read()  # taken first: a commit during the read shows next time
         if self._seen.get(account_pk) == before:
             return False
         moved = await self._read(sessions, account_pk) != version
@@ -280,6 +307,8 @@ class CredentialVersions:
 
     async def close(self) -> None:
         await self._drop_connection()
+        if self._files is not None:
+            self._files.close()
         if self._redis is not None:
             await self._redis.aclose()
 
