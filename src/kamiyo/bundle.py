@@ -2,8 +2,9 @@
 
 The bundle carries the project's source, ``pyproject.toml`` and ``uv.lock``; the host starts it
 with ``uv run`` (manifest server type ``uv``), so it installs exactly the locked dependencies.
-The manifest's tool and prompt lists are read from the server itself, and the whole manifest is
-checked against the MCPB schema (``schemas/``) before anything is written.
+The manifest's tool list is the catalogue's operations and its prompt list is read from the
+server itself; the whole manifest is checked against the MCPB schema (``schemas/``) before
+anything is written.
 """
 
 import asyncio
