@@ -1,0 +1,270 @@
+"""The sections of the settings, one component each (the database, Stripe, x402, …)."""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import platformdirs
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    field_validator,
+)
+from pydantic_settings import NoDecode
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from kamiyo.chains import AcceptedNetwork
+from kamiyo.config.base import (
+    DEVELOPMENT_SECRET,
+    Section,
+    json_setting,
+    section_config,
+)
+
+
+class DatabaseSettings(Section):
+    model_config = section_config("KAMIYO_DATABASE_")
+
+    url: str | None = Field(
+        default=None,
+        description="postgresql://… or sqlite:///…; unset means SQLite under data_dir.",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("kamiyo")),
+        validation_alias="KAMIYO_DATA_DIR",
+    )
+    auto_migrate: bool | None = Field(
+        default=None,
+        validation_alias="KAMIYO_AUTO_MIGRATE",
+        description="Upgrade the schema and load the bundled dataset on start; "
+        "unset means yes except in production (run `kamiyo db upgrade` there).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        return async_database_url(url) if url else None
+
+    @property
+    def resolved_url(self) -> str:
+        if self.url:
+            return self.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'kamiyo.db'}"
+
+
+# KAMIYO talks to each database through one async driver; a bare URL gets it.
+_ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+_USE = "use postgresql://user@host:5432/db or sqlite:////path/to/kamiyo.db"
+
+
+def async_database_url(url: str) -> str:
+    """``url`` with KAMIYO's async driver named (``postgresql://`` -> ``postgresql+asyncpg://``).
+
+    Raises ValueError, without repeating the URL (it may hold a password), for anything else.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"is not a database URL: {_USE}") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    backend = "postgresql" if backend == "postgres" else backend
+    wanted = _ASYNC_DRIVERS.get(backend)
+    if wanted is None:
+        raise ValueError(f"names a {backend} database, which KAMIYO does not support: {_USE}")
+    if driver and driver != wanted:
+        raise ValueError(
+            f"names the {backend}+{driver} driver, which KAMIYO does not use: write "
+            f"{backend}://… (KAMIYO picks {wanted}) or {backend}+{wanted}://…"
+        )
+    return parsed.set(drivername=f"{backend}+{wanted}").render_as_string(hide_password=False)
+
+
+def _require_http_url(url: str, example: str) -> None:
+    try:
+        AnyHttpUrl(url)
+    except ValueError:
+        raise ValueError(f"needs http(s) URLs, e.g. {example}") from None
+
+
+class LogSettings(Section):
+    model_config = section_config("KAMIYO_LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["pretty", "json"] = "pretty"
+
+
+class SiteSettings(Section):
+    """Where KAMIYO lives and where it sends people."""
+
+    model_config = section_config("KAMIYO_")
+
+    public_url: str | None = Field(
+        default=None,
+        description="This server's public base URL (https://…): OAuth protected resource "
+        "metadata, links in mails, Stripe's return pages; unset means the URL the request "
+        "arrived on (and no sign-up).",
+    )
+    upgrade_url: str | None = Field(
+        default=None, description="Where locked-tool messages send people to upgrade."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            _require_http_url(url, "https://kamiyo.example.com")
+        return url
+
+
+class AnswerSettings(Section):
+    """How much one call returns, and how long identical calls share an answer."""
+
+    model_config = section_config("KAMIYO_")
+
+    max_results: int = Field(default=1000, ge=1, le=10000)
+    cache_ttl_s: float = Field(
+        default=30, ge=0, description="How long identical calls share an answer; 0 disables."
+    )
+    cache_size: int = Field(default=4096, ge=1)
+
+
+class AuthSettings(Section):
+    """Who a caller is: the signing secret, tokens, the identity cache, anonymous callers."""
+
+    model_config = section_config("KAMIYO_")
+
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    jwt_issuer: str = "kamiyo"
+    jwt_audience: str = Field(
+        default="kamiyo", description="The audience tokens must name: this server's resource URL."
+    )
+    jwt_ttl_s: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+    allow_anonymous: bool = Field(
+        default=True, description="Serve callers without a credential on the free tier."
+    )
+    tier_cache_s: float = Field(
+        default=5, ge=0, description="How long a credential's account and tier are remembered."
+    )
+    authorization_servers: Annotated[
+        list[str], NoDecode, json_setting('["https://auth.example.com"]')
+    ] = Field(
+        default_factory=list,
+        description="OAuth authorization servers that issue tokens for this resource.",
+    )
+
+    @field_validator("authorization_servers")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            _require_http_url(url, '["https://auth.example.com"]')
+        return urls
+
+    # The credential a stdio server presents for its user (HTTP callers send their own).
+    api_key: SecretStr | None = None
+    token: SecretStr | None = None
+
+
+class RedisSettings(Section):
+    """The Redis every instance shares (rate limits and quotas)."""
+
+    model_config = section_config("KAMIYO_REDIS_")
+
+    url: str | None = Field(
+        default=None,
+        description="redis://host:port/db shared by every instance for rate limits and "
+        "quotas; unset means limits are kept in this process only.",
+    )
+    prefix: str = Field(default="kamiyo", min_length=1, max_length=64)
+    when_down: Literal["open", "closed"] = Field(
+        default="open",
+        validation_alias="KAMIYO_WHEN_REDIS_DOWN",
+        description="open: keep limiting in this process until Redis answers again; "
+        "closed: refuse calls as temporarily unavailable.",
+    )
+
+
+class MeterSettings(Section):
+    model_config = section_config("KAMIYO_METER_")
+
+    flush_s: float = Field(
+        default=1.0, gt=0, description="How often recorded calls are written to the database."
+    )
+
+
+class StripeSettings(Section):
+    model_config = section_config("KAMIYO_STRIPE_")
+
+    secret_key: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_… secret Stripe signs webhook deliveries with."
+    )
+    prices: Annotated[
+        dict[str, str], NoDecode, json_setting('{"personal": "price_…", "team": "price_…"}')
+    ] = Field(
+        default_factory=dict,
+        description='Stripe price id per paid tier, e.g. {"personal": "price_…", "team": …}.',
+    )
+    api_base: str | None = Field(
+        default=None, description="Another Stripe API address (a local mock in tests)."
+    )
+    checkout_success_url: str | None = Field(
+        default=None, validation_alias="KAMIYO_CHECKOUT_SUCCESS_URL"
+    )
+    checkout_cancel_url: str | None = Field(
+        default=None, validation_alias="KAMIYO_CHECKOUT_CANCEL_URL"
+    )
+    portal_return_url: str | None = Field(default=None, validation_alias="KAMIYO_PORTAL_RETURN_URL")
+    past_due_grace_days: float = Field(
+        default=7,
+        ge=0,
+        validation_alias="KAMIYO_PAST_DUE_GRACE_DAYS",
+        description="How long a failed payment keeps the paid tier.",
+    )
+
+
+class SmtpSettings(Section):
+    """The mail server sign-up and welcome mails go through."""
+
+    model_config = section_config("KAMIYO_SMTP_")
+
+    host: str | None = Field(default=None, description="Mail server; unset: no email.")
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    mail_from: str = Field(
+        default="KAMIYO <no-reply@localhost>", validation_alias="KAMIYO_MAIL_FROM"
+    )
+
+
+class X402Settings(Section):
+    """Pay per call."""
+
+    model_config = section_config("KAMIYO_X402_")
+
+    networks: Annotated[
+        list[AcceptedNetwork],
+        NoDecode,
+        json_setting('[{"network": "eip155:8453", "pay_to": "0x…", "rpc_urls": ["https://…"]}]'),
+    ] = Field(
+        default_factory=list,
+        description='Networks that take pay-per-call USDC, as JSON: [{"network": '
+        '"eip155:8453", "pay_to": "0x…", "rpc_urls": ["https://…"]}, …]; empty: x402 off.',
+    )
+    facilitator_url: str | None = Field(
+        default=None,
+        description="An x402 facilitator that verifies and settles (its /verify and /settle); "
+        "unset: KAMIYO verifies on chain and settles with its own relayer or fee payer.",
+    )
+    evm_relayer_key: SecretStr | None = Field(
+        default=None, description="Private key that submits EVM settlements (pays gas)."
+    )
+    evm_relayer_key_file: Path | None = None
+    svm_fee_payer_key: SecretStr | None = Field(
+        default=None, description="Base58 Solana keypair that pays fees and co-signs."
+    )
+    svm_fee_payer_key_file: Path | None = None
+    max_timeout_s: int = Field(
+        default=300, ge=30, le=3600, description="How long a signed payment stays usable."
+    )
