@@ -32,6 +32,12 @@ async def client(loaded_runtime: Runtime) -> AsyncIterator[Client]:
 
 
 STARTUP_TIMEOUT_S = 60
+# A server any instance can answer, and what a client sends it.
+STATELESS = ["--stateless", "--json-response"]
+STATELESS_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-11-25",
+}
 
 
 def server_env(tmp_path: Path) -> dict[str, str]:

@@ -15,15 +15,11 @@ import httpx2
 import pytest
 
 from tests.conftest import PostgresDatabases
-from tests.mcpserver.conftest import http_server_process, run_kamiyo
+from tests.mcpserver.conftest import STATELESS, http_server_process, run_kamiyo
+from tests.mcpserver.conftest import STATELESS_HEADERS as HEADERS
 
 pytestmark = pytest.mark.anyio
 
-STATELESS = ["--stateless", "--json-response"]
-HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "MCP-Protocol-Version": "2025-11-25",
-}
 SEARCH = {"name": "search_exploits", "arguments": {"query": "euler", "limit": 1}}
 
 
