@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.accounts import create_account, entitled_tier
+from kamiyo.billing.stripe_objects import tier_for_price
 from kamiyo.billing.subscriptions import (
     Applied,
     apply_checkout_completed,
     apply_invoice_paid,
     apply_invoice_payment_failed,
     apply_subscription,
-    tier_for_price,
 )
 from kamiyo.config import StripeSettings
 from kamiyo.tiers import Tier

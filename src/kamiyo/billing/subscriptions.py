@@ -8,24 +8,16 @@ the record that it happened commit together.
 Finding the account: a subscription's id, else its customer's id, else ``metadata.account_pk``
 (our checkout sessions put it on the subscription through ``subscription_data.metadata``).
 
-Ordering: Stripe delivers in no particular order and redelivers. A row keeps the time of the
-Stripe state it holds (``stripe_state_at``); an older event is stale and changes nothing.
-``created`` has one-second resolution, so two events of one subscription can share a second
-(``created`` as incomplete and ``updated`` to active; ``updated`` to past_due and
-``invoice.payment_failed``). At such a tie the later arrival applies unless its status is
-earlier in a subscription's life than the stored one (``STATUS_ORDER``): within one second the
-later stage is the likelier truth, and a cancellation is never undone by a straggler. Favouring
-past_due over active at a tie costs nothing lasting: grace keeps the tier, and the next
-``invoice.paid`` restores active.
+Ordering: which of two states of a subscription wins is ``billing/ordering.py``.
 
 Tiers set by hand (``kamiyo accounts set-tier``, ``tier_source = "operator"``): Stripe stays the
 source of truth for paying customers. The next Stripe event that applies to such an account
 (not one ignored as stale or unrelated) writes Stripe's state over the operator's and makes the
 row Stripe's again; when that changes the tier the account holds, a WARNING names the account
 (by pk, never its email) and both tiers. A live subscription also replaces a hand-set row
-whatever its rank (``_superseded``). Every applied change to a row's tier or status bumps the
-account's credentials version (``access/revocation.py``), so running servers see it on the next
-call once the caller announces it after the commit (``Applied.credentials_changed``).
+whatever its rank (``ordering.superseded``). Every applied change to a row's tier or status
+bumps the account's credentials version (``access/revocation.py``), so running servers see it
+on the next call once the caller announces it after the commit (``Applied.credentials_changed``).
 """
 
 import datetime as dt
@@ -39,33 +31,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
 from kamiyo.access.accounts import TierSource, entitled_tier
+from kamiyo.billing import ordering
+from kamiyo.billing.ordering import LIVE
+from kamiyo.billing.stripe_objects import (
+    account_pk_in,
+    cancels_at_period_end,
+    deciding_item,
+    invoice_subscription,
+    metadata_of,
+    object_id,
+)
 from kamiyo.config import StripeSettings
 from kamiyo.db.tables import Account, Subscription
 from kamiyo.tiers import Tier
 
 log = logging.getLogger(__name__)
 
-# Subscriptions in force: paying, trialling, or within their payment grace.
-LIVE = frozenset({"active", "trialing", "past_due"})
-# States a subscription reaches only after it was once in force: leaving them for active is a
-# recovery, not a first activation.
-ONCE_ACTIVE = frozenset({"active", "trialing", "past_due", "unpaid", "paused"})
-# A subscription's life: incomplete -> trialing -> active -> past_due -> unpaid -> canceled.
-STATUS_ORDER = {
-    "incomplete": 0,
-    "trialing": 1,
-    "active": 2,
-    "paused": 3,
-    "past_due": 3,
-    "unpaid": 4,
-    "canceled": 5,
-    "expired": 5,
-}
 # subscriptions.status holds 16 characters and Stripe's "incomplete_expired" has 18.
 _STORED_STATUS = {"incomplete_expired": "expired"}
 _STATUS_WIDTH = 16
-_TIER_ORDER = list(Tier)  # free < personal < team < enterprise
-_TIER_NAMES = frozenset(tier.value for tier in Tier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,22 +64,12 @@ class Applied:
     credentials_changed: bool = False
 
 
-def tier_for_price(billing: StripeSettings, price_id: str | None) -> Tier | None:
-    """The paid tier a Stripe price sells (``billing.prices`` read backwards)."""
-    if not price_id:
-        return None
-    for name, configured in billing.prices.items():
-        if configured == price_id and name in _TIER_NAMES and name != Tier.FREE:
-            return Tier(name)
-    return None
-
-
 async def apply_subscription(
     session: AsyncSession, billing: StripeSettings, obj: Mapping[str, Any], as_of: dt.datetime
 ) -> Applied:
     """Apply a subscription object (``customer.subscription.*``) to its account's row."""
-    subscription_id = _id(obj.get("id"))
-    customer_id = _id(obj.get("customer"))
+    subscription_id = object_id(obj.get("id"))
+    customer_id = object_id(obj.get("customer"))
     raw_status = obj.get("status")
     if subscription_id is None or not isinstance(raw_status, str):
         return Applied("ignored: subscription without id or status")
@@ -104,20 +78,20 @@ async def apply_subscription(
         session,
         subscription_id=subscription_id,
         customer_id=customer_id,
-        account_ref=_account_ref(_metadata(obj).get("account_pk")),
+        account_ref=account_pk_in(metadata_of(obj).get("account_pk")),
     )
     if account_pk is None:
         log.info("stripe: %s of unknown customer %s ignored", subscription_id, customer_id)
         return Applied(f"ignored: unknown customer {customer_id or '(none)'}")
     row = await _locked_row(session, account_pk)
     before = _Before.of(row, _grace(billing))
-    item = _deciding_item(billing, obj)
+    item = deciding_item(billing, obj)
     if row is not None and row.stripe_subscription_id not in (None, subscription_id):
-        reason = _superseded(row, subscription_id, status, item.tier)
+        reason = ordering.superseded(row, subscription_id, status, item.tier)
         if reason is not None:
             return Applied(f"ignored: {reason}", account_pk)
     same = row is not None and row.stripe_subscription_id == subscription_id
-    stale = _stale(row, as_of, status, same_subscription=same)
+    stale = ordering.stale(row, as_of, status, same_subscription=same)
     if stale is not None:
         return Applied(f"ignored: {subscription_id} {stale}", account_pk)
     conflict = await _held_elsewhere(session, account_pk, customer_id, subscription_id)
@@ -128,7 +102,7 @@ async def apply_subscription(
         return Applied(f"ignored: {conflict}", account_pk)
 
     grace = _grace(billing)
-    was_paid = _was_paid(row, subscription_id, as_of, grace)
+    was_paid = ordering.was_paid(row, subscription_id, as_of, grace)
     if row is None:
         row = Subscription(account_pk=account_pk, tier=Tier.FREE.value, status=status)
         session.add(row)
@@ -152,10 +126,10 @@ async def apply_subscription(
     row.stripe_customer_id = customer_id or row.stripe_customer_id
     row.stripe_price_id = item.price_id
     row.current_period_end = item.period_end
-    row.cancel_at_period_end = _cancels_at_period_end(obj, item.period_end)
+    row.cancel_at_period_end = cancels_at_period_end(obj, item.period_end)
     row.stripe_state_at = as_of
     row.updated_at = _now()
-    first = not was_paid and _is_paid(row, as_of, grace)
+    first = not was_paid and ordering.is_paid(row, as_of, grace)
     changed = await _stripe_holds(session, row, before, grace)
     ending = " (cancels at period end)" if row.cancel_at_period_end and status in LIVE else ""
     return Applied(f"{row.tier} {status}{ending}{note}", account_pk, first, changed)
@@ -175,11 +149,11 @@ async def apply_checkout_completed(
     mode = obj.get("mode")
     if mode != "subscription":
         return Applied(f"ignored: checkout in {mode} mode")
-    customer_id = _id(obj.get("customer"))
-    subscription_id = _id(obj.get("subscription"))
-    account_ref = _account_ref(obj.get("client_reference_id"))
+    customer_id = object_id(obj.get("customer"))
+    subscription_id = object_id(obj.get("subscription"))
+    account_ref = account_pk_in(obj.get("client_reference_id"))
     if account_ref is None:
-        account_ref = _account_ref(_metadata(obj).get("account_pk"))
+        account_ref = account_pk_in(metadata_of(obj).get("account_pk"))
     # The reference our checkout session carries names the buyer; without one, known ids may.
     account_pk = await _find_account(
         session,
@@ -236,7 +210,7 @@ async def _apply_invoice(
     *,
     paid: bool,
 ) -> Applied:
-    subscription_id = _invoice_subscription(obj)
+    subscription_id = invoice_subscription(obj)
     if subscription_id is None:
         return Applied("ignored: invoice is not for a subscription")
     account_pk = await session.scalar(
@@ -258,11 +232,11 @@ async def _apply_invoice(
     if not paid and row.status not in ("active", "trialing", "past_due"):
         return Applied(f"ignored: payment failed on a {row.status} subscription", account_pk)
     status = "active" if paid else "past_due"
-    stale = _stale(row, as_of, status, same_subscription=True)
+    stale = ordering.stale(row, as_of, status, same_subscription=True)
     if stale is not None:
         return Applied(f"ignored: {subscription_id} {stale}", account_pk)
     grace = _grace(billing)
-    was_paid = _was_paid(row, subscription_id, as_of, grace)
+    was_paid = ordering.was_paid(row, subscription_id, as_of, grace)
     if paid:
         row.past_due_since = None
     elif row.status != "past_due" or row.past_due_since is None:
@@ -270,7 +244,7 @@ async def _apply_invoice(
     row.status = status
     row.stripe_state_at = as_of
     row.updated_at = _now()
-    first = not was_paid and _is_paid(row, as_of, grace)
+    first = not was_paid and ordering.is_paid(row, as_of, grace)
     changed = await _stripe_holds(session, row, before, grace)
     return Applied(f"{row.tier} {status}", account_pk, first, changed)
 
@@ -320,88 +294,6 @@ async def _stripe_holds(
     if changed:
         await revocation.bump(session, row.account_pk)
     return changed
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    price_id: str | None
-    tier: Tier | None
-    period_end: dt.datetime | None
-
-
-def _deciding_item(billing: StripeSettings, obj: Mapping[str, Any]) -> _Item:
-    """The item that sets the tier: the highest tier we sell among the items, else the first.
-
-    Since API "basil" the period end lives on each item; older versions had it on the
-    subscription, which stays the fallback.
-    """
-    fallback_end = _time(obj.get("current_period_end"))
-    items = obj.get("items")
-    entries = items.get("data") if isinstance(items, Mapping) else None
-    found: list[_Item] = []
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, Mapping):
-            price_id = _id(entry.get("price"))
-            end = _time(entry.get("current_period_end")) or fallback_end
-            found.append(_Item(price_id, tier_for_price(billing, price_id), end))
-    known = [item for item in found if item.tier is not None]
-    if known:
-        return max(known, key=lambda item: _rank(item.tier))
-    return found[0] if found else _Item(None, None, fallback_end)
-
-
-def _superseded(
-    row: Subscription, subscription_id: str, status: str, tier: Tier | None
-) -> str | None:
-    """Why an event of a subscription other than the account's must not replace it, if so.
-
-    A resubscription (new id, same account) replaces a subscription that is no longer in force;
-    a second live one replaces it only at an equal or higher tier, so the better of two paid
-    subscriptions wins and a late event of an ended one never takes over.
-    """
-    held = row.stripe_subscription_id
-    if status not in LIVE:
-        return f"{subscription_id} is {status}; the account holds {held}"
-    hand_set = row.tier_source == TierSource.OPERATOR  # Stripe wins over a hand-set tier
-    if row.status in LIVE and not hand_set and _rank(tier) < _rank(_tier(row.tier)):
-        return f"{subscription_id} ranks below {held}, which the account holds"
-    return None
-
-
-def _stale(
-    row: Subscription | None, as_of: dt.datetime, status: str, *, same_subscription: bool
-) -> str | None:
-    """Why an event at ``as_of`` must not overwrite the row's state (see the module notes)."""
-    if row is None or row.stripe_state_at is None:
-        return None
-    if as_of < row.stripe_state_at:
-        return f"out of order: older than the state of {row.stripe_state_at.isoformat()}"
-    if (
-        as_of == row.stripe_state_at
-        and same_subscription
-        and STATUS_ORDER.get(status, 0) < STATUS_ORDER.get(row.status, 0)
-    ):
-        return f"{status} in the same second as {row.status}, which comes later"
-    return None
-
-
-def _was_paid(
-    row: Subscription | None, subscription_id: str, as_of: dt.datetime, grace: dt.timedelta
-) -> bool:
-    """Whether the account held a paid tier before: now, or earlier on this same subscription."""
-    if row is None:
-        return False
-    if _is_paid(row, as_of, grace):
-        return True
-    return (
-        row.stripe_subscription_id == subscription_id
-        and row.status in ONCE_ACTIVE
-        and row.tier != Tier.FREE
-    )
-
-
-def _is_paid(row: Subscription, as_of: dt.datetime, grace: dt.timedelta) -> bool:
-    return entitled_tier(row, as_of, grace) is not Tier.FREE
 
 
 async def _find_account(
@@ -454,60 +346,9 @@ async def _held_elsewhere(
     return None
 
 
-def _cancels_at_period_end(obj: Mapping[str, Any], period_end: dt.datetime | None) -> bool:
-    # Newer Stripe flows (e.g. the customer portal) may set cancel_at to the period end instead.
-    if obj.get("cancel_at_period_end") is True:
-        return True
-    cancel_at = _time(obj.get("cancel_at"))
-    return cancel_at is not None and period_end is not None and cancel_at <= period_end
-
-
-def _invoice_subscription(obj: Mapping[str, Any]) -> str | None:
-    # Since API "basil" an invoice names its subscription under parent.subscription_details.
-    parent = obj.get("parent")
-    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
-    if isinstance(details, Mapping):
-        found = _id(details.get("subscription"))
-        if found is not None:
-            return found
-    return _id(obj.get("subscription"))
-
-
-def _id(value: Any) -> str | None:
-    """An id field: the id itself, or the object when the event expanded it."""
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
-
-
-def _account_ref(value: Any) -> int | None:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
-        return int(value)
-    return None
-
-
-def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    return metadata if isinstance(metadata, Mapping) else {}
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
-    return None
-
-
 def _stored_status(status: str) -> str:
     status = _STORED_STATUS.get(status, status)
     return status if len(status) <= _STATUS_WIDTH else "unknown"
-
-
-def _tier(value: str) -> Tier | None:
-    return Tier(value) if value in _TIER_NAMES else None
-
-
-def _rank(tier: Tier | None) -> int:
-    return _TIER_ORDER.index(tier) if tier is not None else -1
 
 
 def _grace(billing: StripeSettings) -> dt.timedelta:
