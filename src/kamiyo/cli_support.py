@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -19,7 +19,6 @@ from kamiyo.config import (
     describe_settings_error,
     get_settings,
 )
-from kamiyo.errors import describe_validation_error, validate_given
 from kamiyo.runtime import Runtime, SchemaOutOfDateError, open_runtime
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -33,7 +32,6 @@ def stdout_console() -> Console:
 log = logging.getLogger("kamiyo.cli")
 
 T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -116,10 +114,3 @@ def run(work: Callable[[Runtime], Awaitable[T]], *, upgrade: bool | None = None)
             return await work(runtime)
 
     return execute(settings, main)
-
-
-def parse_or_exit(model: type[M], **fields: object) -> M:
-    try:
-        return validate_given(model, fields)
-    except ValidationError as exc:
-        fail(describe_validation_error(exc), code=2)

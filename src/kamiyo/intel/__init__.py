@@ -31,7 +31,7 @@ from kamiyo.intel.models import (
     TransactionMatches,
     TransactionQuery,
 )
-from kamiyo.intel.scope import InvalidQueryError, NotFoundError, Scope
+from kamiyo.intel.scope import NotFoundError, Scope
 from kamiyo.intel.search import exploit, find_by_transaction, get_incident, search_incidents
 from kamiyo.intel.stats import incident_stats
 
@@ -44,7 +44,6 @@ __all__ = [
     "IncidentList",
     "IncidentRecord",
     "IncidentSummary",
-    "InvalidQueryError",
     "NotFoundError",
     "ProtocolHistory",
     "ProtocolHistoryQuery",

@@ -1,4 +1,4 @@
-"""What a caller may see, and what can go wrong that is the caller's to fix.
+"""What a caller may see, and the one thing that can go wrong that the caller must change.
 
 Every operation's intel function takes ``(session, query, scope)``: the scope is decided above
 this floor (by the gate, from a tier or a payment) and only narrows what is answered.
@@ -23,7 +23,3 @@ class Scope:
 
 class NotFoundError(LookupError):
     """The thing asked for is not on record (or not visible to this caller); says what to try."""
-
-
-class InvalidQueryError(ValueError):
-    """A query the models accepted but the data cannot answer; says how to fix it."""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from kamiyo.access.gate import Call, Grant, Refusal, Replayed
 from kamiyo.errors import describe_validation_error
-from kamiyo.intel import IncidentList, InvalidQueryError, NotFoundError
+from kamiyo.intel import IncidentList, NotFoundError
 from kamiyo.payments.outcomes import Payment
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome, count_results
 from kamiyo.service.catalogue import Operation
@@ -90,7 +90,7 @@ async def run_call(
     try:
         async with state.require_runtime().sessions() as session:
             answer = Answer.of(await work(Job(state, session, admission)))
-    except (ValidationError, InvalidQueryError, NotFoundError) as exc:
+    except (ValidationError, NotFoundError) as exc:
         await state.gate.complete(call, admission, "error")
         return _expected_failure(name, exc)
     except Exception:
