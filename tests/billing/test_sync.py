@@ -7,6 +7,7 @@ from the recorded webhook events (``subscription_event``), as Stripe's list retu
 import asyncio
 import datetime as dt
 import json
+import logging
 import time
 from typing import Any
 
@@ -187,6 +188,31 @@ async def test_every_page_is_read_and_strangers_are_left_alone(
     again = await sync(sessions, settings)
     assert counts(again) == (150, 0, 5, 145, 0)
     assert len(mailbox.received) == 5
+
+
+async def test_a_listed_subscription_out_of_range_is_skipped_with_one_warning(
+    sessions: Sessions,
+    settings: Settings,
+    fake_stripe: FakeStripe,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The webhooks' reading of objects (stripe_objects.read) guards the sync too."""
+    good, bad = await new_account(sessions, "good@example.com"), await new_account(sessions)
+    broken = stripe_holds("created", bad, created=now() - 60, sub="sub_bad", customer="cus_bad")
+    broken["items"]["data"][0]["current_period_end"] = 10**20
+    fake_stripe.subscriptions = [stripe_holds("created", good, created=now() - 60), broken]
+
+    with caplog.at_level(logging.WARNING, logger="kamiyo"):
+        report = await sync(sessions, settings)
+
+    assert (counts(report), report.unusable) == ((2, 1, 0, 0, 1), 1)
+    assert "1 unusable (see the log)" in report.summary()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("kamiyo")] == [
+        "stripe sync: a listed subscription was ignored: unusable subscription: "
+        "items.data.0.current_period_end: Input should be less than or equal to 32503680000"
+    ]
+    assert (await row_of(sessions, good)).status == "active"
+    assert await subscription_of(sessions, bad) is None
 
 
 async def test_a_webhook_applied_before_the_sync_keeps_its_newer_state(

@@ -34,12 +34,12 @@ from kamiyo.access.accounts import TierSource, entitled_tier
 from kamiyo.billing import ordering
 from kamiyo.billing.ordering import LIVE
 from kamiyo.billing.stripe_objects import (
-    account_pk_in,
+    StripeCheckout,
+    StripeInvoice,
+    StripeSubscription,
     cancels_at_period_end,
     deciding_item,
-    invoice_subscription,
-    metadata_of,
-    object_id,
+    read,
 )
 from kamiyo.config import StripeSettings
 from kamiyo.db.tables import Account, Subscription
@@ -62,30 +62,35 @@ class Applied:
     first_activation: bool = False
     # The row's tier or status changed: announce it after commit (revocation.announce).
     credentials_changed: bool = False
+    # The object breaks what Stripe sends (stripe_objects.read): nothing of it was applied.
+    unusable: bool = False
+
+
+def _unusable(kind: str, reason: str) -> Applied:
+    return Applied(f"ignored: unusable {kind}: {reason}", unusable=True)
 
 
 async def apply_subscription(
     session: AsyncSession, billing: StripeSettings, obj: Mapping[str, Any], as_of: dt.datetime
 ) -> Applied:
     """Apply a subscription object (``customer.subscription.*``) to its account's row."""
-    subscription_id = object_id(obj.get("id"))
-    customer_id = object_id(obj.get("customer"))
-    raw_status = obj.get("status")
-    if subscription_id is None or not isinstance(raw_status, str):
-        return Applied("ignored: subscription without id or status")
-    status = _stored_status(raw_status)
+    subscription = read(StripeSubscription, obj)
+    if isinstance(subscription, str):
+        return _unusable("subscription", subscription)
+    subscription_id, customer_id = subscription.id, subscription.customer
+    status = _stored_status(subscription.status)
     account_pk = await _find_account(
         session,
         subscription_id=subscription_id,
         customer_id=customer_id,
-        account_ref=account_pk_in(metadata_of(obj).get("account_pk")),
+        account_ref=subscription.account_ref,
     )
     if account_pk is None:
         log.info("stripe: %s of unknown customer %s ignored", subscription_id, customer_id)
         return Applied(f"ignored: unknown customer {customer_id or '(none)'}")
     row = await _locked_row(session, account_pk)
     before = _Before.of(row, _grace(billing))
-    item = deciding_item(billing, obj)
+    item = deciding_item(billing, subscription)
     if row is not None and row.stripe_subscription_id not in (None, subscription_id):
         reason = ordering.superseded(row, subscription_id, status, item.tier)
         if reason is not None:
@@ -126,7 +131,7 @@ async def apply_subscription(
     row.stripe_customer_id = customer_id or row.stripe_customer_id
     row.stripe_price_id = item.price_id
     row.current_period_end = item.period_end
-    row.cancel_at_period_end = cancels_at_period_end(obj, item.period_end)
+    row.cancel_at_period_end = cancels_at_period_end(subscription, item.period_end)
     row.stripe_state_at = as_of
     row.updated_at = _now()
     first = not was_paid and ordering.is_paid(row, as_of, grace)
@@ -146,14 +151,13 @@ async def apply_checkout_completed(
     older ``customer.subscription.created`` look stale. Linking first lets that event find the
     account by subscription id even without our metadata.
     """
-    mode = obj.get("mode")
-    if mode != "subscription":
-        return Applied(f"ignored: checkout in {mode} mode")
-    customer_id = object_id(obj.get("customer"))
-    subscription_id = object_id(obj.get("subscription"))
-    account_ref = account_pk_in(obj.get("client_reference_id"))
-    if account_ref is None:
-        account_ref = account_pk_in(metadata_of(obj).get("account_pk"))
+    checkout = read(StripeCheckout, obj)
+    if isinstance(checkout, str):
+        return _unusable("checkout", checkout)
+    if checkout.mode != "subscription":
+        return Applied(f"ignored: checkout in {checkout.mode} mode")
+    customer_id, subscription_id = checkout.customer, checkout.subscription
+    account_ref = checkout.account_ref
     # The reference our checkout session carries names the buyer; without one, known ids may.
     account_pk = await _find_account(
         session,
@@ -210,7 +214,10 @@ async def _apply_invoice(
     *,
     paid: bool,
 ) -> Applied:
-    subscription_id = invoice_subscription(obj)
+    invoice = read(StripeInvoice, obj)
+    if isinstance(invoice, str):
+        return _unusable("invoice", invoice)
+    subscription_id = invoice.subscription_id
     if subscription_id is None:
         return Applied("ignored: invoice is not for a subscription")
     account_pk = await session.scalar(

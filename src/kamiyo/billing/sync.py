@@ -81,13 +81,15 @@ class SyncReport:
     changed: int = 0  # an account's row now says something else
     unchanged: int = 0  # the account's row said so already (or holds a newer state)
     ignored: int = 0  # no account here: another product's customer, or one deleted
+    unusable: int = 0  # breaks what Stripe sends (stripe_objects.read): not applied, logged
     first_activations: int = 0  # accounts now paying for the first time (welcome mailed)
     pages: int = 0
 
     def summary(self) -> str:
+        unusable = f", {self.unusable} unusable (see the log)" if self.unusable else ""
         return (
             f"{self.seen} Stripe subscription(s): {self.changed} changed, "
-            f"{self.unchanged} unchanged, {self.ignored} ignored (no account here), "
+            f"{self.unchanged} unchanged, {self.ignored} ignored (no account here){unusable}, "
             f"{self.first_activations} first activation(s)."
         )
 
@@ -118,9 +120,13 @@ async def sync_subscriptions(
         report.pages += 1
         for obj in page.subscriptions:
             applied, changed = await _apply(sessions, settings, obj, page.as_of)
-            log.debug("stripe sync: %s: %s", obj.get("id"), applied.outcome)
+            if not applied.unusable:  # an unusable one's id may be anything
+                log.debug("stripe sync: %s: %s", obj.get("id"), applied.outcome)
             report.seen += 1
-            if applied.account_pk is None:
+            if applied.unusable:  # the reason names the field, never its value
+                report.unusable += 1
+                log.warning("stripe sync: a listed subscription was %s", applied.outcome)
+            elif applied.account_pk is None:
                 report.ignored += 1
             elif changed:
                 report.changed += 1
