@@ -2,8 +2,20 @@
 
 No HTTP framework here: the web layer passes the raw body and the ``Stripe-Signature`` header
 and answers with the ``WebhookResult``. Stripe retries anything but a 2xx for days, so a
-delivery we can never accept (bad signature, unreadable body) gets a 400 and one we accepted,
-including a duplicate or an event we do not act on, gets a 200.
+delivery we can never accept gets a 400 and one we accepted, including a duplicate or an event
+we do not act on, gets a 200. Never a 500 for what a body holds: only a database failure is
+worth Stripe's retry.
+
+- 400: no valid signature, a signature dated more than ``TOLERANCE_S`` from our clock (either
+  way), or a signed body whose envelope we cannot record or order by: not JSON, nested deeper
+  than ``webhook_payload.MAX_DEPTH``, ``id``/``type`` not printable or too long, ``created``
+  out of range or after the signature. Stripe sends none of these, so its retries are no cost,
+  and there is no event id we could safely record.
+- 200, recorded: an event whose object breaks what Stripe sends (an id with NUL, a time of
+  1e20: ``stripe_objects``). Its envelope is sound, so it is recorded as ``ignored: unusable
+  ...`` and acknowledged; a redelivery would carry the same bytes and fail the same way, and a
+  week of failing deliveries makes Stripe disable the endpoint. It logs one WARNING; the
+  operator can catch up with ``kamiyo billing sync``.
 
 Exactly once: the event's id goes into ``stripe_events`` in the same transaction as the state
 change it causes, and that insert is the transaction's first write. A redelivery finds the row
@@ -14,8 +26,8 @@ same way.
 """
 
 import datetime as dt
-import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +44,9 @@ from kamiyo.billing.subscriptions import (
     apply_invoice_payment_failed,
     apply_subscription,
 )
+from kamiyo.billing.webhook_payload import read_event
 from kamiyo.config import Settings, StripeSettings
+from kamiyo.db.bounds import text_width
 from kamiyo.db.tables import StripeEvent
 
 log = logging.getLogger(__name__)
@@ -42,9 +56,7 @@ TOLERANCE_S = 300
 # A non-duplicate IntegrityError means another event for the same account won a race (e.g. both
 # created its subscription row); trying again reads what that one committed.
 _ATTEMPTS = 3
-_OUTCOME_WIDTH = 200
-_TYPE_WIDTH = 100
-_ID_WIDTH = 255
+_OUTCOME_WIDTH = text_width(StripeEvent.outcome)
 
 Handler = Callable[
     [AsyncSession, StripeSettings, Mapping[str, Any], dt.datetime], Awaitable[Applied]
@@ -73,6 +85,8 @@ class WebhookResult:
     event_type: str | None = None
     # Accounts that now hold a paid tier for the first time (committed already).
     activated: tuple[int, ...] = ()
+    # Acknowledged and recorded, but its object could not be used (Applied.unusable).
+    unusable: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -112,7 +126,8 @@ async def handle_event(
             else:
                 log.info("stripe event %s raced another event; trying again", event.id)
                 continue
-        log.info("stripe event %s (%s): %s", event.id, event.type, result.message)
+        level = logging.WARNING if result.unusable else logging.INFO
+        log.log(level, "stripe event %s (%s): %s", event.id, event.type, result.message)
         return result
     raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -125,7 +140,7 @@ async def _handle_once(
             return _duplicate(event)
         record = StripeEvent(
             id=event.id,
-            type=event.type[:_TYPE_WIDTH],
+            type=event.type,
             created=event.created,
             received_at=dt.datetime.now(dt.UTC),
             outcome="handling",
@@ -143,7 +158,12 @@ async def _handle_once(
             await revocation.announce(session, settings, [applied.account_pk])
     activated = (applied.account_pk,) if applied.first_activation and applied.account_pk else ()
     return WebhookResult(
-        200, applied.outcome, event_id=event.id, event_type=event.type, activated=activated
+        200,
+        applied.outcome,
+        event_id=event.id,
+        event_type=event.type,
+        activated=activated,
+        unusable=applied.unusable,
     )
 
 
@@ -159,31 +179,40 @@ def _duplicate(event: _Event) -> WebhookResult:
 
 
 def _verify(payload: bytes, header: str | None, secret: str) -> _Event | WebhookResult:
-    """The delivery's event if Stripe signed it within the tolerance, else the rejection."""
+    """The delivery's event if Stripe signed it within the tolerance, else the rejection.
+
+    The signature is checked on the raw bytes first (the library's HMAC), so nothing of an
+    unsigned body is read. A signed body we cannot record or order by (see ``read_event``) gets
+    a 400: Stripe sends none, so whoever holds the secret sees the refusal, and nothing of it
+    was stored to deduplicate by. Objects we can record but not use are the handlers' to
+    acknowledge (``Applied.unusable``).
+    """
     if not header:
         return WebhookResult(400, "missing Stripe-Signature header")
     try:
-        stripe.Webhook.construct_event(payload, header, secret, tolerance=TOLERANCE_S)
+        stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=TOLERANCE_S)
     except stripe.SignatureVerificationError as exc:
         return WebhookResult(400, _signature_reason(str(exc)))
-    except (ValueError, TypeError, AttributeError):
-        # construct_event decodes and parses the body after checking the header: a body that
-        # is not UTF-8, not JSON, or JSON but not an object ends here.
+    except UnicodeDecodeError:  # the library decodes the body before it looks at the header
         return WebhookResult(400, "malformed body: not a JSON event")
-    # Our own parse of the signed bytes: plain mappings, not the library's API objects.
-    data = json.loads(payload)
-    inner = data.get("data")
-    obj = inner.get("object") if isinstance(inner, Mapping) else None
-    event_id, event_type, created = data.get("id"), data.get("type"), data.get("created")
-    if not (isinstance(event_id, str) and event_id and len(event_id) <= _ID_WIDTH):
-        return WebhookResult(400, "malformed event: no id")
-    if not (isinstance(event_type, str) and event_type):
-        return WebhookResult(400, "malformed event: no type")
-    if not (isinstance(created, int) and not isinstance(created, bool) and created >= 0):
-        return WebhookResult(400, "malformed event: no created time")
-    if not isinstance(obj, Mapping):
-        return WebhookResult(400, "malformed event: no data.object")
-    return _Event(event_id, event_type, dt.datetime.fromtimestamp(created, dt.UTC), obj)
+    # The library refuses only old timestamps; one ahead of our clock is refused alike.
+    signed_at = _signed_at(header)
+    if signed_at > time.time() + TOLERANCE_S:
+        return WebhookResult(400, f"future signature: timestamp over {TOLERANCE_S} s ahead")
+    envelope = read_event(payload)
+    if isinstance(envelope, str):
+        return WebhookResult(400, envelope)
+    if envelope.created > signed_at + TOLERANCE_S:
+        # An event dated after its delivery would make every real later event look stale.
+        return WebhookResult(400, "malformed event: created after it was signed")
+    created = dt.datetime.fromtimestamp(envelope.created, dt.UTC)
+    return _Event(envelope.id, envelope.type, created, envelope.data.object)
+
+
+def _signed_at(header: str) -> int:
+    """The header's ``t=`` as the library reads it (the first one), after it verified it."""
+    items = [item.split("=", 2) for item in header.split(",")]
+    return int(next(item[1] for item in items if item[0] == "t"))
 
 
 def _signature_reason(message: str) -> str:
