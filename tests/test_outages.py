@@ -83,11 +83,11 @@ def test_a_new_outage_starts_its_counts_afresh(caplog: pytest.LogCaptureFixture)
     ]
 
 
-def _wrapped(orig: BaseException) -> sqlalchemy.exc.DBAPIError:
+def _wrapped(orig: Exception) -> BaseException:
     """What SQLAlchemy raises around a driver error, with the statement and its parameters."""
     try:
         raise orig
-    except BaseException as exc:
+    except Exception as exc:
         return sqlalchemy.exc.DBAPIError.instance(
             "INSERT INTO usage_records VALUES ($1)", [("x" * 5000,)], exc, Exception
         )
