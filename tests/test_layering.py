@@ -20,7 +20,17 @@ DOMAIN = {"access", "billing", "payments", "alerts"}
 INTEL = {"intel"}
 # clients.py writes MCP clients' configuration (plain JSON, no MCP library): the CLI installs it
 # and billing mails it, so it sits below both.
-BOTTOM = {"db", "chains", "outbound", "config", "tiers", "errors", "observability", "clients"}
+BOTTOM = {
+    "db",
+    "chains",
+    "outbound",
+    "config",
+    "tiers",
+    "errors",
+    "observability",
+    "clients",
+    "outages",
+}
 FLOORS = (SURFACES, SERVICE, DOMAIN, INTEL, BOTTOM)
 # Knows nothing of its neighbours on the floor: imports only the standard library and others'.
 STANDALONE = ("kamiyo.chains", "kamiyo.outbound")

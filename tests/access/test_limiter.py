@@ -1,20 +1,24 @@
-"""Rate limits and quotas: exact counts, the refusal's retry time, Redis shared and Redis down."""
+"""Rate limits and quotas: exact counts, the refusal's retry time, Redis shared, Redis down and
+Redis restarted with empty memory."""
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from kamiyo.access.gate import Refusal
-from kamiyo.access.limiter import Limiter
+from kamiyo.access.limiter import REDIS_RETRY_S, Limiter
 from kamiyo.config import RedisSettings
 from kamiyo.tiers import TIERS, Tier, TierPolicy
+from tests.private_services import private_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -160,3 +164,69 @@ async def test_status_for_health_checks(redis_settings: dict[str, str]) -> None:
         assert await memory.status() == "in process"
         assert await shared.status() == "redis: ok"
         assert await down.status() == "redis: unreachable (refusing calls)"
+
+
+async def test_a_redis_restart_with_empty_memory_admits_no_more_than_the_limit_per_instance(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe's 90 calls in a minute on a 30-per-minute tier with two instances (30 each
+    while Redis was down, then 30 more once it came back empty) are 60 now: each instance
+    keeps its own minute window whatever Redis remembers."""
+    with private_redis(tmp_path) as redis_server:
+        settings = {"url": redis_server.url, "prefix": "restart"}
+        async with limiter(**settings) as first, limiter(**settings) as second:
+            assert await admitted(first, "account:1", PERSONAL, 10) == 10  # through Redis
+            redis_server.kill()
+            during = await admitted(first, "account:1", PERSONAL, 40) + await admitted(
+                second, "account:1", PERSONAL, 40
+            )
+            redis_server.start()  # back, and empty
+            await asyncio.sleep(REDIS_RETRY_S)  # the limiters try Redis again after this
+            after = await admitted(first, "account:1", PERSONAL, 40) + await admitted(
+                second, "account:1", PERSONAL, 40
+            )
+            assert await first.status() == "redis: ok"
+            assert await first.hit("account:2", PERSONAL) is None  # through Redis again
+    assert during == 20 + 30  # fail-open: each instance's own count (the first had 10 already)
+    assert after == 0  # before the local ceiling: 30 more
+    assert 10 + during + after == 2 * PERSONAL.requests_per_minute
+    logged = [r.getMessage() for r in caplog.records if r.name == "kamiyo.access.limiter"]
+    assert len(logged) == 3  # one outage per instance, and the first one's end
+    assert all(
+        "unavailable (" in line and "limiting in this process" in line for line in logged[:2]
+    )
+    assert logged[2].startswith("Redis for rate limits back after ")
+    assert re.search(r"; \d+ calls limited in this process in all$", logged[2])
+
+
+async def test_one_instance_admits_the_limit_once_across_a_redis_restart(
+    tmp_path: Path,
+) -> None:
+    """Redis restarting between two calls (no failure seen) forgets the minute; the instance
+    does not."""
+    with private_redis(tmp_path) as redis_server:
+        async with limiter(url=redis_server.url, prefix="restart") as one:
+            assert await admitted(one, "account:1", PERSONAL, 40) == 30
+            redis_server.kill()
+            redis_server.start()
+            await asyncio.sleep(REDIS_RETRY_S)
+            assert await admitted(one, "account:1", PERSONAL, 40) == 0  # before: 30 more
+            # Another account is untouched, and Redis counts it as before.
+            assert await admitted(one, "account:2", PERSONAL, 40) == 30
+
+
+async def test_a_refusal_by_redis_gives_the_local_count_back(
+    redis_settings: dict[str, str],
+) -> None:
+    """With two instances sharing Redis, one whose calls Redis refused keeps no local count
+    of them: when the minute frees up it gets its share again."""
+    async with limiter(**redis_settings) as busy, limiter(**redis_settings) as other:
+        for _ in range(30):  # one at a time: concurrent first connections may time out here
+            assert await other.hit("account:3", PERSONAL) is None
+        for _ in range(30):
+            refusal = await busy.hit("account:3", PERSONAL)  # refused by Redis
+            assert isinstance(refusal, Refusal)
+        windows = await busy.usage("account:3", PERSONAL)
+        assert windows is not None
+        assert windows[0].used == 30
+        assert len(busy._local._recent["account:3"]) == 0

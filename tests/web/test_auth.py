@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from kamiyo import outages
 from kamiyo.access.gate import OpenGate, Refusal
 from kamiyo.access.keys import KEY_PREFIX, VISIBLE_CHARS
 from kamiyo.access.tokens import ALGORITHM
@@ -263,27 +264,54 @@ async def test_a_valid_key_is_served_on_both_transports(open_server: Served) -> 
         assert result.is_error is not True, result.content
 
 
+@dataclass(frozen=True)
 class BrokenGate(OpenGate):
+    error: Exception
+
     async def check_credential(self, credential: str | None) -> Refusal | None:
-        raise ConnectionError("database is down")
+        raise self.error
 
 
-async def test_a_failing_gate_answers_503(caplog: pytest.LogCaptureFixture) -> None:
+async def _post_twice(gate: OpenGate) -> list[httpx2.Response]:
     async def endpoint(request: Request) -> PlainTextResponse:
         return PlainTextResponse("reached")
 
     settings = Settings(_env_file=None)
-    resource = ResourceServer(settings.site, settings.auth, BrokenGate(max_results=10))
+    resource = ResourceServer(settings.site, settings.auth, gate)
     app = Starlette(routes=resource.guard([Route("/mcp", endpoint, methods=["POST"])], "/mcp"))
     transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+        return [await http.post("/mcp", headers={"Authorization": "Bearer abc"}) for _ in "ab"]
+
+
+async def test_a_gate_whose_database_is_down_answers_503_and_logs_one_outage(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outages, "DATABASE", outages.Outage("database"))
+    with caplog.at_level(logging.INFO):
+        responses = await _post_twice(BrokenGate(10, ConnectionRefusedError(111, "refused")))
+    for response in responses:
+        assert response.status_code == 503
+        assert response.json()["error"] == "temporarily_unavailable"
+        assert "refused" not in response.text
+    assert [r.getMessage() for r in caplog.records if r.name == "kamiyo.outages"] == [
+        "database unavailable (ConnectionRefusedError: [Errno 111] refused); requests that need "
+        "it are refused as temporarily unavailable until it is back"
+    ]  # once for both requests, and no traceback (before: one per request)
+    assert not [r for r in caplog.records if r.exc_info]
+    assert outages.DATABASE.down
+
+
+async def test_a_gate_failing_otherwise_answers_503_with_the_cause_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.ERROR, logger="kamiyo.web.auth"):
-        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.post("/mcp", headers={"Authorization": "Bearer abc"})
-    assert response.status_code == 503
-    assert response.json()["error"] == "temporarily_unavailable"
-    assert "database" not in response.text
+        responses = await _post_twice(BrokenGate(10, RuntimeError("a bug")))
+    assert [r.status_code for r in responses] == [503, 503]
+    assert "a bug" not in responses[0].text
     logged = [r for r in caplog.records if r.name == "kamiyo.web.auth"]
-    assert logged[0].exc_info is not None  # the cause stays in the log
+    assert len(logged) == 2
+    assert logged[0].exc_info is not None  # a bug keeps its traceback
 
 
 def test_a_public_url_that_is_not_a_url_stops_the_start() -> None:

@@ -281,6 +281,10 @@ class AccountGate:
             current_tier=tier,
         )
 
+    def record_unavailable(self, call: Call) -> None:
+        # Who called is unknown (identifying them is what failed): the anonymous chain.
+        self._meter_refusal(call, None, Refusal(RefusalReason.UNAVAILABLE, "admit failed"))
+
     def _meter_refusal(self, call: Call, identity: Identity | None, refusal: Refusal) -> None:
         self.meter.record(
             UsageEvent(

@@ -27,7 +27,8 @@ from kamiyo.payments.outcomes import Hold, Payment
 from kamiyo.payments.prices import Price
 from kamiyo.tiers import Tier
 
-Outcome = Literal["ok", "error"]
+# unavailable: admitted, but its database went away before the call could be answered.
+Outcome = Literal["ok", "error", "unavailable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,11 @@ class Gate(Protocol):
         """The caller's limits and what they have used of them."""
         ...
 
+    def record_unavailable(self, call: Call) -> None:
+        """Meter a call refused because ``admit`` failed (its database unreachable): the
+        refusal is kept and written with the rest once the database is back."""
+        ...
+
     async def limits_status(self) -> str:
         """Where rate limits are kept and whether that store answers (for health checks)."""
         ...
@@ -231,6 +237,9 @@ class OpenGate:
 
     async def limits_status(self) -> str:
         return "none (open gate)"
+
+    def record_unavailable(self, call: Call) -> None:
+        return None  # the open gate records nothing
 
     async def usage(self, grant: Grant, session: AsyncSession) -> UsageReport:
         return UsageReport(

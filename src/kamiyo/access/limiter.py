@@ -10,9 +10,23 @@ In one process the counting is ours (``LocalWindows``): ``limits``' in-memory st
 expiry sweep to a thread on nearly every call, which measured ~290 µs per call; a deque of the
 last L call times per subject costs a few µs, and with no await inside it is exact too.
 
+With Redis each process still keeps its own minute window of the calls it admitted, and
+refuses a call that would take it over the tier's limit whatever Redis says: a local ceiling.
+It costs a few µs and changes nothing while Redis keeps its counts (this instance's calls are
+among those Redis counted), but a Redis that restarts with empty memory, or comes back after
+an outage, can no longer let one instance admit a second minute's worth within the minute.
+
 When Redis cannot be reached the ``when_redis_down`` setting decides: ``open`` keeps limiting
-with this process's own counters (each instance then allows the full limit), ``closed`` refuses
-calls as temporarily unavailable.
+with this process's own counters (the minute window above, and a day count of this process's
+calls), ``closed`` refuses calls as temporarily unavailable. The outage is logged when it
+starts, every ``REPORT_EVERY_S`` while it lasts and when it ends (``kamiyo.outages``).
+
+The bound, per account and per minute: with Redis up, the tier's limit across all instances;
+while Redis is away (fail-open), or in the minute after it restarts with empty memory, at most
+the limit on each instance, so the limit times the number of instances in all (with a limit of
+30 and two instances: 60, where before the local ceiling a restart let 90 through). Per day:
+while Redis is away each instance allows the day's quota on its own count, and a Redis restarted
+with empty memory starts the day's count again from zero.
 """
 
 import logging
@@ -30,6 +44,7 @@ from limits.errors import StorageError
 from kamiyo.access.gate import Refusal, RefusalReason
 from kamiyo.access.usage import Window
 from kamiyo.config import RedisSettings
+from kamiyo.outages import Outage
 from kamiyo.tiers import TierPolicy
 
 log = logging.getLogger(__name__)
@@ -38,7 +53,6 @@ MINUTE_S = 60.0
 DAY_S = 86_400.0
 REDIS_TIMEOUT_S = 0.5  # a call waits at most this long for Redis before the fallback applies
 REDIS_RETRY_S = 1.0  # after a failure, Redis is tried again this much later
-DOWN_LOG_INTERVAL_S = 60.0
 PRUNE_EVERY = 4096  # calls between sweeps of idle subjects out of the local counters
 
 Windows = tuple[Window, Window]  # the minute's, the day's
@@ -63,6 +77,12 @@ class LocalWindows:
         self._hits = 0
 
     def hit(self, subject: str, policy: TierPolicy) -> Refusal | None:
+        taken = self.take(subject, policy)
+        return taken if isinstance(taken, Refusal) else None
+
+    def take(self, subject: str, policy: TierPolicy, *, day: bool = True) -> float | Refusal:
+        """Count a call unless it is over the minute's limit (and, with ``day``, the day's);
+        the stamp ``give_back`` takes to uncount it."""
         now = time.monotonic()
         recent = self._recent_calls(subject, now)
         if len(recent) >= policy.requests_per_minute:
@@ -70,14 +90,23 @@ class LocalWindows:
                 "requests_per_minute", policy.requests_per_minute, recent[0] + MINUTE_S - now
             )
         start, calls = self._day(subject, now)
-        if calls >= policy.requests_per_day:
+        if day and calls >= policy.requests_per_day:
             return _over("requests_per_day", policy.requests_per_day, start + DAY_S - now)
         recent.append(now)
         self._days[subject] = (start, calls + 1)
         self._hits += 1
         if self._hits % PRUNE_EVERY == 0:
             self._prune(now)
-        return None
+        return now
+
+    def give_back(self, subject: str, stamp: float) -> None:
+        """Uncount a call ``take`` counted (Redis refused it, or it is counted again)."""
+        recent = self._recent.get(subject)
+        if recent is not None and stamp in recent:
+            recent.remove(stamp)
+        start, calls = self._days.get(subject, (stamp, 0))
+        if calls:
+            self._days[subject] = (start, calls - 1)
 
     def usage(self, subject: str, policy: TierPolicy) -> Windows:
         now = time.monotonic()
@@ -158,17 +187,37 @@ class Limiter:
         self._local = LocalWindows()
         self._shared = RedisWindows(redis.url, redis.prefix) if redis.url else None
         self._failed_at = -math.inf
-        self._logged_at = -math.inf
+        self._outage = Outage(
+            "Redis for rate limits",
+            consequence="limiting in this process" if self._fail_open else "refusing calls",
+            counted="calls limited in this process" if self._fail_open else "calls refused",
+            logger=log,
+        )
 
     async def hit(self, subject: str, policy: TierPolicy) -> Refusal | None:
         """Count one call for ``subject``; a refusal when it is over a limit."""
         if self._shared is None:
             return self._local.hit(subject, policy)
-        if not self._redis_resting():
+        # The local ceiling first (no await between its check and its count): this instance's
+        # own calls in the last minute, whatever Redis remembers.
+        taken = self._local.take(subject, policy, day=False)
+        if isinstance(taken, Refusal):
+            self._outage.count()  # one more limited in this process, if Redis is away
+            return taken
+        if self._redis_resting():
+            self._outage.count()
+        else:
             try:
-                return await self._shared.hit(subject, policy)
+                over = await self._shared.hit(subject, policy)
             except StorageError as exc:
                 self._redis_down(exc)
+            else:
+                self._outage.recovered()
+                if over is not None:
+                    self._local.give_back(subject, taken)
+                return over
+        self._local.give_back(subject, taken)
+        # Redis is away: this process's own counts decide, the day's too (fail-open).
         return self._local.hit(subject, policy) if self._fail_open else _unavailable()
 
     async def usage(self, subject: str, policy: TierPolicy) -> Windows | None:
@@ -177,9 +226,12 @@ class Limiter:
             return self._local.usage(subject, policy)
         if not self._redis_resting():
             try:
-                return await self._shared.usage(subject, policy)
+                windows = await self._shared.usage(subject, policy)
             except StorageError as exc:
                 self._redis_down(exc)
+            else:
+                self._outage.recovered()
+                return windows
         return self._local.usage(subject, policy) if self._fail_open else None
 
     async def status(self) -> str:
@@ -200,12 +252,8 @@ class Limiter:
         return time.monotonic() - self._failed_at < REDIS_RETRY_S
 
     def _redis_down(self, exc: StorageError) -> None:
-        now = time.monotonic()
-        self._failed_at = now
-        if now - self._logged_at >= DOWN_LOG_INTERVAL_S:
-            self._logged_at = now
-            fallback = "limiting in this process" if self._fail_open else "refusing calls"
-            log.error("Redis unreachable for rate limits (%s); %s", exc.storage_error, fallback)
+        self._failed_at = time.monotonic()
+        self._outage.failed(exc.storage_error)
 
 
 def _over(limit: str, amount: int, retry_in_s: float) -> Refusal:

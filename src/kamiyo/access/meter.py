@@ -1,9 +1,15 @@
 """The meter: every call the gate saw, written in batches off the hot path, in hash chains.
 
-``record`` only appends to a list; a background task writes what has gathered every
+``record`` only appends to a queue; a background task writes what has gathered every
 ``meter_flush_s`` seconds in one transaction, and ``running`` writes the rest when the server
 stops (uvicorn finishes answering in-flight requests before that, so after SIGTERM the records
-match the calls answered). A failed write keeps its events for the next attempt.
+match the calls answered). Each write also stamps this instance's row (access/instances.py), so
+an instance that dies without stopping shows where records may be missing.
+
+A failed write keeps its events for the next attempt: while the database is down, calls and
+refusals are held in memory and written, in order, once it is back. The queue holds at most
+``MAX_PENDING`` events (about 200 MB); beyond that the oldest are dropped, counted, and the count
+logged. An outage is logged as one (``kamiyo.outages``), not once per failed write.
 
 Each chain (an account, or all anonymous callers) is a sequence of records whose hash covers
 the record and the previous hash. Writers take the chain heads' rows first (a row lock on
@@ -14,8 +20,10 @@ chain one after another. ``verify_chain`` recomputes a chain and reports the fir
 import asyncio
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -26,6 +34,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kamiyo import outages
+from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import ApiKey, UsageChain, UsageRecord
 
@@ -79,18 +89,20 @@ def record_hash(chain: str, seq: int, event: UsageEvent, prev_hash: str) -> str:
 
 
 class Meter:
-    def __init__(self, flush_interval_s: float) -> None:
+    def __init__(self, flush_interval_s: float, max_pending: int = MAX_PENDING) -> None:
         self._flush_interval_s = flush_interval_s
-        self._pending: list[UsageEvent] = []
+        self._max_pending = max_pending
+        self._pending: deque[UsageEvent] = deque(maxlen=max_pending)
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._instance: Instance | None = None
         self._lock = asyncio.Lock()  # one flush at a time per process
+        self._held = False  # a write failed: the events waiting now are held for the database
+        self._dropped = 0  # events dropped beyond max_pending since the database was last written
 
     def record(self, event: UsageEvent) -> None:
+        if len(self._pending) == self._max_pending:
+            self._drop(1)  # the queue's maxlen drops the oldest as this one comes in
         self._pending.append(event)
-        if len(self._pending) > MAX_PENDING:
-            dropped = len(self._pending) - MAX_PENDING
-            del self._pending[:dropped]
-            log.error("usage meter dropped %d unwritten events (database unavailable?)", dropped)
 
     def pending(self, account_pk: int | None) -> list[UsageEvent]:
         """Events recorded for this account and not written yet."""
@@ -100,6 +112,8 @@ class Meter:
     async def running(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
         """Write batches in the background while serving; write the rest on exit."""
         self._sessions = sessions
+        self._instance = Instance.this_process(self._flush_interval_s)
+        await self.flush()  # registers this instance
         stop = asyncio.Event()
         task = asyncio.create_task(self._flush_until(stop), name="kamiyo-meter")
         try:
@@ -108,70 +122,117 @@ class Meter:
             # Let a write in progress finish (cancelling it would roll it back), then the rest.
             stop.set()
             await task
-            if self._pending:
-                log.error("usage meter stopped with %d unwritten events", len(self._pending))
+            if self._pending or self._dropped:
+                log.error(
+                    "usage meter stopped with %d unwritten events (and %d dropped before)",
+                    len(self._pending),
+                    self._dropped,
+                )
 
-    async def flush(self) -> int:
-        """Write everything recorded so far; returns how many events were written."""
+    async def flush(self, *, stopping: bool = False) -> int:
+        """Write everything recorded so far; returns how many events were written.
+
+        With nothing recorded it still stamps this instance's row (a heartbeat, which also
+        notices a database outage, and its end, with no traffic). ``stopping``: the last write
+        of a clean stop.
+        """
         async with self._lock:
-            batch, self._pending = self._pending, []
-            if not batch:
-                return 0
+            batch = list(self._pending)
+            self._pending.clear()
+            taken_at = dt.datetime.now(dt.UTC)
             try:
-                await self._write(batch)
-            except Exception:
-                log.exception("usage meter could not write %d events; will retry", len(batch))
-                self._pending[:0] = batch  # keep order: these came first
+                await self._write(batch, taken_at, stopping)
+            except Exception as exc:
+                self._put_back(batch)
+                if outages.is_unreachable(exc):
+                    outages.DATABASE.failed(exc, counted=False)
+                else:
+                    log.exception("usage meter could not write %d events; will retry", len(batch))
+                self._held = self._held or bool(batch)
                 return 0
             except BaseException:  # cancelled mid-write: the transaction rolled back
-                self._pending[:0] = batch
+                self._put_back(batch)
                 raise
+            outages.DATABASE.recovered()
+            if self._held or self._dropped:
+                log.warning(
+                    "usage meter wrote %d events held while it could not write; %d older events "
+                    "were dropped beyond its bound of %d",
+                    len(batch),
+                    self._dropped,
+                    self._max_pending,
+                )
+                self._held, self._dropped = False, 0
             return len(batch)
+
+    def _put_back(self, batch: list[UsageEvent]) -> None:
+        """Events of a failed write go back first (they came first), the newest kept."""
+        waiting = len(batch) + len(self._pending)
+        self._pending = deque(itertools.chain(batch, self._pending), maxlen=self._max_pending)
+        self._drop(waiting - len(self._pending))
+
+    def _drop(self, count: int) -> None:
+        if count <= 0:
+            return
+        if not self._dropped:
+            log.error(
+                "usage meter holds %d unwritten events, its bound: the oldest are dropped, and "
+                "counted, until the database takes writes again",
+                self._max_pending,
+            )
+        self._dropped += count
 
     async def _flush_until(self, stop: asyncio.Event) -> None:
         """Flush every interval, and once more when ``stop`` is set."""
         while True:
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._flush_interval_s)
-            await self.flush()
+            await self.flush(stopping=stop.is_set())
             if stop.is_set():
                 return
 
-    async def _write(self, batch: list[UsageEvent]) -> None:
-        if self._sessions is None:
+    async def _write(self, batch: list[UsageEvent], taken_at: dt.datetime, stopping: bool) -> None:
+        if self._sessions is None or self._instance is None:
             raise RuntimeError("the meter was used before it was given a database")
-        chains = sorted({event.chain for event in batch})
         async with self._sessions() as session, session.begin():
-            heads = await _lock_heads(session, chains)
-            rows = []
-            for event in batch:
-                seq, prev_hash = heads[event.chain]
-                digest = record_hash(event.chain, seq + 1, event, prev_hash)
-                heads[event.chain] = (seq + 1, digest)
-                rows.append(
-                    {
-                        "chain": event.chain,
-                        "seq": seq + 1,
-                        "at": event.at,
-                        "account_pk": event.account_pk,
-                        "key_pk": event.key_pk,
-                        "tool": event.tool,
-                        "tier": event.tier,
-                        "status": event.status,
-                        "duration_us": event.duration_us,
-                        "result_count": event.result_count,
-                        "cost_units": event.cost_units,
-                        "prev_hash": prev_hash,
-                        "hash": digest,
-                    }
-                )
-            # Core insert: the ORM's bulk path costs more per row and adds nothing here.
-            await session.execute(insert(USAGE_TABLE), rows)
-            await session.execute(  # ORM bulk update by primary key
-                update(UsageChain),
-                [{"chain": chain, "seq": seq, "hash": h} for chain, (seq, h) in heads.items()],
-            )
-            await _touch_keys(session, batch)
+            if batch:
+                await _insert_records(session, batch)
+            await mark_flushed(session, self._instance, taken_at, stopping=stopping)
+
+
+async def _insert_records(session: AsyncSession, batch: list[UsageEvent]) -> None:
+    """Append the batch to its chains and move their heads, in the caller's transaction."""
+    chains = sorted({event.chain for event in batch})
+    heads = await _lock_heads(session, chains)
+    rows = []
+    for event in batch:
+        seq, prev_hash = heads[event.chain]
+        digest = record_hash(event.chain, seq + 1, event, prev_hash)
+        heads[event.chain] = (seq + 1, digest)
+        rows.append(
+            {
+                "chain": event.chain,
+                "seq": seq + 1,
+                "at": event.at,
+                "account_pk": event.account_pk,
+                "key_pk": event.key_pk,
+                "tool": event.tool,
+                "tier": event.tier,
+                "status": event.status,
+                "duration_us": event.duration_us,
+                "result_count": event.result_count,
+                "cost_units": event.cost_units,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+    # Core insert: the ORM's bulk path costs more per row and adds nothing here.
+    await session.execute(insert(USAGE_TABLE), rows)
+    await session.execute(  # ORM bulk update by primary key
+        update(UsageChain),
+        [{"chain": chain, "seq": seq, "hash": h} for chain, (seq, h) in heads.items()],
+    )
+    await _touch_keys(session, batch)
 
 
 async def _lock_heads(session: AsyncSession, chains: list[str]) -> dict[str, tuple[int, str]]:

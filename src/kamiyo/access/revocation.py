@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from kamiyo.config import Settings
 from kamiyo.db.tables import Account
+from kamiyo.outages import Outage
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,6 @@ T = TypeVar("T")
 WAL_HEADER = slice(12, 24)
 REDIS_TIMEOUT_S = 0.5  # a call waits at most this long for Redis before reading the database
 REDIS_RETRY_S = 1.0  # after a failure, Redis is tried again this much later
-DOWN_LOG_INTERVAL_S = 60.0
 _PENDING = "kamiyo.credentials_bumped"  # session.info: accounts bumped in this transaction
 
 # Set the key to ARGV[1] unless it already holds a higher version.
@@ -223,7 +223,12 @@ class CredentialVersions:
             else None
         )
         self._failed_at = -math.inf
-        self._logged_at = -math.inf
+        self._redis_outage = Outage(
+            "Redis for credential checks",
+            consequence="reading credential versions from the database",
+            counted="credential checks read from the database",
+            logger=log,
+        )
         self._connection: AsyncConnection | None = None
         self._lock = asyncio.Lock()
         # SQLite only: the database files, and per account their state when its version was
@@ -239,12 +244,16 @@ class CredentialVersions:
             return await self._moved_in_file(
                 sessions, Path(engine.url.database), account_pk, version
             )
-        if self._redis is not None and time.monotonic() - self._failed_at >= REDIS_RETRY_S:
+        if self._redis is not None and time.monotonic() - self._failed_at < REDIS_RETRY_S:
+            self._redis_outage.count()
+        elif self._redis is not None:
             try:
                 held = await self._redis.get(_key(self._prefix, account_pk))
             except RedisError as exc:
-                self._down(exc)
+                self._failed_at = time.monotonic()
+                self._redis_outage.failed(exc)
             else:
+                self._redis_outage.recovered()
                 # No key: nothing announced since Redis started (or it lost its data).
                 return held is not None and int(held) > version
         return await self._read(sessions, account_pk) != version  # None: the account is gone
@@ -311,10 +320,3 @@ class CredentialVersions:
             self._files.close()
         if self._redis is not None:
             await self._redis.aclose()
-
-    def _down(self, exc: RedisError) -> None:
-        now = time.monotonic()
-        self._failed_at = now
-        if now - self._logged_at >= DOWN_LOG_INTERVAL_S:
-            self._logged_at = now
-            log.error("Redis unreachable for credential checks (%s); reading the database", exc)

@@ -273,6 +273,24 @@ class UsageChain(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class ServingInstance(Base):
+    """A serving process, as its meter registered it: when it last wrote usage, and whether it
+    stopped cleanly. One that never stopped and writes no more died with the calls it answered
+    since its last write unrecorded (``kamiyo usage verify`` reports it)."""
+
+    __tablename__ = "serving_instances"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # a random hex id
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    flush_s: Mapped[float] = mapped_column(Float)  # how often it writes (KAMIYO_METER_FLUSH_S)
+    # When the events of its last successful write had been taken: every call answered before
+    # it is recorded.
+    last_flush_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class StripeEvent(Base):
     """A Stripe webhook event handled once: redeliveries and concurrent duplicates find it here."""
 

@@ -3,7 +3,9 @@
 Every surface builds a ``Caller`` and an operation's query and calls ``execute``; none checks
 tiers, limits or payments itself. An expected failure (bad arguments, not found) becomes a
 ``Failure`` whose sentence says what to change; an unexpected one is logged with its traceback
-and reaches the caller only as a short notice. Nothing is charged for a failed call.
+and reaches the caller only as a short notice. A database that cannot be reached is one outage
+in the log (``kamiyo.outages``), and each call it stops is answered temporarily unavailable and
+metered. Nothing is charged for a failed call.
 """
 
 import json
@@ -14,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from kamiyo import outages
 from kamiyo.access.gate import Call, Grant, Refusal, Replayed
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel import IncidentList, NotFoundError
@@ -71,11 +74,13 @@ async def run_call(
     name = call.target.name
     try:
         admission = await state.gate.admit(call)
-    except Exception:  # the gate's store is down: refuse, and keep the cause in the log
-        log.exception("gate failed for %s", name)
-        return Failure(
-            FailureKind.UNAVAILABLE, f"{name} is temporarily unavailable; try again shortly."
-        )
+    except Exception as exc:  # the gate cannot decide: refuse, and meter the refusal
+        if outages.is_unreachable(exc):  # its database is down: one outage, not a traceback a call
+            outages.DATABASE.failed(exc)
+        else:
+            log.exception("gate failed for %s", name)
+        state.gate.record_unavailable(call)
+        return _unavailable(name)
     if isinstance(admission, Refusal):
         log.info("%s refused: %s", name, admission.reason.value)
         return admission
@@ -93,7 +98,11 @@ async def run_call(
     except (ValidationError, NotFoundError) as exc:
         await state.gate.complete(call, admission, "error")
         return _expected_failure(name, exc)
-    except Exception:
+    except Exception as exc:
+        if outages.is_unreachable(exc):  # the database went away mid-call: an outage, not a bug
+            outages.DATABASE.failed(exc)
+            await state.gate.complete(call, admission, "unavailable")
+            return _unavailable(name)
         log.exception("%s failed", name)
         await state.gate.complete(call, admission, "error")
         return Failure(
@@ -115,6 +124,12 @@ async def _finish(state: ServerState, call: Call, grant: Grant, answer: Answer) 
     if completed.receipt is None:
         return answer
     return Answer(answer.structured, answer.text, completed.receipt)
+
+
+def _unavailable(name: str) -> Failure:
+    return Failure(
+        FailureKind.UNAVAILABLE, f"{name} is temporarily unavailable; try again shortly."
+    )
 
 
 def _expected_failure(name: str, exc: Exception) -> Failure:

@@ -5,7 +5,9 @@ authorization servers issue tokens for it. ``BearerGuard`` answers a request to 
 with 401 and a ``WWW-Authenticate`` challenge (RFC 6750) pointing at that metadata when the gate
 would refuse its credential: clients start their authorization flow on an HTTP 401, not on a
 tool error. Anonymous callers pass while the operator allows them (they get the free tier); a
-locked tool is still refused inside MCP, as an ``isError`` result.
+locked tool is still refused inside MCP, as an ``isError`` result. When the credential cannot
+be checked (the database is down) it answers 503; those refusals are counted in the outage's
+log lines (``kamiyo.outages``) and not metered, since no call has been read at that point.
 
 The guard is pure ASGI: Starlette's ``BaseHTTPMiddleware`` would buffer the SSE streams. The
 SDK's ``RequireAuthMiddleware`` does not fit: it cannot admit anonymous callers and gives every
@@ -25,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kamiyo import outages
 from kamiyo.access.gate import Gate
 from kamiyo.config import AuthSettings, ConfigurationError, SiteSettings
 
@@ -176,8 +179,11 @@ class BearerGuard:
                 return self.challenge(scope, *problem)
         try:
             refusal = await self.server.gate.check_credential(credential)
-        except Exception:  # the gate's database is down: say so, keep the cause in the log
-            log.exception("could not check the credential for %s", scope["path"])
+        except Exception as exc:  # the gate's database is down: say so, keep the cause in the log
+            if outages.is_unreachable(exc):  # one outage in the log, not a traceback per request
+                outages.DATABASE.failed(exc)
+            else:
+                log.exception("could not check the credential for %s", scope["path"])
             return JSONResponse(
                 {
                     "error": "temporarily_unavailable",

@@ -1,0 +1,223 @@
+"""A PostgreSQL outage, in process, on a cluster of the tests' own that they stop and start.
+
+What is refused while the database is down is metered once it is back; the outage is logged
+once, not once per call; the meter holds what it cannot write, within its bound; and each
+write stamps the instance's row, which a clean stop closes.
+"""
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kamiyo import outages
+from kamiyo.access import accounts, keys
+from kamiyo.access.account_gate import AccountGate
+from kamiyo.access.gate import Call, OpenGate
+from kamiyo.access.meter import ANONYMOUS_CHAIN, Meter, UsageEvent, verify_chain
+from kamiyo.config import AuthSettings, DatabaseSettings, MeterSettings, Settings
+from kamiyo.db import migrate
+from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.db.tables import ServingInstance, UsageRecord
+from kamiyo.runtime import Runtime
+from kamiyo.service.answers import Answer, Failure, FailureKind
+from kamiyo.service.catalogue import target
+from kamiyo.service.pipeline import run_call
+from kamiyo.service.state import Job, ServerState
+from kamiyo.tiers import Tier
+from tests.private_services import PrivatePostgres, private_postgres
+
+pytestmark = pytest.mark.anyio
+
+CALLS_DURING = 25
+SEARCH = target("search_exploits")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PrivatePostgres]:
+    with private_postgres() as pg:
+        yield pg
+
+
+@pytest.fixture
+async def runtime(cluster: PrivatePostgres) -> AsyncIterator[Runtime]:
+    url = cluster.create_database(f"outage_{uuid.uuid4().hex[:12]}")
+    engine = create_engine(url)
+    settings = Settings(
+        database=DatabaseSettings(url=url),
+        auth=AuthSettings(secret_key="o" * 48),
+        meter=MeterSettings(flush_s=0.1),
+        _env_file=None,
+    )
+    try:
+        await migrate.upgrade(engine)
+        yield Runtime(settings, engine, session_factory(engine))
+    finally:
+        if cluster.process is None:  # a test that failed during its outage
+            cluster.start()
+        await engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def database_outage(monkeypatch: pytest.MonkeyPatch) -> outages.Outage:
+    """This test's own reporter: no outage left over from another test."""
+    fresh = outages.Outage("database")
+    monkeypatch.setattr(outages, "DATABASE", fresh)
+    return fresh
+
+
+class Counted(BaseModel):
+    incidents: int
+
+
+async def count_incidents(job: Job) -> BaseModel:
+    return Counted(incidents=await job.session.scalar(text("SELECT count(*) FROM incidents")))
+
+
+async def _key(sessions: async_sessionmaker[AsyncSession]) -> str:
+    async with sessions() as session:
+        account = await accounts.create_account(session, "outage@example.com", Tier.TEAM)
+        new = await keys.create_key(session, account, "test")
+        await session.commit()
+        return new.key
+
+
+async def statuses(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(UsageRecord.status, func.count()).group_by(UsageRecord.status)
+        )
+        return {status: int(calls) for status, calls in rows}
+
+
+def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.exc_info and r.levelno >= logging.INFO]
+
+
+async def until_written(meter: Meter) -> None:
+    """Flush until the held events are written (the first tries may meet dead connections)."""
+    for _ in range(600):
+        await meter.flush()
+        if not meter.pending(None):
+            return
+        await _pause()
+    raise AssertionError("the meter never wrote its held events")
+
+
+async def _pause() -> None:
+    import anyio
+
+    await anyio.sleep(0.1)  # polling for the database to take writes, not a fixed wait
+
+
+async def test_calls_refused_during_an_outage_are_metered_once_it_is_back(
+    runtime: Runtime,
+    cluster: PrivatePostgres,
+    caplog: pytest.LogCaptureFixture,
+    database_outage: outages.Outage,
+) -> None:
+    key = await _key(runtime.sessions)
+    gate = AccountGate(runtime.settings)
+    state = ServerState(settings=runtime.settings, gate=gate, runtime=runtime)
+    caplog.set_level(logging.INFO)
+    async with gate.serving(runtime.sessions):
+        assert isinstance(await run_call(state, Call(SEARCH, key), count_incidents), Answer)
+        cluster.stop()
+        answers = [
+            await run_call(state, Call(SEARCH, key), count_incidents) for _ in range(CALLS_DURING)
+        ]
+        assert {(a.kind, a.message) for a in answers if isinstance(a, Failure)} == {
+            (
+                FailureKind.UNAVAILABLE,
+                "search_exploits is temporarily unavailable; try again shortly.",
+            )
+        }
+        held = gate.meter.pending(None)  # who called is unknown: identifying them failed
+        assert [e.status for e in held] == ["unavailable"] * CALLS_DURING
+        assert database_outage.down
+        cluster.start()
+        await until_written(gate.meter)
+        assert not database_outage.down
+    assert await statuses(runtime.sessions) == {"ok": 1, "unavailable": CALLS_DURING}
+    async with runtime.sessions() as session:
+        assert (await verify_chain(session, ANONYMOUS_CHAIN)).ok
+    assert tracebacks(caplog) == []  # before: one per call
+    started = [r for r in caplog.records if r.getMessage().startswith("database unavailable (")]
+    assert len(started) == 1
+    ended = [r.getMessage() for r in caplog.records if "database back after" in r.getMessage()]
+    assert len(ended) == 1
+    assert ended[0].endswith(f"; {CALLS_DURING} requests refused in all")
+    assert "held while it could not write" in caplog.text
+
+
+async def test_a_database_lost_mid_call_answers_unavailable_without_a_traceback(
+    runtime: Runtime, cluster: PrivatePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gate admitted the call without the database (here the open gate; with Redis, a
+    remembered identity), then the call's own query fails."""
+    state = ServerState(settings=runtime.settings, gate=OpenGate(10), runtime=runtime)
+    caplog.set_level(logging.INFO)
+    assert isinstance(await run_call(state, Call(SEARCH), count_incidents), Answer)
+    cluster.stop()
+    try:
+        answer = await run_call(state, Call(SEARCH), count_incidents)
+    finally:
+        cluster.start()
+    assert isinstance(answer, Failure)
+    assert answer.kind == FailureKind.UNAVAILABLE
+    assert tracebacks(caplog) == []  # before: "search_exploits failed" with a traceback
+    assert "database unavailable (" in caplog.text
+
+
+def _event(at: dt.datetime) -> UsageEvent:
+    return UsageEvent(at, None, None, "search_exploits", "free", "ok", 10, 1, 1)
+
+
+async def test_beyond_its_bound_the_meter_drops_the_oldest_and_counts_them(
+    runtime: Runtime, cluster: PrivatePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    meter = Meter(flush_interval_s=3600, max_pending=10)
+    start = dt.datetime.now(dt.UTC)
+    async with meter.running(runtime.sessions):
+        cluster.stop()
+        for second in range(25):
+            meter.record(_event(start + dt.timedelta(seconds=second)))
+        assert await meter.flush() == 0
+        kept = meter.pending(None)
+        assert [e.at for e in kept] == [start + dt.timedelta(seconds=s) for s in range(15, 25)]
+        cluster.start()
+        await until_written(meter)
+    dropped = [r for r in caplog.records if "older events were dropped" in r.getMessage()]
+    assert [r.getMessage() for r in dropped] == [
+        "usage meter wrote 10 events held while it could not write; 15 older events were "
+        "dropped beyond its bound of 10"
+    ]
+    assert len([r for r in caplog.records if "its bound: the oldest" in r.getMessage()]) == 1
+    assert await statuses(runtime.sessions) == {"ok": 10}
+
+
+async def test_each_write_stamps_the_instance_and_a_clean_stop_closes_it(
+    runtime: Runtime,
+) -> None:
+    meter = Meter(flush_interval_s=3600)
+    async with meter.running(runtime.sessions):
+        async with runtime.sessions() as session:
+            (row,) = (await session.scalars(select(ServingInstance))).all()
+            registered = row.last_flush_at
+            assert row.stopped_at is None
+        meter.record(_event(dt.datetime.now(dt.UTC)))
+        assert await meter.flush() == 1
+        async with runtime.sessions() as session:
+            flushed = await session.get(ServingInstance, row.id)
+            assert flushed is not None
+            assert flushed.last_flush_at > registered
+    async with runtime.sessions() as session:
+        stopped = await session.get(ServingInstance, row.id, populate_existing=True)
+    assert stopped is not None
+    assert stopped.stopped_at is not None
+    assert stopped.stopped_at == stopped.last_flush_at
