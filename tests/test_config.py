@@ -71,6 +71,16 @@ VARIABLES = [
     ("KAMIYO_X402_FACILITATOR_URL", "https://f", lambda s: s.x402.facilitator_url, "https://f"),
     ("KAMIYO_X402_EVM_RELAYER_KEY_FILE", "/k", lambda s: s.x402.evm_relayer_key_file, Path("/k")),
     ("KAMIYO_X402_MAX_TIMEOUT_S", "60", lambda s: s.x402.max_timeout_s, 60),
+    ("KAMIYO_HTTP_HEAD_TIMEOUT_S", "3", lambda s: s.http.head_timeout_s, 3),
+    ("KAMIYO_HTTP_BODY_TIMEOUT_S", "4", lambda s: s.http.body_timeout_s, 4),
+    ("KAMIYO_HTTP_BODY_MIN_RATE", "100", lambda s: s.http.body_min_rate, 100),
+    ("KAMIYO_HTTP_KEEP_ALIVE_S", "2", lambda s: s.http.keep_alive_s, 2),
+    ("KAMIYO_HTTP_SEND_TIMEOUT_S", "9", lambda s: s.http.send_timeout_s, 9),
+    ("KAMIYO_HTTP_MAX_CONNECTIONS", "50", lambda s: s.http.max_connections, 50),
+    ("KAMIYO_HTTP_MAX_CONNECTIONS_PER_CLIENT", "5", lambda s: s.http.max_connections_per_client, 5),
+    ("KAMIYO_HTTP_MAX_STREAMS", "7", lambda s: s.http.max_streams, 7),
+    ("KAMIYO_HTTP_MAX_STREAMS_PER_CLIENT", "1", lambda s: s.http.max_streams_per_client, 1),
+    ("KAMIYO_HTTP_ANONYMOUS_STREAM_S", "60", lambda s: s.http.anonymous_stream_s, 60),
 ]  # fmt: skip
 
 
@@ -241,4 +251,5 @@ def test_every_section_hides_input_in_errors() -> None:
         assert section.model_config.get("env_file") == ".env", section.__name__
     assert set(Settings.SECTIONS) == {
         "database", "log", "site", "answers", "auth", "redis", "meter", "stripe", "smtp", "x402",
+        "http",
     }  # fmt: skip

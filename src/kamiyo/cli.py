@@ -4,7 +4,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,9 @@ from kamiyo.cli_usage import usage_app
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
 from kamiyo.runtime import Runtime
+
+if TYPE_CHECKING:
+    import uvicorn
 
 app = typer.Typer(
     name="kamiyo",
@@ -86,27 +89,22 @@ def serve(
         execute(settings, lambda: serve_stdio(settings, credential))
         return
 
-    import uvicorn
-
     from kamiyo.mcpserver.server import build_server
     from kamiyo.web.app import MAX_REQUEST_HEAD, create_app
+    from kamiyo.web.serving import http_server, serve_until_stopped
 
-    application = configured_or_exit(
-        lambda: create_app(
+    def prepare() -> "uvicorn.Server":
+        application = create_app(
             settings, build_server, stateless=stateless, json_response=json_response, host=host
         )
-    )
+        return http_server(
+            application, host=host, port=port, settings=settings.http, head_size=MAX_REQUEST_HEAD
+        )
+
+    server = configured_or_exit(prepare)
     check_serving(settings)
     err.print(f"KAMIYO MCP on http://{host}:{port}/mcp (Streamable HTTP) and /sse (SSE)")
-    # log_config=None: uvicorn logs through our handlers, to stderr like everything else.
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_config=None,
-        server_header=False,
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
-    )
+    serve_until_stopped(server)
 
 
 class Launcher(StrEnum):

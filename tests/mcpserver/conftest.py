@@ -1,12 +1,13 @@
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -120,14 +121,23 @@ def running_http_server(
         yield url
 
 
+def _limit_open_files(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child, before it runs Python
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
 @contextmanager
 def http_server_process(
     tmp_path: Path,
     flags: list[str],
     env: Mapping[str, str] | None = None,
     log_name: str = "server.log",
+    open_files: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """As ``running_http_server``, also yielding the process (to signal it)."""
+    """As ``running_http_server``, also yielding the process (to signal it); ``open_files``
+    sets the server's open-file limit (soft and hard, so it cannot raise it)."""
     port = free_port()
     log_path = tmp_path / log_name
     with log_path.open("wb") as log:
@@ -147,6 +157,7 @@ def http_server_process(
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=log,
+            preexec_fn=None if open_files is None else _limit_open_files(open_files),
         )
     try:
         _wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)

@@ -26,6 +26,7 @@ from kamiyo.config.sections import (
     AnswerSettings,
     AuthSettings,
     DatabaseSettings,
+    HttpSettings,
     LogSettings,
     MeterSettings,
     RedisSettings,
@@ -53,6 +54,7 @@ class Settings(Section):
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     x402: X402Settings = Field(default_factory=X402Settings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {}
 
@@ -162,6 +164,7 @@ __all__ = [
     "AuthSettings",
     "ConfigurationError",
     "DatabaseSettings",
+    "HttpSettings",
     "InsecureSettingsError",
     "LogSettings",
     "MeterSettings",
