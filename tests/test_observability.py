@@ -1,6 +1,7 @@
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Literal
 
 import pytest
@@ -13,6 +14,17 @@ from kamiyo.observability import (
     configure_logging,
 )
 from tests.web.raw_http import longest_run
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """configure_logging replaces the root handlers with one on this test's captured stderr,
+    which closes after it: later tests (and threads) must not log there."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_json_logs_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
