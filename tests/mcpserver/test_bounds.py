@@ -2,11 +2,12 @@
 the bound said, and never logged in full by anyone (our code, the SDK), at any level."""
 
 import logging
+from typing import Any
 
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import TextContent
+from mcp_types import EmptyResult, Request, TextContent
 
 from kamiyo.mcpserver.bounds import MAX_NAME, MAX_PROMPT_ARGUMENT, MAX_URI, SHOWN
 
@@ -88,3 +89,16 @@ async def test_names_within_the_bounds_still_work(client: Client) -> None:
         await client.get_prompt("p" * MAX_NAME, {})
     unknown = await client.call_tool("t" * MAX_NAME, {})
     assert unknown.is_error is True
+
+
+async def test_an_oversized_method_is_not_said_back_in_full(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK answers an unknown method with the method itself as the error's data."""
+    unknown = Request[dict[str, Any] | None, str](method=HUGE, params=None)
+    with pytest.raises(MCPError) as caught:
+        await client.session.send_request(unknown, EmptyResult)
+    assert caught.value.code == -32601
+    _assert_short_refusal(caught.value.error.message, "Method names", MAX_NAME)
+    assert caught.value.error.data is None
+    _assert_nothing_logged_the_value(caplog)

@@ -57,6 +57,7 @@ HOSTILE = {
         "tools/call", {"name": "get_exploit", "arguments": {"exploit_id": HUGE}}
     ),
     "prompt name": _call("prompts/get", {"name": HUGE}),
+    "method": _call(HUGE, {}),
     "prompt argument": _call(
         "prompts/get", {"name": "incident_brief", "arguments": {"exploit_id": HUGE}}
     ),

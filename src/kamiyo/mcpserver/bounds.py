@@ -12,7 +12,7 @@ from typing import Any, Final
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 
 # Our longest tool or prompt name has 25 characters, our longest resource URI 146 (an exploit
 # id has at most 128); prompt arguments feed tool arguments that are bounded at 200 or fewer.
@@ -36,9 +36,10 @@ def too_long(what: str, value: str, limit: int, subject: str = "this one") -> st
 
 
 class RequestBounds:
-    """Server middleware (it runs before the SDK validates or routes a request): refuses
-    oversized resource URIs, prompt names and prompt arguments with INVALID_PARAMS, and unknown
-    prompts (the caller's mistake, not a crash). Oversized tool names are answered by
+    """Server middleware (it runs before the SDK validates or routes a request): refuses an
+    oversized method with METHOD_NOT_FOUND (the SDK would send it back whole as the error's
+    data), oversized resource URIs, prompt names and prompt arguments with INVALID_PARAMS, and
+    unknown prompts (the caller's mistake, not a crash). Oversized tool names are answered by
     ``CatalogueServer.call_tool``, as a tool error like any unknown tool."""
 
     def __init__(self, server: MCPServer) -> None:
@@ -48,6 +49,9 @@ class RequestBounds:
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
+        problem = too_long("Method names", ctx.method, MAX_NAME)
+        if problem is not None:
+            raise MCPError(METHOD_NOT_FOUND, problem + ".")
         params = ctx.params
         if isinstance(params, Mapping):
             if ctx.method == "resources/read":
