@@ -1,9 +1,30 @@
 import json
 import logging
+import sys
+from collections.abc import Iterator
+from typing import Literal
 
 import pytest
 
-from kamiyo.observability import configure_logging
+from kamiyo.observability import (
+    MAX_LOGGED_MESSAGE,
+    MAX_LOGGED_VALUE,
+    BoundedRecords,
+    bounded,
+    configure_logging,
+)
+from tests.web.raw_http import longest_run
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """configure_logging replaces the root handlers with one on this test's captured stderr,
+    which closes after it: later tests (and threads) must not log there."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_json_logs_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,3 +47,71 @@ def test_pretty_logs_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert captured.out == ""
     assert "careful" in captured.err
     assert "not shown" not in captured.err
+
+
+HUGE = "x" * 4_000_000
+# The most of a hostile value any line may carry: a bound of a few hundred characters.
+FEW_HUNDRED = 600
+
+
+@pytest.mark.parametrize("fmt", ["json", "pretty"])
+def test_long_values_are_cut_in_every_part_of_a_record(
+    capsys: pytest.CaptureFixture[str], fmt: Literal["json", "pretty"]
+) -> None:
+    """Arguments, an f-string message, extras, bytes and a traceback's exception message: each
+    bounded, each cut marked, whatever logged it."""
+    configure_logging("DEBUG", fmt)
+    log = logging.getLogger("kamiyo.test")
+    log.info("Resource %r failed: %r", HUGE, "Unknown resource: " + HUGE)
+    log.warning(f"Invalid Host header: {HUGE}")
+    log.debug("Getting resource", extra={"uri": HUGE})
+    log.info("Received JSON: %s", HUGE.encode())
+    try:
+        raise ValueError(HUGE)
+    except ValueError:
+        log.exception("failed on %s", "a value")
+    err = capsys.readouterr().err
+    assert len(err) < 20_000  # the unbounded record was 20 MB
+    assert longest_run(err) <= FEW_HUNDRED
+    # Four cut values, and in JSON the extra too (the pretty format does not show extras).
+    assert err.count("more characters]") >= (5 if fmt == "json" else 4)
+    assert "more bytes]" in err
+    assert "ValueError:" in err  # the traceback keeps the exception type, its message cut
+
+
+def test_json_lines_stay_json_when_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    logging.getLogger("kamiyo.test").info("tool %s", HUGE, extra={"uri": HUGE})
+    record = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert record["message"].startswith("tool xxx")
+    assert record["message"].endswith(" more characters]")
+    assert len(record["message"]) <= MAX_LOGGED_MESSAGE + 40
+    assert len(record["uri"]) <= MAX_LOGGED_VALUE + 40
+
+
+def test_ordinary_records_pass_unchanged() -> None:
+    """The normal path: arguments, message and exception untouched."""
+    bounding = BoundedRecords()
+    record = logging.LogRecord("k", logging.INFO, "p", 1, "%s of %d", ("one", 2), None)
+    assert bounding.filter(record)
+    assert record.args == ("one", 2)
+    assert record.getMessage() == "one of 2"
+    try:
+        raise KeyError("short")
+    except KeyError:
+        failed = logging.LogRecord("k", logging.ERROR, "p", 1, "failed", None, sys.exc_info())
+    assert bounding.filter(failed)
+    assert failed.exc_info is not None  # kept for other handlers (pytest's caplog, say)
+    assert failed.exc_text is not None
+    assert failed.exc_text.endswith("KeyError: 'short'")
+
+
+def test_a_broken_logging_call_is_left_to_the_handler() -> None:
+    """A filter that raised would raise into the code that logged; the handler reports it."""
+    record = logging.LogRecord("k", logging.INFO, "p", 1, "%s %s", ("only one",), None)
+    assert BoundedRecords().filter(record)
+
+
+def test_bounded_says_how_much_was_cut() -> None:
+    assert bounded("abc", 5) == "abc"
+    assert bounded("abcdefgh", 5) == "abcde…[3 more characters]"

@@ -5,19 +5,17 @@ rather than registered one function at a time: each operation's query model is i
 schema and its parser, so arguments are checked once, by the model every surface uses.
 """
 
-from collections.abc import Mapping
 from typing import Any
 
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult
+from mcp_types import CallToolResult
 from mcp_types import Tool as MCPTool
 
 from kamiyo import __version__
 from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.mcpserver import content, tools
+from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
 from kamiyo.runtime import open_runtime
 from kamiyo.service.answers import Failure, FailureKind
 from kamiyo.service.catalogue import OPERATIONS, Operation
@@ -32,8 +30,6 @@ INSTRUCTIONS = (
     "check_wallet_interactions to screen an address; get_usage for your limits and what is left. "
     "Losses are in USD at the time of the attack."
 )
-# Longer tool names are refused without being looked up or repeated in full.
-MAX_TOOL_NAME = 128
 
 
 class CatalogueServer(MCPServer):
@@ -55,10 +51,13 @@ class CatalogueServer(MCPServer):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult:
-        operation = self._operations.get(name)
-        if operation is None:  # a tool error, as the SDK answers it: the agent can correct it
-            shown = name if len(name) <= MAX_TOOL_NAME else name[:MAX_TOOL_NAME] + "…"
-            message = f"Unknown tool: {shown}. Tools: {', '.join(self._operations)}."
+        # An unknown tool is a tool error, as the SDK answers it: the agent can correct it. An
+        # oversized name is refused before it is looked up, and said back only in part.
+        problem = too_long("Tool names", name, MAX_NAME)
+        operation = None if problem else self._operations.get(name)
+        if operation is None:
+            problem = problem or f"Unknown tool: {name}"
+            message = f"{problem}. Tools: {', '.join(self._operations)}."
             return tools.problem_result(Failure(FailureKind.INVALID_ARGUMENTS, message))
         return await tools.call(self.state, operation, arguments, context)
 
@@ -74,32 +73,8 @@ def build_server(state: ServerState) -> CatalogueServer:
         log_level=state.settings.log.level,
     )
     content.register(server, state)
-    server.middleware.append(PromptChecks(server))
+    server.middleware.append(RequestBounds(server))
     return server
-
-
-class PromptChecks:
-    """An unknown prompt is the caller's mistake: a clean INVALID_PARAMS, not a crash log."""
-
-    def __init__(self, server: MCPServer) -> None:
-        self._server = server
-        self._prompts: set[str] | None = None
-
-    async def __call__(
-        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
-    ) -> HandlerResult:
-        params = ctx.params
-        if ctx.method == "prompts/get" and isinstance(params, Mapping):
-            if self._prompts is None:
-                self._prompts = {prompt.name for prompt in await self._server.list_prompts()}
-            name = str(params.get("name"))
-            if name not in self._prompts:
-                raise MCPError(
-                    INVALID_PARAMS,
-                    f"Unknown prompt: {name[:MAX_TOOL_NAME]}. "
-                    f"Prompts: {', '.join(sorted(self._prompts))}.",
-                )
-        return await call_next(ctx)
 
 
 async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | None = None) -> None:

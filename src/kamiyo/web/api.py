@@ -15,7 +15,6 @@ import html
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +23,7 @@ from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -34,6 +33,7 @@ from kamiyo.billing import onboarding, stripe_api
 from kamiyo.billing.mailer import MailError
 from kamiyo.db.tables import Account, Subscription
 from kamiyo.service.state import ServerState
+from kamiyo.web.access_log import logged_path
 from kamiyo.web.auth import BearerGuard, ResourceServer
 
 log = logging.getLogger(__name__)
@@ -46,24 +46,6 @@ SIGNUPS_PER_ADDRESS = RateLimitItemPerHour(5)
 SIGNUP_ANSWER = {"status": "check your email"}
 # Subscriptions that a second checkout would double: change plans in the portal instead.
 LIVE_STRIPE_STATES = ENTITLED_STATES | {"past_due"}
-
-
-class _HideLinkTokens(logging.Filter):
-    """Cuts one-time link tokens out of access-log lines: a link that was only looked at (GET)
-    still works, and logs are read by more people than the mailbox it was sent to."""
-
-    PATH = re.compile(r"(/keys/reveal/)[^\s?\"]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                self.PATH.sub(r"\1[token]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
-            )
-        return True
-
-
-HIDE_LINK_TOKENS = _HideLinkTokens()
 
 
 class ApiError(Exception):
@@ -85,12 +67,16 @@ async def read_json(request: Request) -> dict[str, Any]:
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"Bodies are limited to {MAX_BODY_BYTES} bytes.")
     body = bytearray()
-    async for chunk in request.stream():  # also caps chunked bodies with no Content-Length
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(
-                413, "payload_too_large", f"Bodies are limited to {MAX_BODY_BYTES} bytes."
-            )
+    try:
+        async for chunk in request.stream():  # also caps chunked bodies with no Content-Length
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise ApiError(
+                    413, "payload_too_large", f"Bodies are limited to {MAX_BODY_BYTES} bytes."
+                )
+    except ClientDisconnect:  # an ordinary event: one line, no traceback; nobody reads the 400
+        log.info("%s %s: the client left mid-body", request.method, logged_path(request.url.path))
+        raise ApiError(400, "incomplete_body", "The body ended before it was complete.") from None
     if not body.strip():
         return {}
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -137,7 +123,6 @@ class AccountApi:
         self.guard = BearerGuard.checker(resource)
         self.per_peer = _Limit(SIGNUPS_PER_PEER)
         self.per_address = _Limit(SIGNUPS_PER_ADDRESS)
-        logging.getLogger("uvicorn.access").addFilter(HIDE_LINK_TOKENS)  # added once
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -316,7 +301,7 @@ def _json_errors(
         except stripe_api.BillingError as exc:
             return ApiError(502, "payment_service_error", f"{exc}.").response()
         except Exception:
-            log.exception("%s %s failed", request.method, request.url.path)
+            log.exception("%s %s failed", request.method, logged_path(request.url.path))
             return ApiError(500, "internal_error", "Something went wrong on our side.").response()
 
     return wrapped

@@ -18,7 +18,7 @@ from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.config import Settings
 from kamiyo.runtime import open_runtime
 from kamiyo.service.state import ServerState, default_gate
-from kamiyo.web import api, rest
+from kamiyo.web import access_log, api, mcp_posts, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.webhooks import stripe_webhook_route
 
@@ -92,12 +92,13 @@ def create_app(
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         *resource.metadata_routes(["/mcp", "/sse"]),
-        *resource.guard(streamable.routes, "/mcp"),
+        *resource.guard(mcp_posts.wrap(streamable.routes), "/mcp"),
         # The SSE transport's message posts belong to the resource its stream was opened on.
-        *resource.guard(sse.routes, "/sse"),
+        *resource.guard(mcp_posts.wrap(sse.routes), "/sse"),
         *api.routes(state, resource),
         *rest.routes(state, resource),
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
         stripe_webhook_route(settings, sessions, welcome),
     ]
+    access_log.install(routes)  # what access-log lines show of these routes' paths
     return Starlette(routes=routes, lifespan=lifespan)

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kamiyo import outages
 from kamiyo.access.gate import Gate
 from kamiyo.config import AuthSettings, ConfigurationError, SiteSettings
+from kamiyo.web.access_log import logged_path
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class BearerGuard:
         self, scope: Scope, error: str | None, description: str, reason: str | None = None
     ) -> Response:
         """A 401 whose ``WWW-Authenticate`` sends the client to this resource's metadata."""
-        log.info("401 on %s %s: %s", scope["method"], scope["path"], description)
+        log.info("401 on %s %s: %s", scope["method"], logged_path(scope["path"]), description)
         params = []
         if error is not None:
             params = [f'error="{error}"', f'error_description="{quotable(description)}"']
