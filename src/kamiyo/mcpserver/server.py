@@ -19,7 +19,6 @@ from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.mcpserver import content, tools
 from kamiyo.runtime import open_runtime
-from kamiyo.service.answers import Failure, FailureKind
 from kamiyo.service.catalogue import OPERATIONS, Operation
 from kamiyo.service.state import ServerState, default_gate
 
@@ -59,7 +58,7 @@ class CatalogueServer(MCPServer):
         if operation is None:  # a tool error, as the SDK answers it: the agent can correct it
             shown = name if len(name) <= MAX_TOOL_NAME else name[:MAX_TOOL_NAME] + "…"
             message = f"Unknown tool: {shown}. Tools: {', '.join(self._operations)}."
-            return tools.problem_result(Failure(FailureKind.INVALID_ARGUMENTS, message))
+            return await tools.call_unknown(self.state, message, context)
         return await tools.call(self.state, operation, arguments, context)
 
 
