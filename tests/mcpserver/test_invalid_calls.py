@@ -147,11 +147,15 @@ async def test_with_pay_per_call_an_invalid_call_asks_no_payment_and_is_counted(
         unpaid = await client.call_tool("get_exploit", {"exploit_id": "20230313_eulerfinance"})
         assert unpaid.structured_content is not None
         assert unpaid.structured_content["x402Version"] == 2  # a valid call is asked to pay
-        answers = [
+        # The arguments of paying by transfer are checked like the others.
+        transfer = {"exploit_id": "20230313_eulerfinance", "x402_payment_signature": "a\x00"}
+        answers = [_problem(await client.call_tool("get_exploit", transfer))]
+        answers += [
             _problem(await client.call_tool("get_exploit", {"exploit_id": "a\x00b"}))
-            for _ in range(11)
+            for _ in range(10)
         ]
         await gate.meter.flush()
+    assert "x402_payment_signature: must not contain a NUL" in answers[0][1]
     # The free tier's 10 a minute, by address: the unpaid call was not counted, these were.
     assert [error for error, _ in answers] == ["invalid_arguments"] * 10 + ["rate_limited"]
     rows = await recorded(loaded_runtime.sessions, ANONYMOUS_CHAIN, since)
@@ -167,3 +171,19 @@ async def test_a_bad_credential_wins_over_bad_arguments(loaded_runtime: Runtime)
         async with serving(loaded_runtime, credential=credential) as (client, _):
             error, message = _problem(await client.call_tool("search_exploits", {"limit": "abc"}))
             assert error == "unauthenticated", message
+
+
+async def test_when_the_gate_cannot_count_an_invalid_call_it_is_unavailable(
+    loaded_runtime: Runtime,
+) -> None:
+    gate = AccountGate(loaded_runtime.settings)  # never bound to a database: identify raises
+    state = ServerState(
+        settings=loaded_runtime.settings,
+        gate=gate,
+        runtime=loaded_runtime,
+        stdio_credential="kmy_live_" + "b" * 43,
+    )
+    async with Client(build_server(state)) as client:
+        error, message = _problem(await client.call_tool("search_exploits", {"limit": "abc"}))
+    assert error == "temporarily_unavailable"
+    assert message == "search_exploits is temporarily unavailable; try again shortly."
