@@ -396,3 +396,35 @@ def test_keys_list_by_account_option() -> None:
     for part in (key.strip()[:17], "laptop", "never"):
         assert part in listing
     assert kamiyo("keys", "list", "k@example.com", "--account", "other@example.com")[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "--min-loss", "inf"], "--min-loss-usd: Input should be a finite number"),
+        (["search", "--min-loss-usd", "NaN"], "--min-loss-usd: Input should be a finite number"),
+        (["search", "--since", "86400"], "--since: must be a date as YYYY-MM-DD"),
+        # Undecodable bytes in argv reach Python as lone surrogates.
+        (["show", "a\udcffb"], "exploit_id: must not contain a lone surrogate (U+DCFF)"),
+        (["search", "eu\udcffler"], "query: must not contain a lone surrogate (U+DCFF)"),
+        (["risk", "\udcff"], "protocol_name: must not contain a lone surrogate"),
+    ],
+)
+def test_lenient_values_and_unstorable_text_exit_2(args: list[str], message: str) -> None:
+    code, out, err = kamiyo(*args)
+    assert (code, out) == (2, "")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_account_commands_refuse_text_the_database_cannot_hold() -> None:
+    code, _, err = kamiyo("accounts", "create", "a\udcffb@example.com")
+    assert (code, "is not an email address" in err) == (2, True), err
+    assert kamiyo("accounts", "create", "named@example.com")[0] == 0
+    code, _, err = kamiyo("keys", "create", "named@example.com", "--name", "lap\udcfftop")
+    assert (code, "a key name must not contain a lone surrogate" in err) == (2, True), err
+    code, _, err = kamiyo("keys", "revoke", "kmy_live_\udcff")
+    assert (code, "no key with prefix" in err) == (2, True), err
+    code, _, err = kamiyo("usage", "show", "\udcff@example.com")
+    assert (code, "is not an email address" in err) == (2, True), err
+    assert "Traceback" not in err

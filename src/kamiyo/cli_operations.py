@@ -19,7 +19,9 @@ from pydantic.fields import FieldInfo
 
 from kamiyo.access.gate import OpenGate
 from kamiyo.cli_render import RENDERERS
-from kamiyo.cli_support import fail, run
+from kamiyo.cli_support import execute as execute_work
+from kamiyo.cli_support import fail, run, settings_or_exit
+from kamiyo.config import Settings
 from kamiyo.runtime import Runtime
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
@@ -51,9 +53,11 @@ def _command(operation: Operation[Any, Any], command: Command) -> Callable[..., 
     def run_command(**values: Any) -> None:
         as_json = bool(values.pop(JSON_FLAG))
         query = parse_query(command.name, operation.query, values, names)
-        if isinstance(query, Failure):
-            fail(query.message, code=2)
-        outcome = run(lambda runtime: _execute(runtime, operation, query))
+        if isinstance(query, Failure):  # through the pipeline too, without opening the database
+            settings = settings_or_exit()
+            outcome = execute_work(settings, lambda: _execute(settings, None, operation, query))
+        else:
+            outcome = run(lambda runtime: _execute(runtime.settings, runtime, operation, query))
         _show(operation, outcome, as_json)
 
     fields = operation.query.model_fields
@@ -87,11 +91,14 @@ def _parameter(name: str, info: FieldInfo, command: Command) -> inspect.Paramete
     )
 
 
-async def _execute(runtime: Runtime, operation: Operation[Any, Any], query: BaseModel) -> Outcome:
+async def _execute(
+    settings: Settings,
+    runtime: Runtime | None,
+    operation: Operation[Any, Any],
+    query: BaseModel | Failure,
+) -> Outcome:
     state = ServerState(
-        settings=runtime.settings,
-        gate=OpenGate(runtime.settings.answers.max_results),
-        runtime=runtime,
+        settings=settings, gate=OpenGate(settings.answers.max_results), runtime=runtime
     )
     return await execute(state, operation, query, Caller())
 

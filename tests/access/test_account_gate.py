@@ -125,7 +125,18 @@ async def test_upgrades_and_cancellations_apply_on_the_next_call(
 
 
 @pytest.mark.parametrize(
-    "credential", ["kmy_live_forged", "not-a-jwt", "x" * 100_000, "kmy_live_" + "a" * 43]
+    "credential",
+    [
+        "kmy_live_forged",
+        "not-a-jwt",
+        "x" * 100_000,
+        "kmy_live_" + "a" * 43,
+        # What no database can be asked about (a key from an environment holding bad bytes).
+        "kmy_live_\x00" + "a" * 42,
+        "kmy_live_\udcff" + "a" * 42,
+        "eyJ\ud800.e30.sig",
+        "a\x00b",
+    ],
 )
 async def test_bad_credentials_are_refused(
     sessions: async_sessionmaker[AsyncSession], make_gate: GateFactory, credential: str

@@ -115,6 +115,8 @@ async def test_signup_answers_alike_for_new_and_known_addresses(api: Api) -> Non
     ("body", "headers", "status", "error"),
     [
         (b'{"email": "not-an-address"}', {}, 400, "invalid_email"),
+        (b'{"email": "a\\u0000b@example.com"}', {}, 400, "invalid_email"),
+        (b'{"email": "a\\ud800b@example.com"}', {}, 400, "invalid_email"),
         (b'{"email": 7}', {}, 400, "invalid_request"),
         (b"{}", {}, 400, "invalid_request"),
         (b'{"email": ', {}, 400, "invalid_json"),

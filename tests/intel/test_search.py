@@ -145,6 +145,10 @@ HOSTILE_QUERIES = [
 async def test_hostile_queries_give_results_or_a_validation_error(
     session: AsyncSession, text: str
 ) -> None:
+    if "\x00" in text:  # what PostgreSQL cannot store is refused on every backend
+        with pytest.raises(ValidationError, match="must not contain a NUL character"):
+            SearchQuery(query=text)
+        return
     if not query_terms(text):
         with pytest.raises(ValidationError, match=r"no letters or digits|too common"):
             SearchQuery(query=text)
@@ -155,7 +159,7 @@ async def test_hostile_queries_give_results_or_a_validation_error(
 
 async def test_quotes_and_operators_are_plain_words(session: AsyncSession) -> None:
     plain = await _search(session, query="euler")
-    for text in ('"euler', "euler*", "euler\x00", "🚀 euler 🚀", "(euler)", "euler:*"):
+    for text in ('"euler', "euler*", "🚀 euler 🚀", "(euler)", "euler:*"):
         assert (await _search(session, query=text)).incidents == plain.incidents, text
 
 

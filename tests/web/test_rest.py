@@ -109,3 +109,54 @@ async def test_an_unknown_incident_and_a_bad_key(rest: Rest) -> None:
     refused = await rest.http.get("/api/v1/stats", headers=_bearer("kmy_live_" + "x" * 43))
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
+async def test_a_nul_in_the_path_is_a_400_on_every_backend(rest: Rest) -> None:
+    """It was a 500 with a traceback on PostgreSQL."""
+    response = await rest.http.get("/api/v1/exploits/a%00b", headers=_bearer(rest.enterprise))
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid_arguments"
+    assert "exploit_id: must not contain a NUL character (U+0000)" in body["error_description"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"min_loss_usd": "Infinity"}, "min_loss_usd: Input should be a finite number"),
+        ({"min_loss_usd": "nan"}, "min_loss_usd: Input should be a finite number"),
+        ({"limit": "true"}, "limit"),
+        ({"since": "86400"}, "since: must be a date as YYYY-MM-DD"),
+        ({"query": "eu\x00ler"}, "query: must not contain a NUL"),
+    ],
+)
+async def test_lenient_values_get_a_400(rest: Rest, params: dict[str, str], message: str) -> None:
+    response = await rest.http.get(
+        "/api/v1/exploits", params=params, headers=_bearer(rest.enterprise)
+    )
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error_description"]
+
+
+async def test_numbers_in_query_parameters_still_parse(rest: Rest) -> None:
+    response = await rest.http.get(
+        "/api/v1/exploits",
+        params={"limit": "5", "min_loss_usd": "1000000", "since": "2020-01-01"},
+        headers=_bearer(rest.enterprise),
+    )
+    assert response.status_code == 200, response.text
+    incidents = response.json()["incidents"]
+    assert len(incidents) == 5
+    assert all(i["loss_usd"] >= 1_000_000 for i in incidents)
+
+
+async def test_invalid_requests_count_against_the_limits(rest: Rest) -> None:
+    statuses = [
+        (await rest.http.get("/api/v1/exploits", params={"limit": "abc"})).status_code
+        for _ in range(10)
+    ]
+    refused = await rest.http.get("/api/v1/risk/euler", params={"limit": "abc"})
+    assert statuses == [400] * 10
+    assert refused.status_code == 429  # the free tier's 10 a minute, by client address
+    assert refused.json()["error"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60

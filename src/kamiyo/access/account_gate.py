@@ -4,11 +4,13 @@ Identify (API key, else JWT, else anonymous on the free tier when allowed) -> ti
 subscription state, remembered for ``tier_cache_s`` seconds so an upgrade or a cancellation
 takes effect within seconds without a database read on every call -> the caller's tier must
 include the one the call's target names -> the account's requests per minute and per day -> a
-grant with the tier's caps. Every call, admitted or refused, goes to the meter.
+grant with the tier's caps. Every call, admitted or refused, goes to the meter; so does a call
+whose arguments were refused (``count_invalid``), after it is counted against the limits.
 """
 
 import datetime as dt
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -34,10 +36,13 @@ from kamiyo.access.limiter import Limiter
 from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
+from kamiyo.db.storable import unstorable
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.outcomes import Answered, Declined, NotSettled, Quote
 from kamiyo.payments.prices import PAID_MAX_RESULTS
 from kamiyo.tiers import TIERS, Tier
+
+log = logging.getLogger(__name__)
 
 UNKNOWN_TIER = "none"  # in usage records of callers who could not be identified
 
@@ -118,6 +123,23 @@ class AccountGate:
             key_pk=identity.key_pk,
             subject=subject,
         )
+
+    async def count_invalid(self, call: Call) -> Refusal | None:
+        identity: Identity | Refusal
+        if call.credential is None and self.cashier is not None:
+            # A wallet without an account: it pays nothing for a call that cannot run, and is
+            # counted by its address on the free tier's limits, as anonymous callers are.
+            identity = Identity(Tier.FREE)
+        else:
+            identity = await self.identify(call.credential)
+        if isinstance(identity, Refusal):
+            self._meter_refusal(call, None, identity)
+            return identity
+        over = await self.limiter.hit(identity.subject(call.peer), TIERS[identity.tier])
+        self._meter(call, identity, over.reason if over is not None else "invalid")
+        if over is None:  # the operator's line (a refusal has the pipeline's); never the values
+            log.info("%s refused: invalid arguments", call.target.name)
+        return over
 
     async def complete(
         self,
@@ -229,6 +251,11 @@ class AccountGate:
                 RefusalReason.UNAUTHENTICATED,
                 "This server needs an API key or access token (Authorization: Bearer ...).",
             )
+        if unstorable(credential) is not None:  # no key or token holds one: nothing to look up
+            return Refusal(
+                RefusalReason.UNAUTHENTICATED,
+                "Malformed credential: no API key or access token holds such characters.",
+            )
         digest = hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()
         known = self._identities.get(digest) if self._identities is not None else None
         if known is not None and (
@@ -286,6 +313,10 @@ class AccountGate:
         self._meter_refusal(call, None, Refusal(RefusalReason.UNAVAILABLE, "admit failed"))
 
     def _meter_refusal(self, call: Call, identity: Identity | None, refusal: Refusal) -> None:
+        self._meter(call, identity, refusal.reason)
+
+    def _meter(self, call: Call, identity: Identity | None, status: str) -> None:
+        """Record a call that was not admitted (nothing ran, nothing is charged)."""
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
@@ -293,7 +324,7 @@ class AccountGate:
                 key_pk=identity.key_pk if identity else None,
                 tool=call.target.name,
                 tier=identity.tier.value if identity else UNKNOWN_TIER,
-                status=refusal.reason,
+                status=status,
                 duration_us=_elapsed_us(call),
                 result_count=None,
                 cost_units=0,

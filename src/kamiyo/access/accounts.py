@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
+from kamiyo.db.storable import unstorable
 from kamiyo.db.tables import Account, ApiKey, Subscription
 from kamiyo.tiers import Tier
 
@@ -44,6 +45,7 @@ def normalize_email(email: str) -> str:
         or "." not in domain
         or any(ch.isspace() for ch in address)
         or len(address) > MAX_EMAIL_LENGTH
+        or unstorable(address) is not None
     ):
         raise AccountError(f"{email!r} is not an email address")
     return address

@@ -27,8 +27,10 @@ from kamiyo.payments.outcomes import Hold, Payment
 from kamiyo.payments.prices import Price
 from kamiyo.tiers import Tier
 
-# unavailable: admitted, but its database went away before the call could be answered.
-Outcome = Literal["ok", "error", "unavailable"]
+# How a call that reached an operation ended: answered, failed, refused for its arguments
+# (before it was admitted, or by the operation itself), or cut off because its database went
+# away. With a refusal's reason, the status every usage record carries.
+Outcome = Literal["ok", "error", "invalid", "unavailable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,15 @@ class Gate(Protocol):
 
     async def admit(self, call: Call) -> Admission: ...
 
+    async def count_invalid(self, call: Call) -> Refusal | None:
+        """Count a call whose arguments were refused before it could be admitted: one request
+        against the caller's limits, recorded as invalid; no payment is asked for or taken.
+
+        A refusal wins over the arguments' error: a credential no call could use, or a limit
+        reached. None: answer with the arguments' error.
+        """
+        ...
+
     async def complete(
         self,
         call: Call,
@@ -224,6 +235,9 @@ class OpenGate:
 
     async def admit(self, call: Call) -> Admission:
         return Grant(tier=OPEN_TIER, max_results=self.max_results)
+
+    async def count_invalid(self, call: Call) -> Refusal | None:
+        return None
 
     async def complete(
         self,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
 from kamiyo.access.accounts import AccountError, current_tier
+from kamiyo.db.storable import unstorable
 from kamiyo.db.tables import Account, ApiKey
 from kamiyo.tiers import TIERS
 
@@ -43,6 +44,8 @@ async def create_key(session: AsyncSession, account: Account, name: str) -> NewK
     label = name.strip()
     if not label or len(label) > MAX_NAME_LENGTH:
         raise AccountError(f"a key name needs 1 to {MAX_NAME_LENGTH} characters")
+    if (problem := unstorable(label)) is not None:
+        raise AccountError(f"a key name must not contain {problem}")
     seats = TIERS[await current_tier(session, account)].seats
     active = await session.scalar(
         select(func.count(ApiKey.pk)).where(
@@ -79,6 +82,8 @@ async def list_keys(session: AsyncSession, account: Account) -> list[ApiKey]:
 async def revoke_key(session: AsyncSession, prefix: str) -> ApiKey | None:
     """Revoke the key with this prefix; None when there is none. Caller commits with
     ``revocation.commit``, so running servers refuse it on the next call."""
+    if unstorable(prefix) is not None:  # no key has one; the database could not be asked
+        return None
     key = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if key is not None and key.revoked_at is None:
         key.revoked_at = dt.datetime.now(dt.UTC)

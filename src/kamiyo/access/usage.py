@@ -12,8 +12,8 @@ from kamiyo.access.meter import UsageEvent
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import UsageRecord
 
-# Calls that reached the tool (refusals are recorded but are not usage).
-ANSWERED = ("ok", "error")
+# Calls that reached the tool, bad arguments included (refusals are recorded but are not usage).
+ANSWERED = ("ok", "error", "invalid")
 
 
 class _Frozen(BaseModel):

@@ -17,7 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import Dataset, IncidentAddress
 from kamiyo.db.tables import Incident as IncidentRow
-from kamiyo.intel.models import Address, Chain, FrozenModel, IncidentSummary, SearchQuery
+from kamiyo.intel.fields import WholeNumber
+from kamiyo.intel.models import (
+    Address,
+    Chain,
+    FrozenModel,
+    IncidentSummary,
+    QueryModel,
+    SearchQuery,
+)
 from kamiyo.intel.scope import Scope
 from kamiyo.intel.search import matching, search_incidents
 from kamiyo.intel.text import query_terms
@@ -29,12 +37,12 @@ HOSTILE_ROLES = frozenset(
 )
 
 
-class ProtocolHistoryQuery(FrozenModel):
+class ProtocolHistoryQuery(QueryModel):
     protocol_name: str = Field(
         min_length=1, max_length=120, description="Protocol name, e.g. 'Euler' or 'Curve'."
     )
     chain: Chain = None
-    limit: int = Field(default=10, ge=1, le=1000, description="How many incidents to list.")
+    limit: WholeNumber = Field(default=10, ge=1, le=1000, description="How many incidents to list.")
 
     @field_validator("protocol_name")
     @classmethod
@@ -155,7 +163,7 @@ async def protocol_history(
     )
 
 
-class AddressScreenQuery(FrozenModel):
+class AddressScreenQuery(QueryModel):
     wallet_address: Address = Field(
         max_length=64, description="EVM address (0x + 40 hex digits) or Solana address (base58)."
     )

@@ -7,6 +7,8 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kamiyo.chains import normalize_address, normalize_chain, normalize_tx_hash
+from kamiyo.db.storable import unstorable
+from kamiyo.intel.fields import Day, UsdAmount, WholeNumber
 from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import AddressRole, AttackType
 
@@ -25,12 +27,26 @@ Chain = Annotated[
         "solana (eth, bnb, matic and similar names are understood).",
     ),
 ]
-Since = Annotated[dt.date | None, Field(description="Earliest incident date, YYYY-MM-DD.")]
-Until = Annotated[dt.date | None, Field(description="Latest incident date, YYYY-MM-DD.")]
+Since = Annotated[Day | None, Field(description="Earliest incident date, YYYY-MM-DD.")]
+Until = Annotated[Day | None, Field(description="Latest incident date, YYYY-MM-DD.")]
 
 
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", from_attributes=True)
+
+
+class QueryModel(FrozenModel):
+    """What a caller asks: every operation's query. Every text value, whatever its field
+    (one added later too), is refused if it holds what no database can (``db.storable``)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        # On the model, not on a str type: wrapping a type in a check would turn the fields'
+        # own max_length into a generic constraint ("at most 256 items").
+        if isinstance(value, str) and (problem := unstorable(value)) is not None:
+            raise ValueError(f"must not contain {problem}")
+        return value
 
 
 # --- what a source adapter produces -------------------------------------------------------
@@ -135,7 +151,7 @@ class SortOrder(StrEnum):
     LOSS = "loss"
 
 
-class SearchQuery(FrozenModel):
+class SearchQuery(QueryModel):
     query: str | None = Field(
         default=None,
         max_length=MAX_QUERY_LENGTH,
@@ -146,8 +162,8 @@ class SearchQuery(FrozenModel):
     chain: Chain = None
     since: Since = None
     until: Until = None
-    min_loss_usd: float | None = Field(
-        default=None, ge=0, description="Only incidents that lost at least this many USD."
+    min_loss_usd: UsdAmount | None = Field(
+        default=None, description="Only incidents that lost at least this many USD."
     )
     attack_type: AttackType | None = Field(default=None, description="Only this attack type.")
     address: Address | None = Field(
@@ -159,7 +175,7 @@ class SearchQuery(FrozenModel):
         default=None,
         description="relevance (default with a query), recent (default without), loss.",
     )
-    limit: int = Field(
+    limit: WholeNumber = Field(
         default=10, ge=1, le=HARD_RESULT_CAP, description="How many incidents at most."
     )
 
@@ -210,7 +226,7 @@ class SearchResult(IncidentList):
     pass
 
 
-class ExploitQuery(FrozenModel):
+class ExploitQuery(QueryModel):
     exploit_id: str = Field(
         min_length=1,
         max_length=128,
@@ -221,7 +237,7 @@ class ExploitQuery(FrozenModel):
 TxHash = Annotated[str, AfterValidator(normalize_tx_hash)]
 
 
-class TransactionQuery(FrozenModel):
+class TransactionQuery(QueryModel):
     tx_hash: TxHash = Field(
         max_length=100,
         description="An attack transaction: EVM hash (0x + 64 hex digits) or Solana signature.",
@@ -240,7 +256,7 @@ class StatsGroup(StrEnum):
     ATTACK_TYPE = "attack_type"
 
 
-class StatsQuery(FrozenModel):
+class StatsQuery(QueryModel):
     group_by: StatsGroup = Field(
         default=StatsGroup.YEAR, description="chain, year, month or attack_type."
     )

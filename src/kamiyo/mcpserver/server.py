@@ -17,7 +17,6 @@ from kamiyo.config import Settings
 from kamiyo.mcpserver import content, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
 from kamiyo.runtime import open_runtime
-from kamiyo.service.answers import Failure, FailureKind
 from kamiyo.service.catalogue import OPERATIONS, Operation
 from kamiyo.service.state import ServerState, default_gate
 
@@ -51,14 +50,15 @@ class CatalogueServer(MCPServer):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult:
-        # An unknown tool is a tool error, as the SDK answers it: the agent can correct it. An
-        # oversized name is refused before it is looked up, and said back only in part.
+        # An unknown tool is a tool error, as the SDK answers it: the agent can correct it; it
+        # is still counted and recorded. An oversized name is refused before it is looked up,
+        # and said back only in part.
         problem = too_long("Tool names", name, MAX_NAME)
         operation = None if problem else self._operations.get(name)
         if operation is None:
             problem = problem or f"Unknown tool: {name}"
             message = f"{problem}. Tools: {', '.join(self._operations)}."
-            return tools.problem_result(Failure(FailureKind.INVALID_ARGUMENTS, message))
+            return await tools.call_unknown(self.state, message, context)
         return await tools.call(self.state, operation, arguments, context)
 
 

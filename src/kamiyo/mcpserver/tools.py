@@ -13,10 +13,9 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import Tool as MCPTool
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from kamiyo.access.gate import Refusal, RefusalReason
-from kamiyo.errors import describe_validation_error
 from kamiyo.mcpserver.wire import (
     PRICE_KEY,
     RECEIPT_KEY,
@@ -24,11 +23,12 @@ from kamiyo.mcpserver.wire import (
     TransferArguments,
     payment_in_meta,
 )
+from kamiyo.payments.outcomes import Payment
 from kamiyo.payments.prices import tool_price
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
 from kamiyo.service.catalogue import Operation
-from kamiyo.service.pipeline import Caller, execute
+from kamiyo.service.pipeline import Caller, execute, execute_unknown
 from kamiyo.service.state import ServerState
 
 
@@ -122,25 +122,34 @@ async def call(
     arguments: dict[str, Any],
     ctx: Context[Any] | None,
 ) -> CallToolResult:
+    name = operation.name.value
     given = dict(arguments)
-    transfer = None
+    transfer, refused = None, None
     if state.gate.takes_transfers:
-        paid_with = {name: given.pop(name) for name in TRANSFER_ARGUMENTS if name in given}
-        try:
-            transfer = TransferArguments.model_validate(paid_with).claim()
-        except ValidationError as exc:
-            message = f"Invalid arguments for {operation.name}: {describe_validation_error(exc)}"
-            return problem_result(Failure(FailureKind.INVALID_ARGUMENTS, message))
-    query = parse_query(operation.name.value, operation.query, given)
-    if isinstance(query, Failure):
-        return problem_result(query)
+        paid_with = {arg: given.pop(arg) for arg in TRANSFER_ARGUMENTS if arg in given}
+        claimed = parse_query(name, TransferArguments, paid_with)
+        if isinstance(claimed, Failure):
+            refused = claimed
+        else:
+            transfer = claimed.claim()
+    query = refused or parse_query(name, operation.query, given)
     meta = ctx.request_context.meta if ctx is not None else None
-    caller = Caller(
-        credential=credential_of(ctx, state),
-        payment=payment_in_meta(meta) or transfer,
-        peer=peer_of(ctx),
-    )
+    caller = caller_of(ctx, state, payment_in_meta(meta) or transfer)
     return result_of(await execute(state, operation, query, caller))
+
+
+async def call_unknown(
+    state: ServerState, message: str, ctx: Context[Any] | None
+) -> CallToolResult:
+    """A call naming no tool: a tool error the agent can correct, counted like bad arguments."""
+    failure = Failure(FailureKind.INVALID_ARGUMENTS, message)
+    return result_of(await execute_unknown(state, failure, caller_of(ctx, state)))
+
+
+def caller_of(
+    ctx: Context[Any] | None, state: ServerState, payment: Payment | None = None
+) -> Caller:
+    return Caller(credential=credential_of(ctx, state), payment=payment, peer=peer_of(ctx))
 
 
 def result_of(outcome: Outcome) -> CallToolResult:

@@ -10,8 +10,9 @@ named in two tool arguments.
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from kamiyo.intel.models import QueryModel
 from kamiyo.payments.outcomes import RawPayment
 from kamiyo.payments.transfers import TransferClaim
 
@@ -31,10 +32,8 @@ def payment_in_meta(meta: Mapping[str, Any] | None) -> RawPayment | None:
     return None
 
 
-class TransferArguments(BaseModel):
+class TransferArguments(QueryModel):
     """The two arguments a call takes when it is paid by plain Solana transfer."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     x402_payment_signature: str | None = Field(
         default=None,

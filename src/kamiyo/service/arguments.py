@@ -15,6 +15,10 @@ from kamiyo.service.answers import Failure, FailureKind
 
 Q = TypeVar("Q", bound=BaseModel)
 
+# Unknown names are the caller's own text: a few, shortened and escaped, go back in the message.
+NAMES_SHOWN = 5
+NAME_SHOWN_CHARS = 40
+
 
 def parse_query(
     name: str,
@@ -31,7 +35,7 @@ def parse_query(
         takes = ", ".join((names or {}).get(f, f) for f in model.model_fields) or "no arguments"
         return Failure(
             FailureKind.INVALID_ARGUMENTS,
-            f"Unknown argument(s) for {name}: {', '.join(unknown)}. It takes: {takes}.",
+            f"Unknown argument(s) for {name}: {_shown(unknown)}. It takes: {takes}.",
         )
     try:
         return model.model_validate({k: v for k, v in given.items() if v is not None})
@@ -40,3 +44,16 @@ def parse_query(
             FailureKind.INVALID_ARGUMENTS,
             f"Invalid arguments for {name}: {describe_validation_error(exc, names)}",
         )
+
+
+def _shown(unknown: list[str]) -> str:
+    """The first unknown names, as identifiers where they are, else escaped (``ascii``: never
+    a NUL or a lone surrogate in a message) and cut short."""
+    shown = [
+        given
+        if given.isidentifier() and len(given) <= NAME_SHOWN_CHARS
+        else ascii(given[:NAME_SHOWN_CHARS]) + ("…" if len(given) > NAME_SHOWN_CHARS else "")
+        for given in unknown[:NAMES_SHOWN]
+    ]
+    more = f", … ({len(unknown)} in all)" if len(unknown) > NAMES_SHOWN else ""
+    return ", ".join(shown) + more

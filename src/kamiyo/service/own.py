@@ -8,11 +8,11 @@ from sqlalchemy import text
 from kamiyo import __version__
 from kamiyo.access.usage import UsageReport
 from kamiyo.intel import DatasetInfo, dataset_info
-from kamiyo.intel.models import FrozenModel
+from kamiyo.intel.models import QueryModel
 from kamiyo.service.state import Job
 
 
-class NoArguments(FrozenModel):
+class NoArguments(QueryModel):
     """An operation that takes no arguments."""
 
 

@@ -1,11 +1,14 @@
 """One call, end to end: admit -> run with the grant's scope -> complete (settle, meter).
 
-Every surface builds a ``Caller`` and an operation's query and calls ``execute``; none checks
-tiers, limits or payments itself. An expected failure (bad arguments, not found) becomes a
-``Failure`` whose sentence says what to change; an unexpected one is logged with its traceback
-and reaches the caller only as a short notice. A database that cannot be reached is one outage
-in the log (``kamiyo.outages``), and each call it stops is answered temporarily unavailable and
-metered. Nothing is charged for a failed call.
+Every surface builds a ``Caller``, parses the arguments into the operation's query
+(``arguments.parse_query``) and calls ``execute`` with what came of it, query or ``Failure``;
+none checks tiers, limits or payments itself, and none answers bad arguments on its own: a
+call with bad arguments, or naming no operation at all, is still counted against the caller's
+limits and recorded (status invalid), so it cannot be made without limit. An expected failure
+(bad arguments, not found) becomes a ``Failure`` whose sentence says what to change; an
+unexpected one is logged with its traceback and reaches the caller only as a short notice. A
+database that cannot be reached is one outage in the log (``kamiyo.outages``), and each call it
+stops is answered temporarily unavailable and metered. Nothing is charged for a failed call.
 """
 
 import json
@@ -17,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from kamiyo import outages
-from kamiyo.access.gate import Call, Grant, Refusal, Replayed
+from kamiyo.access.gate import Call, Grant, Refusal, Replayed, Target
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel import IncidentList, NotFoundError
 from kamiyo.payments.outcomes import Payment
@@ -42,25 +45,59 @@ class Caller:
 
 Work = Callable[[Job], Awaitable[BaseModel]]
 
+# What a call naming no operation is counted and recorded under (never the name it gave).
+UNKNOWN_OPERATION = Target("(unknown)")
+
 
 async def execute(
-    state: ServerState, operation: Operation[Any, Any], query: BaseModel, caller: Caller
+    state: ServerState,
+    operation: Operation[Any, Any],
+    query: BaseModel | Failure,
+    caller: Caller,
 ) -> Outcome:
-    """Run one operation for ``caller``."""
+    """Run one operation for ``caller``; ``query`` is what ``parse_query`` made of the
+    arguments, and a ``Failure`` there is counted before it is answered."""
     name = operation.name.value
-    call = Call(
-        target=operation.target,
-        credential=caller.credential,
-        size=getattr(query, "limit", None),
-        payment=caller.payment,
-        resource=caller.resource or f"mcp://tool/{name}",
-        peer=caller.peer,
-    )
+    call = _call(operation.target, caller, getattr(query, "limit", None))
+    if isinstance(query, Failure):
+        return await _count_invalid(state, call, query)
 
     async def work(job: Job) -> BaseModel:
         return _with_cap_note(await operation.run(job, query), query, job.grant)
 
     return await run_call(state, call, work, (name, query) if operation.cached else None)
+
+
+async def execute_unknown(state: ServerState, failure: Failure, caller: Caller) -> Outcome:
+    """A call naming no operation: counted and recorded like one with bad arguments."""
+    return await _count_invalid(state, _call(UNKNOWN_OPERATION, caller), failure)
+
+
+def _call(target: Target, caller: Caller, size: int | None = None) -> Call:
+    return Call(
+        target=target,
+        credential=caller.credential,
+        size=size,
+        payment=caller.payment,
+        resource=caller.resource or f"mcp://tool/{target.name}",
+        peer=caller.peer,
+    )
+
+
+async def _count_invalid(state: ServerState, call: Call, failure: Failure) -> Outcome:
+    """The arguments' error, once the gate has counted the call; or the refusal that wins."""
+    name = call.target.name
+    try:
+        refusal = await state.gate.count_invalid(call)
+    except Exception:  # the gate's store is down: as for an admission (run_call)
+        log.exception("gate failed for %s", name)
+        return Failure(
+            FailureKind.UNAVAILABLE, f"{name} is temporarily unavailable; try again shortly."
+        )
+    if refusal is not None:
+        log.info("%s refused: %s", name, refusal.reason.value)
+        return refusal
+    return failure
 
 
 async def run_call(
@@ -96,7 +133,9 @@ async def run_call(
         async with state.require_runtime().sessions() as session:
             answer = Answer.of(await work(Job(state, session, admission)))
     except (ValidationError, NotFoundError) as exc:
-        await state.gate.complete(call, admission, "error")
+        await state.gate.complete(
+            call, admission, "invalid" if isinstance(exc, ValidationError) else "error"
+        )
         return _expected_failure(name, exc)
     except Exception as exc:
         if outages.is_unreachable(exc):  # the database went away mid-call: an outage, not a bug

@@ -64,9 +64,7 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
             return refused
         given: dict[str, Any] = dict(request.query_params)
         given.update(request.path_params)  # the path names the thing; it wins over a parameter
-        query = parse_query(name, operation.query, given)
-        if isinstance(query, Failure):
-            return render(query)
+        query = parse_query(name, operation.query, given)  # a Failure is counted all the same
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
         caller = Caller(
             credential=credential.strip() or None if scheme.lower() == "bearer" else None,
