@@ -36,7 +36,7 @@ from kamiyo.access.limiter import Limiter
 from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
-from kamiyo.db.storable import unstorable
+from kamiyo.db.bounds import unstorable
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.outcomes import Answered, Declined, NotSettled, Quote
 from kamiyo.payments.prices import PAID_MAX_RESULTS

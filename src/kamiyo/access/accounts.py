@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
-from kamiyo.db.storable import unstorable
+from kamiyo.db.bounds import unstorable
 from kamiyo.db.tables import Account, ApiKey, Subscription
 from kamiyo.tiers import Tier
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
 from kamiyo.access.accounts import AccountError, current_tier
-from kamiyo.db.storable import unstorable
+from kamiyo.db.bounds import unstorable
 from kamiyo.db.tables import Account, ApiKey
 from kamiyo.tiers import TIERS
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kamiyo.chains import normalize_address, normalize_chain, normalize_tx_hash
-from kamiyo.db.storable import unstorable
+from kamiyo.db.bounds import unstorable
 from kamiyo.intel.fields import Day, UsdAmount, WholeNumber
 from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import AddressRole, AttackType
