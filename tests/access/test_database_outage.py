@@ -26,8 +26,8 @@ from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import ServingInstance, UsageRecord
 from kamiyo.runtime import Runtime
 from kamiyo.service.answers import Answer, Failure, FailureKind
-from kamiyo.service.catalogue import target
-from kamiyo.service.pipeline import run_call
+from kamiyo.service.catalogue import CATALOGUE, ToolName, target
+from kamiyo.service.pipeline import Caller, execute, run_call
 from kamiyo.service.state import Job, ServerState
 from kamiyo.tiers import Tier
 from tests.private_services import PrivatePostgres, private_postgres
@@ -221,3 +221,34 @@ async def test_each_write_stamps_the_instance_and_a_clean_stop_closes_it(
     assert stopped is not None
     assert stopped.stopped_at is not None
     assert stopped.stopped_at == stopped.last_flush_at
+
+
+async def test_invalid_calls_during_an_outage_are_one_outage_too(
+    runtime: Runtime,
+    cluster: PrivatePostgres,
+    caplog: pytest.LogCaptureFixture,
+    database_outage: outages.Outage,
+) -> None:
+    """A call with bad arguments is still counted, which needs the caller's identity: with the
+    database down it is refused as unavailable, as an admission is, without a traceback."""
+    key = await _key(runtime.sessions)
+    gate = AccountGate(runtime.settings)
+    state = ServerState(settings=runtime.settings, gate=gate, runtime=runtime)
+    invalid = Failure(FailureKind.INVALID_ARGUMENTS, "Invalid arguments for search_exploits: …")
+    search = CATALOGUE[ToolName.SEARCH_EXPLOITS]
+    caplog.set_level(logging.INFO)
+    async with gate.serving(runtime.sessions):
+        cluster.stop()
+        try:
+            answers = [
+                await execute(state, search, invalid, Caller(credential=key)) for _ in range(5)
+            ]
+        finally:
+            cluster.start()
+        await until_written(gate.meter)
+    assert {(a.kind, a.message) for a in answers if isinstance(a, Failure)} == {
+        (FailureKind.UNAVAILABLE, "search_exploits is temporarily unavailable; try again shortly.")
+    }
+    assert await statuses(runtime.sessions) == {"unavailable": 5}
+    assert tracebacks(caplog) == []
+    assert len([r for r in caplog.records if "database unavailable (" in r.getMessage()]) == 1

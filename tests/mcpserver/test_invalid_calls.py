@@ -125,12 +125,12 @@ async def test_anonymous_invalid_calls_and_unknown_tools_are_counted_by_peer(
         answers = [
             _problem(await client.call_tool("get_exploit", {"exploit_id": 7})) for _ in range(5)
         ]
-        answers += [
-            _problem(await client.call_tool("no_such_tool_" + "x" * 10_000, {})) for _ in range(6)
-        ]
+        for name in ["no_such_tool"] * 3 + ["no_such_tool_" + "x" * 10_000] * 3:
+            answers.append(_problem(await client.call_tool(name, {})))
         await gate.meter.flush()
     assert [error for error, _ in answers] == ["invalid_arguments"] * 10 + ["rate_limited"]
-    assert answers[5][1].startswith("Tool names are at most 128 characters; this one has 10,013")
+    assert answers[5][1].startswith("Unknown tool: no_such_tool. Tools: ")
+    assert answers[8][1].startswith("Tool names are at most 128 characters")
     rows = await recorded(loaded_runtime.sessions, ANONYMOUS_CHAIN, since)
     assert rows == (
         [("get_exploit", "free", "invalid")] * 5

@@ -89,11 +89,8 @@ async def _count_invalid(state: ServerState, call: Call, failure: Failure) -> Ou
     name = call.target.name
     try:
         refusal = await state.gate.count_invalid(call)
-    except Exception:  # the gate's store is down: as for an admission (run_call)
-        log.exception("gate failed for %s", name)
-        return Failure(
-            FailureKind.UNAVAILABLE, f"{name} is temporarily unavailable; try again shortly."
-        )
+    except Exception as exc:
+        return _gate_failed(state, call, exc)
     if refusal is not None:
         log.info("%s refused: %s", name, refusal.reason.value)
         return refusal
@@ -111,13 +108,8 @@ async def run_call(
     name = call.target.name
     try:
         admission = await state.gate.admit(call)
-    except Exception as exc:  # the gate cannot decide: refuse, and meter the refusal
-        if outages.is_unreachable(exc):  # its database is down: one outage, not a traceback a call
-            outages.DATABASE.failed(exc)
-        else:
-            log.exception("gate failed for %s", name)
-        state.gate.record_unavailable(call)
-        return _unavailable(name)
+    except Exception as exc:
+        return _gate_failed(state, call, exc)
     if isinstance(admission, Refusal):
         log.info("%s refused: %s", name, admission.reason.value)
         return admission
@@ -150,6 +142,16 @@ async def run_call(
     if key is not None and state.cache is not None:
         state.cache[key] = answer
     return await _finish(state, call, admission, answer)
+
+
+def _gate_failed(state: ServerState, call: Call, exc: Exception) -> Failure:
+    """The gate could not decide (admit, or count an invalid call): refuse, and meter it."""
+    if outages.is_unreachable(exc):  # its database is down: one outage, not a traceback a call
+        outages.DATABASE.failed(exc)
+    else:
+        log.exception("gate failed for %s", call.target.name)
+    state.gate.record_unavailable(call)
+    return _unavailable(call.target.name)
 
 
 async def _finish(state: ServerState, call: Call, grant: Grant, answer: Answer) -> Outcome:
