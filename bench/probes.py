@@ -24,8 +24,9 @@ A hostile connection the server closes is opened again at once, so the pressure 
 whole ``--duration``; the row says how many were opened and how long the server held them
 (time to the first byte or end it sent back). When this script starts the server itself (its
 own data folder, stateless JSON, ``--log-format``, open-file limit ``--nofile``, as in the probe
-that found the problem), the row also gives what the server wrote to stderr during the probe,
-per request for the big requests, and how many "out of system resource" lines.
+that found the problem), the row also gives what the server wrote to stderr during the probe
+(per request for the big requests; the access lines of the sampler's own requests left out),
+and how many "out of system resource" lines.
 
 ``--attacker-address 127.0.0.2`` sends the hostile connections from another loopback address
 (Linux routes all of 127.0.0.0/8 to lo), so that a server which treats 127.0.0.1 as a trusted
@@ -54,6 +55,7 @@ BIG = 4_000_000  # under the SDK's 4 MiB body limit, so the request reaches the 
 SLOW_BODY_LENGTH = 100_000
 OUT_OF_RESOURCE = b"out of system resource"
 CONNECT_S = 10
+HEALTHZ_LINE = b'"GET /healthz HTTP/1.1"'
 MCP_HEADERS = (
     "Content-Type: application/json\r\n"
     "Accept: application/json, text/event-stream\r\n"
@@ -258,7 +260,8 @@ async def big_request(target: Target, probe: str) -> tuple[float, str]:
 
 
 class ServerLog:
-    """The stderr of a server this script started, or nothing to read."""
+    """The stderr of a server this script started (or nothing to read), without the access
+    lines of the sampler's own ``/healthz`` requests, which would otherwise be counted."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -267,24 +270,29 @@ class ServerLog:
         return self.path.stat().st_size if self.path else None
 
     def since(self, offset: int | None) -> bytes:
+        """What the server wrote after ``offset``, less the sampler's access lines."""
         if self.path is None or offset is None:
             return b""
         with self.path.open("rb") as log:
             log.seek(offset)
-            return log.read()
+            written = log.read()
+        return b"".join(
+            line for line in written.splitlines(keepends=True) if HEALTHZ_LINE not in line
+        )
 
-    async def settled(self, quiet: float = 1.0, limit: float = 60.0) -> None:
-        """Wait until the log has not grown for ``quiet`` seconds (a stalled server writes on)."""
+    async def settled(self, quiet: float = 1.0, limit: float = 120.0) -> None:
+        """Wait until the server has written nothing (but access lines) for ``quiet`` seconds:
+        a server stalled on a log goes on writing it after answering."""
         if self.path is None:
             return
         deadline = time.monotonic() + limit
-        last = self.size()
+        offset = self.size()
         still_since = time.monotonic()
         while time.monotonic() < deadline and time.monotonic() - still_since < quiet:
             await asyncio.sleep(0.1)
-            now = self.size()
-            if now != last:
-                last, still_since = now, time.monotonic()
+            if self.since(offset):
+                still_since = time.monotonic()
+            offset = self.size()
 
 
 def latency_row(latencies: list[float | None]) -> dict[str, object]:
@@ -311,8 +319,7 @@ async def run_probe(
             before = log.size()
             elapsed, status = await big_request(target, probe)
             await log.settled()
-            after = log.size()
-            written = after - before if after is not None and before is not None else None
+            written = len(log.since(before)) if before is not None else None
             requests.append({"seconds": round(elapsed, 2), "status": status, "stderr": written})
         row["requests"] = requests
         written_sizes = [r["stderr"] for r in requests if isinstance(r["stderr"], int)]
