@@ -25,6 +25,7 @@ CLIENT = NODE_DIR / "client.mjs"
 KAMIYO_STDIO = [sys.executable, "-m", "kamiyo", "serve"]
 # Inspector's exit status when the call worked and the tool answered isError: true.
 INSPECTOR_TOOL_ERROR = 5
+INSPECTOR_CONNECT_TIMEOUT_MS = 90_000
 NODE_TIMEOUT_S = 120
 
 
@@ -104,6 +105,8 @@ def inspector(
     config.chmod(0o600)
     own = {"HOME": str(folder), "MCP_INSPECTOR_SECRET_STORE": "memory"}
     args = [str(INSPECTOR), "--cli", "--format", "json", "--config", str(config)]
+    # Its default 30 s to connect is less than a stdio server's start on a loaded 2-core machine.
+    args += ["--connect-timeout", str(INSPECTOR_CONNECT_TIMEOUT_MS)]
     args += ["--server", "kamiyo", *method]
     ok = (INSPECTOR_TOOL_ERROR,) if tool_error else (0,)
     printed = json.loads(run_node(args, dict(env) | own, ok))
