@@ -112,27 +112,40 @@ async def test_an_unread_answer_drops_the_connection(conns: Connections) -> None
     assert conns.closed == {"reader": Closure.SEND_STALLED}
 
 
-async def test_at_the_cap_idle_goes_first_then_the_oldest_head_then_bodies(
+async def test_at_the_cap_idle_goes_first_then_the_oldest_unfinished_request(
     conns: Connections, clock: Clock
 ) -> None:
     registry = conns.registry
-    head = conns.open("head", peer="192.0.2.1")
-    clock.now = 1
     body = conns.open("body", peer="192.0.2.2")
     registry.enter(body, Phase.BODY)
+    clock.now = 1
+    head = conns.open("head", peer="192.0.2.1")
     idle = conns.open("idle", peer="192.0.2.3")
     registry.enter(idle, Phase.IDLE)
     busy = conns.open("busy", peer="192.0.2.4")
     registry.enter(busy, Phase.BUSY)
+    clock.now = 2
     conns.open("new1", peer="198.51.100.1")
     assert conns.closed == {"idle": Closure.EVICTED}
     conns.open("new2", peer="198.51.100.2")
-    assert conns.closed["head"] is Closure.EVICTED  # older than new1, also in its head
+    assert conns.closed["body"] is Closure.EVICTED  # the oldest request under way
     conns.open("new3", peer="198.51.100.3")
-    assert conns.closed["new1"] is Closure.EVICTED  # heads before bodies, oldest first
-    assert set(conns.closed) == {"idle", "head", "new1"}  # never the body, never busy
+    assert conns.closed["head"] is Closure.EVICTED  # older than new1, also in its head
+    assert set(conns.closed) == {"idle", "body", "head"}  # never busy, never the newest
     assert registry.count == LIMITS.total
-    assert (head.gone, idle.gone, body.gone, busy.gone) == (True, True, False, False)
+    assert (head.gone, idle.gone, body.gone, busy.gone) == (True, True, True, False)
+
+
+async def test_a_flood_of_slow_bodies_does_not_close_each_newcomer(conns: Connections) -> None:
+    """A new connection is in its head for a moment; at the cap, with every other connection
+    sending a body, the next newcomer must close a body, not it."""
+    for n in range(LIMITS.total):
+        conns.registry.enter(conns.open(f"body{n}", peer=f"192.0.2.{n}"), Phase.BODY)
+    conns.clock.now = 1
+    healthz = conns.open("healthz", peer="127.0.0.1", trusted=True)
+    conns.open("attacker", peer="192.0.2.99")
+    assert not healthz.gone
+    assert conns.closed == {"body0": Closure.EVICTED, "body1": Closure.EVICTED}
 
 
 async def test_when_every_connection_is_busy_a_new_one_is_turned_away(conns: Connections) -> None:

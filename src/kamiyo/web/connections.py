@@ -16,10 +16,12 @@ protocol classes (h11, or httptools when it is installed) report to it (web/http
   that keeps sending goes on, a trickle is cut. Either answers 408 and closes. An answer the
   client leaves unread for ``send_timeout_s`` (writes paused) drops the connection.
 - Caps, checked when a connection opens: ``per_client`` per client address (not for trusted
-  proxies, which carry many clients; the proxy caps those) and ``total`` in all. At a cap the
-  oldest connection that costs least to lose makes room: an idle kept-alive one (its client
-  reconnects, as after a keep-alive timeout), else one still sending its head, else one still
-  sending its body, oldest first. Nothing else is ever closed to make room: when every
+  proxies, which carry many clients; the proxy caps those) and ``total`` in all. At a cap a
+  connection that costs little to lose makes room: the oldest idle kept-alive one (its client
+  reconnects, as after a keep-alive timeout), else the one that has been sending its request
+  (head or body) the longest. Heads do not go before bodies: a fresh connection is in its head
+  for a moment, and a flood of slow bodies would then close every newcomer (``/healthz``
+  included) before it could say what it wants. Nothing else is closed to make room: when every
   connection is busy answering, the new one is turned away (429 per client, 503 in all). So a
   flood of slow or idle connections, whatever its size, cannot keep ``/healthz`` (or any quick
   request) from being served: a request sent at once on a new connection is answered long
@@ -51,8 +53,10 @@ class Phase(enum.Enum):
     IDLE = "idle"
 
 
-# Which connections make room at a cap, in this order (the cheapest to lose first).
+# Which connections may make room at a cap: idle ones first, then unfinished requests (heads
+# and bodies alike, oldest first).
 EVICTABLE = (Phase.IDLE, Phase.HEAD, Phase.BODY)
+UNFINISHED = (Phase.HEAD, Phase.BODY)
 
 
 class Closure(enum.Enum):
@@ -201,20 +205,21 @@ class Registry:
     # Room at a cap.
 
     def _oldest_evictable(self) -> Iterable[Tracked]:
-        """The first connection of the first evictable phase that has one (each phase holds its
-        connections in the order they entered it), so finding room costs nothing per
-        connection held."""
-        for phase in EVICTABLE:
-            for conn in self.phases[phase]:
-                return [conn]
-        return []
+        """The oldest idle connection, else the oldest head and the oldest body (each phase
+        holds its connections in the order they entered it, so finding room costs nothing per
+        connection held)."""
+        idle = next(iter(self.phases[Phase.IDLE]), None)
+        if idle is not None:
+            return [idle]
+        oldest = (next(iter(self.phases[phase]), None) for phase in UNFINISHED)
+        return [conn for conn in oldest if conn is not None]
 
     def _evict(self, among: Iterable[Tracked]) -> bool:
         """Close the best candidate for making room among ``among``; False if there is none."""
         candidates = [conn for conn in among if conn.phase in EVICTABLE]
         if not candidates:
             return False
-        victim = min(candidates, key=lambda conn: (EVICTABLE.index(conn.phase), conn.since))
+        victim = min(candidates, key=lambda conn: (conn.phase is not Phase.IDLE, conn.since))
         self.release(victim)
         self._close(victim, Closure.EVICTED)
         return True
