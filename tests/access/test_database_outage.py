@@ -137,8 +137,8 @@ async def test_calls_refused_during_an_outage_are_metered_once_it_is_back(
                 "search_exploits is temporarily unavailable; try again shortly.",
             )
         }
-        held = gate.meter.pending(None)  # who called is unknown: identifying them failed
-        assert [e.status for e in held] == ["unavailable"] * CALLS_DURING
+        # Not asserted here: what the meter holds (its own flush may have a batch in flight);
+        # the table below, once the database is back, is the proof.
         assert database_outage.down
         await gate.meter.flush()  # a write tried during the outage (the timer may not have run)
         cluster.start()

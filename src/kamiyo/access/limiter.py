@@ -51,7 +51,10 @@ log = logging.getLogger(__name__)
 
 MINUTE_S = 60.0
 DAY_S = 86_400.0
-REDIS_TIMEOUT_S = 0.5  # a call waits at most this long for Redis before the fallback applies
+# A call waits at most this long for Redis before the fallback applies. 0.5 s was too short: on
+# a loaded 2-core machine connecting to a Redis that was up timed out, and two instances fell
+# open (59 admitted of 30 in a minute). After a failure only one call a second waits this long.
+REDIS_TIMEOUT_S = 2.0
 REDIS_RETRY_S = 1.0  # after a failure, Redis is tried again this much later
 PRUNE_EVERY = 4096  # calls between sweeps of idle subjects out of the local counters
 
