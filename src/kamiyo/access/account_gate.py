@@ -96,19 +96,19 @@ class AccountGate:
             return await self._paid(call, None, quote)
         identity = await self.identify(call.credential)
         if isinstance(identity, Refusal):
-            self._meter_refusal(call, None, identity)
+            self._meter(call, None, identity.reason)
             return identity
         policy = TIERS[identity.tier]
         if not identity.tier.includes(call.target.tier):
             if (quote := self._quote(call)) is not None:
                 return await self._paid(call, identity, quote)
             refusal = self._locked(call, identity.tier)
-            self._meter_refusal(call, identity, refusal)
+            self._meter(call, identity, refusal.reason)
             return refusal
         subject = identity.subject(call.peer)
         over = await self.limiter.hit(subject, policy)
         if over is not None:
-            self._meter_refusal(call, identity, over)
+            self._meter(call, identity, over.reason)
             return over
         hide_after = None
         if policy.data_delay_hours:
@@ -133,7 +133,7 @@ class AccountGate:
         else:
             identity = await self.identify(call.credential)
         if isinstance(identity, Refusal):
-            self._meter_refusal(call, None, identity)
+            self._meter(call, None, identity.reason)
             return identity
         over = await self.limiter.hit(identity.subject(call.peer), TIERS[identity.tier])
         self._meter(call, identity, over.reason if over is not None else "invalid")
@@ -195,12 +195,12 @@ class AccountGate:
                 self.cashier.ask(quote),
                 payment_required=quote.required,
             )
-            self._meter_refusal(call, identity, asked)
+            self._meter(call, identity, asked.reason)
             return asked
         accepted = await self.cashier.accept(call.payment, quote, self._require_sessions())
         if isinstance(accepted, Declined):
             refusal = _payment_refusal(accepted)
-            self._meter_refusal(call, identity, refusal)
+            self._meter(call, identity, refusal.reason)
             return refusal
         if isinstance(accepted, Answered):
             return Replayed(accepted.answer, accepted.receipt)
@@ -310,10 +310,7 @@ class AccountGate:
 
     def record_unavailable(self, call: Call) -> None:
         # Who called is unknown (identifying them is what failed): the anonymous chain.
-        self._meter_refusal(call, None, Refusal(RefusalReason.UNAVAILABLE, "admit failed"))
-
-    def _meter_refusal(self, call: Call, identity: Identity | None, refusal: Refusal) -> None:
-        self._meter(call, identity, refusal.reason)
+        self._meter(call, None, RefusalReason.UNAVAILABLE)
 
     def _meter(self, call: Call, identity: Identity | None, status: str) -> None:
         """Record a call that was not admitted (nothing ran, nothing is charged)."""
