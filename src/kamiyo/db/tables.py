@@ -68,10 +68,15 @@ class Incident(Base):
     # reported (one source says so) or confirmed (reproduced, e.g. by a proof of concept).
     status: Mapped[str] = mapped_column(String(16), default="reported")
     funds_returned: Mapped[bool | None] = mapped_column()
+    funds_returned_usd: Mapped[float | None] = mapped_column(Float)
+    disclosed: Mapped[dt.date | None] = mapped_column(Date)
+    kind: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    # Copies of incident_chains and the references' firms, for summaries (search reads one table).
+    # Copies for summaries, so a search reads one table: incident_chains, the references'
+    # firms, and one short entry per source report (see intel.models.ReportEntry).
     chain_list: Mapped[list[str]] = mapped_column(JSON, default=list)
-    source_list: Mapped[list[str]] = mapped_column(JSON, default=list)
+    firm_list: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source_list: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     chains: Mapped[list["IncidentChain"]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
@@ -83,9 +88,6 @@ class Incident(Base):
         cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
     )
     references: Mapped[list["IncidentReference"]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
-    )
-    provenance: Mapped[list["IncidentProvenance"]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
     )
 
@@ -142,17 +144,107 @@ class IncidentReference(Base):
     firm: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
-class IncidentProvenance(Base):
-    __tablename__ = "incident_provenance"
+class IncidentName(Base):
+    """Every name an incident goes by (each report's protocol and aliases), by its name key.
+
+    The key is ``intel.names.name_key`` of the name: what search, de-duplication and the name
+    resolver compare.
+    """
+
+    __tablename__ = "incident_names"
+
+    incident_pk: Mapped[int] = mapped_column(
+        ForeignKey("incidents.pk", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_incident_names_key", "key", "incident_pk"),)
+
+
+class SourceReportRow(Base):
+    """One source's report of one incident, as reported, and why it joined its incident."""
+
+    __tablename__ = "source_reports"
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    incident_pk: Mapped[int] = _incident_fk()
-    source: Mapped[str] = mapped_column(String(64))
-    source_ref: Mapped[str | None] = mapped_column(Text)
-    source_url: Mapped[str | None] = mapped_column(Text)
-    ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(200))
+    incident_pk: Mapped[int] = mapped_column(ForeignKey("incidents.pk"), index=True)
+    # bundle (the packaged snapshot), live (fetched from the source) or import (--from): a
+    # bundled load never overwrites a report a live run or an import wrote.
+    origin: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)  # the SourceReport, as JSON
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The merge decision: the rule that attached this report (new: it started the incident),
+    # its score, the report it matched and the evidence; by auto or operator.
+    match_rule: Mapped[str] = mapped_column(String(32))
+    match_score: Mapped[float | None] = mapped_column(Float)
+    matched_report_pk: Mapped[int | None] = mapped_column(Integer)
+    match_evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    decided_by: Mapped[str] = mapped_column(String(16), default="auto")
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (UniqueConstraint("incident_pk", "source"),)
+    __table_args__ = (UniqueConstraint("source", "source_id"),)
+
+
+class ReportLink(Base):
+    """An operator's correction: two reports kept apart, or kept together, whatever the rules.
+
+    Keyed by (source, source id), not by row, so a correction outlives re-ingests.
+    """
+
+    __tablename__ = "report_links"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))  # apart | together
+    left_source: Mapped[str] = mapped_column(String(32))
+    left_id: Mapped[str] = mapped_column(String(200))
+    right_source: Mapped[str] = mapped_column(String(32))
+    right_id: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("kind", "left_source", "left_id", "right_source", "right_id"),
+        Index("ix_report_links_right", "right_source", "right_id"),
+    )
+
+
+class SourceState(Base):
+    """Each source's last run: when it last worked, its last error, its conditional-request
+    validators (ETag and Last-Modified per document) and how many items it last saw."""
+
+    __tablename__ = "source_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    items_seen: Mapped[int | None] = mapped_column(Integer)
+    validators: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProtocolRow(Base):
+    """A protocol's registry metadata (DeFiLlama ``/protocols``), for names and risk."""
+
+    __tablename__ = "protocols"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    slug: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200), index=True)  # name_key(name)
+    defillama_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    parent: Mapped[str | None] = mapped_column(String(200))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)  # the ProtocolRecord, as JSON
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("source", "slug"),)
 
 
 class Dataset(Base):
