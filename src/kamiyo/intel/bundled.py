@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.db.tables import Dataset, Incident, IncidentProvenance
+from kamiyo.db.tables import Dataset, Incident
 from kamiyo.intel import fulltext
 from kamiyo.intel.ingest import replace_incidents
 from kamiyo.intel.models import IncidentRecord
@@ -92,8 +92,6 @@ async def _remove_missing(session: AsyncSession, keep: set[str]) -> int:
         pk
         for pk, incident_id in await session.execute(
             select(Incident.pk, Incident.id)
-            .join(IncidentProvenance, IncidentProvenance.incident_pk == Incident.pk)
-            .where(IncidentProvenance.source == defihacklabs.NAME)
         )
         if incident_id not in keep
     ]

@@ -12,7 +12,6 @@ from kamiyo.db.tables import (
     Incident,
     IncidentAddress,
     IncidentChain,
-    IncidentProvenance,
     IncidentReference,
     IncidentTransaction,
 )
@@ -121,7 +120,6 @@ async def _insert_batch(
         (IncidentAddress, addresses),
         (IncidentTransaction, transactions),
         (IncidentReference, references),
-        (IncidentProvenance, provenance),
     ):
         if values:
             await session.execute(insert(_table(table)), values)

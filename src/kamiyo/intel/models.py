@@ -142,7 +142,7 @@ class Incident(IncidentSummary):
     addresses: list[AddressInfo]
     transactions: list[TransactionInfo]
     references: list[ReferenceInfo]
-    provenance: list[ProvenanceInfo]
+    provenance: list[ProvenanceInfo] = []
 
 
 class SortOrder(StrEnum):

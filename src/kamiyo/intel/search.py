@@ -13,7 +13,6 @@ from kamiyo.db.tables import (
 from kamiyo.db.tables import (
     IncidentAddress,
     IncidentChain,
-    IncidentProvenance,
     IncidentReference,
     IncidentTransaction,
 )
@@ -144,7 +143,7 @@ def _summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, objec
 
 
 _Child = TypeVar(
-    "_Child", IncidentAddress, IncidentTransaction, IncidentReference, IncidentProvenance
+    "_Child", IncidentAddress, IncidentTransaction, IncidentReference
 )
 
 
@@ -167,7 +166,6 @@ async def get_incident(session: AsyncSession, incident_id: str) -> Incident | No
             "addresses": await _children(session, IncidentAddress, row.pk),
             "transactions": await _children(session, IncidentTransaction, row.pk),
             "references": await _children(session, IncidentReference, row.pk),
-            "provenance": await _children(session, IncidentProvenance, row.pk),
         }
     )
 
