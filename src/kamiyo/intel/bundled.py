@@ -1,7 +1,11 @@
-"""The incident snapshot shipped inside the package, and keeping a database in step with it.
+"""The reports shipped inside the package, and keeping a database in step with them.
 
-``kamiyo data build`` makes ``data/defihacklabs.json.gz`` from the CSV files in the repository's
-``data/defihacklabs/`` folder; the same inputs always give the same bytes.
+The bundle holds every report of the bundled sources (DeFiHackLabs and the notable-incidents
+table), so the offline default is multi-source and entity resolution runs on real pairs from
+the first start. ``kamiyo data build`` makes it from the repository's ``data/`` folder; the
+same inputs always give the same bytes. Loading a changed bundle goes through the same ingest
+path as a live run, and deletes nothing: reports a live run or an import wrote stay as they
+are, and incidents the bundle no longer lists stay too.
 """
 
 import asyncio
@@ -13,35 +17,57 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import TypeAdapter
-from sqlalchemy import delete, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import Dataset, Incident
-from kamiyo.intel import fulltext
-from kamiyo.intel.ingest import replace_incidents
-from kamiyo.intel.models import IncidentRecord
-from kamiyo.intel.sources import defihacklabs
+from kamiyo.intel.reports import SourceReport
+from kamiyo.intel.sources import defihacklabs, notable
+from kamiyo.intel.sources.base import SourceInfo
+from kamiyo.intel.store import Counts, Store
 
-BUNDLE_PATH = Path(__file__).parent / "data" / "defihacklabs.json.gz"
-_records = TypeAdapter(list[IncidentRecord])
+BUNDLE_PATH = Path(__file__).parent / "data" / "bundle.json.gz"
+DATASET = "bundle"
+# The bundled sources, in load order: the order decides which report starts an incident, and
+# so the incident's id (DeFiHackLabs ids such as 20230313_eulerfinance are the ones users know).
+BUNDLED: tuple[SourceInfo, ...] = (defihacklabs.INFO, notable.INFO)
+DISTINCT = frozenset(info.name for info in BUNDLED if info.distinct_items)
+_reports = TypeAdapter(list[SourceReport])
 
 
 @dataclass(frozen=True)
 class LoadReport:
     dataset: str
     incidents: int
-    removed: int
+    counts: dict[str, Counts]
     sha256: str
 
 
-def build_bundle(source_folder: Path, out: Path = BUNDLE_PATH) -> int:
-    """Write the compressed snapshot of ``source_folder``'s CSVs; returns the incident count."""
-    records = sorted(defihacklabs.read_records(source_folder), key=lambda r: r.id)
+def read_sources(data_folder: Path) -> dict[str, list[SourceReport]]:
+    """Every bundled source's reports from the repository's ``data/`` folder."""
+    return {
+        defihacklabs.INFO.name: defihacklabs.read_reports(data_folder / "defihacklabs"),
+        notable.INFO.name: notable.read_reports(data_folder / "notable" / notable.FILE),
+    }
+
+
+def build_bundle(data_folder: Path, out: Path = BUNDLE_PATH) -> dict[str, int]:
+    """Write the compressed bundle of ``data_folder``'s sources; returns reports per source."""
+    reports = read_sources(data_folder)
     document = {
-        "dataset": defihacklabs.NAME,
-        "attribution": defihacklabs.ATTRIBUTION,
-        "source_commit": defihacklabs.COMMIT,
-        "incidents": [r.model_dump(mode="json", exclude_defaults=True) for r in records],
+        "format": 2,
+        "sources": [
+            {
+                "name": info.name,
+                "attribution": info.attribution,
+                "licence": info.licence,
+                "reports": [
+                    r.model_dump(mode="json", exclude_defaults=True)
+                    for r in sorted(reports[info.name], key=lambda r: r.source_id)
+                ],
+            }
+            for info in BUNDLED
+        ],
     }
     payload = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -51,14 +77,15 @@ def build_bundle(source_folder: Path, out: Path = BUNDLE_PATH) -> int:
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as handle,
     ):
         handle.write(payload.encode("utf-8"))
-    return len(records)
+    return {name: len(items) for name, items in reports.items()}
 
 
-def read_bundle(path: Path = BUNDLE_PATH) -> tuple[str, list[IncidentRecord]]:
-    """The snapshot's sha256 and its records."""
+def read_bundle(path: Path = BUNDLE_PATH) -> tuple[str, dict[str, list[SourceReport]]]:
+    """The bundle's sha256 and its reports per source, in load order."""
     blob = path.read_bytes()
     document = json.loads(gzip.decompress(blob))
-    return hashlib.sha256(blob).hexdigest(), _records.validate_python(document["incidents"])
+    sources = {s["name"]: _reports.validate_python(s["reports"]) for s in document["sources"]}
+    return hashlib.sha256(blob).hexdigest(), sources
 
 
 def _sha256(path: Path) -> str:
@@ -66,36 +93,23 @@ def _sha256(path: Path) -> str:
 
 
 async def bundled_is_loaded(session: AsyncSession, path: Path = BUNDLE_PATH) -> bool:
-    """Whether the database holds exactly this snapshot."""
-    loaded = await session.get(Dataset, defihacklabs.NAME)
+    """Whether the database holds exactly this bundle."""
+    loaded = await session.get(Dataset, DATASET)
     return loaded is not None and loaded.sha256 == await asyncio.to_thread(_sha256, path)
 
 
 async def ensure_bundled(session: AsyncSession, path: Path = BUNDLE_PATH) -> LoadReport | None:
-    """Load the snapshot unless this exact one is loaded already; None when nothing changed."""
+    """Load the bundle unless this exact one is loaded already; None when nothing changed."""
     if await bundled_is_loaded(session, path):
         return None
-    sha256, records = await asyncio.to_thread(read_bundle, path)
+    sha256, sources = await asyncio.to_thread(read_bundle, path)
     now = dt.datetime.now(dt.UTC)
-    count = await replace_incidents(session, records, now=now)
-    removed = await _remove_missing(session, {r.id for r in records})
-    await session.merge(
-        Dataset(name=defihacklabs.NAME, sha256=sha256, incidents=count, loaded_at=now)
-    )
+    store = await Store.load(session, distinct_sources=DISTINCT)
+    counts = {
+        name: await store.ingest(session, reports, origin="bundle", now=now)
+        for name, reports in sources.items()
+    }
+    incidents = await session.scalar(select(func.count(Incident.pk))) or 0
+    await session.merge(Dataset(name=DATASET, sha256=sha256, incidents=incidents, loaded_at=now))
     await session.commit()
-    return LoadReport(defihacklabs.NAME, count, removed, sha256)
-
-
-async def _remove_missing(session: AsyncSession, keep: set[str]) -> int:
-    """Delete incidents an earlier snapshot brought that this one no longer has."""
-    stale = [
-        pk
-        for pk, incident_id in await session.execute(
-            select(Incident.pk, Incident.id)
-        )
-        if incident_id not in keep
-    ]
-    if stale:
-        await fulltext.delete_documents(session, stale)
-        await session.execute(delete(Incident).where(Incident.pk.in_(stale)))
-    return len(stale)
+    return LoadReport(DATASET, incidents, counts, sha256)

@@ -7,8 +7,8 @@ and (next) the risk model compare names only through :func:`name_key` and
 
 The key: accents folded, camel case and punctuation split into words, lower case, version
 markers (v2, V3.1) and a leading "the" dropped, then trailing suffix words that do not tell
-protocols apart (Finance, Protocol, Network, Bridge, Chain, DAO, Exchange, Labs, Capital) dropped
-while a word remains, and the words joined without spaces, so spacing does not matter either
+protocols apart (Finance, Protocol, Network, Bridge, Chain, DAO, Exchange, Labs, Capital, io,
+xyz) dropped while a word remains (a few also when run into the name: "Corkprotocol"), and the words joined without spaces, so spacing does not matter either
 ("Sushi Swap" is "SushiSwap").
 """
 
@@ -22,8 +22,23 @@ _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _VERSION = re.compile(r"^v\d+$")
 SUFFIX_WORDS = frozenset(
-    ["finance", "protocol", "network", "bridge", "chain", "dao", "exchange", "labs", "capital"]
+    [
+        "finance",
+        "protocol",
+        "network",
+        "bridge",
+        "chain",
+        "dao",
+        "exchange",
+        "labs",
+        "capital",
+        "io",
+        "xyz",
+    ]
 )
+# Suffixes also dropped when run into the name ("Corkprotocol", "Penpiexyz"): only these, as
+# other words end real names ("Blockchain", "Radio").
+RUN_TOGETHER_SUFFIXES = ("protocol", "finance", "network", "xyz")
 
 
 def _fold(text: str) -> str:
@@ -45,6 +60,9 @@ def name_words(name: str) -> tuple[str, ...]:
         words = words[1:]
     while len(words) > 1 and words[-1] in SUFFIX_WORDS:
         words.pop()
+    for suffix in RUN_TOGETHER_SUFFIXES:
+        if words and words[-1].endswith(suffix) and len(words[-1]) - len(suffix) >= 3:
+            words[-1] = words[-1].removesuffix(suffix)
     return tuple(words)
 
 

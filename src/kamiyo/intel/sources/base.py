@@ -24,6 +24,8 @@ class SourceInfo:
     attribution: str
     enabled: bool = True  # refreshed by ``kamiyo ingest`` unless settings say otherwise
     bundled: bool = False  # shipped in the package's snapshot, loaded offline on first start
+    # Each item is a distinct incident (a curated table), so two never merge with each other.
+    distinct_items: bool = False
 
 
 @dataclass(frozen=True, slots=True)
