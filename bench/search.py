@@ -29,7 +29,7 @@ import asyncpg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,9 +37,11 @@ from kamiyo import intel
 from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.db.tables import Incident, IncidentAddress
 from kamiyo.intel.bundled import read_bundle
-from kamiyo.intel.ingest import replace_incidents
-from kamiyo.intel.models import AddressFact, IncidentRecord, SourceFact
+from kamiyo.intel.models import AddressFact
+from kamiyo.intel.reports import SourceReport
+from kamiyo.intel.store import Store
 from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import AddressRole
 from kamiyo.runtime import open_runtime
@@ -89,10 +91,10 @@ class Corpus:
     ids: list[str]
 
 
-def synthetic_records(rows: int, seed: int) -> tuple[Iterator[IncidentRecord], Corpus]:
+def synthetic_records(rows: int, seed: int) -> tuple[Iterator[SourceReport], Corpus]:
     rng = random.Random(seed)
-    _, real = read_bundle()
-    attack_texts = [r.attack_type_raw for r in real if r.attack_type_raw]
+    _, sources = read_bundle()
+    attack_texts = [r.attack_type_raw for rs in sources.values() for r in rs if r.attack_type_raw]
     names = sorted(
         {
             "".join(rng.choice(SYLLABLES).capitalize() for _ in range(rng.randint(2, 4)))
@@ -107,7 +109,7 @@ def synthetic_records(rows: int, seed: int) -> tuple[Iterator[IncidentRecord], C
     sample_addresses: list[str] = []
     sample_ids: list[str] = []
 
-    def records() -> Iterator[IncidentRecord]:
+    def records() -> Iterator[SourceReport]:
         for n in range(rows):
             # Later years have more incidents, as in the real data.
             day = dt.date.fromordinal(start + int(span * rng.random() ** 0.6))
@@ -117,8 +119,9 @@ def synthetic_records(rows: int, seed: int) -> tuple[Iterator[IncidentRecord], C
                 sample_addresses.append(address)
                 sample_ids.append(f"{day:%Y%m%d}_syn{n}")
             loss = round(rng.lognormvariate(12, 2.2), 2) if rng.random() < 0.8 else None
-            yield IncidentRecord(
-                id=f"{day:%Y%m%d}_syn{n}",
+            yield SourceReport(
+                source="synthetic",
+                source_id=f"{day:%Y%m%d}_syn{n}",
                 date=day,
                 protocol=protocol,
                 chains=rng.choices(chains, weights) if rng.random() < 0.98 else chains[:2],
@@ -134,7 +137,6 @@ def synthetic_records(rows: int, seed: int) -> tuple[Iterator[IncidentRecord], C
                         address=f"0x{rng.getrandbits(160):040x}",
                     ),
                 ],
-                source=SourceFact(name="synthetic"),
             )
 
     words = sorted(
@@ -240,12 +242,15 @@ async def bench_backend(
         Settings(database=DatabaseSettings(url=url), _env_file=None), upgrade=True
     ) as runtime:
         result["bundled_load_s"] = round(time.perf_counter() - started, 3)
-        _, records = read_bundle()
+        async with runtime.sessions() as session:
+            incidents = (await session.execute(select(Incident.id, Incident.protocol))).all()
+            addresses = list(await session.scalars(select(IncidentAddress.address)))
         corpus = Corpus(
-            protocol_words=[r.protocol for r in records if query_terms(r.protocol)],
-            addresses=[a.address for r in records for a in r.addresses],
-            ids=[r.id for r in records],
+            protocol_words=[p for _, p in incidents if query_terms(p)],
+            addresses=addresses,
+            ids=[i for i, _ in incidents],
         )
+        result["bundled_rows"] = len(incidents)
         async with runtime.sessions() as session:
             result["bundled"] = await run_shapes(session, corpus, calls, rounds, seed)
     if rows <= 0:
@@ -258,7 +263,7 @@ async def bench_backend(
         generated, corpus = synthetic_records(rows, seed)
         async with sessions() as session:
             loaded = await session.scalar(
-                text("SELECT count(*) FROM incident_provenance WHERE source = 'synthetic'")
+                text("SELECT count(*) FROM source_reports WHERE source = 'synthetic'")
             )
         if loaded == rows:  # a kept database from an earlier run: regenerate the corpus only
             for _ in generated:
@@ -274,15 +279,16 @@ async def bench_backend(
         ) as progress:
             task = progress.add_task(f"{backend}: loading {rows:,} incidents", total=rows)
             async with sessions() as session:
-                chunk: list[IncidentRecord] = []
+                store = await Store.load(session)
+                chunk: list[SourceReport] = []
                 for record in generated:
                     chunk.append(record)
                     if len(chunk) == 20_000:
-                        await replace_incidents(session, chunk)
+                        await store.ingest(session, chunk, origin="import")
                         await session.commit()
                         progress.advance(task, len(chunk))
                         chunk = []
-                await replace_incidents(session, chunk)
+                await store.ingest(session, chunk, origin="import")
                 await session.commit()
                 progress.advance(task, rows - progress.tasks[0].completed)
         result["synthetic_rows"] = rows
@@ -327,11 +333,13 @@ def print_report(results: list[dict[str, object]]) -> None:
             shapes_report = result.get(part)
             if not isinstance(shapes_report, dict):
                 continue
-            rows = result.get("synthetic_rows") if part == "synthetic" else 860
+            rows = (
+                result.get("synthetic_rows") if part == "synthetic" else result.get("bundled_rows")
+            )
             table = Table(
                 title=f"{result['backend']}: {part} ({rows:,} incidents + bundled)"
                 if part == "synthetic"
-                else f"{result['backend']}: bundled (860)"
+                else f"{result['backend']}: bundled ({result.get('bundled_rows')})"
             )
             table.add_column("query shape")
             table.add_column("p50 ms", justify="right")

@@ -67,6 +67,11 @@ def show_incident(incident: intel.Incident) -> None:
     raw = f" ({incident.attack_type_raw})" if incident.attack_type_raw else ""
     out.print(f"Attack type: {incident.attack_type.value}{raw}")
     out.print(f"Status: {incident.status}")
+    if incident.aliases:
+        out.print(f"Also known as: {', '.join(incident.aliases)}")
+    if incident.funds_returned:
+        returned = usd(incident.funds_returned_usd) or "an unstated amount"
+        out.print(f"Funds returned: {returned}")
     if incident.description:
         out.print(incident.description)
     if incident.addresses:
@@ -81,9 +86,12 @@ def show_incident(incident: intel.Incident) -> None:
         out.print("\n[bold]References[/bold]")
         for r in incident.references:
             out.print(f"  {(r.firm or ''):<18} {r.url}")
-    out.print("\n[bold]Provenance[/bold]")
-    for p in incident.provenance:
-        out.print(f"  {p.source} ({p.source_ref}), ingested {p.ingested_at:%Y-%m-%d %H:%M} UTC")
+    out.print("\n[bold]Sources[/bold]")
+    for s in incident.sources:
+        figure = f"  loss: {s.loss_text}" if s.loss_text else ""
+        out.print(f"  {s.source:<18} {s.date}  {s.source_id}{figure}")
+        if s.url:
+            out.print(f"  {'':<18} {s.url}")
 
 
 def show_stats(result: intel.Stats) -> None:

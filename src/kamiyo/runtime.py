@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kamiyo.config import Settings
 from kamiyo.db import migrate
-from kamiyo.db.engine import create_engine, session_factory, setup_lock, use_wal
+from kamiyo.db.engine import create_engine, ingest_lock, session_factory, setup_lock, use_wal
 from kamiyo.intel.bundled import bundled_is_loaded, ensure_bundled
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,17 @@ async def prepare_database(
                 )
             await migrate.upgrade(engine)
             log.info("database schema upgraded from %s to %s", current or "nothing", head)
-        async with sessions() as session:
+        # A live ingest elsewhere may be writing reports: the bundle waits its turn.
+        async with ingest_lock(engine), sessions() as session:
             report = await ensure_bundled(session)
     if report:
         log.info(
-            "loaded %d incidents from the bundled %s dataset in %.2f s",
-            report.incidents,
-            report.dataset,
+            "loaded the bundled reports (%s) in %.2f s: %d incidents",
+            ", ".join(
+                f"{name} {c.new + c.merged + c.updated}" for name, c in report.counts.items()
+            ),
             time.perf_counter() - started,
+            report.incidents,
         )
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,23 +57,33 @@ def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-# Arbitrary, fixed: the PostgreSQL advisory lock every KAMIYO process takes for set-up.
+# Arbitrary, fixed: the PostgreSQL advisory locks KAMIYO processes take for set-up and ingest.
 _SETUP_LOCK_KEY = 0x4B414D49  # "KAMI"
+_INGEST_LOCK_KEY = 0x4B414D4A
 _SETUP_LOCK_WAIT_S = 300
 
 
-@asynccontextmanager
-async def setup_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+def setup_lock(engine: AsyncEngine) -> AbstractAsyncContextManager[None]:
     """Let one process at a time migrate a database or load data into it.
 
     PostgreSQL: a session advisory lock. SQLite: a lock file beside the database file (SQLite's
     own locking does not cover DDL through the driver, so two first starts would both create
     the tables).
     """
+    return _database_lock(engine, _SETUP_LOCK_KEY, "lock")
+
+
+def ingest_lock(engine: AsyncEngine) -> AbstractAsyncContextManager[None]:
+    """Let one ingest run at a time write into a database, across processes and hosts."""
+    return _database_lock(engine, _INGEST_LOCK_KEY, "ingest.lock")
+
+
+@asynccontextmanager
+async def _database_lock(engine: AsyncEngine, lock_key: int, suffix: str) -> AsyncIterator[None]:
     url = engine.url
     if url.get_backend_name() == "postgresql":
         async with engine.connect() as connection:
-            key = {"key": _SETUP_LOCK_KEY}
+            key = {"key": lock_key}
             await connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
             await connection.commit()
             try:
@@ -83,7 +93,7 @@ async def setup_lock(engine: AsyncEngine) -> AsyncIterator[None]:
                 await connection.commit()
     elif url.database and url.database != ":memory:":
         # Not thread-local: acquired in a worker thread, released on the event loop.
-        lock = FileLock(f"{url.database}.lock", timeout=_SETUP_LOCK_WAIT_S, thread_local=False)
+        lock = FileLock(f"{url.database}.{suffix}", timeout=_SETUP_LOCK_WAIT_S, thread_local=False)
         await asyncio.to_thread(lock.acquire)
         try:
             yield

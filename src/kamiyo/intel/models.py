@@ -49,7 +49,7 @@ class QueryModel(FrozenModel):
         return value
 
 
-# --- what a source adapter produces -------------------------------------------------------
+# --- facts a source report carries (intel/reports.py) --------------------------------------
 
 
 class AddressFact(FrozenModel):
@@ -62,33 +62,6 @@ class AddressFact(FrozenModel):
 class TransactionFact(FrozenModel):
     chain: str | None = None
     hash: str
-
-
-class SourceFact(FrozenModel):
-    name: str = Field(description="The dataset or feed, e.g. 'defihacklabs'.")
-    ref: str | None = Field(default=None, description="Where in the source, e.g. a file path.")
-    url: str | None = None
-
-
-class IncidentRecord(FrozenModel):
-    """One incident as a source reports it, before the store derives anything from it."""
-
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,127}$")
-    date: dt.date
-    date_precision: Literal["day", "month"] = "day"
-    protocol: str = Field(min_length=1, max_length=200)
-    chains: list[str] = []
-    loss_usd: float | None = Field(default=None, ge=0)
-    loss_usd_basis: Literal["usd", "stablecoin", "assumed_usd"] | None = None
-    loss_text: str | None = None
-    attack_type_raw: str | None = None
-    description: str | None = None
-    status: Literal["reported", "confirmed"] = "reported"
-    funds_returned: bool | None = None
-    addresses: list[AddressFact] = []
-    transactions: list[TransactionFact] = []
-    references: list[str] = []
-    source: SourceFact
 
 
 # --- what the intel API answers -----------------------------------------------------------
@@ -108,7 +81,22 @@ class IncidentSummary(FrozenModel):
     loss_text: str | None = Field(description="The loss as the source wrote it.")
     attack_type: AttackType
     attack_type_raw: str | None
-    sources: list[str] = Field(description="Security firms whose reports the references cite.")
+    sources: list["ReportEntry"] = Field(
+        description="One entry per source report of this incident, oldest first: each "
+        "source's own date, loss and attack wording (the incident's fields are chosen from "
+        "them by the rule in docs/sources.md)."
+    )
+    firms: list[str] = Field(description="Security firms whose posts the references cite.")
+
+
+class ReportEntry(FrozenModel):
+    source: str = Field(description="The source, e.g. defihacklabs, notable, defillama.")
+    source_id: str = Field(description="The item's id within that source.")
+    url: str | None = Field(description="Where the source's report can be read.")
+    date: dt.date = Field(description="The exploit date this source gives.")
+    loss_usd: float | None = Field(description="The USD loss this source gives, if any.")
+    loss_text: str | None = Field(description="The loss as this source wrote it.")
+    attack: str | None = Field(description="This source's wording of the root cause.")
 
 
 class AddressInfo(FrozenModel):
@@ -128,21 +116,17 @@ class ReferenceInfo(FrozenModel):
     firm: str | None
 
 
-class ProvenanceInfo(FrozenModel):
-    source: str
-    source_ref: str | None
-    source_url: str | None
-    ingested_at: dt.datetime
-
-
 class Incident(IncidentSummary):
     description: str | None
-    status: str
-    funds_returned: bool | None
+    disclosed: dt.date | None = Field(description="When it was disclosed, if a source says.")
+    kind: str | None = Field(description="defi, bridge, cex, wallet, gaming or other.")
+    status: str = Field(description="confirmed (reproduced by a proof of concept) or reported.")
+    funds_returned: bool | None = Field(description="Whether funds were returned (unknown: null).")
+    funds_returned_usd: float | None
+    aliases: list[str] = Field(description="Other names the sources use for it.")
     addresses: list[AddressInfo]
     transactions: list[TransactionInfo]
     references: list[ReferenceInfo]
-    provenance: list[ProvenanceInfo] = []
 
 
 class SortOrder(StrEnum):

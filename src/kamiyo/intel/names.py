@@ -1,6 +1,6 @@
 """Protocol names as people type them, reduced to one comparable key.
 
-"Curve Finance", "curve", "CURVE" and "Curve.fi"-less spellings, "OrbitChain" and "Orbit Chain",
+"Curve Finance", "curve" and "CURVE", "OrbitChain" and "Orbit Chain",
 "Uniswap V3" and "Uniswap", "The DAO" and "DAO" each reduce to one key. Search, de-duplication
 and (next) the risk model compare names only through :func:`name_key` and
 :func:`name_similarity`, so they agree on what "the same name" means.
@@ -8,8 +8,9 @@ and (next) the risk model compare names only through :func:`name_key` and
 The key: accents folded, camel case and punctuation split into words, lower case, version
 markers (v2, V3.1) and a leading "the" dropped, then trailing suffix words that do not tell
 protocols apart (Finance, Protocol, Network, Bridge, Chain, DAO, Exchange, Labs, Capital, io,
-xyz) dropped while a word remains (a few also when run into the name: "Corkprotocol"), and the words joined without spaces, so spacing does not matter either
-("Sushi Swap" is "SushiSwap").
+xyz) dropped while a word remains (a few also when run into the name: "Corkprotocol"), and
+the words joined without spaces, so spacing does not matter either ("Sushi Swap" is
+"SushiSwap").
 """
 
 import re

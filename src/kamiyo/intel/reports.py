@@ -58,9 +58,9 @@ class SourceReport(FrozenModel):
         "None and the store classifies attack_type_raw.",
     )
     description: str | None = None
-    addresses: list[AddressFact] = []
-    transactions: list[TransactionFact] = []
-    references: list[str] = []
+    addresses: list[AddressFact] = Field(default_factory=list)
+    transactions: list[TransactionFact] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=list)
     defillama_id: str | None = Field(default=None, max_length=64)
     confirmed: bool = Field(
         default=False, description="Reproduced (a proof of concept), not only reported."
@@ -81,12 +81,12 @@ class ProtocolRecord(FrozenModel):
     defillama_id: str | None = Field(default=None, max_length=64)
     parent: str | None = Field(default=None, description="Parent protocol's name or slug.")
     category: str | None = None
-    chains: list[str] = []
+    chains: list[str] = Field(default_factory=list)
     url: str | None = None
     audits: int | None = Field(default=None, ge=0, description="Number of audits stated.")
-    audit_links: list[str] = []
+    audit_links: list[str] = Field(default_factory=list)
     audit_note: str | None = None
     forked_from: list[str] = Field(default=[], description="Names of protocols it forks.")
-    oracles: list[str] = []
+    oracles: list[str] = Field(default_factory=list)
     listed_at: dt.datetime | None = None
     tvl_usd: float | None = Field(default=None, ge=0)

@@ -13,6 +13,7 @@ from kamiyo.db.tables import (
 from kamiyo.db.tables import (
     IncidentAddress,
     IncidentChain,
+    IncidentName,
     IncidentReference,
     IncidentTransaction,
 )
@@ -123,6 +124,7 @@ _SUMMARY_COLUMNS = (
     IncidentRow.attack_type_raw,
     IncidentRow.chain_list,
     IncidentRow.source_list,
+    IncidentRow.firm_list,
 )
 
 
@@ -139,12 +141,11 @@ def _summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, objec
         "attack_type": row.attack_type,
         "attack_type_raw": row.attack_type_raw,
         "sources": row.source_list,
+        "firms": row.firm_list,
     }
 
 
-_Child = TypeVar(
-    "_Child", IncidentAddress, IncidentTransaction, IncidentReference
-)
+_Child = TypeVar("_Child", IncidentAddress, IncidentTransaction, IncidentReference)
 
 
 async def _children(session: AsyncSession, table: type[_Child], pk: int) -> list[_Child]:
@@ -161,8 +162,18 @@ async def get_incident(session: AsyncSession, incident_id: str) -> Incident | No
         {
             **_summary_fields(row),
             "description": row.description,
+            "disclosed": row.disclosed,
+            "kind": row.kind,
             "status": row.status,
             "funds_returned": row.funds_returned,
+            "funds_returned_usd": row.funds_returned_usd,
+            "aliases": [
+                name
+                for name in await session.scalars(
+                    select(IncidentName.name).where(IncidentName.incident_pk == row.pk)
+                )
+                if name != row.protocol
+            ],
             "addresses": await _children(session, IncidentAddress, row.pk),
             "transactions": await _children(session, IncidentTransaction, row.pk),
             "references": await _children(session, IncidentReference, row.pk),

@@ -97,7 +97,7 @@ class Store:
         self._next_handle -= 1
         return self._next_handle
 
-    def _new_id(self, report: SourceReport) -> str:
+    def new_id(self, report: SourceReport) -> str:
         if _ID.match(report.source_id) and report.source_id not in self.ids:
             candidate = report.source_id
         else:
@@ -149,7 +149,8 @@ class Store:
                     SourceReportRow.incident_pk,
                     SourceReportRow.fingerprint,
                     SourceReportRow.origin,
-                ).where(SourceReportRow.source.in_({s for s, _ in keys}))
+                )
+                .where(SourceReportRow.source.in_({s for s, _ in keys}))
                 .where(SourceReportRow.source_id.in_({i for _, i in keys}))
             )
         }
@@ -183,8 +184,15 @@ class Store:
                     touched.add(entry.incident)
                 counts.merged += 1
             self.index.add(entry)
-            added.append((entry, report, fingerprint, match[1] if match else None,
-                          match[0] if match else None))
+            added.append(
+                (
+                    entry,
+                    report,
+                    fingerprint,
+                    match[1] if match else None,
+                    match[0] if match else None,
+                )
+            )
 
         # Every report of each touched incident, stored ones overlaid by this batch's.
         members: dict[int, dict[tuple[str, str], SourceReport]] = {pk: {} for pk in touched}
@@ -222,12 +230,14 @@ class Store:
             return {}
         handles = list(fresh)
         rows = [
-            {"id": self._new_id(fresh[h][0]), **_row(canonical(fresh[h])), "updated_at": now}
+            {"id": self.new_id(fresh[h][0]), **incident_row(canonical(fresh[h])), "updated_at": now}
             for h in handles
         ]
         incidents = _table(Incident)
         result = await session.execute(
-            insert(incidents).returning(incidents.c.pk, incidents.c.id, sort_by_parameter_order=True),
+            insert(incidents).returning(
+                incidents.c.pk, incidents.c.id, sort_by_parameter_order=True
+            ),
             rows,
         )
         return {h: pk for h, (pk, _) in zip(handles, result, strict=True)}
@@ -237,7 +247,9 @@ class Store:
     ) -> None:
         for pk, fields in derived.items():
             await session.execute(
-                update(Incident).where(Incident.pk == pk).values(**_row(fields), updated_at=now)
+                update(Incident)
+                .where(Incident.pk == pk)
+                .values(**incident_row(fields), updated_at=now)
             )
 
     async def _write_reports(
@@ -287,7 +299,7 @@ class Store:
             )
 
 
-def _row(derived: Canonical) -> dict[str, Any]:
+def incident_row(derived: Canonical) -> dict[str, Any]:
     firms = sorted({f for u in derived.references if (f := firm_for_url(u))})
     return {**derived.fields, "firm_list": firms}
 
