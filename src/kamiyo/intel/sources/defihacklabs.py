@@ -11,13 +11,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kamiyo.chains import normalize_chain
-from kamiyo.intel.models import AddressFact, IncidentRecord, SourceFact, TransactionFact
+from kamiyo.intel.models import AddressFact, TransactionFact
+from kamiyo.intel.reports import SourceReport
+from kamiyo.intel.sources.base import SourceInfo
 from kamiyo.intel.vocabulary import AddressRole
 
 NAME = "defihacklabs"
 REPOSITORY = "https://github.com/SunWeb3Sec/DeFiHackLabs"
 COMMIT = "b3719ce7fb93ee6f743853ede9471e1a8bed1de0"
 ATTRIBUTION = f"Data extracted from DeFiHackLabs ({REPOSITORY}), Apache-2.0"
+INFO = SourceInfo(
+    name=NAME,
+    title="DeFiHackLabs",
+    url="https://raw.githubusercontent.com/SunWeb3Sec/DeFiHackLabs/main",
+    licence="Apache-2.0",
+    attribution=ATTRIBUTION,
+    bundled=True,
+)
 INCIDENTS_FILE = "defihacklabs_incidents.csv"
 ADDRESSES_FILE = "defihacklabs_addresses.csv"
 
@@ -53,7 +63,7 @@ def _addresses(folder: Path) -> dict[str, list[AddressFact]]:
     return by_incident
 
 
-def read_records(folder: Path) -> list[IncidentRecord]:
+def read_reports(folder: Path) -> list[SourceReport]:
     """Every incident in ``folder``'s CSV files, with its addresses attached."""
     addresses = _addresses(folder)
     records = []
@@ -65,8 +75,10 @@ def read_records(folder: Path) -> list[IncidentRecord]:
             f"{REPOSITORY}/blob/{COMMIT}/{path}" for path in poc_paths
         ]
         records.append(
-            IncidentRecord(
-                id=row["incident_id"],
+            SourceReport(
+                source=NAME,
+                source_id=row["incident_id"],
+                url=f"{REPOSITORY}/blob/{COMMIT}/{row['listed_in'] or poc_paths[0]}",
                 date=day,
                 date_precision=precision,
                 protocol=row["protocol"],
@@ -76,18 +88,13 @@ def read_records(folder: Path) -> list[IncidentRecord]:
                 loss_text=row["loss_text"] or None,
                 attack_type_raw=row["attack_type"] or None,
                 # A PoC that reproduces the exploit against a fork confirms it happened.
-                status="confirmed" if poc_paths else "reported",
+                confirmed=bool(poc_paths),
                 addresses=addresses.get(row["incident_id"], []),
                 transactions=[
                     TransactionFact(chain=chains[0] if chains else None, hash=h)
                     for h in dict.fromkeys(row["attack_txs"].lower().split())
                 ],
                 references=list(dict.fromkeys(references)),
-                source=SourceFact(
-                    name=NAME,
-                    ref=" ".join(poc_paths) or row["listed_in"],
-                    url=f"{REPOSITORY}/blob/{COMMIT}/{row['listed_in']}",
-                ),
             )
         )
     return records

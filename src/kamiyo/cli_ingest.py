@@ -1,0 +1,281 @@
+"""``kamiyo ingest``, ``kamiyo sources``, ``kamiyo worker`` and ``kamiyo incidents …``."""
+
+import asyncio
+import datetime as dt
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from kamiyo.cli_support import err, fail, run, stdout_console
+from kamiyo.db.tables import SourceReportRow, SourceState
+from kamiyo.intel import corrections
+from kamiyo.intel.refresh import SourceRun
+from kamiyo.intel.schedule import (
+    UnknownSourceError,
+    is_enabled,
+    location_of,
+    refresh,
+    refresh_forever,
+    select_adapters,
+)
+from kamiyo.intel.scope import NotFoundError
+from kamiyo.intel.sources import ADAPTERS
+from kamiyo.runtime import Runtime
+
+incidents_app = typer.Typer(help="Why reports merged, and corrections.", no_args_is_help=True)
+
+
+class _Display:
+    """One spinner line per source: what it is doing and for how long."""
+
+    def __init__(self, progress: Progress, names: list[str]) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {
+            name: progress.add_task(name, total=None, stage="waiting", start=False)
+            for name in names
+        }
+
+    def __call__(self, name: str, stage: str, done: int) -> None:
+        task = self.tasks[name]
+        if stage == "fetching":
+            self.progress.start_task(task)
+        if stage == "done":
+            self.progress.update(task, stage="done", total=1, completed=1)
+        else:
+            self.progress.update(task, stage=stage)
+
+
+def _summary(results: list[SourceRun], dry_run: bool) -> Table:
+    title = "Ingest summary (dry run: nothing was written)" if dry_run else "Ingest summary"
+    table = Table(title=title)
+    for column in ("Source", "New", "Merged", "Updated", "Unchanged", "Failed", "Duration"):
+        table.add_column(column, justify="left" if column == "Source" else "right")
+    table.add_column("Error")
+    for r in results:
+        c = r.counts
+        table.add_row(
+            r.name,
+            *(f"{n:,}" for n in (c.new, c.merged, c.updated, c.unchanged, c.failed)),
+            f"{r.seconds:.1f} s",
+            escape(r.error or ""),
+        )
+    return table
+
+
+def ingest(
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Only this source (repeatable).")
+    ] = None,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Re-read items dated on or after this day."),
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Read the source's own format from this file, folder or URL (needs --source).",
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would change; write nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Refresh every enabled source (or --source NAME) and print what changed."""
+    if from_ is not None and len(source or []) != 1:
+        fail("--from reads one source's format: give exactly one --source", code=2)
+
+    async def work(runtime: Runtime) -> list[SourceRun]:
+        try:
+            adapters = select_adapters(runtime.settings.sources, source or ())
+        except UnknownSourceError as exc:
+            fail(str(exc), code=2)
+        columns = (SpinnerColumn(), TextColumn("{task.description:<18} {task.fields[stage]}"))
+        with Progress(*columns, TimeElapsedColumn(), console=err, transient=as_json) as bar:
+            display = _Display(bar, [a.info.name for a in adapters])
+            return await refresh(
+                runtime,
+                adapters,
+                source_from=from_,
+                since=since.date() if since else None,
+                dry_run=dry_run,
+                progress=display,
+            )
+
+    results = run(work)
+    if as_json:
+        document = {"dry_run": dry_run, "sources": {r.name: r.as_json() for r in results}}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        stdout_console().print(_summary(results, dry_run))
+    if results and all(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def sources(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the sources: enabled, location, licence, last success and error, what they hold."""
+
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        async with runtime.sessions() as session:
+            states = {s.name: s for s in await session.scalars(select(SourceState))}
+            held = {
+                name: (reports, incidents)
+                for name, reports, incidents in await session.execute(
+                    select(
+                        SourceReportRow.source,
+                        func.count(SourceReportRow.pk),
+                        func.count(SourceReportRow.incident_pk.distinct()),
+                    ).group_by(SourceReportRow.source)
+                )
+            }
+        rows = []
+        for adapter in ADAPTERS:
+            info, state = adapter.info, states.get(adapter.info.name)
+            reports, incidents = held.get(info.name, (0, 0))
+            rows.append(
+                {
+                    "name": info.name,
+                    "title": info.title,
+                    "enabled": is_enabled(adapter, runtime.settings.sources),
+                    "bundled": info.bundled,
+                    "url": location_of(adapter, runtime.settings.sources),
+                    "licence": info.licence,
+                    "attribution": info.attribution,
+                    "last_success": _iso(state.last_success_at if state else None),
+                    "last_error": state.last_error if state else None,
+                    "last_error_at": _iso(state.last_error_at if state else None),
+                    "reports": reports,
+                    "incidents": incidents,
+                }
+            )
+        return rows
+
+    rows = run(work)
+    if as_json:
+        sys.stdout.write(json.dumps({"sources": rows}, indent=2) + "\n")
+        return
+    table = Table()
+    for column in ("Source", "Enabled", "Reports", "Incidents", "Last success", "Last error"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            f"{row['name']}\n[dim]{escape(row['url'])}[/dim]",
+            ("yes" if row["enabled"] else "no") + (" (bundled)" if row["bundled"] else ""),
+            f"{row['reports']:,}",
+            f"{row['incidents']:,}",
+            row["last_success"] or "never",
+            escape(row["last_error"] or ""),
+        )
+    out = stdout_console()
+    out.print(table)
+    for row in rows:
+        out.print(f"[bold]{row['name']}[/bold]: {escape(row['licence'])}. {row['attribution']}")
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def worker(
+    every: Annotated[
+        str | None, typer.Option(help="How often to refresh, e.g. 15m or 1h (default: settings).")
+    ] = None,
+) -> None:
+    """Refresh the enabled sources on a schedule until stopped (Ctrl-C)."""
+    from kamiyo.config import parse_duration
+
+    async def work(runtime: Runtime) -> None:
+        interval = parse_duration(every) if every else runtime.settings.sources.refresh_every_s
+        if not interval:
+            fail("no schedule: give --every 15m or set KAMIYO_SOURCES_REFRESH_EVERY", code=2)
+        err.print(f"Refreshing {len(select_adapters(runtime.settings.sources))} sources every "
+                  f"{interval:g} s (Ctrl-C stops).")
+        await refresh_forever(runtime, interval)
+
+    try:
+        run(work)
+    except asyncio.CancelledError:
+        raise typer.Exit(130) from None
+
+
+@incidents_app.command("explain")
+def incidents_explain(
+    incident_id: Annotated[str, typer.Argument(help="The incident, e.g. 20220329_ronin-network.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show each report of an incident and the rule and evidence that merged it."""
+
+    async def work(runtime: Runtime) -> list[corrections.MergeEvidence]:
+        async with runtime.sessions() as session:
+            return await corrections.explain(session, incident_id)
+
+    try:
+        explained = run(work)
+    except NotFoundError as exc:
+        fail(str(exc))
+    if as_json:
+        rows = [e.model_dump(mode="json") for e in explained]
+        sys.stdout.write(json.dumps({"incident": incident_id, "reports": rows}, indent=2) + "\n")
+        return
+    table = Table(title=f"Reports of {incident_id}")
+    for column in ("Source", "Id", "Protocol", "Date", "Rule", "Score", "Evidence"):
+        table.add_column(column)
+    for e in explained:
+        evidence = ", ".join(f"{k}={v}" for k, v in e.evidence.items())
+        rule = e.rule if e.decided_by == "auto" else f"{e.rule} (operator)"
+        score = "" if e.score is None else f"{e.score:.2f}"
+        table.add_row(e.source, e.source_id, e.protocol, str(e.date), rule, score, escape(evidence))
+    stdout_console().print(table)
+
+
+@incidents_app.command("split")
+def incidents_split(
+    incident_id: Annotated[str, typer.Argument(help="The incident to take a report out of.")],
+    report: Annotated[str, typer.Argument(help="The report, as SOURCE:SOURCE_ID.")],
+) -> None:
+    """Move one report into an incident of its own, and keep it apart in later ingests."""
+    source, _, source_id = report.partition(":")
+    if not source or not source_id:
+        fail("give the report as SOURCE:SOURCE_ID, e.g. notable:20220323_ronin", code=2)
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.sessions() as session:
+            return await corrections.split(session, incident_id, source, source_id)
+
+    try:
+        new_id = run(work)
+    except (NotFoundError, corrections.CorrectionError) as exc:
+        fail(str(exc))
+    err.print(f"Moved {report} out of {incident_id} into {new_id}.")
+
+
+@incidents_app.command("merge")
+def incidents_merge(
+    keep_id: Annotated[str, typer.Argument(help="The incident that stays.")],
+    other_id: Annotated[str, typer.Argument(help="The incident whose reports join it.")],
+) -> None:
+    """Merge two incidents into one, and keep them together in later ingests."""
+
+    async def work(runtime: Runtime) -> int:
+        async with runtime.sessions() as session:
+            return await corrections.merge(session, keep_id, other_id)
+
+    try:
+        moved = run(work)
+    except (NotFoundError, corrections.CorrectionError) as exc:
+        fail(str(exc))
+    err.print(f"Merged {other_id} into {keep_id} ({moved} report(s) moved).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(sources)
+    app.command()(worker)
+    app.add_typer(incidents_app, name="incidents")

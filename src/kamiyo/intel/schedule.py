@@ -1,0 +1,125 @@
+"""Refreshing the sources from the settings: one run now, or one every so often.
+
+``kamiyo ingest`` runs once, ``kamiyo worker`` and ``kamiyo serve --refresh-every`` run
+:func:`refresh_forever`. Each run takes the ingest lock, so instances sharing a database refresh
+one at a time; a run that changed something calls ``on_change`` (the server clears its answer
+cache there, so a new incident is visible at once).
+"""
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from kamiyo.config import SourcesSettings
+from kamiyo.db.engine import ingest_lock
+from kamiyo.intel.refresh import Progress, Run, SourceRun, run_sources
+from kamiyo.intel.sources import ADAPTERS, DISTINCT_SOURCES
+from kamiyo.intel.sources.base import Adapter
+from kamiyo.intel.sources.fetch import Fetcher
+from kamiyo.intel.store import Origin
+from kamiyo.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class UnknownSourceError(ValueError):
+    pass
+
+
+def select_adapters(settings: SourcesSettings, names: Sequence[str] = ()) -> list[Adapter]:
+    """The adapters named (any, enabled or not), or every enabled one."""
+    known = {a.info.name: a for a in ADAPTERS}
+    if names:
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise UnknownSourceError(
+                f"unknown source {', '.join(missing)}: known sources are {', '.join(known)}"
+            )
+        return [known[n] for n in names]
+    return [a for a in ADAPTERS if is_enabled(a, settings)]
+
+
+def is_enabled(adapter: Adapter, settings: SourcesSettings) -> bool:
+    if adapter.info.name in settings.disabled:
+        return False
+    return adapter.info.enabled or adapter.info.name in settings.enabled
+
+
+def location_of(adapter: Adapter, settings: SourcesSettings) -> str:
+    return settings.urls.get(adapter.info.name, adapter.info.url)
+
+
+async def refresh(
+    runtime: Runtime,
+    adapters: Sequence[Adapter],
+    *,
+    source_from: str | None = None,
+    since: dt.date | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> list[SourceRun]:
+    """One run over ``adapters``; ``source_from`` (with one adapter) reads another location,
+    local files included."""
+    settings = runtime.settings.sources
+    origin: Origin = "import" if source_from else "live"
+
+    def fetch_for(name: str, validators: dict[str, Any]) -> AbstractAsyncContextManager[Any]:
+        return Fetcher(
+            name,
+            settings,
+            validators={} if source_from else validators,
+            allow_local=source_from is not None,
+            allow_private=settings.allow_private or source_from is not None,
+        )
+
+    def base_for(adapter: Adapter) -> str:
+        return source_from or location_of(adapter, settings)
+
+    run = Run(
+        adapters=adapters,
+        fetch_for=fetch_for,
+        base_for=base_for,
+        origin=origin,
+        since=since,
+        dry_run=dry_run,
+        distinct_sources=DISTINCT_SOURCES,
+    )
+    if progress is not None:
+        run.progress = progress
+    async with ingest_lock(runtime.engine):
+        return await run_sources(run, runtime.sessions)
+
+
+def changed(results: Sequence[SourceRun]) -> bool:
+    return any(r.counts.new or r.counts.merged or r.counts.updated for r in results)
+
+
+async def refresh_forever(
+    runtime: Runtime,
+    every_s: float,
+    on_change: Callable[[], Awaitable[None] | None] = lambda: None,
+) -> None:
+    """Refresh every enabled source every ``every_s`` seconds until cancelled."""
+    while True:
+        try:
+            results = await refresh(runtime, select_adapters(runtime.settings.sources))
+        except Exception:  # a bug or a database outage must not end the schedule
+            log.exception("scheduled refresh failed")
+        else:
+            failed = [r.name for r in results if r.error]
+            log.info(
+                "refreshed %d sources: %d new, %d merged, %d updated%s",
+                len(results),
+                sum(r.counts.new for r in results),
+                sum(r.counts.merged for r in results),
+                sum(r.counts.updated for r in results),
+                f"; failed: {', '.join(failed)}" if failed else "",
+            )
+            if changed(results):
+                outcome = on_change()
+                if outcome is not None:
+                    await outcome
+        await asyncio.sleep(every_s)
