@@ -44,9 +44,48 @@ CONTAINED_SCORE = 80.0
 LOSS_FACTOR = 5.0
 # Words too common in protocol names to tell two apart ("RL Token" and "RES Token").
 GENERIC_WORDS = frozenset(
-    "token coin swap finance pool vault bank dao defi exchange market markets lending network "
-    "protocol labs game games bridge wallet chain capital money hack farm farms yield the "
-    "ai nft dex fi io xyz platform unverified unknown contract contracts foundation".split()
+    [
+        "token",
+        "coin",
+        "swap",
+        "finance",
+        "pool",
+        "vault",
+        "bank",
+        "dao",
+        "defi",
+        "exchange",
+        "market",
+        "markets",
+        "lending",
+        "network",
+        "protocol",
+        "labs",
+        "game",
+        "games",
+        "bridge",
+        "wallet",
+        "chain",
+        "capital",
+        "money",
+        "hack",
+        "farm",
+        "farms",
+        "yield",
+        "the",
+        "ai",
+        "nft",
+        "dex",
+        "fi",
+        "io",
+        "xyz",
+        "platform",
+        "unverified",
+        "unknown",
+        "contract",
+        "contracts",
+        "foundation",
+    ]
 )
 # Reference hosts too generic to identify an incident by URL alone.
 _GENERIC_HOSTS = frozenset({"etherscan.io", "bscscan.com", "github.com", "t.me", "discord.gg"})
@@ -131,8 +170,10 @@ def _name_score(a: Entry, b: Entry) -> float | None:
         default=0.0,
     )
     # Token-sort catches reordered words ("Bridge Harmony" against "Harmony Bridge").
-    best = max(best, float(fuzz.token_sort_ratio(" ".join(sorted(a.words)),
-                                                 " ".join(sorted(b.words)))) * 0.98)
+    best = max(
+        best,
+        float(fuzz.token_sort_ratio(" ".join(sorted(a.words)), " ".join(sorted(b.words)))) * 0.98,
+    )
     if a.words <= b.words or b.words <= a.words:
         # One name's distinctive words all in the other's ("Harmony" in "Harmony Horizon"):
         # a hint, not enough alone (Aztec Connect and Aztec V1 were two incidents).
@@ -154,9 +195,7 @@ def decide(a: Entry, b: Entry) -> Decision | None:
     # PoC headers sometimes cite another incident's transaction, so even a shared hash needs
     # names that are not unlike (or a name that says nothing).
     if (shared := a.transactions & b.transactions) and (name is None or name >= 50):
-        return Decision(
-            "shared_transaction", 1.0, {**evidence, "transactions": sorted(shared)[:3]}
-        )
+        return Decision("shared_transaction", 1.0, {**evidence, "transactions": sorted(shared)[:3]})
     if name is None:
         return None
     near = days <= HARD_KEY_WINDOW_DAYS and name >= 70
