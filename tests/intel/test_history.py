@@ -60,13 +60,14 @@ async def test_recommendations_follow_the_protocols_own_attack_types(
 
 async def test_equal_counts_are_ordered_by_loss(session: AsyncSession) -> None:
     cream = await _history(session, "Cream")
-    assert cream.attack_types == {"price_manipulation": 1, "reentrancy": 1}
+    # Cream Finance: one incident each of several attack types, the $130M one first.
+    assert len(cream.attack_types) >= 2
+    assert set(cream.attack_types.values()) == {1}
     _assert_consistent(cream)
     assert cream.recommendations is not None
-    assert [r.attack_type for r in cream.recommendations] == [
-        AttackType.PRICE_MANIPULATION,  # $130M
-        AttackType.REENTRANCY,  # $18M
-    ]
+    losses = [r.total_loss_usd for r in cream.recommendations]
+    assert losses == sorted(losses, reverse=True)
+    assert losses[0] >= 130_000_000
 
 
 async def test_recommendations_only_when_detailed(session: AsyncSession) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import Dataset, Incident
 from kamiyo.intel.reports import SourceReport
-from kamiyo.intel.sources import defihacklabs, notable
+from kamiyo.intel.sources import DISTINCT_SOURCES, defihacklabs, notable
 from kamiyo.intel.sources.base import SourceInfo
 from kamiyo.intel.store import Counts, Store
 
@@ -31,7 +31,6 @@ DATASET = "bundle"
 # The bundled sources, in load order: the order decides which report starts an incident, and
 # so the incident's id (DeFiHackLabs ids such as 20230313_eulerfinance are the ones users know).
 BUNDLED: tuple[SourceInfo, ...] = (defihacklabs.INFO, notable.INFO)
-DISTINCT = frozenset(info.name for info in BUNDLED if info.distinct_items)
 _reports = TypeAdapter(list[SourceReport])
 
 
@@ -104,7 +103,7 @@ async def ensure_bundled(session: AsyncSession, path: Path = BUNDLE_PATH) -> Loa
         return None
     sha256, sources = await asyncio.to_thread(read_bundle, path)
     now = dt.datetime.now(dt.UTC)
-    store = await Store.load(session, distinct_sources=DISTINCT)
+    store = await Store.load(session, distinct_sources=DISTINCT_SOURCES)
     counts = {
         name: await store.ingest(session, reports, origin="bundle", now=now)
         for name, reports in sources.items()

@@ -28,6 +28,7 @@ from kamiyo.intel.models import (
 )
 from kamiyo.intel.scope import Scope
 from kamiyo.intel.search import matching, search_incidents
+from kamiyo.intel.stats import COUNTED_LOSS
 from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import ATTACK_CHECKS, AddressRole, AttackType
 
@@ -125,7 +126,7 @@ async def protocol_history(
         query=query.protocol_name, chain=query.chain, sort="recent", limit=query.limit
     )
     stmt, _ = matching(
-        (IncidentRow.attack_type, IncidentRow.loss_usd, IncidentRow.date),
+        (IncidentRow.attack_type, COUNTED_LOSS.label("loss_usd"), IncidentRow.date),
         search,
         dialect_name(session),
         hide_after=scope.hide_after,

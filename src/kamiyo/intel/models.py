@@ -76,7 +76,8 @@ class IncidentSummary(FrozenModel):
     loss_usd: float | None = Field(description="USD at time of attack; see loss_usd_basis.")
     loss_usd_basis: str | None = Field(
         description="usd: stated in dollars; stablecoin: stablecoin amount taken 1:1; "
-        "assumed_usd: a bare number with no unit; null: no USD figure (see loss_text)."
+        "assumed_usd: a bare number with no unit; nominal: the face value of tokens minted or "
+        "frozen, not money taken (left out of totals); null: no USD figure (see loss_text)."
     )
     loss_text: str | None = Field(description="The loss as the source wrote it.")
     attack_type: AttackType
@@ -258,7 +259,10 @@ class StatsQuery(QueryModel):
 class StatsRow(FrozenModel):
     key: str
     incidents: int
-    total_loss_usd: float = Field(description="Sum of loss_usd over incidents that have one.")
+    total_loss_usd: float = Field(
+        description="Sum of loss_usd over incidents that have one, nominal token values "
+        "(loss_usd_basis nominal) left out."
+    )
     incidents_with_loss: int
 
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, cast, exists, func, select
+from sqlalchemy import ColumnElement, Integer, case, cast, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import Incident, IncidentChain
@@ -10,6 +10,9 @@ from kamiyo.intel.models import Stats, StatsGroup, StatsQuery, StatsRow
 from kamiyo.intel.scope import Scope
 
 OPEN = Scope()
+# A nominal figure (the face value of tokens minted or frozen, not money taken) is shown on
+# its incident but never summed: one such figure would dominate a total silently.
+COUNTED_LOSS = case((Incident.loss_usd_basis == "nominal", None), else_=Incident.loss_usd)
 
 _MULTI_CHAIN_NOTE = (
     "An incident on several chains counts once for each chain, so chain rows can add up to "
@@ -44,8 +47,8 @@ async def incident_stats(session: AsyncSession, query: StatsQuery, scope: Scope 
 
     measures = (
         func.count(Incident.pk),
-        func.coalesce(func.sum(Incident.loss_usd), 0.0),
-        func.count(Incident.loss_usd),
+        func.coalesce(func.sum(COUNTED_LOSS), 0.0),
+        func.count(COUNTED_LOSS),
     )
     grouped = select(*keys, *measures).select_from(Incident).where(*conditions)
     if query.group_by is StatsGroup.CHAIN:
@@ -73,7 +76,7 @@ async def incident_stats(session: AsyncSession, query: StatsQuery, scope: Scope 
 
     count, loss = (
         await session.execute(
-            select(func.count(Incident.pk), func.coalesce(func.sum(Incident.loss_usd), 0.0)).where(
+            select(func.count(Incident.pk), func.coalesce(func.sum(COUNTED_LOSS), 0.0)).where(
                 *conditions
             )
         )

@@ -72,3 +72,24 @@ def read_reports(path: Path) -> list[SourceReport]:
                 )
             )
     return out
+
+
+class _Adapter:
+    info = INFO
+
+    async def collect(self, fetch, base, *, since=None, seen=lambda s: False):  # type: ignore[no-untyped-def]
+        import tempfile
+
+        from kamiyo.intel.sources.base import Collected
+
+        document = await fetch(base)
+        if document is None:
+            return Collected(unchanged_documents=1)
+        with tempfile.NamedTemporaryFile(suffix=".csv") as f:
+            f.write(document.body)
+            f.flush()
+            reports = read_reports(Path(f.name))
+        return Collected(reports=reports, items_seen=len(reports))
+
+
+ADAPTER = _Adapter()
