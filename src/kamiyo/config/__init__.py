@@ -36,6 +36,7 @@ from kamiyo.config.sections import (
     X402Settings,
     async_database_url,
 )
+from kamiyo.config.sources import SourceSettings, parse_duration
 
 
 class Settings(Section):
@@ -55,6 +56,7 @@ class Settings(Section):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     x402: X402Settings = Field(default_factory=X402Settings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {}
 
@@ -173,9 +175,11 @@ __all__ = [
     "Settings",
     "SiteSettings",
     "SmtpSettings",
+    "SourceSettings",
     "StripeSettings",
     "X402Settings",
     "async_database_url",
     "describe_settings_error",
     "get_settings",
+    "parse_duration",
 ]
