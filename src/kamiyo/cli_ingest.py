@@ -16,7 +16,10 @@ from kamiyo.cli_support import err, fail, run, stdout_console
 from kamiyo.db.tables import SourceReportRow, SourceState
 from kamiyo.intel import corrections
 from kamiyo.intel.refresh import SourceRun
-from kamiyo.intel.schedule import (
+from kamiyo.intel.scope import NotFoundError
+from kamiyo.intel.sources import ADAPTERS
+from kamiyo.runtime import Runtime
+from kamiyo.service.refreshing import (
     UnknownSourceError,
     is_enabled,
     location_of,
@@ -24,9 +27,6 @@ from kamiyo.intel.schedule import (
     refresh_forever,
     select_adapters,
 )
-from kamiyo.intel.scope import NotFoundError
-from kamiyo.intel.sources import ADAPTERS
-from kamiyo.runtime import Runtime
 
 incidents_app = typer.Typer(help="Why reports merged, and corrections.", no_args_is_help=True)
 
@@ -192,11 +192,13 @@ def worker(
     from kamiyo.config import parse_duration
 
     async def work(runtime: Runtime) -> None:
-        interval = parse_duration(every) if every else runtime.settings.sources.refresh_every_s
+        interval = parse_duration(every) if every else runtime.settings.sources.refresh_every
         if not interval:
             fail("no schedule: give --every 15m or set KAMIYO_SOURCES_REFRESH_EVERY", code=2)
-        err.print(f"Refreshing {len(select_adapters(runtime.settings.sources))} sources every "
-                  f"{interval:g} s (Ctrl-C stops).")
+        err.print(
+            f"Refreshing {len(select_adapters(runtime.settings.sources))} sources every "
+            f"{interval:g} s (Ctrl-C stops)."
+        )
         await refresh_forever(runtime, interval)
 
     try:

@@ -40,6 +40,11 @@ class ServerState:
                 maxsize=self.settings.answers.cache_size, ttl=self.settings.answers.cache_ttl_s
             )
 
+    def data_changed(self) -> None:
+        """New or changed incidents: cached answers may be stale, so none is kept."""
+        if self.cache is not None:
+            self.cache.clear()
+
     def require_runtime(self) -> Runtime:
         if self.runtime is None:
             raise RuntimeError("the server was used before its runtime was opened")

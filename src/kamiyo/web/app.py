@@ -17,6 +17,7 @@ from kamiyo.access.gate import Gate
 from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.config import Settings
 from kamiyo.runtime import open_runtime
+from kamiyo.service.refreshing import keeping_current
 from kamiyo.service.state import ServerState, default_gate
 from kamiyo.web import access_log, api, mcp_posts, rest
 from kamiyo.web.auth import ResourceServer
@@ -75,7 +76,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime, state.gate.serving(runtime.sessions):
+        async with (
+            open_runtime(settings) as runtime,
+            state.gate.serving(runtime.sessions),
+            keeping_current(runtime, state.data_changed),
+        ):
             state.runtime = runtime
             async with server.session_manager.run():
                 yield

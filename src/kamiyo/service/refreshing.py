@@ -9,16 +9,17 @@ cache there, so a new incident is visible at once).
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from kamiyo.config import SourcesSettings
+from kamiyo.config import SourceSettings
 from kamiyo.db.engine import ingest_lock
 from kamiyo.intel.refresh import Progress, Run, SourceRun, run_sources
 from kamiyo.intel.sources import ADAPTERS, DISTINCT_SOURCES
 from kamiyo.intel.sources.base import Adapter
 from kamiyo.intel.sources.fetch import Fetcher
+from kamiyo.intel.sources.fetch_rules import HostPacer
 from kamiyo.intel.store import Origin
 from kamiyo.runtime import Runtime
 
@@ -29,7 +30,7 @@ class UnknownSourceError(ValueError):
     pass
 
 
-def select_adapters(settings: SourcesSettings, names: Sequence[str] = ()) -> list[Adapter]:
+def select_adapters(settings: SourceSettings, names: Sequence[str] = ()) -> list[Adapter]:
     """The adapters named (any, enabled or not), or every enabled one."""
     known = {a.info.name: a for a in ADAPTERS}
     if names:
@@ -42,13 +43,13 @@ def select_adapters(settings: SourcesSettings, names: Sequence[str] = ()) -> lis
     return [a for a in ADAPTERS if is_enabled(a, settings)]
 
 
-def is_enabled(adapter: Adapter, settings: SourcesSettings) -> bool:
+def is_enabled(adapter: Adapter, settings: SourceSettings) -> bool:
     if adapter.info.name in settings.disabled:
         return False
-    return adapter.info.enabled or adapter.info.name in settings.enabled
+    return adapter.info.enabled
 
 
-def location_of(adapter: Adapter, settings: SourcesSettings) -> str:
+def location_of(adapter: Adapter, settings: SourceSettings) -> str:
     return settings.urls.get(adapter.info.name, adapter.info.url)
 
 
@@ -64,15 +65,19 @@ async def refresh(
     """One run over ``adapters``; ``source_from`` (with one adapter) reads another location,
     local files included."""
     settings = runtime.settings.sources
+    pacer = HostPacer(settings.min_interval_s)  # one run's politeness, shared by its sources
     origin: Origin = "import" if source_from else "live"
 
     def fetch_for(name: str, validators: dict[str, Any]) -> AbstractAsyncContextManager[Any]:
+        # --from names a location an operator chose (a file, a mirror on the local network):
+        # local files and private addresses are allowed for it, and only for it.
         return Fetcher(
             name,
             settings,
             validators={} if source_from else validators,
             allow_local=source_from is not None,
             allow_private=settings.allow_private or source_from is not None,
+            pacer=pacer,
         )
 
     def base_for(adapter: Adapter) -> str:
@@ -123,3 +128,55 @@ async def refresh_forever(
                 if outcome is not None:
                     await outcome
         await asyncio.sleep(every_s)
+
+
+# How often a serving instance looks for data another instance (or a worker) ingested.
+WATCH_EVERY_S = 5.0
+
+
+async def _data_version(runtime: Runtime) -> tuple[object, ...]:
+    from sqlalchemy import func, select
+
+    from kamiyo.db.tables import SourceReportRow, SourceState
+
+    async with runtime.sessions() as session:
+        reports = (
+            await session.execute(
+                select(func.count(SourceReportRow.pk), func.max(SourceReportRow.decided_at))
+            )
+        ).one()
+        ran = await session.scalar(select(func.max(SourceState.last_run_at)))
+    return (*reports, ran)
+
+
+async def watch_data(runtime: Runtime, on_change: Callable[[], None]) -> None:
+    """Call ``on_change`` whenever the stored reports change, whoever changed them."""
+    seen = await _data_version(runtime)
+    while True:
+        await asyncio.sleep(WATCH_EVERY_S)
+        try:
+            now = await _data_version(runtime)
+        except Exception:  # an outage: the answers cache simply lives on its TTL meanwhile
+            log.debug("could not read the data version", exc_info=True)
+            continue
+        if now != seen:
+            seen = now
+            on_change()
+
+
+@asynccontextmanager
+async def keeping_current(runtime: Runtime, on_change: Callable[[], None]) -> AsyncIterator[None]:
+    """While serving: refresh on the settings' schedule, if any, and drop cached answers
+    whenever the data changes (here or on another instance)."""
+    tasks = [asyncio.create_task(watch_data(runtime, on_change), name="kamiyo-data-watch")]
+    every = runtime.settings.sources.refresh_every
+    if every:
+        tasks.append(
+            asyncio.create_task(refresh_forever(runtime, every, on_change), name="kamiyo-refresh")
+        )
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
