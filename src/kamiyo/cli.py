@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kamiyo import __version__, cli_operations, clients
+from kamiyo import __version__, cli_ingest, cli_operations, clients
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
 from kamiyo.cli_billing import billing_app, signup
 from kamiyo.cli_support import (
@@ -48,6 +48,7 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(billing_app, name="billing")
 app.command()(signup)
 cli_operations.register(app)
+cli_ingest.register(app)
 
 
 @app.callback()

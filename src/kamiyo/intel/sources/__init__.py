@@ -1,9 +1,24 @@
 """Source adapters, one module each, behind the interface in ``base.py``; the registry."""
 
-from kamiyo.intel.sources import notable
+from kamiyo.intel.sources import (
+    defillama,
+    defillama_protocols,
+    notable,
+    rekt,
+    slowmist,
+    web3isgoinggreat,
+)
 from kamiyo.intel.sources.base import Adapter
 
-# Refreshed in this order: a registry first (its names help resolution), then the sources
-# whose items carry the hardest keys (transactions, addresses), then the news feeds.
-ADAPTERS: tuple[Adapter, ...] = (notable.ADAPTER,)
+# Refreshed in this order: the protocol registry first, then the sources whose items carry
+# the hardest keys (transactions, addresses, DeFiLlama ids), then the news feeds, whose items
+# resolve best against what the others brought.
+ADAPTERS: tuple[Adapter, ...] = (
+    defillama_protocols.ADAPTER,
+    notable.ADAPTER,
+    defillama.ADAPTER,
+    slowmist.ADAPTER,
+    rekt.ADAPTER,
+    web3isgoinggreat.ADAPTER,
+)
 DISTINCT_SOURCES = frozenset(a.info.name for a in ADAPTERS if a.info.distinct_items)
