@@ -191,3 +191,21 @@ def test_lists_under_a_label_and_block_comments() -> None:
         (AddressRole.VICTIM, "0xadefb902cab716b8043c5231ae9a50b8b4ee7c4e"),
     ]
     assert [t.hash[:10] for t in facts.transactions] == ["0x6759db55", "0x88fcffc3"]
+
+
+def test_references_leave_out_explorer_pages_and_rpc_endpoints() -> None:
+    trace = "https://dashboard.tenderly.co/tx/bsc/0x" + "ab" * 32
+    text = (
+        "// @KeyInfo - Total Lost : ~$1.6M(https://debank.com/profile/0x0cfc28d16d07219249c6d6d6ae24e7132ee4caa7)\n"
+        "// Attack Txs : https://bscscan.com/txs?a=0xab74fbd735cd2ed826b64e0f850a890930a91094\n"
+        "// @Analysis\n"
+        "// Post-mortem : https://x.com/peckshield/status/1\n"
+        f"// Trace : {trace}\n"
+        "//     --rpc-url https://1rpc.io/eth\n"
+        '// cheats.createSelectFork("https://rpc.ankr.com/bsc", 1);\n'
+    )
+    assert parse_poc(text).references == [
+        "https://debank.com/profile/0x0cfc28d16d07219249c6d6d6ae24e7132ee4caa7",
+        "https://x.com/peckshield/status/1",
+        trace,
+    ]

@@ -11,11 +11,15 @@ The header comes in two shapes. The classic one::
 
 and the free-form one of 2026 (``// Exploit tx  : 0x… (block N)``, ``// Caller EOA  : 0x…``,
 ``// Attack ctrt : 0x…``, ``// Victim pool : 0x…``, then lists of other addresses touched).
-Every ``//`` line is read as ``label : value``; the label decides the role (see
-:func:`role_of`), a line with no label right under a labelled one continues it (lists of
-attack contracts or transactions), and a line whose label names no role is skipped: the
-"protocol addresses touched" lists name tokens and routers, not parties to the attack.
-``address constant VICTIM = 0x…`` declarations add addresses the header does not give.
+Every comment line (``//``, or `` * `` inside a block comment) is read as ``label : value``.
+The label decides the role (see :func:`role_of`); a transaction label (``Attack Tx``,
+``Exploit tx``, ``TX``, ``txId``) gives hashes, except for set-up, buy or borrow
+transactions; a line with no label right under a labelled one continues it (lists of attack
+contracts or transactions); a line whose label names no role is skipped: the "protocol
+addresses touched" lists name tokens and routers, not parties to the attack.
+``address constant VICTIM = 0x…`` declarations add addresses the header does not give. Every
+other link is a reference, except block explorers' pages of addresses and transactions (the
+facts above again) and RPC endpoints.
 
 The chain is where the test forks: ``createSelectFork("bsc", …)`` with a foundry alias, an RPC
 URL, a string constant holding one, or an ``ETH_RPC_URL``-style variable; failing that, the
@@ -79,7 +83,15 @@ _EXPLORERS = (
     ("moonscan.io", "moonbeam"),
 )
 # Tx viewers that put the chain in the path: app.blocksec.com/explorer/tx/eth/0x…
-_PATH_CHAIN_HOSTS = ("app.blocksec.com", "explorer.phalcon.xyz", "phalcon.blocksec.com")
+_PATH_CHAIN_HOSTS = (
+    "app.blocksec.com",
+    "explorer.phalcon.xyz",
+    "phalcon.xyz",
+    "phalcon.blocksec.com",
+    "tools.blocksec.com",
+    "versatile.blocksecteam.com",
+)
+_EXPLORER_PAGE = re.compile(r"/(?:address|tx|token)/|0x[0-9a-fA-F]{40}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +235,10 @@ def _is_reference(url: str) -> bool:
     """Not a block explorer's page of an address or a transaction: those are the address and
     transaction facts again. Trace viewers and decompilers (Tenderly, Dedaub, CertiK Skylens)
     are analysis, and stay."""
-    on_chain = _ADDRESS.search(url) or _TX_HASH.search(url)
-    return not (on_chain and explorer_chain(url))
+    parts = urlsplit(url)
+    if "rpc" in (parts.hostname or ""):
+        return False  # an RPC endpoint a fork runs against ("rpc.ankr.com/bsc", "1rpc.io")
+    return not (explorer_chain(url) and _EXPLORER_PAGE.search(f"{parts.path}?{parts.query}"))
 
 
 def _fork_chains(text: str) -> Iterator[str]:
