@@ -1,6 +1,7 @@
 """Source adapters, one module each, behind the interface in ``base.py``; the registry."""
 
 from kamiyo.intel.sources import (
+    defihacklabs,
     defillama,
     defillama_protocols,
     notable,
@@ -16,6 +17,7 @@ from kamiyo.intel.sources.base import Adapter
 ADAPTERS: tuple[Adapter, ...] = (
     defillama_protocols.ADAPTER,
     notable.ADAPTER,
+    defihacklabs.ADAPTER,
     defillama.ADAPTER,
     slowmist.ADAPTER,
     rekt.ADAPTER,
