@@ -17,6 +17,7 @@ from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.cli import app
 from kamiyo.clients import claude_desktop_config_path
 from kamiyo.config import Settings
+from kamiyo.intel.bundled import BUNDLE_PATH
 from kamiyo.runtime import open_runtime
 
 runner = CliRunner()
@@ -31,8 +32,9 @@ def test_search_prints_a_table() -> None:
     code, out, _ = kamiyo("search", "ronin")
     assert code == 0
     assert "Ronin Network" in out
-    assert "$624.0M" in out
+    assert "$624.5M" in out  # the median of DeFiHackLabs' $624M and the notable table's $625M
     assert "20220329_ronin-network" in out
+    assert "key_compromise" in out
 
 
 def test_search_with_every_filter_as_json() -> None:
@@ -50,7 +52,8 @@ def test_search_with_every_filter_as_json() -> None:
     assert code == 0
     result = json.loads(out)
     assert [i["id"] for i in result["incidents"]] == ["20230313_eulerfinance"]
-    assert result["incidents"][0]["loss_usd"] == 200_000_000
+    assert result["incidents"][0]["loss_usd"] == 198_000_000
+    assert {s["source"] for s in result["incidents"][0]["sources"]} == {"defihacklabs", "notable"}
 
 
 def test_flash_loan_on_bsc() -> None:
@@ -113,15 +116,16 @@ def test_show_unknown_id_fails_clearly() -> None:
 def test_stats(by: str) -> None:
     code, out, _ = kamiyo("stats", "--by", by)
     assert code == 0
-    assert "860" in out  # the total row
+    _, listed, _ = kamiyo("stats", "--json")
+    assert f"{json.loads(listed)['incidents']:,}" in out  # the total row
 
 
 def test_stats_json_totals() -> None:
     code, out, _ = kamiyo("stats", "--by", "attack-type", "--json")
     assert code == 0
     stats = json.loads(out)
-    assert stats["incidents"] == 860
-    assert sum(r["incidents"] for r in stats["rows"]) == 860
+    assert stats["incidents"] > 860  # DeFiHackLabs and the notable table, merged
+    assert sum(r["incidents"] for r in stats["rows"]) == stats["incidents"]
 
 
 def test_db_upgrade_on_postgres_then_search(
@@ -163,12 +167,11 @@ def test_unreachable_database_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
 def test_data_build_reproduces_the_bundle(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "bundle.json.gz"
-    code, _, err = kamiyo(
-        "data", "build", "--source", str(repo / "data" / "defihacklabs"), "--out", str(out)
-    )
+    code, _, err = kamiyo("data", "build", "--data", str(repo / "data"), "--out", str(out))
     assert code == 0, err
-    assert "860 incidents" in err
-    code, _, err = kamiyo("data", "build", "--source", str(tmp_path / "missing"))
+    assert "1091 reports (defihacklabs 860, notable 231)" in err
+    assert out.read_bytes() == BUNDLE_PATH.read_bytes()
+    code, _, err = kamiyo("data", "build", "--data", str(tmp_path / "missing"))
     assert code == 2
 
 
@@ -187,7 +190,7 @@ def test_real_process_keeps_stdout_for_results_and_logs_on_stderr(tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["incidents"][0]["protocol"] == "Ronin Network"
     log_lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
-    assert any("loaded 860 incidents" in line["message"] for line in log_lines)
+    assert any("loaded the bundled reports" in line["message"] for line in log_lines)
     assert all(line["level"] in {"INFO", "WARNING"} for line in log_lines)
 
 

@@ -226,18 +226,33 @@ def db_upgrade() -> None:
 
 @data_app.command("build")
 def data_build(
-    source: Annotated[Path, typer.Option(help="Folder with the DeFiHackLabs CSV files.")] = Path(
-        "data/defihacklabs"
-    ),
+    data: Annotated[
+        Path, typer.Option(help="The repository's data folder (defihacklabs/, notable/).")
+    ] = Path("data"),
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            help="Read DeFiHackLabs from its own files instead of data/defihacklabs: a clone "
+            "of the repository, or a raw URL such as "
+            "https://raw.githubusercontent.com/SunWeb3Sec/DeFiHackLabs/main.",
+        ),
+    ] = None,
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")] = (
         BUNDLE_PATH
     ),
 ) -> None:
-    """Rebuild the bundled dataset from the CSV files (same input, same bytes)."""
-    if not source.is_dir():
-        fail(f"{source} is not a folder with defihacklabs_incidents.csv in it", code=2)
-    count = build_bundle(source, out_path)
-    err.print(f"Wrote {count} incidents to {out_path}.")
+    """Rebuild the bundled reports from the data folder (same input, same bytes)."""
+    if not (data / "defihacklabs").is_dir() or not (data / "notable").is_dir():
+        fail(f"{data} is not a data folder with defihacklabs/ and notable/ in it", code=2)
+    replacing = None
+    if upstream is not None:
+        from kamiyo.service.refreshing import collect_upstream
+
+        settings = settings_or_exit()
+        replacing = execute(settings, lambda: collect_upstream(settings.sources, upstream))
+    counts = build_bundle(data, out_path, defihacklabs_reports=replacing)
+    listed = ", ".join(f"{name} {n}" for name, n in counts.items())
+    err.print(f"Wrote {sum(counts.values())} reports ({listed}) to {out_path}.")
 
 
 @app.command()

@@ -81,7 +81,7 @@ async def test_loading_is_done_once_and_never_removes_what_a_new_bundle_lacks(
     async with open_runtime(settings, upgrade=True) as runtime:
         async with runtime.sessions() as session:
             assert await ensure_bundled(session) is None  # open_runtime loaded it already
-            incidents = await session.scalar(select(func.count(Incident.pk)))
+            incidents = await session.scalar(select(func.count(Incident.pk))) or 0
             reports = await session.scalar(select(func.count(SourceReportRow.pk)))
             assert reports == 860 + 231
             # A live run added an incident the bundle does not know.

@@ -157,7 +157,8 @@ async def test_the_bundle_never_overwrites_what_a_live_run_wrote(session: AsyncS
     await ingest(session, [report(loss_text="$1M (live)")], origin="live")
     assert await ingest(session, [report(loss_text="$1M")], origin="bundle") == Counts(unchanged=1)
     incident = await intel.get_incident(session, "20250101_testprotocol")
-    assert incident is not None and incident.loss_text == "$1M (live)"
+    assert incident is not None
+    assert incident.loss_text == "$1M (live)"
 
 
 async def test_a_split_and_a_merge_survive_later_ingests(session: AsyncSession) -> None:

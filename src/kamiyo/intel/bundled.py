@@ -50,9 +50,20 @@ def read_sources(data_folder: Path) -> dict[str, list[SourceReport]]:
     }
 
 
-def build_bundle(data_folder: Path, out: Path = BUNDLE_PATH) -> dict[str, int]:
-    """Write the compressed bundle of ``data_folder``'s sources; returns reports per source."""
+def build_bundle(
+    data_folder: Path,
+    out: Path = BUNDLE_PATH,
+    *,
+    defihacklabs_reports: list[SourceReport] | None = None,
+) -> dict[str, int]:
+    """Write the compressed bundle of ``data_folder``'s sources; returns reports per source.
+
+    ``defihacklabs_reports`` replaces the CSV extract with reports read from upstream's own
+    files (``kamiyo data build --upstream``).
+    """
     reports = read_sources(data_folder)
+    if defihacklabs_reports is not None:
+        reports[defihacklabs.INFO.name] = defihacklabs_reports
     document = {
         "format": 2,
         "sources": [

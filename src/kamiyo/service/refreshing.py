@@ -16,6 +16,7 @@ from typing import Any
 from kamiyo.config import SourceSettings
 from kamiyo.db.engine import ingest_lock
 from kamiyo.intel.refresh import Progress, Run, SourceRun, run_sources
+from kamiyo.intel.reports import SourceReport
 from kamiyo.intel.sources import ADAPTERS, DISTINCT_SOURCES
 from kamiyo.intel.sources.base import Adapter
 from kamiyo.intel.sources.fetch import Fetcher
@@ -180,3 +181,16 @@ async def keeping_current(runtime: Runtime, on_change: Callable[[], None]) -> As
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def collect_upstream(settings: SourceSettings, location: str) -> list[SourceReport]:
+    """DeFiHackLabs' reports read from its own files (a clone, or raw URLs), for the bundle."""
+    from kamiyo.intel.sources import defihacklabs
+
+    async with Fetcher(
+        defihacklabs.INFO.name, settings, allow_local=True, allow_private=True
+    ) as fetch:
+        collected = await defihacklabs.ADAPTER.collect(fetch, location)
+    if collected.failed:
+        log.warning("%d DeFiHackLabs documents could not be read", collected.failed)
+    return collected.reports
