@@ -65,6 +65,10 @@ async def test_health_check(client: Client) -> None:
     # The bundle's two sources, merged: more than DeFiHackLabs' 860 alone, fewer than both.
     assert 860 < health["dataset"]["incidents"] == stats["incidents"] < 860 + 231
     assert health["database"].endswith(": ok")
+    sources = health["dataset"]["sources"]
+    assert sources["defihacklabs"]["reports"] == 860
+    assert sources["notable"]["reports"] == 231
+    assert sources["notable"]["newest_report"] >= "2026-01-01"
 
 
 async def test_search_exploits(client: Client) -> None:
