@@ -23,6 +23,7 @@ from kamiyo.cli_support import (
 )
 from kamiyo.cli_usage import usage_app
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
+from kamiyo.config import parse_duration
 from kamiyo.observability import configure_logging
 from kamiyo.runtime import Runtime
 
@@ -77,9 +78,24 @@ def serve(
     json_response: Annotated[
         bool, typer.Option(help="HTTP: plain JSON answers instead of SSE streams.")
     ] = False,
+    refresh_every: Annotated[
+        str | None,
+        typer.Option(
+            help="Refresh the enabled sources this often while serving, e.g. 15m or 1h "
+            "(default: KAMIYO_SOURCES_REFRESH_EVERY, unset: never)."
+        ),
+    ] = None,
 ) -> None:
     """Serve MCP: on stdio (the default), or over HTTP at /mcp (Streamable HTTP) and /sse."""
     settings = settings_or_exit()
+    if refresh_every is not None:
+        try:
+            every = parse_duration(refresh_every)
+        except ValueError as exc:
+            fail(f"--refresh-every: {exc}", code=2)
+        settings = settings.model_copy(
+            update={"sources": settings.sources.model_copy(update={"refresh_every": every})}
+        )
     if transport is Transport.STDIO:
         from kamiyo.mcpserver.server import serve_stdio
 

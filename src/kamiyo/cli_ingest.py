@@ -191,8 +191,13 @@ def worker(
     """Refresh the enabled sources on a schedule until stopped (Ctrl-C)."""
     from kamiyo.config import parse_duration
 
+    try:
+        given = parse_duration(every) if every else None
+    except ValueError as exc:
+        fail(f"--every: {exc}", code=2)
+
     async def work(runtime: Runtime) -> None:
-        interval = parse_duration(every) if every else runtime.settings.sources.refresh_every
+        interval = given or runtime.settings.sources.refresh_every
         if not interval:
             fail("no schedule: give --every 15m or set KAMIYO_SOURCES_REFRESH_EVERY", code=2)
         err.print(
