@@ -9,6 +9,9 @@ Addresses and transaction hashes are kept only where KAMIYO can read them (EVM, 
 Bitcoin and Tron addresses; EVM hashes and Solana signatures): the others (NEM, EOS, XRP,
 Bitcoin Cash "q..." addresses, Bitcoin txids) are facts we cannot store yet, so they are left out
 rather than forced into a wrong shape.
+
+The table lives in this repository: ``INFO.url`` is its path in a checkout (the bundle is built
+from it, ``--from`` reads a copy anywhere else).
 """
 
 import csv
@@ -46,7 +49,9 @@ INFO = SourceInfo(
     bundled=True,
 )
 
-# The columns every row needs; others (verified_by, notes) are read by people, not by KAMIYO.
+# The columns every row needs. The others (verified_by, notes) are for people and never read:
+# notes sometimes name the DeFiHackLabs entry of the same incident, which the resolver must
+# find by itself (the pairing is the answer key of its evaluation, kept with the tests).
 REQUIRED_COLUMNS = (
     "incident_key",
     "date",
