@@ -1,8 +1,18 @@
 """Controlled vocabularies: attack types, address roles and the firms behind references.
 
 Source data speaks free text ("Business Logic Flaw", "precission loss", "Flashloan & Price Oracle
-Manipulation"); the product speaks these names. Each mapping lives here and nowhere else.
-Chains and addresses have their own vocabulary, in ``kamiyo.chains``.
+Manipulation"); the product speaks these names. Each mapping lives here and nowhere else: the
+wording rules, the notable-incidents table's own categories, and the words people search with.
+Chains and addresses have their own vocabulary, in ``kamiyo.chains``. The types themselves and
+the checks that go with them live in ``kamiyo.intel.attack_types`` (re-exported here).
+
+Attack types name the weakness the attacker used. KEY_COMPROMISE means the attacker ended up
+signing as the victim: stolen or leaked keys, drained hot wallets, multisig signers taken over
+or tricked into signing (Ronin, Harmony, Bybit), whatever the victim was (a bridge, an exchange,
+a protocol). BRIDGE is kept for flaws in a bridge's own message or proof verification (Nomad,
+Wormhole). PHISHING is a victim deceived into authorising a transfer, an approval or access
+(drainer sites, address poisoning, fake support); SUPPLY_CHAIN is malicious code delivered
+through a dependency, an app build, an extension or a hosted front end.
 """
 
 import re
@@ -11,229 +21,122 @@ from enum import StrEnum
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from kamiyo.intel.attack_types import ATTACK_CHECKS, AttackType
 
-class AttackType(StrEnum):
-    ACCESS_CONTROL = "access_control"
-    REENTRANCY = "reentrancy"
-    PRICE_MANIPULATION = "price_manipulation"
-    ORACLE_MANIPULATION = "oracle_manipulation"
-    FLASH_LOAN = "flash_loan"
-    BUSINESS_LOGIC = "business_logic"
-    INPUT_VALIDATION = "input_validation"
-    ARBITRARY_CALL = "arbitrary_call"
-    PRECISION_LOSS = "precision_loss"
-    INTEGER_OVERFLOW = "integer_overflow"
-    SIGNATURE = "signature"
-    TOKEN_MECHANICS = "token_mechanics"  # noqa: S105 (a category, not a secret)
-    SLIPPAGE_MEV = "slippage_mev"
-    INFLATION_ATTACK = "inflation_attack"
-    KEY_COMPROMISE = "key_compromise"
-    RUG_PULL = "rug_pull"
-    MISCONFIGURATION = "misconfiguration"
-    BRIDGE = "bridge"
-    GOVERNANCE = "governance"
-    BAD_RANDOMNESS = "bad_randomness"
-    STORAGE_COLLISION = "storage_collision"
-    OTHER = "other"
-    UNKNOWN = "unknown"
-
-
-# What a reviewer should verify about a protocol that has suffered each kind of attack: short
-# imperative checks, given with the detailed (enterprise) risk answer. Every AttackType has an
-# entry; a test fails when a type is added without one.
-_GENERAL_CHECKS = (
-    "Confirm the weakness behind each past incident was found and fixed in the code now deployed.",
-    "Check that the deployed contracts were audited after the last incident, and by whom.",
-    "Confirm the protocol can pause, and that monitoring would catch an attack in progress.",
-)
-ATTACK_CHECKS: Mapping[AttackType, tuple[str, ...]] = MappingProxyType(
-    {
-        AttackType.ACCESS_CONTROL: (
-            "Restrict every function that moves funds, mints, upgrades or sets parameters to "
-            "the intended role.",
-            "Check initializers can run only once, including on implementations behind proxies.",
-            "Confirm admin roles sit with a multisig or timelock, not a single key.",
-        ),
-        AttackType.REENTRANCY: (
-            "Check state is updated before external calls (checks-effects-interactions).",
-            "Confirm reentrancy guards on every entry point that moves funds, across functions "
-            "and contracts.",
-            "Check views that others read for prices or balances cannot be stale mid-call "
-            "(read-only reentrancy).",
-            "Account for token hooks and callbacks: ERC-777, ERC-721/1155 receivers, native "
-            "transfers.",
-        ),
-        AttackType.PRICE_MANIPULATION: (
-            "Check prices do not come from one pool's spot reserves or balances.",
-            "Confirm no value a user can mint or borrow against can be moved within one "
-            "transaction.",
-            "Check swaps, mints and redemptions enforce slippage or price-deviation limits.",
-        ),
-        AttackType.ORACLE_MANIPULATION: (
-            "Check price feeds are not a single pool's spot price: a TWAP or several "
-            "independent sources.",
-            "Confirm feeds are rejected when stale, zero or out of range, and that the protocol "
-            "then stops safely.",
-            "Check collateral factors and caps reflect how cheaply each asset's price can be "
-            "moved.",
-        ),
-        AttackType.FLASH_LOAN: (
-            "Confirm no logic assumes balances, prices or voting power hold still within one "
-            "transaction.",
-            "Check rewards, shares and votes use snapshots or time-weighted values, not current "
-            "balances.",
-            "Check flash-loan callbacks verify both the caller and the initiator.",
-        ),
-        AttackType.BUSINESS_LOGIC: (
-            "Write down the accounting invariants (shares vs. assets, debt vs. collateral) and "
-            "fuzz them.",
-            "Test reward, fee and liquidation maths at the edges: zero, first and last user, "
-            "maximum values.",
-            "Check multi-step flows cannot be reordered or repeated for profit.",
-        ),
-        AttackType.INPUT_VALIDATION: (
-            "Check every caller-supplied address, amount, array and calldata is validated "
-            "before use.",
-            "Confirm tokens, pools and markets passed in by callers are checked against an "
-            "allow-list.",
-            "Check functions reject zero amounts, mismatched arrays and self-referencing "
-            "arguments.",
-        ),
-        AttackType.ARBITRARY_CALL: (
-            "Confirm no function forwards caller-chosen targets or calldata.",
-            "Check contracts that execute calls hold no standing token approvals from users.",
-            "Check routers and aggregators restrict the targets and selectors they call.",
-        ),
-        AttackType.PRECISION_LOSS: (
-            "Check multiplication comes before division and rounding favours the protocol.",
-            "Test share and rate maths with tiny and huge amounts and tokens of different "
-            "decimals.",
-            "Confirm repeated small operations cannot accumulate rounding gains.",
-        ),
-        AttackType.INTEGER_OVERFLOW: (
-            "Confirm checked arithmetic (Solidity 0.8+ or a vetted safe-math library).",
-            "Review every unchecked block and downcast for bounds.",
-            "Check amounts multiplied by prices or rates stay within the type's range.",
-        ),
-        AttackType.SIGNATURE: (
-            "Check signed messages bind a nonce, deadline, chain id and verifying contract "
-            "(EIP-712).",
-            "Confirm signature recovery rejects the zero address and malleable signatures.",
-            "Check each signature, permit or meta-transaction can be used only once.",
-        ),
-        AttackType.TOKEN_MECHANICS: (
-            "Check fee-on-transfer, rebasing and reflection tokens are handled or refused.",
-            "Confirm received amounts are measured by balance difference, not the transfer "
-            "argument.",
-            "Check a token's burn, mint or fee hooks cannot be triggered to skew pool reserves.",
-        ),
-        AttackType.SLIPPAGE_MEV: (
-            "Check swaps and liquidity changes take a caller-set minimum output and a deadline.",
-            "Confirm protocol-run swaps (harvests, rebalances) are bounded by an oracle price or "
-            "sent privately.",
-            "Check public functions that realise value cannot be front-run for profit.",
-        ),
-        AttackType.INFLATION_ATTACK: (
-            "Check vaults and markets cannot start empty: dead shares or virtual shares and "
-            "assets.",
-            "Confirm direct donations cannot move the share price used for minting or borrowing.",
-            "Check new markets are seeded in the same transaction that lists them.",
-        ),
-        AttackType.KEY_COMPROMISE: (
-            "Check keys that control funds or upgrades live in hardware wallets or HSMs, never "
-            "on servers.",
-            "Confirm privileged actions need a multisig whose threshold no one person or "
-            "machine meets alone.",
-            "Check large withdrawals and upgrades pass a timelock that is monitored and can be "
-            "halted.",
-            "Confirm signers verify what they sign and are trained against phishing.",
-        ),
-        AttackType.RUG_PULL: (
-            "Check the team cannot mint, drain pools or change fees without a timelock.",
-            "Confirm liquidity is locked and ownership is renounced or held by a public multisig.",
-            "Check the deployed code is verified and matches an audited version.",
-        ),
-        AttackType.MISCONFIGURATION: (
-            "Review deployed parameters (addresses, oracles, fees, caps) against the intended "
-            "ones after every change.",
-            "Check configuration changes go through a multisig and timelock with range checks.",
-            "Confirm deployments use tested scripts, not values set by hand.",
-        ),
-        AttackType.BRIDGE: (
-            "Check messages are verified by a validator set no single operator controls.",
-            "Confirm each message is processed once, with its source chain, sender and amount "
-            "checked.",
-            "Check rate limits and a pause cap what one compromised path can release.",
-        ),
-        AttackType.GOVERNANCE: (
-            "Check voting power is taken from a past snapshot, so borrowed tokens cannot vote.",
-            "Confirm passed proposals wait in a timelock long enough for holders to react.",
-            "Check quorum and proposal thresholds cannot be met cheaply.",
-        ),
-        AttackType.BAD_RANDOMNESS: (
-            "Check randomness comes from a verifiable source (a VRF), not block data.",
-            "Confirm an outcome cannot be read and reverted within the same transaction.",
-            "Check participants cannot choose when their bet and its random value are fixed.",
-        ),
-        AttackType.STORAGE_COLLISION: (
-            "Check storage layouts stay compatible across every proxy upgrade.",
-            "Confirm proxies keep their own variables in standard (EIP-1967) or namespaced slots.",
-            "Check upgrades with a storage-layout tool before they are deployed.",
-        ),
-        AttackType.OTHER: _GENERAL_CHECKS,
-        AttackType.UNKNOWN: _GENERAL_CHECKS,
-    }
-)
+__all__ = [
+    "ATTACK_CHECKS",
+    "NOTABLE_ATTACK_TYPES",
+    "AddressRole",
+    "AttackType",
+    "attack_type_for_query",
+    "classify_attack",
+    "firm_for_url",
+    "notable_attack_type",
+]
 
 
 # First match wins, so the more specific causes come before the broad ones
-# ("flashloan price oracle manipulation" is oracle manipulation, not a flash-loan attack).
+# ("flashloan price oracle manipulation" is oracle manipulation, not a flash-loan attack). Key
+# compromise is read in two steps: signing keys named outright (private keys, multisig owners,
+# validator keys) come before the supply-chain and phishing wordings that often carry them
+# ("compromised Safe{Wallet} developer machine"), and the loose wordings ("hot wallet",
+# "compromised") after them, so "Cloudflare key compromised" stays a supply-chain attack.
+_KEY_NAMED = (
+    r"private ?keys?|seed keys?|signing keys?|api keys?|\bkms\b|\bmpc\b|auth key|lost keys|"
+    r"(admin|deployer|owner|minting|validator|operator|role) keys?\b|(key|wallet) generation|"
+    r"validator (node|key)s?|compromised (signer|validator)s?|signers? (were |was )?compromis|"
+    r"blind.?sign|ui/payload|safe\{?wallet|\bsafe (owner|signer)s?|"
+    r"multi-?sig\w*\W+(\w+\W+){0,4}(compromis|keys?|owners?|signers?|takeover|phish)|"
+    r"(control|compromis\w*|takeover) (over|of) (\w+\W+){0,4}multi-?sig"
+)
+_KEY_LOOSE = (
+    r"hot.?wallets?|cold.?wallets?|seed phrase|mnemonic|compromis|\bleak|hijack|session token|"
+    r"keys? (were |was )?(stolen|exposed)|stole\w* (\w+ ){0,3}keys"
+)
 _ATTACK_RULES: tuple[tuple[AttackType, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern))
     for kind, pattern in (
-        (AttackType.KEY_COMPROMISE, r"private ?key|compromis|leaked key|phish"),
-        (AttackType.RUG_PULL, r"rug ?pull|exit scam|backdoor|malicious (owner|dev)"),
-        (AttackType.STORAGE_COLLISION, r"storage collision|storage slot"),
-        (AttackType.BAD_RANDOMNESS, r"random"),
+        (
+            AttackType.RUG_PULL,
+            r"rug ?-?pull|rugged|exit scam|backdoor|malicious (owner|dev|deployer)|insider|"
+            r"rogue (dev|developer|employee|team)|former (employee|developer|dev)\b|"
+            r"ex-?developer|employee (exploited|stole|abused)|deployer exploited|scammer|"
+            r"hacked (its |their )?own|hidden (transfer|mint|fee|function)",
+        ),
+        (AttackType.KEY_COMPROMISE, _KEY_NAMED),
+        (
+            AttackType.SUPPLY_CHAIN,
+            r"supply.?chain|front.?end (attack|hijack|compromis|exploit|injection)|"
+            r"front.?end of|\bdns\b|cloudflare|\bnpm\b|pypi|\bapk\b|browser extension|"
+            r"chrome extension|malicious (package|dependency|library|javascript|script|sdk)|"
+            r"third-party",
+        ),
+        (
+            AttackType.PHISHING,
+            r"phish|social engineer|impersonat|address poisoning|drainer|pig butcher|"
+            r"fake (support|site|website|airdrop|app|job|interview|call)|support call|"
+            r"2fa reset|deceptive|signed a malicious|malicious (permit|approval|signature)|"
+            r"security update\W+pop-?up",
+        ),
+        (AttackType.KEY_COMPROMISE, _KEY_LOOSE),
+        (AttackType.COMPILER_BUG, r"compiler|vyper"),
+        (AttackType.STORAGE_COLLISION, r"storage collision|storage slot|slot\d? collision"),
+        (AttackType.BAD_RANDOMNESS, r"random|\brng\b"),
+        (
+            AttackType.BRIDGE,
+            r"bridge|cross-?chain|cctp|message attestation|proof verif|\bspv\b|\bdvn\b|"
+            r"log spoofing|trusted root",
+        ),
         (AttackType.SIGNATURE, r"signature|replay|ecrecover|permit"),
-        (AttackType.REENTRANCY, r"re-?entran"),
+        (AttackType.REENTRANCY, r"re-?entran|recursive (\w+ )?calls?"),
         (AttackType.INFLATION_ATTACK, r"inflation|donat|first deposit|empty market"),
         (AttackType.ORACLE_MANIPULATION, r"oracle"),
-        (AttackType.PRICE_MANIPULATION, r"\bprice|skim|\bsync\b|manipulat"),
+        (AttackType.FLASH_LOAN, r"flash ?-?loan callback|flash.?mint"),
         (AttackType.PRECISION_LOSS, r"precis+ion|rounding|truncat"),
+        (AttackType.PRICE_MANIPULATION, r"\bprice|skim|\bsync\b|manipulat|spot"),
         (AttackType.INTEGER_OVERFLOW, r"overflow|underflow"),
         (
             AttackType.ARBITRARY_CALL,
-            r"arbitrary|external call|unverified call|unchecked call|"
-            r"callback",
+            r"arbitrary.?(external )?call|external call|unverified call|callback|functioncall|"
+            r"unchecked (external )?call|arbitrary yul|arbitary|call injection",
         ),
         (
             AttackType.ACCESS_CONTROL,
-            r"access ?-?control|permission|unprotected|onlyowner|"
-            r"initiali[sz]|caller check|ownership|allowance check",
+            r"acces+ ?-?contro|permission|unprotected|onlyowner|initiali[sz]|caller check|"
+            r"ownership|allowance (check|bypass|sweep)|(stale|unrestricted|credit) approval|"
+            r"approval (drain|bypass)|unauthori[sz]ed|authentication|visibility|"
+            r"public (internal )?function|self-?destruct|killed|free mint|arbitrary mint|"
+            r"mint and dump|forwarder",
         ),
         (AttackType.GOVERNANCE, r"governance|governor|proposal|voting"),
-        (AttackType.INPUT_VALIDATION, r"validat|unchecked|user input|sanity check|verif"),
+        (
+            AttackType.INPUT_VALIDATION,
+            r"validat(?!or)|unchecked|user input|sanity check|verif|spoof|fake|forg|calldata|"
+            r"parameter check|faulty (input|calldata|parameter)|malicious (smart )?contracts?",
+        ),
         (AttackType.SLIPPAGE_MEV, r"slippage|sandwich|front-?run|mev|arbitrage"),
         (
             AttackType.TOKEN_MECHANICS,
-            r"reflect|deflation|burn|rebas|fee-on-transfer|"
-            r"transfer fee|dividend|token",
+            r"reflect|deflation|burn|rebas|fee-on-transfer|transfer fee|self.?transfer|"
+            r"transfer to self|token (incompatib|uncompatib|mechanic|is destroyed)|"
+            r"incompatible token",
         ),
         (AttackType.MISCONFIGURATION, r"misconfig|config"),
-        (AttackType.BRIDGE, r"bridge|cross-?chain|cctp"),
-        (AttackType.FLASH_LOAN, r"flash ?loan"),
         (
             AttackType.BUSINESS_LOGIC,
-            r"logic|calculat|reward|accounting|incorrect|"
-            r"bus+iness|flaw|design",
+            r"logic|calculat|reward|accounting|incorrect|bus+iness|flaw|design|insolven|"
+            r"health ?factor|mismatch|double|duplicate|repeat|infinite|redemption|msg\.?value|"
+            r"\bbug\b|formula|error|wrong|implement|outdated|stale|incentive|bypass|"
+            r"multiple times",
         ),
+        # A flash loan is how most attacks are funded: the cause only when nothing else is named.
+        (AttackType.FLASH_LOAN, r"flash ?-?loan"),
     )
 )
 
 
 def classify_attack(raw: str | None) -> AttackType:
-    """Map a free-text root cause to the controlled vocabulary."""
+    """Map a free-text root cause to the controlled vocabulary (OTHER when nothing matches)."""
     text = " ".join((raw or "").lower().split())
     if not text:
         return AttackType.UNKNOWN
@@ -241,6 +144,106 @@ def classify_attack(raw: str | None) -> AttackType:
         if pattern.search(text):
             return kind
     return AttackType.OTHER
+
+
+# The notable-incidents table (data/notable/) classifies each row itself, in words of its own.
+# Two of its categories name how the attacker got in rather than what was taken: where the
+# row's wording shows signing keys taken (bZx "private key ... compromised (phishing)", WazirX
+# "blind signing ... multisig", Bybit "Safe{Wallet}"), key compromise wins.
+NOTABLE_ATTACK_TYPES: Mapping[str, AttackType] = MappingProxyType(
+    {
+        "key_compromise": AttackType.KEY_COMPROMISE,
+        "access_control": AttackType.ACCESS_CONTROL,
+        "oracle_manipulation": AttackType.ORACLE_MANIPULATION,
+        "price_manipulation": AttackType.PRICE_MANIPULATION,
+        "reentrancy": AttackType.REENTRANCY,
+        "logic_flaw": AttackType.BUSINESS_LOGIC,
+        "flash_loan": AttackType.FLASH_LOAN,
+        "bridge_verification": AttackType.BRIDGE,
+        "signature_replay": AttackType.SIGNATURE,
+        "rug_pull_insider": AttackType.RUG_PULL,
+        "phishing_social_engineering": AttackType.PHISHING,
+        "supply_chain_frontend": AttackType.SUPPLY_CHAIN,
+        "compiler_bug": AttackType.COMPILER_BUG,
+        "rounding_precision": AttackType.PRECISION_LOSS,
+        "unknown": AttackType.UNKNOWN,
+    }
+)
+_NOTABLE_VECTORS = frozenset({"phishing_social_engineering", "supply_chain_frontend"})
+
+
+def notable_attack_type(category: str, wording: str | None) -> AttackType:
+    """Our attack type for a notable-incidents row's own category and wording.
+
+    ValueError for a category the table does not define.
+    """
+    kind = NOTABLE_ATTACK_TYPES.get(category.strip().lower())
+    if kind is None:
+        raise ValueError(f"unknown attack category {category!r}")
+    if category in _NOTABLE_VECTORS and classify_attack(wording) is AttackType.KEY_COMPROMISE:
+        return AttackType.KEY_COMPROMISE
+    return kind
+
+
+# What people type when they look for an attack type rather than a protocol. Only wordings
+# that name a type on their own: a bare "bridge" or "wallet" is more often part of a name
+# ("Nomad Bridge") than a question about bridge bugs.
+_QUERY_WORDS: Mapping[AttackType, str] = MappingProxyType(
+    {
+        AttackType.KEY_COMPROMISE: "private key|private keys|key compromise|compromised key|"
+        "stolen keys|leaked key|key leak|hot wallet|hot wallets|multisig|multi sig|"
+        "compromised signer|compromised signers|signer compromise|seed phrase|wallet hack",
+        AttackType.PHISHING: "phishing|social engineering|address poisoning|drainer|"
+        "wallet drainer|approval phishing|permit phishing|impersonation",
+        AttackType.SUPPLY_CHAIN: "supply chain|frontend attack|front end attack|dns hijack|"
+        "malicious package|malicious dependency",
+        AttackType.COMPILER_BUG: "compiler bug|compiler|vyper bug",
+        AttackType.REENTRANCY: "reentrancy|re entrancy|reentrant|read only reentrancy",
+        AttackType.ORACLE_MANIPULATION: "oracle manipulation|oracle attack|oracle",
+        AttackType.PRICE_MANIPULATION: "price manipulation|market manipulation",
+        AttackType.FLASH_LOAN: "flash loan|flashloan|flash loan attack",
+        AttackType.ACCESS_CONTROL: "access control|missing access control",
+        AttackType.BUSINESS_LOGIC: "business logic|logic flaw|logic bug",
+        AttackType.INPUT_VALIDATION: "input validation|missing validation",
+        AttackType.ARBITRARY_CALL: "arbitrary call|arbitrary external call",
+        AttackType.PRECISION_LOSS: "precision loss|rounding error|rounding",
+        AttackType.INTEGER_OVERFLOW: "integer overflow|overflow|underflow",
+        AttackType.SIGNATURE: "signature replay|replay attack|signature bypass",
+        AttackType.TOKEN_MECHANICS: "fee on transfer|reflection token|deflationary token",
+        AttackType.SLIPPAGE_MEV: "sandwich|sandwich attack|front running|slippage",
+        AttackType.INFLATION_ATTACK: "inflation attack|donation attack|first depositor",
+        AttackType.RUG_PULL: "rug pull|rugpull|exit scam|insider",
+        AttackType.MISCONFIGURATION: "misconfiguration",
+        AttackType.BRIDGE: "bridge exploit|bridge hack|bridge attack|bridge bug",
+        AttackType.GOVERNANCE: "governance attack|governance",
+        AttackType.BAD_RANDOMNESS: "bad randomness|weak randomness",
+        AttackType.STORAGE_COLLISION: "storage collision",
+    }
+)
+# No one searches for "other"; "bridge" alone is a name more often than a question.
+_NOT_BY_VALUE = frozenset({AttackType.OTHER, AttackType.UNKNOWN, AttackType.BRIDGE})
+_WORD_GAPS = re.compile(r"[\s_\-./]+")
+
+
+def _query_key(text: str) -> str:
+    return " ".join(_WORD_GAPS.sub(" ", text.lower()).split())
+
+
+_QUERY_INDEX: Mapping[str, AttackType] = MappingProxyType(
+    {_query_key(kind.value): kind for kind in AttackType if kind not in _NOT_BY_VALUE}
+    | {_query_key(w): kind for kind, words in _QUERY_WORDS.items() for w in words.split("|")}
+)
+
+
+def attack_type_for_query(text: str) -> AttackType | None:
+    """The attack type a search names ("private key", "hot wallet", "flash loan"), or None.
+
+    The longest phrase found as whole words wins, so "read-only reentrancy" and "Euler flash
+    loan" both name a type; case, hyphens and underscores do not matter.
+    """
+    words = f" {_query_key(text)} "
+    found = [phrase for phrase in _QUERY_INDEX if f" {phrase} " in words]
+    return _QUERY_INDEX[max(found, key=len)] if found else None
 
 
 class AddressRole(StrEnum):
