@@ -13,7 +13,12 @@ evidence. The rules, strongest first:
    alone is not enough.
 3. ``shared_reference``: the same post-mortem or alert URL, within 30 days, names not unlike.
 4. ``defillama_id``: the same DeFiLlama protocol id within 7 days.
-5. ``name_date``: names alike (``names.name_similarity`` of their keys, or one name's words
+
+Inside one source, a name listed twice is two incidents unless the reports share an attack
+transaction, or the facts show a second listing of one exploit (``same_source_duplicate``, see
+:func:`_same_source`).
+5. ``name_date``: (between different sources, and not when reports days apart both list attack
+   transactions and share none) names alike (``names.name_similarity`` of their keys, or one name's words
    inside the other's), dates close (exploit or disclosure dates within 14 days: Ronin was
    drained on 2022-03-23 and disclosed on 2022-03-29), chains not disjoint and losses not far
    apart. Different incidents of one protocol months apart stay apart.
@@ -35,6 +40,7 @@ from kamiyo.intel.reports import SourceReport
 from kamiyo.intel.vocabulary import AddressRole
 
 ATTACKER_ROLES = frozenset({AddressRole.ATTACKER, AddressRole.ATTACK_CONTRACT})
+VICTIM_ROLES = frozenset({AddressRole.VULNERABLE_CONTRACT, AddressRole.VICTIM})
 NAME_WINDOW_DAYS = 14
 HARD_KEY_WINDOW_DAYS = 30
 NAME_THRESHOLD = 88.0
@@ -122,6 +128,7 @@ class Entry:
     loss_usd: float | None
     transactions: frozenset[str]
     attackers: frozenset[str]
+    victims: frozenset[str]  # vulnerable contracts and victims
     references: frozenset[str]
     defillama_id: str | None
 
@@ -144,6 +151,7 @@ def entry_for(report: SourceReport, incident: int) -> Entry:
         loss_usd=loss,
         transactions=frozenset(t.hash for t in report.transactions),
         attackers=frozenset(a.address for a in report.addresses if a.role in ATTACKER_ROLES),
+        victims=frozenset(a.address for a in report.addresses if a.role in VICTIM_ROLES),
         references=frozenset(k for k in map(_reference_key, report.references) if k),
         defillama_id=report.defillama_id,
     )
@@ -187,6 +195,25 @@ def _losses_compatible(a: Entry, b: Entry) -> bool:
     return max(a.loss_usd, b.loss_usd) / min(a.loss_usd, b.loss_usd) <= LOSS_FACTOR
 
 
+def _same_source(a: Entry, b: Entry, near: bool, evidence: dict[str, Any]) -> Decision | None:
+    """One source listing a name twice within days usually means two incidents (SellToken01,
+    02 and 03; Conic's two pools under one post-mortem). A duplicate shows in the facts: the
+    same contract attacked by the same attacker or written up in the same post, or the same
+    post where only one of the two lists the attack transaction (a second PoC of one exploit).
+    """
+    if not near:
+        return None
+    victims = a.victims & b.victims
+    references = a.references & b.references
+    if victims and (a.attackers & b.attackers or references):
+        return Decision("same_source_duplicate", 0.9, {**evidence, "victims": sorted(victims)[:3]})
+    if references and not (a.transactions and b.transactions):
+        return Decision(
+            "same_source_duplicate", 0.85, {**evidence, "references": sorted(references)[:3]}
+        )
+    return None
+
+
 def decide(a: Entry, b: Entry) -> Decision | None:
     """Whether two reports describe one incident: the rule, score and evidence, or None."""
     days = _days_apart(a, b)
@@ -199,10 +226,17 @@ def decide(a: Entry, b: Entry) -> Decision | None:
     if name is None:
         return None
     near = days <= HARD_KEY_WINDOW_DAYS and name >= 70
+    if a.report_key[0] == b.report_key[0]:
+        return _same_source(a, b, near, evidence)
     if near and (shared := a.attackers & b.attackers):
         return Decision("shared_attacker", 0.95, {**evidence, "attackers": sorted(shared)[:3]})
     if near and (shared := a.references & b.references):
         return Decision("shared_reference", 0.9, {**evidence, "references": sorted(shared)[:3]})
+    if a.transactions and b.transactions and days >= 2:
+        # Days apart, both naming their attack transactions and none shared: two events
+        # (Value DeFi's vBSWAP pool on 2021-05-05 and its vSafe three days later). On the same
+        # day sources often list different transactions of one attack.
+        return None
     if a.defillama_id and a.defillama_id == b.defillama_id and days <= 7:
         return Decision("defillama_id", 0.9, {**evidence, "defillama_id": a.defillama_id})
     # On the same day (or the next), one name inside the other is enough ("Parity" and "Parity
