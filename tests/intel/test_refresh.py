@@ -6,6 +6,7 @@ a changed HTML layout, an empty document. Each run's per-source summary is check
 a failing source loses nothing already stored.
 """
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -263,3 +264,15 @@ async def test_defihacklabs_rereads_sections_since_a_date_and_the_bundle_keeps_o
         )
         assert row is not None
         assert row.origin == "live"
+
+
+async def test_two_concurrent_ingests_take_turns(runtime: Runtime) -> None:
+    adapters = select_adapters(runtime.settings.sources, ["rekt", "defillama"])
+    before = await stored(runtime)
+    one, two = await asyncio.gather(refresh(runtime, adapters), refresh(runtime, adapters))
+    added = [sum(r.counts.new + r.counts.merged for r in run) for run in (one, two)]
+    # One run did the work, the other waited for the lock and found it done.
+    assert sorted(added)[0] == 0
+    assert sorted(added)[1] >= 3
+    after = await stored(runtime)
+    assert after[0] == before[0] + sorted(added)[1]
