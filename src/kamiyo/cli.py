@@ -22,8 +22,8 @@ from kamiyo.cli_support import (
     settings_or_exit,
 )
 from kamiyo.cli_usage import usage_app
-from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.config import parse_duration
+from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
 from kamiyo.runtime import Runtime
 

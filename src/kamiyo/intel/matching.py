@@ -18,10 +18,10 @@ Inside one source, a name listed twice is two incidents unless the reports share
 transaction, or the facts show a second listing of one exploit (``same_source_duplicate``, see
 :func:`_same_source`).
 5. ``name_date``: (between different sources, and not when reports days apart both list attack
-   transactions and share none) names alike (``names.name_similarity`` of their keys, or one name's words
-   inside the other's), dates close (exploit or disclosure dates within 14 days: Ronin was
-   drained on 2022-03-23 and disclosed on 2022-03-29), chains not disjoint and losses not far
-   apart. Different incidents of one protocol months apart stay apart.
+   transactions and share none) names alike (``names.name_similarity`` of their keys, or one
+   name's words inside the other's), dates close (exploit or disclosure dates within 14 days:
+   Ronin was drained on 2022-03-23 and disclosed on 2022-03-29), chains not disjoint and losses
+   not far apart. Different incidents of one protocol months apart stay apart.
 
 Operators' corrections (``report_links``) override the rules: a report kept apart from another
 never joins that report's incident; one kept together always does.
@@ -48,6 +48,9 @@ CONTAINED_SCORE = 80.0
 # Two stated USD losses further apart than this factor are different events (first and final
 # estimates of one theft differ, but rarely by more).
 LOSS_FACTOR = 5.0
+# Date buckets of the blocking index: a search looks in its own and the two next to it, so
+# every report within one bucket's width (more than any window above) is found.
+BUCKET_DAYS = 31
 # Words too common in protocol names to tell two apart ("RL Token" and "RES Token").
 GENERIC_WORDS = frozenset(
     [
@@ -217,6 +220,9 @@ def _same_source(a: Entry, b: Entry, near: bool, evidence: dict[str, Any]) -> De
 def decide(a: Entry, b: Entry) -> Decision | None:
     """Whether two reports describe one incident: the rule, score and evidence, or None."""
     days = _days_apart(a, b)
+    shared_tx = a.transactions & b.transactions
+    if days > HARD_KEY_WINDOW_DAYS and not shared_tx:
+        return None  # every rule but the transaction's needs the dates close
     name = _name_score(a, b)
     evidence: dict[str, Any] = {"days_apart": days, "name_score": name}
     # PoC headers sometimes cite another incident's transaction, so even a shared hash needs
@@ -272,16 +278,30 @@ class ResolutionIndex:
     _sources_of: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     @staticmethod
-    def _keys(entry: Entry) -> Iterator[str]:
+    @staticmethod
+    def _keys(entry: Entry, *, looking: bool = False) -> Iterator[str]:
+        """The blocks an entry is filed under (or, ``looking``, the blocks to search).
+
+        A transaction hash names one event whenever it happened. Every other key only
+        matters within a few weeks, so it is filed per date bucket, and a search looks in
+        the neighbouring buckets too: the blocks stay small however many years are stored.
+        """
         yield from (f"t:{h}" for h in entry.transactions)
-        yield from (f"a:{a}" for a in entry.attackers)
-        yield from (f"r:{r}" for r in entry.references)
-        if entry.defillama_id:
-            yield f"d:{entry.defillama_id}"
-        yield from (f"n:{n}" for n in entry.names + entry.cores)
-        yield from (f"w:{w}" for w in entry.words)
-        # Name prefixes catch typos and run-together spellings the words miss.
-        yield from (f"p:{n[:4]}" for n in entry.names if len(n) >= 4)
+        soft = [
+            *(f"a:{a}" for a in entry.attackers),
+            *(f"r:{r}" for r in entry.references),
+            *((f"d:{entry.defillama_id}",) if entry.defillama_id else ()),
+            *(f"n:{n}" for n in entry.names + entry.cores),
+            *(f"w:{w}" for w in entry.words),
+            # Name prefixes catch typos and run-together spellings the words miss.
+            *(f"p:{n[:4]}" for n in entry.names if len(n) >= 4),
+        ]
+        buckets = {d // BUCKET_DAYS for d in entry.dates}
+        if looking:
+            buckets = {b + step for b in buckets for step in (-1, 0, 1)}
+        for key in soft:
+            for bucket in buckets:
+                yield f"{key}@{bucket}"
 
     def move(self, entry: Entry, incident: int) -> None:
         """``entry``'s report now belongs to ``incident`` (a handle became a row)."""
@@ -310,7 +330,7 @@ class ResolutionIndex:
 
     def candidates(self, entry: Entry) -> Iterable[Entry]:
         seen: set[int] = set()
-        for key in self._keys(entry):
+        for key in self._keys(entry, looking=True):
             for position in self._blocks.get(key, ()):
                 if position not in seen:
                     seen.add(position)

@@ -19,7 +19,7 @@ from itertools import islice
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import (
@@ -211,26 +211,30 @@ class Store:
             if entry.incident > 0:
                 members[entry.incident][entry.report_key] = report
 
-        pk_of = await self._insert_incidents(session, fresh, now)
+        born = {handle: canonical(reports) for handle, reports in fresh.items()}
+        pk_of = await self._insert_incidents(session, fresh, born, now)
         for entry, *_ in added:
             if entry.incident < 0:
                 self.index.move(entry, pk_of[entry.incident])
         derived = {pk: canonical(list(reports.values())) for pk, reports in members.items()}
-        for pk, reports in fresh.items():
-            derived[pk_of[pk]] = canonical(reports)
-        await self._update_incidents(session, {pk: derived[pk] for pk in touched}, now)
+        await _update_incidents(session, derived, now)
+        derived.update({pk_of[handle]: fields for handle, fields in born.items()})
         await self._write_reports(session, added, changed, origin, now)
         await write_children(session, derived, replace=touched)
         return counts
 
     async def _insert_incidents(
-        self, session: AsyncSession, fresh: dict[int, list[SourceReport]], now: dt.datetime
+        self,
+        session: AsyncSession,
+        fresh: dict[int, list[SourceReport]],
+        born: dict[int, Canonical],
+        now: dt.datetime,
     ) -> dict[int, int]:
         if not fresh:
             return {}
         handles = list(fresh)
         rows = [
-            {"id": self.new_id(fresh[h][0]), **incident_row(canonical(fresh[h])), "updated_at": now}
+            {"id": self.new_id(fresh[h][0]), **incident_row(born[h]), "updated_at": now}
             for h in handles
         ]
         incidents = _table(Incident)
@@ -241,16 +245,6 @@ class Store:
             rows,
         )
         return {h: pk for h, (pk, _) in zip(handles, result, strict=True)}
-
-    async def _update_incidents(
-        self, session: AsyncSession, derived: dict[int, Canonical], now: dt.datetime
-    ) -> None:
-        for pk, fields in derived.items():
-            await session.execute(
-                update(Incident)
-                .where(Incident.pk == pk)
-                .values(**incident_row(fields), updated_at=now)
-            )
 
     async def _write_reports(
         self,
@@ -297,6 +291,22 @@ class Store:
                     last_seen=now,
                 )
             )
+
+
+async def _update_incidents(
+    session: AsyncSession, derived: dict[int, Canonical], now: dt.datetime
+) -> None:
+    """Rewrite the rows of incidents whose reports changed (one executemany)."""
+    if not derived:
+        return
+    rows = [
+        {"b_pk": pk, **incident_row(fields), "updated_at": now} for pk, fields in derived.items()
+    ]
+    incidents = _table(Incident)
+    columns: dict[str, Any] = {name: bindparam(name) for name in rows[0] if name != "b_pk"}
+    await session.execute(
+        update(incidents).where(incidents.c.pk == bindparam("b_pk")).values(columns), rows
+    )
 
 
 def incident_row(derived: Canonical) -> dict[str, Any]:
