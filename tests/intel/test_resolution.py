@@ -46,7 +46,7 @@ async def test_precision_and_recall_on_the_labelled_pairs(session: AsyncSession)
                 f"{pair['right_id']}: {pair['reason'][:100]}"
             )
     precision, recall = tp / (tp + fp), tp / (tp + fn)
-    print(  # noqa: T201 (the measurement, shown with -s)
+    print(
         f"\nresolution on {len(pairs)} labelled pairs: precision {precision:.3f}, "
         f"recall {recall:.3f} (tp {tp}, fp {fp}, fn {fn}, tn {tn})",
         *mistakes,

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo import intel
 from kamiyo.db.tables import Incident, IncidentAddress, SourceReportRow
 from kamiyo.intel import corrections
+from kamiyo.intel.matching import Registry, decide, entry_for
 from kamiyo.intel.models import AddressFact, TransactionFact
 from kamiyo.intel.reports import SourceReport
 from kamiyo.intel.store import Counts, Store
@@ -204,3 +205,38 @@ async def test_a_run_that_fails_midway_leaves_nothing_behind(
         await store.ingest(session, [report(), broken], origin="live")  # type: ignore[list-item]
     await session.rollback()
     assert await count(session, Incident) == 0
+
+
+def test_registry_families_join_names_the_rules_alone_would_not() -> None:
+    aave_arc = report(
+        source="alpha",
+        protocol="Aave Arc",
+        transactions=[],
+        addresses=[],
+        references=[],
+        date=dt.date(2025, 3, 1),
+    )
+    aave = report(
+        source="beta",
+        protocol="Aave",
+        transactions=[],
+        addresses=[],
+        references=[],
+        date=dt.date(2025, 3, 3),
+    )
+    assert decide(entry_for(aave_arc, 1), entry_for(aave, 2)) is None  # names too far apart
+    registry = Registry.of([("Aave Arc", "aave-arc", "Aave", "1838")])
+    decision = decide(entry_for(aave_arc, 1, registry), entry_for(aave, 2, registry))
+    assert decision is not None
+    assert decision.rule == "name_date"
+    # A DeFiLlama id names its protocol too.
+    by_id = report(
+        source="gamma",
+        protocol="AAVE ARC Market",
+        defillama_id="1838",
+        transactions=[],
+        addresses=[],
+        references=[],
+        date=dt.date(2025, 3, 2),
+    )
+    assert decide(entry_for(by_id, 3, registry), entry_for(aave, 2, registry)) is not None

@@ -136,9 +136,39 @@ class Entry:
     defillama_id: str | None
 
 
-def entry_for(report: SourceReport, incident: int) -> Entry:
+@dataclass(frozen=True)
+class Registry:
+    """What a protocol registry (DeFiLlama ``/protocols``) says about names: which keys name
+    one protocol family (its name, slug and parent), and the name behind each DeFiLlama id."""
+
+    family: dict[str, frozenset[str]] = field(default_factory=dict)
+    by_id: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, protocols: Iterable[tuple[str, str, str | None, str | None]]) -> "Registry":
+        """From (name, slug, parent, DeFiLlama id) rows."""
+        family: defaultdict[str, set[str]] = defaultdict(set)
+        by_id: dict[str, frozenset[str]] = {}
+        for name, slug, parent, defillama_id in protocols:
+            keys = frozenset(k for k in map(name_key, (name, slug, parent or "")) if k)
+            for key in keys:
+                family[key] |= keys
+            if defillama_id:
+                by_id[defillama_id] = keys
+        return cls({k: frozenset(v) for k, v in family.items()}, by_id)
+
+    def related(self, keys: Iterable[str], defillama_id: str | None) -> list[str]:
+        found = [k for key in keys for k in self.family.get(key, ())]
+        return found + list(self.by_id.get(defillama_id or "", ()))
+
+
+NO_REGISTRY = Registry()
+
+
+def entry_for(report: SourceReport, incident: int, registry: Registry = NO_REGISTRY) -> Entry:
     names = [report.protocol, *report.aliases]
-    keys = tuple(dict.fromkeys(k for k in map(name_key, names) if k))
+    own = [k for k in map(name_key, names) if k]
+    keys = tuple(dict.fromkeys([*own, *registry.related(own, report.defillama_id)]))
     dates = [report.date.toordinal()]
     if report.disclosed:
         dates.append(report.disclosed.toordinal())
@@ -275,6 +305,7 @@ class ResolutionIndex:
     # Sources whose every item is a distinct incident (a curated table): two of their reports
     # never share an incident, unless an operator says so.
     distinct_sources: frozenset[str] = frozenset()
+    registry: Registry = NO_REGISTRY
     _sources_of: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     @staticmethod

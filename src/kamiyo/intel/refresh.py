@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.db.tables import ProtocolRow, SourceState
@@ -27,7 +28,7 @@ from kamiyo.intel.sources.base import (
     FetchError,
     SourceFormatError,
 )
-from kamiyo.intel.store import Counts, Origin, Store
+from kamiyo.intel.store import Counts, Origin, Store, load_registry
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ async def _store_protocols(
     session: AsyncSession, records: list[ProtocolRecord], now: dt.datetime
 ) -> int:
     """Upsert registry records by (source, slug); returns how many were new or changed."""
-    from sqlalchemy import select
-
     changed = 0
     existing = {
         (row.source, row.slug): row
@@ -162,6 +161,10 @@ async def _run_one(
             )
             result.counts.failed += collected.failed
             result.protocols = await _store_protocols(session, collected.protocols, now)
+            if result.protocols:
+                # Later sources of this run resolve names with the new registry too.
+                await session.flush()
+                store.index.registry = await load_registry(session)
             result.items_seen = collected.items_seen
         except (FetchError, SourceFormatError) as exc:
             await session.rollback()

@@ -30,12 +30,13 @@ from kamiyo.db.tables import (
     IncidentName,
     IncidentReference,
     IncidentTransaction,
+    ProtocolRow,
     ReportLink,
     SourceReportRow,
 )
 from kamiyo.intel import fulltext
 from kamiyo.intel.canonical import Canonical, canonical
-from kamiyo.intel.matching import Decision, Entry, ResolutionIndex, entry_for
+from kamiyo.intel.matching import Decision, Entry, Registry, ResolutionIndex, entry_for
 from kamiyo.intel.names import name_words
 from kamiyo.intel.reports import SourceReport
 from kamiyo.intel.vocabulary import firm_for_url
@@ -78,14 +79,15 @@ class Store:
         cls, session: AsyncSession, *, distinct_sources: frozenset[str] = frozenset()
     ) -> "Store":
         """Index every stored report and every operator link (the run's memory)."""
-        index = ResolutionIndex(distinct_sources=distinct_sources)
+        registry = await load_registry(session)
+        index = ResolutionIndex(distinct_sources=distinct_sources, registry=registry)
         rows = await session.stream(
             select(SourceReportRow.incident_pk, SourceReportRow.report).execution_options(
                 yield_per=5000
             )
         )
         async for incident_pk, report in rows:
-            index.add(entry_for(_report.validate_python(report), incident_pk))
+            index.add(entry_for(_report.validate_python(report), incident_pk, registry))
         for link in await session.scalars(select(ReportLink)):
             index.link(
                 link.kind, (link.left_source, link.left_id), (link.right_source, link.right_id)
@@ -170,7 +172,7 @@ class Store:
                 touched.add(row.incident_pk)
                 counts.updated += 1
                 continue
-            entry = entry_for(report, 0)
+            entry = entry_for(report, 0, self.index.registry)
             match = self.index.resolve(entry)
             if match is None:
                 entry.incident = self._handle()
@@ -307,6 +309,14 @@ async def _update_incidents(
     await session.execute(
         update(incidents).where(incidents.c.pk == bindparam("b_pk")).values(columns), rows
     )
+
+
+async def load_registry(session: AsyncSession) -> Registry:
+    """The protocol families the stored registry records describe."""
+    rows = await session.execute(
+        select(ProtocolRow.name, ProtocolRow.slug, ProtocolRow.parent, ProtocolRow.defillama_id)
+    )
+    return Registry.of((name, slug, parent, dl_id) for name, slug, parent, dl_id in rows)
 
 
 def incident_row(derived: Canonical) -> dict[str, Any]:
