@@ -62,7 +62,8 @@ def show_incident(incident: intel.Incident) -> None:
     out.print(f"Date: {date}   Chains: {', '.join(incident.chains) or 'unknown'}")
     loss = usd(incident.loss_usd) or "no USD figure"
     if incident.loss_text:
-        loss += f" ({incident.loss_usd_basis}; source says: {incident.loss_text})"
+        basis = f"{incident.loss_usd_basis}; " if incident.loss_usd_basis else ""
+        loss += f" ({basis}source says: {incident.loss_text})"
     out.print(f"Loss: {loss}")
     raw = f" ({incident.attack_type_raw})" if incident.attack_type_raw else ""
     out.print(f"Attack type: {incident.attack_type.value}{raw}")

@@ -69,6 +69,12 @@ async def test_a_report_starts_an_incident_and_a_second_run_changes_nothing(
     assert [(s.source, s.source_id) for s in incident.sources] == [
         ("alpha", "20250101_testprotocol")
     ]
+    # Another source's prose is kept in its report, not shown as ours: one sentence is composed.
+    assert incident.description == (
+        "TestProtocol on Ethereum lost about $1M on 2025-01-01 (Reentrancy in withdraw)."
+    )
+    ours = report(source="notable", source_id="x", date=dt.date(2025, 1, 2), transactions=[])
+    await ingest(session, [ours])
     found = await intel.search_incidents(session, intel.SearchQuery(query="vault balances"))
     assert [i.id for i in found.incidents] == ["20250101_testprotocol"]
 

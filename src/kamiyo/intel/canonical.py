@@ -10,6 +10,9 @@
   then a bare number), the median of their figures, with the loss text of the report nearest
   it. A nominal token value (tokens minted or frozen, not money taken) is used only when no
   report gives another figure, and keeps its ``nominal`` basis so totals can leave it out.
+- **Description**: a source's summary where it is written in our own words (the notable
+  table's), else one sentence composed from the chosen facts; other sources' prose stays in
+  their reports.
 - **Attack type**: the most trusted report whose classification is not unknown or other.
 - **Funds returned**: true when any report says so, with the largest amount stated.
 - **Chains, addresses, transactions, references, names**: the union over the reports.
@@ -22,13 +25,23 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from kamiyo.chains import get_chain
 from kamiyo.intel.names import name_key
 from kamiyo.intel.reports import SourceReport
 from kamiyo.intel.vocabulary import AttackType, classify_attack
 
+# Sources whose descriptions are written in our own words (the notable table's are).
+OWN_WORDS = frozenset({"notable"})
 TRUST_ORDER = ("notable", "defillama", "defihacklabs", "slowmist", "rekt", "web3isgoinggreat")
 _BASIS_ORDER = ("usd", "stablecoin", "assumed_usd")
 _VAGUE = frozenset({AttackType.UNKNOWN, AttackType.OTHER})
+
+
+def chain_name(slug: str) -> str:
+    try:
+        return get_chain(slug).name
+    except ValueError:
+        return slug
 
 
 def _trust(report: SourceReport) -> int:
@@ -66,6 +79,40 @@ def _loss(reports: list[SourceReport]) -> tuple[float | None, str | None, str | 
         return nominal[0].loss_usd, "nominal", nominal[0].loss_text
     texts = [r.loss_text for r in reports if r.loss_text]
     return None, None, texts[0] if texts else None
+
+
+def _usd(amount: float) -> str:
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if amount >= size:
+            return f"${amount / size:.1f}{unit}".replace(".0", "")
+    return f"${amount:,.0f}"
+
+
+def _description(
+    ranked: list[SourceReport],
+    first: SourceReport,
+    chains: list[str],
+    loss_usd: float | None,
+    basis: str | None,
+    loss_text: str | None,
+    attack_from: SourceReport,
+) -> str:
+    """A source's summary where it is in our own words; else one sentence from the facts.
+
+    Other sources' descriptions are their prose (articles, feed summaries): they stay in
+    their reports and are not shown as ours.
+    """
+    for report in ranked:
+        if report.description and report.source in OWN_WORDS:
+            return report.description
+    where = " and ".join(chain_name(c) for c in chains[:3])
+    if loss_usd is not None and basis != "nominal":
+        lost = f"about {_usd(loss_usd)}"
+    else:
+        lost = loss_text or "an amount no source states"
+    how = attack_from.attack_type_raw or attack_type_of(attack_from).value.replace("_", " ")
+    on = f" on {where}" if where else ""
+    return f"{first.protocol}{on} lost {lost} on {first.date.isoformat()} ({how})."
 
 
 def entry(report: SourceReport) -> dict[str, Any]:
@@ -128,7 +175,7 @@ def canonical(reports: list[SourceReport]) -> Canonical:
         "loss_text": loss_text,
         "attack_type": attack_type_of(attack_from).value,
         "attack_type_raw": attack_from.attack_type_raw,
-        "description": next((r.description for r in ranked if r.description), None),
+        "description": _description(ranked, first, chains, loss_usd, basis, loss_text, attack_from),
         "status": "confirmed" if any(r.confirmed for r in reports) else "reported",
         "funds_returned": bool(returned) or (said_returned[0] if said_returned else None),
         "funds_returned_usd": max(returned) if returned else None,

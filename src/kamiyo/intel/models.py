@@ -118,7 +118,9 @@ class ReferenceInfo(FrozenModel):
 
 
 class Incident(IncidentSummary):
-    description: str | None
+    description: str | None = Field(
+        description="One sentence: a summary in KAMIYO's words, or composed from the facts."
+    )
     disclosed: dt.date | None = Field(description="When it was disclosed, if a source says.")
     kind: str | None = Field(description="defi, bridge, cex, wallet, gaming or other.")
     status: str = Field(description="confirmed (reproduced by a proof of concept) or reported.")
