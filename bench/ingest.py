@@ -43,7 +43,9 @@ TRACE = False
 RESULTS = Path(__file__).parent / "results"
 SOURCES = ("alpha", "beta", "gamma")
 SHARE = (0.45, 0.35, 0.20)  # of the reports, per source
+# 20 syllables, 2 to 4 per name: about as many distinct names as a real feed has per incident.
 SYLLABLES = ("ka", "mi", "yo", "ze", "ra", "lu", "no", "vi", "ta", "be")
+SYLLABLES += ("so", "ri", "ko", "ma", "pe", "du", "xa", "qi", "fo", "ne")
 SUFFIXES = ("", " Finance", " Protocol", " Swap", "DAO", " Bridge", " Labs")
 CHAINS = ("ethereum", "bsc", "arbitrum", "base", "polygon", "solana", "optimism", "avalanche")
 
@@ -78,7 +80,7 @@ def generate(
     span = dt.date(2026, 11, 1).toordinal() - start
     names = sorted(
         {
-            "".join(rng.choice(SYLLABLES).capitalize() for _ in range(rng.randint(2, 3)))
+            "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))).capitalize()
             + rng.choice(SUFFIXES)
             for _ in range(incidents // 3)
         }
@@ -241,7 +243,7 @@ async def main() -> None:
         table.add_column(column.replace("_", " "), justify="right")
     for row in results:
         table.add_row(*(f"{row.get(c)}" for c in columns))
-    Console().print(table)
+    Console(width=160).print(table)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"ingest-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -323,7 +323,9 @@ class ResolutionIndex:
             *(f"r:{r}" for r in entry.references),
             *((f"d:{entry.defillama_id}",) if entry.defillama_id else ()),
             *(f"n:{n}" for n in entry.names + entry.cores),
-            *(f"w:{w}" for w in entry.words),
+            # Short words ("ka", "dex", "usd") block too much to be worth it; names share
+            # their long words ("Harmony" in "Harmony Horizon").
+            *(f"w:{w}" for w in entry.words if len(w) >= 4),
             # Name prefixes catch typos and run-together spellings the words miss.
             *(f"p:{n[:4]}" for n in entry.names if len(n) >= 4),
         ]
