@@ -86,3 +86,14 @@ async def test_stats_of_nothing_are_zero(session: AsyncSession) -> None:
 def test_stats_for_an_unknown_chain_are_refused() -> None:
     with pytest.raises(ValidationError, match="'foo' is not a chain name KAMIYO knows"):
         StatsQuery(chain="foo")
+
+
+async def test_a_nominal_figure_is_shown_but_not_summed(session: AsyncSession) -> None:
+    beauty = await intel.get_incident(session, "20180422_beauty-chain")
+    assert beauty is not None
+    assert (beauty.loss_usd, beauty.loss_usd_basis) == (900_000_000, "nominal")
+    year = await intel.incident_stats(
+        session, StatsQuery(since=dt.date(2018, 4, 22), until=dt.date(2018, 4, 22))
+    )
+    assert year.incidents == 1
+    assert year.total_loss_usd == 0
