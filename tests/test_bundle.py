@@ -37,7 +37,7 @@ def test_manifest_lists_the_servers_own_tools_and_prompts(built: Path) -> None:
     assert "KAMIYO_API_KEY" in manifest["server"]["mcp_config"]["env"]
     assert "${user_config.api_key}" not in json.dumps(manifest["server"]["mcp_config"]["args"])
     assert {"pyproject.toml", "uv.lock", "NOTICE", "src/kamiyo/__main__.py"} <= names
-    assert "src/kamiyo/intel/data/defihacklabs.json.gz" in names
+    assert "src/kamiyo/intel/data/bundle.json.gz" in names
     assert not any("__pycache__" in name for name in names)
 
 
@@ -88,4 +88,5 @@ async def test_the_unpacked_bundle_starts_as_a_host_would_start_it(
     async with Client(params, read_timeout_seconds=300) as client:
         health = await client.call_tool("health_check", {})
     assert health.structured_content is not None
-    assert health.structured_content["dataset"]["incidents"] == 860
+    assert health.structured_content["dataset"]["sources"]["notable"]["reports"] == 231
+    assert health.structured_content["dataset"]["incidents"] > 860

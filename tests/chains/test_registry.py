@@ -26,7 +26,7 @@ from kamiyo.chains import (
 
 REPO = Path(__file__).resolve().parents[2]
 DEFIHACKLABS = REPO / "data" / "defihacklabs"
-BUNDLE = REPO / "src" / "kamiyo" / "intel" / "data" / "defihacklabs.json.gz"
+BUNDLE = REPO / "src" / "kamiyo" / "intel" / "data" / "bundle.json.gz"
 # The chains of shared/data/notable_incidents.csv (its README's "Rows per chain"), which the next
 # source ingests. Listed here, not read from shared/: the tests never depend on it.
 NOTABLE_CHAINS = [
@@ -110,7 +110,8 @@ def _bundled_chains() -> set[str]:
         for row in csv.DictReader(handle):
             seen.update(row["chain"].split())
     with gzip.open(BUNDLE, "rt", encoding="utf-8") as handle:
-        for incident in json.load(handle)["incidents"]:
+        reports = [r for source in json.load(handle)["sources"] for r in source["reports"]]
+        for incident in reports:
             seen.update(incident.get("chains", []))
             for fact in incident.get("addresses", []) + incident.get("transactions", []):
                 if fact.get("chain"):

@@ -36,7 +36,7 @@ async def test_recent_exploits_resource(client: Client) -> None:
 async def test_exploit_resource_template(client: Client) -> None:
     contents = (await client.read_resource("kamiyo://exploits/20230313_eulerfinance")).contents
     assert isinstance(contents[0], TextResourceContents)
-    assert json.loads(contents[0].text)["protocol"] == "EulerFinance"
+    assert json.loads(contents[0].text)["protocol"] == "Euler Finance"
 
 
 async def test_unknown_exploit_resource_is_not_found(client: Client) -> None:
