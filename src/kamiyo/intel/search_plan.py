@@ -3,10 +3,11 @@
 A search with words is answered in stages, each a kind of match, in this order under relevance:
 incidents going by the query's name (its ``name_key`` is one of theirs), then those of the attack
 type the whole query names, then those whose text matches every word, by rank. Other sorts order
-all of them alike. On SQLite the stages are a union: disjoint (each leaves out the ones before),
-each contributing at most ``limit + 1`` rows in the requested order, so the first ``limit`` rows
-of the union are exactly right and one more row says whether more match. On PostgreSQL they are
-one scan ordered by stage (:func:`_one_scan`).
+all of them alike. The stages are a union: disjoint (each leaves out the ones before), each
+contributing at most ``limit + 1`` rows in the requested order, so the first ``limit`` rows of
+the union are exactly right and one more row says whether more match. Each stage is read through
+its own index (names, attack type, text); one scan of an OR of the three would not be, as
+PostgreSQL reads a name subquery inside an OR row by row.
 
 Building such a statement costs more than running it on the bundled data, so a statement is
 built once per shape (backend, sort, which filters and stages) and cached; every value a caller
@@ -25,10 +26,8 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
-    case,
     exists,
     literal_column,
-    or_,
     select,
     union_all,
 )
@@ -177,15 +176,13 @@ SUMMARY_COLUMNS = (
 
 @lru_cache(maxsize=512)
 def statement(shape: Shape) -> Select[Any]:
-    """The search statement of ``shape`` selecting the summary columns (and, on SQLite with
-    words, ``stage`` and ``rank``); its parameters: those of :func:`plan`, and ``limit``."""
+    """The search statement of ``shape`` selecting the summary columns (and, with words,
+    ``stage`` and ``rank``); its parameters: those of :func:`plan`, and ``limit``."""
     columns = SUMMARY_COLUMNS
     filters = _conditions(shape.filters)
     limit = bindparam("limit", type_=Integer, required=True)
     if not shape.words:
         return select(*columns).where(*filters).order_by(*_order(shape.sort, None)).limit(limit)
-    if shape.dialect == "postgresql":
-        return _one_scan(shape, filters, limit)
     stages: list[tuple[Select[Any], ColumnElement[float] | None]] = []
     earlier: list[ColumnElement[bool]] = []
 
@@ -216,34 +213,3 @@ def statement(shape: Shape) -> Select[Any]:
         [combined.c.stage, combined.c.rank.desc()] if shape.sort is SortOrder.RELEVANCE else []
     )
     return select(combined).order_by(*first, *_order(shape.sort, None, combined.c)).limit(limit)
-
-
-def _one_scan(
-    shape: Shape, filters: list[ColumnElement[bool]], limit: BindParameter[int]
-) -> Select[Any]:
-    """PostgreSQL: the stages as one scan of the incidents matching any of them (an OR of the
-    text match, the name look-up and the attack type), ordered by the stage each row falls in.
-
-    The same rows in the same order as SQLite's union of stages, at the cost of one text-only
-    search; the union costs PostgreSQL more to plan than to run.
-    """
-    matches, rank = fulltext.postgres_match(_param("match"))
-    arms: list[ColumnElement[bool]] = [matches]
-    whens: list[tuple[ColumnElement[bool], int]] = []
-    if shape.exact:
-        exact = IncidentRow.pk.in_(resolver.named(_param("name_key")))
-        arms.append(exact)
-        whens.append((exact, len(whens)))
-    if shape.typed:
-        typed = IncidentRow.attack_type == _param("typed")
-        arms.append(typed)
-        whens.append((typed, len(whens)))
-    stmt = select(*SUMMARY_COLUMNS).where(*filters, or_(*arms))
-    if shape.sort is not SortOrder.RELEVANCE:
-        return stmt.order_by(*_order(shape.sort, None)).limit(limit)
-    if not whens:
-        return stmt.order_by(*_order(shape.sort, rank)).limit(limit)
-    stage = case(*whens, else_=len(whens))
-    # Within the exact-name and attack-type stages, newest first, as in the union.
-    text_rank = case((stage == len(whens), rank), else_=_NO_RANK)
-    return stmt.order_by(stage, text_rank.desc(), *_order(shape.sort, None)).limit(limit)
