@@ -65,6 +65,10 @@ class Canonical:
     transactions: list[dict[str, Any]]
     references: list[str]
     names: dict[str, str]  # name key -> the name as first written
+    # The description's words for the search index: a source's summary only. A sentence
+    # composed from the facts repeats words indexed already (in fields that are not stemmed:
+    # indexing the name again in the stemmed text would let "axie" find "Axioma").
+    searchable_description: str | None = None
 
 
 def _loss(reports: list[SourceReport]) -> tuple[float | None, str | None, str | None]:
@@ -182,7 +186,9 @@ def canonical(reports: list[SourceReport]) -> Canonical:
         "chain_list": chains,
         "source_list": [entry(r) for r in sorted(reports, key=lambda r: (r.date, _trust(r)))],
     }
+    own = next((r.description for r in ranked if r.description and r.source in OWN_WORDS), None)
     return Canonical(
+        searchable_description=own,
         fields=fields,
         chains=chains,
         addresses=addresses,

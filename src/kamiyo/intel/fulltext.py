@@ -3,15 +3,27 @@
 SQLite: an FTS5 table ``incident_search`` (rowid = ``incidents.pk``) ranked by bm25.
 PostgreSQL: a weighted ``tsvector`` column ``incidents.search_vector`` with a GIN index,
 ranked by ``ts_rank``. Both index the same Python-normalised terms (``text.py``) and match every
-query term as a prefix, so both find the same incidents. User text reaches neither as syntax:
-terms hold only letters and digits, and they travel as bound parameters.
+query word as a prefix, so both find the same incidents: a word matches the protocol field as
+typed (names are indexed unstemmed) or the attack and description fields by its stem. User text
+reaches neither as syntax: words hold only letters and digits, and they travel as bound
+parameters.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Float, Select, delete, func, literal_column, table, text
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    delete,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import column
@@ -19,7 +31,7 @@ from sqlalchemy.sql.expression import ColumnClause
 
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import Incident
-from kamiyo.intel.text import index_terms
+from kamiyo.intel.text import index_terms, name_terms, stem
 
 _fts = table(
     "incident_search", column("rowid"), column("protocol"), column("attack"), column("body")
@@ -57,7 +69,7 @@ def document(
     attack = f"{attack_type.replace('_', ' ')} {attack_raw or ''}"
     return SearchDocument(
         pk=pk,
-        protocol=index_terms(protocol, split_camel=True),
+        protocol=name_terms(protocol),
         attack=index_terms(attack),
         body=index_terms(description),
     )
@@ -89,21 +101,44 @@ async def delete_documents(session: AsyncSession, pks: Sequence[int]) -> None:
         await session.execute(delete(_fts).where(_fts.c.rowid.in_(pks)))
 
 
-def match(
-    stmt: Select[*_Row], dialect: str, terms: Sequence[str], *, protocol_only: bool = False
-) -> tuple[Select[*_Row], ColumnElement[float]]:
-    """``stmt`` narrowed to incidents matching every term, and a rank (higher is better).
+def query_text(dialect: str, words: Sequence[str], *, protocol_only: bool = False) -> str:
+    """The backend's match syntax for ``words``: every word a prefix, matched as typed against
+    names and by its stem against attack and description text (``protocol_only``: names alone).
 
-    ``protocol_only`` matches the terms against protocol names alone.
+    Passed to :func:`match` and :func:`matching_pks` as a bound parameter, never spliced into SQL.
     """
     if dialect == "postgresql":
-        weight = "A" if protocol_only else ""  # protocol terms carry weight A
-        tsquery = func.to_tsquery("simple", " & ".join(f"{t}:*{weight}" for t in terms))
+        # Weight A holds the names, B and C the attack wording and the description.
+        if protocol_only:
+            return " & ".join(f"{w}:*A" for w in words)
+        return " & ".join(f"({w}:*A | {stem(w)}:*BC)" for w in words)
+
+    def phrase(term: str) -> str:
+        return '"' + term.replace('"', '""') + '"*'
+
+    if protocol_only:
+        return "{protocol} : (" + " AND ".join(phrase(w) for w in words) + ")"
+    return " AND ".join(
+        f"({{protocol}} : {phrase(w)} OR {{attack body}} : {phrase(stem(w))})" for w in words
+    )
+
+
+def matching_pks(dialect: str, query: ColumnElement[str]) -> Select[Any]:
+    """The pks of the incidents matching ``query`` (:func:`query_text`), to combine with others."""
+    if dialect == "postgresql":
+        return select(Incident.pk).where(_search_vector.op("@@")(func.to_tsquery("simple", query)))
+    return select(_fts.c.rowid).where(_fts_ref.match(query))
+
+
+def match(
+    stmt: Select[*_Row], dialect: str, query: ColumnElement[str]
+) -> tuple[Select[*_Row], ColumnElement[float]]:
+    """``stmt`` narrowed to incidents matching ``query`` (:func:`query_text`), and a rank
+    (higher is better)."""
+    if dialect == "postgresql":
+        tsquery = func.to_tsquery("simple", query)
         rank: ColumnElement[float] = func.ts_rank(_search_vector, tsquery, type_=Float)
         return stmt.where(_search_vector.op("@@")(tsquery)), rank
-    fts_query = " AND ".join('"' + t.replace('"', '""') + '"*' for t in terms)
-    if protocol_only:
-        fts_query = f"{{protocol}} : ({fts_query})"
-    narrowed = stmt.join(_fts, _fts.c.rowid == Incident.pk).where(_fts_ref.match(fts_query))
+    narrowed = stmt.join(_fts, _fts.c.rowid == Incident.pk).where(_fts_ref.match(query))
     # bm25 is lower-is-better; negate it so both backends sort rank descending.
     return narrowed, -func.bm25(_fts_ref, *_BM25_WEIGHTS, type_=Float)

@@ -210,7 +210,17 @@ class IncidentList(FrozenModel):
 
 
 class SearchResult(IncidentList):
-    pass
+    suggestions: list[str] = Field(
+        default=[],
+        description="Only when nothing matched: known protocol names one or two edits from the "
+        "query, best first (at most 5); search again with one of them.",
+    )
+    note: str | None = Field(
+        default=None,
+        description="Set when the caller's plan capped the list (the cap, and how to raise it), "
+        "or when nothing matched: the names to try instead, or the filters that hid a known "
+        "protocol's incidents.",
+    )
 
 
 class ExploitQuery(QueryModel):

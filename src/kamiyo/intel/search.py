@@ -1,9 +1,9 @@
-"""Finding incidents: filtered full-text search and look-up by id."""
+"""Finding incidents: by name, attack type and full text, filtered; and look-up by id."""
 
 import datetime as dt
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, exists, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
@@ -12,12 +12,11 @@ from kamiyo.db.tables import (
 )
 from kamiyo.db.tables import (
     IncidentAddress,
-    IncidentChain,
     IncidentName,
     IncidentReference,
     IncidentTransaction,
 )
-from kamiyo.intel import fulltext
+from kamiyo.intel import resolver, search_plan
 from kamiyo.intel.models import (
     HARD_RESULT_CAP,
     ExploitQuery,
@@ -25,41 +24,12 @@ from kamiyo.intel.models import (
     IncidentSummary,
     SearchQuery,
     SearchResult,
-    SortOrder,
     TransactionMatches,
     TransactionQuery,
 )
 from kamiyo.intel.scope import NotFoundError, Scope
 
 OPEN = Scope()
-
-
-def _filters(query: SearchQuery, hide_after: dt.date | None) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if query.since:
-        conditions.append(IncidentRow.date >= query.since)
-    if query.until:
-        conditions.append(IncidentRow.date <= query.until)
-    if hide_after:
-        conditions.append(IncidentRow.date <= hide_after)
-    if query.min_loss_usd is not None:
-        conditions.append(IncidentRow.loss_usd >= query.min_loss_usd)
-    if query.attack_type:
-        conditions.append(IncidentRow.attack_type == query.attack_type.value)
-    if query.chain:
-        conditions.append(
-            exists().where(
-                IncidentChain.incident_pk == IncidentRow.pk, IncidentChain.chain == query.chain
-            )
-        )
-    if query.address:
-        # An address lists few incidents: start from them rather than test every incident.
-        conditions.append(
-            IncidentRow.pk.in_(
-                select(IncidentAddress.incident_pk).where(IncidentAddress.address == query.address)
-            )
-        )
-    return conditions
 
 
 def matching(
@@ -69,12 +39,15 @@ def matching(
     *,
     hide_after: dt.date | None = None,
     protocol_only: bool = False,
-) -> tuple[Select[Any], ColumnElement[float] | None]:
-    """A select of ``columns`` over the incidents ``query`` matches, and the text rank if any."""
-    stmt = select(*columns).where(*_filters(query, hide_after))
-    if not query.terms:
-        return stmt, None
-    return fulltext.match(stmt, dialect, query.terms, protocol_only=protocol_only)
+) -> tuple[Select[Any], None]:
+    """A select of ``columns`` over every incident ``query`` matches, in no order.
+
+    The matches: incidents going by the query's name (its ``name_key``), those of the attack
+    type the whole query names, and those whose text matches every word (``protocol_only``:
+    whose names do). The second item is always None: ranks belong to :func:`search_incidents`.
+    """
+    shape, values = search_plan.plan(query, dialect, hide_after, protocol_only=protocol_only)
+    return search_plan.matching(columns, shape).params(values), None
 
 
 async def search_incidents(
@@ -86,46 +59,34 @@ async def search_incidents(
 ) -> SearchResult:
     """Incidents matching ``query``, at most ``min(query.limit, scope.max_results)`` of them.
 
+    By relevance: incidents going by the query's name first ("curve finance" and "Curve" find
+    the Curve incidents, above "CurveBurner"), then those of the attack type the whole query
+    names ("private key": key compromises), then the other text matches by rank; other sorts
+    order all of them alike (``search_plan``). A search that finds nothing offers near-miss
+    names (``suggestions``, ``note``).
+
     ``scope.hide_after`` drops incidents dated later than it (a delayed feed for some callers);
     ``protocol_only`` matches the query words against protocol names alone.
     """
     limit = min(query.limit, scope.max_results) if scope.max_results else query.limit
-    stmt, rank = matching(
-        _SUMMARY_COLUMNS,
-        query,
-        dialect_name(session),
-        hide_after=scope.hide_after,
-        protocol_only=protocol_only,
+    shape, values = search_plan.plan(
+        query, dialect_name(session), scope.hide_after, protocol_only=protocol_only
     )
-    order: list[ColumnElement[Any]] = []
-    if rank is not None and query.effective_sort is SortOrder.RELEVANCE:
-        order.append(rank.desc())
-    if query.effective_sort is SortOrder.LOSS:
-        order.append(IncidentRow.loss_usd.desc().nulls_last())
-    order += [IncidentRow.date.desc(), IncidentRow.pk.desc()]
-    rows = (await session.execute(stmt.order_by(*order).limit(limit + 1))).all()
+    stmt = search_plan.statement(shape)
+    rows = (await session.execute(stmt, {**values, "limit": limit + 1})).all()
     summaries = [IncidentSummary.model_validate(_summary_fields(row)) for row in rows[:limit]]
+    advice = None
+    if not summaries and query.query:
+        filtered = bool(search_plan.filter_values(query, None))
+        advice = await resolver.did_you_mean(session, query.query, filtered=filtered)
     return SearchResult(
-        incidents=summaries, count=len(summaries), truncated=len(rows) > limit, limit=limit
+        incidents=summaries,
+        count=len(summaries),
+        truncated=len(rows) > limit,
+        limit=limit,
+        suggestions=advice.suggestions if advice else [],
+        note=advice.note if advice else None,
     )
-
-
-# What a search row carries: the summary fields, read in the search query itself.
-_SUMMARY_COLUMNS = (
-    IncidentRow.pk,
-    IncidentRow.id,
-    IncidentRow.date,
-    IncidentRow.date_precision,
-    IncidentRow.protocol,
-    IncidentRow.loss_usd,
-    IncidentRow.loss_usd_basis,
-    IncidentRow.loss_text,
-    IncidentRow.attack_type,
-    IncidentRow.attack_type_raw,
-    IncidentRow.chain_list,
-    IncidentRow.source_list,
-    IncidentRow.firm_list,
-)
 
 
 def _summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, object]:
@@ -200,7 +161,7 @@ async def find_by_transaction(
     listed = select(IncidentTransaction.incident_pk).where(
         IncidentTransaction.hash == query.tx_hash
     )
-    stmt = select(*_SUMMARY_COLUMNS).where(IncidentRow.pk.in_(listed))
+    stmt = select(*search_plan.SUMMARY_COLUMNS).where(IncidentRow.pk.in_(listed))
     if scope.hide_after:
         stmt = stmt.where(IncidentRow.date <= scope.hide_after)
     order = (IncidentRow.date.desc(), IncidentRow.pk.desc())

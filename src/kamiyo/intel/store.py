@@ -354,7 +354,7 @@ async def write_children(
                 " ".join(fields.names.values()) or str(fields.fields["protocol"]),
                 str(fields.fields["attack_type"]),
                 fields.fields["attack_type_raw"],
-                fields.fields["description"],
+                fields.searchable_description,
             )
         )
     for table, values in (

@@ -4,6 +4,11 @@ Both backends index the same pre-normalised terms (SQLite FTS5 with the plain ``
 tokenizer, PostgreSQL ``to_tsvector('simple', ...)``), so a query matches the same incidents on
 either database. Stemming, diacritic folding, camel-case splitting and compound splitting happen
 here, in Python, once.
+
+Protocol names are not English: they are indexed unstemmed (:func:`name_terms`), so "axie" is
+not cut to "axi" and does not find "Axioma"; attack wording and descriptions are stemmed
+(:func:`index_terms`). A query keeps its words unstemmed (:func:`query_terms`) and the search
+matches each word against names as typed and against the other fields as :func:`stem` makes it.
 """
 
 import re
@@ -61,7 +66,8 @@ def _fold(text: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
+    """The English stem of one lower-case query or index word."""
     return str(_stemmer.stemWord(word))
 
 
@@ -79,16 +85,22 @@ def _words(text: str, *, split_camel: bool) -> list[str]:
     return words
 
 
-def index_terms(text: str | None, *, split_camel: bool = False) -> str:
-    """The space-separated terms stored in the full-text index for ``text``."""
+def index_terms(text: str | None) -> str:
+    """The space-separated, stemmed terms stored in the full-text index for prose ``text``."""
     if not text:
         return ""
-    return " ".join(_stem(w) for w in _words(text, split_camel=split_camel))
+    return " ".join(stem(w) for w in _words(text, split_camel=False))
+
+
+def name_terms(text: str | None) -> str:
+    """The space-separated terms stored for protocol names: unstemmed, camel case indexed as
+    the whole word and its parts ("EulerFinance": eulerfinance euler finance)."""
+    if not text:
+        return ""
+    return " ".join(_words(text, split_camel=True))
 
 
 def query_terms(text: str) -> list[str]:
-    """Distinct search terms of a user query, in order; empty when it holds no word at all."""
-    seen: dict[str, None] = {}
-    for word in _words(text, split_camel=False):
-        seen.setdefault(_stem(word), None)
-    return list(seen)[:MAX_QUERY_TERMS]
+    """Distinct words of a user query, in order, folded and lower-cased but not stemmed (the
+    search stems them where it matches stemmed fields); empty when it holds no word at all."""
+    return list(dict.fromkeys(_words(text, split_camel=False)))[:MAX_QUERY_TERMS]
