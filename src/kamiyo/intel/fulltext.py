@@ -130,15 +130,22 @@ def matching_pks(dialect: str, query: ColumnElement[str]) -> Select[Any]:
     return select(_fts.c.rowid).where(_fts_ref.match(query))
 
 
+def postgres_match(query: ColumnElement[str]) -> tuple[ColumnElement[bool], ColumnElement[float]]:
+    """PostgreSQL only: the condition that an incident matches ``query`` (:func:`query_text`),
+    to combine with other indexed conditions in one scan, and its rank."""
+    tsquery = func.to_tsquery("simple", query)
+    rank: ColumnElement[float] = func.ts_rank(_search_vector, tsquery, type_=Float)
+    return _search_vector.op("@@")(tsquery), rank
+
+
 def match(
     stmt: Select[*_Row], dialect: str, query: ColumnElement[str]
 ) -> tuple[Select[*_Row], ColumnElement[float]]:
     """``stmt`` narrowed to incidents matching ``query`` (:func:`query_text`), and a rank
     (higher is better)."""
     if dialect == "postgresql":
-        tsquery = func.to_tsquery("simple", query)
-        rank: ColumnElement[float] = func.ts_rank(_search_vector, tsquery, type_=Float)
-        return stmt.where(_search_vector.op("@@")(tsquery)), rank
+        condition, rank = postgres_match(query)
+        return stmt.where(condition), rank
     narrowed = stmt.join(_fts, _fts.c.rowid == Incident.pk).where(_fts_ref.match(query))
     # bm25 is lower-is-better; negate it so both backends sort rank descending.
     return narrowed, -func.bm25(_fts_ref, *_BM25_WEIGHTS, type_=Float)

@@ -7,7 +7,9 @@ all of them alike. The stages are a union: disjoint (each leaves out the ones be
 contributing at most ``limit + 1`` rows in the requested order, so the first ``limit`` rows of
 the union are exactly right and one more row says whether more match. Each stage is read through
 its own index (names, attack type, text); one scan of an OR of the three would not be, as
-PostgreSQL reads a name subquery inside an OR row by row.
+PostgreSQL reads a name subquery inside an OR row by row. PostgreSQL reads the attack-type and
+text stages in one bitmap scan of both indexes (an OR it can combine), ordered by stage; SQLite
+matches text by a join, so there they stay apart.
 
 Building such a statement costs more than running it on the bundled data, so a statement is
 built once per shape (backend, sort, which filters and stages) and cached; every value a caller
@@ -26,8 +28,10 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
+    case,
     exists,
     literal_column,
+    or_,
     select,
     union_all,
 )
@@ -144,13 +148,10 @@ def matching(columns: tuple[Any, ...], shape: Shape) -> Select[Any]:
 _NO_RANK = literal_column("0.0", Float)
 
 
-def _order(
-    sort: SortOrder, rank: ColumnElement[float] | None, columns: Any = IncidentRow
-) -> list[ColumnElement[Any]]:
-    """The order of ``sort`` over the summary columns (``columns``: of a subquery instead)."""
+def _order(sort: SortOrder, columns: Any = IncidentRow) -> list[ColumnElement[Any]]:
+    """The order of ``sort`` over the summary columns (``columns``: of a subquery instead),
+    after the stage and rank that order relevance."""
     order: list[ColumnElement[Any]] = []
-    if rank is not None and sort is SortOrder.RELEVANCE:
-        order.append(rank.desc())
     if sort is SortOrder.LOSS:
         order.append(columns.loss_usd.desc().nulls_last())
     return [*order, columns.date.desc(), columns.pk.desc()]
@@ -178,38 +179,59 @@ SUMMARY_COLUMNS = (
 def statement(shape: Shape) -> Select[Any]:
     """The search statement of ``shape`` selecting the summary columns (and, with words,
     ``stage`` and ``rank``); its parameters: those of :func:`plan`, and ``limit``."""
-    columns = SUMMARY_COLUMNS
     filters = _conditions(shape.filters)
     limit = bindparam("limit", type_=Integer, required=True)
+    relevance = shape.sort is SortOrder.RELEVANCE
     if not shape.words:
-        return select(*columns).where(*filters).order_by(*_order(shape.sort, None)).limit(limit)
-    stages: list[tuple[Select[Any], ColumnElement[float] | None]] = []
+        stmt = select(*SUMMARY_COLUMNS).where(*filters)
+        return stmt.order_by(*_order(shape.sort)).limit(limit)
+    parts: list[Select[Any]] = []
     earlier: list[ColumnElement[bool]] = []
 
-    def add(stmt: Select[Any], rank: ColumnElement[float] | None) -> None:
-        number = literal_column(str(len(stages)), Integer).label("stage")
-        shown = (_NO_RANK if rank is None else rank).label("rank")
-        stages.append((stmt.add_columns(number, shown), rank))
-
-    def base(*conditions: ColumnElement[bool]) -> Select[Any]:
-        return select(*columns).where(*filters, *earlier, *conditions)
+    def add(
+        conditions: list[ColumnElement[bool]],
+        stage: ColumnElement[int] | None = None,
+        rank: ColumnElement[float] | None = None,
+        *,
+        text_join: bool = False,
+    ) -> None:
+        """One part: rows meeting ``conditions``; ``stage`` (default: the part's number) and
+        ``rank`` (default: none) order them under relevance."""
+        stmt = select(*SUMMARY_COLUMNS).where(*filters, *earlier, *conditions)
+        if text_join:  # SQLite's text match is a join, and its rank exists only with it
+            stmt, rank = fulltext.match(stmt, shape.dialect, _param("match"))
+        within: list[ColumnElement[Any]] = []
+        if relevance and stage is not None:
+            within.append(stage)
+        if relevance and rank is not None:
+            within.append(rank.desc())
+        shown_stage = literal_column(str(len(parts)), Integer) if stage is None else stage
+        shown_rank = rank if rank is not None and relevance else _NO_RANK
+        stmt = stmt.add_columns(shown_stage.label("stage"), shown_rank.label("rank"))
+        parts.append(stmt.order_by(*within, *_order(shape.sort)).limit(limit))
 
     if shape.exact:
         exact = IncidentRow.pk.in_(resolver.named(_param("name_key")))
-        add(base(exact), None)
+        add([exact])
         earlier.append(~exact)
-    if shape.typed:
-        add(base(IncidentRow.attack_type == _param("typed")), None)
-        earlier.append(IncidentRow.attack_type != _param("typed"))
-    by_text, rank = fulltext.match(base(), shape.dialect, _param("match"))
-    # Only relevance reads the rank; other orders need not compute it.
-    add(by_text, rank if shape.sort is SortOrder.RELEVANCE else None)
-    parts = [stmt.order_by(*_order(shape.sort, r)).limit(limit) for stmt, r in stages]
+    if shape.dialect == "postgresql":
+        matches, rank = fulltext.postgres_match(_param("match"))
+        if shape.typed:
+            # One bitmap scan of both indexes (attack type, text), the typed rows first and
+            # newest first, as on SQLite.
+            typed = IncidentRow.attack_type == _param("typed")
+            stage = case((typed, len(parts)), else_=len(parts) + 1)
+            add([or_(typed, matches)], stage, case((typed, _NO_RANK), else_=rank))
+        else:
+            add([matches], rank=rank)
+    else:
+        if shape.typed:
+            add([IncidentRow.attack_type == _param("typed")])
+            earlier.append(IncidentRow.attack_type != _param("typed"))
+        add([], text_join=True)
     if len(parts) == 1:
         return parts[0]
     # Wrapped, as SQLite takes no ORDER BY or LIMIT in a member of a compound select.
     combined = union_all(*(select(part.subquery()) for part in parts)).subquery()
-    first: list[ColumnElement[Any]] = (
-        [combined.c.stage, combined.c.rank.desc()] if shape.sort is SortOrder.RELEVANCE else []
-    )
-    return select(combined).order_by(*first, *_order(shape.sort, None, combined.c)).limit(limit)
+    first = [combined.c.stage, combined.c.rank.desc()] if relevance else []
+    return select(combined).order_by(*first, *_order(shape.sort, combined.c)).limit(limit)
