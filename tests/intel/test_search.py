@@ -431,7 +431,7 @@ async def test_a_query_that_only_mentions_an_attack_type_keeps_every_word(
 
 
 @pytest.mark.parametrize(
-    ("text", "key"), [("aave v3", "aave"), ("Uniswap", "uniswapv1"), ("euler finance", "euler")]
+    ("text", "key"), [("aave v3", "aave"), ("Uniswap", "uniswap"), ("euler finance", "euler")]
 )
 async def test_protocol_only_resolves_names(session: AsyncSession, text: str, key: str) -> None:
     result = await intel.search_incidents(

@@ -142,9 +142,10 @@ class SearchQuery(QueryModel):
     query: str | None = Field(
         default=None,
         max_length=MAX_QUERY_LENGTH,
-        description="Words to find, e.g. 'euler', 'flash loan', 'oracle manipulation', in "
-        "protocol names, attack types and descriptions. Every word must match (as a prefix). "
-        "Omit to list by filters only.",
+        description="Words to find, e.g. 'euler', 'curve finance', 'flash loan', 'private "
+        "key'. Incidents going by that exact name (any spelling or alias) come first, then "
+        "those of an attack type the query names, then those matching every word as a prefix "
+        "in names, attack types and descriptions. Omit to list by filters only.",
     )
     chain: Chain = None
     since: Since = None

@@ -56,7 +56,14 @@ def name_words(name: str) -> tuple[str, ...]:
     for raw in _WORD.findall(text):
         parts = _CAMEL.findall(raw) or [raw]
         words.extend(p.lower() for p in parts)
-    words = [w for w in words if not _VERSION.match(w)]
+    # A version run into the name ("UniSwapV1") splits into "v" and "1": drop both.
+    words = [
+        w
+        for i, w in enumerate(words)
+        if not _VERSION.match(w)
+        and not (w == "v" and i + 1 < len(words) and words[i + 1].isdigit())
+        and not (w.isdigit() and i > 0 and words[i - 1] == "v")
+    ]
     if len(words) > 1 and words[0] == "the":
         words = words[1:]
     while len(words) > 1 and words[-1] in SUFFIX_WORDS:

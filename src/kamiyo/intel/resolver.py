@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.db.tables import Incident, IncidentName, ProtocolRow
 from kamiyo.intel.names import name_key
 from kamiyo.intel.text import query_terms
-from kamiyo.intel.vocabulary import AttackType
+from kamiyo.intel.vocabulary import AttackType, attack_type_for_query
 
 MAX_SUGGESTIONS = 5
 # Keys shorter than this are too short to guess at ("ab" is two edits from every short name).
@@ -45,65 +45,12 @@ def named(key: str | ColumnElement[str]) -> Select[Any]:
 
 
 # --- attack types a whole query names --------------------------------------------------------
-# TODO(vocabulary): switch to vocabulary.attack_type_for_query once it is on main. That function
-# finds a phrase anywhere in the query ("Euler flash loan" names flash_loan); the search wants
-# the whole query to name the type, so keep the whole-query check (see _attack_phrase).
-
-_ATTACK_PHRASES: dict[AttackType, tuple[str, ...]] = {
-    AttackType.KEY_COMPROMISE: (
-        "private key", "private keys", "key compromise", "keys compromise", "compromised key",
-        "compromised keys", "key compromised", "keys compromised", "stolen key", "stolen keys",
-        "leaked key", "leaked keys", "key leak", "hot wallet", "hot wallets", "multisig",
-        "multi sig", "multisignature", "multisig compromise", "seed phrase",
-        "compromised signer", "compromised signers", "signer compromise",
-    ),
-    AttackType.REENTRANCY: ("reentrancy", "re entrancy", "reentrant", "read only reentrancy"),
-    AttackType.ORACLE_MANIPULATION: ("oracle", "oracle manipulation", "price oracle"),
-    AttackType.PRICE_MANIPULATION: ("price manipulation", "market manipulation"),
-    AttackType.FLASH_LOAN: ("flash loan", "flash loans"),
-    AttackType.ACCESS_CONTROL: ("access control", "missing access control"),
-    AttackType.BUSINESS_LOGIC: ("business logic", "logic flaw", "logic bug", "logic error"),
-    AttackType.INPUT_VALIDATION: ("input validation", "missing validation"),
-    AttackType.ARBITRARY_CALL: ("arbitrary call", "arbitrary external call"),
-    AttackType.PRECISION_LOSS: ("precision loss", "rounding", "rounding error"),
-    AttackType.INTEGER_OVERFLOW: ("integer overflow", "overflow", "underflow"),
-    AttackType.SIGNATURE: ("signature", "signature replay", "replay"),
-    AttackType.TOKEN_MECHANICS: ("fee on transfer", "reflection token", "deflationary token"),
-    AttackType.SLIPPAGE_MEV: ("slippage", "sandwich", "mev", "front running", "frontrun"),
-    AttackType.INFLATION_ATTACK: ("inflation", "donation", "first depositor"),
-    AttackType.RUG_PULL: ("rug pull", "rugpull", "exit scam"),
-    AttackType.MISCONFIGURATION: ("misconfiguration", "misconfigured"),
-    AttackType.GOVERNANCE: ("governance",),
-    AttackType.BAD_RANDOMNESS: ("bad randomness", "weak randomness", "randomness"),
-    AttackType.STORAGE_COLLISION: ("storage collision",),
-}  # fmt: skip
-# Words that add nothing to an attack type's name: "reentrancy attack" is "reentrancy".
-_GENERIC = frozenset(
-    {"attack", "attacks", "exploit", "exploits", "hack", "hacks", "bug", "bugs", "incident"}
-    | {"incidents", "vulnerability", "vulnerabilities"}
-)
-# "bridge" alone is more often part of a name ("Nomad Bridge") than a question about bridges;
-# nobody searches for "other" or "unknown".
-_NOT_BY_VALUE = frozenset({AttackType.BRIDGE, AttackType.OTHER, AttackType.UNKNOWN})
-
-
-def _attack_phrase(text: str) -> str:
-    """The query's words as the phrase table spells them (folded, split like the index)."""
-    return " ".join(w for w in query_terms(text) if w not in _GENERIC)
-
-
-_BY_PHRASE: dict[str, AttackType] = {
-    _attack_phrase(kind.value.replace("_", " ")): kind
-    for kind in AttackType
-    if kind not in _NOT_BY_VALUE
-} | {_attack_phrase(p): kind for kind, phrases in _ATTACK_PHRASES.items() for p in phrases}
 
 
 def query_attack_type(text: str) -> AttackType | None:
     """The attack type the whole query names ("private key", "reentrancy attack"), or None
     (also for a query that only mentions one: "euler flash loan")."""
-    phrase = _attack_phrase(text)
-    return _BY_PHRASE.get(phrase) if phrase else None
+    return attack_type_for_query(text, whole=True)
 
 
 # --- near misses ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from kamiyo.intel.attack_types import ATTACK_CHECKS, AttackType
+from kamiyo.intel.text import query_terms
 
 __all__ = [
     "ATTACK_CHECKS",
@@ -235,12 +236,27 @@ _QUERY_INDEX: Mapping[str, AttackType] = MappingProxyType(
 )
 
 
-def attack_type_for_query(text: str) -> AttackType | None:
+# Words that add nothing to an attack type's name: "reentrancy attack" is "reentrancy".
+_FILLER = frozenset({"attack", "attacks", "exploit", "exploits", "hack", "hacks", "bug", "bugs"})
+_FILLER |= {"incident", "incidents", "vulnerability", "vulnerabilities"}
+
+
+def attack_type_for_query(text: str, *, whole: bool = False) -> AttackType | None:
     """The attack type a search names ("private key", "hot wallet", "flash loan"), or None.
 
     The longest phrase found as whole words wins, so "read-only reentrancy" and "Euler flash
-    loan" both name a type; case, hyphens and underscores do not matter.
+    loan" both name a type; case, hyphens and underscores do not matter. ``whole``: only when
+    the whole query is such a phrase ("private keys", "reentrancy attack", not "Euler flash
+    loan"), as search wants it.
     """
+    if whole:
+        key = _query_key(text)
+        # The search's own words: folded, without stopwords ("the oracle") or filler.
+        plain = " ".join(w for w in query_terms(text) if w not in _FILLER)
+        for candidate in (key, plain, plain.removesuffix("s")):
+            if candidate in _QUERY_INDEX:
+                return _QUERY_INDEX[candidate]
+        return None
     words = f" {_query_key(text)} "
     found = [phrase for phrase in _QUERY_INDEX if f" {phrase} " in words]
     return _QUERY_INDEX[max(found, key=len)] if found else None
