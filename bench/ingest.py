@@ -20,7 +20,7 @@ import random
 import resource
 import time
 import tracemalloc
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -44,15 +44,10 @@ RESULTS = Path(__file__).parent / "results"
 SOURCES = ("alpha", "beta", "gamma")
 SHARE = (0.45, 0.35, 0.20)  # of the reports, per source
 # 20 syllables, 2 to 4 per name: about as many distinct names as a real feed has per incident.
-SYLLABLES = ("ka", "mi", "yo", "ze", "ra", "lu", "no", "vi", "ta", "be")
+SYLLABLES: tuple[str, ...] = ("ka", "mi", "yo", "ze", "ra", "lu", "no", "vi", "ta", "be")
 SYLLABLES += ("so", "ri", "ko", "ma", "pe", "du", "xa", "qi", "fo", "ne")
 SUFFIXES = ("", " Finance", " Protocol", " Swap", "DAO", " Bridge", " Labs")
 CHAINS = ("ethereum", "bsc", "arbitrum", "base", "polygon", "solana", "optimism", "avalanche")
-
-
-@dataclass(frozen=True)
-class Truth:
-    incident: int  # the synthetic incident a report describes
 
 
 def _spelling(rng: random.Random, name: str) -> str:
@@ -172,7 +167,9 @@ async def bench_backend(url: str, count: int, seed: int) -> dict[str, object]:
     return result
 
 
-def score(rows: list[tuple[str, str, int]], truth: dict[tuple[str, str], int]) -> dict[str, float]:
+def score(
+    rows: Iterable[tuple[str, str, int]], truth: dict[tuple[str, str], int]
+) -> dict[str, float]:
     """Pairwise precision and recall of the merges against the generator's truth."""
     by_incident: dict[int, list[int]] = {}
     by_truth: dict[int, list[int]] = {}
