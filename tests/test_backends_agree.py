@@ -87,4 +87,4 @@ async def test_get_agrees(both: tuple[Runtime, Runtime]) -> None:
     lite, pg = incidents
     assert lite is not None
     assert pg is not None
-    assert lite.model_dump(exclude={"provenance"}) == pg.model_dump(exclude={"provenance"})
+    assert lite.model_dump() == pg.model_dump()

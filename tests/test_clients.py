@@ -100,7 +100,7 @@ async def test_the_written_entry_starts_a_working_server(tmp_path: Path) -> None
     async with Client(params) as client:
         health = await client.call_tool("health_check", {})
     assert health.structured_content is not None
-    assert health.structured_content["dataset"]["incidents"] == 860
+    assert health.structured_content["dataset"]["sources"]["defihacklabs"]["reports"] == 860
 
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -220,4 +220,4 @@ async def test_the_printed_uvx_command_starts_a_working_server(
         health = await client.call_tool("health_check", {})
     assert {"search_exploits", "get_exploit", "health_check"} <= tools
     assert health.structured_content is not None
-    assert health.structured_content["dataset"]["incidents"] == 860
+    assert health.structured_content["dataset"]["sources"]["defihacklabs"]["reports"] == 860

@@ -17,10 +17,10 @@ from kamiyo.db.tables import SourceReportRow, SourceState
 from kamiyo.intel import corrections
 from kamiyo.intel.refresh import SourceRun
 from kamiyo.intel.scope import NotFoundError
-from kamiyo.intel.sources import ADAPTERS
 from kamiyo.runtime import Runtime
 from kamiyo.service.refreshing import (
     UnknownSourceError,
+    all_adapters,
     is_enabled,
     location_of,
     refresh,
@@ -136,7 +136,7 @@ def sources(
                 )
             }
         rows = []
-        for adapter in ADAPTERS:
+        for adapter in all_adapters():
             info, state = adapter.info, states.get(adapter.info.name)
             reports, incidents = held.get(info.name, (0, 0))
             rows.append(

@@ -139,7 +139,7 @@ async def test_a_paid_call_settles_on_chain_and_carries_the_receipt(
     result = await paid.call("search_exploits", SEARCH, as_sent(payment))
     assert result.is_error is not True, result.content
     assert result.structured_content is not None
-    assert result.structured_content["incidents"][0]["protocol"] == "EulerFinance"
+    assert result.structured_content["incidents"][0]["protocol"] == "Euler Finance"
     after = balances()
     assert (before[0] - after[0], after[1] - before[1]) == (SEARCH_PRICE, SEARCH_PRICE)
     receipt = (result.meta or {})["x402/payment-response"]

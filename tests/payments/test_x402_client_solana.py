@@ -95,7 +95,7 @@ def assert_paid_once(
     transaction the client signed (``payment`` is what it sent), the fee payer paying fees."""
     assert outcome["paid"] is True, outcome
     assert outcome["is_error"] is False, outcome
-    assert outcome["protocol"] == "EulerFinance"
+    assert outcome["protocol"] == "Euler Finance"
     after = balances(chain, payer)
     assert (before[0] - after[0], after[1] - before[1]) == (SEARCH_PRICE, SEARCH_PRICE)
     receipt: dict[str, Any] = outcome["payment_response"]

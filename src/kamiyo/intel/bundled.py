@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import Dataset, Incident
 from kamiyo.intel.reports import SourceReport
-from kamiyo.intel.sources import DISTINCT_SOURCES, defihacklabs, notable
+from kamiyo.intel.sources import defihacklabs, notable
 from kamiyo.intel.sources.base import SourceInfo
 from kamiyo.intel.store import Counts, Store
 
@@ -31,6 +31,7 @@ DATASET = "bundle"
 # The bundled sources, in load order: the order decides which report starts an incident, and
 # so the incident's id (DeFiHackLabs ids such as 20230313_eulerfinance are the ones users know).
 BUNDLED: tuple[SourceInfo, ...] = (defihacklabs.INFO, notable.INFO)
+DISTINCT_SOURCES = frozenset(info.name for info in BUNDLED if info.distinct_items)
 _reports = TypeAdapter(list[SourceReport])
 
 

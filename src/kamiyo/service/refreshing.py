@@ -17,7 +17,6 @@ from kamiyo.config import SourceSettings
 from kamiyo.db.engine import ingest_lock
 from kamiyo.intel.refresh import Progress, Run, SourceRun, run_sources
 from kamiyo.intel.reports import SourceReport
-from kamiyo.intel.sources import ADAPTERS, DISTINCT_SOURCES
 from kamiyo.intel.sources.base import Adapter
 from kamiyo.intel.sources.fetch import Fetcher
 from kamiyo.intel.sources.fetch_rules import HostPacer
@@ -33,6 +32,8 @@ class UnknownSourceError(ValueError):
 
 def select_adapters(settings: SourceSettings, names: Sequence[str] = ()) -> list[Adapter]:
     """The adapters named (any, enabled or not), or every enabled one."""
+    from kamiyo.intel.sources.registry import ADAPTERS  # the parsers load only when needed
+
     known = {a.info.name: a for a in ADAPTERS}
     if names:
         missing = [n for n in names if n not in known]
@@ -42,6 +43,12 @@ def select_adapters(settings: SourceSettings, names: Sequence[str] = ()) -> list
             )
         return [known[n] for n in names]
     return [a for a in ADAPTERS if is_enabled(a, settings)]
+
+
+def all_adapters() -> tuple[Adapter, ...]:
+    from kamiyo.intel.sources.registry import ADAPTERS
+
+    return ADAPTERS
 
 
 def is_enabled(adapter: Adapter, settings: SourceSettings) -> bool:
@@ -91,12 +98,19 @@ async def refresh(
         origin=origin,
         since=since,
         dry_run=dry_run,
-        distinct_sources=DISTINCT_SOURCES,
+        distinct_sources=frozenset(a.info.name for a in adapters if a.info.distinct_items)
+        | _bundled_distinct(),
     )
     if progress is not None:
         run.progress = progress
     async with ingest_lock(runtime.engine):
         return await run_sources(run, runtime.sessions)
+
+
+def _bundled_distinct() -> frozenset[str]:
+    from kamiyo.intel.bundled import DISTINCT_SOURCES
+
+    return DISTINCT_SOURCES
 
 
 def changed(results: Sequence[SourceRun]) -> bool:

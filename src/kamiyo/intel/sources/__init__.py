@@ -1,26 +1,5 @@
-"""Source adapters, one module each, behind the interface in ``base.py``; the registry."""
+"""Source adapters, one module each, behind the interface in ``base.py``.
 
-from kamiyo.intel.sources import (
-    defihacklabs,
-    defillama,
-    defillama_protocols,
-    notable,
-    rekt,
-    slowmist,
-    web3isgoinggreat,
-)
-from kamiyo.intel.sources.base import Adapter
-
-# Refreshed in this order: the protocol registry first, then the sources whose items carry
-# the hardest keys (transactions, addresses, DeFiLlama ids), then the news feeds, whose items
-# resolve best against what the others brought.
-ADAPTERS: tuple[Adapter, ...] = (
-    defillama_protocols.ADAPTER,
-    notable.ADAPTER,
-    defihacklabs.ADAPTER,
-    defillama.ADAPTER,
-    slowmist.ADAPTER,
-    rekt.ADAPTER,
-    web3isgoinggreat.ADAPTER,
-)
-DISTINCT_SOURCES = frozenset(a.info.name for a in ADAPTERS if a.info.distinct_items)
+The list of them is ``registry.py``, kept out of this file so that importing one adapter (the
+bundle needs two) does not import every adapter's parsing libraries.
+"""
