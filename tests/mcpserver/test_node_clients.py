@@ -66,7 +66,8 @@ def test_inspector_cli(transport: str, http_url: str, env: dict[str, str], tmp_p
     listed = inspector(entry, ["--method", "tools/list"], tmp_path, env)
     assert {t["name"] for t in listed["tools"]} >= {"search_exploits", "get_exploit"}
     called = inspector(entry, SEARCH, tmp_path, env)
-    assert called["structuredContent"]["incidents"][0]["id"] == "20220329_ronin-network"
+    ids = {i["id"] for i in called["structuredContent"]["incidents"]}
+    assert "20220329_ronin-network" in ids  # one of the two Ronin incidents by exact name
     bad = inspector(
         entry,
         ["--method", "tools/call", "--tool-name", "get_exploit", "--tool-arg", "exploit_id=nope"],
@@ -97,7 +98,8 @@ def test_typescript_sdk_clients(
     seen = sdk_client(sdk, transport, target, env)
     assert seen["server"]["name"] == "kamiyo"
     assert "check_wallet_interactions" in seen["tools"]
-    assert seen["result"]["structuredContent"]["incidents"][0]["protocol"] == "Ronin Network"
+    listed = seen["result"]["structuredContent"]["incidents"]
+    assert "Ronin Network" in {i["protocol"] for i in listed}
     assert set(seen["results"]) == set(seen["tools"])  # every tool was called
     for name, result in seen["results"].items():
         assert not result.get("isError"), (name, result["content"])
