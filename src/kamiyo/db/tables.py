@@ -179,10 +179,9 @@ class SourceReportRow(Base):
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     # The merge decision: the rule that attached this report (new: it started the incident),
-    # its score, the report it matched and the evidence; by auto or operator.
+    # its score and the evidence (the matched report under "matched"); by auto or operator.
     match_rule: Mapped[str] = mapped_column(String(32))
     match_score: Mapped[float | None] = mapped_column(Float)
-    matched_report_pk: Mapped[int | None] = mapped_column(Integer)
     match_evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     decided_by: Mapped[str] = mapped_column(String(16), default="auto")
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

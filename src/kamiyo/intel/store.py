@@ -271,7 +271,6 @@ class Store:
                         "last_seen": now,
                         "match_rule": decision.rule if decision else "new",
                         "match_score": decision.score if decision else None,
-                        "matched_report_pk": None,
                         "match_evidence": {
                             **(decision.evidence if decision else {}),
                             **({"matched": list(other.report_key)} if other else {}),

@@ -67,7 +67,6 @@ def upgrade() -> None:
         sa.Column("last_seen", _UTC, nullable=False),
         sa.Column("match_rule", sa.String(32), nullable=False),
         sa.Column("match_score", sa.Float, nullable=True),
-        sa.Column("matched_report_pk", sa.Integer, nullable=True),
         sa.Column("match_evidence", sa.JSON, nullable=False),
         sa.Column("decided_by", sa.String(16), nullable=False),
         sa.Column("decided_at", _UTC, nullable=False),
