@@ -7,11 +7,13 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: run test test-fast check lint typecheck pytest bench bench-mcp bench-gate clean
 
-# Create the virtual environment and install the locked dependencies (re-run when they change).
+# Create the virtual environment and install the locked dependencies (re-run when they change),
+# compiled to bytecode: where PYTHONDONTWRITEBYTECODE is set nothing is cached on import, and
+# every process the tests start would otherwise compile its imports again (seconds each).
 $(BIN)/kamiyo: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.8,<1"
-	$(UV) sync --frozen --inexact --python $(BIN)/python
+	$(UV) sync --frozen --inexact --compile-bytecode --python $(BIN)/python
 	touch $@
 
 # Set up, prepare the embedded SQLite store with the bundled dataset, show the largest
@@ -28,6 +30,7 @@ test: check pytest
 # The tests that run in this process only (no servers, node clients, anvil or x402 client
 # started): a quick loop while working, without the set-up of the Node clients.
 test-fast: $(BIN)/kamiyo
+	@$(BIN)/python -m compileall -q src
 	$(BIN)/pytest $(XDIST) -m "not process" $(PYTEST_ARGS)
 
 check: lint typecheck
@@ -57,6 +60,7 @@ COVERAGE_FLOOR ?= 92
 COVERAGE = --cov=kamiyo --cov-report=term-missing:skip-covered \
 	$(if $(PYTEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR))
 pytest: $(BIN)/kamiyo $(NODE_CLIENTS)
+	@$(BIN)/python -m compileall -q src
 	@echo "$(BIN)/pytest $(XDIST) $(COVERAGE) --durations=15 $(PYTEST_ARGS)"
 	@status=0; $(BIN)/pytest $(XDIST) $(COVERAGE) --durations=15 $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
