@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from sqlalchemy import func, select
 
@@ -32,7 +39,16 @@ incidents_app = typer.Typer(help="Why reports merged, and corrections.", no_args
 
 
 class _Display:
-    """One spinner line per source: what it is doing and for how long."""
+    """One line per source: documents fetched so far (their number is not known ahead), then
+    a bar of the reports resolved and stored, then how many items the source listed."""
+
+    COLUMNS = (
+        SpinnerColumn(finished_text="✓"),
+        TextColumn("{task.description:<18}"),
+        BarColumn(bar_width=24),
+        TextColumn("{task.fields[stage]:<26}"),
+        TimeElapsedColumn(),
+    )
 
     def __init__(self, progress: Progress, names: list[str]) -> None:
         self.progress = progress
@@ -41,14 +57,20 @@ class _Display:
             for name in names
         }
 
-    def __call__(self, name: str, stage: str, done: int) -> None:
+    def __call__(self, name: str, stage: str, done: int, total: int | None) -> None:
         task = self.tasks[name]
         if stage == "fetching":
             self.progress.start_task(task)
-        if stage == "done":
-            self.progress.update(task, stage="done", total=1, completed=1)
+            plural = "" if done == 1 else "s"
+            self.progress.update(task, stage=f"fetching: {done:,} document{plural}")
+        elif stage == "resolving":
+            self.progress.update(
+                task, total=total, completed=done, stage=f"resolving: {done:,}/{total:,}"
+            )
         else:
-            self.progress.update(task, stage=stage)
+            shown = "failed: see the summary" if stage == "failed" else f"done: {done:,} items"
+            self.progress.update(task, total=1, completed=int(stage != "failed"), stage=shown)
+            self.progress.stop_task(task)
 
 
 def _summary(results: list[SourceRun], dry_run: bool) -> Table:
@@ -95,8 +117,7 @@ def ingest(
             adapters = select_adapters(runtime.settings.sources, source or ())
         except UnknownSourceError as exc:
             fail(str(exc), code=2)
-        columns = (SpinnerColumn(), TextColumn("{task.description:<18} {task.fields[stage]}"))
-        with Progress(*columns, TimeElapsedColumn(), console=err, transient=as_json) as bar:
+        with Progress(*_Display.COLUMNS, console=err, transient=as_json) as bar:
             display = _Display(bar, [a.info.name for a in adapters])
             return await refresh(
                 runtime,

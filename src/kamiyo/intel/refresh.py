@@ -24,6 +24,7 @@ from kamiyo.intel.reports import ProtocolRecord
 from kamiyo.intel.sources.base import (
     Adapter,
     Collected,
+    Document,
     Fetch,
     FetchError,
     SourceFormatError,
@@ -48,11 +49,13 @@ class SourceRun:
         return {**asdict(self.counts), "protocols": self.protocols, "error": self.error}
 
 
-# Progress reporting: (source name, what is happening, items done so far).
-Progress = Callable[[str, str, int], None]
+# Progress reporting: (source name, stage, done so far, total when known). The stages are
+# "fetching" (documents fetched), "resolving" (reports stored, of the total), then "done" or
+# "failed" (with the items the source listed).
+Progress = Callable[[str, str, int, int | None], None]
 
 
-def _quiet(name: str, stage: str, done: int) -> None:
+def _quiet(name: str, stage: str, done: int, total: int | None) -> None:
     return None
 
 
@@ -117,8 +120,17 @@ async def _store_protocols(
 
 async def _collect(run: Run, adapter: Adapter, fetch: Fetch, store: Store) -> Collected:
     name = adapter.info.name
+    fetched = 0
+
+    async def counted(location: str) -> Document | None:
+        nonlocal fetched
+        document = await fetch(location)
+        fetched += 1
+        run.progress(name, "fetching", fetched, None)
+        return document
+
     return await adapter.collect(
-        fetch,
+        counted,
         run.base_for(adapter),
         since=run.since,
         seen=lambda source_id: (name, source_id) in store.index.by_report,
@@ -147,7 +159,7 @@ async def _run_one(
         validators: dict[str, Any] = dict(state.validators or {})
         before = state.items_seen
         try:
-            run.progress(name, "fetching", 0)
+            run.progress(name, "fetching", 0, None)
             async with run.fetch_for(name, validators) as fetch:
                 collected = await _collect(run, adapter, fetch, store)
             if collected.items_seen == 0 and collected.unchanged_documents == 0 and before:
@@ -155,9 +167,14 @@ async def _run_one(
                     f"{name}: found no items where the last good run found {before}: "
                     "the source's layout may have changed"
                 )
-            run.progress(name, "resolving", 0)
+            total = len(collected.reports)
+            run.progress(name, "resolving", 0, total)
             result.counts = await store.ingest(
-                session, collected.reports, origin=run.origin, now=now
+                session,
+                collected.reports,
+                origin=run.origin,
+                now=now,
+                on_batch=lambda done: run.progress(name, "resolving", done, total),
             )
             result.counts.failed += collected.failed
             result.protocols = await _store_protocols(session, collected.protocols, now)
@@ -171,7 +188,7 @@ async def _run_one(
             result.error = str(exc)
             log.warning("source %s failed: %s", name, exc)
         result.seconds = round(time.perf_counter() - started, 2)
-        run.progress(name, "done", result.counts.new + result.counts.merged)
+        run.progress(name, "failed" if result.error else "done", result.items_seen, None)
         if run.dry_run:
             await session.rollback()
             return result

@@ -13,7 +13,7 @@ The caller owns the transaction: nothing is visible to others until it commits.
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any, Literal
@@ -119,13 +119,19 @@ class Store:
         *,
         origin: Origin,
         now: dt.datetime | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> Counts:
-        """Store ``reports`` (in batches) and bring their incidents up to date."""
+        """Store ``reports`` (in batches) and bring their incidents up to date; ``on_batch``
+        hears how many reports are done after each batch."""
         now = now or dt.datetime.now(dt.UTC)
         counts = Counts()
         iterator = iter(reports)
+        done = 0
         while batch := tuple(islice(iterator, BATCH_SIZE)):
             counts.add(await self._ingest_batch(session, batch, origin, now))
+            done += len(batch)
+            if on_batch is not None:
+                on_batch(done)
         return counts
 
     async def _ingest_batch(

@@ -150,7 +150,9 @@ class Fetcher:
                 f"{shown(location)}: only http(s) URLs are fetched (and local files with --from)"
             )
         except FetchError as exc:
-            log.warning("%s: %s", self.source, exc)
+            # Whoever asked says what the failure means (the run: the source failed; an
+            # adapter: one item is incomplete), once; here it is detail.
+            log.debug("%s: %s", self.source, exc)
             raise
 
     async def _read_file(self, location: str) -> Document:
