@@ -6,16 +6,7 @@ of MCP, HTTP, tiers, accounts or money; the surfaces call it after the gate has 
 ``(session, query, scope) -> answer``.
 """
 
-from kamiyo.intel.history import (
-    AddressScreen,
-    AddressScreenQuery,
-    DatasetInfo,
-    ProtocolHistory,
-    ProtocolHistoryQuery,
-    dataset_info,
-    protocol_history,
-    screen_address,
-)
+from kamiyo.intel.dataset import DatasetInfo, dataset_info
 from kamiyo.intel.models import (
     ExploitQuery,
     Incident,
@@ -30,7 +21,9 @@ from kamiyo.intel.models import (
     TransactionMatches,
     TransactionQuery,
 )
+from kamiyo.intel.risk import ProtocolHistory, ProtocolHistoryQuery, protocol_history
 from kamiyo.intel.scope import NotFoundError, Scope
+from kamiyo.intel.screening import AddressScreen, AddressScreenQuery, screen_address
 from kamiyo.intel.search import exploit, find_by_transaction, get_incident, search_incidents
 from kamiyo.intel.stats import incident_stats
 

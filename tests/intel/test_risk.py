@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.intel.history import ProtocolHistory, ProtocolHistoryQuery, protocol_history
+from kamiyo.intel.risk import ProtocolHistory, ProtocolHistoryQuery, protocol_history
 from kamiyo.intel.scope import Scope
 from kamiyo.intel.vocabulary import ATTACK_CHECKS, AttackType
 
