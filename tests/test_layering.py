@@ -24,6 +24,7 @@ BOTTOM = {
     "db",
     "chains",
     "outbound",
+    "explorers",
     "config",
     "tiers",
     "errors",

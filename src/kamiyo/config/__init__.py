@@ -22,6 +22,7 @@ from kamiyo.config.base import (
     Section,
     section_config,
 )
+from kamiyo.config.explorers import ExplorerSettings
 from kamiyo.config.sections import (
     AnswerSettings,
     AuthSettings,
@@ -57,6 +58,7 @@ class Settings(Section):
     x402: X402Settings = Field(default_factory=X402Settings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
+    explorers: ExplorerSettings = Field(default_factory=ExplorerSettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {}
 
@@ -166,6 +168,7 @@ __all__ = [
     "AuthSettings",
     "ConfigurationError",
     "DatabaseSettings",
+    "ExplorerSettings",
     "HttpSettings",
     "InsecureSettingsError",
     "LogSettings",
