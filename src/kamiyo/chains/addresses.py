@@ -129,7 +129,7 @@ def evm_checksum_matches(address: str) -> bool:
         return True
     # eth_utils is a dependency already (eth_account's); imported here, since it takes a
     # noticeable time and most commands never meet a mixed-case address.
-    from eth_utils import is_checksum_address
+    from eth_utils.address import is_checksum_address
 
     return bool(is_checksum_address(address))
 
