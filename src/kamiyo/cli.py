@@ -243,7 +243,8 @@ def db_upgrade() -> None:
 @data_app.command("build")
 def data_build(
     data: Annotated[
-        Path, typer.Option(help="The repository's data folder (defihacklabs/, notable/).")
+        Path,
+        typer.Option(help="The repository's data folder (defihacklabs/, notable/, ofac/)."),
     ] = Path("data"),
     upstream: Annotated[
         str | None,
@@ -253,13 +254,15 @@ def data_build(
             "https://raw.githubusercontent.com/SunWeb3Sec/DeFiHackLabs/main.",
         ),
     ] = None,
-    out_path: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")] = (
-        BUNDLE_PATH
-    ),
+    out_path: Annotated[
+        Path,
+        typer.Option("--out", help="Where to write the bundle (the sanctions list beside it)."),
+    ] = (BUNDLE_PATH),
 ) -> None:
-    """Rebuild the bundled reports from the data folder (same input, same bytes)."""
-    if not (data / "defihacklabs").is_dir() or not (data / "notable").is_dir():
-        fail(f"{data} is not a data folder with defihacklabs/ and notable/ in it", code=2)
+    """Rebuild the bundled reports and sanctions list from the data folder (same input, same
+    bytes)."""
+    if not all((data / folder).is_dir() for folder in ("defihacklabs", "notable", "ofac")):
+        fail(f"{data} is not a data folder with defihacklabs/, notable/ and ofac/ in it", code=2)
     replacing = None
     if upstream is not None:
         from kamiyo.service.refreshing import collect_upstream
@@ -269,6 +272,11 @@ def data_build(
     counts = build_bundle(data, out_path, defihacklabs_reports=replacing)
     listed = ", ".join(f"{name} {n}" for name, n in counts.items())
     err.print(f"Wrote {sum(counts.values())} reports ({listed}) to {out_path}.")
+    from kamiyo.intel.sanctions import SNAPSHOT_PATH, build_snapshot
+
+    snapshot = out_path.parent / SNAPSHOT_PATH.name
+    addresses = build_snapshot(data / "ofac", snapshot)
+    err.print(f"Wrote {addresses} sanctioned addresses to {snapshot}.")
 
 
 @app.command()

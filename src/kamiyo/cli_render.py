@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
+from rich.markup import escape
 from rich.table import Table
 
 from kamiyo import intel
@@ -130,13 +131,52 @@ def show_history(history: intel.ProtocolHistory) -> None:
             out.print(f"  - {check}")
 
 
+_VERDICT_STYLE = {"block": "bold red", "warn": "yellow", "allow": "green", "unknown": "bold"}
+
+
 def show_screen(screen: intel.AddressScreen) -> None:
     out = stdout_console()
-    out.print(("[red]FLAGGED[/red] " if screen.flagged else "") + screen.summary)
-    for match in screen.matches:
-        role = match.role.value.replace("_", " ")
-        out.print(f"  {match.date}  {role:<20} {match.protocol}  ({match.incident_id})")
-    out.print(screen.limitations)
+    verdict = screen.verdict.value
+    level = f", {screen.level}" if screen.level else ""
+    out.print(
+        f"[{_VERDICT_STYLE[verdict]}]{verdict.upper()}[/]  score {screen.score}/100{level}"
+        f"  ({screen.methodology_version})"
+    )
+    out.print(escape(screen.summary))
+    if screen.direct_matches:
+        out.print("\n[bold]Direct matches[/bold]")
+    for match in screen.direct_matches:
+        if match.kind == "sanction":
+            assets = ", ".join(match.assets)
+            out.print(f"  sanction  {match.list_title} as of {match.list_date} ({assets})")
+            out.print(f"            [dim]{escape(match.caveat)}[/dim]")
+        else:
+            role = match.role.value.replace("_", " ")
+            seen = f" on {match.chain}" if match.chain else ""
+            out.print(f"  {match.date}  {role}{seen}: {match.protocol}  ({match.incident_id})")
+            out.print(f"            [dim]{escape(match.meaning)}[/dim]")
+    if screen.counterparties:
+        out.print("\n[bold]Counterparties[/bold]")
+    for party in screen.counterparties:
+        amount = f"{party.amount} {party.token or ''}".strip() if party.amount else ""
+        out.print(
+            f"  {party.date:%Y-%m-%d} {party.direction:<3} {party.address} {party.role.value} "
+            f"of {party.protocol} ({party.incident_id}, {party.timing}) {amount} {party.tx_hash}"
+        )
+    if screen.approvals:
+        out.print("\n[bold]Open approvals: revoke them[/bold]")
+    for a in screen.approvals:
+        symbol = a.token_symbol or a.token
+        out.print(f"  {a.chain} {symbol} -> {a.spender} ({a.protocol}, {a.incident_id}): {a.value}")
+    c = screen.coverage
+    lists = ", ".join(f"{x.list_title} of {x.list_date}" for x in c.sanctions_lists) or "none"
+    history = (
+        f"{c.transactions_scanned} transactions on {', '.join(c.chains)}"
+        + (" (partial)" if c.truncated or c.failures else "")
+        if c.history_read
+        else "not read"
+    )
+    out.print(f"\n[dim]History: {history}. Sanctions lists: {lists}.[/dim]")
 
 
 def show_prices(prices: PriceList) -> None:

@@ -12,6 +12,7 @@ from kamiyo.config import Settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, ingest_lock, session_factory, setup_lock, use_wal
 from kamiyo.intel.bundled import bundled_is_loaded, ensure_bundled
+from kamiyo.intel.sanctions import ensure_snapshot, snapshot_is_loaded
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,13 @@ class Runtime:
 async def prepare_database(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], *, upgrade: bool
 ) -> None:
-    """Bring the schema to head (or check it is there) and load the bundled dataset if new."""
+    """Bring the schema to head (or check it is there) and load the bundled dataset and
+    sanctions list if new."""
     started = time.perf_counter()
     head = migrate.HEAD_REVISION
     if await migrate.current_revision(engine) == head:
         async with sessions() as session:
-            if await bundled_is_loaded(session):
+            if await bundled_is_loaded(session) and await snapshot_is_loaded(session):
                 return  # the common case: nothing to do, no lock taken
     async with setup_lock(engine):
         await use_wal(engine)
@@ -51,6 +53,9 @@ async def prepare_database(
         # A live ingest elsewhere may be writing reports: the bundle waits its turn.
         async with ingest_lock(engine), sessions() as session:
             report = await ensure_bundled(session)
+            sanctions = await ensure_snapshot(session)
+    if sanctions:
+        log.info("loaded the packaged sanctions list: %d addresses", sanctions.added)
     if report:
         log.info(
             "loaded the bundled reports (%s) in %.2f s: %d incidents",

@@ -2,7 +2,13 @@
 
 import pytest
 
-from kamiyo.chains import AddressFamily, address_family, normalize_address
+from kamiyo.chains import (
+    AddressFamily,
+    address_family,
+    checked_address,
+    evm_checksum_matches,
+    normalize_address,
+)
 
 EVM = "0x2419432344B0B892E592B2601B98EAE702BA360E"
 SOLANA = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -90,3 +96,43 @@ def test_a_chain_whose_addresses_are_not_read_yet_says_so() -> None:
 def test_an_unknown_chain_is_refused_before_the_address_is_read() -> None:
     with pytest.raises(ValueError, match="not a chain name KAMIYO knows"):
         normalize_address(EVM, "foochain")
+
+
+# EIP-55's own examples (https://eips.ethereum.org/EIPS/eip-55), and one of them with a single
+# letter's case flipped.
+EIP55_EXAMPLES = (
+    "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+    "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+)
+
+
+@pytest.mark.parametrize("address", EIP55_EXAMPLES)
+def test_a_right_checksum_is_accepted_and_stored_in_lower_case(address: str) -> None:
+    assert evm_checksum_matches(address)
+    assert checked_address(address) == address.lower()
+    assert checked_address(address, "bsc") == address.lower()
+
+
+@pytest.mark.parametrize("address", [EVM, EVM.lower(), "0x" + EVM[2:].lower()])
+def test_an_address_without_a_checksum_is_accepted(address: str) -> None:
+    assert checked_address(address) == EVM.lower()
+
+
+def test_a_wrong_checksum_is_refused_by_name() -> None:
+    flipped = EIP55_EXAMPLES[0][:-1] + "D"  # ...BeAed -> ...BeAeD
+    assert not evm_checksum_matches(flipped)
+    with pytest.raises(ValueError, match="fails its EIP-55 checksum"):
+        checked_address(flipped)
+    # Source data keeps its fact whatever its capitals.
+    assert normalize_address(flipped) == flipped.lower()
+
+
+def test_checked_addresses_keep_the_family_rules() -> None:
+    assert checked_address(SOLANA, "solana") == SOLANA
+    assert checked_address(TRON) == TRON
+    with pytest.raises(ValueError, match="this is an EVM address, and solana uses Solana"):
+        checked_address(EIP55_EXAMPLES[0], "solana")
+    with pytest.raises(ValueError, match="not an address"):
+        checked_address("0x123")

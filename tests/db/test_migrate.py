@@ -5,7 +5,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from kamiyo.db import migrate
+from kamiyo.db import migrate, sanctions
 from kamiyo.db.engine import create_engine
 from kamiyo.db.tables import Base
 
@@ -31,6 +31,7 @@ async def test_upgrade_creates_the_tables_and_downgrade_removes_them(
         assert await migrate.current_revision(engine) == migrate.HEAD_REVISION
         async with engine.connect() as connection:
             present = await connection.run_sync(tables)
+        assert sanctions.SanctionedAddress.__tablename__ in Base.metadata.tables
         assert set(Base.metadata.tables) <= present
         await migrate.upgrade(engine)  # a second upgrade is a no-op
         await migrate.downgrade(engine, "base")

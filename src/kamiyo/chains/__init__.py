@@ -5,7 +5,13 @@ speak it.
 """
 
 from kamiyo.chains.accepted import AcceptedNetwork
-from kamiyo.chains.addresses import address_family, normalize_address, normalize_tx_hash
+from kamiyo.chains.addresses import (
+    address_family,
+    checked_address,
+    evm_checksum_matches,
+    normalize_address,
+    normalize_tx_hash,
+)
 from kamiyo.chains.assets import USDC, USDC_DECIMALS, AssetDeployment
 from kamiyo.chains.registry import (
     BASE,
@@ -37,6 +43,8 @@ __all__ = [
     "Chain",
     "address_family",
     "chain_by_caip2",
+    "checked_address",
+    "evm_checksum_matches",
     "family_of",
     "find_chain",
     "get_chain",

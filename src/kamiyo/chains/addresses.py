@@ -2,6 +2,9 @@
 
 EVM addresses are kept in lower case (the mixed-case checksum is display only); Solana, Tron and
 Bitcoin base58 addresses are case-sensitive and kept as given; bech32 addresses in lower case.
+What a person types is read by :func:`checked_address`, which also verifies the EIP-55 checksum
+that a mixed-case EVM address carries (source data is read by :func:`normalize_address`, which
+does not: a source's odd capitals are no reason to drop its fact).
 A Solana address is a base58 ed25519 key (32 bytes); Tron and legacy Bitcoin addresses are
 base58check (21 bytes + checksum), which is how the three are told apart. Other families have no
 reader yet: an address on such a chain is refused with a sentence saying so.
@@ -114,6 +117,33 @@ def normalize_address(address: str, chain: str | None = None) -> str:
         raise ValueError(
             f"not an address on {known.slug}: this is {_LABEL[family]} address, "
             f"and {known.slug} uses {_LABEL[known.family].split()[1]} addresses"
+        )
+    return normal
+
+
+def evm_checksum_matches(address: str) -> bool:
+    """Whether a ``0x`` + 40 hex digits address carries no checksum (all lower or all upper
+    case) or a right EIP-55 one (the case of each letter set by the Keccak-256 of the rest)."""
+    digits = address[2:]
+    if digits in (digits.lower(), digits.upper()):
+        return True
+    # eth_utils is a dependency already (eth_account's); imported here, since it takes a
+    # noticeable time and most commands never meet a mixed-case address.
+    from eth_utils.address import is_checksum_address
+
+    return bool(is_checksum_address(address))
+
+
+def checked_address(address: str, chain: str | None = None) -> str:
+    """Like :func:`normalize_address`, for an address a person gave: a mixed-case EVM address
+    must also carry a right EIP-55 checksum (a wrong one means a mistyped character)."""
+    normal = normalize_address(address, chain)
+    given = address.strip()
+    if _EVM.fullmatch(given) and not evm_checksum_matches(given):
+        raise ValueError(
+            "the address fails its EIP-55 checksum: its mixed capitals do not match its digits, "
+            "so a character is probably mistyped; copy the address again (an all-lower-case "
+            "address carries no checksum and is accepted as it is)"
         )
     return normal
 

@@ -23,7 +23,8 @@ from kamiyo.intel.models import (
 )
 from kamiyo.intel.risk import ProtocolHistory, ProtocolHistoryQuery, protocol_history
 from kamiyo.intel.scope import NotFoundError, Scope
-from kamiyo.intel.screening import AddressScreen, AddressScreenQuery, screen_address
+from kamiyo.intel.screening import screen_address
+from kamiyo.intel.screening_models import AddressScreen, AddressScreenQuery, Verdict
 from kamiyo.intel.search import exploit, find_by_transaction, get_incident, search_incidents
 from kamiyo.intel.stats import incident_stats
 
@@ -47,6 +48,7 @@ __all__ = [
     "StatsQuery",
     "TransactionMatches",
     "TransactionQuery",
+    "Verdict",
     "dataset_info",
     "exploit",
     "find_by_transaction",

@@ -4,8 +4,10 @@ Failures are per source. A source whose fetch or parse fails gets one error line
 ``source_state`` row says so; the other sources go on, and nothing it stored before is touched,
 because a source's reports are written in the same transaction as its state, after its whole
 collection has parsed. A parser that finds no items where the last good run found some has met
-a changed layout: an error, not "no incidents". Only one run writes at a time across instances
-(``db.engine.ingest_lock``); a second waits for the first and then finds its work done.
+a changed layout: an error, not "no incidents". A sanctions list an adapter hands over is
+complete, and replaces the stored one in the same transaction. Only one run writes at a time
+across instances (``db.engine.ingest_lock``); a second waits for the first and then finds its
+work done.
 """
 
 import datetime as dt
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.db.tables import ProtocolRow, SourceState
 from kamiyo.intel.names import name_key
 from kamiyo.intel.reports import ProtocolRecord
+from kamiyo.intel.sanctions import store_list
 from kamiyo.intel.sources.base import (
     Adapter,
     Collected,
@@ -44,9 +47,17 @@ class SourceRun:
     error: str | None = None
     seconds: float = 0.0
     items_seen: int = 0
+    # Sanctions-list entries the source no longer lists, removed (its new, updated and
+    # unchanged entries are counted in ``counts``).
+    removed: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self.counts), "protocols": self.protocols, "error": self.error}
+        return {
+            **asdict(self.counts),
+            "removed": self.removed,
+            "protocols": self.protocols,
+            "error": self.error,
+        }
 
 
 # Progress reporting: (source name, stage, done so far, total when known). The stages are
@@ -182,6 +193,12 @@ async def _run_one(
                 # Later sources of this run resolve names with the new registry too.
                 await session.flush()
                 store.index.registry = await load_registry(session)
+            if collected.sanctions is not None:
+                change = await store_list(session, collected.sanctions, origin=run.origin, now=now)
+                result.counts.new += change.added
+                result.counts.updated += change.updated
+                result.counts.unchanged += change.unchanged
+                result.removed = change.removed
             result.items_seen = collected.items_seen
         except (FetchError, SourceFormatError) as exc:
             await session.rollback()

@@ -128,10 +128,12 @@ def register(server: MCPServer, state: ServerState) -> None:
         tools = await _Toolbox.for_caller(state, ctx)
         if tools.usable(ToolName.CHECK_WALLET_INTERACTIONS):
             steps = (
-                "Call check_wallet_interactions with it. If it is flagged, name the incidents "
-                "and its role in each, and advise not to interact with it. If it appears only "
-                "as a victim, say so. If it is not listed, say that this is not a guarantee of "
-                "safety: only the address itself was checked, not its transactions."
+                "Call check_wallet_interactions with it and lead with its verdict. For block, "
+                "name each sanctions list (with its date) and incident (with the address's "
+                "role) in direct_matches, and advise not to interact with it. For warn, list "
+                "what was found and any approval to revoke. For unknown, say why (see "
+                "coverage.history_read) and that it is not a guarantee of safety. Quote the "
+                "summary's advice."
             )
         else:
             steps = (

@@ -212,8 +212,14 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
     Operation(
         ToolName.CHECK_WALLET_INTERACTIONS,
         "Screen a wallet",
-        "Screen an address against incident data: is it a known attacker, attack contract or "
-        "front-runner, or listed as a victim? Returns every incident that lists it.",
+        "Screen an address (EVM, Solana, Bitcoin or Tron) before dealing with it. Returns a "
+        "verdict (block: sanctioned or itself an attacker, attack contract or front-runner; "
+        "warn: exposure found; allow: history read in full, nothing found; unknown: not enough "
+        "read to say), a 0-100 score with its level, and direct_matches: each incident that "
+        "lists the address with its role and what that means (an EVM address counts on every "
+        "EVM chain), and each sanctions list (OFAC SDN) naming it, with the list's date. "
+        "coverage.history_read says whether its transactions were read; when false the "
+        "verdict is never allow.",
         intel.AddressScreenQuery,
         intel.AddressScreen,
         from_intel(intel.screen_address),

@@ -114,7 +114,7 @@ def _bundled_distinct() -> frozenset[str]:
 
 
 def changed(results: Sequence[SourceRun]) -> bool:
-    return any(r.counts.new or r.counts.merged or r.counts.updated for r in results)
+    return any(r.counts.new or r.counts.merged or r.counts.updated or r.removed for r in results)
 
 
 async def refresh_forever(

@@ -8,7 +8,7 @@ touches the store: the ingest run decides what is new.
 """
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -58,6 +58,18 @@ class FetchError(Exception):
     """A document could not be fetched; the message is one line an operator can act on."""
 
 
+@dataclass(frozen=True, slots=True)
+class SanctionsList:
+    """A sanctions list as one fetch read it: every address (in its stored form) with the asset
+    codes the list gives it under. ``unchanged_assets`` are the assets whose document had not
+    changed since the last run (304): their addresses are the ones already stored."""
+
+    name: str
+    date: dt.date
+    entries: Mapping[str, frozenset[str]]
+    unchanged_assets: frozenset[str] = frozenset()
+
+
 @dataclass(slots=True)
 class Collected:
     reports: list[SourceReport] = field(default_factory=list)
@@ -70,6 +82,8 @@ class Collected:
     # Per-item problems that did not stop the run (an item without a date, say): counted as
     # failed in the summary, each logged once by the adapter.
     failed: int = 0
+    # A sanctions list, complete (every one of its documents read): it replaces the stored one.
+    sanctions: SanctionsList | None = None
 
 
 class Adapter(Protocol):

@@ -5,6 +5,7 @@ from kamiyo.intel.sources import (
     defillama,
     defillama_protocols,
     notable,
+    ofac,
     rekt,
     slowmist,
     web3isgoinggreat,
@@ -22,5 +23,6 @@ ADAPTERS: tuple[Adapter, ...] = (
     slowmist.ADAPTER,
     rekt.ADAPTER,
     web3isgoinggreat.ADAPTER,
+    ofac.ADAPTER,  # a sanctions list, not incidents: nothing resolves against it
 )
 DISTINCT_SOURCES = frozenset(a.info.name for a in ADAPTERS if a.info.distinct_items)
