@@ -100,7 +100,10 @@ async def _execute(
     state = ServerState(
         settings=settings, gate=OpenGate(settings.answers.max_results), runtime=runtime
     )
-    return await execute(state, operation, query, Caller())
+    try:
+        return await execute(state, operation, query, Caller())
+    finally:
+        await state.aclose()
 
 
 def _show(operation: Operation[Any, Any], outcome: Outcome, as_json: bool) -> None:

@@ -51,6 +51,13 @@ class ExplorerSettings(Section):
     max_pages: int = Field(
         default=10, ge=1, le=10, description="Pages of 1,000 records read per list."
     )
+    budget_s: float = Field(
+        default=20,
+        gt=0,
+        le=50,
+        description="Seconds a screen may spend reading histories (hosts cancel a tool call "
+        "after about 60); what was read by then is kept and the answer says it is partial.",
+    )
     allow_private: bool = Field(
         default=False,
         description="Read from loopback and private addresses (local explorers, tests).",

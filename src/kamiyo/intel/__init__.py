@@ -27,6 +27,7 @@ from kamiyo.intel.screening import screen_address
 from kamiyo.intel.screening_models import AddressScreen, AddressScreenQuery, Verdict
 from kamiyo.intel.search import exploit, find_by_transaction, get_incident, search_incidents
 from kamiyo.intel.stats import incident_stats
+from kamiyo.intel.wallet import screen_wallet
 
 __all__ = [
     "AddressScreen",
@@ -56,5 +57,6 @@ __all__ = [
     "incident_stats",
     "protocol_history",
     "screen_address",
+    "screen_wallet",
     "search_incidents",
 ]

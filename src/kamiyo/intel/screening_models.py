@@ -108,11 +108,14 @@ class Counterparty(FrozenModel):
         description="in: funds came from the counterparty; out: funds went to it."
     )
     tx_hash: str
-    date: dt.datetime
-    amount: str | None = Field(description="In token units, as a decimal number in text.")
+    date: dt.datetime | None = Field(description="When the transaction was (null: unknown).")
+    amount: str | None = Field(
+        description="In token units, as a decimal number in text (null: decimals unknown)."
+    )
     token: str | None = Field(description="The token's symbol, or null for the native coin.")
-    timing: Literal["before", "after"] = Field(
-        description="Whether the transaction came before or after the incident."
+    timing: Literal["before", "after", "unknown"] = Field(
+        description="Whether the transaction came before or after the incident (on or after "
+        "its day counts as after)."
     )
 
 
@@ -158,6 +161,14 @@ class Coverage(FrozenModel):
     failures: list[CoverageFailure]
     sanctions_lists: list[ListChecked] = Field(
         description="The sanctions lists checked, with their dates."
+    )
+    counterparties_found: int = Field(
+        default=0,
+        description="Listed counterparties found in the history; the answer lists at most 50 "
+        "of them, the worst first.",
+    )
+    approvals_found: int = Field(
+        default=0, description="Open approvals found; the answer lists at most 50."
     )
 
 

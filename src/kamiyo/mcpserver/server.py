@@ -90,4 +90,7 @@ async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | N
         keeping_current(runtime, state.data_changed),
     ):
         state.runtime = runtime
-        await server.run_stdio_async()
+        try:
+            await server.run_stdio_async()
+        finally:
+            await state.aclose()

@@ -131,6 +131,17 @@ async def pricing(job: Job, query: NoArguments) -> PriceList:
     )
 
 
+async def screen_wallet(job: Job, query: intel.AddressScreenQuery) -> intel.AddressScreen:
+    """The direct checks, then the address's history through the server's explorers."""
+    return await intel.screen_wallet(
+        job.session,
+        query,
+        job.grant.scope,
+        job.state.explorers,
+        budget_s=job.state.settings.explorers.budget_s,
+    )
+
+
 OPERATIONS: tuple[Operation[Any, Any], ...] = (
     Operation(
         ToolName.HEALTH_CHECK,
@@ -222,7 +233,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         "verdict is never allow.",
         intel.AddressScreenQuery,
         intel.AddressScreen,
-        from_intel(intel.screen_address),
+        screen_wallet,
         tier=Tier.TEAM,
         price=Price(100_000),
         rest=RestRoute("/api/v1/wallets/{wallet_address}"),

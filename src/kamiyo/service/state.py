@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, Grant
-from kamiyo.config import Settings
+from kamiyo.config import ConfigurationError, Settings
+from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.payments.cashier import open_cashier
 from kamiyo.runtime import Runtime
 from kamiyo.service.answers import Answer
@@ -33,12 +34,25 @@ class ServerState:
     started_monotonic: float = field(default_factory=time.monotonic)
     # Answers to identical read-only calls with the same caps, kept for cache_ttl_s seconds.
     cache: TTLCache[Hashable, Answer] | None = None
+    # The clients that read wallets' and transactions' histories from the chain (no request
+    # is made until a screen asks); closed by :meth:`aclose`.
+    explorers: Explorers | None = None
 
     def __post_init__(self) -> None:
         if self.cache is None and self.settings.answers.cache_ttl_s > 0:
             self.cache = TTLCache(
                 maxsize=self.settings.answers.cache_size, ttl=self.settings.answers.cache_ttl_s
             )
+        if self.explorers is None:
+            try:
+                self.explorers = open_explorers(self.settings.explorers)
+            except ValueError as exc:  # a URL the settings allow in form but not in place
+                raise ConfigurationError(f"explorers: {exc}") from None
+
+    async def aclose(self) -> None:
+        """Close what the state opened (the explorer clients)."""
+        if self.explorers is not None:
+            await self.explorers.aclose()
 
     def data_changed(self) -> None:
         """New or changed incidents: cached answers may be stale, so none is kept."""

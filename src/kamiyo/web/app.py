@@ -85,6 +85,7 @@ def create_app(
             async with server.session_manager.run():
                 yield
             state.runtime = None
+        await state.aclose()
 
     def sessions() -> async_sessionmaker[AsyncSession]:
         return state.require_runtime().sessions

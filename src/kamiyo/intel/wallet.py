@@ -1,0 +1,121 @@
+"""``check_wallet_interactions``: the address itself, then its history on each chain.
+
+The direct checks (sanctions lists, incidents listing the address) always run. Then the
+address's history is read on the chain asked, or on every chain an explorer is configured for
+that the address's family lives on (an EVM address on each EVM chain), side by side under one
+time budget, and its counterparties and open approvals are looked up (:mod:`exposure`). A
+read that did not answer at all counts as not read; a read cut short counts as partial; the
+verdict follows from both (:func:`kamiyo.intel.screening.judge`).
+"""
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo.chains import AddressFamily, address_family, get_chain
+from kamiyo.explorers import History, deadline_in
+from kamiyo.intel import exposure
+from kamiyo.intel.scope import Scope
+from kamiyo.intel.screening import (
+    OPEN,
+    assemble,
+    incident_matches,
+    lists_checked,
+    sanction_matches,
+)
+from kamiyo.intel.screening_models import (
+    AddressScreen,
+    AddressScreenQuery,
+    Coverage,
+    CoverageFailure,
+    DirectMatch,
+)
+
+
+class HistoryReader(Protocol):
+    """What the screen needs of :class:`kamiyo.explorers.Explorers`."""
+
+    @property
+    def chains(self) -> tuple[str, ...]: ...
+
+    async def history(self, address: str, chain: str, *, deadline: float) -> History: ...
+
+
+def _answered(history: History) -> bool:
+    """Whether the provider told anything: a complete empty history is an answer, a read
+    whose every request failed is not."""
+    return history.complete or bool(history.transfers or history.approvals)
+
+
+def chains_to_read(
+    address: str, chain: str | None, reader: HistoryReader | None
+) -> tuple[list[str], list[CoverageFailure]]:
+    """The chains whose history is read, and why an asked chain is not."""
+    configured = reader.chains if reader is not None else ()
+    if chain is not None:
+        slug = get_chain(chain).slug
+        if slug in configured:
+            return [slug], []
+        why = (
+            f"no explorer is configured for {slug} (configured: {', '.join(configured)})"
+            if configured
+            else "no explorer is configured"
+        )
+        return [], [CoverageFailure(chain=slug, provider="none", error=why)]
+    family = address_family(address)
+    wanted = [
+        slug
+        for slug in configured
+        if get_chain(slug).family is family
+        and (family is AddressFamily.EVM or family is AddressFamily.SOLANA)
+    ]
+    return wanted, []
+
+
+async def screen_wallet(
+    session: AsyncSession,
+    query: AddressScreenQuery,
+    scope: Scope = OPEN,
+    reader: HistoryReader | None = None,
+    *,
+    budget_s: float = 20.0,
+) -> AddressScreen:
+    """The whole screen of ``query.wallet_address`` within ``budget_s`` seconds of reading."""
+    address = query.wallet_address
+    direct: list[DirectMatch] = [
+        *await sanction_matches(session, address),
+        *await incident_matches(session, address, scope),
+    ]
+    chains, failures = chains_to_read(address, query.chain, reader)
+    histories: Sequence[History] = ()
+    if reader is not None and chains:
+        deadline = deadline_in(budget_s)
+        histories = await asyncio.gather(
+            *(reader.history(address, chain, deadline=deadline) for chain in chains)
+        )
+    read = [h for h in histories if _answered(h)]
+    failures += [
+        CoverageFailure(chain=h.chain, provider=h.provider, error=line)
+        for h in histories
+        for line in h.failures
+    ]
+    listed = await exposure.listings(session, exposure.addresses_of(read), scope)
+    counterparties = exposure.counterparties(read, listed)
+    approvals = exposure.open_approvals(read, listed)
+    shown_counterparties = counterparties[: exposure.MAX_COUNTERPARTIES]
+    shown_approvals = approvals[: exposure.MAX_APPROVALS]
+    coverage = Coverage(
+        history_read=bool(read),
+        chains=[h.chain for h in read],
+        providers=sorted({h.provider for h in read}),
+        transactions_scanned=sum(h.transactions_scanned for h in read),
+        truncated=any(h.truncated for h in histories) or len(read) < len(histories),
+        time_budget_s=budget_s if histories else None,
+        failures=failures,
+        sanctions_lists=await lists_checked(session),
+        counterparties_found=len(counterparties),
+        approvals_found=len(approvals),
+    )
+    return assemble(query, direct, coverage, shown_counterparties, shown_approvals)

@@ -1,0 +1,195 @@
+"""The whole wallet screen on the bundled data (both backends), reading histories from a
+loopback explorer: real attacker addresses as counterparties, an open approval to an exploited
+contract, a clean wallet, and wallets that cannot be screened."""
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kamiyo.explorers import Explorers, open_explorers
+from kamiyo.intel import AddressScreenQuery, Verdict, screen_wallet
+from kamiyo.intel.wallet import chains_to_read
+from tests.explorers.conftest import (
+    PARITY_WALLET,
+    RONIN_ATTACKER,
+    TEST_KEY,
+    USDC,
+    Options,
+)
+from tests.explorers.explorer_server import GENESIS_TIME, ExplorerServer
+
+pytestmark = pytest.mark.anyio
+
+WALLET = "0x1111111111111111111111111111111111111111"
+OTHER = "0x2222222222222222222222222222222222222222"
+ETH = 10**18
+# A block mined after the Ronin incident (2022-03-23) on the test explorer's clock.
+AFTER_RONIN = (1_660_000_000 - GENESIS_TIME) // 12
+BEFORE_RONIN = 100
+
+
+@pytest.fixture
+def chain() -> Iterator[ExplorerServer]:
+    with ExplorerServer("etherscan", api_key=TEST_KEY) as server:
+        yield server
+
+
+async def _explorers(server: ExplorerServer, **changes: object) -> Explorers:
+    values: dict[str, object] = {
+        "urls": {"ethereum": server.api_url, "base": "", "optimism": ""},
+        "etherscan_api_key": SecretStr(TEST_KEY),
+    }
+    values.update(changes)
+    return open_explorers(Options(**values))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def explorers(chain: ExplorerServer) -> AsyncIterator[Explorers]:
+    async with await _explorers(chain) as opened:
+        yield opened
+
+
+async def _screen(
+    session: AsyncSession, reader: Explorers | None, address: str = WALLET, **query: str
+) -> dict[str, object]:
+    answer = await screen_wallet(
+        session, AddressScreenQuery(wallet_address=address, **query), reader=reader, budget_s=5
+    )
+    return answer.model_dump(mode="json")
+
+
+async def _ronin_id(session: AsyncSession, explorers: Explorers) -> str:
+    direct = await _screen(session, explorers, RONIN_ATTACKER)
+    matches = direct["direct_matches"]
+    assert isinstance(matches, list)
+    return str(next(m["incident_id"] for m in matches if m["kind"] == "incident"))
+
+
+async def test_funds_from_the_ronin_attacker_are_flagged_with_the_transaction(
+    session: AsyncSession, chain: ExplorerServer, explorers: Explorers
+) -> None:
+    funded = chain.send(1, RONIN_ATTACKER, WALLET, 2 * ETH, block=AFTER_RONIN)
+    chain.token_transfer(1, USDC, RONIN_ATTACKER, WALLET, 5_000_000, block=AFTER_RONIN + 1)
+    chain.send(1, WALLET, OTHER, ETH, block=AFTER_RONIN + 2)
+
+    answer = await _screen(session, explorers)
+
+    assert answer["verdict"] == Verdict.WARN
+    counterparties = answer["counterparties"]
+    assert isinstance(counterparties, list)
+    ronin = await _ronin_id(session, explorers)
+    first = next(c for c in counterparties if c["tx_hash"] == funded)
+    assert first["address"] == RONIN_ATTACKER
+    assert first["incident_id"] == ronin
+    assert (first["role"], first["stance"], first["direction"]) == ("attacker", "hostile", "in")
+    assert (first["amount"], first["token"], first["timing"]) == ("2", None, "after")
+    assert {c["token"] for c in counterparties} == {None, "USDC"}
+    coverage = answer["coverage"]
+    assert isinstance(coverage, dict)
+    assert coverage["history_read"] is True
+    assert coverage["chains"] == ["ethereum"]
+    assert coverage["transactions_scanned"] == 3
+    assert coverage["counterparties_found"] == 2
+    assert "WARN" in str(answer["summary"])
+
+
+async def test_timing_says_whether_the_interaction_came_before_the_incident(
+    session: AsyncSession, chain: ExplorerServer, explorers: Explorers
+) -> None:
+    chain.send(1, WALLET, RONIN_ATTACKER, ETH, block=BEFORE_RONIN)
+    answer = await _screen(session, explorers)
+    counterparties = answer["counterparties"]
+    assert isinstance(counterparties, list)
+    assert [(c["direction"], c["timing"]) for c in counterparties] == [("out", "before")]
+
+
+async def test_an_open_approval_to_an_exploited_contract_is_to_be_revoked(
+    session: AsyncSession, chain: ExplorerServer, explorers: Explorers
+) -> None:
+    chain.token_transfer(1, USDC, OTHER, WALLET, 10_000_000, block=50)
+    chain.approve(1, WALLET, USDC, PARITY_WALLET, 2**256 - 1, block=60)
+    # An allowance set and then revoked is no longer open.
+    chain.approve(1, WALLET, USDC, OTHER, 5, block=61)
+    chain.approve(1, WALLET, USDC, OTHER, 0, block=62)
+
+    answer = await _screen(session, explorers)
+
+    assert answer["verdict"] == Verdict.WARN
+    approvals = answer["approvals"]
+    assert isinstance(approvals, list)
+    assert len(approvals) == 1
+    (approval,) = approvals
+    assert approval["spender"] == PARITY_WALLET
+    assert (approval["token"], approval["token_symbol"]) == (USDC, "USDC")
+    assert (approval["value"], approval["advice"]) == ("unlimited", "revoke")
+    assert "Parity" in approval["protocol"]
+
+
+async def test_a_clean_wallet_read_in_full_is_allowed(
+    session: AsyncSession, chain: ExplorerServer, explorers: Explorers
+) -> None:
+    chain.send(1, OTHER, WALLET, ETH, block=10)
+    chain.send(1, WALLET, OTHER, ETH // 2, block=11)
+    answer = await _screen(session, explorers)
+    assert answer["verdict"] == Verdict.ALLOW
+    assert answer["counterparties"] == [] and answer["approvals"] == []
+    assert str(answer["summary"]).startswith("ALLOW")
+
+
+async def test_the_ronin_attacker_itself_is_blocked_on_any_evm_chain(
+    session: AsyncSession, explorers: Explorers
+) -> None:
+    for asked in ("ethereum", "bsc", None):
+        query = {"chain": asked} if asked else {}
+        answer = await _screen(session, explorers, RONIN_ATTACKER, **query)
+        assert answer["verdict"] == Verdict.BLOCK, asked
+
+
+async def test_without_an_explorer_the_wallet_is_unknown_not_allowed(
+    session: AsyncSession,
+) -> None:
+    answer = await _screen(session, None)
+    assert answer["verdict"] == Verdict.UNKNOWN
+    coverage = answer["coverage"]
+    assert isinstance(coverage, dict)
+    assert coverage["history_read"] is False
+
+
+async def test_a_chain_with_no_explorer_is_unknown_and_says_why(
+    session: AsyncSession, explorers: Explorers
+) -> None:
+    answer = await _screen(session, explorers, chain="arbitrum")
+    assert answer["verdict"] == Verdict.UNKNOWN
+    coverage = answer["coverage"]
+    assert isinstance(coverage, dict)
+    assert [f["error"] for f in coverage["failures"]] == [
+        "no explorer is configured for arbitrum (configured: ethereum)"
+    ]
+
+
+async def test_an_explorer_that_does_not_answer_leaves_the_wallet_unknown(
+    session: AsyncSession, chain: ExplorerServer
+) -> None:
+    chain.refuse("txlist", "Invalid API Key")
+    chain.refuse("txlistinternal", "Invalid API Key")
+    chain.refuse("tokentx", "Invalid API Key")
+    chain.refuse("getLogs", "Invalid API Key")
+    async with await _explorers(chain) as reader:
+        answer = await _screen(session, reader)
+    assert answer["verdict"] == Verdict.UNKNOWN
+    coverage = answer["coverage"]
+    assert isinstance(coverage, dict)
+    assert coverage["history_read"] is False
+    assert coverage["failures"]
+
+
+def test_an_evm_address_is_read_on_every_evm_chain_configured() -> None:
+    class Reader:
+        chains = ("base", "ethereum", "solana")
+
+        async def history(self, address: str, chain: str, *, deadline: float) -> object:
+            raise AssertionError("not read here")
+
+    assert chains_to_read(WALLET, None, Reader())[0] == ["base", "ethereum"]  # type: ignore[arg-type]
