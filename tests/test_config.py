@@ -81,6 +81,13 @@ VARIABLES = [
     ("KAMIYO_HTTP_MAX_STREAMS", "7", lambda s: s.http.max_streams, 7),
     ("KAMIYO_HTTP_MAX_STREAMS_PER_CLIENT", "1", lambda s: s.http.max_streams_per_client, 1),
     ("KAMIYO_HTTP_ANONYMOUS_STREAM_S", "60", lambda s: s.http.anonymous_stream_s, 60),
+    ("KAMIYO_EXPLORER_URLS", '{"base": "https://b/api"}', lambda s: s.explorers.urls, {"base": "https://b/api"}),
+    ("KAMIYO_ETHERSCAN_API_KEY", "k1", lambda s: s.explorers.etherscan_api_key, "k1"),
+    ("KAMIYO_SOLANA_RPC_URLS", '["https://r"]', lambda s: s.explorers.solana_rpc_urls, ["https://r"]),
+    ("KAMIYO_EXPLORER_TIMEOUT_S", "3", lambda s: s.explorers.timeout_s, 3),
+    ("KAMIYO_EXPLORER_CALLS_PER_SECOND", "2", lambda s: s.explorers.calls_per_second, 2),
+    ("KAMIYO_EXPLORER_MAX_PAGES", "4", lambda s: s.explorers.max_pages, 4),
+    ("KAMIYO_EXPLORER_ALLOW_PRIVATE", "true", lambda s: s.explorers.allow_private, True),
 ]  # fmt: skip
 
 
@@ -251,5 +258,5 @@ def test_every_section_hides_input_in_errors() -> None:
         assert section.model_config.get("env_file") == ".env", section.__name__
     assert set(Settings.SECTIONS) == {
         "database", "log", "site", "answers", "auth", "redis", "meter", "stripe", "smtp", "x402",
-        "http", "sources",
+        "http", "sources", "explorers",
     }  # fmt: skip

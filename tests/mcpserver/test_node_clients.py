@@ -104,7 +104,8 @@ def test_typescript_sdk_clients(
     for name, result in seen["results"].items():
         assert not result.get("isError"), (name, result["content"])
         assert result["structuredContent"], name
-    assert seen["results"]["check_wallet_interactions"]["structuredContent"]["flagged"] is True
+    wallet = seen["results"]["check_wallet_interactions"]["structuredContent"]
+    assert wallet["verdict"] == "block"
     usage = seen["results"]["get_usage"]["structuredContent"]
     assert usage["tier"] == "enterprise"
     assert usage["minute"]["used"] >= len(seen["tools"])  # the calls before it were counted

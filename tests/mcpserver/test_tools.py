@@ -154,15 +154,16 @@ async def test_assess_unknown_protocol_does_not_claim_safety(client: Client) -> 
     assert "not evidence of safety" in report["summary"]
 
 
-async def test_check_wallet_flags_a_known_attacker(client: Client) -> None:
+async def test_check_wallet_blocks_a_known_attacker(client: Client) -> None:
     screen = structured(
         await client.call_tool(
             "check_wallet_interactions",
             {"wallet_address": "0x2419432344B0B892E592B2601B98EAE702BA360E"},
         )
     )
-    assert screen["flagged"] is True
-    assert screen["matches"][0]["incident_id"] == "20260819_allbridgecctp"
+    assert screen["verdict"] == "block"
+    first = screen["direct_matches"][0]
+    assert (first["kind"], first["incident_id"]) == ("incident", "20260819_allbridgecctp")
     assert "attacker" in screen["summary"]
 
 
@@ -173,14 +174,16 @@ async def test_check_wallet_victim_and_unknown(client: Client) -> None:
             {"wallet_address": "0xaa119f7442ecc28b9a8f236707ada8362cff24ff"},
         )
     )
-    assert victim["flagged"] is False
-    assert victim["matches"][0]["role"] == "victim"
+    # A victim is no threat, and with no history read nothing clears it either.
+    assert victim["verdict"] == "unknown"
+    assert victim["direct_matches"][0]["role"] == "victim"
     nobody = structured(
         await client.call_tool("check_wallet_interactions", {"wallet_address": "0x" + "5a" * 20})
     )
-    assert nobody["flagged"] is False
-    assert nobody["matches"] == []
-    assert "not listed" in nobody["summary"]
+    assert (nobody["verdict"], nobody["level"]) == ("unknown", None)
+    assert nobody["direct_matches"] == []
+    assert nobody["coverage"]["history_read"] is False
+    assert "not read" in nobody["summary"]
 
 
 @pytest.mark.parametrize(
@@ -198,6 +201,11 @@ async def test_check_wallet_victim_and_unknown(client: Client) -> None:
         ("get_exploit", {}, "exploit_id"),
         ("get_exploit_stats", {"group_by": "planet"}, "group_by"),
         ("check_wallet_interactions", {"wallet_address": "0x123"}, "not an address"),
+        (
+            "check_wallet_interactions",
+            {"wallet_address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"},
+            "EIP-55 checksum",
+        ),
         ("assess_protocol_risk", {"protocol_name": "!!!"}, "protocol_name"),
     ],
 )

@@ -68,7 +68,7 @@ async def test_each_endpoint_answers_an_enterprise_key(rest: Rest) -> None:
     wallet = await rest.http.get(
         "/api/v1/wallets/0x2419432344b0b892e592b2601b98eae702ba360e", headers=auth
     )
-    assert wallet.json()["flagged"] is True
+    assert wallet.json()["verdict"] == "block"
     stats = await rest.http.get("/api/v1/stats", params={"group_by": "chain"}, headers=auth)
     assert stats.status_code == 200
     assert stats.json()["rows"]

@@ -243,8 +243,11 @@ class EtherscanClient:
                     if len(rows) < PAGE_SIZE:
                         return
                 page = window[-1]
-        except (ExplorerError, PoolUnavailableError, PoolTimeoutError) as exc:
+        except ExplorerError as exc:
             scan.fail(f"{what} on {self.provider}: {self._redact(str(exc))}")
+            return
+        except (PoolUnavailableError, PoolTimeoutError) as exc:  # they name the request
+            scan.fail(self._redact(str(exc)))
             return
         scan.cut(
             f"{what}: stopped at the cap of {self._max_pages} pages of {PAGE_SIZE} "
