@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.explorers import Explorers, open_explorers
+from kamiyo.explorers import BLOCKSCOUT, ETHERSCAN_FREE, Explorers, open_explorers
 from kamiyo.intel import AddressScreenQuery, Verdict, screen_wallet
 from kamiyo.intel.wallet import chains_to_read
 from tests.explorers.conftest import (
@@ -22,8 +22,8 @@ from tests.explorers.explorer_server import GENESIS_TIME, ExplorerServer
 
 pytestmark = pytest.mark.anyio
 
-WALLET = "0x1111111111111111111111111111111111111111"
-OTHER = "0x2222222222222222222222222222222222222222"
+WALLET = "0x7a11e70000000000000000000000000000000001"
+OTHER = "0x7a11e70000000000000000000000000000000002"
 ETH = 10**18
 # A block mined after the Ronin incident (2022-03-23) on the test explorer's clock.
 AFTER_RONIN = (1_660_000_000 - GENESIS_TIME) // 12
@@ -38,7 +38,7 @@ def chain() -> Iterator[ExplorerServer]:
 
 async def _explorers(server: ExplorerServer, **changes: object) -> Explorers:
     values: dict[str, object] = {
-        "urls": {"ethereum": server.api_url, "base": "", "optimism": ""},
+        "urls": {**dict.fromkeys([*BLOCKSCOUT, *ETHERSCAN_FREE], ""), "ethereum": server.api_url},
         "etherscan_api_key": SecretStr(TEST_KEY),
     }
     values.update(changes)
@@ -116,7 +116,7 @@ async def test_an_open_approval_to_an_exploited_contract_is_to_be_revoked(
 
     answer = await _screen(session, explorers)
 
-    assert answer["verdict"] == Verdict.WARN
+    assert answer["verdict"] == Verdict.WARN, answer
     approvals = answer["approvals"]
     assert isinstance(approvals, list)
     assert len(approvals) == 1

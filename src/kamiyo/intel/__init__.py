@@ -27,6 +27,11 @@ from kamiyo.intel.screening import screen_address
 from kamiyo.intel.screening_models import AddressScreen, AddressScreenQuery, Verdict
 from kamiyo.intel.search import exploit, find_by_transaction, get_incident, search_incidents
 from kamiyo.intel.stats import incident_stats
+from kamiyo.intel.transaction_screen import (
+    TransactionScreen,
+    TransactionScreenQuery,
+    screen_transaction,
+)
 from kamiyo.intel.wallet import screen_wallet
 
 __all__ = [
@@ -49,6 +54,8 @@ __all__ = [
     "StatsQuery",
     "TransactionMatches",
     "TransactionQuery",
+    "TransactionScreen",
+    "TransactionScreenQuery",
     "Verdict",
     "dataset_info",
     "exploit",
@@ -57,6 +64,7 @@ __all__ = [
     "incident_stats",
     "protocol_history",
     "screen_address",
+    "screen_transaction",
     "screen_wallet",
     "search_incidents",
 ]

@@ -141,15 +141,24 @@ def findings(
 
 def judge(found: Sequence[Finding], coverage: Coverage) -> tuple[Verdict, int, Level | None]:
     """The verdict, score and level of these findings, given how much history was read."""
+    partial = coverage.truncated or bool(coverage.failures)
+    return weigh(found, read=coverage.history_read, partial=partial)
+
+
+def weigh(
+    found: Sequence[Finding], *, read: bool, partial: bool = False
+) -> tuple[Verdict, int, Level | None]:
+    """The verdict, score and level of findings from a read that happened or not (``read``)
+    and may have been cut short (``partial``)."""
     score = max((WEIGHTS[f].points for f in found), default=0)
     verdicts = {WEIGHTS[f].verdict for f in found}
     if Verdict.BLOCK in verdicts:
         verdict = Verdict.BLOCK
-    elif not coverage.history_read:
+    elif not read:
         verdict = Verdict.UNKNOWN
     elif Verdict.WARN in verdicts:
         verdict = Verdict.WARN
-    elif coverage.truncated or coverage.failures:
+    elif partial:
         verdict = Verdict.UNKNOWN  # a partial scan is never clean
     else:
         verdict = Verdict.ALLOW

@@ -50,6 +50,7 @@ class ToolName(StrEnum):
     GET_EXPLOIT_STATS = "get_exploit_stats"
     ASSESS_PROTOCOL_RISK = "assess_protocol_risk"
     CHECK_WALLET_INTERACTIONS = "check_wallet_interactions"
+    SCREEN_TRANSACTION = "screen_transaction"
     GET_USAGE = "get_usage"
     GET_PRICING = "get_pricing"
 
@@ -131,6 +132,19 @@ async def pricing(job: Job, query: NoArguments) -> PriceList:
     )
 
 
+async def screen_transaction(
+    job: Job, query: intel.TransactionScreenQuery
+) -> intel.TransactionScreen:
+    """The incident data, then the transaction itself through the server's explorers."""
+    return await intel.screen_transaction(
+        job.session,
+        query,
+        job.grant.scope,
+        job.state.explorers,
+        budget_s=job.state.settings.explorers.budget_s,
+    )
+
+
 async def screen_wallet(job: Job, query: intel.AddressScreenQuery) -> intel.AddressScreen:
     """The direct checks, then the address's history through the server's explorers."""
     return await intel.screen_wallet(
@@ -191,7 +205,6 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         from_intel(intel.find_by_transaction),
         price=Price(5_000),
         rest=RestRoute("/api/v1/transactions/{tx_hash}"),
-        command=Command("tx", ("tx_hash",)),
     ),
     Operation(
         ToolName.GET_EXPLOIT_STATS,
@@ -238,6 +251,24 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         price=Price(100_000),
         rest=RestRoute("/api/v1/wallets/{wallet_address}"),
         command=Command("wallet", ("wallet_address",)),
+    ),
+    Operation(
+        ToolName.SCREEN_TRANSACTION,
+        "Screen a transaction",
+        "Screen a transaction (EVM 0x… hash or Solana signature) before trusting it: is it an "
+        "attack transaction of a known incident, and did it pay or take value from an address "
+        "an incident lists (attacker, attack contract, exploited contract) or a sanctions list "
+        "names? Reads the transaction from the chain (its transfers, internal and token "
+        "transfers). Returns a verdict (block, warn, allow, unknown), a 0-100 score, the "
+        "incidents it belongs to, the listed parties with their side, and coverage: when the "
+        "transaction could not be read, the verdict is never allow.",
+        intel.TransactionScreenQuery,
+        intel.TransactionScreen,
+        screen_transaction,
+        tier=Tier.TEAM,
+        price=Price(50_000),
+        rest=RestRoute("/api/v1/transactions/{tx_hash}/screen"),
+        command=Command("tx", ("tx_hash",)),
     ),
     Operation(
         ToolName.GET_USAGE,
