@@ -134,7 +134,8 @@ async def test_a_clean_wallet_read_in_full_is_allowed(
     chain.send(1, WALLET, OTHER, ETH // 2, block=11)
     answer = await _screen(session, explorers)
     assert answer["verdict"] == Verdict.ALLOW
-    assert answer["counterparties"] == [] and answer["approvals"] == []
+    assert answer["counterparties"] == []
+    assert answer["approvals"] == []
     assert str(answer["summary"]).startswith("ALLOW")
 
 
