@@ -159,8 +159,9 @@ def show_screen(screen: intel.AddressScreen) -> None:
         out.print("\n[bold]Counterparties[/bold]")
     for party in screen.counterparties:
         amount = f"{party.amount} {party.token or ''}".strip() if party.amount else ""
+        when = f"{party.date:%Y-%m-%d}" if party.date else "date unknown"
         out.print(
-            f"  {party.date:%Y-%m-%d} {party.direction:<3} {party.address} {party.role.value} "
+            f"  {when} {party.direction:<3} {party.address} {party.role.value} "
             f"of {party.protocol} ({party.incident_id}, {party.timing}) {amount} {party.tx_hash}"
         )
     if screen.approvals:
@@ -177,6 +178,31 @@ def show_screen(screen: intel.AddressScreen) -> None:
         else "not read"
     )
     out.print(f"\n[dim]History: {history}. Sanctions lists: {lists}.[/dim]")
+
+
+def show_transaction_screen(screen: intel.TransactionScreen) -> None:
+    out = stdout_console()
+    verdict = screen.verdict.value
+    level = f", {screen.level}" if screen.level else ""
+    out.print(f"[{_VERDICT_STYLE[verdict]}]{verdict.upper()}[/]  score {screen.score}/100{level}")
+    out.print(escape(screen.summary))
+    for attack in screen.attack_of:
+        out.print(
+            f"  attack transaction of {attack.protocol}, {attack.date} ({attack.incident_id})"
+        )
+    if screen.parties:
+        out.print("\n[bold]Listed parties[/bold]")
+    for party in screen.parties:
+        what = (
+            f"on the {party.sanction.list_title} as of {party.sanction.list_date}"
+            if party.sanction
+            else f"{party.role.value if party.role else '?'} of {party.protocol} "
+            f"({party.incident_id})"
+        )
+        out.print(f"  {party.side:<9} {party.address}  {what}")
+    c = screen.coverage
+    read = f"{c.status}, {c.transfers} transfers on {c.chain}" if c.transaction_read else "not read"
+    out.print(f"\n[dim]Transaction: {read}.[/dim]")
 
 
 def show_prices(prices: PriceList) -> None:
@@ -197,5 +223,6 @@ RENDERERS: dict[type[BaseModel], Callable[[Any], None]] = {
     intel.Stats: show_stats,
     intel.ProtocolHistory: show_history,
     intel.AddressScreen: show_screen,
+    intel.TransactionScreen: show_transaction_screen,
     PriceList: show_prices,
 }

@@ -9,7 +9,7 @@ verdict follows from both (:func:`kamiyo.intel.screening.judge`).
 """
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,9 @@ from kamiyo.intel.screening_models import (
     CoverageFailure,
     DirectMatch,
 )
+
+# (done, total, message): how many chains' histories are read, of how many.
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
 class HistoryReader(Protocol):
@@ -81,8 +84,10 @@ async def screen_wallet(
     reader: HistoryReader | None = None,
     *,
     budget_s: float = 20.0,
+    progress: Progress | None = None,
 ) -> AddressScreen:
-    """The whole screen of ``query.wallet_address`` within ``budget_s`` seconds of reading."""
+    """The whole screen of ``query.wallet_address`` within ``budget_s`` seconds of reading;
+    ``progress`` hears of each chain read."""
     address = query.wallet_address
     direct: list[DirectMatch] = [
         *await sanction_matches(session, address),
@@ -92,9 +97,24 @@ async def screen_wallet(
     histories: Sequence[History] = ()
     if reader is not None and chains:
         deadline = deadline_in(budget_s)
-        histories = await asyncio.gather(
-            *(reader.history(address, chain, deadline=deadline) for chain in chains)
-        )
+        done = 0
+
+        async def read_one(chain: str) -> History:
+            nonlocal done
+            history = await reader.history(address, chain, deadline=deadline)
+            done += 1
+            if progress is not None:
+                await progress(
+                    done,
+                    len(chains),
+                    f"read {chain}: {history.transactions_scanned} transactions"
+                    + (" (partial)" if history.truncated else ""),
+                )
+            return history
+
+        if progress is not None:
+            await progress(0, len(chains), f"reading the history on {', '.join(chains)}")
+        histories = await asyncio.gather(*(read_one(chain) for chain in chains))
     read = [h for h in histories if _answered(h)]
     failures += [
         CoverageFailure(chain=h.chain, provider=h.provider, error=line)

@@ -149,7 +149,13 @@ async def call_unknown(
 def caller_of(
     ctx: Context[Any] | None, state: ServerState, payment: Payment | None = None
 ) -> Caller:
-    return Caller(credential=credential_of(ctx, state), payment=payment, peer=peer_of(ctx))
+    return Caller(
+        credential=credential_of(ctx, state),
+        payment=payment,
+        peer=peer_of(ctx),
+        # The SDK sends notifications/progress only when the request carried a progressToken.
+        progress=ctx.report_progress if ctx is not None else None,
+    )
 
 
 def result_of(outcome: Outcome) -> CallToolResult:

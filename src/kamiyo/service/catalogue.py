@@ -153,6 +153,7 @@ async def screen_wallet(job: Job, query: intel.AddressScreenQuery) -> intel.Addr
         job.grant.scope,
         job.state.explorers,
         budget_s=job.state.settings.explorers.budget_s,
+        progress=job.progress,
     )
 
 

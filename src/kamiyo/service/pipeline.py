@@ -26,7 +26,7 @@ from kamiyo.intel import IncidentList, NotFoundError
 from kamiyo.payments.outcomes import Payment
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome, count_results
 from kamiyo.service.catalogue import Operation
-from kamiyo.service.state import Job, ServerState
+from kamiyo.service.state import Job, Progress, ServerState
 from kamiyo.tiers import TIERS, Tier, next_tier_above
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ class Caller:
     # What x402 names the thing paid for (the REST URL); None: mcp://tool/<name>.
     resource: str | None = None
     peer: str = "local"
+    # Where a long call reports progress (MCP: the client's progressToken), if anywhere.
+    progress: Progress | None = None
 
 
 Work = Callable[[Job], Awaitable[BaseModel]]
@@ -65,7 +67,8 @@ async def execute(
     async def work(job: Job) -> BaseModel:
         return _with_cap_note(await operation.run(job, query), query, job.grant)
 
-    return await run_call(state, call, work, (name, query) if operation.cached else None)
+    key = (name, query) if operation.cached else None
+    return await run_call(state, call, work, key, progress=caller.progress)
 
 
 async def execute_unknown(state: ServerState, failure: Failure, caller: Caller) -> Outcome:
@@ -98,7 +101,12 @@ async def _count_invalid(state: ServerState, call: Call, failure: Failure) -> Ou
 
 
 async def run_call(
-    state: ServerState, call: Call, work: Work, cache_key: Hashable | None = None
+    state: ServerState,
+    call: Call,
+    work: Work,
+    cache_key: Hashable | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Admit ``call``, run ``work`` in a database session with the grant, complete.
 
@@ -123,7 +131,7 @@ async def run_call(
             return await _finish(state, call, admission, cached)
     try:
         async with state.require_runtime().sessions() as session:
-            answer = Answer.of(await work(Job(state, session, admission)))
+            answer = Answer.of(await work(Job(state, session, admission, progress)))
     except (ValidationError, NotFoundError) as exc:
         await state.gate.complete(
             call, admission, "invalid" if isinstance(exc, ValidationError) else "error"

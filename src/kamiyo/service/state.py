@@ -1,7 +1,7 @@
 """What every call shares while a surface serves: settings, the gate, the runtime, the cache."""
 
 import time
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 from cachetools import TTLCache
@@ -65,10 +65,17 @@ class ServerState:
         return self.runtime
 
 
+# Progress of a long call, for the caller: (done, total if known, what is happening). Over MCP
+# it becomes notifications/progress when the client sent a progressToken.
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
-    """What an operation runs with: the server's state, a database session, the call's grant."""
+    """What an operation runs with: the server's state, a database session, the call's grant,
+    and where to report progress (None: nobody listens)."""
 
     state: ServerState
     session: AsyncSession
     grant: Grant
+    progress: Progress | None = None
