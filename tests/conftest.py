@@ -28,6 +28,11 @@ from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.runtime import Runtime, open_runtime
 from tests import processes
 
+# No test reads a chain through the public default explorers: traffic stays on loopback (a test
+# that reads histories names its own explorer). Set here too for the session-wide fixtures.
+NO_PUBLIC_EXPLORERS = {"KAMIYO_EXPLORER_DEFAULTS": "false"}
+os.environ.update(NO_PUBLIC_EXPLORERS)
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "KAMIYO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -57,6 +62,8 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("KAMIYO_") and name != "KAMIYO_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("KAMIYO_DATA_DIR", str(tmp_path / "data"))
+    for name, value in NO_PUBLIC_EXPLORERS.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
 
 

@@ -84,6 +84,8 @@ VARIABLES = [
     ("KAMIYO_EXPLORER_URLS", '{"base": "https://b/api"}', lambda s: s.explorers.urls, {"base": "https://b/api"}),
     ("KAMIYO_ETHERSCAN_API_KEY", "k1", lambda s: s.explorers.etherscan_api_key, "k1"),
     ("KAMIYO_SOLANA_RPC_URLS", '["https://r"]', lambda s: s.explorers.solana_rpc_urls, ["https://r"]),
+    ("KAMIYO_EXPLORER_DEFAULTS", "false", lambda s: s.explorers.defaults, False),
+    ("KAMIYO_EXPLORER_BUDGET_S", "8", lambda s: s.explorers.budget_s, 8),
     ("KAMIYO_EXPLORER_TIMEOUT_S", "3", lambda s: s.explorers.timeout_s, 3),
     ("KAMIYO_EXPLORER_CALLS_PER_SECOND", "2", lambda s: s.explorers.calls_per_second, 2),
     ("KAMIYO_EXPLORER_MAX_PAGES", "4", lambda s: s.explorers.max_pages, 4),

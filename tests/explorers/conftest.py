@@ -23,6 +23,7 @@ TEST_KEY = "test-etherscan-key-0123456789"
 class Options:
     """What ``open_explorers`` reads, as ``settings.explorers`` has it (tests' own values)."""
 
+    defaults: bool = False  # a test reads only its own servers
     urls: Mapping[str, str] = field(default_factory=dict)
     etherscan_api_key: SecretStr | None = None
     solana_rpc_urls: Sequence[str] = ()

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.explorers import BLOCKSCOUT, ETHERSCAN_FREE, Explorers, open_explorers
+from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.intel import TransactionScreenQuery, Verdict, screen_transaction
 from tests.explorers.conftest import (
     EULER_ATTACK_TX,
@@ -34,7 +34,7 @@ def chain() -> Iterator[ExplorerServer]:
 
 @pytest.fixture
 async def explorers(chain: ExplorerServer) -> AsyncIterator[Explorers]:
-    urls = {**dict.fromkeys([*BLOCKSCOUT, *ETHERSCAN_FREE], ""), "ethereum": chain.api_url}
+    urls = {"ethereum": chain.api_url}
     options = Options(urls=urls, etherscan_api_key=SecretStr(TEST_KEY))
     async with open_explorers(options) as opened:
         yield opened

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.explorers import BLOCKSCOUT, ETHERSCAN_FREE, Explorers, open_explorers
+from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.intel import AddressScreenQuery, Verdict, screen_wallet
 from kamiyo.intel.wallet import chains_to_read
 from tests.explorers.conftest import (
@@ -38,7 +38,7 @@ def chain() -> Iterator[ExplorerServer]:
 
 async def _explorers(server: ExplorerServer, **changes: object) -> Explorers:
     values: dict[str, object] = {
-        "urls": {**dict.fromkeys([*BLOCKSCOUT, *ETHERSCAN_FREE], ""), "ethereum": server.api_url},
+        "urls": {"ethereum": server.api_url},
         "etherscan_api_key": SecretStr(TEST_KEY),
     }
     values.update(changes)

@@ -30,6 +30,7 @@ PRICED = {
     "get_exploit_stats": {},
     "assess_protocol_risk": {"protocol_name": "Euler"},
     "check_wallet_interactions": {"wallet_address": "0x" + "12" * 20},
+    "screen_transaction": {"tx_hash": "0x" + "cd" * 32},
 }
 
 

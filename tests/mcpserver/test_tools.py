@@ -23,6 +23,7 @@ TOOLS = {
     "get_exploit_stats",
     "assess_protocol_risk",
     "check_wallet_interactions",
+    "screen_transaction",
     "get_usage",
     "get_pricing",
 }
@@ -301,3 +302,48 @@ async def test_assess_protocol_risk_recommends_checks_only_with_detailed_risk(
     assert recommendations[0]["latest"] == "2023-04-09"
     assert all(2 <= len(r["checks"]) <= 4 for r in recommendations)
     assert nothing["recommendations"] == []
+
+
+async def test_a_wallet_screen_reads_the_chain_and_reports_progress(
+    loaded_runtime: Runtime,
+) -> None:
+    from pydantic import SecretStr
+
+    from tests.explorers.conftest import RONIN_ATTACKER, TEST_KEY
+    from tests.explorers.explorer_server import ExplorerServer
+
+    wallet = "0x7a11e70000000000000000000000000000000001"
+    with ExplorerServer("etherscan", api_key=TEST_KEY) as explorer:
+        explorer.send(1, RONIN_ATTACKER, wallet, 10**18, block=5_000_000)
+        settings = loaded_runtime.settings.with_changes(
+            explorers={
+                "urls": {"ethereum": explorer.api_url},
+                "etherscan_api_key": SecretStr(TEST_KEY),
+                "allow_private": True,
+                "defaults": False,
+            }
+        )
+        state = ServerState(
+            settings=settings, gate=OpenGate(settings.answers.max_results), runtime=loaded_runtime
+        )
+        heard: list[tuple[float, float | None, str | None]] = []
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            heard.append((done, total, message))
+
+        try:
+            async with Client(build_server(state)) as client:
+                result = await client.call_tool(
+                    "check_wallet_interactions",
+                    {"wallet_address": wallet},
+                    progress_callback=progress,
+                )
+        finally:
+            await state.aclose()
+    screen = structured(result)
+    assert screen["verdict"] == "warn"
+    assert [c["address"] for c in screen["counterparties"]] == [RONIN_ATTACKER]
+    assert heard == [
+        (0, 1, "reading the history on ethereum"),
+        (1, 1, "read ethereum: 1 transactions"),
+    ]

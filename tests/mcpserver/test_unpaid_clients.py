@@ -43,6 +43,7 @@ PRICED = {
     "get_exploit_stats": {"group_by": "chain"},
     "assess_protocol_risk": {"protocol_name": "Euler"},
     "check_wallet_interactions": {"wallet_address": "0x2419432344b0b892e592b2601b98eae702ba360e"},
+    "screen_transaction": {"tx_hash": "0x" + "cd" * 32},
 }
 FREE_PER_MINUTE = 10  # the free tier's requests per minute (tiers.py)
 

@@ -73,6 +73,9 @@ const calls = {
   get_exploit_stats: { group_by: "chain" },
   assess_protocol_risk: { protocol_name: "Euler" },
   check_wallet_interactions: { wallet_address: "0x2419432344b0b892e592b2601b98eae702ba360e" },
+  screen_transaction: {
+    tx_hash: "0xc310a0affe2169d1f6feec1c63dbc7f7c62a887fa48795d327d4d2da2d6b111d",
+  },
   get_pricing: {},
   get_usage: {},
 };

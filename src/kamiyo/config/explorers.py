@@ -29,6 +29,11 @@ class ExplorerSettings(Section):
 
     model_config = section_config("KAMIYO_EXPLORER_")
 
+    defaults: bool = Field(
+        default=True,
+        description="Use the public default explorers (Blockscout; Etherscan V2 with a key) "
+        "for the chains KAMIYO_EXPLORER_URLS does not name; false: only those it names.",
+    )
     urls: Annotated[dict[str, str], NoDecode, json_setting(_URLS_EXAMPLE)] = Field(
         default_factory=dict,
         description="Etherscan-format API base URL per EVM chain slug, over the defaults.",

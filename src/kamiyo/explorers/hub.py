@@ -30,6 +30,8 @@ class ExplorerOptions(Protocol):
     """What :func:`open_explorers` reads (``kamiyo.config.ExplorerSettings`` has it all)."""
 
     @property
+    def defaults(self) -> bool: ...
+    @property
     def urls(self) -> Mapping[str, str]: ...
     @property
     def etherscan_api_key(self) -> SecretStr | None: ...
@@ -164,7 +166,7 @@ def open_explorers(options: ExplorerOptions) -> Explorers:
     operator's ``urls`` (an empty URL turns a default off). ValueError naming the chain for
     an unknown or non-EVM chain, a URL that is not http(s), or a private one not allowed."""
     key = options.etherscan_api_key.get_secret_value() if options.etherscan_api_key else ""
-    chosen = default_urls(etherscan_key=bool(key))
+    chosen = default_urls(etherscan_key=bool(key)) if options.defaults else {}
     for name, url in options.urls.items():
         chain = get_chain(name)
         if chain.family is not AddressFamily.EVM:
