@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.explorers import Explorers, open_explorers
-from kamiyo.intel import AddressScreenQuery, Verdict, screen_wallet
+from kamiyo.intel import AddressScreenQuery, Scope, Verdict, screen_wallet
 from kamiyo.intel.wallet import chains_to_read
 from tests.explorers.conftest import (
     PARITY_WALLET,
@@ -194,3 +194,19 @@ def test_an_evm_address_is_read_on_every_evm_chain_configured() -> None:
             raise AssertionError("not read here")
 
     assert chains_to_read(WALLET, None, Reader())[0] == ["base", "ethereum"]  # type: ignore[arg-type]
+
+
+async def test_an_enterprise_screen_follows_the_top_counterparties_one_hop_further(
+    session: AsyncSession, chain: ExplorerServer, explorers: Explorers
+) -> None:
+    chain.send(1, RONIN_ATTACKER, OTHER, 50 * ETH, block=AFTER_RONIN)
+    chain.send(1, OTHER, WALLET, 40 * ETH, block=AFTER_RONIN + 1)
+
+    plain = await _screen(session, explorers)
+    assert plain["verdict"] == Verdict.ALLOW  # one hop: OTHER is listed nowhere
+
+    query = AddressScreenQuery(wallet_address=WALLET)
+    deep = await screen_wallet(session, query, Scope(detailed=True), explorers, budget_s=5)
+    assert deep.verdict is Verdict.WARN
+    [far] = deep.counterparties
+    assert (far.address, far.hop, far.via, far.direction) == (RONIN_ATTACKER, 2, OTHER, "in")

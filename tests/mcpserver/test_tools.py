@@ -328,8 +328,8 @@ async def test_a_wallet_screen_reads_the_chain_and_reports_progress(
         )
         heard: list[tuple[float, float | None, str | None]] = []
 
-        async def progress(done: float, total: float | None, message: str | None) -> None:
-            heard.append((done, total, message))
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            heard.append((progress, total, message))
 
         try:
             async with Client(build_server(state)) as client:

@@ -107,11 +107,30 @@ def _timing(when: dt.datetime | None, incident: dt.date) -> str:
     return "before" if when.date() < incident else "after"
 
 
+def top_partners(histories: Iterable[History], width: int, skip: set[str]) -> list[tuple[str, str]]:
+    """The ``width`` addresses (with their chain) the histories moved the most native coin
+    with, then the most transfers: whose own histories a second hop reads. Tokens are not
+    compared (their prices are not known here)."""
+    weight: dict[tuple[str, str], tuple[int, int]] = {}
+    for history in histories:
+        for transfer in history.transfers:
+            other = transfer.recipient if transfer.sender == history.address else transfer.sender
+            if not other or other == history.address or other in skip:
+                continue
+            native = transfer.raw_amount if transfer.token is None else 0
+            value, count = weight.get((other, transfer.chain), (0, 0))
+            weight[(other, transfer.chain)] = (value + native, count + 1)
+    ranked = sorted(weight, key=lambda key: (weight[key], key), reverse=True)
+    return ranked[:width]
+
+
 def counterparties(
-    histories: Iterable[History], listed: Mapping[str, Sequence[Listing]]
+    histories: Iterable[History], listed: Mapping[str, Sequence[Listing]], *, hop: int = 1
 ) -> list[Counterparty]:
     """One entry per transfer with a listed counterparty and per incident listing it (victims
-    left out): hostile first, then exposure; the newest first within each."""
+    left out): hostile first, then exposure; the newest first within each. On ``hop`` 2 the
+    histories are the wallet's counterparties' own, and each entry names that one as
+    ``via``."""
     found: dict[tuple[str, str, str, str], Counterparty] = {}
     for history in histories:
         for transfer in history.transfers:
@@ -139,6 +158,8 @@ def counterparties(
                     amount=_amount(transfer),
                     token=transfer.symbol if transfer.token else None,
                     timing=_timing(transfer.time, listing.date),
+                    hop=2 if hop == 2 else 1,
+                    via=history.address if hop == 2 else None,
                 )
     order = list(Stance)
     newest_first = sorted(

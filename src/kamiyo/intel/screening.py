@@ -77,6 +77,7 @@ class Finding(StrEnum):
     SANCTIONED = "sanctioned"
     HOSTILE = "hostile"
     COUNTERPARTY_HOSTILE = "counterparty_hostile"
+    SECOND_HOP_HOSTILE = "second_hop_hostile"
     OPEN_APPROVAL = "open_approval"
     EXPOSED = "exposed"
     COUNTERPARTY_EXPOSED = "counterparty_exposed"
@@ -101,6 +102,12 @@ WEIGHTS: dict[Finding, Weight] = {
     ),
     Finding.COUNTERPARTY_HOSTILE: Weight(
         70, Verdict.WARN, "It exchanged funds with an attacker: it may hold stolen funds."
+    ),
+    Finding.SECOND_HOP_HOSTILE: Weight(
+        45,
+        Verdict.WARN,
+        "A counterparty of it exchanged funds with an attacker: stolen funds may have passed "
+        "through one address on their way to it.",
     ),
     Finding.OPEN_APPROVAL: Weight(
         60, Verdict.WARN, "An exploited contract may still spend its tokens until revoked."
@@ -134,7 +141,11 @@ def findings(
         else _DIRECT.get(match.stance, Finding.VICTIM)
         for match in direct
     ]
-    found += [_THROUGH[c.stance] for c in counterparties if c.stance in _THROUGH]
+    found += [
+        _THROUGH[c.stance] if c.hop == 1 else Finding.SECOND_HOP_HOSTILE
+        for c in counterparties
+        if c.stance in _THROUGH and (c.hop == 1 or c.stance is Stance.HOSTILE)
+    ]
     found += [Finding.OPEN_APPROVAL for _ in approvals]
     return found
 

@@ -117,6 +117,14 @@ class Counterparty(FrozenModel):
         description="Whether the transaction came before or after the incident (on or after "
         "its day counts as after)."
     )
+    hop: Literal[1, 2] = Field(
+        default=1,
+        description="1: the address dealt with it directly; 2: through `via` (enterprise "
+        "screens read the histories of the top counterparties too).",
+    )
+    via: str | None = Field(
+        default=None, description="On hop 2: the address's own counterparty in between."
+    )
 
 
 class OpenApproval(FrozenModel):

@@ -28,9 +28,11 @@ from kamiyo.intel.screening import (
 from kamiyo.intel.screening_models import (
     AddressScreen,
     AddressScreenQuery,
+    Counterparty,
     Coverage,
     CoverageFailure,
     DirectMatch,
+    Stance,
 )
 
 # (done, total, message): how many chains' histories are read, of how many.
@@ -77,6 +79,31 @@ def chains_to_read(
     return wanted, []
 
 
+# How many of the top counterparties an enterprise screen follows to their own histories.
+SECOND_HOP_WIDTH = 5
+
+
+async def _second_hop(
+    session: AsyncSession,
+    scope: Scope,
+    reader: HistoryReader,
+    read: Sequence[History],
+    listed: dict[str, list[exposure.Listing]],
+    deadline: float,
+) -> list[Counterparty]:
+    """Hostile counterparties of the wallet's top counterparties (those not listed
+    themselves), read within what is left of the budget."""
+    skip = {h.address for h in read} | set(listed)
+    partners = exposure.top_partners(read, SECOND_HOP_WIDTH, skip)
+    histories = await asyncio.gather(
+        *(reader.history(address, chain, deadline=deadline) for address, chain in partners)
+    )
+    answered = [h for h in histories if _answered(h)]
+    beyond = exposure.addresses_of(answered) - skip
+    far = await exposure.listings(session, beyond, scope)
+    return [c for c in exposure.counterparties(answered, far, hop=2) if c.stance is Stance.HOSTILE]
+
+
 async def screen_wallet(
     session: AsyncSession,
     query: AddressScreenQuery,
@@ -95,8 +122,8 @@ async def screen_wallet(
     ]
     chains, failures = chains_to_read(address, query.chain, reader)
     histories: Sequence[History] = ()
+    deadline = deadline_in(budget_s)
     if reader is not None and chains:
-        deadline = deadline_in(budget_s)
         done = 0
 
         async def read_one(chain: str) -> History:
@@ -123,6 +150,9 @@ async def screen_wallet(
     ]
     listed = await exposure.listings(session, exposure.addresses_of(read), scope)
     counterparties = exposure.counterparties(read, listed)
+    if scope.detailed and read and reader is not None:
+        second = await _second_hop(session, scope, reader, read, listed, deadline)
+        counterparties += second
     approvals = exposure.open_approvals(read, listed)
     shown_counterparties = counterparties[: exposure.MAX_COUNTERPARTIES]
     shown_approvals = approvals[: exposure.MAX_APPROVALS]
