@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 from pydantic import SecretStr
 
+from kamiyo.explorers import BLOCKSCOUT
 from tests.explorers.explorer_server import ExplorerServer
 
 # Real attacker addresses of the bundled dataset (src/kamiyo/intel/data/bundle.json.gz).
@@ -17,6 +18,8 @@ EULER_ATTACK_TX = "0xc310a0affe2169d1f6feec1c63dbc7f7c62a887fa48795d327d4d2da2d6
 PARITY_WALLET = "0xbec591de75b8699a3ba52f073428822d0bfc0d7e"
 USDC = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
 TEST_KEY = "test-etherscan-key-0123456789"
+# KAMIYO_EXPLORER_URLS turning every default explorer off: a test reads only its own servers.
+NO_DEFAULTS = dict.fromkeys(BLOCKSCOUT, "")
 
 
 @dataclass(frozen=True)

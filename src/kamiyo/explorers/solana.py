@@ -42,6 +42,12 @@ TX_CONFIG = {
     "commitment": "confirmed",
 }
 _TOKEN_PROGRAMS = ("spl-token", "spl-token-2022")
+TOKEN_PROGRAM_IDS = (
+    "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+    "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb",
+)
+MAX_TOKEN_ACCOUNTS = 20
+_NO_DATA = {"offset": 0, "length": 0}  # only the accounts' addresses are needed
 
 Json = dict[str, Any]
 
@@ -59,53 +65,68 @@ class SolanaClient:
         self._ids = itertools.count(1)
 
     async def history(self, address: str, *, deadline: float) -> History:
-        """The transfers in and out of ``address`` (owner or token account), newest first."""
+        """The transfers in and out of ``address`` (owner or token account), newest first.
+
+        A wallet's token transfers are signed against its token accounts, which a node does
+        not list under the owner's signatures: the owner's token accounts (both token
+        programs, at most ``MAX_TOKEN_ACCOUNTS``) are read too. Token accounts the wallet has
+        closed are not found this way.
+        """
         scan = Scan(deadline)
-        signatures: list[str] = []
+        slots: dict[str, int] = {}  # signature -> slot, over every account read
         transactions: dict[str, Json] = {}
+        batches: list[asyncio.Task[None]] = []
 
         async def fetch(batch: list[str]) -> None:
-            answers = await self._batch(
-                scan, [("getTransaction", [sig, dict(TX_CONFIG)]) for sig in batch]
-            )
+            calls = [("getTransaction", [sig, dict(TX_CONFIG)]) for sig in batch]
+            try:
+                answers = await self._batch(scan, calls)
+            except (ExplorerError, PoolUnavailableError, PoolTimeoutError) as exc:
+                scan.fail(f"Solana RPC ({self.provider}): {exc}")
+                return
             for sig, tx in zip(batch, answers, strict=True):
                 if isinstance(tx, dict):
                     transactions[sig] = tx
 
-        async def read() -> None:
+        async def pages_of(account: str) -> None:
             before: str | None = None
-            batches: list[asyncio.Task[None]] = []
             try:
                 for _ in range(self._max_pages):
                     config: Json = {"limit": PAGE_SIZE, "commitment": "confirmed"}
                     if before is not None:
                         config["before"] = before
-                    page = await self._call(scan, "getSignaturesForAddress", [address, config])
-                    sigs = [str(s["signature"]) for s in page or [] if isinstance(s, dict)]
-                    signatures.extend(sigs)
-                    for start in range(0, len(sigs), BATCH):
-                        batch = sigs[start : start + BATCH]
-                        batches.append(asyncio.ensure_future(fetch(batch)))
-                    if len(sigs) < PAGE_SIZE:
-                        break
-                    before = sigs[-1]
-                else:
-                    scan.cut(
-                        f"getSignaturesForAddress: stopped at the cap of {self._max_pages} "
-                        f"pages of {PAGE_SIZE} (the newest were read)"
-                    )
-                await asyncio.gather(*batches)
+                    page = await self._call(scan, "getSignaturesForAddress", [account, config])
+                    found = [s for s in page or [] if isinstance(s, dict) and "signature" in s]
+                    new = [str(s["signature"]) for s in found if s["signature"] not in slots]
+                    slots.update({str(s["signature"]): int(s.get("slot") or 0) for s in found})
+                    for start in range(0, len(new), BATCH):
+                        batches.append(asyncio.ensure_future(fetch(new[start : start + BATCH])))
+                    if len(found) < PAGE_SIZE:
+                        return
+                    before = str(found[-1]["signature"])
             except (ExplorerError, PoolUnavailableError, PoolTimeoutError) as exc:
                 scan.fail(f"Solana RPC ({self.provider}): {exc}")
+                return
+            scan.cut(
+                f"getSignaturesForAddress: stopped at the cap of {self._max_pages} pages of "
+                f"{PAGE_SIZE} for {account} (the newest were read)"
+            )
+
+        async def read() -> None:
+            try:
+                accounts = await self._token_accounts(scan, address)
+                await asyncio.gather(*(pages_of(a) for a in [address, *accounts]))
+                await asyncio.gather(*batches)
             finally:
                 for task in batches:
                     task.cancel()
                 await asyncio.gather(*batches, return_exceptions=True)
 
         await scan.run_all([read()])
+        newest_first = sorted(slots, key=lambda sig: slots[sig], reverse=True)
         transfers = [
             transfer
-            for sig in signatures
+            for sig in newest_first
             if sig in transactions
             for transfer in transfers_of(self.chain, sig, transactions[sig], address)
         ]
@@ -115,11 +136,37 @@ class SolanaClient:
             provider=self.provider,
             transfers=tuple(transfers),
             transactions_scanned=len(transactions),
-            truncated=scan.truncated or len(transactions) < len(signatures),
+            truncated=scan.truncated or len(transactions) < len(slots),
             failures=tuple(scan.failures),
             calls=scan.calls,
             elapsed_s=scan.elapsed(),
         )
+
+    async def _token_accounts(self, scan: Scan, owner: str) -> list[str]:
+        """The token accounts ``owner`` holds (none for an address that owns none)."""
+        config = {"encoding": "base64", "commitment": "confirmed", "dataSlice": _NO_DATA}
+        calls = [
+            ("getTokenAccountsByOwner", [owner, {"programId": program}, config])
+            for program in TOKEN_PROGRAM_IDS
+        ]
+        try:
+            answers = await self._batch(scan, calls)
+        except (ExplorerError, PoolUnavailableError, PoolTimeoutError) as exc:
+            scan.fail(f"the token accounts of {owner} could not be listed: {exc}")
+            return []
+        accounts = [
+            str(item["pubkey"])
+            for answer in answers
+            if isinstance(answer, dict)
+            for item in answer.get("value") or []
+            if isinstance(item, dict) and "pubkey" in item
+        ]
+        if len(accounts) > MAX_TOKEN_ACCOUNTS:
+            scan.cut(
+                f"{owner} holds {len(accounts)} token accounts; the histories of "
+                f"{MAX_TOKEN_ACCOUNTS} were read"
+            )
+        return accounts[:MAX_TOKEN_ACCOUNTS]
 
     async def transaction(self, signature: str, *, deadline: float) -> TransactionView:
         """One transaction: its fee payer (sender), its transfers, whether it succeeded."""
