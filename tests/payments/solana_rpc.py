@@ -1008,8 +1008,10 @@ class SolanaLedger:
     def _rpc_get_token_accounts_by_owner(self, params: list[Any]) -> JsonObj:
         owner = _pubkey(_param(params, 0))
         wanted = _param(params, 1)
-        if not isinstance(wanted, dict) or len(wanted) != 1 or not {"mint", "programId"} & set(
-            wanted
+        if (
+            not isinstance(wanted, dict)
+            or len(wanted) != 1
+            or not {"mint", "programId"} & set(wanted)
         ):
             raise _invalid_params("expected a filter object with mint or programId")
         encoding = _config(params, 2).get("encoding", "binary")
