@@ -73,6 +73,7 @@ class ExplorerServer:
         self._hashes = itertools.count(1)
         self._rate_limited = 0
         self._refused: dict[str, str] = {}
+        self._unpaged: set[str] = set()
         self.requests: list[dict[str, str]] = []
         prefix = "etherscan_v2" if flavour == "etherscan" else "blockscout"
         self._tx_shape = _template(f"{prefix}_txlist.json")
@@ -243,6 +244,11 @@ class ExplorerServer:
         with self._lock:
             self._refused[action] = result
 
+    def ignore_paging(self, action: str) -> None:
+        """``action`` answers the first page whatever ``page`` asks for (as some do)."""
+        with self._lock:
+            self._unpaged.add(action)
+
     def calls(self, action: str | None = None) -> int:
         with self._lock:
             return sum(1 for r in self.requests if action is None or r.get("action") == action)
@@ -326,6 +332,9 @@ class ExplorerServer:
 
     def _page(self, rows: list[Row], query: dict[str, str], empty: str) -> Row:
         page = int(query.get("page") or 1)
+        with self._lock:
+            if query.get("action") in self._unpaged:
+                page = 1
         offset = min(int(query.get("offset") or MAX_OFFSET), MAX_OFFSET)
         if page * offset > WINDOW:
             return {

@@ -128,6 +128,37 @@ async def test_the_page_cap_truncates_and_says_so(explorer: ExplorerServer) -> N
     assert any("txlist: stopped at the cap of 2 pages of 1000" in f for f in history.failures)
 
 
+async def test_a_call_may_read_fewer_pages_and_hears_of_each(explorer: ExplorerServer) -> None:
+    for block in range(2_500):
+        explorer.send(1, OTHER, WALLET, block, block=block)
+    heard: list[int] = []
+    async with open_explorers(_options(explorer)) as explorers:
+        history = await explorers.history(
+            WALLET, "ethereum", deadline=deadline_in(10), max_pages=1, progress=heard.append
+        )
+        more = await explorers.history(WALLET, "ethereum", deadline=deadline_in(10), max_pages=50)
+    assert history.transactions_scanned == 1_000
+    assert history.truncated
+    assert sorted(heard) == heard
+    assert heard[-1] == 1_000  # three empty lists and one page of 1,000
+    assert more.complete  # a larger cap than configured is not granted, but 10 suffice here
+    with pytest.raises(ValueError, match="max_pages must be at least 1"):
+        async with open_explorers(_options(explorer)) as explorers:
+            await explorers.history(WALLET, "ethereum", deadline=deadline_in(1), max_pages=0)
+
+
+async def test_a_provider_that_ignores_page_is_read_once_and_said_so(
+    blockscout: ExplorerServer,
+) -> None:
+    for block in range(1_200):
+        blockscout.approve(8453, WALLET, f"0x{block + 1:040x}", OTHER, 1, block=block)
+    blockscout.ignore_paging("getLogs")
+    history = await _history(_options(blockscout, "base"), chain="base")
+    assert len(history.approvals) == 1_000
+    assert history.truncated
+    assert any("getLogs: 127.0.0.1:" in f and "does not page it" in f for f in history.failures)
+
+
 async def test_max_rate_limit_reached_is_waited_out(explorer: ExplorerServer) -> None:
     explorer.send(1, RONIN_ATTACKER, WALLET, ETH, block=1)
     explorer.rate_limit_next(3)
