@@ -25,8 +25,14 @@ from typing import Literal, cast
 from pydantic import SecretStr
 
 from kamiyo.explorers import deadline_in, open_explorers
-from tests.explorers.conftest import NO_DEFAULTS, RONIN_ATTACKER, TEST_KEY, USDC, Options
-from tests.explorers.explorer_server import ExplorerServer
+from tests.explorers.explorer_server import (
+    NO_DEFAULTS,
+    RONIN_ATTACKER,
+    TEST_KEY,
+    USDC,
+    ExplorerServer,
+    Options,
+)
 
 RESULTS = Path(__file__).parent / "results"
 WALLET = "0x1111111111111111111111111111111111111111"

@@ -9,16 +9,18 @@ import pytest
 from pydantic import SecretStr
 
 from kamiyo.explorers import History, deadline_in, open_explorers
-from tests.explorers.conftest import (
+from tests.explorers.explorer_server import (
     EULER_ATTACK_TX,
     EULER_ATTACKER,
+    GENESIS_TIME,
     PARITY_WALLET,
     RONIN_ATTACKER,
     TEST_KEY,
     USDC,
+    ExplorerServer,
     Options,
+    options_for,
 )
-from tests.explorers.explorer_server import GENESIS_TIME, ExplorerServer
 
 pytestmark = pytest.mark.anyio
 
@@ -28,11 +30,7 @@ ETH = 10**18
 
 
 def _options(server: ExplorerServer, chain: str = "ethereum", **changes: object) -> Options:
-    values: dict[str, object] = {"urls": {chain: server.api_url}}
-    if server.flavour == "etherscan":
-        values["etherscan_api_key"] = SecretStr(TEST_KEY)
-    values.update(changes)
-    return Options(**values)  # type: ignore[arg-type]
+    return options_for({chain: server}, **changes)
 
 
 async def _history(options: Options, address: str = WALLET, chain: str = "ethereum") -> History:

@@ -12,7 +12,7 @@ from kamiyo.explorers import (
     deadline_in,
     open_explorers,
 )
-from tests.explorers.conftest import Options
+from tests.explorers.explorer_server import Options
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from solders.transaction import VersionedTransaction
 from kamiyo.explorers import deadline_in, open_explorers
 from kamiyo.explorers import solana as solana_client
 from kamiyo.explorers.solana_records import transfers_of
-from tests.explorers.conftest import NO_DEFAULTS, Options
+from tests.explorers.explorer_server import NO_DEFAULTS, Options
 from tests.payments.solana_chain import SOL, USDC, SolanaChain, keypair_for, running_solana_chain
 
 pytestmark = pytest.mark.anyio

@@ -209,7 +209,7 @@ def open_explorers(options: ExplorerOptions) -> Explorers:
         etherscan = speaks_etherscan_v2(url)
         if url not in pools:
             full = parsed.copy_merge_params({"apikey": key}) if etherscan and key else parsed
-            pools[url] = _pool(str(full), options, f"explorer {redact(parsed)}")
+            pools[url] = _pool(str(full), options, "explorer")
         chain = get_chain(slug)
         clients[slug] = EtherscanClient(
             pools[url],
