@@ -118,6 +118,9 @@ class EtherscanClient:
             *((r, internal_transfer(slug, r, self._native)) for r in internal),
             *((r, token_transfer(slug, r)) for r in token),
         ]
+        # Pages read newest first can overlap when transactions land meanwhile: the same
+        # record twice is one transfer. (Two identical token transfers in one transaction,
+        # which tokentx tells apart by nothing, are then one too.)
         for row, transfer in read:
             if transfer is not None:
                 key = (row.get("logIndex"), row.get("traceId"), transfer)
