@@ -8,10 +8,15 @@ free tier does since July 2026), newest or oldest first, and the 10,000-record w
 demand: "Max rate limit reached" for the next N requests, NOTOK for an action, a delay on every
 answer (a provider that times out).
 
-    def test_x(explorer: ExplorerServer) -> None:
+    async def test_x(explorer: ExplorerServer) -> None:
         tx = explorer.send(1, RONIN_ATTACKER, wallet, 10**18, block=100)
         explorer.rate_limit_next(2)
-        url = explorer.api_url  # KAMIYO_EXPLORER_URLS={"ethereum": url}
+        async with open_explorers(options_for({"ethereum": explorer})) as explorers:
+            ...
+
+The ``explorer`` and ``blockscout`` fixtures are here (``tests/explorers/conftest.py`` imports
+them; other test packages can too), with ``options_for`` (the settings ``open_explorers``
+reads, pointing at given servers) and real attacker addresses of the bundled dataset.
 """
 
 import hashlib
@@ -21,12 +26,24 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, Self
 
+import pytest
+from pydantic import SecretStr
+
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "explorers"
+# Real attacker addresses of the bundled dataset (src/kamiyo/intel/data/bundle.json.gz).
+RONIN_ATTACKER = "0x098b716b8aaf21512996dc57eb0615e2383e2f96"  # Ronin Network, 2022-03-29
+EULER_ATTACKER = "0x5f259d0b76665c337c6104145894f4d1d2758b8c"  # Euler Finance, 2023-03-13
+EULER_ATTACK_TX = "0xc310a0affe2169d1f6feec1c63dbc7f7c62a887fa48795d327d4d2da2d6b111d"
+# The Parity multisig library of the 2017-07-19 incident (role vulnerable_contract).
+PARITY_WALLET = "0xbec591de75b8699a3ba52f073428822d0bfc0d7e"
+USDC = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+TEST_KEY = "test-etherscan-key-0123456789"
 APPROVAL_TOPIC = "0x8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925"
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 MAX_OFFSET = 1000
@@ -73,6 +90,7 @@ class ExplorerServer:
         self._hashes = itertools.count(1)
         self._rate_limited = 0
         self._refused: dict[str, str] = {}
+        self._unpaged: set[str] = set()
         self.requests: list[dict[str, str]] = []
         prefix = "etherscan_v2" if flavour == "etherscan" else "blockscout"
         self._tx_shape = _template(f"{prefix}_txlist.json")
@@ -243,6 +261,11 @@ class ExplorerServer:
         with self._lock:
             self._refused[action] = result
 
+    def ignore_paging(self, action: str) -> None:
+        """``action`` answers the first page whatever ``page`` asks for (as some do)."""
+        with self._lock:
+            self._unpaged.add(action)
+
     def calls(self, action: str | None = None) -> int:
         with self._lock:
             return sum(1 for r in self.requests if action is None or r.get("action") == action)
@@ -326,6 +349,9 @@ class ExplorerServer:
 
     def _page(self, rows: list[Row], query: dict[str, str], empty: str) -> Row:
         page = int(query.get("page") or 1)
+        with self._lock:
+            if query.get("action") in self._unpaged:
+                page = 1
         offset = min(int(query.get("offset") or MAX_OFFSET), MAX_OFFSET)
         if page * offset > WINDOW:
             return {
@@ -424,3 +450,39 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What ``open_explorers`` reads, as ``settings.explorers`` has it (tests' own values)."""
+
+    defaults: bool = False  # a test reads only its own servers
+    urls: Mapping[str, str] = field(default_factory=dict)
+    etherscan_api_key: SecretStr | None = None
+    solana_rpc_urls: Sequence[str] = ()
+    timeout_s: float = 2.0
+    calls_per_second: float = 200.0
+    max_pages: int = 10
+    allow_private: bool = True
+
+
+def options_for(servers: Mapping[str, ExplorerServer], **changes: Any) -> Options:
+    """Options reading each chain from its server and nothing else (the key if one is set)."""
+    urls = {chain: server.api_url for chain, server in servers.items()}
+    keys = {server.api_key for server in servers.values() if server.api_key}
+    key = SecretStr(keys.pop()) if len(keys) == 1 else None
+    return Options(**{"urls": urls, "etherscan_api_key": key, **changes})
+
+
+@pytest.fixture
+def explorer() -> Iterator[ExplorerServer]:
+    """A local Etherscan V2 (``/v2/api``, chainid required, the key ``TEST_KEY`` checked)."""
+    with ExplorerServer("etherscan", api_key=TEST_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def blockscout() -> Iterator[ExplorerServer]:
+    """A local Blockscout instance (``/api``, no proxy module, JSON-RPC at ``/api/eth-rpc``)."""
+    with ExplorerServer("blockscout") as server:
+        yield server

@@ -10,14 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.intel import TransactionScreenQuery, Verdict, screen_transaction
-from tests.explorers.conftest import (
+from tests.explorers.explorer_server import (
     EULER_ATTACK_TX,
     PARITY_WALLET,
     RONIN_ATTACKER,
     TEST_KEY,
+    ExplorerServer,
     Options,
 )
-from tests.explorers.explorer_server import ExplorerServer
 
 pytestmark = pytest.mark.anyio
 

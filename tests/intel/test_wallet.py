@@ -11,14 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.intel import AddressScreenQuery, Scope, Verdict, screen_wallet
 from kamiyo.intel.wallet import chains_to_read
-from tests.explorers.conftest import (
+from tests.explorers.explorer_server import (
+    GENESIS_TIME,
     PARITY_WALLET,
     RONIN_ATTACKER,
     TEST_KEY,
     USDC,
+    ExplorerServer,
     Options,
 )
-from tests.explorers.explorer_server import GENESIS_TIME, ExplorerServer
 
 pytestmark = pytest.mark.anyio
 

@@ -309,8 +309,7 @@ async def test_a_wallet_screen_reads_the_chain_and_reports_progress(
 ) -> None:
     from pydantic import SecretStr
 
-    from tests.explorers.conftest import RONIN_ATTACKER, TEST_KEY
-    from tests.explorers.explorer_server import ExplorerServer
+    from tests.explorers.explorer_server import RONIN_ATTACKER, TEST_KEY, ExplorerServer
 
     wallet = "0x7a11e70000000000000000000000000000000001"
     with ExplorerServer("etherscan", api_key=TEST_KEY) as explorer:

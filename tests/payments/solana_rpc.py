@@ -430,6 +430,9 @@ class SolanaLedger:
         self._blockhash_height = self.block_height
         self._entries: dict[str, LedgerEntry] = {}
         self._order: list[str] = []
+        # Every address written or used by a transaction: LiteSVM has no index of accounts by
+        # owner, and getTokenAccountsByOwner needs one.
+        self._known: dict[Pubkey, None] = {}
         self._apply_clock()
 
     # -- clock and blockhash -------------------------------------------------------------------
@@ -489,6 +492,7 @@ class SolanaLedger:
         """Write account state directly (test setup; no transaction is recorded)."""
         with self._lock:
             self._svm.set_account(address, account)
+            self._known[address] = None
 
     def rent_exempt_minimum(self, size: int) -> int:
         with self._lock:
@@ -561,6 +565,7 @@ class SolanaLedger:
         if signature in self._entries:
             return  # the node drops a duplicate without a word
         keys = list(tx.message.account_keys)
+        self._known.update(dict.fromkeys(keys))
         pre = self._snapshot(keys)
         pre_tokens = self._token_balances(keys, pre)
         self._advance_slot()
@@ -1000,6 +1005,29 @@ class SolanaLedger:
         ]
         return {"context": self._context(), "value": value}
 
+    def _rpc_get_token_accounts_by_owner(self, params: list[Any]) -> JsonObj:
+        owner = _pubkey(_param(params, 0))
+        wanted = _param(params, 1)
+        if (
+            not isinstance(wanted, dict)
+            or len(wanted) != 1
+            or not {"mint", "programId"} & set(wanted)
+        ):
+            raise _invalid_params("expected a filter object with mint or programId")
+        encoding = _config(params, 2).get("encoding", "binary")
+        value = []
+        for address in list(self._known):
+            account = self._svm.get_account(address)
+            token = _token_state(account)
+            if account is None or token is None or token.owner != owner:
+                continue
+            if str(wanted.get("programId", account.owner)) != str(account.owner):
+                continue
+            if str(wanted.get("mint", token.mint)) != str(token.mint):
+                continue
+            value.append({"account": self._account_json(account, encoding), "pubkey": str(address)})
+        return {"context": self._context(), "value": value}
+
     def _rpc_get_balance(self, params: list[Any]) -> JsonObj:
         account = self._svm.get_account(_pubkey(_param(params, 0)))
         return {"context": self._context(), "value": account.lamports if account else 0}
@@ -1059,6 +1087,7 @@ _METHODS: dict[str, Any] = {
     "getSignaturesForAddress": SolanaLedger._rpc_get_signatures_for_address,
     "getSlot": SolanaLedger._rpc_get_slot,
     "getTokenAccountBalance": SolanaLedger._rpc_get_token_account_balance,
+    "getTokenAccountsByOwner": SolanaLedger._rpc_get_token_accounts_by_owner,
     "getTransaction": SolanaLedger._rpc_get_transaction,
     "getVersion": SolanaLedger._rpc_get_version,
     "isBlockhashValid": SolanaLedger._rpc_is_blockhash_valid,

@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from kamiyo.chains import AddressFamily, find_chain
 from kamiyo.config.base import Section, json_setting, section_config
 
 _URLS_EXAMPLE = '{"base": "https://base.blockscout.com/api"}'
@@ -71,9 +72,20 @@ class ExplorerSettings(Section):
     @field_validator("urls")
     @classmethod
     def _http_urls(cls, urls: dict[str, str]) -> dict[str, str]:
-        for chain, url in urls.items():
+        for name, url in urls.items():
+            chain = find_chain(name)
+            if chain is None:
+                raise ValueError(
+                    f"names {name[:40]!r}, which is not a chain KAMIYO knows: use slugs such "
+                    f"as ethereum, base, bsc, e.g. {_URLS_EXAMPLE}"
+                )
+            if chain.family is not AddressFamily.EVM:
+                raise ValueError(
+                    f"names {chain.slug}, which is not an EVM chain: explorer URLs are for EVM "
+                    "chains (Solana is read through KAMIYO_SOLANA_RPC_URLS)"
+                )
             if url.strip():
-                _http(url, chain, _URLS_EXAMPLE)
+                _http(url, name, _URLS_EXAMPLE)
         return urls
 
     @field_validator("solana_rpc_urls")

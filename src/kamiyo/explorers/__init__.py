@@ -25,7 +25,7 @@ from kamiyo.explorers.models import (
     TransferKind,
 )
 from kamiyo.explorers.providers import BLOCKSCOUT, ETHERSCAN_FREE, ETHERSCAN_V2, default_urls
-from kamiyo.explorers.scan import ExplorerError, deadline_in
+from kamiyo.explorers.scan import ExplorerError, Progress, deadline_in
 
 __all__ = [
     "BLOCKSCOUT",
@@ -37,6 +37,7 @@ __all__ = [
     "ExplorerOptions",
     "Explorers",
     "History",
+    "Progress",
     "TransactionStatus",
     "TransactionView",
     "Transfer",

@@ -66,7 +66,7 @@ def _no_redaction(text: str) -> str:
 class EtherscanClient:
     """One chain on one provider. ``pool`` is the provider's (one per base URL, shared by the
     chains it serves, so its rate limit counts every chain's calls); ``chain_id`` is sent as
-    ``chainid`` when set (Etherscan V2). ``max_pages`` caps the pages of each list."""
+    ``chainid`` when set (Etherscan V2)."""
 
     def __init__(
         self,
@@ -76,7 +76,6 @@ class EtherscanClient:
         provider: str,
         native_symbol: str,
         chain_id: int | None,
-        max_pages: int,
         redact: Redactor = _no_redaction,
     ) -> None:
         self.chain = chain
@@ -84,14 +83,12 @@ class EtherscanClient:
         self._pool = pool
         self._native = native_symbol
         self._chain_id = chain_id
-        self._max_pages = max_pages
         self._redact = redact
         self._json_rpc = False  # learnt: the provider takes JSON-RPC at eth-rpc, not proxy
 
-    async def history(self, address: str, *, deadline: float) -> History:
-        """Everything the provider has on ``address`` (normalised, lower case) until the page
-        cap or ``deadline`` (monotonic), whichever comes first."""
-        scan = Scan(deadline)
+    async def history(self, address: str, scan: Scan) -> History:
+        """Everything the provider has on ``address`` (normalised, lower case) until the
+        scan's page cap or deadline, whichever comes first."""
         normal: list[Row] = []
         internal: list[Row] = []
         token: list[Row] = []
@@ -121,6 +118,9 @@ class EtherscanClient:
             *((r, internal_transfer(slug, r, self._native)) for r in internal),
             *((r, token_transfer(slug, r)) for r in token),
         ]
+        # Pages read newest first can overlap when transactions land meanwhile: the same
+        # record twice is one transfer. (Two identical token transfers in one transaction,
+        # which tokentx tells apart by nothing, are then one too.)
         for row, transfer in read:
             if transfer is not None:
                 key = (row.get("logIndex"), row.get("traceId"), transfer)
@@ -139,10 +139,9 @@ class EtherscanClient:
             elapsed_s=scan.elapsed(),
         )
 
-    async def transaction(self, tx_hash: str, *, deadline: float) -> TransactionView:
+    async def transaction(self, tx_hash: str, scan: Scan) -> TransactionView:
         """One transaction and the value it moved; ``status`` "not_found" if the provider
         does not know it, "unknown" if it could not be read (see ``failures``)."""
-        scan = Scan(deadline)
         found: dict[str, Any] = {}
 
         async def read() -> None:
@@ -228,17 +227,20 @@ class EtherscanClient:
 
     async def _list(self, scan: Scan, params: Row, sink: list[Row]) -> None:
         """Pages of ``params`` into ``sink`` until a short page, the cap or a failure."""
-        what = str(params["action"])
+        what, cap = str(params["action"]), scan.max_pages
         page = 1
         try:
             first = await self._page(scan, params, 1)
             sink.extend(first)
             if len(first) < PAGE_SIZE:
                 return
-            while page < self._max_pages:
-                window = range(page + 1, min(page + PAGE_WINDOW, self._max_pages) + 1)
+            while page < cap:
+                window = range(page + 1, min(page + PAGE_WINDOW, cap) + 1)
                 pages = await asyncio.gather(*(self._page(scan, params, n) for n in window))
                 for rows in pages:
+                    if rows and rows[0] == first[0]:  # the provider ignores ``page``
+                        scan.cut(f"{what}: {self.provider} does not page it; {PAGE_SIZE} read")
+                        return
                     sink.extend(rows)
                     if len(rows) < PAGE_SIZE:
                         return
@@ -250,7 +252,7 @@ class EtherscanClient:
             scan.fail(self._redact(str(exc)))
             return
         scan.cut(
-            f"{what}: stopped at the cap of {self._max_pages} pages of {PAGE_SIZE} "
+            f"{what}: stopped at the cap of {cap} pages of {PAGE_SIZE} "
             "(the newest records were read)"
         )
 
@@ -258,7 +260,9 @@ class EtherscanClient:
         rows = await self._get(scan, {**params, "page": page, "offset": PAGE_SIZE})
         if not isinstance(rows, list):
             raise ExplorerError(f"{params['action']} answered with no list")
-        return [row for row in rows if isinstance(row, dict)]
+        records = [row for row in rows if isinstance(row, dict)]
+        scan.read(len(records))
+        return records
 
     async def _get(self, scan: Scan, params: Row) -> Any:
         """One module/action request; its ``result``, an empty list for "no records"."""

@@ -18,6 +18,7 @@ from kamiyo.chains import AddressFamily, get_chain, normalize_address, normalize
 from kamiyo.explorers.etherscan import EtherscanClient
 from kamiyo.explorers.models import History, TransactionView
 from kamiyo.explorers.providers import default_urls, native_symbol, speaks_etherscan_v2
+from kamiyo.explorers.scan import Progress, Scan
 from kamiyo.explorers.solana import SolanaClient
 from kamiyo.outbound import EndpointPool, http_endpoints, parse_url, redact
 
@@ -73,7 +74,10 @@ class Explorers:
         evm: Mapping[str, EtherscanClient],
         solana: SolanaClient | None,
         pools: Sequence[EndpointPool[httpx2.AsyncClient]],
+        *,
+        max_pages: int,
     ) -> None:
+        self._max_pages = max_pages
         self._evm = dict(evm)
         self._solana = solana
         self._pools = list(pools)
@@ -90,16 +94,28 @@ class Explorers:
         """The provider a chain is read from (``host[:port]``)."""
         return self._client(get_chain(chain).slug).provider
 
-    async def history(self, address: str, chain: str, *, deadline: float) -> History:
+    async def history(
+        self,
+        address: str,
+        chain: str,
+        *,
+        deadline: float,
+        max_pages: int | None = None,
+        progress: Progress | None = None,
+    ) -> History:
         """``address``'s transfers and approvals on ``chain`` until ``deadline`` (a
         :func:`time.monotonic` instant; see :func:`kamiyo.explorers.deadline_in`).
 
+        ``max_pages`` lowers the configured cap of pages per list for this call (a tier's
+        share of work); ``progress`` is called with the records read so far after each page.
         ValueError for an address of another family or an unknown chain;
         :class:`ExplorerNotConfiguredError` for a chain with no explorer.
         """
         slug = get_chain(chain).slug
         normal = normalize_address(address, slug)
-        return await self._client(slug).history(normal, deadline=deadline)
+        client = self._client(slug)
+        pages = self._max_pages if max_pages is None else min(max_pages, self._max_pages)
+        return await client.history(normal, Scan(deadline, pages, progress))
 
     async def transaction(self, tx_hash: str, chain: str, *, deadline: float) -> TransactionView:
         """One transaction on ``chain``; ValueError for a hash of the other family."""
@@ -114,7 +130,7 @@ class Explorers:
                     else "expected a base58 transaction signature"
                 )
             )
-        return await self._client(known.slug).transaction(normal, deadline=deadline)
+        return await self._client(known.slug).transaction(normal, Scan(deadline, 1))
 
     def _client(self, slug: str) -> EtherscanClient | SolanaClient:
         if slug == SOLANA_CHAIN and self._solana is not None:
@@ -195,7 +211,7 @@ def open_explorers(options: ExplorerOptions) -> Explorers:
         etherscan = speaks_etherscan_v2(url)
         if url not in pools:
             full = parsed.copy_merge_params({"apikey": key}) if etherscan and key else parsed
-            pools[url] = _pool(str(full), options, f"explorer {redact(parsed)}")
+            pools[url] = _pool(str(full), options, "explorer")
         chain = get_chain(slug)
         clients[slug] = EtherscanClient(
             pools[url],
@@ -203,7 +219,6 @@ def open_explorers(options: ExplorerOptions) -> Explorers:
             provider=redact(parsed),
             native_symbol=native_symbol(slug),
             chain_id=chain.evm_chain_id if etherscan else None,
-            max_pages=options.max_pages,
             redact=redact_key,
         )
     solana = None
@@ -218,5 +233,5 @@ def open_explorers(options: ExplorerOptions) -> Explorers:
             cooldown_s=COOLDOWN_S,
         )
         all_pools.append(rpc)
-        solana = SolanaClient(rpc, chain=SOLANA_CHAIN, max_pages=options.max_pages)
-    return Explorers(clients, solana, all_pools)
+        solana = SolanaClient(rpc, chain=SOLANA_CHAIN)
+    return Explorers(clients, solana, all_pools, max_pages=options.max_pages)

@@ -7,8 +7,11 @@ time budget runs out the read stops where it is and keeps what it has, labelled 
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
+
+# Called with the number of records read so far, after each page (for progress notifications).
+Progress = Callable[[int], None]
 
 
 def deadline_in(seconds: float) -> float:
@@ -22,14 +25,26 @@ class ExplorerError(Exception):
 
 
 class Scan:
-    """One read's budget and record. ``deadline`` is a :func:`time.monotonic` instant."""
+    """One read's budget and record. ``deadline`` is a :func:`time.monotonic` instant;
+    ``max_pages`` caps the pages of each list; ``progress`` hears of every page read."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, max_pages: int, progress: Progress | None = None) -> None:
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
         self.deadline = deadline
+        self.max_pages = max_pages
         self.started = time.monotonic()
         self.calls = 0
+        self.records = 0
         self.failures: list[str] = []
         self.truncated = False
+        self._progress = progress
+
+    def read(self, records: int) -> None:
+        """A page of ``records`` came in."""
+        self.records += records
+        if self._progress is not None:
+            self._progress(self.records)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
