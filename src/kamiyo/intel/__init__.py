@@ -21,7 +21,7 @@ from kamiyo.intel.models import (
     TransactionMatches,
     TransactionQuery,
 )
-from kamiyo.intel.risk import ProtocolHistory, ProtocolHistoryQuery, protocol_history
+from kamiyo.intel.risk import ProtocolRisk, ProtocolRiskQuery, assess_protocol
 from kamiyo.intel.scope import NotFoundError, Scope
 from kamiyo.intel.screening import AddressScreen, AddressScreenQuery, screen_address
 from kamiyo.intel.search import exploit, find_by_transaction, get_incident, search_incidents
@@ -36,8 +36,8 @@ __all__ = [
     "IncidentList",
     "IncidentSummary",
     "NotFoundError",
-    "ProtocolHistory",
-    "ProtocolHistoryQuery",
+    "ProtocolRisk",
+    "ProtocolRiskQuery",
     "Scope",
     "SearchQuery",
     "SearchResult",
@@ -47,12 +47,12 @@ __all__ = [
     "StatsQuery",
     "TransactionMatches",
     "TransactionQuery",
+    "assess_protocol",
     "dataset_info",
     "exploit",
     "find_by_transaction",
     "get_incident",
     "incident_stats",
-    "protocol_history",
     "screen_address",
     "search_incidents",
 ]
