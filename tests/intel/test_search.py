@@ -9,8 +9,8 @@ from kamiyo import intel
 from kamiyo.db.tables import Incident as IncidentRow
 from kamiyo.db.tables import IncidentName
 from kamiyo.intel import SearchQuery, SortOrder
-from kamiyo.intel.risk import ProtocolRiskQuery, assess_protocol
 from kamiyo.intel.names import name_key
+from kamiyo.intel.risk import ProtocolRiskQuery, assess_protocol
 from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import AttackType
 

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import Incident, IncidentName
 from kamiyo.intel.names import name_key
-from kamiyo.intel.risk_model import PastIncident, Level, level_of, quick_score
+from kamiyo.intel.risk_model import Level, PastIncident, level_of, quick_score
 from kamiyo.intel.stats import COUNTED_LOSS
 from kamiyo.intel.vocabulary import AttackType
 
@@ -217,7 +217,7 @@ def evaluate(protocols: Sequence[Protocol], cutoff: dt.date) -> CutoffResult:
             precision_top_count=count,
             lift_top_count=count / base if base else 0.0,
         )
-    by_level: dict[Level, tuple[int, int]] = {level: (0, 0) for level in Level}
+    by_level: dict[Level, tuple[int, int]] = dict.fromkeys(Level, (0, 0))
     for score, label in zip(model_scores, labels, strict=True):
         seen, hit = by_level[level_of(score)]
         by_level[level_of(score)] = (seen + 1, hit + label)

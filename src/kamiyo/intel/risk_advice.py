@@ -31,8 +31,7 @@ FACTOR_CHECKS: Mapping[FactorName, tuple[str, ...]] = MappingProxyType(
             "Prefer a re-audit of the whole system to reviews of single patches.",
         ),
         FactorName.INCIDENTS: (
-            "Read each incident listed here in full (get_exploit) before relying on the "
-            "protocol.",
+            "Read each incident listed here in full (get_exploit) before relying on the protocol.",
         ),
         FactorName.AUDITS: (
             "Ask for an audit of the deployed contracts, and check the audited commit is the "
@@ -54,8 +53,7 @@ FACTOR_CHECKS: Mapping[FactorName, tuple[str, ...]] = MappingProxyType(
             "bridges, liquidation and price logic for lending.",
         ),
         FactorName.ORACLES: (
-            "Check every collateral price has a second, independent source and a staleness "
-            "check.",
+            "Check every collateral price has a second, independent source and a staleness check.",
         ),
         FactorName.FORK_LINEAGE: (
             "Check the fix of each exploit of the parent protocol was applied to this fork.",
@@ -75,9 +73,7 @@ class FactorCheck(FrozenModel):
 def factor_checks(factors: Sequence[Factor]) -> list[FactorCheck]:
     """Checks for the factors adding at least ``ADVISE_FROM`` points, largest first (the root
     cause is answered per attack type instead)."""
-    advised = [
-        f for f in factors if f.contribution >= ADVISE_FROM and f.name in FACTOR_CHECKS
-    ]
+    advised = [f for f in factors if f.contribution >= ADVISE_FROM and f.name in FACTOR_CHECKS]
     advised.sort(key=lambda f: (-f.contribution, f.name))
     return [
         FactorCheck(factor=f.name, contribution=f.contribution, checks=list(FACTOR_CHECKS[f.name]))

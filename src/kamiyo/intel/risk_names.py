@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.db.tables import Incident as IncidentRow
 from kamiyo.db.tables import IncidentChain, IncidentName, ProtocolRow
 from kamiyo.intel import resolver
-from kamiyo.intel.names import name_key, name_words
+from kamiyo.intel.names import name_key, name_similarity, name_words
 from kamiyo.intel.reports import ProtocolRecord
 from kamiyo.intel.search_plan import SUMMARY_COLUMNS
 from kamiyo.intel.stats import COUNTED_LOSS
@@ -39,6 +39,8 @@ COLUMNS = (
 # Names shorter than this are contained in too many others to relate them ("x", "lw").
 MIN_CONTAINED_KEY = 3
 MAX_CANDIDATES = 10
+# How alike (names.name_similarity) a near miss must be to the whole name asked for.
+WHOLE_NAME_SIMILARITY = 75.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,9 @@ def _visible(chain: str | None, hide_after: dt.date | None) -> list[ColumnElemen
         conditions.append(IncidentRow.date <= hide_after)
     if chain is not None:
         conditions.append(
-            exists().where(IncidentChain.incident_pk == IncidentRow.pk, IncidentChain.chain == chain)
+            exists().where(
+                IncidentChain.incident_pk == IncidentRow.pk, IncidentChain.chain == chain
+            )
         )
     return conditions
 
@@ -151,7 +155,7 @@ async def _exploited(session: AsyncSession, parents: Sequence[str]) -> tuple[str
 
 def _shown_name(own: Sequence[Row[Any]], key: str, fallback: str) -> str:
     """The spelling most own incidents carry as their protocol, the first one's on ties."""
-    spellings = [row.protocol for row in reversed(own) if name_key(row.protocol) == key]
+    spellings: list[str] = [row.protocol for row in reversed(own) if name_key(row.protocol) == key]
     if not spellings:
         return fallback
     return max(spellings, key=spellings.count)
@@ -173,7 +177,13 @@ async def resolve(
         resolution.candidates = list(shown)[:MAX_CANDIDATES]
         if not resolution.candidates:
             advice = await resolver.did_you_mean(session, text, filtered=False)
-            resolution.candidates = advice.suggestions
+            # Near misses of the whole name only: one of its words ("finance") a letter from
+            # another name ("Binance") is no candidate for the protocol.
+            resolution.candidates = [
+                name
+                for name in advice.suggestions
+                if name_similarity(key, name_key(name)) >= WHOLE_NAME_SIMILARITY
+            ]
         return resolution
     families = {r.parent or r.slug for r in records}
     if len(families) > 1:
