@@ -2,9 +2,8 @@
 
     python -m bench.risk_backtest                 # a fresh SQLite with the bundled data
     python -m bench.risk_backtest --url sqlite+aiosqlite:///path/kamiyo.db
-    python -m bench.risk_backtest --markdown      # the table as docs/risk.md shows it
 
-Every cutoff, each scorer's ROC AUC, precision and lift in the top 10 % and the top 50, then the
+Markdown tables, as docs/risk.md shows them: every cutoff, each scorer's ROC AUC, precision and lift in the top 10 % and the top 50, then the
 means, then the model's incident rate per level. See ``kamiyo.intel.backtest`` for the method.
 """
 
@@ -74,7 +73,6 @@ async def run(url: str | None) -> list[CutoffResult]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="database URL (default: a fresh SQLite, bundled data)")
-    parser.add_argument("--markdown", action="store_true", help="print only the tables")
     args = parser.parse_args()
     results = asyncio.run(run(args.url))
     print(table(results))
