@@ -3,8 +3,9 @@
     python -m bench.risk_backtest                 # a fresh SQLite with the bundled data
     python -m bench.risk_backtest --url sqlite+aiosqlite:///path/kamiyo.db
 
-Markdown tables, as docs/risk.md shows them: every cutoff, each scorer's ROC AUC, precision and lift in the top 10 % and the top 50, then the
-means, then the model's incident rate per level. See ``kamiyo.intel.backtest`` for the method.
+Markdown tables, as docs/risk.md shows them: every cutoff, each scorer's ROC AUC, precision
+and lift in the top 10 % and the top 50, then the means, then the model's incident rate per
+level. See ``kamiyo.intel.backtest`` for the method.
 """
 
 import argparse

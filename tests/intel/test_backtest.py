@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.intel import backtest
 from kamiyo.intel.backtest import mean, precision_at, roc_auc
-from kamiyo.intel.risk_model import PastIncident
+from kamiyo.intel.risk_model import Level, PastIncident
 from kamiyo.intel.vocabulary import AttackType
 
 pytestmark = pytest.mark.anyio
@@ -72,6 +72,6 @@ async def test_the_model_beats_both_baselines_on_the_bundled_data(session: Async
     # Calibration: the top two levels see incidents more often than the bottom two.
     counts = {level: sum(r.by_level[level][0] for r in results) for level in results[0].by_level}
     hits = {level: sum(r.by_level[level][1] for r in results) for level in results[0].by_level}
-    low = (hits["low"] + hits["medium"]) / (counts["low"] + counts["medium"])
-    high = (hits["high"] + hits["critical"]) / (counts["high"] + counts["critical"])
+    low = (hits[Level.LOW] + hits[Level.MEDIUM]) / (counts[Level.LOW] + counts[Level.MEDIUM])
+    high = (hits[Level.HIGH] + hits[Level.CRITICAL]) / (counts[Level.HIGH] + counts[Level.CRITICAL])
     assert high > low

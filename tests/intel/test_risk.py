@@ -1,4 +1,6 @@
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -8,7 +10,7 @@ from kamiyo.intel import resolver
 from kamiyo.intel.names import name_key
 from kamiyo.intel.reports import ProtocolRecord, SourceReport
 from kamiyo.intel.risk import ProtocolRisk, ProtocolRiskQuery, assess_protocol
-from kamiyo.intel.risk_model import SEVERITY, FactorName, level_of
+from kamiyo.intel.risk_model import SEVERITY, WEIGHTS, FactorName, level_of
 from kamiyo.intel.scope import Scope
 from kamiyo.intel.store import Store
 from kamiyo.intel.vocabulary import ATTACK_CHECKS, AttackType
@@ -96,7 +98,8 @@ async def test_ronin_repeat_key_compromise_outranks_a_single_incident(
     assert "key_compromise" in root.reason
     assert ronin.level in {"high", "critical"}
     euler = await _risk(session, "Euler")
-    assert ronin.score is not None and euler.score is not None
+    assert ronin.score is not None
+    assert euler.score is not None
     assert ronin.score > euler.score
     # An alias names only the incidents its reports use; a delayed feed hides the later one.
     axie = await _risk(session, "Axie Infinity")
@@ -119,7 +122,8 @@ async def test_nomad_and_beanstalk(session: AsyncSession) -> None:
 async def test_recency_decays(session: AsyncSession) -> None:
     soon = await _risk(session, "Nomad", today=dt.date(2022, 8, 10))
     later = await _risk(session, "Nomad", today=dt.date(2025, 8, 10))
-    assert soon.score is not None and later.score is not None
+    assert soon.score is not None
+    assert later.score is not None
     assert soon.score > later.score
     recency = {r.as_of: _explained(r)[FactorName.RECENCY] for r in (soon, later)}
     assert recency[soon.as_of] > 0.9 > 0.2 > recency[later.as_of]
@@ -246,7 +250,7 @@ def _report(n: int, protocol: str, day: dt.date, loss: float, cause: str) -> Sou
 
 
 def _protocol(slug: str, name: str, **fields: object) -> ProtocolRow:
-    record = ProtocolRecord(source="defillama_protocols", slug=slug, name=name, **fields)  # type: ignore[arg-type]
+    record = ProtocolRecord(source="defillama_protocols", slug=slug, name=name, **fields)
     return ProtocolRow(
         source=record.source,
         slug=slug,
@@ -298,7 +302,8 @@ async def test_registry_metadata_scores_and_relates(migrated_session: AsyncSessi
     assert FactorName.RECENCY not in values
     lineage = next(f for f in forkly.factors if f.name is FactorName.FORK_LINEAGE)
     assert "Compound V2" in lineage.reason
-    assert forkly.confidence is not None and forkly.confidence.registry
+    assert forkly.confidence is not None
+    assert forkly.confidence.registry
     assert "not evidence of safety" in forkly.summary
     compound = await _risk(session, "Compound")
     assert compound.incident_count == 1
@@ -327,3 +332,20 @@ async def test_a_key_two_registry_families_share_is_not_given_their_metadata(
     assert alpha.score is not None
     assert set(_explained(alpha)) == INCIDENT_FACTORS
     assert "shared by registry protocols" in alpha.summary
+
+
+# --- the model's tables -----------------------------------------------------------------
+
+
+def test_every_factor_has_a_weight_and_every_attack_type_a_severity() -> None:
+    assert set(WEIGHTS) == set(FactorName)
+    assert set(SEVERITY) == set(AttackType)
+    assert all(0 <= severity <= 1 for severity in SEVERITY.values())
+    assert sum(WEIGHTS[name].points for name in INCIDENT_FACTORS if WEIGHTS[name].points > 0) == 100
+
+
+def test_the_documented_weights_are_the_models() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "risk.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| (-?[\d.]+) \| (.+) \|$", doc, flags=re.MULTILINE)
+    documented = {FactorName(name): (float(points), why) for name, points, why in rows}
+    assert documented == {name: (w.points, w.why) for name, w in WEIGHTS.items()}

@@ -81,9 +81,8 @@ WEIGHTS: Mapping[FactorName, Weight] = MappingProxyType(
     {
         FactorName.RECENCY: Weight(
             30,
-            "A recent incident is the strongest sign in the back-test: fixes are fresh, copycats "
-            "try the same bug, and 4 of 6 repeat victims in one public study were hit again "
-            "within twelve months.",
+            "Repeat incidents cluster in time (4 of 6 repeat victims in one public study were "
+            "hit again within twelve months): fixes are fresh and copycats try the same bug.",
         ),
         FactorName.LOSS: Weight(
             25,
