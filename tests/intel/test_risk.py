@@ -10,7 +10,8 @@ from kamiyo.intel import resolver
 from kamiyo.intel.names import name_key
 from kamiyo.intel.reports import ProtocolRecord, SourceReport
 from kamiyo.intel.risk import ProtocolRisk, ProtocolRiskQuery, assess_protocol
-from kamiyo.intel.risk_model import SEVERITY, WEIGHTS, FactorName, level_of
+from kamiyo.intel.risk_model import level_of
+from kamiyo.intel.risk_weights import SEVERITY, WEIGHTS, FactorName
 from kamiyo.intel.scope import Scope
 from kamiyo.intel.store import Store
 from kamiyo.intel.vocabulary import ATTACK_CHECKS, AttackType

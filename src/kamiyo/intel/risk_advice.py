@@ -10,7 +10,8 @@ from types import MappingProxyType
 from pydantic import Field
 
 from kamiyo.intel.models import FrozenModel
-from kamiyo.intel.risk_model import Factor, FactorName
+from kamiyo.intel.risk_model import Factor
+from kamiyo.intel.risk_weights import FactorName
 
 ADVISE_FROM = 3.0
 
