@@ -185,7 +185,9 @@ async def test_an_unknown_name_has_no_score(session: AsyncSession) -> None:
 
 async def test_a_chain_narrows_the_history(session: AsyncSession) -> None:
     on_bsc = await _risk(session, "Ronin", chain="bsc")
-    assert on_bsc.incident_count == 0
+    assert (on_bsc.incident_count, on_bsc.score, on_bsc.candidates) == (0, None, [])
+    assert on_bsc.summary.startswith("Ronin Network has 2 incident(s) on record, on ")
+    assert "none on bsc" in on_bsc.summary
     on_ethereum = await _risk(session, "Ronin", chain="ethereum")
     assert on_ethereum.incident_count >= 1
     assert "on ethereum" in on_ethereum.summary

@@ -170,6 +170,14 @@ def _summary(
     where = f" on {query.chain}" if query.chain else ""
     asked = query.protocol_name
     if not resolution.resolved:
+        if resolution.elsewhere:
+            chains = sorted({c for row in resolution.elsewhere for c in row.chain_list})
+            return (
+                f"{resolution.name} has {len(resolution.elsewhere)} incident(s) on record, on "
+                f"{', '.join(chains) or 'unstated chains'}, and none{where}: no score{where}. "
+                "Ask without the chain for its history and score; no incident on this chain is "
+                "not evidence of safety there."
+            )
         if resolution.candidates:
             return (
                 f"No protocol named '{asked}'{where} in KAMIYO's data. Did you mean: "

@@ -59,6 +59,8 @@ class Resolution:
     record: ProtocolRecord | None = None
     exploited_parents: tuple[str, ...] = ()
     candidates: list[str] = field(default_factory=list)
+    # With a chain asked for and no own incident on it: own incidents on other chains.
+    elsewhere: list[Row[Any]] = field(default_factory=list)
 
     @property
     def resolved(self) -> bool:
@@ -172,7 +174,12 @@ async def resolve(
     records = await _registry(session, key)
     resolution = Resolution(key=key, name=_shown_name(own, key, text.strip()), own=own)
     contained = await _containing(session, key, words, conditions)
+    if not own and chain is not None:
+        resolution.elsewhere = await _named(session, [key], _visible(None, hide_after))
+        resolution.name = _shown_name(resolution.elsewhere, key, resolution.name)
     if not own and not records:
+        if resolution.elsewhere:
+            return resolution  # the name is known: no candidates for it
         shown = dict.fromkeys(row.protocol for row, _ in contained)
         resolution.candidates = list(shown)[:MAX_CANDIDATES]
         if not resolution.candidates:
