@@ -27,7 +27,7 @@ def table(results: list[CutoffResult]) -> str:
     names = list(SCORERS)
     head = ["cutoff", "protocols", "hit in 12 months"]
     for name in names:
-        head += [f"{name}: AUC", "P@10%", "lift@10%", "P@50"]
+        head += [f"{name}: AUC", "P@10%", "lift@10%", "P@50", "lift@50"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for result in results:
         cells = [result.cutoff.isoformat(), str(result.universe), str(result.positives)]
@@ -38,6 +38,7 @@ def table(results: list[CutoffResult]) -> str:
                 _cell(r.precision_top_share, 3),
                 _cell(r.lift_top_share, 1),
                 _cell(r.precision_top_count, 3),
+                _cell(r.lift_top_count, 1),
             ]
         lines.append("| " + " | ".join(cells) + " |")
     cells = ["mean", "", ""]
@@ -48,6 +49,7 @@ def table(results: list[CutoffResult]) -> str:
             _cell(mean([r.precision_top_share for r in rows]), 3),
             _cell(mean([r.lift_top_share for r in rows]), 1),
             _cell(mean([r.precision_top_count for r in rows]), 3),
+            _cell(mean([r.lift_top_count for r in rows]), 1),
         ]
     lines.append("| " + " | ".join(f"**{c}**" if c else "" for c in cells) + " |")
     return "\n".join(lines)
