@@ -128,6 +128,22 @@ def test_stats_json_totals() -> None:
     assert sum(r["incidents"] for r in stats["rows"]) == stats["incidents"]
 
 
+def test_risk_prints_the_score_its_factors_and_the_incidents() -> None:
+    code, out, _ = kamiyo("risk", "Ronin")
+    assert code == 0
+    assert "Risk " in out
+    assert "Factors (risk-" in out
+    for factor in ("recency", "loss", "root_cause", "repeats"):
+        assert factor in out
+    assert "20220329_ronin-network" in out
+    code, out, _ = kamiyo("risk", "Aave", "--json")
+    answer = json.loads(out)
+    assert (code, answer["incident_count"]) == (0, 1)
+    assert "20250612_aaveboost" in {r["incident"]["id"] for r in answer["related"]}
+    code, out, _ = kamiyo("risk", "eulr")
+    assert (code, "Did you mean: Euler Finance?" in out) == (0, True)
+
+
 def test_db_upgrade_on_postgres_then_search(
     postgres_url_for_cli: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -117,17 +117,44 @@ def show_stats(result: intel.Stats) -> None:
         out.print(result.note)
 
 
-def show_history(history: intel.ProtocolHistory) -> None:
+def show_risk(risk: intel.ProtocolRisk) -> None:
     out = stdout_console()
-    out.print(history.summary)
-    if history.attack_types:
-        kinds = ", ".join(f"{kind} {count}" for kind, count in history.attack_types.items())
-        out.print(f"Attack types: {kinds}")
-    if history.incidents:
-        out.print(incident_table(history.incidents))
-    for recommendation in history.recommendations or []:
+    out.print(risk.summary)
+    if risk.factors:
+        table = Table(title=f"Factors ({risk.methodology_version}, as of {risk.as_of})")
+        table.add_column("Factor")
+        table.add_column("Value", justify="right")
+        table.add_column("Weight", justify="right")
+        table.add_column("Points", justify="right")
+        table.add_column("Reason", overflow="fold")
+        for factor in risk.factors:
+            table.add_row(
+                factor.name.value,
+                f"{factor.value:.2f}",
+                f"{factor.weight:g}",
+                f"{factor.contribution:+.1f}",
+                factor.reason,
+            )
+        out.print(table)
+    if risk.confidence:
+        out.print(f"Confidence: {risk.confidence.level} ({risk.confidence.reason})")
+    if risk.incidents:
+        out.print(incident_table(risk.incidents))
+    if risk.related:
+        out.print(f"\n[bold]Related, not counted[/bold] ({risk.related_count})")
+        for item in risk.related:
+            incident = item.incident
+            loss = usd(incident.loss_usd) or "no USD figure"
+            out.print(
+                f"  {incident.date}  {incident.protocol}  {loss}  {item.relation}  ({incident.id})"
+            )
+    for recommendation in risk.recommendations or []:
         out.print(f"\n[bold]{recommendation.attack_type.value}[/bold]")
         for check in recommendation.checks:
+            out.print(f"  - {check}")
+    for advice in risk.factor_checks or []:
+        out.print(f"\n[bold]{advice.factor.value}[/bold] ({advice.contribution:+.1f} points)")
+        for check in advice.checks:
             out.print(f"  - {check}")
 
 
@@ -221,7 +248,7 @@ RENDERERS: dict[type[BaseModel], Callable[[Any], None]] = {
     intel.TransactionMatches: show_list,
     intel.Incident: show_incident,
     intel.Stats: show_stats,
-    intel.ProtocolHistory: show_history,
+    intel.ProtocolRisk: show_risk,
     intel.AddressScreen: show_screen,
     intel.TransactionScreen: show_transaction_screen,
     PriceList: show_prices,

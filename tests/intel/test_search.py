@@ -10,7 +10,7 @@ from kamiyo.db.tables import Incident as IncidentRow
 from kamiyo.db.tables import IncidentName
 from kamiyo.intel import SearchQuery, SortOrder
 from kamiyo.intel.names import name_key
-from kamiyo.intel.risk import ProtocolHistoryQuery, protocol_history
+from kamiyo.intel.risk import ProtocolRiskQuery, assess_protocol
 from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import AttackType
 
@@ -438,7 +438,7 @@ async def test_protocol_only_resolves_names(session: AsyncSession, text: str, ke
         session, SearchQuery(query=text, sort="recent", limit=100), protocol_only=True
     )
     assert any(key in keys for keys in await _keys(session, result))
-    history = await protocol_history(session, ProtocolHistoryQuery(protocol_name=text))
+    history = await assess_protocol(session, ProtocolRiskQuery(protocol_name=text))
     assert history.incident_count >= 1
 
 

@@ -139,12 +139,15 @@ async def test_get_exploit_stats(client: Client) -> None:
     assert {r["key"] for r in by_year["rows"]} <= {"2025", "2026"}
 
 
-async def test_assess_protocol_risk_reports_history(client: Client) -> None:
+async def test_assess_protocol_risk_reports_history_and_score(client: Client) -> None:
     report = structured(await client.call_tool("assess_protocol_risk", {"protocol_name": "Euler"}))
     assert report["incident_count"] >= 1
     assert "20230313_eulerfinance" in {i["id"] for i in report["incidents"]}
     assert report["total_loss_usd"] >= 198_000_000
-    assert "not a risk score" in report["summary"]
+    assert 0 <= report["score"] <= 100
+    assert report["level"] in {"low", "medium", "high", "critical"}
+    assert {f["name"] for f in report["factors"]} >= {"recency", "loss", "root_cause"}
+    assert "not a probability" in report["summary"]
 
 
 async def test_assess_unknown_protocol_does_not_claim_safety(client: Client) -> None:
@@ -152,6 +155,7 @@ async def test_assess_unknown_protocol_does_not_claim_safety(client: Client) -> 
         await client.call_tool("assess_protocol_risk", {"protocol_name": "Zzqqxx Finance"})
     )
     assert report["incident_count"] == 0
+    assert report["score"] is None
     assert "not evidence of safety" in report["summary"]
 
 
@@ -275,8 +279,11 @@ async def test_assess_protocol_risk_recommends_checks_only_with_detailed_risk(
     answer = schema.output_schema["anyOf"][0]
     assert "recommendations" in answer["properties"]
     assert "recommendations" not in answer.get("required", [])
-    plain = structured(await client.call_tool("assess_protocol_risk", {"protocol_name": "Sushi"}))
+    plain = structured(
+        await client.call_tool("assess_protocol_risk", {"protocol_name": "Balancer"})
+    )
     assert plain["recommendations"] is None
+    assert plain["factor_checks"] is None
 
     class EnterpriseGate(OpenGate):
         async def admit(self, call: Call) -> Grant:
@@ -287,20 +294,19 @@ async def test_assess_protocol_risk_recommends_checks_only_with_detailed_risk(
     )
     async with Client(build_server(state)) as enterprise:
         report = structured(
-            await enterprise.call_tool("assess_protocol_risk", {"protocol_name": "Sushi"})
+            await enterprise.call_tool("assess_protocol_risk", {"protocol_name": "Balancer"})
         )
         nothing = structured(
             await enterprise.call_tool("assess_protocol_risk", {"protocol_name": "Zzqqxx Finance"})
         )
     assert len(report["incidents"]) == 2  # the listing is capped, the recommendations are not
-    assert report["attack_types"] == {"input_validation": 2, "slippage_mev": 1}
+    assert report["incident_count"] == 3
     recommendations = report["recommendations"]
-    assert [(r["attack_type"], r["incidents"]) for r in recommendations] == [
-        ("input_validation", 2),
-        ("slippage_mev", 1),
-    ]
-    assert recommendations[0]["latest"] == "2023-04-09"
+    assert {r["attack_type"]: r["incidents"] for r in recommendations} == report["attack_types"]
+    assert sum(r["incidents"] for r in recommendations) == 3
+    assert max(r["latest"] for r in recommendations) == report["last_incident"]
     assert all(2 <= len(r["checks"]) <= 4 for r in recommendations)
+    assert report["factor_checks"]
     assert nothing["recommendations"] == []
 
 

@@ -21,7 +21,7 @@ from kamiyo.intel.models import (
     TransactionMatches,
     TransactionQuery,
 )
-from kamiyo.intel.risk import ProtocolHistory, ProtocolHistoryQuery, protocol_history
+from kamiyo.intel.risk import ProtocolRisk, ProtocolRiskQuery, assess_protocol
 from kamiyo.intel.scope import NotFoundError, Scope
 from kamiyo.intel.screening import screen_address
 from kamiyo.intel.screening_models import AddressScreen, AddressScreenQuery, Verdict
@@ -43,8 +43,8 @@ __all__ = [
     "IncidentList",
     "IncidentSummary",
     "NotFoundError",
-    "ProtocolHistory",
-    "ProtocolHistoryQuery",
+    "ProtocolRisk",
+    "ProtocolRiskQuery",
     "Scope",
     "SearchQuery",
     "SearchResult",
@@ -57,12 +57,12 @@ __all__ = [
     "TransactionScreen",
     "TransactionScreenQuery",
     "Verdict",
+    "assess_protocol",
     "dataset_info",
     "exploit",
     "find_by_transaction",
     "get_incident",
     "incident_stats",
-    "protocol_history",
     "screen_address",
     "screen_transaction",
     "screen_wallet",

@@ -74,7 +74,7 @@ async def search_incidents(
     )
     stmt = search_plan.statement(shape)
     rows = (await session.execute(stmt, {**values, "limit": limit + 1})).all()
-    summaries = [IncidentSummary.model_validate(_summary_fields(row)) for row in rows[:limit]]
+    summaries = [IncidentSummary.model_validate(summary_fields(row)) for row in rows[:limit]]
     advice = None
     if not summaries and query.query:
         filtered = bool(search_plan.filter_values(query, None))
@@ -89,7 +89,8 @@ async def search_incidents(
     )
 
 
-def _summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, object]:
+def summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, object]:
+    """The ``IncidentSummary`` fields of an incident, or of a row of ``SUMMARY_COLUMNS``."""
     return {
         "id": row.id,
         "date": row.date,
@@ -121,7 +122,7 @@ async def get_incident(session: AsyncSession, incident_id: str) -> Incident | No
         return None
     return Incident.model_validate(
         {
-            **_summary_fields(row),
+            **summary_fields(row),
             "description": row.description,
             "disclosed": row.disclosed,
             "kind": row.kind,
@@ -166,7 +167,7 @@ async def find_by_transaction(
         stmt = stmt.where(IncidentRow.date <= scope.hide_after)
     order = (IncidentRow.date.desc(), IncidentRow.pk.desc())
     rows = (await session.execute(stmt.order_by(*order).limit(limit + 1))).all()
-    summaries = [IncidentSummary.model_validate(_summary_fields(row)) for row in rows[:limit]]
+    summaries = [IncidentSummary.model_validate(summary_fields(row)) for row in rows[:limit]]
     if summaries:
         first = summaries[0]
         summary = (

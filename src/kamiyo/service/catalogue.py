@@ -221,14 +221,17 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
     ),
     Operation(
         ToolName.ASSESS_PROTOCOL_RISK,
-        "Protocol exploit history",
-        "A protocol's exploit history: how many incidents, how much lost, when, and by which "
-        "attack types, with the incidents themselves. It reports history only; no incident on "
-        "record is not evidence of safety. On the enterprise tier it adds recommendations: for "
-        "each attack type in that history, what a reviewer should check.",
-        intel.ProtocolHistoryQuery,
-        intel.ProtocolHistory,
-        from_intel(intel.protocol_history),
+        "Protocol risk",
+        "A protocol's risk score (0-100, level low/medium/high/critical) explained by named "
+        "factors (recency, loss, root cause, repeats, funds returned; with registry metadata "
+        "also audits, age, TVL, category, oracles, fork lineage), each with value, weight, "
+        "contribution and reason, plus confidence and its own incident history. Incidents of "
+        "integrations and forks are listed as related, not counted. An unknown or misspelled "
+        "name gets candidates and no score; no incident on record is not evidence of safety. "
+        "On the enterprise tier it adds checks per attack type and per factor.",
+        intel.ProtocolRiskQuery,
+        intel.ProtocolRisk,
+        from_intel(intel.assess_protocol),
         tier=Tier.PERSONAL,
         price=Price(50_000),
         rest=RestRoute("/api/v1/risk/{protocol_name}"),
