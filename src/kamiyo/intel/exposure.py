@@ -156,7 +156,8 @@ def counterparties(
                     tx_hash=transfer.tx_hash,
                     date=transfer.time,
                     amount=_amount(transfer),
-                    token=transfer.symbol if transfer.token else None,
+                    # Its symbol, else its contract or mint: null stays the native coin's.
+                    token=(transfer.symbol or transfer.token) if transfer.token else None,
                     timing=_timing(transfer.time, listing.date),
                     hop=2 if hop == 2 else 1,
                     via=history.address if hop == 2 else None,

@@ -112,7 +112,10 @@ class Counterparty(FrozenModel):
     amount: str | None = Field(
         description="In token units, as a decimal number in text (null: decimals unknown)."
     )
-    token: str | None = Field(description="The token's symbol, or null for the native coin.")
+    token: str | None = Field(
+        description="The token's symbol (its contract or mint where the symbol is unknown), "
+        "or null for the native coin."
+    )
     timing: Literal["before", "after", "unknown"] = Field(
         description="Whether the transaction came before or after the incident (on or after "
         "its day counts as after)."
