@@ -211,3 +211,20 @@ async def test_an_enterprise_screen_follows_the_top_counterparties_one_hop_furth
     assert deep.verdict is Verdict.WARN
     [far] = deep.counterparties
     assert (far.address, far.hop, far.via, far.direction) == (RONIN_ATTACKER, 2, OTHER, "in")
+
+
+async def test_a_history_past_the_tiers_share_is_partial_never_clean(
+    session: AsyncSession, chain: ExplorerServer, explorers: Explorers
+) -> None:
+    for block in range(3_200):
+        chain.send(1, OTHER, WALLET, 1, block=block + 1)
+    capped = await _screen(session, explorers)
+    assert capped["verdict"] == Verdict.UNKNOWN
+    coverage = capped["coverage"]
+    assert isinstance(coverage, dict)
+    assert (coverage["truncated"], coverage["transactions_scanned"]) == (True, 3_000)
+    assert "partial" in str(capped["summary"])
+    query = AddressScreenQuery(wallet_address=WALLET)
+    whole = await screen_wallet(session, query, Scope(detailed=True), explorers, budget_s=10)
+    assert whole.verdict is Verdict.ALLOW
+    assert whole.coverage.transactions_scanned == 3_200

@@ -45,7 +45,9 @@ class HistoryReader(Protocol):
     @property
     def chains(self) -> tuple[str, ...]: ...
 
-    async def history(self, address: str, chain: str, *, deadline: float) -> History: ...
+    async def history(
+        self, address: str, chain: str, *, deadline: float, max_pages: int | None = None
+    ) -> History: ...
 
 
 def _answered(history: History) -> bool:
@@ -81,6 +83,12 @@ def chains_to_read(
 
 # How many of the top counterparties an enterprise screen follows to their own histories.
 SECOND_HOP_WIDTH = 5
+# The work one screen may ask of a provider, per list (normal, internal, token transfers,
+# approvals), in pages of 1,000: an enterprise screen (a detailed scope) reads up to the
+# configured cap (10: all Etherscan serves), others the newest 3,000 records, and a second hop
+# the newest 1,000 of each counterparty.
+PAGES = {True: None, False: 3}
+SECOND_HOP_PAGES = 1
 
 
 async def _second_hop(
@@ -96,7 +104,10 @@ async def _second_hop(
     skip = {h.address for h in read} | set(listed)
     partners = exposure.top_partners(read, SECOND_HOP_WIDTH, skip)
     histories = await asyncio.gather(
-        *(reader.history(address, chain, deadline=deadline) for address, chain in partners)
+        *(
+            reader.history(address, chain, deadline=deadline, max_pages=SECOND_HOP_PAGES)
+            for address, chain in partners
+        )
     )
     answered = [h for h in histories if _answered(h)]
     beyond = exposure.addresses_of(answered) - skip
@@ -128,7 +139,9 @@ async def screen_wallet(
 
         async def read_one(chain: str) -> History:
             nonlocal done
-            history = await reader.history(address, chain, deadline=deadline)
+            history = await reader.history(
+                address, chain, deadline=deadline, max_pages=PAGES[scope.detailed]
+            )
             done += 1
             if progress is not None:
                 await progress(
