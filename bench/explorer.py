@@ -38,18 +38,20 @@ WALLET = "0x1111111111111111111111111111111111111111"
 NORMAL, TOKENS, APPROVALS = 8_000, 1_500, 500
 
 
-def _fill(server: ExplorerServer) -> None:
+def fill(server: ExplorerServer, wallet: str = WALLET) -> None:
+    """The history: 8,000 normal transactions (every other one from the Ronin attacker),
+    1,500 ERC-20 transfers in, 500 approvals, all of ``wallet``."""
     block = 0
     for n in range(NORMAL):
         block += 1
-        sender, recipient = (RONIN_ATTACKER, WALLET) if n % 2 else (WALLET, f"0x{n:040x}")
+        sender, recipient = (RONIN_ATTACKER, wallet) if n % 2 else (wallet, f"0x{n:040x}")
         server.send(1, sender, recipient, 10**15 + n, block=block)
     for n in range(TOKENS):
         block += 1
-        server.token_transfer(1, USDC, f"0x{n + 1:040x}", WALLET, 1_000_000 + n, block=block)
+        server.token_transfer(1, USDC, f"0x{n + 1:040x}", wallet, 1_000_000 + n, block=block)
     for n in range(APPROVALS):
         block += 1
-        server.approve(1, WALLET, f"0x{n + 1:040x}", RONIN_ATTACKER, n, block=block)
+        server.approve(1, wallet, f"0x{n + 1:040x}", RONIN_ATTACKER, n, block=block)
 
 
 async def _round(server: ExplorerServer, rate: float) -> dict[str, float | int | bool]:
@@ -79,7 +81,7 @@ async def main() -> None:
     flavour = cast(Literal["etherscan", "blockscout"], args.flavour)
     api_key = TEST_KEY if flavour == "etherscan" else None
     with ExplorerServer(flavour, api_key=api_key) as server:
-        _fill(server)
+        fill(server)
         rounds = [await _round(server, args.calls_per_second) for _ in range(args.rounds)]
     walls = [float(r["wall_s"]) for r in rounds]
     report = {
