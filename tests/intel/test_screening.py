@@ -103,7 +103,7 @@ async def test_a_clean_address_is_unknown_and_says_why(session: AsyncSession) ->
     found = await screen(session, NOBODY, "ethereum")
     assert found.verdict is Verdict.UNKNOWN
     assert (found.score, found.level) == (0, None)
-    assert found.direct_matches == found.counterparties == found.approvals == []
+    assert (found.direct_matches, found.counterparties, found.approvals) == ([], [], [])
     assert found.coverage.history_read is False
     [checked] = found.coverage.sanctions_lists
     assert (checked.list_name, checked.entries) == ("ofac_sdn", 611)
