@@ -18,6 +18,7 @@ from kamiyo.cli import app
 from kamiyo.clients import claude_desktop_config_path
 from kamiyo.config import Settings
 from kamiyo.intel.bundled import BUNDLE_PATH
+from kamiyo.intel.sanctions import SNAPSHOT_PATH
 from kamiyo.runtime import open_runtime
 
 runner = CliRunner()
@@ -171,6 +172,8 @@ def test_data_build_reproduces_the_bundle(tmp_path: Path) -> None:
     assert code == 0, err
     assert "1091 reports (defihacklabs 860, notable 231)" in err
     assert out.read_bytes() == BUNDLE_PATH.read_bytes()
+    assert "611 sanctioned addresses" in err
+    assert (tmp_path / SNAPSHOT_PATH.name).read_bytes() == SNAPSHOT_PATH.read_bytes()
     code, _, err = kamiyo("data", "build", "--data", str(tmp_path / "missing"))
     assert code == 2
 
