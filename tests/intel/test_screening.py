@@ -1,6 +1,7 @@
 """Screening an address on the bundled data and the packaged OFAC list, on both backends."""
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -219,3 +220,16 @@ def test_a_counterparty_read_from_history_makes_a_warning() -> None:
     clean = assemble(query, [], coverage(read=True))
     assert clean.verdict is Verdict.ALLOW
     assert "120 transactions on ethereum" in clean.summary
+
+
+def test_the_documented_weights_are_the_code_s() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "screening.md").read_text()
+    rows = {
+        line.split("|")[1].split("`")[1]: [cell.strip() for cell in line.split("|")[2:4]]
+        for line in doc.splitlines()
+        if line.startswith("| `") and line.split("|")[2].strip().isdigit()  # the weights table
+    }
+    assert rows == {
+        finding.value: [str(w.points), w.verdict.value if w.verdict else "—"]
+        for finding, w in WEIGHTS.items()
+    }
