@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from typer.testing import CliRunner
 
 from kamiyo.cli import app
 from kamiyo.config import DatabaseSettings, Settings, SourceSettings
 from kamiyo.db.sanctions import SanctionedAddress
-from kamiyo.db.tables import Dataset
+from kamiyo.db.tables import Dataset, SourceState
 from kamiyo.intel.sanctions import SNAPSHOT_PATH, build_snapshot, ensure_snapshot
 from kamiyo.intel.screening import screen_address
 from kamiyo.intel.screening_models import AddressScreenQuery, Verdict
@@ -178,6 +178,31 @@ async def test_a_new_package_list_does_not_overwrite_a_newer_live_one(
         count = await session.scalar(select(func.count(SanctionedAddress.pk)))
     assert count == 612
     assert await held(runtime) == live
+
+
+async def test_a_newer_package_list_replaces_an_older_live_one_and_its_validators(
+    runtime: Runtime, feed_server: FeedServer
+) -> None:
+    serve(feed_server, {"ETH": published("ETH") + NEW_ADDRESS.encode() + b"\n"})
+    assert (await ingest(runtime))[4] is None
+    async with runtime.sessions() as session:
+        state = await session.get(SourceState, "ofac")
+        assert state is not None
+        assert state.validators  # the ETags of the live run
+        # As if this live copy predated the snapshot a new release ships.
+        await session.execute(update(SanctionedAddress).values(list_date=dt.date(2024, 1, 1)))
+        await session.execute(delete(Dataset).where(Dataset.name == ofac.LIST_NAME))
+        await session.commit()
+        change = await ensure_snapshot(session)
+        assert change is not None
+        assert (change.removed, change.unchanged) == (1, 611)
+    stored = await held(runtime)
+    assert NEW_ADDRESS not in stored
+    assert {origin for _, origin, _ in stored.values()} == {"bundle"}
+    async with runtime.sessions() as session:
+        state = await session.get(SourceState, "ofac")
+        assert state is not None
+        assert state.validators == {}  # the next refresh fetches every file in full
 
 
 def test_the_commands_refresh_and_list_the_source(
