@@ -100,6 +100,22 @@ async def test_a_sanctioned_address_is_blocked_with_the_lists_date_and_caveat(
     assert "may be out of date" in found.summary
 
 
+@pytest.mark.parametrize(
+    ("address", "chain", "incident_id"),
+    [
+        ("yUJw9a2PyoqKkH47i4yEGf4WXomSHMiK7Lp29Xs2NqM", "solana", "20221011_mango-markets"),
+        ("TPFUjxQzG88Vwynrpj2W61ZAkQ9W2QYgAQ", "tron", "20230912_coinex"),
+        ("bc1qt64756h9aylujm9tpk826zndegpxtngmr6eqad", None, "20240604_lykke"),
+    ],
+)
+async def test_non_evm_attackers_are_blocked_on_their_chain(
+    session: AsyncSession, address: str, chain: str | None, incident_id: str
+) -> None:
+    found = await screen(session, address, chain)
+    assert found.verdict is Verdict.BLOCK
+    assert [m.incident_id for m in found.direct_matches if m.kind == "incident"] == [incident_id]
+
+
 async def test_a_clean_address_is_unknown_and_says_why(session: AsyncSession) -> None:
     found = await screen(session, NOBODY, "ethereum")
     assert found.verdict is Verdict.UNKNOWN
