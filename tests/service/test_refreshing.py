@@ -34,6 +34,7 @@ async def runtime(empty_database_url: str, feed_server: FeedServer) -> AsyncIter
                 "slowmist",
                 "web3isgoinggreat",
                 "notable",
+                "ofac",
             ],
             allow_private=True,
             min_interval_s=0,
