@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
-from x402.mechanisms.svm.constants import V1_TO_V2_NETWORK_MAP
 from x402.schemas import PaymentPayload, PaymentRequirements
 from x402.schemas.v1 import PaymentPayloadV1
 
@@ -67,6 +65,11 @@ def _as_document(raw: Any) -> dict[str, Any]:
 
 def v2_network(v1_network: str) -> str | None:
     """The CAIP-2 id of an x402 v1 network name (base, base-sepolia, solana, solana-devnet...)."""
+    # Imported here: the EVM mechanism package pulls in web3 and eth_account (about a second
+    # of start-up for every command), and only a v1 payment needs these two tables.
+    from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
+    from x402.mechanisms.svm.constants import V1_TO_V2_NETWORK_MAP
+
     if v1_network in V1_TO_V2_NETWORK_MAP:
         return V1_TO_V2_NETWORK_MAP[v1_network]
     chain_id = V1_NETWORK_CHAIN_IDS.get(v1_network)
