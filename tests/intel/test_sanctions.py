@@ -226,3 +226,8 @@ def test_the_commands_refresh_and_list_the_source(
     assert row["last_success"] is not None
     shown = runner.invoke(app, ["sources"]).stdout
     assert "611 addresses" in shown
+    # A copy of the snapshot folder is as old as its snapshot.json says, not as old as today.
+    result = runner.invoke(app, ["ingest", "--source", "ofac", "--from", str(DATA), "--json"])
+    assert result.exit_code == 0, result.stderr
+    listed = json.loads(runner.invoke(app, ["sources", "--json"]).stdout)["sources"]
+    assert next(r for r in listed if r["name"] == "ofac")["list_date"] == "2024-09-27"

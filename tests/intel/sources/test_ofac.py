@@ -1,5 +1,6 @@
 """The OFAC adapter on the published format (the repository's data/ofac copy of the lists)."""
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,18 @@ def test_the_repository_folder_reads_with_its_date() -> None:
     assert sum(len(v) for v in lines.values()) == 623
     again = ofac.from_lines(listed.name, listed.date, lines)
     assert again == listed
+
+
+async def test_a_local_folder_takes_the_date_of_its_snapshot_file() -> None:
+    folder = "/copies/ofac"
+    documents = {loc.replace(BASE, folder): body for loc, body in published().items()}
+    undated = await ofac.ADAPTER.collect(MemoryFetch(documents), folder)
+    assert undated.sanctions is not None  # no snapshot.json: dated the day it was read
+    assert undated.sanctions.date == dt.datetime.now(dt.UTC).date()
+    documents[f"{folder}/snapshot.json"] = (DATA / "snapshot.json").read_bytes()
+    dated = await ofac.ADAPTER.collect(MemoryFetch(documents), folder)
+    assert dated.sanctions is not None
+    assert str(dated.sanctions.date) == "2024-09-27"
+    documents[f"{folder}/snapshot.json"] = b'{"date": "last week"}'
+    with pytest.raises(SourceFormatError, match="no date as YYYY-MM-DD"):
+        await ofac.ADAPTER.collect(MemoryFetch(documents), folder)
