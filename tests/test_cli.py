@@ -18,6 +18,7 @@ from kamiyo.cli import app
 from kamiyo.clients import claude_desktop_config_path
 from kamiyo.config import Settings
 from kamiyo.intel.bundled import BUNDLE_PATH
+from kamiyo.intel.sanctions import SNAPSHOT_PATH
 from kamiyo.runtime import open_runtime
 
 runner = CliRunner()
@@ -74,6 +75,8 @@ def test_flash_loan_on_bsc() -> None:
         (["search", "--limit", "0"], "limit"),
         (["search", "--address", "0x12"], "not an address"),
         (["stats", "--by", "planet"], "--group-by"),
+        (["wallet", "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"], "fails its EIP-55 checksum"),
+        (["wallet", "0x" + "5a" * 20, "--chain", "solana"], "this is an EVM address"),
     ],
 )
 def test_bad_arguments_give_a_clear_error_and_exit_2(args: list[str], message: str) -> None:
@@ -102,6 +105,28 @@ def test_show_prints_addresses_transactions_and_references() -> None:
         "defihacklabs",
     ):
         assert expected in out
+
+
+def test_wallet_prints_the_verdict_and_each_match() -> None:
+    # The Ronin attacker, listed on Ethereum, asked about on BNB Chain.
+    code, out, _ = kamiyo("wallet", "0x098b716b8aaf21512996dc57eb0615e2383e2f96", "--chain", "bsc")
+    assert code == 0
+    assert out.startswith("BLOCK  score 100/100, critical")
+    for expected in (
+        "OFAC SDN digital-currency address list as of 2024-09-27 (ETH)",
+        "attacker on ethereum: Ronin Network (20220329_ronin-network)",
+        "delisted on 2025-03-21",
+        "History: not read.",
+    ):
+        assert expected in " ".join(out.split()), expected
+    code, out, _ = kamiyo("wallet", "0x" + "5a" * 20, "--json")
+    assert code == 0
+    answer = json.loads(out)
+    assert (answer["verdict"], answer["level"], answer["coverage"]["history_read"]) == (
+        "unknown",
+        None,
+        False,
+    )
 
 
 def test_show_unknown_id_fails_clearly() -> None:
@@ -187,6 +212,8 @@ def test_data_build_reproduces_the_bundle(tmp_path: Path) -> None:
     assert code == 0, err
     assert "1091 reports (defihacklabs 860, notable 231)" in err
     assert out.read_bytes() == BUNDLE_PATH.read_bytes()
+    assert "611 sanctioned addresses" in err
+    assert (tmp_path / SNAPSHOT_PATH.name).read_bytes() == SNAPSHOT_PATH.read_bytes()
     code, _, err = kamiyo("data", "build", "--data", str(tmp_path / "missing"))
     assert code == 2
 

@@ -21,9 +21,10 @@ from sqlalchemy import func, select
 
 from kamiyo.cli_support import err, fail, run, stdout_console
 from kamiyo.db.tables import SourceReportRow, SourceState
-from kamiyo.intel import corrections
+from kamiyo.intel import corrections, sanctions
 from kamiyo.intel.refresh import SourceRun
 from kamiyo.intel.scope import NotFoundError
+from kamiyo.intel.sources import ofac
 from kamiyo.runtime import Runtime
 from kamiyo.service.refreshing import (
     UnknownSourceError,
@@ -76,14 +77,15 @@ class _Display:
 def _summary(results: list[SourceRun], dry_run: bool) -> Table:
     title = "Ingest summary (dry run: nothing was written)" if dry_run else "Ingest summary"
     table = Table(title=title)
-    for column in ("Source", "New", "Merged", "Updated", "Unchanged", "Failed", "Duration"):
+    columns = ("Source", "New", "Merged", "Updated", "Unchanged", "Removed", "Failed", "Duration")
+    for column in columns:
         table.add_column(column, justify="left" if column == "Source" else "right")
     table.add_column("Error")
     for r in results:
         c = r.counts
         table.add_row(
             r.name,
-            *(f"{n:,}" for n in (c.new, c.merged, c.updated, c.unchanged, c.failed)),
+            *(f"{n:,}" for n in (c.new, c.merged, c.updated, c.unchanged, r.removed, c.failed)),
             f"{r.seconds:.1f} s",
             escape(r.error or ""),
         )
@@ -156,10 +158,12 @@ def sources(
                     ).group_by(SourceReportRow.source)
                 )
             }
+            lists = {held.name: held for held in await sanctions.held_lists(session)}
         rows = []
         for adapter in all_adapters():
             info, state = adapter.info, states.get(adapter.info.name)
             reports, incidents = held.get(info.name, (0, 0))
+            listed = lists.get(ofac.LIST_NAME) if info.name == ofac.INFO.name else None
             rows.append(
                 {
                     "name": info.name,
@@ -174,6 +178,9 @@ def sources(
                     "last_error_at": _iso(state.last_error_at if state else None),
                     "reports": reports,
                     "incidents": incidents,
+                    # A sanctions list holds addresses, not reports: how many, and as of when.
+                    "list_entries": listed.entries if listed else None,
+                    "list_date": listed.date.isoformat() if listed else None,
                 }
             )
         return rows
@@ -189,7 +196,9 @@ def sources(
         table.add_row(
             f"{row['name']}\n[dim]{escape(row['url'])}[/dim]",
             ("yes" if row["enabled"] else "no") + (" (bundled)" if row["bundled"] else ""),
-            f"{row['reports']:,}",
+            f"{row['reports']:,}"
+            if row["list_entries"] is None
+            else f"{row['list_entries']:,} addresses\n[dim]as of {row['list_date']}[/dim]",
             f"{row['incidents']:,}",
             row["last_success"] or "never",
             escape(row["last_error"] or ""),

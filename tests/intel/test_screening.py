@@ -1,6 +1,7 @@
 """Screening an address on the bundled data and the packaged OFAC list, on both backends."""
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -99,11 +100,27 @@ async def test_a_sanctioned_address_is_blocked_with_the_lists_date_and_caveat(
     assert "may be out of date" in found.summary
 
 
+@pytest.mark.parametrize(
+    ("address", "chain", "incident_id"),
+    [
+        ("yUJw9a2PyoqKkH47i4yEGf4WXomSHMiK7Lp29Xs2NqM", "solana", "20221011_mango-markets"),
+        ("TPFUjxQzG88Vwynrpj2W61ZAkQ9W2QYgAQ", "tron", "20230912_coinex"),
+        ("bc1qt64756h9aylujm9tpk826zndegpxtngmr6eqad", None, "20240604_lykke"),
+    ],
+)
+async def test_non_evm_attackers_are_blocked_on_their_chain(
+    session: AsyncSession, address: str, chain: str | None, incident_id: str
+) -> None:
+    found = await screen(session, address, chain)
+    assert found.verdict is Verdict.BLOCK
+    assert [m.incident_id for m in found.direct_matches if m.kind == "incident"] == [incident_id]
+
+
 async def test_a_clean_address_is_unknown_and_says_why(session: AsyncSession) -> None:
     found = await screen(session, NOBODY, "ethereum")
     assert found.verdict is Verdict.UNKNOWN
     assert (found.score, found.level) == (0, None)
-    assert found.direct_matches == found.counterparties == found.approvals == []
+    assert (found.direct_matches, found.counterparties, found.approvals) == ([], [], [])
     assert found.coverage.history_read is False
     [checked] = found.coverage.sanctions_lists
     assert (checked.list_name, checked.entries) == ("ofac_sdn", 611)
@@ -219,3 +236,16 @@ def test_a_counterparty_read_from_history_makes_a_warning() -> None:
     clean = assemble(query, [], coverage(read=True))
     assert clean.verdict is Verdict.ALLOW
     assert "120 transactions on ethereum" in clean.summary
+
+
+def test_the_documented_weights_are_the_code_s() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "screening.md").read_text()
+    rows = {
+        line.split("|")[1].split("`")[1]: [cell.strip() for cell in line.split("|")[2:4]]
+        for line in doc.splitlines()
+        if line.startswith("| `") and line.split("|")[2].strip().isdigit()  # the weights table
+    }
+    assert rows == {
+        finding.value: [str(w.points), w.verdict.value if w.verdict else "—"]
+        for finding, w in WEIGHTS.items()
+    }

@@ -63,7 +63,6 @@ ROLES: dict[AddressRole, tuple[Stance, str]] = {
     ),
     AddressRole.VICTIM: (Stance.VICTIM, "It lost funds in the incident."),
 }
-HOSTILE_ROLES = frozenset(role for role, (stance, _) in ROLES.items() if stance is Stance.HOSTILE)
 SANCTION_MEANING = (
     "Named on this sanctions list: dealing with it can be unlawful for anyone bound by it."
 )
@@ -98,7 +97,7 @@ WEIGHTS: dict[Finding, Weight] = {
         100, Verdict.BLOCK, "On a sanctions list: dealing with it can be unlawful."
     ),
     Finding.HOSTILE: Weight(
-        90, Verdict.BLOCK, "The address itself acted against a protocol: funds sent are lost."
+        90, Verdict.BLOCK, "The address itself acted against a protocol: funds go to an attacker."
     ),
     Finding.COUNTERPARTY_HOSTILE: Weight(
         70, Verdict.WARN, "It exchanged funds with an attacker: it may hold stolen funds."

@@ -78,12 +78,15 @@ class IncidentMatch(FrozenModel):
     label: str | None = Field(description="The source's label for the address, if any.")
 
 
+ListOrigin = Literal["bundle", "live", "import"]
+
+
 class SanctionMatch(FrozenModel):
     kind: Literal["sanction"] = "sanction"
     list_name: str = Field(description="The list, e.g. ofac_sdn.")
     list_title: str
     list_date: dt.date = Field(description="The date of the copy KAMIYO holds.")
-    origin: Literal["bundle", "live", "import"] = Field(
+    origin: ListOrigin = Field(
         description="bundle: the snapshot shipped with KAMIYO; live: fetched from the list's "
         "publisher; import: read from a file an operator gave."
     )
@@ -153,7 +156,7 @@ class ListChecked(FrozenModel):
     list_name: str
     list_title: str
     list_date: dt.date
-    origin: str
+    origin: ListOrigin
     entries: int = Field(description="Addresses on the list as held.")
 
 

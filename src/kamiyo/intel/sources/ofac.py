@@ -7,17 +7,26 @@ hands a list over only when every document was read: a failed fetch raises, a do
 not an address list (an error page, a cut-off body) is a :class:`SourceFormatError`, and the
 run then changes nothing. An address in a format KAMIYO cannot read is counted as failed and
 left out. The list carries no date of its own: a fetched copy is dated the day it was fetched
-(upstream regenerates it daily); the packaged snapshot carries its date in ``snapshot.json``.
+(upstream regenerates it daily); a snapshot (the packaged one, or a folder read with
+``--from``) carries its date in ``snapshot.json``.
 """
 
 import datetime as dt
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 from kamiyo.chains import normalize_address
-from kamiyo.intel.sources.base import Collected, Fetch, SanctionsList, SourceFormatError, SourceInfo
+from kamiyo.intel.sources.base import (
+    Collected,
+    Fetch,
+    FetchError,
+    SanctionsList,
+    SourceFormatError,
+    SourceInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +154,28 @@ class OfacAdapter:
             raise SourceFormatError(
                 f"{INFO.name}: none of the {len(ASSETS)} lists holds an address"
             )
-        collected.sanctions = SanctionsList(
-            LIST_NAME, dt.datetime.now(dt.UTC).date(), _frozen(entries), frozenset(unchanged)
-        )
+        date = await _snapshot_date(fetch, base) or dt.datetime.now(dt.UTC).date()
+        collected.sanctions = SanctionsList(LIST_NAME, date, _frozen(entries), frozenset(unchanged))
         return collected
+
+
+async def _snapshot_date(fetch: Fetch, base: str) -> dt.date | None:
+    """The date a local snapshot folder's ``snapshot.json`` gives (a copy of ``data/ofac`` read
+    with ``--from`` is as old as that, not as old as today); None for a URL or a folder without
+    one."""
+    if urllib.parse.urlsplit(base).scheme in ("http", "https"):
+        return None  # upstream publishes no date: the list is as of its fetch
+    location = f"{base.rstrip('/')}/{SNAPSHOT_FILE}"
+    try:
+        document = await fetch(location)
+    except FetchError:
+        return None
+    if document is None:
+        return None
+    try:
+        return dt.date.fromisoformat(json.loads(document.body)["date"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceFormatError(f'{location}: no date as YYYY-MM-DD under "date"') from exc
 
 
 ADAPTER = OfacAdapter()
