@@ -86,6 +86,7 @@ VARIABLES = [
     ("KAMIYO_SOLANA_RPC_URLS", '["https://r"]', lambda s: s.explorers.solana_rpc_urls, ["https://r"]),
     ("KAMIYO_EXPLORER_DEFAULTS", "false", lambda s: s.explorers.defaults, False),
     ("KAMIYO_EXPLORER_BUDGET_S", "8", lambda s: s.explorers.budget_s, 8),
+    ("KAMIYO_EXPLORER_CACHE_TTL_S", "0", lambda s: s.explorers.cache_ttl_s, 0),
     ("KAMIYO_EXPLORER_TIMEOUT_S", "3", lambda s: s.explorers.timeout_s, 3),
     ("KAMIYO_EXPLORER_CALLS_PER_SECOND", "2", lambda s: s.explorers.calls_per_second, 2),
     ("KAMIYO_EXPLORER_MAX_PAGES", "4", lambda s: s.explorers.max_pages, 4),

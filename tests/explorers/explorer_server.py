@@ -464,6 +464,7 @@ class Options:
     calls_per_second: float = 200.0
     max_pages: int = 10
     allow_private: bool = True
+    cache_ttl_s: float = 0  # each read reaches the server, unless a test says otherwise
 
 
 def options_for(servers: Mapping[str, ExplorerServer], **changes: Any) -> Options:

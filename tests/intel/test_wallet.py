@@ -228,3 +228,22 @@ async def test_a_history_past_the_tiers_share_is_partial_never_clean(
     whole = await screen_wallet(session, query, Scope(detailed=True), explorers, budget_s=10)
     assert whole.verdict is Verdict.ALLOW
     assert whole.coverage.transactions_scanned == 3_200
+
+
+async def test_a_long_list_continues_with_a_cursor_from_the_kept_history(
+    session: AsyncSession, chain: ExplorerServer
+) -> None:
+    for n in range(60):
+        chain.send(1, RONIN_ATTACKER, WALLET, ETH + n, block=AFTER_RONIN + n)
+    async with await _explorers(chain, cache_ttl_s=300) as reader:
+        first = await _screen(session, reader)
+        calls = len(chain.requests)
+        rest = await _screen(session, reader, cursor="50")
+    assert len(chain.requests) == calls  # the second page read nothing again
+    first_page, second_page = first["counterparties"], rest["counterparties"]
+    assert isinstance(first_page, list)
+    assert isinstance(second_page, list)
+    assert (len(first_page), first["next_cursor"]) == (50, 50)
+    assert "cursor=50" in str(first["summary"])
+    assert (len(second_page), rest["next_cursor"]) == (10, None)
+    assert {c["tx_hash"] for c in first_page}.isdisjoint(c["tx_hash"] for c in second_page)

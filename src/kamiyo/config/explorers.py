@@ -64,6 +64,12 @@ class ExplorerSettings(Section):
         description="Seconds a screen may spend reading histories (hosts cancel a tool call "
         "after about 60); what was read by then is kept and the answer says it is partial.",
     )
+    cache_ttl_s: float = Field(
+        default=300,
+        ge=0,
+        description="How long a history read whole (or up to a page cap) is kept for the next "
+        "screen of that address; 0: never kept.",
+    )
     allow_private: bool = Field(
         default=False,
         description="Read from loopback and private addresses (local explorers, tests).",

@@ -135,6 +135,7 @@ class EtherscanClient:
             transactions_scanned=len({t.tx_hash for t in ordered}),
             truncated=scan.truncated,
             failures=tuple(scan.failures),
+            failed=scan.failed,
             calls=scan.calls,
             elapsed_s=scan.elapsed(),
         )

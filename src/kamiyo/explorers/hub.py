@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, Self
 
 import httpx2
+from cachetools import TTLCache
 from pydantic import SecretStr
 
 from kamiyo.chains import AddressFamily, get_chain, normalize_address, normalize_tx_hash
@@ -24,6 +25,7 @@ from kamiyo.outbound import EndpointPool, http_endpoints, parse_url, redact
 
 ATTEMPTS = 4  # tries per request: rate-limit answers, 5xx and network errors are retried
 COOLDOWN_S = 1.0
+CACHED_HISTORIES = 1024  # a history of 10,000 transactions is a few MB: bounded by count
 SOLANA_CHAIN = "solana"
 
 
@@ -46,6 +48,8 @@ class ExplorerOptions(Protocol):
     def max_pages(self) -> int: ...
     @property
     def allow_private(self) -> bool: ...
+    @property
+    def cache_ttl_s(self) -> float: ...
 
 
 class ExplorerNotConfiguredError(ValueError):
@@ -76,8 +80,14 @@ class Explorers:
         pools: Sequence[EndpointPool[httpx2.AsyncClient]],
         *,
         max_pages: int,
+        cache_ttl_s: float = 0,
     ) -> None:
         self._max_pages = max_pages
+        # Histories read whole or up to a page cap (no failure, no budget cut), by address,
+        # chain and cap: a screen repeated or continued with a cursor reads nothing again.
+        self._cache: TTLCache[tuple[str, str, int], History] | None = (
+            TTLCache(maxsize=CACHED_HISTORIES, ttl=cache_ttl_s) if cache_ttl_s > 0 else None
+        )
         self._evm = dict(evm)
         self._solana = solana
         self._pools = list(pools)
@@ -115,7 +125,13 @@ class Explorers:
         normal = normalize_address(address, slug)
         client = self._client(slug)
         pages = self._max_pages if max_pages is None else min(max_pages, self._max_pages)
-        return await client.history(normal, Scan(deadline, pages, progress))
+        key = (normal, slug, pages)
+        if self._cache is not None and (kept := self._cache.get(key)) is not None:
+            return kept
+        history = await client.history(normal, Scan(deadline, pages, progress))
+        if self._cache is not None and not history.failed:
+            self._cache[key] = history
+        return history
 
     async def transaction(self, tx_hash: str, chain: str, *, deadline: float) -> TransactionView:
         """One transaction on ``chain``; ValueError for a hash of the other family."""
@@ -234,4 +250,10 @@ def open_explorers(options: ExplorerOptions) -> Explorers:
         )
         all_pools.append(rpc)
         solana = SolanaClient(rpc, chain=SOLANA_CHAIN)
-    return Explorers(clients, solana, all_pools, max_pages=options.max_pages)
+    return Explorers(
+        clients,
+        solana,
+        all_pools,
+        max_pages=options.max_pages,
+        cache_ttl_s=options.cache_ttl_s,
+    )

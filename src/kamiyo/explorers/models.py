@@ -78,6 +78,9 @@ class History:
     transactions_scanned: int = 0  # distinct transactions the transfers came from
     truncated: bool = False
     failures: tuple[str, ...] = ()
+    # Some request failed or the budget ran out (not merely a page cap): a read again later
+    # could get more.
+    failed: bool = False
     calls: int = 0  # HTTP requests made to the provider (retries included)
     elapsed_s: float = 0.0
 

@@ -37,6 +37,9 @@ class Scan:
         self.calls = 0
         self.records = 0
         self.failures: list[str] = []
+        # A request failed or the budget ran out (a page cap is not a failure): another read
+        # could get more, so such a history is not kept for the next screen.
+        self.failed = False
         self.truncated = False
         self._progress = progress
 
@@ -54,6 +57,7 @@ class Scan:
 
     def fail(self, line: str) -> None:
         """A part of the read failed: what was read stays, the whole is no longer complete."""
+        self.failed = True
         if line not in self.failures:
             self.failures.append(line)
         self.truncated = True

@@ -129,6 +129,7 @@ class SolanaClient:
             transactions_scanned=len(transactions),
             truncated=scan.truncated or len(transactions) < len(slots),
             failures=tuple(scan.failures),
+            failed=scan.failed,
             calls=scan.calls,
             elapsed_s=scan.elapsed(),
         )

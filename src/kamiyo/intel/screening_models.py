@@ -33,6 +33,14 @@ class AddressScreenQuery(QueryModel):
         "chain is asked. Leave it out to screen every chain.",
     )
 
+    cursor: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Continue the counterparties list: the next_cursor of an earlier answer "
+        "(the history is kept a few minutes, so the next page reads nothing again).",
+    )
+
     @field_validator("chain")
     @classmethod
     def _address_fits_chain(cls, chain: str | None, info: ValidationInfo) -> str | None:
@@ -206,3 +214,8 @@ class AddressScreen(FrozenModel):
     approvals: list[OpenApproval]
     coverage: Coverage
     summary: str = Field(description="One line: the verdict, why, and what to do.")
+    next_cursor: int | None = Field(
+        default=None,
+        description="More listed counterparties than this answer holds: call again with "
+        "cursor set to this for the next ones (null: none left).",
+    )

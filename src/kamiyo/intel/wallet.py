@@ -167,7 +167,9 @@ async def screen_wallet(
         second = await _second_hop(session, scope, reader, read, listed, deadline)
         counterparties += second
     approvals = exposure.open_approvals(read, listed)
-    shown_counterparties = counterparties[: exposure.MAX_COUNTERPARTIES]
+    start = query.cursor or 0
+    end = start + exposure.MAX_COUNTERPARTIES
+    shown_counterparties = counterparties[start:end]
     shown_approvals = approvals[: exposure.MAX_APPROVALS]
     coverage = Coverage(
         history_read=bool(read),
@@ -181,4 +183,11 @@ async def screen_wallet(
         counterparties_found=len(counterparties),
         approvals_found=len(approvals),
     )
-    return assemble(query, direct, coverage, shown_counterparties, shown_approvals)
+    answer = assemble(query, direct, coverage, shown_counterparties, shown_approvals)
+    if end >= len(counterparties):
+        return answer
+    more = (
+        f" Counterparties {start + 1}-{end} of {len(counterparties)} are listed: call again "
+        f"with cursor={end} for the next ones."
+    )
+    return answer.model_copy(update={"next_cursor": end, "summary": answer.summary + more})
