@@ -114,7 +114,8 @@ async def test_every_endpoint_down_is_a_failure_not_an_empty_history(chain: Sola
 
 
 async def test_one_transaction(chain: SolanaChain) -> None:
-    attacker = keypair_for("solana-attacker")
+    # Its own sender: the tests of a module may run on different workers, in any order.
+    attacker = chain.new_wallet(usdc=10 * USDC, lamports=SOL, label="solana-tx-sender")
     target = chain.new_wallet(usdc=1, label="solana-tx-target")
     signature = chain.transfer_with_memo(attacker, target.pubkey(), 2 * USDC, "one tx")
     async with open_explorers(_options(chain.rpc_url)) as explorers:
