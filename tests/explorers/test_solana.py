@@ -6,11 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from solders.keypair import Keypair
-from solders.message import Message
-from solders.pubkey import Pubkey
-from solders.system_program import TransferParams, transfer
-from solders.transaction import VersionedTransaction
 
 from kamiyo.explorers import deadline_in, open_explorers
 from kamiyo.explorers import solana as solana_client
@@ -29,15 +24,6 @@ def chain() -> Iterator[SolanaChain]:
         yield running
 
 
-def _send_sol(chain: SolanaChain, payer: Keypair, to: Pubkey, lamports: int) -> str:
-    instruction = transfer(
-        TransferParams(from_pubkey=payer.pubkey(), to_pubkey=to, lamports=lamports)
-    )
-    blockhash, _ = chain.ledger.latest_blockhash()
-    message = Message.new_with_blockhash([instruction], payer.pubkey(), blockhash)
-    return chain.send_transaction(VersionedTransaction(message, [payer]))
-
-
 def _options(*urls: str, **changes: object) -> Options:
     return Options(solana_rpc_urls=urls, **changes)  # type: ignore[arg-type]
 
@@ -46,9 +32,9 @@ async def test_a_wallet_that_received_sol_and_usdc_from_an_attacker(chain: Solan
     attacker = chain.new_wallet(usdc=50 * USDC, lamports=5 * SOL, label="solana-attacker")
     victim = chain.new_wallet(usdc=1, label="solana-victim")
     stranger = chain.new_wallet(label="solana-stranger")
-    sol_tx = _send_sol(chain, attacker, victim.pubkey(), SOL // 4)
+    sol_tx = chain.send_sol(attacker, victim.pubkey(), SOL // 4)
     usdc_tx = chain.transfer_with_memo(attacker, victim.pubkey(), 7 * USDC, "from the attacker")
-    _send_sol(chain, stranger, attacker.pubkey(), 1_000)  # not the victim's
+    chain.send_sol(stranger, attacker.pubkey(), 1_000)  # not the victim's
 
     async with open_explorers(_options(chain.rpc_url)) as explorers:
         assert explorers.chains == ("solana",)
@@ -72,7 +58,7 @@ async def test_signatures_are_paged_with_before_and_capped(
 ) -> None:
     payer = chain.new_wallet(lamports=2 * SOL, label="solana-pager")
     wallet = keypair_for("solana-paged").pubkey()
-    sent = [_send_sol(chain, payer, wallet, 1_000 + n) for n in range(5)]
+    sent = [chain.send_sol(payer, wallet, 1_000 + n) for n in range(5)]
     monkeypatch.setattr(solana_client, "PAGE_SIZE", 2)
     async with open_explorers(_options(chain.rpc_url, max_pages=10)) as explorers:
         whole = await explorers.history(str(wallet), "solana", deadline=deadline_in(10))
@@ -91,7 +77,7 @@ async def test_signatures_are_paged_with_before_and_capped(
 async def test_an_endpoint_that_is_down_is_stepped_around(chain: SolanaChain) -> None:
     payer = chain.new_wallet(lamports=SOL, label="solana-failover-payer")
     wallet = keypair_for("solana-failover").pubkey()
-    tx = _send_sol(chain, payer, wallet, 5_000)
+    tx = chain.send_sol(payer, wallet, 5_000)
     async with open_explorers(_options(chain.rpc_url, chain.backup_rpc_url)) as explorers:
         with chain.rpc_down(chain.rpc_url):
             history = await explorers.history(str(wallet), "solana", deadline=deadline_in(10))

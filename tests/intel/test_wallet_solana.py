@@ -6,11 +6,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from solders.keypair import Keypair
-from solders.message import Message
-from solders.pubkey import Pubkey
-from solders.system_program import TransferParams, transfer
-from solders.transaction import VersionedTransaction
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.explorers import open_explorers
@@ -29,15 +24,6 @@ pytestmark = pytest.mark.anyio
 def chain() -> Iterator[SolanaChain]:
     with running_solana_chain() as running:
         yield running
-
-
-def _send_sol(chain: SolanaChain, payer: Keypair, to: Pubkey, lamports: int) -> str:
-    instruction = transfer(
-        TransferParams(from_pubkey=payer.pubkey(), to_pubkey=to, lamports=lamports)
-    )
-    blockhash, _ = chain.ledger.latest_blockhash()
-    message = Message.new_with_blockhash([instruction], payer.pubkey(), blockhash)
-    return chain.send_transaction(VersionedTransaction(message, [payer]))
 
 
 async def _incident_with_attacker(session: AsyncSession, attacker: str) -> None:
@@ -64,7 +50,7 @@ async def test_sol_and_usdc_from_a_listed_solana_attacker_are_flagged(
     run = uuid.uuid4().hex[:8]  # the ledger outlives one backend's run: new keys each time
     attacker = chain.new_wallet(usdc=50 * USDC, lamports=5 * SOL, label=f"screen-attacker-{run}")
     wallet = chain.new_wallet(usdc=1, label=f"screen-wallet-{run}")
-    sol_tx = _send_sol(chain, attacker, wallet.pubkey(), SOL // 4)
+    sol_tx = chain.send_sol(attacker, wallet.pubkey(), SOL // 4)
     usdc_tx = chain.transfer_with_memo(attacker, wallet.pubkey(), 7 * USDC, "proceeds")
     async with migrated_sessions() as session:
         await _incident_with_attacker(session, str(attacker.pubkey()))

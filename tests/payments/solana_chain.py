@@ -263,6 +263,17 @@ class SolanaChain:
         assert isinstance(result, str)
         return result
 
+    def send_sol(self, payer: Keypair, to: Pubkey, lamports: int) -> str:
+        """A System Program transfer of ``lamports`` from ``payer``; returns the signature."""
+        from solders.system_program import TransferParams, transfer
+
+        instruction = transfer(
+            TransferParams(from_pubkey=payer.pubkey(), to_pubkey=to, lamports=lamports)
+        )
+        blockhash, _ = self.ledger.latest_blockhash()
+        message = Message.new_with_blockhash([instruction], payer.pubkey(), blockhash)
+        return self.send_transaction(VersionedTransaction(message, [payer]))
+
     def get_transaction(
         self, signature: str, *, encoding: str = "jsonParsed", url: str | None = None
     ) -> Any:

@@ -7,9 +7,8 @@ which role, through which transaction, and whether that came before or after the
 
 An EVM address is one account on every EVM chain, so a listing counts whichever chain the
 transfer was on, as for the address itself. Victims are no finding: receiving from a protocol
-that was later robbed says nothing about the wallet. A transfer of an unknown time is dated by
-its block's place in the history only where the provider gave one; one without a time is
-still reported, as "unknown" timing, since an attacker counterparty matters whenever it was.
+that was later robbed says nothing about the wallet. A transfer whose provider gave no time is
+still reported, with "unknown" timing: an attacker counterparty matters whenever it was.
 """
 
 import datetime as dt
@@ -97,8 +96,7 @@ def _amount(transfer: Transfer) -> str | None:
 
 
 def _units(raw: int, decimals: int) -> str:
-    text = format(Decimal(raw).scaleb(-decimals).normalize(), "f")
-    return text
+    return format(Decimal(raw).scaleb(-decimals).normalize(), "f")
 
 
 def _timing(when: dt.datetime | None, incident: dt.date) -> str:
