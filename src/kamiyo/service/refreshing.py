@@ -160,7 +160,8 @@ async def _data_version(runtime: Runtime) -> tuple[object, ...]:
                 select(func.count(SourceReportRow.pk), func.max(SourceReportRow.decided_at))
             )
         ).one()
-        ran = await session.scalar(select(func.max(SourceState.last_run_at)))
+        # A failed run stores nothing: only a successful one can have changed the data.
+        ran = await session.scalar(select(func.max(SourceState.last_success_at)))
     return (*reports, ran)
 
 
