@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kamiyo.db.alerts import INCIDENT_KIND, OutboxEntry
 from kamiyo.db.tables import (
     Base,
     Incident,
@@ -229,6 +230,8 @@ class Store:
         derived.update({pk_of[handle]: fields for handle, fields in born.items()})
         await self._write_reports(session, added, changed, origin, now)
         await write_children(session, derived, replace=touched)
+        if origin != "bundle":  # the bundle is history, not news
+            await _announce(session, set(pk_of.values()), touched, now)
         return counts
 
     async def _insert_incidents(
@@ -298,6 +301,25 @@ class Store:
                     last_seen=now,
                 )
             )
+
+
+async def _announce(
+    session: AsyncSession, created: set[int], updated: set[int], now: dt.datetime
+) -> None:
+    """Outbox rows for the alerts worker, in the ingest's own transaction: a crash after the
+    commit loses no alert, and a rolled-back ingest announces nothing."""
+    rows = [
+        {
+            "kind": INCIDENT_KIND,
+            "payload": {"incident_pk": pk, "change": change},
+            "created_at": now,
+            "attempts": 0,
+        }
+        for change, pks in (("created", created), ("updated", updated - created))
+        for pk in sorted(pks)
+    ]
+    if rows:
+        await session.execute(insert(_table(OutboxEntry)), rows)
 
 
 async def _update_incidents(
