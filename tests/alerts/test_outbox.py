@@ -15,9 +15,8 @@ from tests.intel.test_store import ATTACKER, ingest, report
 
 
 async def announced(session: AsyncSession) -> list[tuple[str, int]]:
-    rows = await session.scalars(select(OutboxEntry).order_by(OutboxEntry.pk))
-    assert all(row.kind == INCIDENT_KIND for row in rows.all())
-    rows = await session.scalars(select(OutboxEntry).order_by(OutboxEntry.pk))
+    rows = (await session.scalars(select(OutboxEntry).order_by(OutboxEntry.pk))).all()
+    assert all(row.kind == INCIDENT_KIND for row in rows)
     return [(row.payload["change"], row.payload["incident_pk"]) for row in rows]
 
 

@@ -45,4 +45,8 @@ class MemoryBus:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         token = object()
         self._listeners[token] = listener
-        return lambda: self._listeners.pop(token, None) and None
+
+        def unsubscribe() -> None:
+            self._listeners.pop(token, None)
+
+        return unsubscribe

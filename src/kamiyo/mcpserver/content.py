@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from kamiyo import intel
 from kamiyo.access.gate import Call, Refusal, Target
 from kamiyo.mcpserver.tools import credential_of, peer_of
+from kamiyo.mcpserver.uris import EXPLOIT_TEMPLATE, RECENT_URI, Kind, ResourceRef
 from kamiyo.service.answers import Answer, Failure, FailureKind
 from kamiyo.service.catalogue import CATALOGUE, ToolName
 from kamiyo.service.pipeline import Work, run_call
@@ -23,8 +24,6 @@ from kamiyo.service.state import Job, ServerState
 from kamiyo.tiers import Tier
 
 RECENT_COUNT = 20
-RECENT_URI = "kamiyo://exploits/recent"
-EXPLOIT_URI = "kamiyo://exploits/{exploit_id}"
 # Resource not found: -32002 up to protocol 2025-11-25; 2026-07-28 retired it for -32602.
 LEGACY_RESOURCE_NOT_FOUND = -32002
 FIRST_REVISION_WITH_INVALID_PARAMS = "2026-07-28"
@@ -68,7 +67,7 @@ def register(server: MCPServer, state: ServerState) -> None:
         return await _read(state, None, RECENT_URI, work)
 
     @server.resource(
-        EXPLOIT_URI,
+        EXPLOIT_TEMPLATE,
         name="exploit",
         description="One incident in full (addresses, transactions, references) as JSON.",
         mime_type="application/json",
@@ -78,7 +77,7 @@ def register(server: MCPServer, state: ServerState) -> None:
             query = intel.ExploitQuery(exploit_id=exploit_id)
             return await intel.exploit(job.session, query, job.grant.scope)
 
-        return await _read(state, ctx, f"kamiyo://exploits/{exploit_id}", work)
+        return await _read(state, ctx, ResourceRef(Kind.EXPLOIT, exploit_id).uri, work)
 
     @server.prompt(
         name="protocol_due_diligence",
