@@ -1,0 +1,178 @@
+"""Working the outbox: each incident change becomes one delivery per matching rule and one event
+on the change bus; each mail row becomes a mail.
+
+A row is finished in the same transaction that writes its deliveries, and deliveries are unique
+per (rule, row): a worker that dies half-way leaves the row leased, the next claim after the
+lease does it again, and no rule gets a second copy. The change bus (MCP sessions) is told
+after that commit; a crash just before it loses one notification, which MCP's notifications
+allow (they carry no replay), never a webhook.
+"""
+
+import datetime as dt
+import logging
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kamiyo.alerts import mail
+from kamiyo.alerts.bus import ChangeBus
+from kamiyo.alerts.events import ChangeKind, IncidentChange, webhook_body
+from kamiyo.alerts.leases import claim_outbox
+from kamiyo.alerts.rules import AlertFilters, matches
+from kamiyo.config import Settings
+from kamiyo.db.alerts import INCIDENT_KIND, MAIL_KIND, AlertDelivery, AlertRule, OutboxEntry
+from kamiyo.db.engine import dialect_name
+from kamiyo.db.tables import Incident as IncidentRow
+from kamiyo.intel.search import get_incident
+
+log = logging.getLogger(__name__)
+
+# A row that failed this many times is set aside (finished, with its last error) so one
+# poisoned row cannot hold the queue; the operator reads why in the log and the row.
+MAX_ROW_ATTEMPTS = 10
+
+
+def delivery_id() -> str:
+    """A webhook-id: the same on every retry of one delivery, so receivers can dedupe."""
+    return "msg_" + secrets.token_urlsafe(18)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What matching needs of a rule, read once per batch."""
+
+    pk: int
+    id: str
+    filters: AlertFilters
+
+
+async def _live_rules(session: AsyncSession, now: dt.datetime) -> list[Rule]:
+    rows = await session.execute(
+        select(AlertRule.pk, AlertRule.id, AlertRule.filters).where(
+            AlertRule.enabled.is_(True),
+            AlertRule.webhook_url.is_not(None),
+            or_(AlertRule.expires_at.is_(None), AlertRule.expires_at > now),
+        )
+    )
+    rules = []
+    for pk, rule_id, filters in rows:
+        try:
+            rules.append(Rule(pk, rule_id, AlertFilters.model_validate(filters)))
+        except ValueError:  # written by an older version: skipped, not fatal to the others
+            log.error("alert rule %s has filters this version cannot read; skipped", rule_id)
+    return rules
+
+
+async def _change_of(session: AsyncSession, entry: OutboxEntry) -> IncidentChange | None:
+    payload = entry.payload
+    incident_id = await session.scalar(
+        select(IncidentRow.id).where(IncidentRow.pk == int(payload["incident_pk"]))
+    )
+    incident = None if incident_id is None else await get_incident(session, incident_id)
+    if incident is None:  # merged away or split since: nothing left to announce
+        return None
+    return IncidentChange(change=ChangeKind(payload["change"]), incident=incident)
+
+
+async def _queue_deliveries(
+    session: AsyncSession, entry: OutboxEntry, change: IncidentChange, rules: list[Rule]
+) -> int:
+    """One delivery per matching rule (webhooks hear of new incidents; MCP subscribers, told
+    through the bus, also hear of changes to known ones)."""
+    if change.change is not ChangeKind.CREATED:
+        return 0
+    rows = [
+        {
+            "id": delivery_id(),
+            "rule_pk": rule.pk,
+            "outbox_pk": entry.pk,
+            "event": change.event,
+            "incident_id": change.incident.id,
+            "body": webhook_body(change.event, change.webhook_data(rule.id), entry.created_at),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": entry.created_at,
+            "created_at": entry.created_at,
+        }
+        for rule in rules
+        if matches(rule.filters, change)
+    ]
+    if rows:
+        dialect_insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+        statement = dialect_insert(AlertDelivery).on_conflict_do_nothing(
+            index_elements=["rule_pk", "outbox_pk"]
+        )
+        await session.execute(statement, rows)
+    return len(rows)
+
+
+async def _finish(session: AsyncSession, pk: int, now: dt.datetime, error: str | None) -> None:
+    await session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.pk == pk)
+        .values(done_at=now, lease_until=None, last_error=error)
+    )
+
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def work_outbox(
+    sessions: Sessions,
+    settings: Settings,
+    bus: ChangeBus | None,
+    now: dt.datetime,
+    limit: int = 100,
+) -> int:
+    """Claim and work up to ``limit`` rows; the number worked."""
+    async with sessions() as session:
+        entries = await claim_outbox(session, now, limit)
+        await session.commit()
+        rules = await _live_rules(session, now) if entries else []
+    for entry in entries:
+        change = None
+        try:
+            async with sessions() as session:
+                if entry.kind == INCIDENT_KIND:
+                    change = await _change_of(session, entry)
+                    if change is not None:
+                        await _queue_deliveries(session, entry, change, rules)
+                elif entry.kind == MAIL_KIND:
+                    await mail.send(sessions, settings, session, entry.payload)
+                else:
+                    log.error(
+                        "outbox row %s has an unknown kind %r; set aside", entry.pk, entry.kind
+                    )
+                await _finish(session, entry.pk, now, None)
+                await session.commit()
+        except Exception as exc:  # one row's failure must not stop the others
+            await _failed(sessions, entry, now, exc)
+            continue
+        if change is not None and bus is not None:
+            await bus.publish(change)
+    return len(entries)
+
+
+async def _failed(sessions: Sessions, entry: OutboxEntry, now: dt.datetime, exc: Exception) -> None:
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    give_up = entry.attempts >= MAX_ROW_ATTEMPTS
+    log.error(
+        "outbox row %s (%s) failed, attempt %d: %s%s",
+        entry.pk,
+        entry.kind,
+        entry.attempts,
+        error,
+        "; set aside" if give_up else "; retried when its lease ends",
+    )
+    async with sessions() as session:
+        if give_up:
+            await _finish(session, entry.pk, now, error)
+        else:
+            await session.execute(
+                update(OutboxEntry).where(OutboxEntry.pk == entry.pk).values(last_error=error)
+            )
+        await session.commit()

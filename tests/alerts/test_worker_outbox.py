@@ -1,0 +1,163 @@
+"""The worker turns each announced change into one delivery per matching rule and one event on
+the change bus, once, however many workers run and whichever of them dies half-way."""
+
+import asyncio
+import datetime as dt
+
+import pytest
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kamiyo.alerts.bus import MemoryBus
+from kamiyo.alerts.events import IncidentChange
+from kamiyo.alerts.leases import LEASE, claim_outbox
+from kamiyo.alerts.outbox import work_outbox
+from kamiyo.config import Settings
+from kamiyo.db.alerts import AlertDelivery, AlertRule, OutboxEntry
+from kamiyo.db.engine import create_engine, session_factory
+from tests.intel.test_store import ATTACKER, ingest, report
+
+NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+SETTINGS = Settings(environment="test", _env_file=None)
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def add_rule(
+    session: AsyncSession,
+    rule_id: str,
+    filters: dict[str, object],
+    *,
+    webhook: str | None = "https://receiver.example/hook",
+    enabled: bool = True,
+    expires_at: dt.datetime | None = None,
+) -> int:
+    rule = AlertRule(
+        id=rule_id,
+        payer="0x" + "11" * 20,
+        name=rule_id,
+        filters=filters,
+        webhook_url=webhook,
+        secret="sealed",
+        enabled=enabled,
+        failures=0,
+        created_at=NOW,
+        expires_at=expires_at,
+    )
+    session.add(rule)
+    await session.flush()
+    return rule.pk
+
+
+async def deliveries(session: AsyncSession) -> list[tuple[str, str, str | None]]:
+    rows = await session.execute(
+        select(AlertRule.id, AlertDelivery.event, AlertDelivery.incident_id)
+        .join(AlertRule, AlertRule.pk == AlertDelivery.rule_pk)
+        .order_by(AlertRule.id)
+    )
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+async def pending_outbox(session: AsyncSession) -> int:
+    return await session.scalar(
+        select(func.count(OutboxEntry.pk)).where(OutboxEntry.done_at.is_(None))
+    ) or 0
+
+
+@pytest.fixture
+async def sessions(migrated_sessions: Sessions) -> Sessions:
+    async with migrated_sessions() as session:
+        await session.execute(delete(OutboxEntry))
+        await add_rule(session, "alr_any", {})
+        await add_rule(session, "alr_eth", {"chains": ["ethereum"], "min_loss_usd": 500_000})
+        await add_rule(session, "alr_watch", {"addresses": [ATTACKER]})
+        await add_rule(session, "alr_bsc", {"chains": ["bsc"]})
+        await add_rule(session, "alr_mcp_only", {}, webhook=None)
+        await add_rule(session, "alr_off", {}, enabled=False)
+        await add_rule(session, "alr_expired", {}, expires_at=NOW - dt.timedelta(days=1))
+        await session.commit()
+    return migrated_sessions
+
+
+async def test_one_delivery_per_matching_rule_and_one_event(sessions: Sessions) -> None:
+    heard: list[IncidentChange] = []
+    bus = MemoryBus()
+    bus.subscribe(heard.append)
+    async with sessions() as session:
+        await ingest(session, [report()])
+    assert await work_outbox(sessions, SETTINGS, bus, NOW) == 1
+    async with sessions() as session:
+        assert await deliveries(session) == [
+            ("alr_any", "incident.created", "20250101_testprotocol"),
+            ("alr_eth", "incident.created", "20250101_testprotocol"),
+            ("alr_watch", "incident.created", "20250101_testprotocol"),
+        ]
+        assert await pending_outbox(session) == 0
+        delivery = await session.scalar(select(AlertDelivery).limit(1))
+        assert delivery is not None and delivery.status == "pending"
+        assert delivery.id.startswith("msg_") and '"type":"incident.created"' in delivery.body
+    assert [(c.event, c.incident.id) for c in heard] == [
+        ("incident.created", "20250101_testprotocol")
+    ]
+    assert await work_outbox(sessions, SETTINGS, bus, NOW) == 0  # nothing left
+
+
+async def test_a_change_is_told_to_subscribers_not_to_webhooks(sessions: Sessions) -> None:
+    async with sessions() as session:
+        await ingest(session, [report()])
+    await work_outbox(sessions, SETTINGS, None, NOW)
+    heard: list[IncidentChange] = []
+    bus = MemoryBus()
+    bus.subscribe(heard.append)
+    async with sessions() as session:
+        await ingest(session, [report(loss_text="$1.2M", loss_usd=1_200_000)])
+    assert await work_outbox(sessions, SETTINGS, bus, NOW) == 1
+    assert [c.event for c in heard] == ["incident.updated"]
+    assert heard[0].incident.loss_usd == 1_200_000
+    async with sessions() as session:
+        assert len(await deliveries(session)) == 3  # the first change's only
+
+
+async def test_a_dead_workers_rows_are_taken_up_after_its_lease(sessions: Sessions) -> None:
+    async with sessions() as session:
+        await ingest(session, [report()])
+        claimed = await claim_outbox(session, NOW, 10)  # this worker then dies
+        await session.commit()
+    assert len(claimed) == 1
+    assert await work_outbox(sessions, SETTINGS, None, NOW + LEASE / 2) == 0  # still leased
+    later = NOW + LEASE + dt.timedelta(seconds=1)
+    assert await work_outbox(sessions, SETTINGS, None, later) == 1
+    async with sessions() as session:
+        assert len(await deliveries(session)) == 3
+        row = await session.get(OutboxEntry, claimed[0].pk)
+        assert row is not None and row.attempts == 2 and row.done_at is not None
+
+
+async def test_concurrent_workers_deliver_once_per_rule(
+    sessions: Sessions, empty_database_url: str
+) -> None:
+    async with sessions() as session:
+        for n in range(20):
+            distinct = {"addresses": [], "transactions": [], "references": []}
+            await ingest(session, [report(source_id=f"s{n}", protocol=f"Protocol {n}", **distinct)])
+        url = session.get_bind().engine.url.render_as_string(hide_password=False)
+    # Four workers, each with its own engine (its own connections), as on four instances.
+    engines = [create_engine(url) for _ in range(4)]
+    try:
+        worked = await asyncio.gather(
+            *(work_outbox(session_factory(e), SETTINGS, None, NOW, limit=3) for e in engines)
+        )
+        while sum(worked) < 20:
+            more = await asyncio.gather(
+                *(work_outbox(session_factory(e), SETTINGS, None, NOW, limit=3) for e in engines)
+            )
+            assert sum(more) > 0
+            worked = [a + b for a, b in zip(worked, more, strict=True)]
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert sum(worked) == 20
+    async with sessions() as session:
+        found = await deliveries(session)
+        assert len(found) == 20 * 2  # alr_any and alr_eth (no address listed)
+        assert len(set(found)) == len(found)
+        assert await pending_outbox(session) == 0
