@@ -17,6 +17,8 @@ from kamiyo.db.alerts import AlertDelivery, AlertRule, OutboxEntry
 from kamiyo.db.engine import create_engine, session_factory
 from tests.intel.test_store import ATTACKER, ingest, report
 
+pytestmark = pytest.mark.anyio
+
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 SETTINGS = Settings(environment="test", _env_file=None)
 Sessions = async_sessionmaker[AsyncSession]
@@ -58,9 +60,12 @@ async def deliveries(session: AsyncSession) -> list[tuple[str, str, str | None]]
 
 
 async def pending_outbox(session: AsyncSession) -> int:
-    return await session.scalar(
-        select(func.count(OutboxEntry.pk)).where(OutboxEntry.done_at.is_(None))
-    ) or 0
+    return (
+        await session.scalar(
+            select(func.count(OutboxEntry.pk)).where(OutboxEntry.done_at.is_(None))
+        )
+        or 0
+    )
 
 
 @pytest.fixture
@@ -93,8 +98,10 @@ async def test_one_delivery_per_matching_rule_and_one_event(sessions: Sessions) 
         ]
         assert await pending_outbox(session) == 0
         delivery = await session.scalar(select(AlertDelivery).limit(1))
-        assert delivery is not None and delivery.status == "pending"
-        assert delivery.id.startswith("msg_") and '"type":"incident.created"' in delivery.body
+        assert delivery is not None
+        assert delivery.status == "pending"
+        assert delivery.id.startswith("msg_")
+        assert '"type":"incident.created"' in delivery.body
     assert [(c.event, c.incident.id) for c in heard] == [
         ("incident.created", "20250101_testprotocol")
     ]
@@ -129,7 +136,8 @@ async def test_a_dead_workers_rows_are_taken_up_after_its_lease(sessions: Sessio
     async with sessions() as session:
         assert len(await deliveries(session)) == 3
         row = await session.get(OutboxEntry, claimed[0].pk)
-        assert row is not None and row.attempts == 2 and row.done_at is not None
+        assert row is not None
+        assert (row.attempts, row.done_at is not None) == (2, True)
 
 
 async def test_concurrent_workers_deliver_once_per_rule(
