@@ -27,12 +27,13 @@ RECONNECT_MAX_S = 30.0
 
 
 class RedisBus:
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, local: MemoryBus | None = None) -> None:
         self.channel = f"{prefix}:alerts:changes"
         self._client = redis.asyncio.Redis.from_url(
             url.removeprefix("async+"), socket_connect_timeout=TIMEOUT_S
         )
-        self._local = MemoryBus()
+        # Where what arrives is told: this instance's listeners.
+        self._local = local or MemoryBus()
         self.connected = asyncio.Event()  # set while the reader is subscribed
 
     async def publish(self, change: IncidentChange) -> None:
@@ -85,12 +86,16 @@ class RedisBus:
 
 
 @asynccontextmanager
-async def change_bus(settings: Settings) -> AsyncIterator[ChangeBus]:
-    """The bus for this instance: Redis pub/sub when instances share Redis, else in-process."""
+async def change_bus(
+    settings: Settings, local: MemoryBus | None = None
+) -> AsyncIterator[ChangeBus]:
+    """The bus to publish on: Redis pub/sub when instances share Redis, telling ``local`` (this
+    instance's listeners) what arrives; without Redis, ``local`` itself."""
+    local = local or MemoryBus()
     if not settings.redis.url:
-        yield MemoryBus()
+        yield local
         return
-    bus = RedisBus(settings.redis.url, settings.redis.prefix)
+    bus = RedisBus(settings.redis.url, settings.redis.prefix, local)
     reader = asyncio.create_task(bus.read(), name="kamiyo-change-bus")
     try:
         yield bus

@@ -16,9 +16,8 @@ from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.mcpserver import content, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
-from kamiyo.runtime import open_runtime
 from kamiyo.service.catalogue import OPERATIONS, Operation
-from kamiyo.service.refreshing import keeping_current
+from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
 
 INSTRUCTIONS = (
@@ -84,12 +83,7 @@ async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | N
         settings=settings, gate=gate or default_gate(settings), stdio_credential=credential
     )
     server = build_server(state)
-    async with (
-        open_runtime(settings) as runtime,
-        state.gate.serving(runtime.sessions),
-        keeping_current(runtime, state.data_changed),
-    ):
-        state.runtime = runtime
+    async with running(state):
         try:
             await server.run_stdio_async()
         finally:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, Grant
+from kamiyo.alerts.bus import MemoryBus
 from kamiyo.config import ConfigurationError, Settings
 from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.payments.cashier import open_cashier
@@ -37,6 +38,9 @@ class ServerState:
     # The clients that read wallets' and transactions' histories from the chain (no request
     # is made until a screen asks); closed by :meth:`aclose`.
     explorers: Explorers | None = None
+    # This instance's listeners to incident changes (MCP subscriptions); the alerts worker's
+    # bus tells them, directly or through Redis from whichever instance claimed the change.
+    changes: MemoryBus = field(default_factory=MemoryBus)
 
     def __post_init__(self) -> None:
         if self.cache is None and self.settings.answers.cache_ttl_s > 0:

@@ -16,8 +16,7 @@ from kamiyo import __version__
 from kamiyo.access.gate import Gate
 from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.config import Settings
-from kamiyo.runtime import open_runtime
-from kamiyo.service.refreshing import keeping_current
+from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
 from kamiyo.web import access_log, api, mcp_posts, rest
 from kamiyo.web.auth import ResourceServer
@@ -76,15 +75,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with (
-            open_runtime(settings) as runtime,
-            state.gate.serving(runtime.sessions),
-            keeping_current(runtime, state.data_changed),
-        ):
-            state.runtime = runtime
-            async with server.session_manager.run():
-                yield
-            state.runtime = None
+        async with running(state), server.session_manager.run():
+            yield
         await state.aclose()
 
     def sessions() -> async_sessionmaker[AsyncSession]:
