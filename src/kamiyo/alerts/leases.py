@@ -8,9 +8,10 @@ SQLite has one writer at a time, so the single ``UPDATE … RETURNING`` is alrea
 """
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.alerts import AlertDelivery, OutboxEntry
@@ -24,11 +25,15 @@ def _unleased(lease_until: Any, now: dt.datetime) -> ColumnElement[bool]:
     return or_(lease_until.is_(None), lease_until < now)
 
 
-async def claim_outbox(session: AsyncSession, now: dt.datetime, limit: int) -> list[OutboxEntry]:
-    """Up to ``limit`` unfinished outbox rows, oldest first, leased to the caller."""
+async def claim_outbox(
+    session: AsyncSession, now: dt.datetime, limit: int, kinds: Collection[str] | None = None
+) -> list[OutboxEntry]:
+    """Up to ``limit`` unfinished outbox rows (of ``kinds``, or any), oldest first, leased to
+    the caller."""
     due = (
         select(OutboxEntry.pk)
         .where(OutboxEntry.done_at.is_(None), _unleased(OutboxEntry.lease_until, now))
+        .where(OutboxEntry.kind.in_(kinds) if kinds is not None else true())
         .order_by(OutboxEntry.pk)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -11,6 +11,7 @@ allow (they carry no replay), never a webhook.
 import datetime as dt
 import logging
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
@@ -127,10 +128,11 @@ async def work_outbox(
     bus: ChangeBus | None,
     now: dt.datetime,
     limit: int = 100,
+    kinds: Collection[str] | None = None,
 ) -> int:
-    """Claim and work up to ``limit`` rows; the number worked."""
+    """Claim and work up to ``limit`` rows (of ``kinds``, or any); the number worked."""
     async with sessions() as session:
-        entries = await claim_outbox(session, now, limit)
+        entries = await claim_outbox(session, now, limit, kinds)
         await session.commit()
         rules = await _live_rules(session, now) if entries else []
     for entry in entries:

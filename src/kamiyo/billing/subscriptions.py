@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
 from kamiyo.access.accounts import TierSource, entitled_tier
+from kamiyo.alerts import mail
 from kamiyo.billing import ordering
 from kamiyo.billing.ordering import LIVE
 from kamiyo.billing.stripe_objects import (
@@ -58,7 +59,7 @@ class Applied:
 
     outcome: str
     account_pk: int | None = None
-    # The account now holds a paid tier it did not hold before: send the welcome after commit.
+    # The account now holds a paid tier it did not hold before (its welcome mail is queued).
     first_activation: bool = False
     # The row's tier or status changed: announce it after commit (revocation.announce).
     credentials_changed: bool = False
@@ -135,6 +136,8 @@ async def apply_subscription(
     row.stripe_state_at = as_of
     row.updated_at = _now()
     first = not was_paid and ordering.is_paid(row, as_of, grace)
+    if first:  # in this transaction: a crash after the commit still sends it
+        await mail.queue(session, mail.WELCOME, _now(), account_pk=account_pk)
     changed = await _stripe_holds(session, row, before, grace)
     ending = " (cancels at period end)" if row.cancel_at_period_end and status in LIVE else ""
     return Applied(f"{row.tier} {status}{ending}{note}", account_pk, first, changed)

@@ -44,10 +44,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from stripe.params import SubscriptionListParams
 
 from kamiyo.access import revocation
-from kamiyo.billing.onboarding import Onboarding, send_welcome
+from kamiyo.alerts.outbox import work_outbox
 from kamiyo.billing.stripe_api import StripeCallError, call_stripe
 from kamiyo.billing.subscriptions import Applied, apply_subscription
 from kamiyo.config import Settings, StripeSettings
+from kamiyo.db.alerts import MAIL_KIND
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import Account, Subscription
 
@@ -112,7 +113,6 @@ async def sync_subscriptions(
     What was applied before a failure stays applied (each subscription commits on its own), so
     running it again after one is safe.
     """
-    onboarding = Onboarding.from_settings(settings)
     report = SyncReport()
     cursor: str | None = None
     while True:
@@ -134,7 +134,6 @@ async def sync_subscriptions(
                 report.unchanged += 1
             if applied.first_activation and applied.account_pk is not None:
                 report.first_activations += 1
-                await send_welcome(sessions, onboarding, applied.account_pk)
             if on_progress is not None:
                 on_progress(report)
         if not page.has_more:
@@ -142,6 +141,8 @@ async def sync_subscriptions(
         cursor = _id(page.subscriptions[-1]) if page.subscriptions else None
         if cursor is None:  # more to come, but nothing to continue after
             raise StripeCallError("Stripe's subscription list could not be read to its end")
+    if report.first_activations:  # their welcomes are queued: send them now, not at next serve
+        await work_outbox(sessions, settings, None, dt.datetime.now(dt.UTC), kinds=[MAIL_KIND])
     log.debug("stripe sync: %s", report.summary())
     return report
 

@@ -27,8 +27,8 @@ async def running(state: ServerState) -> AsyncIterator[Runtime]:
             worker.wake()  # an ingest here or elsewhere: its outbox rows are waiting
 
         async with keeping_current(runtime, data_changed):
-            state.runtime = runtime
+            state.runtime, state.alerts = runtime, worker
             try:
                 yield runtime
             finally:
-                state.runtime = None
+                state.runtime, state.alerts = None, None

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, Grant
 from kamiyo.alerts.bus import MemoryBus
+from kamiyo.alerts.worker import AlertWorker
 from kamiyo.config import ConfigurationError, Settings
 from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.payments.cashier import open_cashier
@@ -41,6 +42,8 @@ class ServerState:
     # This instance's listeners to incident changes (MCP subscriptions); the alerts worker's
     # bus tells them, directly or through Redis from whichever instance claimed the change.
     changes: MemoryBus = field(default_factory=MemoryBus)
+    # The alerts worker while serving (woken when this instance queues work for it).
+    alerts: AlertWorker | None = None
 
     def __post_init__(self) -> None:
         if self.cache is None and self.settings.answers.cache_ttl_s > 0:

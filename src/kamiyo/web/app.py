@@ -14,7 +14,6 @@ from starlette.routing import BaseRoute, Route
 
 from kamiyo import __version__
 from kamiyo.access.gate import Gate
-from kamiyo.billing.onboarding import Onboarding, send_welcome
 from kamiyo.config import Settings
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
@@ -83,7 +82,9 @@ def create_app(
         return state.require_runtime().sessions
 
     async def welcome(account_pk: int) -> None:
-        await send_welcome(sessions(), Onboarding.from_settings(settings), account_pk)
+        # Its welcome mail was queued in the outbox with the change: send it now.
+        if state.alerts is not None:
+            state.alerts.wake()
 
     resource = ResourceServer(settings.site, settings.auth, state.gate)
     routes: list[BaseRoute] = [
