@@ -8,6 +8,7 @@ in a way no retry mends: a refused address, a 4xx) counts against its rule; a ru
 ``FAILED_DELIVERIES_TO_DISABLE`` deliveries in a row is switched off and its owner told by mail.
 """
 
+import asyncio
 import datetime as dt
 import logging
 
@@ -33,22 +34,29 @@ RETRY_WAITS = (
 )
 MAX_ATTEMPTS = len(RETRY_WAITS) + 1
 FAILED_DELIVERIES_TO_DISABLE = 3
+# Receivers are waited on together, up to this many at once (each attempt may take seconds).
+CONCURRENCY = 16
 
 
 async def deliver_due(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
     now: dt.datetime,
-    limit: int = 50,
+    limit: int = 200,
 ) -> int:
-    """Claim and attempt up to ``limit`` due deliveries; the number attempted."""
+    """Claim and attempt up to ``limit`` due deliveries, ``CONCURRENCY`` at a time; the number
+    attempted."""
     async with sessions() as session:
         due = await claim_deliveries(session, now, limit)
         await session.commit()
-    for delivery in due:
-        async with sessions() as session:
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(delivery: AlertDelivery) -> None:
+        async with slots, sessions() as session:
             await _attempt(session, settings, delivery, now)
             await session.commit()
+
+    await asyncio.gather(*(one(delivery) for delivery in due))
     return len(due)
 
 
