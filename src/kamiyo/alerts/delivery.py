@@ -36,6 +36,7 @@ MAX_ATTEMPTS = len(RETRY_WAITS) + 1
 FAILED_DELIVERIES_TO_DISABLE = 3
 # Receivers are waited on together, up to this many at once (each attempt may take seconds).
 CONCURRENCY = 16
+RULE_OFF = "the rule was switched off or deleted"
 
 
 async def deliver_due(
@@ -45,68 +46,65 @@ async def deliver_due(
     limit: int = 200,
 ) -> int:
     """Claim and attempt up to ``limit`` due deliveries, ``CONCURRENCY`` at a time; the number
-    attempted."""
+    attempted. No database connection is held while a receiver is waited on."""
     async with sessions() as session:
         due = await claim_deliveries(session, now, limit)
         await session.commit()
     slots = asyncio.Semaphore(CONCURRENCY)
 
     async def one(delivery: AlertDelivery) -> None:
-        async with slots, sessions() as session:
-            await _attempt(session, settings, delivery, now)
-            await session.commit()
+        async with slots:
+            async with sessions() as session:
+                rule = await session.get(AlertRule, delivery.rule_pk)
+            if rule is None or not rule.enabled or not rule.webhook_url or not rule.secret:
+                async with sessions() as session:
+                    await _set(session, delivery, status="cancelled", last_error=RULE_OFF)
+                    await session.commit()
+                return
+            attempt = await webhook.send(
+                rule.webhook_url,
+                webhook_id=delivery.id,
+                body=delivery.body,
+                secret=unseal(settings.auth.secret_key, rule.secret),
+                timestamp=now,
+                settings=settings,
+            )
+            async with sessions() as session:
+                await _record(session, rule, delivery, attempt, now)
+                await session.commit()
 
     await asyncio.gather(*(one(delivery) for delivery in due))
     return len(due)
 
 
-async def _attempt(
-    session: AsyncSession, settings: Settings, delivery: AlertDelivery, now: dt.datetime
+async def _record(
+    session: AsyncSession,
+    rule: AlertRule,
+    delivery: AlertDelivery,
+    attempt: webhook.Attempt,
+    now: dt.datetime,
 ) -> None:
-    rule = await session.get(AlertRule, delivery.rule_pk)
-    if rule is None or not rule.enabled or rule.webhook_url is None or rule.secret is None:
-        await _set(session, delivery, status="cancelled", last_error="the rule is off or gone")
-        return
-    attempt = await webhook.send(
-        rule.webhook_url,
-        webhook_id=delivery.id,
-        body=delivery.body,
-        secret=unseal(settings.auth.secret_key, rule.secret),
-        timestamp=now,
-        settings=settings,
-    )
     attempts = delivery.attempts + 1
+    seen = {"attempts": attempts, "response_code": attempt.status_code}
     if attempt.delivered:
-        await _set(
-            session,
-            delivery,
-            status="delivered",
-            attempts=attempts,
-            delivered_at=now,
-            response_code=attempt.status_code,
-            last_error=None,
-        )
-        rule.failures = 0
+        await _set(session, delivery, status="delivered", delivered_at=now, last_error=None, **seen)
+        if rule.failures:
+            await session.execute(
+                update(AlertRule).where(AlertRule.pk == rule.pk).values(failures=0)
+            )
         return
     if attempt.retryable and attempts < MAX_ATTEMPTS:
-        await _set(
-            session,
-            delivery,
-            attempts=attempts,
-            next_attempt_at=now + RETRY_WAITS[attempts - 1],
-            response_code=attempt.status_code,
-            last_error=attempt.error,
-        )
+        wait = RETRY_WAITS[attempts - 1]
+        await _set(session, delivery, next_attempt_at=now + wait, last_error=attempt.error, **seen)
         return
-    await _set(
-        session,
-        delivery,
-        status="failed",
-        attempts=attempts,
-        response_code=attempt.status_code,
-        last_error=attempt.error,
+    await _set(session, delivery, status="failed", last_error=attempt.error, **seen)
+    # Counted in SQL: deliveries of one rule are attempted concurrently.
+    failures = await session.scalar(
+        update(AlertRule)
+        .where(AlertRule.pk == rule.pk)
+        .values(failures=AlertRule.failures + 1)
+        .returning(AlertRule.failures)
     )
-    rule.failures += 1
     log.warning(
         "alert %s: delivery %s failed after %d attempt(s): %s",
         rule.id,
@@ -114,8 +112,8 @@ async def _attempt(
         attempts,
         attempt.error,
     )
-    if rule.failures >= FAILED_DELIVERIES_TO_DISABLE:
-        await _disable(session, rule, attempt.error or "deliveries kept failing", now)
+    if (failures or 0) >= FAILED_DELIVERIES_TO_DISABLE:
+        await _disable(session, rule, failures or 0, attempt.error or "no answer", now)
 
 
 async def _set(session: AsyncSession, delivery: AlertDelivery, **values: object) -> None:
@@ -126,14 +124,22 @@ async def _set(session: AsyncSession, delivery: AlertDelivery, **values: object)
     )
 
 
-async def _disable(session: AsyncSession, rule: AlertRule, error: str, now: dt.datetime) -> None:
-    reason = f"{rule.failures} deliveries in a row failed (the last: {error})"
-    rule.enabled = False
-    rule.disabled_reason = reason[:300]
+async def _disable(
+    session: AsyncSession, rule: AlertRule, failures: int, error: str, now: dt.datetime
+) -> None:
+    reason = f"{failures} deliveries in a row failed (the last: {error})"
+    switched = await session.scalar(
+        update(AlertRule)
+        .where(AlertRule.pk == rule.pk, AlertRule.enabled.is_(True))
+        .values(enabled=False, disabled_reason=reason[:300])
+        .returning(AlertRule.pk)
+    )
+    if switched is None:
+        return  # another delivery of this rule switched it off a moment ago
     await session.execute(
         update(AlertDelivery)
         .where(AlertDelivery.rule_pk == rule.pk, AlertDelivery.status == "pending")
-        .values(status="cancelled", last_error="the rule was switched off", lease_until=None)
+        .values(status="cancelled", last_error=RULE_OFF, lease_until=None)
     )
     log.warning("alert %s switched off: %s", rule.id, reason)
     if rule.account_pk is not None:
