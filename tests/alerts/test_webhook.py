@@ -266,6 +266,13 @@ async def test_the_checked_address_is_the_one_connected_to(
     assert post.headers["host"] == f"hooks.example:{receiver.port}"
 
 
+async def test_localhost_is_reached_when_loopback_is_allowed(receiver: Receiver) -> None:
+    # localhost may resolve to ::1 first, where nothing listens: the next address is tried.
+    attempt = await deliver(receiver.url(host="localhost"))
+    assert attempt.delivered, attempt.error
+    assert receiver.posts[0].headers["host"] == f"localhost:{receiver.port}"
+
+
 async def test_an_unknown_name_is_worth_a_retry(resolver: Resolver) -> None:
     resolver({"nowhere.example": [[]]})
     attempt = await deliver("https://nowhere.example/hook", STRICT)
