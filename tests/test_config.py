@@ -91,6 +91,9 @@ VARIABLES = [
     ("KAMIYO_EXPLORER_CALLS_PER_SECOND", "2", lambda s: s.explorers.calls_per_second, 2),
     ("KAMIYO_EXPLORER_MAX_PAGES", "4", lambda s: s.explorers.max_pages, 4),
     ("KAMIYO_EXPLORER_ALLOW_PRIVATE", "true", lambda s: s.explorers.allow_private, True),
+    ("KAMIYO_WEBHOOKS_ALLOW_LOOPBACK", "true", lambda s: s.webhooks.allow_loopback, True),
+    ("KAMIYO_WEBHOOKS_TIMEOUT_S", "2.5", lambda s: s.webhooks.timeout_s, 2.5),
+    ("KAMIYO_WEBHOOKS_MAX_RESPONSE_BYTES", "1024", lambda s: s.webhooks.max_response_bytes, 1024),
 ]  # fmt: skip
 
 
@@ -228,6 +231,7 @@ def test_production_accepts_secure_settings() -> None:
         ({"database": {"url": None}}, "KAMIYO_DATABASE_URL is not set"),
         ({"stripe": {"secret_key": "sk_test_123"}}, "test-mode key"),
         ({"stripe": {"secret_key": "sk_live_123"}}, "KAMIYO_STRIPE_WEBHOOK_SECRET is not set"),
+        ({"webhooks": {"allow_loopback": True}}, "KAMIYO_WEBHOOKS_ALLOW_LOOPBACK is true"),
     ],
 )
 def test_production_refuses_insecure_settings(
@@ -261,5 +265,5 @@ def test_every_section_hides_input_in_errors() -> None:
         assert section.model_config.get("env_file") == ".env", section.__name__
     assert set(Settings.SECTIONS) == {
         "database", "log", "site", "answers", "auth", "redis", "meter", "stripe", "smtp", "x402",
-        "http", "sources", "explorers",
+        "http", "sources", "explorers", "webhooks",
     }  # fmt: skip

@@ -34,6 +34,7 @@ from kamiyo.config.sections import (
     SiteSettings,
     SmtpSettings,
     StripeSettings,
+    WebhookSettings,
     X402Settings,
     async_database_url,
 )
@@ -59,6 +60,7 @@ class Settings(Section):
     http: HttpSettings = Field(default_factory=HttpSettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
     explorers: ExplorerSettings = Field(default_factory=ExplorerSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {}
 
@@ -115,6 +117,10 @@ class Settings(Section):
         if stripe_key and not stripe.webhook_secret:
             reasons.append(
                 "KAMIYO_STRIPE_WEBHOOK_SECRET is not set (webhooks could not be verified)"
+            )
+        if self.webhooks.allow_loopback:
+            reasons.append(
+                "KAMIYO_WEBHOOKS_ALLOW_LOOPBACK is true (alert webhooks could reach this machine)"
             )
         return reasons
 
@@ -180,6 +186,7 @@ __all__ = [
     "SmtpSettings",
     "SourceSettings",
     "StripeSettings",
+    "WebhookSettings",
     "X402Settings",
     "async_database_url",
     "describe_settings_error",

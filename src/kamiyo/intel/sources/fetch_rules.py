@@ -1,4 +1,5 @@
-"""The fetch layer's rules: which addresses a source may not live at, how long a
+"""The fetch layer's rules: which addresses a source may not live at (the rule itself is
+:mod:`kamiyo.outbound.addresses`, shared with the webhook sender), how long a
 ``Retry-After`` asks for, how far apart requests to one host go, how a location shows in logs.
 
 Kept apart from :mod:`kamiyo.intel.sources.fetch` (which applies them) so each reads at once.
@@ -12,8 +13,7 @@ import socket
 import urllib.parse
 
 from kamiyo.intel.sources.base import FetchError
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+from kamiyo.outbound.addresses import Address, refusal
 
 
 class TransientError(Exception):
@@ -66,30 +66,6 @@ class HostPacer:
         start = max(now, self._next.get(host, now))
         self._next[host] = start + self.interval_s
         return start - now
-
-
-def refusal(address: Address) -> str | None:
-    """What kind of non-public address ``address`` is (None: a public one).
-
-    IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo) are judged by that address.
-    """
-    if isinstance(address, ipaddress.IPv6Address):
-        teredo = address.teredo
-        embedded = address.ipv4_mapped or address.sixtofour or (teredo[1] if teredo else None)
-        if embedded is not None:
-            return refusal(embedded)
-    for kind, hit in (
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("unspecified", address.is_unspecified),
-        ("reserved", address.is_reserved),
-        ("private", address.is_private),
-        ("non-public", not address.is_global),
-    ):
-        if hit:
-            return kind
-    return None
 
 
 async def check_public(url: str, host: str, port: int) -> None:
