@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.alerts import mail, webhook
 from kamiyo.alerts.leases import claim_deliveries
-from kamiyo.alerts.secrets import unseal
+from kamiyo.alerts.secrets import SealError, unseal
 from kamiyo.config import Settings
 from kamiyo.db.alerts import AlertDelivery, AlertRule
 
@@ -61,14 +61,20 @@ async def deliver_due(
                     await _set(session, delivery, status="cancelled", last_error=RULE_OFF)
                     await session.commit()
                 return
-            attempt = await webhook.send(
-                rule.webhook_url,
-                webhook_id=delivery.id,
-                body=delivery.body,
-                secret=unseal(settings.auth.secret_key, rule.secret),
-                timestamp=now,
-                settings=settings,
-            )
+            try:
+                secret = unseal(settings.auth.secret_key, rule.secret)
+            except SealError as exc:  # no retry mends it: the owner must make the rule again
+                attempt = webhook.Attempt(False, None, str(exc), retryable=False)
+            else:
+                attempt = await webhook.send(
+                    rule.webhook_url,
+                    webhook_id=delivery.id,
+                    body=delivery.body,
+                    secret=secret,
+                    timestamp=now,
+                    settings=settings.webhooks,
+                    require_https=settings.production,
+                )
             async with sessions() as session:
                 await _record(session, rule, delivery, attempt, now)
                 await session.commit()

@@ -95,6 +95,10 @@ class Settings(Section):
         return self.model_copy(update=update)
 
     @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
     def migrate_on_start(self) -> bool:
         if self.database.auto_migrate is not None:
             return self.database.auto_migrate
