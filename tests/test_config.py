@@ -91,6 +91,9 @@ VARIABLES = [
     ("KAMIYO_EXPLORER_CALLS_PER_SECOND", "2", lambda s: s.explorers.calls_per_second, 2),
     ("KAMIYO_EXPLORER_MAX_PAGES", "4", lambda s: s.explorers.max_pages, 4),
     ("KAMIYO_EXPLORER_ALLOW_PRIVATE", "true", lambda s: s.explorers.allow_private, True),
+    ("KAMIYO_ALERTS_WORKER", "false", lambda s: s.alerts.worker, False),
+    ("KAMIYO_ALERTS_POLL_S", "0.2", lambda s: s.alerts.poll_s, 0.2),
+    ("KAMIYO_ALERTS_LEASE_S", "5", lambda s: s.alerts.lease_s, 5),
     ("KAMIYO_WEBHOOKS_ALLOW_LOOPBACK", "true", lambda s: s.webhooks.allow_loopback, True),
     ("KAMIYO_WEBHOOKS_TIMEOUT_S", "2.5", lambda s: s.webhooks.timeout_s, 2.5),
     ("KAMIYO_WEBHOOKS_MAX_RESPONSE_BYTES", "1024", lambda s: s.webhooks.max_response_bytes, 1024),
@@ -265,5 +268,5 @@ def test_every_section_hides_input_in_errors() -> None:
         assert section.model_config.get("env_file") == ".env", section.__name__
     assert set(Settings.SECTIONS) == {
         "database", "log", "site", "answers", "auth", "redis", "meter", "stripe", "smtp", "x402",
-        "http", "sources", "explorers", "webhooks",
+        "http", "sources", "explorers", "alerts", "webhooks",
     }  # fmt: skip

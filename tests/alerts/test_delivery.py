@@ -18,7 +18,7 @@ from kamiyo.alerts.delivery import (
     RETRY_WAITS,
     deliver_due,
 )
-from kamiyo.alerts.leases import LEASE, claim_deliveries
+from kamiyo.alerts.leases import claim_deliveries, lease_of
 from kamiyo.alerts.outbox import work_outbox
 from kamiyo.alerts.secrets import new_secret, seal
 from kamiyo.config import AuthSettings, Settings, WebhookSettings
@@ -39,6 +39,7 @@ SETTINGS = Settings(
     _env_file=None,
 )
 Sessions = async_sessionmaker[AsyncSession]
+LEASE = lease_of(SETTINGS.alerts)
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ async def test_a_worker_that_dies_mid_delivery_is_taken_over_once(
     await make_rule(migrated_sessions, receiver.url())
     await new_incident(migrated_sessions)
     async with migrated_sessions() as session:
-        [claimed] = await claim_deliveries(session, NOW, 10)  # then this worker dies
+        [claimed] = await claim_deliveries(session, NOW, LEASE, 10)  # then this worker dies
         await session.commit()
     assert await deliver_due(migrated_sessions, SETTINGS, NOW + LEASE / 2) == 0
     later = NOW + LEASE + dt.timedelta(seconds=1)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.alerts.bus import MemoryBus
 from kamiyo.alerts.events import IncidentChange
-from kamiyo.alerts.leases import LEASE, claim_outbox
+from kamiyo.alerts.leases import claim_outbox, lease_of
 from kamiyo.alerts.outbox import work_outbox
 from kamiyo.config import Settings
 from kamiyo.db.alerts import AlertDelivery, AlertRule, OutboxEntry
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 SETTINGS = Settings(environment="test", _env_file=None)
 Sessions = async_sessionmaker[AsyncSession]
+LEASE = lease_of(SETTINGS.alerts)
 
 
 async def add_rule(
@@ -127,7 +128,7 @@ async def test_a_change_is_told_to_subscribers_not_to_webhooks(sessions: Session
 async def test_a_dead_workers_rows_are_taken_up_after_its_lease(sessions: Sessions) -> None:
     async with sessions() as session:
         await ingest(session, [report()])
-        claimed = await claim_outbox(session, NOW, 10)  # this worker then dies
+        claimed = await claim_outbox(session, NOW, LEASE, 10)  # this worker then dies
         await session.commit()
     assert len(claimed) == 1
     assert await work_outbox(sessions, SETTINGS, None, NOW + LEASE / 2) == 0  # still leased

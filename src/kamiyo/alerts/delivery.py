@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.alerts import mail, webhook
-from kamiyo.alerts.leases import claim_deliveries
+from kamiyo.alerts.leases import claim_deliveries, lease_of
 from kamiyo.alerts.secrets import SealError, unseal
 from kamiyo.config import Settings
 from kamiyo.db.alerts import AlertDelivery, AlertRule
@@ -48,7 +48,7 @@ async def deliver_due(
     """Claim and attempt up to ``limit`` due deliveries, ``CONCURRENCY`` at a time; the number
     attempted. No database connection is held while a receiver is waited on."""
     async with sessions() as session:
-        due = await claim_deliveries(session, now, limit)
+        due = await claim_deliveries(session, now, lease_of(settings.alerts), limit)
         await session.commit()
     slots = asyncio.Semaphore(CONCURRENCY)
 

@@ -5,6 +5,9 @@ worker died) get a lease and are returned. On PostgreSQL the inner select locks 
 UPDATE SKIP LOCKED``, so concurrent workers take disjoint rows without waiting on each other;
 SQLite has one writer at a time, so the single ``UPDATE … RETURNING`` is already atomic there
 (SQLAlchemy leaves the locking clause out for it).
+
+The lease (``KAMIYO_ALERTS_LEASE_S``) is long enough for one batch's work (a webhook attempt
+times out well within it) and short enough that a dead worker's rows are taken up soon after.
 """
 
 import datetime as dt
@@ -14,11 +17,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kamiyo.config import AlertSettings
 from kamiyo.db.alerts import AlertDelivery, OutboxEntry
 
-# Long enough for one batch's work (a webhook attempt times out well within it); short enough
-# that a dead worker's rows are picked up soon after.
-LEASE = dt.timedelta(seconds=60)
+
+def lease_of(settings: AlertSettings) -> dt.timedelta:
+    return dt.timedelta(seconds=settings.lease_s)
 
 
 def _unleased(lease_until: Any, now: dt.datetime) -> ColumnElement[bool]:
@@ -26,7 +30,11 @@ def _unleased(lease_until: Any, now: dt.datetime) -> ColumnElement[bool]:
 
 
 async def claim_outbox(
-    session: AsyncSession, now: dt.datetime, limit: int, kinds: Collection[str] | None = None
+    session: AsyncSession,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+    kinds: Collection[str] | None = None,
 ) -> list[OutboxEntry]:
     """Up to ``limit`` unfinished outbox rows (of ``kinds``, or any), oldest first, leased to
     the caller."""
@@ -41,7 +49,7 @@ async def claim_outbox(
     claimed = (
         update(OutboxEntry)
         .where(OutboxEntry.pk.in_(due.scalar_subquery()))
-        .values(lease_until=now + LEASE, attempts=OutboxEntry.attempts + 1)
+        .values(lease_until=now + lease, attempts=OutboxEntry.attempts + 1)
         .returning(OutboxEntry)
     )
     rows = list(await session.scalars(claimed))
@@ -49,7 +57,7 @@ async def claim_outbox(
 
 
 async def claim_deliveries(
-    session: AsyncSession, now: dt.datetime, limit: int
+    session: AsyncSession, now: dt.datetime, lease: dt.timedelta, limit: int
 ) -> list[AlertDelivery]:
     """Up to ``limit`` pending deliveries whose next attempt is due, leased to the caller."""
     due = (
@@ -66,7 +74,7 @@ async def claim_deliveries(
     claimed = (
         update(AlertDelivery)
         .where(AlertDelivery.pk.in_(due.scalar_subquery()))
-        .values(lease_until=now + LEASE)
+        .values(lease_until=now + lease)
         .returning(AlertDelivery)
     )
     rows = list(await session.scalars(claimed))

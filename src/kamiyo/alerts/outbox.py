@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.alerts import mail
 from kamiyo.alerts.bus import ChangeBus
 from kamiyo.alerts.events import ChangeKind, IncidentChange, webhook_body
-from kamiyo.alerts.leases import claim_outbox
+from kamiyo.alerts.leases import claim_outbox, lease_of
 from kamiyo.alerts.rules import AlertFilters, matches
 from kamiyo.config import Settings
 from kamiyo.db.alerts import INCIDENT_KIND, MAIL_KIND, AlertDelivery, AlertRule, OutboxEntry
@@ -132,7 +132,7 @@ async def work_outbox(
 ) -> int:
     """Claim and work up to ``limit`` rows (of ``kinds``, or any); the number worked."""
     async with sessions() as session:
-        entries = await claim_outbox(session, now, limit, kinds)
+        entries = await claim_outbox(session, now, lease_of(settings.alerts), limit, kinds)
         await session.commit()
         rules = await _live_rules(session, now) if entries else []
     for entry in entries:

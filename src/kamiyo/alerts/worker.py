@@ -2,8 +2,8 @@
 instance and in ``kamiyo worker``.
 
 Work is shared by leases (``leases.py``), so any number of workers may run against one
-database. Each polls twice a second, and is woken at once when its own instance ingests, so a
-change reaches subscribers well within a second of its commit.
+database. Each polls every ``KAMIYO_ALERTS_POLL_S`` (half a second) and is woken at once when
+its own instance ingests, so a change reaches subscribers well within a second of its commit.
 """
 
 import asyncio
@@ -22,7 +22,6 @@ from kamiyo.config import Settings
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.5
 # After a failed round (the database away), wait longer each time, up to this.
 MAX_PAUSE_S = 30.0
 
@@ -37,13 +36,11 @@ class AlertWorker:
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
         bus: ChangeBus | None,
-        *,
-        poll_s: float = POLL_S,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._bus = bus
-        self._poll_s = poll_s
+        self._poll_s = settings.alerts.poll_s
         self._woken = asyncio.Event()
 
     def wake(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings.sources import ENV_FILE_SENTINEL, DotenvType
 
+from kamiyo.config.alerts import AlertSettings, WebhookSettings
 from kamiyo.config.base import (
     DEVELOPMENT_SECRET,
     MIN_SECRET_LENGTH,
@@ -34,7 +35,6 @@ from kamiyo.config.sections import (
     SiteSettings,
     SmtpSettings,
     StripeSettings,
-    WebhookSettings,
     X402Settings,
     async_database_url,
 )
@@ -60,6 +60,7 @@ class Settings(Section):
     http: HttpSettings = Field(default_factory=HttpSettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
     explorers: ExplorerSettings = Field(default_factory=ExplorerSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {}
@@ -174,6 +175,7 @@ def get_settings() -> Settings:
 __all__ = [
     "DEVELOPMENT_SECRET",
     "MIN_SECRET_LENGTH",
+    "AlertSettings",
     "AnswerSettings",
     "AuthSettings",
     "ConfigurationError",

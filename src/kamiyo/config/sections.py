@@ -331,26 +331,3 @@ class HttpSettings(Section):
         description="Seconds an event stream opened without a credential stays open; the "
         "client reconnects.",
     )
-
-
-class WebhookSettings(Section):
-    """How alert webhooks are sent: one attempt's limits, and the test-only loopback switch."""
-
-    model_config = section_config("KAMIYO_WEBHOOKS_")
-
-    allow_loopback: bool = Field(
-        default=False,
-        description="Let webhooks reach loopback addresses (127.0.0.1, ::1, localhost), over "
-        "plain http too: for tests and a receiver on this machine; production refuses it.",
-    )
-    timeout_s: float = Field(
-        default=10,
-        gt=0,
-        description="Seconds one delivery attempt may take, from resolving the host to reading "
-        "the answer.",
-    )
-    max_response_bytes: int = Field(
-        default=64 * 1024,
-        ge=0,
-        description="Bytes of a receiver's answer that are read; the rest is dropped unread.",
-    )

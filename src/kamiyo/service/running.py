@@ -1,11 +1,12 @@
 """What every serving surface runs while it serves: the runtime, the gate's background work,
-the alerts worker with its change bus, and the data watch (stdio and HTTP alike)."""
+the change bus, the alerts worker (unless ``KAMIYO_ALERTS_WORKER=false`` leaves it to
+``kamiyo worker`` processes) and the data watch, for stdio and HTTP alike."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 from kamiyo.alerts.redis_bus import change_bus
-from kamiyo.alerts.worker import alerts_working
+from kamiyo.alerts.worker import AlertWorker, alerts_working
 from kamiyo.runtime import Runtime, open_runtime
 from kamiyo.service.refreshing import keeping_current
 from kamiyo.service.state import ServerState
@@ -19,16 +20,22 @@ async def running(state: ServerState) -> AsyncIterator[Runtime]:
         open_runtime(settings) as runtime,
         state.gate.serving(runtime.sessions),
         change_bus(settings, state.changes) as bus,
-        alerts_working(runtime.sessions, settings, bus) as worker,
     ):
+        working: AbstractAsyncContextManager[AlertWorker | None] = (
+            alerts_working(runtime.sessions, settings, bus)
+            if settings.alerts.worker
+            else nullcontext()
+        )
+        async with working as worker:
 
-        def data_changed() -> None:
-            state.data_changed()
-            worker.wake()  # an ingest here or elsewhere: its outbox rows are waiting
+            def data_changed() -> None:
+                state.data_changed()
+                if worker is not None:
+                    worker.wake()  # an ingest here or elsewhere: its outbox rows wait
 
-        async with keeping_current(runtime, data_changed):
-            state.runtime, state.alerts = runtime, worker
-            try:
-                yield runtime
-            finally:
-                state.runtime, state.alerts = None, None
+            async with keeping_current(runtime, data_changed):
+                state.runtime, state.alerts = runtime, worker
+                try:
+                    yield runtime
+                finally:
+                    state.runtime, state.alerts = None, None
