@@ -25,7 +25,8 @@ from kamiyo.config import AuthSettings, Settings, WebhookSettings
 from kamiyo.db.alerts import MAIL_KIND, AlertDelivery, AlertRule, OutboxEntry
 from kamiyo.db.tables import Account
 from tests.alerts.receiver import Answer, Receiver
-from tests.intel.test_store import ingest, report
+from tests.alerts.test_worker_outbox import unlinked
+from tests.intel.test_store import ingest
 
 pytestmark = pytest.mark.anyio
 
@@ -74,9 +75,8 @@ async def make_rule(sessions: Sessions, url: str) -> str:
 
 
 async def new_incident(sessions: Sessions, n: int = 0) -> None:
-    distinct = {"addresses": [], "transactions": [], "references": []}
     async with sessions() as session:
-        await ingest(session, [report(source_id=f"s{n}", protocol=f"Protocol {n}", **distinct)])
+        await ingest(session, [unlinked(n)])
     await work_outbox(sessions, SETTINGS, None, NOW)
 
 

@@ -29,7 +29,7 @@ def change(incident: Incident, incident_id: str) -> IncidentChange:
 
 
 def settings(redis: dict[str, str]) -> Settings:
-    return Settings(environment="test", redis=RedisSettings(**redis), _env_file=None)
+    return Settings(environment="test", redis=RedisSettings.model_validate(redis), _env_file=None)
 
 
 async def test_every_instance_hears_each_change_once(

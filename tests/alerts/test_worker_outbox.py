@@ -15,6 +15,7 @@ from kamiyo.alerts.outbox import work_outbox
 from kamiyo.config import Settings
 from kamiyo.db.alerts import AlertDelivery, AlertRule, OutboxEntry
 from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.intel.reports import SourceReport
 from tests.intel.test_store import ATTACKER, ingest, report
 
 pytestmark = pytest.mark.anyio
@@ -23,6 +24,13 @@ NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 SETTINGS = Settings(environment="test", _env_file=None)
 Sessions = async_sessionmaker[AsyncSession]
 LEASE = lease_of(SETTINGS.alerts)
+
+
+def unlinked(n: int) -> SourceReport:
+    """A report of an incident of its own: no address, transaction or link to merge it by."""
+    return report(
+        source_id=f"s{n}", protocol=f"Protocol {n}", addresses=[], transactions=[], references=[]
+    )
 
 
 async def add_rule(
@@ -146,8 +154,7 @@ async def test_concurrent_workers_deliver_once_per_rule(
 ) -> None:
     async with sessions() as session:
         for n in range(20):
-            distinct = {"addresses": [], "transactions": [], "references": []}
-            await ingest(session, [report(source_id=f"s{n}", protocol=f"Protocol {n}", **distinct)])
+            await ingest(session, [unlinked(n)])
         url = session.get_bind().engine.url.render_as_string(hide_password=False)
     # Four workers, each with its own engine (its own connections), as on four instances.
     engines = [create_engine(url) for _ in range(4)]

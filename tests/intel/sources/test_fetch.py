@@ -22,7 +22,8 @@ import kamiyo
 from kamiyo.config import Settings, SourceSettings, describe_settings_error, parse_duration
 from kamiyo.intel.sources.base import FetchError
 from kamiyo.intel.sources.fetch import Fetcher, user_agent
-from kamiyo.intel.sources.fetch_rules import HostPacer, check_public, refusal, shown
+from kamiyo.intel.sources.fetch_rules import HostPacer, check_public, shown
+from kamiyo.outbound.addresses import refusal
 from tests.intel.feed_server import FeedServer, Reply
 
 pytestmark = pytest.mark.anyio
