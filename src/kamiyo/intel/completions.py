@@ -38,14 +38,16 @@ async def _first(session: AsyncSession, stmt: Select[str, int], limit: int) -> M
 async def protocol_names(
     session: AsyncSession, prefix: str, hide_after: dt.date | None, limit: int
 ) -> Matches:
-    """Protocol names (as incidents carry them) starting with ``prefix``, alphabetically; only
-    those of incidents dated on or before ``hide_after`` when it is set."""
+    """Protocol names (as incidents carry them) starting with ``prefix``, alphabetically in any
+    case; only those of incidents dated on or before ``hide_after`` when it is set."""
     stmt = select(IncidentRow.protocol, func.count().over()).where(
         _starts_with(IncidentRow.protocol, prefix)
     )
     if hide_after is not None:
         stmt = stmt.where(IncidentRow.date <= hide_after)
-    stmt = stmt.group_by(IncidentRow.protocol).order_by(IncidentRow.protocol)
+    # Ordered the same on every backend: SQLite's default collation puts upper case first.
+    lowered = func.lower(IncidentRow.protocol)
+    stmt = stmt.group_by(IncidentRow.protocol).order_by(lowered, IncidentRow.protocol)
     return await _first(session, stmt, limit)
 
 
