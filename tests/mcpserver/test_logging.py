@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from kamiyo.access.gate import OpenGate
 from kamiyo.mcpserver.server import build_server
 from kamiyo.runtime import Runtime
 from kamiyo.service.state import ServerState
+from tests.mcpserver.conftest import running_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -115,3 +117,23 @@ async def test_2026_07_28_sends_only_to_a_request_that_opts_in(connect: Connect)
     async with connect("2026-07-28", log_level="info") as (client, lines):
         await client.call_tool("search_exploits", {"query": "euler"})
     assert [(line.level, line.data["status"]) for line in lines] == [("info", "ok")]
+
+
+@pytest.mark.parametrize(("mode", "opt_in"), [("legacy", None), ("2026-07-28", "info")])
+async def test_over_streamable_http(tmp_path: Path, mode: str, opt_in: LoggingLevel | None) -> None:
+    """A session on a real server: its line rides the tool call's own response stream."""
+    lines: Lines = []
+
+    async def heard(params: LoggingMessageNotificationParams) -> None:
+        lines.append(params)
+
+    with running_http_server(tmp_path, []) as url:
+        async with Client(
+            f"{url}/mcp", mode=mode, logging_callback=heard, log_level=opt_in
+        ) as client:
+            if opt_in is None:
+                await _set_level(client, "info")
+            await client.call_tool("search_exploits", {"query": "ronin"})
+    assert [(line.level, line.data["tool"], line.data["status"]) for line in lines] == [
+        ("info", "search_exploits", "ok")
+    ]
