@@ -1,5 +1,6 @@
 """completion/complete through the SDK's own client: resource-template and prompt arguments."""
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -121,13 +122,16 @@ async def test_nothing_to_offer_is_an_empty_completion(
     assert (completion.values, completion.total, completion.has_more) == ([], 0, False)
 
 
-async def test_a_huge_value_is_refused_with_its_bound(client: Client) -> None:
+async def test_a_huge_value_is_refused_with_its_bound(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    huge = "e" * 10**6
     with pytest.raises(MCPError, match="Completion values are at most 256 characters") as caught:
-        await client.complete(
-            template(PROTOCOL_TEMPLATE), {"name": "protocol", "value": "e" * 10**6}
-        )
+        await client.complete(template(PROTOCOL_TEMPLATE), {"name": "protocol", "value": huge})
     assert caught.value.code == -32602
     assert len(caught.value.error.message) < 400
+    assert all("e" * 1_000 not in record.getMessage() for record in caplog.records)
 
 
 @pytest.fixture
