@@ -162,12 +162,7 @@ async def find_by_transaction(
     listed = select(IncidentTransaction.incident_pk).where(
         IncidentTransaction.hash == query.tx_hash
     )
-    stmt = select(*search_plan.SUMMARY_COLUMNS).where(IncidentRow.pk.in_(listed))
-    if scope.hide_after:
-        stmt = stmt.where(IncidentRow.date <= scope.hide_after)
-    order = (IncidentRow.date.desc(), IncidentRow.pk.desc())
-    rows = (await session.execute(stmt.order_by(*order).limit(limit + 1))).all()
-    summaries = [IncidentSummary.model_validate(summary_fields(row)) for row in rows[:limit]]
+    summaries, truncated = await _newest(session, listed, scope, limit)
     if summaries:
         first = summaries[0]
         summary = (
@@ -183,7 +178,31 @@ async def find_by_transaction(
         tx_hash=query.tx_hash,
         incidents=summaries,
         count=len(summaries),
-        truncated=len(rows) > limit,
+        truncated=truncated,
         limit=limit,
         summary=summary,
     )
+
+
+async def incidents_named(
+    session: AsyncSession, key: str, scope: Scope = OPEN, limit: int = HARD_RESULT_CAP
+) -> SearchResult:
+    """The incidents that go by a name whose ``name_key`` is ``key`` (any report's protocol
+    or alias), newest first: exactly those, unlike a search, whose words also match others."""
+    limit = min(limit, scope.max_results) if scope.max_results else limit
+    summaries, truncated = await _newest(session, resolver.named(key), scope, limit)
+    return SearchResult(incidents=summaries, count=len(summaries), truncated=truncated, limit=limit)
+
+
+async def _newest(
+    session: AsyncSession, listed: Select[Any], scope: Scope, limit: int
+) -> tuple[list[IncidentSummary], bool]:
+    """The first ``limit`` incidents whose pks ``listed`` selects that ``scope`` shows, newest
+    first, and whether more are listed."""
+    stmt = select(*search_plan.SUMMARY_COLUMNS).where(IncidentRow.pk.in_(listed))
+    if scope.hide_after:
+        stmt = stmt.where(IncidentRow.date <= scope.hide_after)
+    order = (IncidentRow.date.desc(), IncidentRow.pk.desc())
+    rows = (await session.execute(stmt.order_by(*order).limit(limit + 1))).all()
+    summaries = [IncidentSummary.model_validate(summary_fields(row)) for row in rows[:limit]]
+    return summaries, len(rows) > limit

@@ -1,22 +1,37 @@
-"""Resources and prompts: recent incidents and single incidents to read, and three playbooks.
+"""Resources and prompts: incidents to read (recent, one, and those of a protocol, a chain or an
+address), and three playbooks.
 
 Resource reads pass the same gate as the tools. Prompts name only the tools the caller can
 use (by tier, or by paying per call) and say how to unlock the others.
 """
 
 import json
+from typing import NoReturn
+from urllib.parse import quote
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from kamiyo import intel
 from kamiyo.access.gate import Call, Refusal, Target
+from kamiyo.chains import known_slugs
+from kamiyo.intel.search import incidents_named
+from kamiyo.mcpserver import uris
+from kamiyo.mcpserver.bounds import shown
 from kamiyo.mcpserver.tools import credential_of, peer_of
-from kamiyo.mcpserver.uris import EXPLOIT_TEMPLATE, RECENT_URI, Kind, ResourceRef
+from kamiyo.mcpserver.uris import (
+    ADDRESS_TEMPLATE,
+    CHAIN_TEMPLATE,
+    EXPLOIT_TEMPLATE,
+    PROTOCOL_TEMPLATE,
+    RECENT_URI,
+    Kind,
+    ResourceRef,
+)
 from kamiyo.service.answers import Answer, Failure, FailureKind
 from kamiyo.service.catalogue import CATALOGUE, ToolName
 from kamiyo.service.pipeline import Work, run_call
@@ -24,6 +39,8 @@ from kamiyo.service.state import Job, ServerState
 from kamiyo.tiers import Tier
 
 RECENT_COUNT = 20
+# The most incidents a protocol's, chain's or address's resource lists (and the tier's cap).
+LISTED_COUNT = 50
 # Resource not found: -32002 up to protocol 2025-11-25; 2026-07-28 retired it for -32602.
 LEGACY_RESOURCE_NOT_FOUND = -32002
 FIRST_REVISION_WITH_INVALID_PARAMS = "2026-07-28"
@@ -42,12 +59,56 @@ async def _read(
     if isinstance(outcome, Answer):
         return outcome.text
     if isinstance(outcome, Failure) and outcome.kind is FailureKind.NOT_FOUND:
-        version = ctx.request_context.protocol_version if ctx is not None else ""
-        modern = version >= FIRST_REVISION_WITH_INVALID_PARAMS
-        code = INVALID_PARAMS if modern else LEGACY_RESOURCE_NOT_FOUND
-        raise MCPError(code, outcome.message, data={"uri": uri})
+        _not_found(ctx, uri, outcome.message)
     assert isinstance(outcome, Refusal | Failure)
     raise ResourceError(outcome.message)
+
+
+def _not_found(ctx: Context | None, uri: str, message: str) -> NoReturn:
+    """The revision's resource-not-found error."""
+    version = ctx.request_context.protocol_version if ctx is not None else ""
+    modern = version >= FIRST_REVISION_WITH_INVALID_PARAMS
+    code = INVALID_PARAMS if modern else LEGACY_RESOURCE_NOT_FOUND
+    raise MCPError(code, message, data={"uri": uri})
+
+
+# What a key of each listing template is, said when one does not parse.
+_KEY_HINTS = {
+    Kind.PROTOCOL: "a protocol's name, e.g. kamiyo://protocols/euler/incidents",
+    Kind.CHAIN: f"a chain: {', '.join(known_slugs())}",
+    Kind.ADDRESS: "an address (EVM 0x…, Solana, Bitcoin or Tron)",
+}
+
+
+async def _listing(state: ServerState, ctx: Context, kind: Kind, uri: str) -> str:
+    """The incidents of the protocol, chain or address ``uri`` names, newest first, through
+    the gate; a key that does not parse names no resource."""
+    found = uris.parse(uri)
+    problem = f"{shown(uri)} names no resource: its key must be {_KEY_HINTS[kind]}."
+    if found is None or found.kind is not kind:
+        _not_found(ctx, uri, problem)
+    ref = found
+    try:
+        query = _search_for(ref)
+    except ValidationError:  # a key uris.parse accepts that a search filter does not
+        _not_found(ctx, uri, problem)
+
+    async def work(job: Job) -> BaseModel:
+        if query is None:
+            return await incidents_named(job.session, ref.key, job.grant.scope, LISTED_COUNT)
+        return await intel.search_incidents(job.session, query, job.grant.scope)
+
+    return await _read(state, ctx, ref.uri, work)
+
+
+def _search_for(ref: ResourceRef) -> intel.SearchQuery | None:
+    """The search listing a chain's or address's incidents; None for a protocol's, which are
+    those going by its name key (a search by name would also find names that contain it)."""
+    if ref.kind is Kind.CHAIN:
+        return intel.SearchQuery(chain=ref.key, limit=LISTED_COUNT)
+    if ref.kind is Kind.ADDRESS:
+        return intel.SearchQuery(address=ref.key, limit=LISTED_COUNT)
+    return None
 
 
 def register(server: MCPServer, state: ServerState) -> None:
@@ -78,6 +139,43 @@ def register(server: MCPServer, state: ServerState) -> None:
             return await intel.exploit(job.session, query, job.grant.scope)
 
         return await _read(state, ctx, ResourceRef(Kind.EXPLOIT, exploit_id).uri, work)
+
+    # The SDK hands a template's parameters over decoded; encoded again, uris.parse reads each
+    # back exactly once, as it reads a URI a client subscribes with.
+    @server.resource(
+        PROTOCOL_TEMPLATE,
+        name="protocol_incidents",
+        description="Every incident of one protocol (any spelling or alias of its name), newest "
+        "first, as JSON: its exploit history, to read before using or integrating it, or to "
+        "subscribe to for its new incidents.",
+        mime_type="application/json",
+    )
+    async def protocol_incidents(protocol: str, ctx: Context) -> str:
+        uri = PROTOCOL_TEMPLATE.format(protocol=quote(protocol, safe=""))
+        return await _listing(state, ctx, Kind.PROTOCOL, uri)
+
+    @server.resource(
+        CHAIN_TEMPLATE,
+        name="chain_incidents",
+        description="The latest incidents on one chain (a slug such as ethereum, bsc, solana), "
+        "newest first, as JSON: what hits that chain now, or to subscribe to for new ones.",
+        mime_type="application/json",
+    )
+    async def chain_incidents(chain: str, ctx: Context) -> str:
+        uri = CHAIN_TEMPLATE.format(chain=quote(chain, safe=""))
+        return await _listing(state, ctx, Kind.CHAIN, uri)
+
+    @server.resource(
+        ADDRESS_TEMPLATE,
+        name="address_incidents",
+        description="The incidents that list one address in any role (attacker, attack "
+        "contract, victim, ...), newest first, as JSON: whether an address is tied to known "
+        "exploits, or to subscribe to for new incidents naming it.",
+        mime_type="application/json",
+    )
+    async def address_incidents(address: str, ctx: Context) -> str:
+        uri = ADDRESS_TEMPLATE.format(address=quote(address, safe=""))
+        return await _listing(state, ctx, Kind.ADDRESS, uri)
 
     @server.prompt(
         name="protocol_due_diligence",

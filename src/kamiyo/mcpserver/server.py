@@ -7,6 +7,7 @@ schema and its parser, so arguments are checked once, by the model every surface
 
 from typing import Any
 
+from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from mcp_types import Tool as MCPTool
@@ -14,7 +15,7 @@ from mcp_types import Tool as MCPTool
 from kamiyo import __version__
 from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
-from kamiyo.mcpserver import content, tools
+from kamiyo.mcpserver import completion, content, logs, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
 from kamiyo.service.catalogue import OPERATIONS, Operation
 from kamiyo.service.running import running
@@ -62,6 +63,27 @@ class CatalogueServer(MCPServer):
         return await tools.call(self.state, operation, arguments, context)
 
 
+# How long a 2026-07-28 client may reuse an answer, and with whom (SEP-2549). The lists are the
+# same for every caller of this server (a tool's price is the server's; prompts differ by tier
+# only in the text prompts/get returns, which is not cached): public, for an hour, as they
+# change only with a new version or settings. A read answers by the caller's tier (the free
+# tier's delay and cap): private, for as long as the server keeps an answer itself.
+LISTS_TTL_MS = 3_600_000
+
+
+def cache_hints(settings: Settings) -> dict[CacheableMethod, CacheHint]:
+    lists = CacheHint(ttl_ms=LISTS_TTL_MS, scope="public")
+    read = CacheHint(ttl_ms=int(settings.answers.cache_ttl_s * 1000), scope="private")
+    return {
+        "server/discover": lists,
+        "tools/list": lists,
+        "prompts/list": lists,
+        "resources/list": lists,
+        "resources/templates/list": lists,
+        "resources/read": read,
+    }
+
+
 def build_server(state: ServerState) -> CatalogueServer:
     server = CatalogueServer(
         state,
@@ -71,8 +93,11 @@ def build_server(state: ServerState) -> CatalogueServer:
         instructions=INSTRUCTIONS,
         version=__version__,
         log_level=state.settings.log.level,
+        cache_hints=cache_hints(state.settings),
     )
     content.register(server, state)
+    completion.register(server, state)
+    logs.register(server)
     server.middleware.append(RequestBounds(server))
     return server
 
