@@ -6,6 +6,7 @@ names the lowest tier that unlocks it (service/catalogue.py), so what a tier unl
 from the catalogue, not written here again.
 """
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,6 +41,14 @@ class TierPolicy:
     alerts: bool
     # Active API keys an account may hold (None: unlimited).
     seats: int | None
+
+    def hide_after(self, now: dt.datetime) -> dt.date | None:
+        """The newest incident date this tier may see at ``now`` (None: real time). Incident
+        dates are whole days, so the day the delay ends in is withheld too."""
+        if not self.data_delay_hours:
+            return None
+        cutoff = now - dt.timedelta(hours=self.data_delay_hours)
+        return cutoff.date() - dt.timedelta(days=1)
 
 
 TIERS: dict[Tier, TierPolicy] = {

@@ -110,10 +110,7 @@ class AccountGate:
         if over is not None:
             self._meter(call, identity, over.reason)
             return over
-        hide_after = None
-        if policy.data_delay_hours:
-            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=policy.data_delay_hours)
-            hide_after = cutoff.date() - dt.timedelta(days=1)  # incident dates are whole days
+        hide_after = policy.hide_after(dt.datetime.now(dt.UTC))
         return Grant(
             tier=identity.tier.value,
             max_results=min(policy.max_results, self._settings.answers.max_results),

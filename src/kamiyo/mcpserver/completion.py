@@ -68,13 +68,10 @@ def chain_slugs(prefix: str) -> Matches:
 
 
 def shown_to_everyone() -> dt.date | None:
-    """The newest incident date every tier may see (as ``AccountGate`` delays a tier's feed:
-    incident dates are whole days); None when no tier is delayed."""
-    delay = max(policy.data_delay_hours for policy in TIERS.values())
-    if not delay:
-        return None
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(hours=delay)
-    return cutoff.date() - dt.timedelta(days=1)
+    """The newest incident date every tier may see; None when no tier is delayed."""
+    now = dt.datetime.now(dt.UTC)
+    dates = [day for policy in TIERS.values() if (day := policy.hide_after(now)) is not None]
+    return min(dates, default=None)
 
 
 class _Completer:
