@@ -14,7 +14,7 @@ from mcp_types import Tool as MCPTool
 from kamiyo import __version__
 from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
-from kamiyo.mcpserver import content, tools
+from kamiyo.mcpserver import content, subscriptions, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
 from kamiyo.runtime import open_runtime
 from kamiyo.service.catalogue import OPERATIONS, Operation
@@ -72,8 +72,10 @@ def build_server(state: ServerState) -> CatalogueServer:
         instructions=INSTRUCTIONS,
         version=__version__,
         log_level=state.settings.log.level,
+        subscriptions=False,  # served by subscriptions.register, per caller
     )
     content.register(server, state)
+    subscriptions.register(server, state)
     server.middleware.append(RequestBounds(server))
     return server
 

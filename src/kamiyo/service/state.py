@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, Grant
+from kamiyo.alerts.bus import ChangeBus, MemoryBus
 from kamiyo.config import ConfigurationError, Settings
 from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.payments.cashier import open_cashier
@@ -37,6 +38,9 @@ class ServerState:
     # The clients that read wallets' and transactions' histories from the chain (no request
     # is made until a screen asks); closed by :meth:`aclose`.
     explorers: Explorers | None = None
+    # Where the alerts worker announces each created or changed incident; MCP subscriptions
+    # listen here (mcpserver/subscriptions.py). In process by default; Redis across instances.
+    changes: ChangeBus = field(default_factory=MemoryBus)
 
     def __post_init__(self) -> None:
         if self.cache is None and self.settings.answers.cache_ttl_s > 0:
