@@ -23,6 +23,7 @@ from mcp_types import (
 )
 
 from kamiyo import intel
+from kamiyo.access import keys, revocation
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, OpenGate
 from kamiyo.alerts.events import ChangeKind, IncidentChange
@@ -117,6 +118,12 @@ async def serving(
             yield c, state, inbox, server
     finally:
         inbox.close()
+
+
+async def revoke(runtime: Runtime, key: str) -> None:
+    async with runtime.sessions() as session:
+        assert await keys.revoke_key(session, key[:17]) is not None
+        await revocation.commit(session, runtime.settings)
 
 
 async def subscribe(client: Client, uri: str) -> None:
@@ -260,6 +267,42 @@ async def test_a_credential_the_gate_refuses_cannot_subscribe(
     assert refused.value.error.code == INVALID_REQUEST
     assert refused.value.error.message == "Unknown or revoked API key."
     assert refused.value.error.data == {"reason": "unauthenticated"}
+
+
+async def test_a_session_whose_key_is_revoked_is_told_no_more(loaded_runtime: Runtime) -> None:
+    euler = await incident(loaded_runtime)
+    _, key = await new_key(loaded_runtime.sessions, Tier.PERSONAL)
+    gate = AccountGate(loaded_runtime.settings.with_changes(auth={"tier_cache_s": 0}))
+    async with serving(loaded_runtime, gate=gate, credential=key) as (client, state, inbox, server):
+        found = subscriptions.of(server)
+        assert found is not None
+        await subscribe(client, RECENT_URI)
+        await revoke(loaded_runtime, key)
+        # That change is judged by the standing known until then; it has the key checked.
+        await state.changes.publish(changed(euler))
+        assert await inbox.next() == RECENT_URI
+        assert await inbox.rest(client) == []  # a moment for the check
+        assert found.subscribers == 0
+        await state.changes.publish(changed(euler))
+        assert await inbox.rest(client) == []
+        with pytest.raises(MCPError) as refused:
+            await subscribe(client, RECENT_URI)
+        assert refused.value.error.message == "Unknown or revoked API key."
+
+
+async def test_a_listen_stream_whose_key_is_revoked_is_closed(loaded_runtime: Runtime) -> None:
+    euler = await incident(loaded_runtime)
+    _, key = await new_key(loaded_runtime.sessions, Tier.PERSONAL)
+    gate = AccountGate(loaded_runtime.settings.with_changes(auth={"tier_cache_s": 0}))
+    async with (
+        serving(loaded_runtime, MODERN, gate, key) as (client, state, _, _),
+        client.listen(resource_subscriptions=[RECENT_URI]) as sub,
+    ):
+        await revoke(loaded_runtime, key)
+        await state.changes.publish(changed(euler))
+        with anyio.fail_after(WITHIN_S):
+            told = [event async for event in sub]  # ends gracefully once the key is checked
+        assert told == [ResourceUpdated(RECENT_URI)]
 
 
 async def test_a_session_holds_a_bounded_number_of_subscriptions(loaded_runtime: Runtime) -> None:

@@ -25,7 +25,8 @@ from typing import Protocol
 from mcp.server.connection import Connection
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
 
-from kamiyo import intel
+from kamiyo import intel, outages
+from kamiyo.access.gate import Gate, Refusal
 from kamiyo.alerts.events import ChangeKind, IncidentChange
 from kamiyo.intel.scope import Scope
 from kamiyo.mcpserver.uris import ResourceRef, refs_of
@@ -39,9 +40,20 @@ LIST_CHANGED_INTERVAL_S = 1.0
 
 
 class Viewer:
-    """What a subscriber may be told of: incidents its tier may read."""
+    """A subscriber's caller as the gate knows them, and so what it may be told: incidents
+    its tier may read. Checked again, in the background, when a change comes more than
+    ``recheck_s`` after the last check (the gate's own ``tier_cache_s``): a revoked credential
+    or a disabled account ends the subscription, a new tier applies from then on."""
 
-    def __init__(self, tier: Tier) -> None:
+    def __init__(self, gate: Gate, credential: str | None, tier: Tier, recheck_s: float) -> None:
+        self._gate = gate
+        self._credential = credential  # held for the checks; never logged
+        self._recheck_s = recheck_s
+        self._checked = time.monotonic()
+        self._checking: asyncio.Task[None] | None = None
+        self._set(tier)
+
+    def _set(self, tier: Tier) -> None:
         self.tier = tier
         self._delay = dt.timedelta(hours=TIERS[tier].data_delay_hours)
 
@@ -52,6 +64,38 @@ class Viewer:
         # incident dates are whole days, so the day before the delay's start is the last shown.
         cutoff = (dt.datetime.now(dt.UTC) - self._delay).date() - dt.timedelta(days=1)
         return Scope(hide_after=cutoff).hides(incident.date)
+
+    def recheck_if_due(self, refused: Callable[[], None]) -> None:
+        """Ask the gate again if the last answer is old; ``refused`` ends the subscription."""
+        if self._checking is None and time.monotonic() - self._checked >= self._recheck_s:
+            self._checking = asyncio.get_running_loop().create_task(self._recheck(refused))
+
+    def cancel(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
+
+    async def _recheck(self, refused: Callable[[], None]) -> None:
+        try:
+            identity = await self._gate.identify(self._credential)
+        except Exception as exc:  # the standing stays as it was; the next change asks again
+            gate_failed(exc, "a subscription's check")
+            return
+        finally:
+            self._checked = time.monotonic()
+            self._checking = None
+        if isinstance(identity, Refusal):
+            log.info("subscription ended: %s", identity.reason.value)
+            refused()
+        else:
+            self._set(identity.tier)
+
+
+def gate_failed(exc: Exception, what: str) -> None:
+    """Log a gate that could not answer: an unreachable database is one outage, no traceback."""
+    if outages.is_unreachable(exc):
+        outages.DATABASE.failed(exc)
+    else:
+        log.exception("gate failed for %s", what)
 
 
 class Spellings:
@@ -141,20 +185,36 @@ class Pacer:
 
 
 class SessionSubscriber:
-    """A handshake-era client connection: its resources/subscribe URIs and what it is owed."""
+    """A handshake-era client connection: its resources/subscribe URIs and what it is owed.
+    It hears the hub from creation until ``close`` (its connection ended, or the gate refused
+    its caller on a later check)."""
 
-    def __init__(self, connection: Connection, viewer: Viewer) -> None:
+    def __init__(self, hub: Hub, connection: Connection, viewer: Viewer) -> None:
         # Weak: the registry is keyed by the connection and must not keep it alive.
         self._connection = weakref.ref(connection)
-        self.viewer = viewer
+        self._viewer = viewer
         self.uris = Spellings()
         self._owed: dict[str, None] = {}  # URIs to announce, each once, in order
         self._list_changed_owed = False
         self._pacer = Pacer(self._owe_list_changed)
         self._sending: asyncio.Task[None] | None = None
+        self.closed = False
+        self._leave = hub.add(self)
+
+    @property
+    def viewer(self) -> Viewer:
+        return self._viewer
+
+    @viewer.setter
+    def viewer(self, viewer: Viewer) -> None:
+        """The caller's latest subscribe decides what the session is told."""
+        if viewer is not self._viewer:
+            self._viewer.cancel()
+            self._viewer = viewer
 
     def hear(self, change: IncidentChange, refs: set[ResourceRef]) -> None:
-        if self.viewer.hides(change.incident):
+        self._viewer.recheck_if_due(self.close)
+        if self._viewer.hides(change.incident):
             return
         self._owed.update(dict.fromkeys(self.uris.matching(refs)))
         if change.change is ChangeKind.CREATED:
@@ -162,10 +222,14 @@ class SessionSubscriber:
         self._send_soon()
 
     def close(self) -> None:
+        self.closed = True
+        self._leave()
+        self._viewer.cancel()
         self._pacer.cancel()
         if self._sending is not None:
             self._sending.cancel()
         self._owed.clear()
+        self.uris = Spellings()
 
     def _owe_list_changed(self) -> None:
         self._list_changed_owed = True
@@ -191,6 +255,8 @@ class SessionSubscriber:
                 del connection  # a connection that closed meanwhile may go
         finally:
             self._sending = None
+        if self._connection() is None:  # gone without its teardown: nothing to keep
+            self.close()
 
 
 class StreamView:
@@ -205,6 +271,8 @@ class StreamView:
         self._list_changed = list_changed
         self._listener: Callable[[ServerEvent], None] | None = None
         self._pacer = Pacer(lambda: self._tell(ResourcesListChanged()))
+        # What ends the stream when the gate refuses its caller on a later check.
+        self.end: Callable[[], None] = lambda: None
 
     async def publish(self, event: ServerEvent) -> None:
         self._tell(event)
@@ -215,13 +283,17 @@ class StreamView:
 
         def unsubscribe() -> None:
             leave()
+            self._viewer.cancel()
             self._pacer.cancel()
             self._listener = None
 
         return unsubscribe
 
     def hear(self, change: IncidentChange, refs: set[ResourceRef]) -> None:
-        if self._listener is None or self._viewer.hides(change.incident):
+        if self._listener is None:
+            return
+        self._viewer.recheck_if_due(self.end)
+        if self._viewer.hides(change.incident):
             return
         for uri in self._uris.matching(refs):
             self._tell(ResourceUpdated(uri=uri))

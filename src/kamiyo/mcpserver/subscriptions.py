@@ -20,9 +20,12 @@ Rules, the same on both eras:
   change to an incident newer than the cutoff its reads have (a real-time tier is told at
   once). Such an incident is never announced to that session later either: it shows up in
   its reads once old enough.
-- The tier is the one the credential held when it subscribed (for a session, at its latest
-  subscribe); a later upgrade, downgrade or revocation applies from the next subscribe or
-  listen. Notifications carry URIs only; every read of one is gated again.
+- The credential is checked again when a change comes ``tier_cache_s`` or more after the last
+  check (in the background: that change is judged by the standing known until then). A
+  revoked credential or disabled account ends the subscriptions (a listen stream closes
+  gracefully; the client listens again and is refused); a new tier applies from then on. A
+  session's latest subscribe decides its credential. Notifications carry URIs only; every
+  read of one is gated again.
 - At most ``MAX_SUBSCRIPTIONS`` URIs per session, and per listen stream.
 - A stateless HTTP server has no session to send on: ``resources/subscribe`` is refused there
   with a sentence saying so.
@@ -48,11 +51,17 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
-from kamiyo import outages
 from kamiyo.access.gate import Refusal, RefusalReason, Target
 from kamiyo.mcpserver import uris
 from kamiyo.mcpserver.bounds import MAX_URI, shown, too_long
-from kamiyo.mcpserver.subscribers import Hub, SessionSubscriber, Spellings, StreamView, Viewer
+from kamiyo.mcpserver.subscribers import (
+    Hub,
+    SessionSubscriber,
+    Spellings,
+    StreamView,
+    Viewer,
+    gate_failed,
+)
 from kamiyo.mcpserver.tools import credential_of
 from kamiyo.service.state import ServerState
 
@@ -147,9 +156,9 @@ class Subscriptions:
                 "subscriptions/listen (protocol 2026-07-28).",
             )
         subscriber = self._sessions.get(connection)
-        if subscriber is None:
+        if subscriber is None or subscriber.closed:
             subscriber = self._session_subscriber(connection, viewer)
-        subscriber.viewer = viewer  # the latest subscribe's credential decides
+        subscriber.viewer = viewer
         if params.uri not in subscriber.uris and len(subscriber.uris) >= MAX_SUBSCRIPTIONS:
             log.info("%s refused: %d subscriptions", method, MAX_SUBSCRIPTIONS)
             raise MCPError(
@@ -198,6 +207,7 @@ class Subscriptions:
         # One SDK handler per stream, so that each stream has its caller's view; it
         # acknowledges (echoing the filter as asked), delivers, and closes gracefully.
         handler = ListenHandler(view, max_subscriptions=1, max_buffered_events=MAX_BUFFERED_EVENTS)
+        view.end = handler.close
         self._streams.add(handler)
         try:
             return await handler(ctx, params)
@@ -214,12 +224,10 @@ class Subscriptions:
             subscriber.close()
 
     def _session_subscriber(self, connection: Connection, viewer: Viewer) -> SessionSubscriber:
-        subscriber = SessionSubscriber(connection, viewer)
+        subscriber = SessionSubscriber(self._hub, connection, viewer)
         self._sessions[connection] = subscriber
-        leave = self._hub.add(subscriber)
 
         def ended() -> None:  # the connection's own teardown, when its client goes
-            leave()
             subscriber.close()
             self._sessions.pop(connection, None)
 
@@ -232,13 +240,11 @@ class Subscriptions:
         """Who the caller is, as the gate says; refused as the gate refuses."""
         context = Context(request_context=ctx, mcp_server=self._server)
         credential = credential_of(context, self._state)
+        gate = self._state.gate
         try:
-            identity = await self._state.gate.identify(credential)
+            identity = await gate.identify(credential)
         except Exception as exc:
-            if outages.is_unreachable(exc):  # its database is down: one outage, no traceback
-                outages.DATABASE.failed(exc)
-            else:
-                log.exception("gate failed for %s", method)
+            gate_failed(exc, method)
             raise MCPError(
                 INTERNAL_ERROR, f"{method} is temporarily unavailable; try again shortly."
             ) from None
@@ -256,7 +262,7 @@ class Subscriptions:
                     f"{identity.tier.value}.",
                     data={"reason": RefusalReason.FORBIDDEN.value, "required_tier": needed.value},
                 )
-        return Viewer(identity.tier)
+        return Viewer(gate, credential, identity.tier, self._state.settings.auth.tier_cache_s)
 
 
 def _resource(method: str, uri: str) -> uris.ResourceRef:
