@@ -8,16 +8,22 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.session import IncomingMessage
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.message import SessionMessage
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated
 from mcp_types import (
     INVALID_PARAMS,
     INVALID_REQUEST,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
     ResourceListChangedNotification,
     ResourceUpdatedNotification,
 )
@@ -303,6 +309,52 @@ async def test_a_listen_stream_whose_key_is_revoked_is_closed(loaded_runtime: Ru
         with anyio.fail_after(WITHIN_S):
             told = [event async for event in sub]  # ends gracefully once the key is checked
         assert told == [ResourceUpdated(RECENT_URI)]
+
+
+async def test_a_client_that_stops_reading_costs_a_bounded_backlog(
+    loaded_runtime: Runtime,
+) -> None:
+    """The server's own loop on a pair of streams, and a client that stops reading them."""
+    euler = await incident(loaded_runtime)
+    settings = loaded_runtime.settings
+    state = ServerState(settings=settings, gate=OpenGate(10), runtime=loaded_runtime)
+    lowlevel = build_server(state)._lowlevel_server
+    to_server, server_reads = anyio.create_memory_object_stream[SessionMessage | Exception](1)
+    server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](1)
+
+    async def ask(n: int, method: str, params: dict[str, Any]) -> None:
+        await to_server.send(
+            SessionMessage(JSONRPCRequest(jsonrpc="2.0", id=n, method=method, params=params))
+        )
+        while not isinstance((await from_server.receive()).message, JSONRPCResponse):
+            pass
+
+    async with anyio.create_task_group() as tasks, to_server, from_server:
+        options = lowlevel.create_initialization_options()
+        tasks.start_soon(lowlevel.run, server_reads, server_writes, options)
+        hello = {"name": "stuck", "version": "0"}
+        await ask(
+            1,
+            "initialize",
+            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": hello},
+        )
+        await to_server.send(
+            SessionMessage(JSONRPCNotification(jsonrpc="2.0", method="notifications/initialized"))
+        )
+        await ask(2, "resources/subscribe", {"uri": RECENT_URI})
+        await ask(3, "resources/subscribe", {"uri": EULER_PROTOCOL})
+        for n in range(500):  # the client reads nothing meanwhile
+            await state.changes.publish(changed(euler.model_copy(update={"id": f"x{n}"})))
+            await anyio.lowlevel.checkpoint()  # the sender runs, and blocks on the client
+        told = []
+        with anyio.move_on_after(0.5):
+            async for message in from_server:
+                assert isinstance(message.message, JSONRPCNotification)
+                told.append((message.message.params or {})["uri"])
+        tasks.cancel_scope.cancel()
+    # What waited was each subscribed URI once (plus what the stream held), not 1,000.
+    assert set(told) == {RECENT_URI, EULER_PROTOCOL}
+    assert len(told) <= 4
 
 
 async def test_a_session_holds_a_bounded_number_of_subscriptions(loaded_runtime: Runtime) -> None:
