@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import SessionMessage
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     JSONRPCNotification,
@@ -33,6 +34,7 @@ from kamiyo.access import keys, revocation
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, OpenGate
 from kamiyo.alerts.events import ChangeKind, IncidentChange
+from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.mcpserver import subscriptions
 from kamiyo.mcpserver.server import CatalogueServer, build_server
 from kamiyo.mcpserver.subscribers import LIST_CHANGED_INTERVAL_S
@@ -41,7 +43,7 @@ from kamiyo.mcpserver.uris import RECENT_URI
 from kamiyo.runtime import Runtime
 from kamiyo.service.state import ServerState
 from kamiyo.tiers import Tier
-from tests.mcpserver.conftest import server_env
+from tests.mcpserver.conftest import STATELESS, free_port, running_http_server, server_env
 from tests.mcpserver.test_invalid_calls import new_key
 
 pytestmark = pytest.mark.anyio
@@ -355,6 +357,64 @@ async def test_a_client_that_stops_reading_costs_a_bounded_backlog(
     # What waited was each subscribed URI once (plus what the stream held), not 1,000.
     assert set(told) == {RECENT_URI, EULER_PROTOCOL}
     assert len(told) <= 4
+
+
+async def test_a_gate_that_cannot_answer_refuses_for_now(
+    loaded_runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gate's database unreachable: a temporary refusal and one outage line, no traceback."""
+    settings = loaded_runtime.settings.with_changes(auth={"tier_cache_s": 0})
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/gone")
+    gate = AccountGate(settings)
+    key = "kmy_live_" + "c" * 43
+    state = ServerState(settings=settings, gate=gate, runtime=loaded_runtime, stdio_credential=key)
+    try:
+        async with (
+            gate.serving(session_factory(engine)),
+            Client(build_server(state), mode="legacy") as client,
+        ):
+            with pytest.raises(MCPError) as refused:
+                await subscribe(client, RECENT_URI)
+    finally:
+        await engine.dispose()
+    assert refused.value.error.code == INTERNAL_ERROR
+    assert refused.value.error.message == (
+        "resources/subscribe is temporarily unavailable; try again shortly."
+    )
+    assert not any(record.exc_info for record in caplog.records)
+
+
+async def test_a_listen_stream_holds_a_bounded_number_of_subscriptions(
+    loaded_runtime: Runtime,
+) -> None:
+    async with serving(loaded_runtime, MODERN) as (client, _, _, _):
+        wanted = [f"kamiyo://exploits/x{n}" for n in range(MAX_SUBSCRIPTIONS + 1)]
+        with pytest.raises(MCPError) as refused:
+            await subscribe_on(client, wanted)
+        assert refused.value.error.code == INVALID_PARAMS
+        assert f"at most {MAX_SUBSCRIPTIONS} resource subscriptions" in refused.value.error.message
+        await subscribe_on(client, wanted[:MAX_SUBSCRIPTIONS])
+
+
+def test_a_stateless_server_refuses_resources_subscribe(tmp_path: Path) -> None:
+    """Over real HTTP: a stateful server takes the subscription, a stateless one says why it
+    cannot (it has no session to send on)."""
+
+    async def subscribe_over_http(url: str) -> MCPError | None:
+        async with Client(f"{url}/mcp", mode="legacy") as client:
+            try:
+                await subscribe(client, EULER_PROTOCOL)
+            except MCPError as exc:
+                return exc
+            return None
+
+    with running_http_server(tmp_path, [], log_name="stateful.log") as url:
+        assert anyio.run(subscribe_over_http, url) is None
+    with running_http_server(tmp_path, STATELESS, log_name="stateless.log") as url:
+        refused = anyio.run(subscribe_over_http, url)
+    assert refused is not None
+    assert refused.error.code == INVALID_REQUEST
+    assert "no session to send notifications on" in refused.error.message
 
 
 async def test_a_session_holds_a_bounded_number_of_subscriptions(loaded_runtime: Runtime) -> None:

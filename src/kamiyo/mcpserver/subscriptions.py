@@ -11,7 +11,7 @@ per-stream view of the changes that re-spells canonical URIs as the client's.
 Rules, the same on both eras:
 
 - A subscription passes the gate: the caller's credential must be one that may read the
-  resource (the tier a read of it needs; today every tier may read every resource). A refused
+  resource (today any credential the gate identifies may read every resource). A refused
   credential gets the gate's sentence as a JSON-RPC error (-32600, ``data.reason`` says why); a
   URI that names no resource of ours, or is over ``MAX_URI``, gets -32602. The check is
   ``Gate.identify``, not ``admit``: subscribing is not metered or counted against rate limits,
@@ -51,7 +51,7 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
-from kamiyo.access.gate import Refusal, RefusalReason, Target
+from kamiyo.access.gate import Refusal
 from kamiyo.mcpserver import uris
 from kamiyo.mcpserver.bounds import MAX_URI, shown, too_long
 from kamiyo.mcpserver.subscribers import (
@@ -89,7 +89,7 @@ _REGISTERED: WeakKeyDictionary[MCPServer, "Subscriptions"] = WeakKeyDictionary()
 def register(server: MCPServer, state: ServerState) -> "Subscriptions":
     """Serve subscriptions on ``server`` (built with ``subscriptions=False``, so the SDK's own
     listen handler, which knows nothing of callers, is not installed) from ``state.changes``."""
-    subscriptions = Subscriptions(server, state)
+    subscriptions = Subscriptions(state)
     lowlevel = server._lowlevel_server
     # The capability resources.subscribe (both eras) derives from these handlers being here.
     lowlevel.add_request_handler(
@@ -126,8 +126,10 @@ async def advertise_list_changed(
 
 
 class Subscriptions:
-    def __init__(self, server: MCPServer, state: ServerState) -> None:
-        self._server = server
+    """One server's subscriptions: the request handlers of both eras, and the hub that hears
+    ``state.changes`` for them. Holds nothing of the server (``of`` finds it by server)."""
+
+    def __init__(self, state: ServerState) -> None:
         self._state = state
         self._hub = Hub()
         # One entry per handshake-era client connection, dropped when the connection ends.
@@ -145,7 +147,7 @@ class Subscriptions:
     ) -> EmptyResult:
         method = "resources/subscribe"
         ref = _resource(method, params.uri)
-        viewer = await self._viewer(ctx, method, [ref])
+        viewer = await self._viewer(ctx, method)
         connection = _connection_of(ctx)
         if not connection.has_standalone_channel:
             log.info("%s refused: stateless server", method)
@@ -196,7 +198,7 @@ class Subscriptions:
         spellings = Spellings()
         for uri in wanted:
             spellings.add(_resource(method, uri), uri)
-        viewer = await self._viewer(ctx, method, [])
+        viewer = await self._viewer(ctx, method)
         if len(self._streams) >= MAX_LISTEN_STREAMS:
             log.warning("%s refused: %d streams open", method, MAX_LISTEN_STREAMS)
             raise MCPError(
@@ -234,12 +236,11 @@ class Subscriptions:
         connection.exit_stack.callback(ended)
         return subscriber
 
-    async def _viewer(
-        self, ctx: ServerRequestContext[Any, Any], method: str, refs: list[uris.ResourceRef]
-    ) -> Viewer:
-        """Who the caller is, as the gate says; refused as the gate refuses."""
-        context = Context(request_context=ctx, mcp_server=self._server)
-        credential = credential_of(context, self._state)
+    async def _viewer(self, ctx: ServerRequestContext[Any, Any], method: str) -> Viewer:
+        """Who the caller is, as the gate says; refused as the gate refuses. Any caller the
+        gate admits may read every resource (content.py's reads name no tier), so a credential
+        it identifies may subscribe to any."""
+        credential = credential_of(Context(request_context=ctx), self._state)
         gate = self._state.gate
         try:
             identity = await gate.identify(credential)
@@ -252,16 +253,6 @@ class Subscriptions:
             log.info("%s refused: %s", method, identity.reason.value)
             data = {"reason": identity.reason.value, **identity.details()}
             raise MCPError(INVALID_REQUEST, identity.message, data=data)
-        for ref in refs:
-            needed = Target(ref.uri).tier  # what a read of it needs (content.py reads so)
-            if not identity.tier.includes(needed):
-                log.info("%s refused: forbidden", method)
-                raise MCPError(
-                    INVALID_REQUEST,
-                    f"{ref.uri} needs the {needed.value} tier or above; this caller is on "
-                    f"{identity.tier.value}.",
-                    data={"reason": RefusalReason.FORBIDDEN.value, "required_tier": needed.value},
-                )
         return Viewer(gate, credential, identity.tier, self._state.settings.auth.tier_cache_s)
 
 
