@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.client.session import IncomingMessage
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
@@ -93,6 +94,11 @@ class Inbox:
     async def next(self, within_s: float = WITHIN_S) -> str:
         with anyio.fail_after(within_s):
             return await self._receive.receive()
+
+    async def within(self, wait_s: float) -> str | None:
+        with anyio.move_on_after(wait_s):
+            return await self._receive.receive()
+        return None
 
     async def rest(self, client: Client, wait_s: float = 0.3) -> list[str]:
         """What else arrives: a request answered and a pause, so a notification owed has left."""
@@ -474,6 +480,55 @@ async def test_a_free_listen_stream_is_not_told_of_an_incident_within_its_delay(
         await state.changes.publish(changed(euler))
         with anyio.fail_after(WITHIN_S):
             assert await anext(sub) == ResourceUpdated(uris[1])  # not the fresh one, nor a list
+
+
+@asynccontextmanager
+async def over_http(server: CatalogueServer) -> AsyncIterator[str]:
+    """``server`` on Streamable HTTP on a loopback port, in this event loop (so the change bus
+    and the connections share it, as in ``kamiyo serve``); yields its /mcp URL."""
+    app = server.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    port = free_port()
+    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(web.serve)
+        with anyio.fail_after(30):
+            while not web.started:  # noqa: ASYNC110 (uvicorn says so by a flag only)
+                await anyio.sleep(0.01)
+        try:
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            web.should_exit = True
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_session_over_streamable_http_is_told(loaded_runtime: Runtime, mode: str) -> None:
+    euler = await incident(loaded_runtime)
+    settings = loaded_runtime.settings
+    state = ServerState(settings=settings, gate=OpenGate(10), runtime=loaded_runtime)
+    inbox = Inbox()
+    try:
+        async with (
+            over_http(build_server(state)) as url,
+            Client(url, mode=mode, message_handler=inbox) as client,
+        ):
+            if mode == MODERN:
+                async with client.listen(resource_subscriptions=[EULER_PROTOCOL]) as sub:
+                    await state.changes.publish(changed(euler))
+                    with anyio.fail_after(WITHIN_S):
+                        assert await anext(sub) == ResourceUpdated(EULER_PROTOCOL)
+            else:
+                # Told on the session's GET stream, which the client opens on its own after
+                # the handshake (a notification before it is up has nowhere to go): wait.
+                await subscribe(client, RECENT_URI)
+                with anyio.fail_after(30):
+                    while await inbox.within(0.1) is None:
+                        await state.changes.publish(changed(euler))
+                await subscribe(client, EULER_PROTOCOL)
+                await inbox.rest(client)
+                await state.changes.publish(changed(euler))
+                assert {await inbox.next(), await inbox.next()} == {RECENT_URI, EULER_PROTOCOL}
+    finally:
+        inbox.close()
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
