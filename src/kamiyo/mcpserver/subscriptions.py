@@ -4,9 +4,11 @@ Up to 2025-11-25 a client sends ``resources/subscribe {uri}`` and is told
 ``notifications/resources/updated {uri}`` on its session's standalone channel, under the URI it
 subscribed with, plus ``notifications/resources/list_changed`` (at most once a second, changes
 in between coalesced) when an incident is created, since that adds a resource
-(``kamiyo://exploits/<id>``). At 2026-07-28 a client opens ``subscriptions/listen``; the SDK's
-``ListenHandler`` serves each stream (acknowledgement first, filters, graceful close), on a
-per-stream view of the changes that re-spells canonical URIs as the client's.
+(``kamiyo://exploits/<id>``); that goes to sessions holding a subscription, the ones whose
+caller (and so delay) the server knows. At 2026-07-28 a client opens
+``subscriptions/listen``; the SDK's ``ListenHandler`` serves each stream (acknowledgement
+first, filters, graceful close), on a per-stream view of the changes that re-spells canonical
+URIs as the client's.
 
 Rules, the same on both eras:
 
