@@ -15,7 +15,7 @@ from mcp_types import Tool as MCPTool
 from kamiyo import __version__
 from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
-from kamiyo.mcpserver import completion, content, logs, tools
+from kamiyo.mcpserver import completion, content, logs, subscriptions, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
 from kamiyo.service.catalogue import OPERATIONS, Operation
 from kamiyo.service.running import running
@@ -94,10 +94,12 @@ def build_server(state: ServerState) -> CatalogueServer:
         version=__version__,
         log_level=state.settings.log.level,
         cache_hints=cache_hints(state.settings),
+        subscriptions=False,  # served by subscriptions.register, per caller
     )
     content.register(server, state)
     completion.register(server, state)
     logs.register(server)
+    subscriptions.register(server, state)
     server.middleware.append(RequestBounds(server))
     return server
 

@@ -39,11 +39,14 @@ class ServerState:
     # The clients that read wallets' and transactions' histories from the chain (no request
     # is made until a screen asks); closed by :meth:`aclose`.
     explorers: Explorers | None = None
-    # This instance's listeners to incident changes (MCP subscriptions); the alerts worker's
-    # bus tells them, directly or through Redis from whichever instance claimed the change.
+    # This instance's listeners to incident changes (MCP subscriptions: mcpserver/
+    # subscriptions.py); the alerts worker's bus tells them, directly or through Redis from
+    # whichever instance claimed the change.
     changes: MemoryBus = field(default_factory=MemoryBus)
     # The alerts worker while serving (woken when this instance queues work for it).
     alerts: AlertWorker | None = None
+    # Run when serving begins to stop, while clients can still be told (listen streams close).
+    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.cache is None and self.settings.answers.cache_ttl_s > 0:
@@ -55,6 +58,10 @@ class ServerState:
                 self.explorers = open_explorers(self.settings.explorers)
             except ValueError as exc:  # a URL the settings allow in form but not in place
                 raise ConfigurationError(f"explorers: {exc}") from None
+
+    def shutting_down(self) -> None:
+        for hook in self.on_shutdown:
+            hook()
 
     async def aclose(self) -> None:
         """Close what the state opened (the explorer clients)."""

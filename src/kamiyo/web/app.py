@@ -75,7 +75,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(state), server.session_manager.run():
-            yield
+            try:
+                yield
+            finally:
+                state.shutting_down()
         await state.aclose()
 
     def sessions() -> async_sessionmaker[AsyncSession]:
