@@ -127,11 +127,12 @@ async def test_tiers_without_rules_are_refused_by_the_gate(
 ) -> None:
     _, key = await new_key(loaded_runtime.sessions, tier)
     async with serving(loaded_runtime, credential=key) as (client, _):
-        for tool, arguments in [
+        calls: list[tuple[str, dict[str, Any]]] = [
             ("create_alert", {"filters": {}}),
             ("list_alerts", {}),
             ("delete_alert", {"alert_id": "alr_x"}),
-        ]:
+        ]
+        for tool, arguments in calls:
             result = await client.call_tool(tool, arguments)
             assert result.is_error is True
             assert result.structured_content is not None
@@ -199,11 +200,11 @@ async def test_the_tools_are_listed_with_what_they_change(loaded_runtime: Runtim
     _, key = await new_key(loaded_runtime.sessions, Tier.TEAM)
     async with serving(loaded_runtime, credential=key) as (client, _):
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    hints = {
-        name: (tools[name].annotations.read_only_hint, tools[name].annotations.destructive_hint)
-        for name in ("create_alert", "list_alerts", "delete_alert", "test_alert", "get_exploit")
-        if tools[name].annotations is not None
-    }
+    hints = {}
+    for name in ("create_alert", "list_alerts", "delete_alert", "test_alert", "get_exploit"):
+        annotations = tools[name].annotations
+        assert annotations is not None
+        hints[name] = (annotations.read_only_hint, annotations.destructive_hint)
     assert hints == {
         "create_alert": (False, False),
         "list_alerts": (True, None),
