@@ -168,8 +168,8 @@ async def test_another_accounts_rule_is_not_found(loaded_runtime: Runtime) -> No
         ({"filters": {}, "webhook_url": "https://u:p@example.com/"}, "user name or password"),
         ({"filters": {"protocols": ["Eulr Finance"]}}, "did you mean Euler Finance?"),
         ({"filters": {"protocols": ["--"]}}, "has no letters or digits"),
-        ({"filters": {"chains": ["narnia"]}}, "filters.chains.0"),
-        ({"filters": {"surprise": 1}}, "filters.surprise"),
+        ({"filters": {"chains": ["narnia"]}}, "filters: chains.0"),
+        ({"filters": {"surprise": 1}}, "filters: surprise"),
         ({}, "filters: Field required"),
     ],
 )

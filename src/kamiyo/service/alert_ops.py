@@ -18,8 +18,15 @@ charged for them.
 """
 
 import datetime as dt
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from kamiyo.alerts import manage
@@ -55,6 +62,23 @@ class CreateAlertQuery(QueryModel):
         max_length=manage.MAX_NAME_LENGTH,
         description="A name to know the rule by; default: what it watches.",
     )
+
+    @field_validator("filters", mode="wrap")
+    @classmethod
+    def _first_problem(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """The first problem of the filters, and how many more: a hundred unknown chains
+        would otherwise be a hundred sentences, each listing every chain."""
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            problems = exc.errors(include_url=False, include_input=False)
+            first = problems[0]
+            where = ".".join(str(part) for part in first["loc"])
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            said = first["msg"].removeprefix("Value error, ")
+            raise PydanticCustomError(
+                "invalid_filters", (f"{where}: " if where else "") + said + more
+            ) from None
 
 
 class AlertIdQuery(QueryModel):
