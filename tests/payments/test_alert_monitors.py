@@ -42,7 +42,7 @@ async def pay_and_call(
 def answer(result: CallToolResult) -> dict[str, Any]:
     assert result.is_error is not True, result.content
     assert result.structured_content is not None
-    return result.structured_content
+    return dict(result.structured_content)
 
 
 async def test_one_payment_buys_a_monitor_owned_by_the_payer(paid: Paid) -> None:
