@@ -11,8 +11,7 @@ from mcp_types import CallToolResult
 from x402.schemas import PaymentRequired
 
 from kamiyo.runtime import Runtime
-from kamiyo.service.alert_ops import MONITOR_DAYS
-from kamiyo.service.catalogue import MONITOR_CALL_PRICE, MONITOR_PRICE
+from kamiyo.service.alert_ops import MONITOR_CALL_PRICE, MONITOR_DAYS, MONITOR_PRICE
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
 from tests.payments.test_mcp_payments import Paid, as_sent, paid_server
 

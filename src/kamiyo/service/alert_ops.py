@@ -34,12 +34,21 @@ from kamiyo.alerts.manage import Owner, Rule, RuleError
 from kamiyo.alerts.rules import AlertFilters
 from kamiyo.alerts.webhook_url import MAX_URL_LENGTH, WebhookUrlError, check_webhook_url
 from kamiyo.intel.models import QueryModel
+from kamiyo.payments.prices import Price
 from kamiyo.service.own import NoArguments
 from kamiyo.service.state import Job
 from kamiyo.tiers import TIERS, Tier, next_tier_for_alert_rules
 
 # How long one x402 payment keeps a monitor watching.
 MONITOR_DAYS = 30
+# What it costs (the catalogue's price for create_alert): $5.00 sits between a subscription's
+# cost per rule (team: $99 for 3 rules, $33 each; enterprise: $299 for 100, $3 each), so an
+# agent needing one or two monitors pays less than a team subscription and a bulk user still
+# does better subscribing; it also covers 30 days of deliveries and their retries.
+MONITOR_PRICE = Price(5_000_000)
+# What a payer pays to list, test or delete its monitors: the payment is what proves who asks.
+# A cent covers settling it (relayer gas on Base, fee payer on Solana) and no more.
+MONITOR_CALL_PRICE = Price(10_000)
 ALERT_ID_LENGTH = 64  # longer than any id we issue (alr_ + 22), so a typo is "not found"
 
 _WEBHOOK_DESCRIPTION = (
@@ -156,7 +165,7 @@ def _now() -> dt.datetime:
 async def _check_cap(job: Job, owner: Owner) -> int | None:
     """Refuse a subscriber's rule past the tier's cap; the cap (None: a paid monitor)."""
     tier = _tier(job)
-    if tier is None or job.grant.payment is not None:
+    if tier is None:  # paid per call: each monitor is bought on its own
         return None
     cap = TIERS[tier].alert_rules
     held = await manage.count_rules(job.session, owner)
@@ -246,7 +255,7 @@ async def list_alerts(job: Job, query: NoArguments) -> AlertList:
     owner = _owner(job)
     rules = await manage.list_rules(job.session, owner, _now())
     tier = _tier(job)
-    cap = TIERS[tier].alert_rules if tier is not None and job.grant.payment is None else None
+    cap = TIERS[tier].alert_rules if tier is not None else None
     if not rules:
         message = "You have no alert rules; create_alert makes one."
     else:

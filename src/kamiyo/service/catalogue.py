@@ -34,18 +34,9 @@ from kamiyo.payments.prices import (
 from kamiyo.service import alert_ops, own
 from kamiyo.service.own import HealthReport, NoArguments
 from kamiyo.service.state import Job
-from kamiyo.tiers import Tier
+from kamiyo.tiers import TIERS, Tier
 
 Q = TypeVar("Q", bound=BaseModel)
-
-# A webhook monitor for MONITOR_DAYS days, bought with one payment: $5.00 sits between a
-# subscription's cost per rule (team: $99 for 3 rules, $33 each; enterprise: $299 for 100, $3
-# each), so an agent needing one or two monitors pays less than a team subscription and a
-# bulk user still does better subscribing; it also covers 30 days of deliveries and retries.
-MONITOR_PRICE = Price(5_000_000)
-# What a payer pays to list, test or delete its monitors: the payment is what proves who asks.
-# A cent covers settling it (relayer gas on Base, fee payer on Solana) and no more.
-MONITOR_CALL_PRICE = Price(10_000)
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -323,14 +314,16 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         "Be told of new or changed incidents that match filters (chains, protocols, minimum "
         "loss, attack types, watched addresses in any role): by a signed webhook POST "
         "(Standard Webhooks) to webhook_url, and the account's subscribed MCP sessions. The "
-        "answer holds the webhook signing secret once: store it. Team tier: 3 rules; "
-        f"enterprise: 100. Paid per call instead, it buys a webhook monitor for "
-        f"{alert_ops.MONITOR_DAYS} days owned by the paying address (webhook_url required).",
+        "answer holds the webhook signing secret once: store it. Team tier: "
+        f"{TIERS[Tier.TEAM].alert_rules} rules; enterprise: "
+        f"{TIERS[Tier.ENTERPRISE].alert_rules}. Paid per call instead, it buys a webhook "
+        f"monitor for {alert_ops.MONITOR_DAYS} days owned by the paying address (webhook_url "
+        "required).",
         alert_ops.CreateAlertQuery,
         alert_ops.CreatedAlert,
         alert_ops.create_alert,
         tier=Tier.TEAM,
-        price=MONITOR_PRICE,
+        price=alert_ops.MONITOR_PRICE,
         rest=RestRoute("/api/v1/alerts", "POST"),
         cached=False,
         writes=True,
@@ -345,7 +338,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         alert_ops.AlertList,
         alert_ops.list_alerts,
         tier=Tier.TEAM,
-        price=MONITOR_CALL_PRICE,
+        price=alert_ops.MONITOR_CALL_PRICE,
         rest=RestRoute("/api/v1/alerts"),
         cached=False,
     ),
@@ -358,7 +351,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         alert_ops.DeletedAlert,
         alert_ops.delete_alert,
         tier=Tier.TEAM,
-        price=MONITOR_CALL_PRICE,
+        price=alert_ops.MONITOR_CALL_PRICE,
         rest=RestRoute("/api/v1/alerts/{alert_id}", "DELETE"),
         cached=False,
         writes=True,
@@ -373,7 +366,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         alert_ops.QueuedTest,
         alert_ops.queue_test_alert,
         tier=Tier.TEAM,
-        price=MONITOR_CALL_PRICE,
+        price=alert_ops.MONITOR_CALL_PRICE,
         rest=RestRoute("/api/v1/alerts/{alert_id}/test", "POST"),
         cached=False,
         writes=True,
