@@ -1,4 +1,4 @@
-from kamiyo.tiers import TIERS, Tier, next_tier_above
+from kamiyo.tiers import TIERS, Tier, next_tier_above, next_tier_for_alert_rules
 
 
 def test_the_table_matches_the_published_tiers() -> None:
@@ -7,6 +7,7 @@ def test_the_table_matches_the_published_tiers() -> None:
     assert per_minute == [10, 30, 100, 500]
     assert [p.max_results for p in TIERS.values()] == [10, 50, 200, 1000]
     assert [p.seats for p in TIERS.values()] == [1, 2, 5, None]
+    assert [p.alert_rules for p in TIERS.values()] == [0, 0, 3, 100]
     assert TIERS[Tier.FREE].data_delay_hours == 24
 
 
@@ -21,3 +22,9 @@ def test_upgrade_hints_name_the_next_tier_with_a_higher_cap() -> None:
     assert next_tier_above(Tier.FREE, 10) is Tier.PERSONAL
     assert next_tier_above(Tier.PERSONAL, 50) is Tier.TEAM
     assert next_tier_above(Tier.ENTERPRISE, 1000) is None
+
+
+def test_alert_rule_hints_name_the_next_tier_that_keeps_more() -> None:
+    assert next_tier_for_alert_rules(Tier.FREE, 0) is Tier.TEAM
+    assert next_tier_for_alert_rules(Tier.TEAM, 3) is Tier.ENTERPRISE
+    assert next_tier_for_alert_rules(Tier.ENTERPRISE, 100) is None

@@ -11,6 +11,7 @@ import typer
 
 from kamiyo import __version__, cli_ingest, cli_operations, clients
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
+from kamiyo.cli_alerts import alerts_app
 from kamiyo.cli_billing import billing_app, signup
 from kamiyo.cli_support import (
     check_serving,
@@ -48,6 +49,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(usage_app, name="usage")
 app.add_typer(billing_app, name="billing")
+app.add_typer(alerts_app, name="alerts")
 app.command()(signup)
 cli_operations.register(app)
 cli_ingest.register(app)

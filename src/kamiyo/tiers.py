@@ -38,7 +38,8 @@ class TierPolicy:
     # Incidents newer than this many hours are withheld (0: real time).
     data_delay_hours: int
     detailed_risk: bool
-    alerts: bool
+    # Alert rules an account may keep (0: none; the catalogue's alert tools need TEAM).
+    alert_rules: int
     # Active API keys an account may hold (None: unlimited).
     seats: int | None
 
@@ -59,7 +60,7 @@ TIERS: dict[Tier, TierPolicy] = {
         max_results=10,
         data_delay_hours=24,
         detailed_risk=False,
-        alerts=False,
+        alert_rules=0,
         seats=1,
     ),
     Tier.PERSONAL: TierPolicy(
@@ -69,7 +70,7 @@ TIERS: dict[Tier, TierPolicy] = {
         max_results=50,
         data_delay_hours=0,
         detailed_risk=False,
-        alerts=False,
+        alert_rules=0,
         seats=2,
     ),
     Tier.TEAM: TierPolicy(
@@ -79,7 +80,7 @@ TIERS: dict[Tier, TierPolicy] = {
         max_results=200,
         data_delay_hours=0,
         detailed_risk=False,
-        alerts=False,
+        alert_rules=3,
         seats=5,
     ),
     Tier.ENTERPRISE: TierPolicy(
@@ -89,7 +90,7 @@ TIERS: dict[Tier, TierPolicy] = {
         max_results=1_000,
         data_delay_hours=0,
         detailed_risk=True,
-        alerts=True,
+        alert_rules=100,
         seats=None,
     ),
 }
@@ -100,3 +101,8 @@ def next_tier_above(tier: Tier, max_results: int) -> Tier | None:
     return next(
         (t for t, p in TIERS.items() if t.rank > tier.rank and p.max_results > max_results), None
     )
+
+
+def next_tier_for_alert_rules(tier: Tier, rules: int) -> Tier | None:
+    """The cheapest tier above ``tier`` that keeps more than ``rules`` alert rules."""
+    return next((t for t, p in TIERS.items() if t.rank > tier.rank and p.alert_rules > rules), None)

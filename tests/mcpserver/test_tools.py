@@ -26,7 +26,13 @@ TOOLS = {
     "screen_transaction",
     "get_usage",
     "get_pricing",
+    "create_alert",
+    "list_alerts",
+    "delete_alert",
+    "test_alert",
 }
+# The tools that change something (tests/mcpserver/test_alert_tools.py has their hints).
+WRITING = {"create_alert", "delete_alert", "test_alert"}
 
 
 def text_of(result: CallToolResult) -> str:
@@ -50,7 +56,7 @@ async def test_tools_are_listed_with_schemas(client: Client) -> None:
         assert tool.description
         assert tool.output_schema is not None
         assert tool.annotations is not None
-        assert tool.annotations.read_only_hint is True
+        assert tool.annotations.read_only_hint is (tool.name not in WRITING)
     search = listed["search_exploits"].input_schema
     assert {"query", "chain", "since", "until", "min_loss_usd", "attack_type", "limit"} <= set(
         search["properties"]

@@ -77,12 +77,19 @@ const calls = {
     tx_hash: "0xc310a0affe2169d1f6feec1c63dbc7f7c62a887fa48795d327d4d2da2d6b111d",
   },
   get_pricing: {},
-  get_usage: {},
+  create_alert: { filters: { protocols: ["Euler"] }, webhook_url: "https://hooks.example.com/node" },
+  list_alerts: {},
 };
 const results = {};
 for (const [name, args] of Object.entries(calls)) {
   results[name] = await client.callTool({ name, arguments: args });
 }
+// The alert tools that take the rule just made, then get_usage, which counts every call before.
+const alertId = results.create_alert.structuredContent?.alert?.alert_id;
+for (const name of ["test_alert", "delete_alert"]) {
+  results[name] = await client.callTool({ name, arguments: { alert_id: alertId } });
+}
+results.get_usage = await client.callTool({ name: "get_usage", arguments: {} });
 const result = results.search_exploits;
 const bad = await client.callTool({ name: "search_exploits", arguments: { since: "2023-13-45" } });
 process.stdout.write(

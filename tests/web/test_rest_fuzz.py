@@ -1,8 +1,9 @@
 """Every REST route, fuzzed as the MCP tools are (tests/mcpserver/test_fuzz.py), with fewer
 examples: path and query parameters drawn from the operation's input schema plus hostile
-mutations, sent as text (as a URL carries them) through the ASGI app on the account gate and
-PostgreSQL. Every answer is JSON, a 200 or a one-line 400/404 problem, never a 500; nothing is
-logged at ERROR or with a traceback; every request is counted and recorded once.
+mutations, sent as text (as a URL carries them; a POST's as its JSON body) through the ASGI
+app on the account gate and PostgreSQL. Every answer is JSON, a 200 or a one-line 400/404
+problem, never a 500; nothing is logged at ERROR or with a traceback; every request is counted
+and recorded once.
 """
 
 import json
@@ -74,10 +75,18 @@ class Rest:
     key: str
     requests: int = 0
 
-    def get(self, path: str, params: dict[str, str]) -> httpx2.Response:
+    def send(self, method: str, path: str, given: dict[str, Any]) -> httpx2.Response:
+        """GET and DELETE carry the arguments as query parameters, a POST as its JSON body."""
         headers = {"Authorization": f"Bearer {self.key}"}
         http = self.app.http
-        response = self.app.portal.call(lambda: http.get(path, params=params, headers=headers))
+        if method == "POST":
+            body = json.dumps(given).encode()  # NaN and Infinity too: the server refuses them
+            headers["Content-Type"] = "application/json"
+            request = http.build_request(method, path, content=body, headers=headers)
+        else:
+            params = {str(k): as_text(v) for k, v in given.items()}
+            request = http.build_request(method, path, params=params, headers=headers)
+        response = self.app.portal.call(http.send, request)
         self.requests += 1
         return response
 
@@ -120,16 +129,16 @@ def rest(app: App) -> Rest:
     return Rest(app, account_pk, key)
 
 
-def _path(template: str, given: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """The route's path with its parameters filled in (percent-encoded), and the rest as
-    query parameters. A path parameter that would leave the route ("", a slash, a dot
-    segment) is replaced: the router answers those, not the operation."""
-    params = {str(k): as_text(v) for k, v in given.items()}
+def _path(template: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The route's path with its parameters filled in (percent-encoded), and the rest of the
+    arguments. A path parameter that would leave the route ("", a slash, a dot segment) is
+    replaced: the router answers those, not the operation."""
+    rest = {str(k): v for k, v in given.items()}
     path = template
     for name in re.findall(r"\{(\w+)\}", template):
-        value = params.pop(name, "x").replace("/", "_")
+        value = as_text(rest.pop(name, "x")).replace("/", "_")
         path = path.replace(f"{{{name}}}", quote(value if value not in {"", ".", ".."} else "x"))
-    return path, params
+    return path, rest
 
 
 @pytest.mark.parametrize("operation", ROUTED, ids=[op.name.value for op in ROUTED])
@@ -143,8 +152,8 @@ def test_every_route_survives_hostile_parameters(
 ) -> None:
     assert operation.rest is not None
     given_arguments = data.draw(STRATEGIES[operation.name.value], label="arguments")
-    path, params = _path(operation.rest.path, given_arguments)
-    response = rest.get(path, params)
+    path, given = _path(operation.rest.path, given_arguments)
+    response = rest.send(operation.rest.method, path, given)
     event(str(response.status_code))
     assert response.status_code in STATUS, response.text[:300]
     body = response.json()

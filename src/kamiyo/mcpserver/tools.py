@@ -107,7 +107,9 @@ def listed(operation: Operation[Any, Any], state: ServerState) -> MCPTool:
         input_schema=input_schema(operation, gate.takes_transfers),
         output_schema=output_schema(operation, gate.takes_payments),
         annotations=ToolAnnotations(
-            read_only_hint=True,
+            read_only_hint=not operation.writes,
+            # Meaningful only for tools that write (the MCP spec's default is true).
+            destructive_hint=operation.destructive if operation.writes else None,
             # Answers about the caller count against the limits they report.
             idempotent_hint=operation.cached,
             open_world_hint=False,

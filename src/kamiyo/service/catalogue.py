@@ -31,10 +31,10 @@ from kamiyo.payments.prices import (
     PriceList,
     tool_price,
 )
-from kamiyo.service import own
+from kamiyo.service import alert_ops, own
 from kamiyo.service.own import HealthReport, NoArguments
 from kamiyo.service.state import Job
-from kamiyo.tiers import Tier
+from kamiyo.tiers import TIERS, Tier
 
 Q = TypeVar("Q", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -53,11 +53,16 @@ class ToolName(StrEnum):
     SCREEN_TRANSACTION = "screen_transaction"
     GET_USAGE = "get_usage"
     GET_PRICING = "get_pricing"
+    CREATE_ALERT = "create_alert"
+    LIST_ALERTS = "list_alerts"
+    DELETE_ALERT = "delete_alert"
+    TEST_ALERT = "test_alert"
 
 
 @dataclass(frozen=True, slots=True)
 class RestRoute:
-    """``GET /api/v1/...``: path parameters are query fields named in ``{braces}``."""
+    """``GET /api/v1/...``: path parameters are query fields named in ``{braces}``; the other
+    fields are query parameters (GET, DELETE) or the JSON body (POST)."""
 
     path: str
     method: str = "GET"
@@ -86,6 +91,10 @@ class Operation(Generic[Q, R]):
     command: Command | None = None
     # Identical calls with the same caps may share an answer (not for answers about the caller).
     cached: bool = True
+    # It changes something (MCP readOnlyHint false); and what it changes it removes
+    # (destructiveHint).
+    writes: bool = False
+    destructive: bool = False
 
     @property
     def target(self) -> Target:
@@ -298,6 +307,69 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         cached=False,
         rest=RestRoute("/api/v1/pricing"),
         command=Command("pricing"),
+    ),
+    Operation(
+        ToolName.CREATE_ALERT,
+        "Create an alert rule",
+        "Be told of new or changed incidents that match filters (chains, protocols, minimum "
+        "loss, attack types, watched addresses in any role): by a signed webhook POST "
+        "(Standard Webhooks) to webhook_url, and the account's subscribed MCP sessions. The "
+        "answer holds the webhook signing secret once: store it. Team tier: "
+        f"{TIERS[Tier.TEAM].alert_rules} rules; enterprise: "
+        f"{TIERS[Tier.ENTERPRISE].alert_rules}. Paid per call instead, it buys a webhook "
+        f"monitor for {alert_ops.MONITOR_DAYS} days owned by the paying address (webhook_url "
+        "required).",
+        alert_ops.CreateAlertQuery,
+        alert_ops.CreatedAlert,
+        alert_ops.create_alert,
+        tier=Tier.TEAM,
+        price=alert_ops.MONITOR_PRICE,
+        rest=RestRoute("/api/v1/alerts", "POST"),
+        cached=False,
+        writes=True,
+    ),
+    Operation(
+        ToolName.LIST_ALERTS,
+        "Your alert rules",
+        "Your alert rules (or, paid per call, the paying address's monitors) with their "
+        "filters, webhook, status (active, disabled, expired) and delivery log: the newest "
+        "deliveries with status, attempts, last error and the receiver's response code.",
+        NoArguments,
+        alert_ops.AlertList,
+        alert_ops.list_alerts,
+        tier=Tier.TEAM,
+        price=alert_ops.MONITOR_CALL_PRICE,
+        rest=RestRoute("/api/v1/alerts"),
+        cached=False,
+    ),
+    Operation(
+        ToolName.DELETE_ALERT,
+        "Delete an alert rule",
+        "Delete one of your alert rules by id (from list_alerts); its pending deliveries are "
+        "not sent.",
+        alert_ops.AlertIdQuery,
+        alert_ops.DeletedAlert,
+        alert_ops.delete_alert,
+        tier=Tier.TEAM,
+        price=alert_ops.MONITOR_CALL_PRICE,
+        rest=RestRoute("/api/v1/alerts/{alert_id}", "DELETE"),
+        cached=False,
+        writes=True,
+        destructive=True,
+    ),
+    Operation(
+        ToolName.TEST_ALERT,
+        "Test an alert webhook",
+        "Queue a signed test delivery (event alert.test) to one of your rules' webhook, to "
+        "check the receiver and its signature check; list_alerts then shows how it went.",
+        alert_ops.AlertIdQuery,
+        alert_ops.QueuedTest,
+        alert_ops.queue_test_alert,
+        tier=Tier.TEAM,
+        price=alert_ops.MONITOR_CALL_PRICE,
+        rest=RestRoute("/api/v1/alerts/{alert_id}/test", "POST"),
+        cached=False,
+        writes=True,
     ),
 )
 

@@ -1,8 +1,10 @@
 """The catalogue over REST: one route per operation that declares one, through the same
 pipeline, gate and answers as the MCP tools.
 
-- Path parameters and query parameters are the operation's query fields, checked by its model;
-  unknown parameters are refused so a typo is not silently ignored.
+- Path parameters and query parameters (a POST: the JSON body's fields) are the operation's
+  query fields, checked by its model; unknown parameters are refused so a typo is not silently
+  ignored. A body that is not a JSON object is bad arguments like any other (400, counted); one
+  over ``MAX_BODY_BYTES`` is refused with 413 before it is read in full.
 - Credentials as on the MCP endpoints (``Authorization: Bearer``, 401 challenges). Payments as
   x402 v2 over HTTP: an unpaid call to a priced endpoint gets ``402`` with ``PAYMENT-REQUIRED``
   (base64 JSON); the retry carries ``PAYMENT-SIGNATURE`` (v1: ``X-PAYMENT``); the answer
@@ -21,6 +23,7 @@ from kamiyo.service.arguments import parse_query
 from kamiyo.service.catalogue import OPERATIONS, Operation
 from kamiyo.service.pipeline import Caller, execute
 from kamiyo.service.state import ServerState
+from kamiyo.web.api import ApiError, read_json
 from kamiyo.web.auth import BearerGuard, ResourceServer
 from kamiyo.web.wire import (
     PAYMENT_REQUIRED_HEADER,
@@ -63,8 +66,20 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
         if refused is not None:
             return refused
         given: dict[str, Any] = dict(request.query_params)
+        body: dict[str, Any] | Failure = {}
+        if request.method == "POST":
+            try:
+                body = await read_json(request)
+            except ApiError as exc:
+                if exc.status == 413:  # refused before it was read: nothing to count
+                    return exc.response()
+                problem = f"Invalid arguments for {name}: {exc.description}"
+                body = Failure(FailureKind.INVALID_ARGUMENTS, problem)
+        if isinstance(body, dict):
+            given.update(body)
         given.update(request.path_params)  # the path names the thing; it wins over a parameter
-        query = parse_query(name, operation.query, given)  # a Failure is counted all the same
+        # A Failure is counted all the same.
+        query = body if isinstance(body, Failure) else parse_query(name, operation.query, given)
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
         caller = Caller(
             credential=credential.strip() or None if scheme.lower() == "bearer" else None,
