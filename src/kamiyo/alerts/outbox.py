@@ -3,9 +3,10 @@ on the change bus; each mail row becomes a mail.
 
 A row is finished in the same transaction that writes its deliveries, and deliveries are unique
 per (rule, row): a worker that dies half-way leaves the row leased, the next claim after the
-lease does it again, and no rule gets a second copy. The change bus (MCP sessions) is told
-after that commit; a crash just before it loses one notification, which MCP's notifications
-allow (they carry no replay), never a webhook.
+lease does it again, and no rule gets a second copy. The change bus (MCP sessions) is told as
+soon as the change is read, before the deliveries are written (so a thousand rules do not hold
+up a thousand sessions); a worker that dies before finishing the row tells it again, and a
+repeated "updated" is harmless to a subscriber.
 """
 
 import datetime as dt
@@ -14,7 +15,7 @@ import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,6 +24,7 @@ from kamiyo.alerts import mail
 from kamiyo.alerts.bus import ChangeBus
 from kamiyo.alerts.events import ChangeKind, IncidentChange, webhook_body
 from kamiyo.alerts.leases import claim_outbox, lease_of
+from kamiyo.alerts.manage import active
 from kamiyo.alerts.rules import AlertFilters, matches
 from kamiyo.config import Settings
 from kamiyo.db.alerts import INCIDENT_KIND, MAIL_KIND, AlertDelivery, AlertRule, OutboxEntry
@@ -54,9 +56,7 @@ class Rule:
 async def _live_rules(session: AsyncSession, now: dt.datetime) -> list[Rule]:
     rows = await session.execute(
         select(AlertRule.pk, AlertRule.id, AlertRule.filters).where(
-            AlertRule.enabled.is_(True),
-            AlertRule.webhook_url.is_not(None),
-            or_(AlertRule.expires_at.is_(None), AlertRule.expires_at > now),
+            active(now), AlertRule.webhook_url.is_not(None)
         )
     )
     rules = []
@@ -86,6 +86,7 @@ async def _queue_deliveries(
     through the bus, also hear of changes to known ones)."""
     if change.change is not ChangeKind.CREATED:
         return 0
+    data = change.webhook_data("")  # the incident dumped once, not once per rule
     rows = [
         {
             "id": delivery_id(),
@@ -93,7 +94,7 @@ async def _queue_deliveries(
             "outbox_pk": entry.pk,
             "event": change.event,
             "incident_id": change.incident.id,
-            "body": webhook_body(change.event, change.webhook_data(rule.id), entry.created_at),
+            "body": webhook_body(change.event, {**data, "alert_id": rule.id}, entry.created_at),
             "status": "pending",
             "attempts": 0,
             "next_attempt_at": entry.created_at,
@@ -136,12 +137,13 @@ async def work_outbox(
         await session.commit()
         rules = await _live_rules(session, now) if entries else []
     for entry in entries:
-        change = None
         try:
             async with sessions() as session:
                 if entry.kind == INCIDENT_KIND:
                     change = await _change_of(session, entry)
                     if change is not None:
+                        if bus is not None:  # sessions first: they wait on no receiver
+                            await bus.publish(change)
                         await _queue_deliveries(session, entry, change, rules)
                 elif entry.kind == MAIL_KIND:
                     await mail.send(sessions, settings, session, entry.payload)
@@ -153,9 +155,6 @@ async def work_outbox(
                 await session.commit()
         except Exception as exc:  # one row's failure must not stop the others
             await _failed(sessions, entry, now, exc)
-            continue
-        if change is not None and bus is not None:
-            await bus.publish(change)
     return len(entries)
 
 

@@ -1,0 +1,254 @@
+"""Alert latency: from an ingest's commit to MCP notifications and to webhook receipts.
+
+    python -m bench.alerts                                 # 1,000 sessions, 1,000 rules, SQLite
+    python -m bench.alerts --sessions 200 --rules 200 --rounds 3 --database postgresql
+
+One process serves KAMIYO's MCP server with its alerts worker (``service.running``) on a fresh
+database; ``--sessions`` in-memory SDK clients each subscribe to ``kamiyo://exploits/recent``
+(handshake era), and ``--rules`` alert rules with no filter post to a receiver in a process of
+its own (``bench/webhook_receiver.py``, on loopback). Each round ingests one new incident
+through the real ingest path, wakes the worker as a local ingest does, and waits until every
+session has been told and every rule's webhook has arrived. The report gives, per round, the
+p50 and p99 of the times from the commit, and their medians over the rounds; and the memory
+(RSS) the subscribed sessions took, per session. Incidents ingested on another instance are
+found by the next poll instead (``KAMIYO_ALERTS_POLL_S``, 0.5 s), which adds up to that much.
+"""
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types import ResourceUpdatedNotification
+from pydantic import SecretStr
+
+from kamiyo.access.gate import OpenGate
+from kamiyo.alerts.secrets import new_secret, seal
+from kamiyo.config import Settings
+from kamiyo.db.alerts import AlertRule
+from kamiyo.intel.reports import SourceReport
+from kamiyo.intel.store import Store
+from kamiyo.mcpserver.server import build_server
+from kamiyo.mcpserver.uris import RECENT_URI
+from kamiyo.service.running import running
+from kamiyo.service.state import ServerState
+
+HERE = Path(__file__).parent
+SECRET_KEY = "bench-alerts-" + "k" * 40
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Receipts:
+    """Webhook arrival times read from the receiver's stdout."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.times: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            arrived, webhook_id = line.split()
+            self.times[webhook_id] = float(arrived)
+
+
+def receiver() -> tuple[subprocess.Popen[str], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.webhook_receiver", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=HERE.parent,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return process, f"http://127.0.0.1:{port}/hook"
+
+
+def report(n: int) -> SourceReport:
+    return SourceReport(
+        source="defillama",
+        source_id=f"bench-{uuid.uuid4().hex[:12]}",
+        url="https://example.org/bench",
+        date=dt.datetime.now(dt.UTC).date(),
+        protocol=f"Bench Protocol {n} {uuid.uuid4().hex[:6]}",
+        chains=["ethereum"],
+        loss_usd=1_000_000,
+        loss_usd_basis="usd",
+        loss_text="$1M",
+        attack_type_raw="Reentrancy",
+        description="A synthetic incident for the alerts benchmark.",
+    )
+
+
+async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    receiving, hook = receiver()
+    receipts = Receipts(receiving)
+    settings = Settings(
+        environment="test",
+        database={"url": url},
+        auth={"secret_key": SecretStr(SECRET_KEY)},
+        webhooks={"allow_loopback": True},
+        log={"level": "WARNING"},
+        _env_file=None,
+    )
+    state = ServerState(settings=settings, gate=OpenGate(settings.answers.max_results))
+    server = build_server(state)
+    told: dict[int, list[float]] = {}
+    result: dict[str, Any] = {"sessions": args.sessions, "rules": args.rules, "rounds": []}
+    try:
+        async with running(state) as runtime:
+            async with runtime.sessions() as session:
+                secret = seal(SecretStr(SECRET_KEY), new_secret())
+                now = dt.datetime.now(dt.UTC)
+                session.add_all(
+                    AlertRule(
+                        id=f"alr_bench{n}",
+                        payer="0x" + "11" * 20,
+                        name=f"bench {n}",
+                        filters={},
+                        webhook_url=hook,
+                        secret=secret,
+                        enabled=True,
+                        failures=0,
+                        created_at=now,
+                    )
+                    for n in range(args.rules)
+                )
+                await session.commit()
+            before = rss_mb()
+            clients = await open_sessions(server, args.sessions, told)
+            result["rss_mb_per_session"] = round((rss_mb() - before) / max(args.sessions, 1), 3)
+            try:
+                for n in range(args.rounds):
+                    result["rounds"].append(await one_round(state, runtime, n, told, receipts, args))
+                    print(json.dumps(result["rounds"][-1]), file=sys.stderr)
+            finally:
+                for client in reversed(clients):
+                    await client.__aexit__(None, None, None)
+    finally:
+        receiving.terminate()
+        receiving.wait(10)
+    for key in ("notify_p50_ms", "notify_p99_ms", "webhook_p50_ms", "webhook_p99_ms"):
+        result[key] = round(statistics.median(r[key] for r in result["rounds"]), 1)
+    return result
+
+
+async def open_sessions(server: Any, count: int, told: dict[int, list[float]]) -> list[Client]:
+    clients = []
+    for index in range(count):
+
+        async def inbox(message: Any, index: int = index) -> None:
+            if isinstance(message, ResourceUpdatedNotification):
+                told.setdefault(index, []).append(time.time())
+
+        client = Client(server, mode="legacy", message_handler=inbox)
+        await client.__aenter__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await client.subscribe_resource(RECENT_URI)
+        clients.append(client)
+    return clients
+
+
+async def one_round(
+    state: ServerState,
+    runtime: Any,
+    n: int,
+    told: dict[int, list[float]],
+    receipts: Receipts,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    told.clear()
+    receipts.times.clear()
+    async with runtime.sessions() as session:
+        store = await Store.load(session)
+        await store.ingest(session, [report(n)], origin="live")
+        await session.commit()
+    committed = time.time()
+    assert state.alerts is not None
+    state.alerts.wake()  # what a local ingest's data watch does
+    deadline = time.monotonic() + args.timeout
+    while (len(told) < args.sessions or len(receipts.times) < args.rules) and (
+        time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.01)
+    notify = [(times[0] - committed) * 1000 for times in told.values()]
+    hooks = [(t - committed) * 1000 for t in receipts.times.values()]
+    return {
+        "round": n,
+        "told": len(notify),
+        "received": len(hooks),
+        "notify_p50_ms": round(percentile(notify, 0.5), 1) if notify else None,
+        "notify_p99_ms": round(percentile(notify, 0.99), 1) if notify else None,
+        "webhook_p50_ms": round(percentile(hooks, 0.5), 1) if hooks else None,
+        "webhook_p99_ms": round(percentile(hooks, 0.99), 1) if hooks else None,
+    }
+
+
+async def database_url(args: argparse.Namespace, folder: Path) -> str:
+    if args.database == "sqlite":
+        return f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+    name = f"kamiyo_bench_alerts_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(args.postgres_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    return args.postgres_url.rsplit("/", 1)[0].replace("postgresql:", "postgresql+asyncpg:") + (
+        f"/{name}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        url = asyncio.run(database_url(args, Path(folder)))
+        result = asyncio.run(run(args, url))
+    result["database"] = args.database
+    print(json.dumps(result, indent=2))
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out / f"alerts-{stamp}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
