@@ -202,10 +202,10 @@ async def one_round(
     assert state.alerts is not None
     state.alerts.wake()  # what a local ingest's data watch does
     deadline = time.monotonic() + args.timeout
-    while (len(told) < args.sessions or len(receipts.times) < args.rules) and (
-        time.monotonic() < deadline
-    ):
-        await asyncio.sleep(0.01)  # noqa: ASYNC110 - two counts filled by others
+    while (  # noqa: ASYNC110 - two counts, filled by clients and by the receiver's thread
+        len(told) < args.sessions or len(receipts.times) < args.rules
+    ) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     notify = [(times[0] - committed) * 1000 for times in told.values()]
     hooks = [(t - committed) * 1000 for t in receipts.times.values()]
     return {
