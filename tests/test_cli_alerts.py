@@ -90,11 +90,11 @@ def test_requests_to_change_are_one_line_and_exit_2(team_account: str) -> None:
 
 def test_the_accounts_tier_cap_applies(team_account: str) -> None:
     for _ in range(3):
-        assert kamiyo("alerts", "create", "--account", team_account)[0] == 0
-    code, _, err = kamiyo("alerts", "create", "--account", team_account)
+        assert kamiyo("alerts", "create", "--account", team_account, "--webhook", WEBHOOK)[0] == 0
+    code, _, err = kamiyo("alerts", "create", "--account", team_account, "--webhook", WEBHOOK)
     assert code == 2
     assert "the team tier keeps 3 alert rules" in err
     assert kamiyo("accounts", "create", "free@example.com")[0] == 0
-    code, _, err = kamiyo("alerts", "create", "--account", "free@example.com")
+    code, _, err = kamiyo("alerts", "create", "--account", "free@example.com", "--webhook", WEBHOOK)
     assert code == 2
     assert "the free tier keeps no alert rules; upgrade to team (3 rules)" in err

@@ -98,14 +98,12 @@ async def test_the_secret_is_stored_sealed_and_opens_with_the_server_key(
     assert created["alert"]["name"] == "every incident"
 
 
-async def test_a_rule_without_a_webhook_is_for_mcp_sessions(loaded_runtime: Runtime) -> None:
+async def test_a_rule_needs_a_webhook(loaded_runtime: Runtime) -> None:
     _, key = await new_key(loaded_runtime.sessions, Tier.ENTERPRISE)
     async with serving(loaded_runtime, credential=key) as (client, _):
-        created = await call(client, "create_alert", filters={"attack_types": ["reentrancy"]})
-        assert created["secret"] is None
-        assert "MCP sessions only" in created["message"]
-        error, message = await problem(client, "test_alert", alert_id=created["alert"]["alert_id"])
-        assert (error, "no webhook" in message) == ("invalid_arguments", True)
+        error, message = await problem(client, "create_alert", filters={})
+        assert (error, "webhook_url: Field required" in message) == ("invalid_arguments", True)
+        assert (await call(client, "list_alerts"))["alerts"] == []
 
 
 async def test_the_team_cap_is_refused_naming_the_tier_that_keeps_more(
@@ -114,8 +112,8 @@ async def test_the_team_cap_is_refused_naming_the_tier_that_keeps_more(
     _, key = await new_key(loaded_runtime.sessions, Tier.TEAM)
     async with serving(loaded_runtime, credential=key) as (client, _):
         for _ in range(TIERS[Tier.TEAM].alert_rules):
-            await call(client, "create_alert", filters={})
-        error, message = await problem(client, "create_alert", filters={})
+            await call(client, "create_alert", filters={}, webhook_url=WEBHOOK)
+        error, message = await problem(client, "create_alert", filters={}, webhook_url=WEBHOOK)
     assert error == "invalid_arguments"
     assert "the team tier keeps 3 alert rules and this account has 3" in message
     assert "upgrade to enterprise (100 rules)" in message
@@ -128,7 +126,7 @@ async def test_tiers_without_rules_are_refused_by_the_gate(
     _, key = await new_key(loaded_runtime.sessions, tier)
     async with serving(loaded_runtime, credential=key) as (client, _):
         calls: list[tuple[str, dict[str, Any]]] = [
-            ("create_alert", {"filters": {}}),
+            ("create_alert", {"filters": {}, "webhook_url": WEBHOOK}),
             ("list_alerts", {}),
             ("delete_alert", {"alert_id": "alr_x"}),
         ]
@@ -166,8 +164,11 @@ async def test_another_accounts_rule_is_not_found(loaded_runtime: Runtime) -> No
     [
         ({"filters": {}, "webhook_url": "ftp://example.com/x"}, "webhook_url: the webhook URL"),
         ({"filters": {}, "webhook_url": "https://u:p@example.com/"}, "user name or password"),
-        ({"filters": {"protocols": ["Eulr Finance"]}}, "did you mean Euler Finance?"),
-        ({"filters": {"protocols": ["--"]}}, "has no letters or digits"),
+        (
+            {"filters": {"protocols": ["Eulr Finance"]}, "webhook_url": WEBHOOK},
+            "did you mean Euler Finance?",
+        ),
+        ({"filters": {"protocols": ["--"]}, "webhook_url": WEBHOOK}, "has no letters or digits"),
         ({"filters": {"chains": ["narnia"]}}, "filters: chains.0"),
         ({"filters": {"surprise": 1}}, "filters: surprise"),
         ({}, "filters: Field required"),
@@ -190,7 +191,9 @@ async def test_a_protocol_with_no_incident_yet_is_watched_with_a_note(
 ) -> None:
     _, key = await new_key(loaded_runtime.sessions, Tier.TEAM)
     async with serving(loaded_runtime, credential=key) as (client, _):
-        created = await call(client, "create_alert", filters={"protocols": ["Zzyzxq Quorbl"]})
+        created = await call(
+            client, "create_alert", filters={"protocols": ["Zzyzxq Quorbl"]}, webhook_url=WEBHOOK
+        )
     assert created["alert"]["filters"]["protocols"] == ["zzyzxqquorbl"]
     [note] = created["notes"]
     assert "watches for the first one" in note

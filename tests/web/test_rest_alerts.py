@@ -104,7 +104,9 @@ async def test_an_oversized_body_is_refused_before_it_is_read(rest: Rest) -> Non
 
 
 async def test_anonymous_callers_are_told_which_tier_unlocks_alerts(rest: Rest) -> None:
-    response = await rest.http.post("/api/v1/alerts", json={"filters": {}})
+    response = await rest.http.post(
+        "/api/v1/alerts", json={"filters": {}, "webhook_url": "https://hooks.example.com/k"}
+    )
     assert response.status_code == 403
     assert response.json()["required_tier"] == "team"
     listed = await rest.http.get("/api/v1/alerts")

@@ -3,13 +3,14 @@
 Who owns what a call makes or sees:
 
 - a subscriber's call (team and enterprise tiers): the account. Its rules count against the
-  tier's cap (``TierPolicy.alert_rules``), with or without a webhook; a rule without one is
-  for the account's MCP sessions only.
+  tier's cap (``TierPolicy.alert_rules``). Every rule has a webhook: that is how a rule
+  delivers. MCP sessions hear of changes by subscribing to the resources they care about
+  (mcpserver/subscriptions.py), which needs no rule.
 - a call paid on its own (x402): the payer's address, as the payment verified it. A paid
-  ``create_alert`` buys a webhook monitor for ``MONITOR_DAYS`` days (a webhook is required:
-  there is no account, so no MCP session to tell); ``list_alerts``, ``delete_alert`` and
-  ``test_alert`` carry a small price of their own, so the payment that identifies the payer
-  is one the chain verified: nobody can read or delete a payer's monitors by naming an address.
+  ``create_alert`` buys a webhook monitor for ``MONITOR_DAYS`` days; ``list_alerts``,
+  ``delete_alert`` and ``test_alert`` carry a small price of their own, so the payment that
+  identifies the payer is one the chain verified: nobody can read or delete a payer's
+  monitors by naming an address.
 
 Every answer says what happened and what to do next in ``message``. Requests that cannot be
 met (a webhook URL in the wrong form, a likely misspelled protocol, the tier's cap) are the
@@ -53,8 +54,9 @@ ALERT_ID_LENGTH = 64  # longer than any id we issue (alr_ + 22), so a typo is "n
 
 _WEBHOOK_DESCRIPTION = (
     "HTTPS URL (plain http outside production) that gets a signed POST per matching incident "
-    "(Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature headers). Without "
-    "one, the rule tells the account's MCP sessions only. Required for a monitor paid per call."
+    "(Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature headers). An MCP "
+    "session that wants to be told needs no rule: it subscribes to the kamiyo:// resources "
+    "(e.g. kamiyo://chains/{chain}/incidents)."
 )
 
 
@@ -63,9 +65,7 @@ class CreateAlertQuery(QueryModel):
         description="What to be told of; every filter given must hold, and {} means every "
         "new or changed incident. Protocols are matched by any spelling of their name."
     )
-    webhook_url: str | None = Field(
-        default=None, max_length=MAX_URL_LENGTH, description=_WEBHOOK_DESCRIPTION
-    )
+    webhook_url: str = Field(max_length=MAX_URL_LENGTH, description=_WEBHOOK_DESCRIPTION)
     name: str | None = Field(
         default=None,
         max_length=manage.MAX_NAME_LENGTH,
@@ -189,19 +189,10 @@ async def _check_cap(job: Job, owner: Owner) -> int | None:
 async def create_alert(job: Job, query: CreateAlertQuery) -> CreatedAlert:
     owner = _owner(job)
     paid = job.grant.payment is not None
-    url = None
-    if query.webhook_url is not None:
-        production = job.state.settings.environment == "production"
-        try:
-            url = check_webhook_url(query.webhook_url, require_https=production)
-        except WebhookUrlError as exc:
-            raise refused("webhook_url", str(exc)) from None
-    elif paid:
-        raise refused(
-            "webhook_url",
-            "a monitor paid per call needs a webhook URL: with no account there is no MCP "
-            "session to tell",
-        )
+    try:
+        url = check_webhook_url(query.webhook_url, require_https=job.state.settings.production)
+    except WebhookUrlError as exc:
+        raise refused("webhook_url", str(exc)) from None
     cap = await _check_cap(job, owner)
     try:
         keys, notes = await manage.resolve_protocols(job.session, query.filters.protocols)
@@ -229,16 +220,10 @@ async def create_alert(job: Job, query: CreateAlertQuery) -> CreatedAlert:
 
 def _created_message(rule: Rule, cap: int | None, paid: bool) -> str:
     made = f"Created alert rule {rule.alert_id}."
-    if rule.webhook_url is None:
-        told = (
-            " It has no webhook: matches reach this account's subscribed MCP sessions only "
-            "(subscribe to kamiyo:// resources to hear them)."
-        )
-    else:
-        told = (
-            " Matching incidents are POSTed to its webhook, signed with the secret in this "
-            "answer: store it now; it is not shown again. Call test_alert to send a test."
-        )
+    told = (
+        " Matching incidents are POSTed to its webhook, signed with the secret in this "
+        "answer: store it now; it is not shown again. Call test_alert to send a test."
+    )
     if paid:
         assert rule.expires_at is not None
         told += (
