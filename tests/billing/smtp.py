@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
+import anyio
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -59,6 +60,16 @@ class Mailbox:
                 if left <= 0:
                     raise TimeoutError(f"{len(self.received)} of {count} messages arrived")
                 self._arrived.wait(left)
+        return list(self.received)
+
+    async def arrived(self, count: int, timeout_s: float = 20) -> list[Received]:
+        """``wait_for`` without blocking the event loop (for mail sent by a worker that runs
+        in this loop, as a server's alerts worker does)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.received)} of {count} messages arrived")
+            await anyio.sleep(0.02)
         return list(self.received)
 
     def settings(self) -> dict[str, Any]:

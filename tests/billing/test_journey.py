@@ -49,7 +49,7 @@ class Customer:
         self.clock = int(time.time()) - 3600  # Stripe times of the deliveries, in order
 
     async def key_from_latest_mail(self, mails: int) -> str:
-        mail = self.mailbox.wait_for(mails)[mails - 1]
+        mail = (await self.mailbox.arrived(mails))[mails - 1]
         [link] = mail.reveal_links()
         path = link.removeprefix(PUBLIC_URL)
         page = await self.http.post(path)
@@ -138,7 +138,7 @@ async def test_subscribe_upgrade_fail_cancel_and_come_back(
     await customer.stripe_sends(
         subscription_event("created", account_pk, created=customer.tick(), tier="personal")
     )
-    welcome = customer.mailbox.wait_for(2)[1]
+    welcome = (await customer.mailbox.arrived(2))[1]  # sent by the app's alerts worker
     assert "claude_desktop_config.json" in welcome.text or "mcpServers" in welcome.text
     assert customer.key not in welcome.text  # the mail carries a link, never a key
     assert await customer.can(RISK)  # the same key, now personal
