@@ -1,6 +1,5 @@
 """The ``kamiyo`` command line: search and inspect incidents, serve MCP, manage the database."""
 
-import asyncio
 import os
 import sys
 from enum import StrEnum
@@ -27,7 +26,7 @@ from kamiyo.cli_usage import usage_app
 from kamiyo.config import Settings, parse_duration
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
-from kamiyo.runtime import Runtime, open_runtime
+from kamiyo.runtime import Runtime
 
 if TYPE_CHECKING:
     import uvicorn
@@ -130,36 +129,6 @@ def _refreshing(settings: Settings, refresh_every: str | None) -> Settings:
     return settings.model_copy(
         update={"sources": settings.sources.model_copy(update={"refresh_every": every})}
     )
-
-
-@app.command()
-def worker(
-    refresh_every: Annotated[
-        str | None,
-        typer.Option(help="Also refresh the enabled sources this often, e.g. 15m or 1h."),
-    ] = None,
-) -> None:
-    """Send alerts (webhooks, mail) and optionally refresh the sources, without serving.
-
-    Serving instances do the same work; any number of workers and instances share it through
-    the database, each change delivered once per rule.
-    """
-    settings = _refreshing(settings_or_exit(), refresh_every)
-    from kamiyo.alerts.redis_bus import change_bus
-    from kamiyo.alerts.worker import alerts_working
-    from kamiyo.service.refreshing import keeping_current
-
-    async def main() -> None:
-        async with (
-            open_runtime(settings) as runtime,
-            change_bus(settings) as bus,
-            alerts_working(runtime.sessions, settings, bus) as alerts,
-            keeping_current(runtime, alerts.wake),
-        ):
-            err.print("KAMIYO worker running (Ctrl-C stops it)")
-            await asyncio.Event().wait()
-
-    execute(settings, main)
 
 
 class Launcher(StrEnum):

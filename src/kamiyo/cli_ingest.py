@@ -218,7 +218,14 @@ def worker(
         str | None, typer.Option(help="How often to refresh, e.g. 15m or 1h (default: settings).")
     ] = None,
 ) -> None:
-    """Refresh the enabled sources on a schedule until stopped (Ctrl-C)."""
+    """Send alerts (webhooks, queued mail) and refresh the enabled sources on a schedule, if
+    one is given, until stopped (Ctrl-C).
+
+    Serving instances do the same work unless KAMIYO_ALERTS_WORKER=false; any number of
+    workers and instances share it through the database, each change delivered once per rule.
+    """
+    from kamiyo.alerts.redis_bus import change_bus
+    from kamiyo.alerts.worker import alerts_working
     from kamiyo.config import parse_duration
 
     try:
@@ -227,14 +234,24 @@ def worker(
         fail(f"--every: {exc}", code=2)
 
     async def work(runtime: Runtime) -> None:
-        interval = given or runtime.settings.sources.refresh_every
-        if not interval:
-            fail("no schedule: give --every 15m or set KAMIYO_SOURCES_REFRESH_EVERY", code=2)
-        err.print(
-            f"Refreshing {len(select_adapters(runtime.settings.sources))} sources every "
-            f"{interval:g} s (Ctrl-C stops)."
-        )
-        await refresh_forever(runtime, interval)
+        settings = runtime.settings
+        interval = given or settings.sources.refresh_every
+        async with (
+            change_bus(settings) as bus,
+            alerts_working(runtime.sessions, settings, bus) as alerts,
+        ):
+            if not interval:
+                err.print(
+                    "Sending alerts; no source refresh (give --every 15m or set "
+                    "KAMIYO_SOURCES_REFRESH_EVERY). Ctrl-C stops."
+                )
+                await asyncio.Event().wait()  # until Ctrl-C
+                return
+            err.print(
+                f"Sending alerts and refreshing {len(select_adapters(settings.sources))} "
+                f"sources every {interval:g} s (Ctrl-C stops)."
+            )
+            await refresh_forever(runtime, interval, alerts.wake)
 
     try:
         run(work)

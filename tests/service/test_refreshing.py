@@ -80,9 +80,6 @@ def test_worker_refuses_a_bad_schedule(tmp_path: Path, monkeypatch: pytest.Monke
     result = CliRunner().invoke(app, ["worker", "--every", "soon"])
     assert result.exit_code == 2
     assert "--every: is not a duration" in result.stderr
-    result = CliRunner().invoke(app, ["worker"])
-    assert result.exit_code == 2
-    assert "no schedule" in result.stderr
     result = CliRunner().invoke(app, ["serve", "--refresh-every", "never"])
     assert result.exit_code == 2
     assert "--refresh-every: is not a duration" in result.stderr
