@@ -61,8 +61,8 @@ COVERAGE = --cov=kamiyo --cov-report=term-missing:skip-covered \
 	$(if $(PYTEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR))
 pytest: $(BIN)/kamiyo $(NODE_CLIENTS)
 	@$(BIN)/python -m compileall -q src
-	@echo "$(BIN)/pytest $(XDIST) $(COVERAGE) --durations=15 $(PYTEST_ARGS)"
-	@status=0; $(BIN)/pytest $(XDIST) $(COVERAGE) --durations=15 $(PYTEST_ARGS) || status=$$?; \
+	@echo "$(BIN)/pytest $(XDIST) $(COVERAGE) --durations=30 $(PYTEST_ARGS)"
+	@status=0; $(BIN)/pytest $(XDIST) $(COVERAGE) --durations=30 $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
 	exit $$status
 

@@ -33,7 +33,7 @@ from tests.fuzzing import FUZZ, arguments, check_log, check_problem, loaded_post
 from tests.mcpserver.test_invalid_calls import new_key
 from tests.mcpserver.test_tools import text_of
 
-EXAMPLES_PER_TOOL = 100  # each tool has an account of its own: under enterprise's 500 a minute
+EXAMPLES_PER_TOOL = 50  # each tool has an account of its own: under enterprise's 500 a minute
 STRATEGIES = {op.name.value: arguments(input_schema(op, transfers=False)) for op in OPERATIONS}
 VALIDATORS = {
     op.name.value: jsonschema.Draft202012Validator(output_schema(op, payments=False))
