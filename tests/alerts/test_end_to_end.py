@@ -7,6 +7,7 @@ arrives once."""
 import datetime as dt
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, closing
@@ -17,12 +18,13 @@ import anyio
 import httpx2
 import pytest
 import standardwebhooks
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.subscriptions import ResourceUpdated
 
 from tests.alerts.receiver import Receiver
 from tests.conftest import PostgresDatabases
-from tests.mcpserver.conftest import run_kamiyo, running_http_server
+from tests.mcpserver.conftest import run_kamiyo, running_http_server, server_env
 from tests.mcpserver.test_subscriptions import Inbox, subscribe
 
 pytestmark = pytest.mark.anyio
@@ -158,6 +160,34 @@ async def test_a_new_user_is_told_in_the_session_and_by_webhook(
             assert (delivery["status"], delivery["attempts"]) == ("delivered", 1)
             assert delivery["id"] == receiver.posts[0].headers["webhook-id"]
     print(f"told {told_s:.2f} s after the ingest process ended")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_stdio_session_is_told_of_an_ingest(tmp_path: Path, mode: str) -> None:
+    """``kamiyo serve`` on stdio, as a desktop host starts it (its alerts worker inside): on
+    both eras, a subscribed session hears of what another process ingests."""
+    env = settings_env()
+    key = team_key(tmp_path, env)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "kamiyo", "serve"],
+        env=server_env(tmp_path) | env | {"KAMIYO_API_KEY": key},
+        cwd=tmp_path,
+    )
+    hacks = str(feed(tmp_path, "Stdio Vault"))
+    ingest = ("ingest", "--source", "defillama", "--from", hacks)
+    inbox = Inbox()
+    with closing(inbox):
+        async with Client(params, mode=mode, message_handler=inbox) as client:
+            if mode == "auto":  # 2026-07-28: subscriptions/listen
+                async with client.listen(resource_subscriptions=[CHAIN_URI]) as listening:
+                    run_kamiyo(tmp_path, *ingest, env=env)
+                    with anyio.fail_after(TOLD_WITHIN_S):
+                        assert await anext(listening) == ResourceUpdated(CHAIN_URI)
+            else:
+                await subscribe(client, CHAIN_URI)
+                run_kamiyo(tmp_path, *ingest, env=env)
+                await told(inbox, CHAIN_URI)
 
 
 async def test_two_instances_tell_every_session_and_deliver_once(
