@@ -3,13 +3,17 @@ EIP-3009 token, KAMIYO settling with its own relayer): owned by the payer for 30
 listed, tested and deleted only on payments of that payer."""
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from mcp_types import CallToolResult
+from sqlalchemy import select
+from x402.extensions.payment_identifier import append_payment_identifier_to_extensions
 from x402.schemas import PaymentRequired
 
+from kamiyo.db.tables import Payment
 from kamiyo.runtime import Runtime
 from kamiyo.service.alert_ops import MONITOR_CALL_PRICE, MONITOR_DAYS, MONITOR_PRICE
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
@@ -92,3 +96,25 @@ async def test_a_monitor_needs_a_webhook_and_costs_nothing_without_one(paid: Pai
     assert result.structured_content["error"] == "invalid_arguments"
     assert "webhook_url: Field required" in result.structured_content["message"]
     assert paid.chain.balance_of(paid.chain.payer.address) == before
+
+
+async def test_a_retried_monitor_payment_is_answered_without_its_secret(
+    paid: Paid, loaded_runtime: Runtime
+) -> None:
+    asked = await paid.call("create_alert", MONITOR)
+    assert asked.structured_content is not None
+    required = PaymentRequired.model_validate(asked.structured_content)
+    extensions = append_payment_identifier_to_extensions(dict(required.extensions or {}))
+    signed = sign_exact_payment(paid.chain, required.accepts[0])
+    payment = signed.model_copy(update={"extensions": extensions})  # a retry says the same id
+    first = answer(await paid.call("create_alert", MONITOR, as_sent(payment)))
+    secret = first["secret"]
+    assert secret.startswith("whsec_")
+    again = answer(await paid.call("create_alert", MONITOR, as_sent(payment)))
+    assert again["alert"] == first["alert"]  # the same rule: one payment, one monitor
+    assert again["secret"] is None
+    assert "shown only in the first answer" in again["message"]
+    async with loaded_runtime.sessions() as session:
+        stored = list(await session.scalars(select(Payment.answer)))
+    assert stored
+    assert all(secret not in json.dumps(answer) for answer in stored)

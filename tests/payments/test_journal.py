@@ -61,24 +61,6 @@ async def test_the_same_payment_id_gets_the_stored_answer_or_a_conflict(
     assert other == journal.Taken("conflict", same_payment_id=True)
 
 
-async def test_a_secret_shown_once_is_not_kept_for_a_replay(
-    migrated_sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    held = await journal.hold(migrated_sessions, _entry(payment_id="pay_monitor"))
-    assert isinstance(held, journal.Held)
-    secret = "whsec_" + "A" * 43
-    answer = {"alert": {"id": "alr_1"}, "secret": secret, "message": "Created alr_1."}
-    await journal.settled(migrated_sessions, held, "0xp", "0xtx", {"success": True}, answer)
-    replay = await journal.hold(migrated_sessions, _entry(payment_id="pay_monitor"))
-    assert isinstance(replay, journal.Taken)
-    assert replay.answer is not None
-    assert replay.answer["secret"] is None
-    assert replay.answer["message"].startswith("Created alr_1. The signing secret was shown only")
-    async with migrated_sessions() as session:
-        stored = await session.scalar(select(Payment.answer))
-    assert secret not in str(stored)
-
-
 async def test_fifty_concurrent_holds_of_one_payment_make_one_hold(
     migrated_sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -113,26 +113,6 @@ async def _retry(session: AsyncSession, known: Payment, entry: Entry) -> Held | 
     return Taken("held", same_id)
 
 
-# Answer fields shown once and never stored (create_alert's webhook signing secret): a replay
-# of a paid answer leaves them out and says so.
-SHOWN_ONCE = frozenset({"secret"})
-WITHHELD = (
-    " The signing secret was shown only in the first answer to this payment; if it was lost, "
-    "delete the rule and create another."
-)
-
-
-def kept_for_replay(answer: dict[str, Any]) -> dict[str, Any]:
-    """``answer`` as stored for a retried payment: without what may be shown only once."""
-    withheld = [name for name in SHOWN_ONCE if answer.get(name) is not None]
-    if not withheld:
-        return answer
-    kept = {**answer, **dict.fromkeys(withheld)}
-    if isinstance(kept.get("message"), str):
-        kept["message"] += WITHHELD
-    return kept
-
-
 async def settled(
     sessions: async_sessionmaker[AsyncSession],
     held: Held,
@@ -150,7 +130,7 @@ async def settled(
                 payer=payer,
                 transaction=transaction,
                 receipt=receipt,
-                answer=None if answer is None else kept_for_replay(answer),
+                answer=answer,
                 updated_at=_now(),
             )
         )

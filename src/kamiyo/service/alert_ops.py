@@ -36,6 +36,7 @@ from kamiyo.alerts.rules import AlertFilters
 from kamiyo.alerts.webhook_url import MAX_URL_LENGTH, WebhookUrlError, check_webhook_url
 from kamiyo.intel.models import QueryModel
 from kamiyo.payments.prices import Price
+from kamiyo.service.answers import ShownOnce
 from kamiyo.service.own import NoArguments
 from kamiyo.service.state import Job
 from kamiyo.tiers import TIERS, Tier, next_tier_for_alert_rules
@@ -96,7 +97,7 @@ class AlertIdQuery(QueryModel):
     )
 
 
-class CreatedAlert(BaseModel):
+class CreatedAlert(ShownOnce):
     alert: Rule
     secret: str | None = Field(
         description="The webhook signing secret (whsec_…), shown this once: store it now; it "
@@ -104,6 +105,14 @@ class CreatedAlert(BaseModel):
     )
     notes: list[str] = Field(default_factory=list, description="Protocols with no incident yet.")
     message: str = Field(description="What happened and what to do next.")
+
+    def for_replay(self) -> "CreatedAlert":
+        """A retried payment is answered without the secret (it is stored for no replay)."""
+        withheld = (
+            " The signing secret was shown only in the first answer to this payment; if it "
+            "was lost, delete the rule and create another."
+        )
+        return self.model_copy(update={"secret": None, "message": self.message + withheld})
 
 
 class AlertList(BaseModel):

@@ -16,10 +16,25 @@ class Answer:
     structured: dict[str, Any]
     text: str  # the same JSON, for clients that read text
     receipt: SettleResponse | None = None  # the payment this answer was bought with
+    # What a payment's journal keeps to answer a retry of that payment, where it must differ
+    # from the answer (a secret shown once); None: the answer itself.
+    replay: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, model: BaseModel) -> "Answer":
-        return cls(model.model_dump(mode="json"), model.model_dump_json())
+        # A plain class check, not a protocol's: every call's answer passes here.
+        replay = None
+        if isinstance(model, ShownOnce):
+            replay = model.for_replay().model_dump(mode="json")
+        return cls(model.model_dump(mode="json"), model.model_dump_json(), replay=replay)
+
+
+class ShownOnce(BaseModel):
+    """An answer that carries something shown only once (a signing secret): it says what a
+    retried payment is answered with instead, so the secret is never stored for a replay."""
+
+    def for_replay(self) -> BaseModel:
+        raise NotImplementedError
 
 
 class FailureKind(StrEnum):

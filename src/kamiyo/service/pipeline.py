@@ -165,7 +165,8 @@ def _gate_failed(state: ServerState, call: Call, exc: Exception) -> Failure:
 async def _finish(state: ServerState, call: Call, grant: Grant, answer: Answer) -> Outcome:
     """Complete the call (settle its payment, meter it) and hand over the answer, or withhold
     it when its payment did not settle."""
-    kept = answer.structured if grant.payment is not None else None  # kept with its payment
+    # Kept with its payment, to answer a retry of that payment.
+    kept = (answer.replay or answer.structured) if grant.payment is not None else None
     completed = await state.gate.complete(call, grant, "ok", count_results(answer.structured), kept)
     if isinstance(completed, Refusal):
         log.info("%s answer withheld: %s", call.target.name, completed.reason.value)
