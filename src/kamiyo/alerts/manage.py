@@ -35,6 +35,11 @@ MAX_NAME_LENGTH = text_width(AlertRule.name)
 SHOWN_CHARS = 40  # of a caller's text repeated in a message
 
 
+def new_delivery_id() -> str:
+    """A webhook-id: the same on every retry of one delivery, so receivers can dedupe."""
+    return DELIVERY_ID_PREFIX + random_ids.token_urlsafe(16)
+
+
 class RuleError(ValueError):
     """A rule request that cannot be met; ``field`` is what to change, the message how."""
 
@@ -276,7 +281,7 @@ async def queue_test(session: AsyncSession, owner: Owner, alert_id: str, now: dt
         )
     if rule.expires_at is not None and rule.expires_at <= now:
         raise RuleError("alert_id", "this monitor has expired; create a new one")
-    delivery_id = DELIVERY_ID_PREFIX + random_ids.token_urlsafe(16)
+    delivery_id = new_delivery_id()
     data = {
         "alert_id": rule.id,
         "message": "A test delivery from KAMIYO: this webhook receives the rule's alerts.",

@@ -11,7 +11,6 @@ repeated "updated" is harmless to a subscriber.
 
 import datetime as dt
 import logging
-import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from kamiyo.alerts import mail
 from kamiyo.alerts.bus import ChangeBus
 from kamiyo.alerts.events import ChangeKind, IncidentChange, webhook_body
 from kamiyo.alerts.leases import claim_outbox, lease_of
-from kamiyo.alerts.manage import active
+from kamiyo.alerts.manage import active, new_delivery_id
 from kamiyo.alerts.rules import AlertFilters, matches
 from kamiyo.config import Settings
 from kamiyo.db.alerts import INCIDENT_KIND, MAIL_KIND, AlertDelivery, AlertRule, OutboxEntry
@@ -37,11 +36,6 @@ log = logging.getLogger(__name__)
 # A row that failed this many times is set aside (finished, with its last error) so one
 # poisoned row cannot hold the queue; the operator reads why in the log and the row.
 MAX_ROW_ATTEMPTS = 10
-
-
-def delivery_id() -> str:
-    """A webhook-id: the same on every retry of one delivery, so receivers can dedupe."""
-    return "msg_" + secrets.token_urlsafe(18)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +83,7 @@ async def _queue_deliveries(
     data = change.webhook_data("")  # the incident dumped once, not once per rule
     rows = [
         {
-            "id": delivery_id(),
+            "id": new_delivery_id(),
             "rule_pk": rule.pk,
             "outbox_pk": entry.pk,
             "event": change.event,
