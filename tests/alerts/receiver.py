@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.served import ServedInThread
 
 CHUNK = b"x" * 16384
 # An endless answer stops here anyway, so a sender that reads it all fails instead of hanging.
@@ -99,7 +100,7 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
-class Receiver:
+class Receiver(ServedInThread):
     """``tls``: serve HTTPS with that context (its certificate names the host tests use)."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
@@ -121,15 +122,6 @@ class Receiver:
 
     def url(self, host: str = "127.0.0.1", path: str = "/hook", scheme: str = "http") -> str:
         return f"{scheme}://{host}:{self.port}{path}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
 
 
 def tls_contexts(host: str, tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

@@ -30,10 +30,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import pytest
 from pydantic import SecretStr
+
+from tests.served import ServedInThread
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "explorers"
 # Real attacker addresses of the bundled dataset (src/kamiyo/intel/data/bundle.json.gz).
@@ -78,7 +80,7 @@ class Ledger:
     receipts: dict[str, Row] = field(default_factory=dict)
 
 
-class ExplorerServer:
+class ExplorerServer(ServedInThread):
     """The explorer; thread-safe to write into while it serves."""
 
     def __init__(self, flavour: Flavour = "etherscan", *, api_key: str | None = None) -> None:
@@ -392,15 +394,6 @@ class ExplorerServer:
             r for r in rows if all(len(r["topics"]) > i and r["topics"][i] == t for i, t in wanted)
         ]
         return self._page(chosen, query, "No records found")
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
 
 
 class _Handler(BaseHTTPRequestHandler):

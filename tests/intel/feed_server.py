@@ -18,9 +18,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
 
 import pytest
+
+from tests.served import ServedInThread
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
-class FeedServer:
+class FeedServer(ServedInThread):
     """Routes by path (the query string is ignored for routing, kept in the request log); a
     path no test set answers 404. Safe to change routes while requests are served."""
 
@@ -195,15 +196,6 @@ class FeedServer:
     def requests_to(self, path: str) -> list[Request]:
         route = "/" + path.lstrip("/")
         return [r for r in self.requests if r.path.partition("?")[0] == route]
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal, Self
+from typing import Literal
+
+from tests.served import ServedInThread
 
 Mode = Literal["ok", "http_503", "http_400"]
 
@@ -41,7 +43,7 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
 
 
-class LoopbackServer:
+class LoopbackServer(ServedInThread):
     """Answers every GET with JSON naming itself, or fails as ``mode`` says; records requests."""
 
     def __init__(self, name: str) -> None:
@@ -64,12 +66,3 @@ class LoopbackServer:
     def paths(self) -> list[str]:
         with self.lock:
             return [path.split("?")[0] for path in self.requests]
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
