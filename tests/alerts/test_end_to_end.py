@@ -1,8 +1,9 @@
 """Alerts as a new user meets them: a team account's MCP client subscribes and makes a webhook
 rule on a running ``kamiyo serve``; ``kamiyo ingest`` (another process) adds a matching
-incident; the session is told and the receiver gets one signed POST. Then the same across two
-instances sharing PostgreSQL and Redis: every instance's session is told, the rule's webhook
-arrives once."""
+incident; the session is told (of the chain's resource and of the rule's) and the receiver gets
+one signed POST. Then the same across two instances sharing PostgreSQL and Redis: every
+instance's session is told, the rule's webhook arrives once. On stdio, both eras, a rule
+without a webhook tells the session that listens to it."""
 
 import datetime as dt
 import json
@@ -21,6 +22,7 @@ import standardwebhooks
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.subscriptions import ResourceUpdated
+from mcp_types import TextResourceContents
 
 from tests.alerts.receiver import Receiver
 from tests.conftest import PostgresDatabases
@@ -87,11 +89,16 @@ async def connect(stack: AsyncExitStack, url: str, key: str, inbox: Inbox) -> Cl
     return await stack.enter_async_context(client)
 
 
-async def told(inbox: Inbox, uri: str) -> None:
-    """``uri``'s update arrives (a created incident also brings a list_changed, in any order)."""
+async def told(inbox: Inbox, *uris: str) -> None:
+    """Each of ``uris``' updates arrives, once, in any order (a created incident also brings a
+    list_changed)."""
+    owed = set(uris)
     with anyio.fail_after(TOLD_WITHIN_S):
-        while (message := await inbox.next(TOLD_WITHIN_S)) != uri:
-            assert message == "list_changed"
+        while owed:
+            message = await inbox.next(TOLD_WITHIN_S)
+            if message != "list_changed":
+                assert message in owed
+                owed.remove(message)
 
 
 async def posted(receiver: Receiver, count: int) -> None:
@@ -106,19 +113,18 @@ def verified(receiver: Receiver, secret: str) -> dict[str, Any]:
     return payload
 
 
-async def create_rule(client: Client, receiver: Receiver) -> str:
-    created = await client.call_tool(
-        "create_alert",
-        {
-            "filters": {"chains": ["blast"], "min_loss_usd": 1_000_000},
-            "webhook_url": receiver.url(),
-            "name": "Blast incidents",
-        },
-    )
+async def create_rule(client: Client, receiver: Receiver | None) -> tuple[str, str | None]:
+    """A rule watching Blast (with a webhook to ``receiver``): its resource and secret."""
+    arguments: dict[str, Any] = {
+        "filters": {"chains": ["blast"], "min_loss_usd": 1_000_000},
+        "name": "Blast incidents",
+    }
+    if receiver is not None:
+        arguments["webhook_url"] = receiver.url()
+    created = await client.call_tool("create_alert", arguments)
     assert not created.is_error, created.content
     assert created.structured_content is not None
-    secret: str = created.structured_content["secret"]
-    return secret
+    return created.structured_content["alert"]["resource"], created.structured_content["secret"]
 
 
 async def test_a_new_user_is_told_in_the_session_and_by_webhook(
@@ -131,7 +137,9 @@ async def test_a_new_user_is_told_in_the_session_and_by_webhook(
         async with AsyncExitStack() as stack:
             client = await connect(stack, url, key, inbox)
             await subscribe(client, CHAIN_URI)
-            secret = await create_rule(client, receiver)
+            rule_uri, secret = await create_rule(client, receiver)
+            assert secret is not None
+            await subscribe(client, rule_uri)
             ingested = run_kamiyo(
                 tmp_path,
                 "ingest",
@@ -143,7 +151,7 @@ async def test_a_new_user_is_told_in_the_session_and_by_webhook(
             )
             assert "defillama" in ingested.stderr + ingested.stdout
             done = time.monotonic()
-            await told(inbox, CHAIN_URI)
+            await told(inbox, CHAIN_URI, rule_uri)
             told_s = time.monotonic() - done
             await posted(receiver, 1)
             payload = verified(receiver, secret)
@@ -179,15 +187,24 @@ async def test_a_stdio_session_is_told_of_an_ingest(tmp_path: Path, mode: str) -
     inbox = Inbox()
     with closing(inbox):
         async with Client(params, mode=mode, message_handler=inbox) as client:
+            rule_uri, _ = await create_rule(client, None)  # no webhook: the session's only
             if mode == "auto":  # 2026-07-28: subscriptions/listen
-                async with client.listen(resource_subscriptions=[CHAIN_URI]) as listening:
+                wanted = [CHAIN_URI, rule_uri]
+                async with client.listen(resource_subscriptions=wanted) as listening:
                     run_kamiyo(tmp_path, *ingest, env=env)
                     with anyio.fail_after(TOLD_WITHIN_S):
-                        assert await anext(listening) == ResourceUpdated(CHAIN_URI)
+                        heard = {await anext(listening), await anext(listening)}
+                    assert heard == {ResourceUpdated(uri) for uri in wanted}
             else:
                 await subscribe(client, CHAIN_URI)
+                await subscribe(client, rule_uri)
                 run_kamiyo(tmp_path, *ingest, env=env)
-                await told(inbox, CHAIN_URI)
+                await told(inbox, CHAIN_URI, rule_uri)
+            read = await client.read_resource(rule_uri)
+            [content] = read.contents
+            assert isinstance(content, TextResourceContents)
+            [match] = json.loads(content.text)["deliveries"]
+            assert (match["status"], match["event"]) == ("notified", "incident.created")
 
 
 async def test_two_instances_tell_every_session_and_deliver_once(
@@ -215,9 +232,11 @@ async def test_two_instances_tell_every_session_and_deliver_once(
                 await connect(stack, url, key, inbox)
                 for url, inbox in zip((first, second), inboxes, strict=True)
             ]
+            rule_uri, secret = await create_rule(clients[0], receiver)
+            assert secret is not None
             for client in clients:
                 await subscribe(client, CHAIN_URI)
-            secret = await create_rule(clients[0], receiver)
+                await subscribe(client, rule_uri)  # the account's sessions, on both instances
             run_kamiyo(
                 tmp_path,
                 "ingest",
@@ -228,7 +247,7 @@ async def test_two_instances_tell_every_session_and_deliver_once(
                 env=env,
             )
             for inbox in inboxes:
-                await told(inbox, CHAIN_URI)
+                await told(inbox, CHAIN_URI, rule_uri)
             await posted(receiver, 1)
             await anyio.sleep(1.5)  # both workers have polled again since
             assert verified(receiver, secret)["data"]["incident"]["protocol"] == "Twin Vault"

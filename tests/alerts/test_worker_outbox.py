@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo.alerts.bus import MemoryBus
-from kamiyo.alerts.events import IncidentChange
+from kamiyo.access.accounts import create_account
+from kamiyo.alerts.bus import Event, MemoryBus
+from kamiyo.alerts.events import AlertMatch, IncidentChange
 from kamiyo.alerts.leases import claim_outbox, lease_of
 from kamiyo.alerts.outbox import work_outbox
 from kamiyo.config import Settings
@@ -41,10 +42,12 @@ async def add_rule(
     webhook: str | None = "https://receiver.example/hook",
     enabled: bool = True,
     expires_at: dt.datetime | None = None,
+    account_pk: int | None = None,
 ) -> int:
     rule = AlertRule(
         id=rule_id,
-        payer="0x" + "11" * 20,
+        account_pk=account_pk,
+        payer=None if account_pk is not None else "0x" + "11" * 20,
         name=rule_id,
         filters=filters,
         webhook_url=webhook,
@@ -85,7 +88,8 @@ async def sessions(migrated_sessions: Sessions) -> Sessions:
         await add_rule(session, "alr_eth", {"chains": ["ethereum"], "min_loss_usd": 500_000})
         await add_rule(session, "alr_watch", {"addresses": [ATTACKER]})
         await add_rule(session, "alr_bsc", {"chains": ["bsc"]})
-        await add_rule(session, "alr_mcp_only", {}, webhook=None)
+        account = await create_account(session, "watcher@example.com")
+        await add_rule(session, "alr_mcp_only", {}, webhook=None, account_pk=account.pk)
         await add_rule(session, "alr_off", {}, enabled=False)
         await add_rule(session, "alr_expired", {}, expires_at=NOW - dt.timedelta(days=1))
         await session.commit()
@@ -93,7 +97,7 @@ async def sessions(migrated_sessions: Sessions) -> Sessions:
 
 
 async def test_one_delivery_per_matching_rule_and_one_event(sessions: Sessions) -> None:
-    heard: list[IncidentChange] = []
+    heard: list[Event] = []
     bus = MemoryBus()
     bus.subscribe(heard.append)
     async with sessions() as session:
@@ -103,6 +107,7 @@ async def test_one_delivery_per_matching_rule_and_one_event(sessions: Sessions) 
         assert await deliveries(session) == [
             ("alr_any", "incident.created", "20250101_testprotocol"),
             ("alr_eth", "incident.created", "20250101_testprotocol"),
+            ("alr_mcp_only", "incident.created", "20250101_testprotocol"),
             ("alr_watch", "incident.created", "20250101_testprotocol"),
         ]
         assert await pending_outbox(session) == 0
@@ -111,9 +116,21 @@ async def test_one_delivery_per_matching_rule_and_one_event(sessions: Sessions) 
         assert delivery.status == "pending"
         assert delivery.id.startswith("msg_")
         assert '"type":"incident.created"' in delivery.body
-    assert [(c.event, c.incident.id) for c in heard] == [
-        ("incident.created", "20250101_testprotocol")
-    ]
+        # A rule without a webhook keeps the match as its log; nothing is left to send.
+        statuses = await session.execute(
+            select(AlertRule.id, AlertDelivery.status).join(
+                AlertRule, AlertRule.pk == AlertDelivery.rule_pk
+            )
+        )
+        assert {row[0]: row[1] for row in statuses}["alr_mcp_only"] == "notified"
+    # The change first, then the match of the one rule whose account has sessions to tell
+    # (the other rules are monitors paid per call).
+    assert len(heard) == 2
+    change, match = heard
+    assert isinstance(change, IncidentChange)
+    assert (change.event, change.incident.id) == ("incident.created", "20250101_testprotocol")
+    assert isinstance(match, AlertMatch)
+    assert (match.alert_id, match.incident_id) == ("alr_mcp_only", "20250101_testprotocol")
     assert await work_outbox(sessions, SETTINGS, bus, NOW) == 0  # nothing left
 
 
@@ -121,16 +138,18 @@ async def test_a_change_is_told_to_subscribers_not_to_webhooks(sessions: Session
     async with sessions() as session:
         await ingest(session, [report()])
     await work_outbox(sessions, SETTINGS, None, NOW)
-    heard: list[IncidentChange] = []
+    heard: list[Event] = []
     bus = MemoryBus()
     bus.subscribe(heard.append)
     async with sessions() as session:
         await ingest(session, [report(loss_text="$1.2M", loss_usd=1_200_000)])
     assert await work_outbox(sessions, SETTINGS, bus, NOW) == 1
-    assert [c.event for c in heard] == ["incident.updated"]
+    assert len(heard) == 1  # no rule hears of an update
+    assert isinstance(heard[0], IncidentChange)
+    assert heard[0].event == "incident.updated"
     assert heard[0].incident.loss_usd == 1_200_000
     async with sessions() as session:
-        assert len(await deliveries(session)) == 3  # the first change's only
+        assert len(await deliveries(session)) == 4  # the first change's only
 
 
 async def test_a_dead_workers_rows_are_taken_up_after_its_lease(sessions: Sessions) -> None:
@@ -143,7 +162,7 @@ async def test_a_dead_workers_rows_are_taken_up_after_its_lease(sessions: Sessio
     later = NOW + LEASE + dt.timedelta(seconds=1)
     assert await work_outbox(sessions, SETTINGS, None, later) == 1
     async with sessions() as session:
-        assert len(await deliveries(session)) == 3
+        assert len(await deliveries(session)) == 4
         row = await session.get(OutboxEntry, claimed[0].pk)
         assert row is not None
         assert (row.attempts, row.done_at is not None) == (2, True)
@@ -174,6 +193,6 @@ async def test_concurrent_workers_deliver_once_per_rule(
     assert sum(worked) == 20
     async with sessions() as session:
         found = await deliveries(session)
-        assert len(found) == 20 * 2  # alr_any and alr_eth (no address listed)
+        assert len(found) == 20 * 3  # alr_any, alr_eth, alr_mcp_only (no address listed)
         assert len(set(found)) == len(found)
         assert await pending_outbox(session) == 0

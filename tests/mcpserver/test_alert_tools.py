@@ -3,10 +3,12 @@ creates, lists, tests and deletes its rules; the tier's cap and the tiers withou
 refused in one line; nobody reaches another account's rule."""
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
 from mcp import Client
+from mcp_types import TextResourceContents
 from sqlalchemy import select
 
 from kamiyo.alerts import secrets
@@ -98,12 +100,25 @@ async def test_the_secret_is_stored_sealed_and_opens_with_the_server_key(
     assert created["alert"]["name"] == "every incident"
 
 
-async def test_a_rule_needs_a_webhook(loaded_runtime: Runtime) -> None:
+async def test_a_rule_without_a_webhook_tells_the_accounts_sessions(
+    loaded_runtime: Runtime,
+) -> None:
     _, key = await new_key(loaded_runtime.sessions, Tier.ENTERPRISE)
     async with serving(loaded_runtime, credential=key) as (client, _):
-        error, message = await problem(client, "create_alert", filters={})
-        assert (error, "webhook_url: Field required" in message) == ("invalid_arguments", True)
-        assert (await call(client, "list_alerts"))["alerts"] == []
+        created = await call(client, "create_alert", filters={"chains": ["ethereum"]})
+        rule = created["alert"]
+        assert (rule["webhook_url"], created["secret"]) == (None, None)
+        assert rule["resource"] == f"kamiyo://alerts/{rule['alert_id']}"
+        assert f"subscribe to {rule['resource']}" in created["message"]
+        error, message = await problem(client, "test_alert", alert_id=rule["alert_id"])
+        assert error == "invalid_arguments"
+        assert "no webhook to test" in message
+        assert rule["resource"] in message
+        # Its resource is the rule as list_alerts shows it.
+        read = await client.read_resource(rule["resource"])
+        content = read.contents[0]
+        assert isinstance(content, TextResourceContents)
+        assert json.loads(content.text) == (await call(client, "list_alerts"))["alerts"][0]
 
 
 async def test_the_team_cap_is_refused_naming_the_tier_that_keeps_more(

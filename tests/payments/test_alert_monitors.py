@@ -83,18 +83,26 @@ async def test_one_payment_buys_a_monitor_owned_by_the_payer(paid: Paid) -> None
     assert deleted["cancelled_deliveries"] == 1
 
 
-async def test_a_monitor_needs_a_webhook_and_costs_nothing_without_one(paid: Paid) -> None:
+async def test_a_monitor_needs_a_webhook_and_is_not_charged_without_one(paid: Paid) -> None:
     asked = await paid.call("list_alerts", {})
     assert asked.structured_content is not None
     offer = PaymentRequired.model_validate(asked.structured_content)
     assert offer.accepts[0].amount == str(MONITOR_CALL_PRICE.amount)
     before = paid.chain.balance_of(paid.chain.payer.address)
-    # Refused for its arguments before any payment is asked for.
-    result = await paid.call("create_alert", {"filters": {}})
+    # Asked for the monitor's price, then refused (a payer has no sessions to tell) with
+    # the payment left unsettled.
+    asked = await paid.call("create_alert", {"filters": {}})
+    assert asked.structured_content is not None
+    required = PaymentRequired.model_validate(asked.structured_content)
+    payment = sign_exact_payment(paid.chain, required.accepts[0])
+    result = await paid.call("create_alert", {"filters": {}}, as_sent(payment))
     assert result.is_error is True
     assert result.structured_content is not None
     assert result.structured_content["error"] == "invalid_arguments"
-    assert "webhook_url: Field required" in result.structured_content["message"]
+    assert (
+        "a monitor paid per call is told through its webhook"
+        in (result.structured_content["message"])
+    )
     assert paid.chain.balance_of(paid.chain.payer.address) == before
 
 

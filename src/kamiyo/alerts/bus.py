@@ -1,24 +1,25 @@
 """The change bus: how an incident change reaches the MCP sessions of every instance.
 
-The alerts worker publishes each change once (on whichever instance claimed it); every
-instance's listeners hear it. In one process the in-memory bus is enough; instances sharing a
-database share Redis pub/sub (``redis_bus.py``).
+The alerts worker publishes each change, and each rule it matched, once (on whichever instance
+claimed it); every instance's listeners hear it. In one process the in-memory bus is enough;
+instances sharing a database share Redis pub/sub (``redis_bus.py``).
 """
 
 import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from kamiyo.alerts.events import IncidentChange
+from kamiyo.alerts.events import AlertMatch, IncidentChange
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[IncidentChange], None]
+Event = IncidentChange | AlertMatch
+Listener = Callable[[Event], None]
 
 
 class ChangeBus(Protocol):
-    async def publish(self, change: IncidentChange) -> None:
-        """Tell every listener, on every instance, of ``change``."""
+    async def publish(self, event: Event) -> None:
+        """Tell every listener, on every instance, of ``event``."""
         ...
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -32,13 +33,13 @@ class MemoryBus:
     def __init__(self) -> None:
         self._listeners: dict[object, Listener] = {}
 
-    async def publish(self, change: IncidentChange) -> None:
-        self.deliver(change)
+    async def publish(self, event: Event) -> None:
+        self.deliver(event)
 
-    def deliver(self, change: IncidentChange) -> None:
+    def deliver(self, event: Event) -> None:
         for listener in list(self._listeners.values()):
             try:
-                listener(change)
+                listener(event)
             except Exception:  # one broken listener must not starve the others
                 log.exception("a change listener failed")
 

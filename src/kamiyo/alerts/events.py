@@ -1,15 +1,18 @@
-"""What an alert is about: one incident that was created or changed by an ingest.
+"""What an alert is about: one incident that was created or changed by an ingest, and one
+account's rule that a new incident matched.
 
-The outbox row names the incident; the worker reads its current record and hands this event
-to the rules (webhooks) and to the change bus (MCP sessions on every instance).
+The outbox row names the incident; the worker reads its current record and hands the change
+to the rules (webhooks) and to the change bus (MCP sessions on every instance); each rule it
+matches is a second event on the bus, for the sessions of the rule's account that subscribed
+to the rule's resource.
 """
 
 import datetime as dt
 import json
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from kamiyo import intel
 
@@ -24,8 +27,14 @@ class IncidentChange(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    type: Literal["incident"] = "incident"
     change: ChangeKind
     incident: intel.Incident
+
+    @property
+    def adds_resource(self) -> bool:
+        """A new incident is a new resource (kamiyo://exploits/<id>): lists changed."""
+        return self.change is ChangeKind.CREATED
 
     @property
     def event(self) -> str:
@@ -39,6 +48,30 @@ class IncidentChange(BaseModel):
             "change": self.change.value,
             "incident": self.incident.model_dump(mode="json"),
         }
+
+
+# A rule's MCP resource, for its account's sessions (mcpserver/uris.py parses it).
+RESOURCE_TEMPLATE = "kamiyo://alerts/{alert_id}"
+
+
+class AlertMatch(BaseModel):
+    """A new incident that one account's rule matched (told only to that account's sessions)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["alert"] = "alert"
+    alert_id: str
+    account_pk: int
+    incident_id: str
+
+    @property
+    def adds_resource(self) -> bool:
+        return False
+
+
+# What the change bus carries, and how it reads one back from the wire (Redis).
+BusEvent = Annotated[IncidentChange | AlertMatch, Field(discriminator="type")]
+BUS_EVENT: TypeAdapter[IncidentChange | AlertMatch] = TypeAdapter(BusEvent)
 
 
 # The event type of test_alert's deliveries (incident changes are incident.created|updated).

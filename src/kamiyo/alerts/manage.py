@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.alerts import secrets
-from kamiyo.alerts.events import TEST_EVENT, webhook_body
+from kamiyo.alerts.events import RESOURCE_TEMPLATE, TEST_EVENT, webhook_body
 from kamiyo.alerts.rules import AlertFilters
 from kamiyo.chains import normalize_address
 from kamiyo.db.alerts import AlertDelivery, AlertRule
@@ -76,7 +76,10 @@ class Delivery(BaseModel):
     id: str = Field(description="The webhook-id header (msg_…), the same on every retry.")
     event: str = Field(description="incident.created, incident.updated or alert.test.")
     incident_id: str | None
-    status: str = Field(description="pending, delivered, failed or cancelled.")
+    status: str = Field(
+        description="A webhook's: pending, delivered, failed (every attempt spent) or cancelled; "
+        "notified: a rule without a webhook told the account's subscribed MCP sessions."
+    )
     attempts: int
     last_error: str | None
     response_code: int | None = Field(description="The receiver's last HTTP status.")
@@ -92,6 +95,11 @@ class Rule(BaseModel):
     filters: AlertFilters = Field(description="Protocols are shown as their name keys.")
     webhook_url: str | None = Field(
         description="Where matches are POSTed; none: the account's MCP sessions only."
+    )
+    resource: str = Field(
+        description="This rule's resource: subscribe to it (resources/subscribe, or "
+        "subscriptions/listen) to be told in an MCP session of each match; read it for the "
+        "rule and its log."
     )
     status: Literal["active", "disabled", "expired"]
     disabled_reason: str | None
@@ -113,6 +121,7 @@ def view(rule: AlertRule, now: dt.datetime, deliveries: list[Delivery] | None = 
         name=rule.name,
         filters=AlertFilters.model_validate(rule.filters),
         webhook_url=rule.webhook_url,
+        resource=RESOURCE_TEMPLATE.format(alert_id=rule.id),
         status=status,
         disabled_reason=rule.disabled_reason,
         created_at=rule.created_at,
@@ -237,11 +246,14 @@ def _newest_deliveries(rule_pks: list[int]) -> Select[AlertDelivery]:
     )
 
 
-async def list_rules(session: AsyncSession, owner: Owner, now: dt.datetime) -> list[Rule]:
-    """The owner's rules, oldest first, each with its newest deliveries."""
-    rules = list(
-        await session.scalars(select(AlertRule).where(owner.condition()).order_by(AlertRule.pk))
-    )
+async def list_rules(
+    session: AsyncSession, owner: Owner, now: dt.datetime, alert_id: str | None = None
+) -> list[Rule]:
+    """The owner's rules (or only ``alert_id``), oldest first, each with its newest deliveries."""
+    which = owner.condition()
+    if alert_id is not None:
+        which &= AlertRule.id == alert_id
+    rules = list(await session.scalars(select(AlertRule).where(which).order_by(AlertRule.pk)))
     logs: dict[int, list[Delivery]] = {rule.pk: [] for rule in rules}
     if rules:
         for delivery in await session.scalars(_newest_deliveries(list(logs))):
@@ -249,7 +261,7 @@ async def list_rules(session: AsyncSession, owner: Owner, now: dt.datetime) -> l
     return [view(rule, now, logs[rule.pk]) for rule in rules]
 
 
-async def _owned(session: AsyncSession, owner: Owner, alert_id: str) -> AlertRule:
+async def owned(session: AsyncSession, owner: Owner, alert_id: str) -> AlertRule:
     rule = await session.scalar(
         select(AlertRule).where(AlertRule.id == alert_id, owner.condition())
     )
@@ -262,7 +274,7 @@ async def _owned(session: AsyncSession, owner: Owner, alert_id: str) -> AlertRul
 
 async def delete_rule(session: AsyncSession, owner: Owner, alert_id: str) -> int:
     """Delete the owner's rule (its deliveries go with it); how many were still pending."""
-    rule = await _owned(session, owner, alert_id)
+    rule = await owned(session, owner, alert_id)
     pending = await session.execute(
         update(AlertDelivery)
         .where(AlertDelivery.rule_pk == rule.pk, AlertDelivery.status == "pending")
@@ -274,10 +286,12 @@ async def delete_rule(session: AsyncSession, owner: Owner, alert_id: str) -> int
 
 async def queue_test(session: AsyncSession, owner: Owner, alert_id: str, now: dt.datetime) -> str:
     """A signed test delivery for the rule's webhook, due now; its id (the webhook-id)."""
-    rule = await _owned(session, owner, alert_id)
+    rule = await owned(session, owner, alert_id)
     if rule.webhook_url is None:
         raise RuleError(
-            "alert_id", "this rule has no webhook to test: it tells the account's MCP sessions"
+            "alert_id",
+            "this rule has no webhook to test: it tells the account's MCP sessions subscribed "
+            f"to {RESOURCE_TEMPLATE.format(alert_id=rule.id)}",
         )
     if rule.expires_at is not None and rule.expires_at <= now:
         raise RuleError("alert_id", "this monitor has expired; create a new one")

@@ -6,7 +6,10 @@ per (rule, row): a worker that dies half-way leaves the row leased, the next cla
 lease does it again, and no rule gets a second copy. The change bus (MCP sessions) is told as
 soon as the change is read, before the deliveries are written (so a thousand rules do not hold
 up a thousand sessions); a worker that dies before finishing the row tells it again, and a
-repeated "updated" is harmless to a subscriber.
+repeated "updated" is harmless to a subscriber. Each rule a new incident matches is told to its
+account's sessions (``AlertMatch``) once the delivery that records the match is committed, so a
+session that reads the rule's resource on being told finds it; a rule without a webhook keeps
+that record as its log (status ``notified``) and sends nothing else.
 """
 
 import datetime as dt
@@ -21,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.alerts import mail
 from kamiyo.alerts.bus import ChangeBus
-from kamiyo.alerts.events import ChangeKind, IncidentChange, webhook_body
+from kamiyo.alerts.events import AlertMatch, ChangeKind, IncidentChange, webhook_body
 from kamiyo.alerts.leases import claim_outbox, lease_of
 from kamiyo.alerts.manage import active, new_delivery_id
 from kamiyo.alerts.rules import AlertFilters, matches
@@ -45,18 +48,25 @@ class Rule:
     pk: int
     id: str
     filters: AlertFilters
+    account_pk: int | None  # None: a monitor paid per call (no sessions to tell)
+    webhook: bool
 
 
 async def _live_rules(session: AsyncSession, now: dt.datetime) -> list[Rule]:
     rows = await session.execute(
-        select(AlertRule.pk, AlertRule.id, AlertRule.filters).where(
-            active(now), AlertRule.webhook_url.is_not(None)
-        )
+        select(
+            AlertRule.pk,
+            AlertRule.id,
+            AlertRule.filters,
+            AlertRule.account_pk,
+            AlertRule.webhook_url.is_not(None),
+        ).where(active(now))
     )
     rules = []
-    for pk, rule_id, filters in rows:
+    for pk, rule_id, filters, account_pk, webhook in rows:
         try:
-            rules.append(Rule(pk, rule_id, AlertFilters.model_validate(filters)))
+            filters = AlertFilters.model_validate(filters)
+            rules.append(Rule(pk, rule_id, filters, account_pk, bool(webhook)))
         except ValueError:  # written by an older version: skipped, not fatal to the others
             log.error("alert rule %s has filters this version cannot read; skipped", rule_id)
     return rules
@@ -75,11 +85,13 @@ async def _change_of(session: AsyncSession, entry: OutboxEntry) -> IncidentChang
 
 async def _queue_deliveries(
     session: AsyncSession, entry: OutboxEntry, change: IncidentChange, rules: list[Rule]
-) -> int:
-    """One delivery per matching rule (webhooks hear of new incidents; MCP subscribers, told
-    through the bus, also hear of changes to known ones)."""
+) -> list[Rule]:
+    """One delivery per matching rule (rules hear of new incidents; MCP subscribers of the
+    incident resources, told through the bus, also hear of changes to known ones); the rules
+    that matched."""
     if change.change is not ChangeKind.CREATED:
-        return 0
+        return []
+    matched = [rule for rule in rules if matches(rule.filters, change)]
     data = change.webhook_data("")  # the incident dumped once, not once per rule
     rows = [
         {
@@ -89,13 +101,12 @@ async def _queue_deliveries(
             "event": change.event,
             "incident_id": change.incident.id,
             "body": webhook_body(change.event, {**data, "alert_id": rule.id}, entry.created_at),
-            "status": "pending",
+            "status": "pending" if rule.webhook else "notified",
             "attempts": 0,
             "next_attempt_at": entry.created_at,
             "created_at": entry.created_at,
         }
-        for rule in rules
-        if matches(rule.filters, change)
+        for rule in matched
     ]
     if rows:
         dialect_insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
@@ -103,7 +114,7 @@ async def _queue_deliveries(
             index_elements=["rule_pk", "outbox_pk"]
         )
         await session.execute(statement, rows)
-    return len(rows)
+    return matched
 
 
 async def _finish(session: AsyncSession, pk: int, now: dt.datetime, error: str | None) -> None:
@@ -131,6 +142,7 @@ async def work_outbox(
         await session.commit()
         rules = await _live_rules(session, now) if entries else []
     for entry in entries:
+        matched: list[AlertMatch] = []
         try:
             async with sessions() as session:
                 if entry.kind == INCIDENT_KIND:
@@ -138,7 +150,15 @@ async def work_outbox(
                     if change is not None:
                         if bus is not None:  # sessions first: they wait on no receiver
                             await bus.publish(change)
-                        await _queue_deliveries(session, entry, change, rules)
+                        matched = [
+                            AlertMatch(
+                                alert_id=rule.id,
+                                account_pk=rule.account_pk,
+                                incident_id=change.incident.id,
+                            )
+                            for rule in await _queue_deliveries(session, entry, change, rules)
+                            if rule.account_pk is not None
+                        ]
                 elif entry.kind == MAIL_KIND:
                     await mail.send(sessions, settings, session, entry.payload)
                 else:
@@ -149,6 +169,10 @@ async def work_outbox(
                 await session.commit()
         except Exception as exc:  # one row's failure must not stop the others
             await _failed(sessions, entry, now, exc)
+            continue
+        if bus is not None:
+            for match in matched:
+                await bus.publish(match)
     return len(entries)
 
 

@@ -16,8 +16,8 @@ import redis.asyncio
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from kamiyo.alerts.bus import ChangeBus, Listener, MemoryBus
-from kamiyo.alerts.events import IncidentChange
+from kamiyo.alerts.bus import ChangeBus, Event, Listener, MemoryBus
+from kamiyo.alerts.events import BUS_EVENT
 from kamiyo.config import Settings
 
 log = logging.getLogger(__name__)
@@ -36,17 +36,17 @@ class RedisBus:
         self._local = local or MemoryBus()
         self.connected = asyncio.Event()  # set while the reader is subscribed
 
-    async def publish(self, change: IncidentChange) -> None:
+    async def publish(self, event: Event) -> None:
         try:
             async with asyncio.timeout(TIMEOUT_S):
-                await self._client.publish(self.channel, change.model_dump_json())
+                await self._client.publish(self.channel, event.model_dump_json())
         except (RedisError, OSError, TimeoutError) as exc:
             log.error(
-                "Redis unreachable (%s): a change to %s is told to this instance's sessions only",
+                "Redis unreachable (%s): an %s event is told to this instance's sessions only",
                 type(exc).__name__,
-                change.incident.id,
+                event.type,
             )
-            self._local.deliver(change)
+            self._local.deliver(event)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         return self._local.subscribe(listener)
@@ -75,11 +75,11 @@ class RedisBus:
 
     def _deliver(self, data: bytes) -> None:
         try:
-            change = IncidentChange.model_validate_json(data)
+            event = BUS_EVENT.validate_json(data)
         except ValidationError:
             log.error("the change bus carried a message this version cannot read; ignored")
             return
-        self._local.deliver(change)
+        self._local.deliver(event)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -1,5 +1,5 @@
 """Resources and prompts: incidents to read (recent, one, and those of a protocol, a chain or an
-address), and three playbooks.
+address), the caller's alert rules, and three playbooks.
 
 Resource reads pass the same gate as the tools. Prompts name only the tools the caller can
 use (by tier, or by paying per call) and say how to unlock the others.
@@ -25,6 +25,7 @@ from kamiyo.mcpserver.bounds import shown
 from kamiyo.mcpserver.tools import credential_of, peer_of
 from kamiyo.mcpserver.uris import (
     ADDRESS_TEMPLATE,
+    ALERT_TEMPLATE,
     CHAIN_TEMPLATE,
     EXPLOIT_TEMPLATE,
     PROTOCOL_TEMPLATE,
@@ -32,6 +33,7 @@ from kamiyo.mcpserver.uris import (
     Kind,
     ResourceRef,
 )
+from kamiyo.service import alert_ops
 from kamiyo.service.answers import Answer, Failure, FailureKind
 from kamiyo.service.catalogue import CATALOGUE, ToolName
 from kamiyo.service.pipeline import Work, run_call
@@ -176,6 +178,20 @@ def register(server: MCPServer, state: ServerState) -> None:
     async def address_incidents(address: str, ctx: Context) -> str:
         uri = ADDRESS_TEMPLATE.format(address=quote(address, safe=""))
         return await _listing(state, ctx, Kind.ADDRESS, uri)
+
+    @server.resource(
+        ALERT_TEMPLATE,
+        name="alert_rule",
+        description="One of your account's alert rules and its log of matches and deliveries, "
+        "as JSON; subscribe to it to be told in this session when the rule matches a new "
+        "incident (create_alert makes a rule).",
+        mime_type="application/json",
+    )
+    async def alert_rule(alert_id: str, ctx: Context) -> str:
+        async def work(job: Job) -> BaseModel:
+            return await alert_ops.read_alert(job, alert_id)
+
+        return await _read(state, ctx, ResourceRef(Kind.ALERT, alert_id).uri, work)
 
     @server.prompt(
         name="protocol_due_diligence",

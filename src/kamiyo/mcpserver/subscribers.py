@@ -10,7 +10,8 @@ ends a stream that stops reading.
 
 Subscribers are told under the URIs they subscribed with (a client may spell a protocol
 "Euler Finance" where the canonical key is ``euler``), and only of incidents their tier may
-see: a delayed tier is not told of an incident newer than its delay, then or later.
+see: a delayed tier is not told of an incident newer than its delay, then or later. A rule's
+match (``kamiyo://alerts/<id>``) is told only to sessions of the rule's account.
 """
 
 import asyncio
@@ -27,9 +28,10 @@ from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, Serv
 
 from kamiyo import intel, outages
 from kamiyo.access.gate import Gate, Refusal
-from kamiyo.alerts.events import ChangeKind, IncidentChange
+from kamiyo.alerts.bus import Event
+from kamiyo.alerts.events import AlertMatch, IncidentChange
 from kamiyo.intel.scope import Scope
-from kamiyo.mcpserver.uris import ResourceRef, refs_of
+from kamiyo.mcpserver.uris import ResourceRef, alert_ref, refs_of
 from kamiyo.tiers import TIERS, Tier
 
 log = logging.getLogger(__name__)
@@ -45,8 +47,16 @@ class Viewer:
     ``recheck_s`` after the last check (the gate's own ``tier_cache_s``): a revoked credential
     or a disabled account ends the subscription, a new tier applies from then on."""
 
-    def __init__(self, gate: Gate, credential: str | None, tier: Tier, recheck_s: float) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        credential: str | None,
+        tier: Tier,
+        recheck_s: float,
+        account_pk: int | None = None,
+    ) -> None:
         self._gate = gate
+        self.account_pk = account_pk
         self._credential = credential  # held for the checks; never logged
         self._recheck_s = recheck_s
         self._checked = time.monotonic()
@@ -61,6 +71,12 @@ class Viewer:
         # The cutoff the gate gives this tier's reads, taken now.
         cutoff = self._policy.hide_after(dt.datetime.now(dt.UTC))
         return cutoff is not None and Scope(hide_after=cutoff).hides(incident.date)
+
+    def may_hear(self, event: Event) -> bool:
+        """An incident its tier may see; a match of one of its own account's rules."""
+        if isinstance(event, AlertMatch):
+            return self.account_pk is not None and event.account_pk == self.account_pk
+        return not self.hides(event.incident)
 
     def recheck_if_due(self, refused: Callable[[], None]) -> None:
         """Ask the gate again if the last answer is old; ``refused`` ends the subscription."""
@@ -114,14 +130,17 @@ class Spellings:
         """Forget every spelling of ``ref`` (a client may unsubscribe with another one)."""
         self._by_ref.pop(ref, None)
 
+    def refs(self) -> list[ResourceRef]:
+        return list(self._by_ref)
+
     def matching(self, refs: set[ResourceRef]) -> list[str]:
         """The subscriber's URIs for the resources in ``refs``."""
         return [uri for ref in refs & self._by_ref.keys() for uri in self._by_ref[ref]]
 
 
 class Subscriber(Protocol):
-    def hear(self, change: IncidentChange, refs: set[ResourceRef]) -> None:
-        """Take note of ``change`` (touching ``refs``); synchronous, must not block."""
+    def hear(self, event: Event, refs: set[ResourceRef]) -> None:
+        """Take note of ``event`` (touching ``refs``); synchronous, must not block."""
         ...
 
 
@@ -142,11 +161,14 @@ class Hub:
 
         return remove
 
-    def hear(self, change: IncidentChange) -> None:
-        refs = refs_of(change.incident)
+    def hear(self, event: Event) -> None:
+        if isinstance(event, IncidentChange):
+            refs = refs_of(event.incident)
+        else:
+            refs = {alert_ref(event.alert_id)}
         for subscriber in list(self._subscribers):
             try:
-                subscriber.hear(change, refs)
+                subscriber.hear(event, refs)
             except Exception:  # one broken subscriber must not starve the others
                 log.exception("a subscriber failed to take a change")
 
@@ -209,13 +231,13 @@ class SessionSubscriber:
             self._viewer.cancel()
             self._viewer = viewer
 
-    def hear(self, change: IncidentChange, refs: set[ResourceRef]) -> None:
+    def hear(self, event: Event, refs: set[ResourceRef]) -> None:
         self._viewer.recheck_if_due(self.close)
-        if self._viewer.hides(change.incident):
+        if not self._viewer.may_hear(event):
             return
         self._owed.update(dict.fromkeys(self.uris.matching(refs)))
-        if change.change is ChangeKind.CREATED:
-            self._pacer.ask()  # a new incident is a new resource (kamiyo://exploits/<id>)
+        if event.adds_resource:
+            self._pacer.ask()
         self._send_soon()
 
     def close(self) -> None:
@@ -286,15 +308,15 @@ class StreamView:
 
         return unsubscribe
 
-    def hear(self, change: IncidentChange, refs: set[ResourceRef]) -> None:
+    def hear(self, event: Event, refs: set[ResourceRef]) -> None:
         if self._listener is None:
             return
         self._viewer.recheck_if_due(self.end)
-        if self._viewer.hides(change.incident):
+        if not self._viewer.may_hear(event):
             return
         for uri in self._uris.matching(refs):
             self._tell(ResourceUpdated(uri=uri))
-        if self._list_changed and change.change is ChangeKind.CREATED:
+        if self._list_changed and event.adds_resource:
             self._pacer.ask()
 
     def _tell(self, event: ServerEvent) -> None:

@@ -28,6 +28,9 @@ Rules, the same on both eras:
   gracefully; the client listens again and is refused); a new tier applies from then on. A
   session's latest subscribe decides its credential. Notifications carry URIs only; every
   read of one is gated again.
+- ``kamiyo://alerts/<id>`` is one account's alert rule: only a credential of that account may
+  subscribe to it (another's rule id is "no such rule", as in list_alerts), and its sessions
+  are told when the rule matches a new incident (the alerts worker's ``AlertMatch``).
 - At most ``MAX_SUBSCRIPTIONS`` URIs per session, and per listen stream.
 - A stateless HTTP server has no session to send on: ``resources/subscribe`` is refused there
   with a sentence saying so.
@@ -54,6 +57,8 @@ from mcp_types import (
 )
 
 from kamiyo.access.gate import Refusal
+from kamiyo.alerts import manage
+from kamiyo.intel.scope import NotFoundError
 from kamiyo.mcpserver import uris
 from kamiyo.mcpserver.bounds import MAX_URI, shown, too_long
 from kamiyo.mcpserver.subscribers import (
@@ -82,6 +87,7 @@ SUBSCRIBABLE = ", ".join(
         uris.PROTOCOL_TEMPLATE,
         uris.CHAIN_TEMPLATE,
         uris.ADDRESS_TEMPLATE,
+        uris.ALERT_TEMPLATE,
     ]
 )
 
@@ -152,6 +158,7 @@ class Subscriptions:
         method = "resources/subscribe"
         ref = _resource(method, params.uri)
         viewer = await self._viewer(ctx, method)
+        await self._check_owner(viewer, ref, method)
         connection = _connection_of(ctx)
         if not connection.has_standalone_channel:
             log.info("%s refused: stateless server", method)
@@ -203,6 +210,8 @@ class Subscriptions:
         for uri in wanted:
             spellings.add(_resource(method, uri), uri)
         viewer = await self._viewer(ctx, method)
+        for ref in spellings.refs():
+            await self._check_owner(viewer, ref, method)
         if len(self._streams) >= MAX_LISTEN_STREAMS:
             log.warning("%s refused: %d streams open", method, MAX_LISTEN_STREAMS)
             raise MCPError(
@@ -257,7 +266,33 @@ class Subscriptions:
             log.info("%s refused: %s", method, identity.reason.value)
             data = {"reason": identity.reason.value, **identity.details()}
             raise MCPError(INVALID_REQUEST, identity.message, data=data)
-        return Viewer(gate, credential, identity.tier, self._state.settings.auth.tier_cache_s)
+        recheck_s = self._state.settings.auth.tier_cache_s
+        return Viewer(gate, credential, identity.tier, recheck_s, identity.account_pk)
+
+    async def _check_owner(self, viewer: Viewer, ref: uris.ResourceRef, method: str) -> None:
+        """An alert rule's resource is its account's only: refused as unknown to anyone else."""
+        if ref.kind is not uris.Kind.ALERT:
+            return
+        if viewer.account_pk is None:
+            log.info("%s refused: an alert rule's resource without an account", method)
+            raise MCPError(
+                INVALID_REQUEST,
+                "Alert rules belong to accounts: subscribe with the API key of the account "
+                "that made the rule.",
+                data={"uri": ref.uri},
+            )
+        owner = manage.Owner(account_pk=viewer.account_pk)
+        try:
+            async with self._state.require_runtime().sessions() as session:
+                await manage.owned(session, owner, ref.key)
+        except NotFoundError as exc:
+            log.info("%s refused: not the caller's alert rule", method)
+            raise MCPError(INVALID_PARAMS, str(exc), data={"uri": ref.uri}) from None
+        except Exception as exc:
+            gate_failed(exc, method)
+            raise MCPError(
+                INTERNAL_ERROR, f"{method} is temporarily unavailable; try again shortly."
+            ) from None
 
 
 def _resource(method: str, uri: str) -> uris.ResourceRef:

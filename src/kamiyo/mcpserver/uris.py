@@ -12,6 +12,7 @@ from enum import StrEnum
 from urllib.parse import quote, unquote
 
 from kamiyo import intel
+from kamiyo.alerts import events
 from kamiyo.chains import normalize_address, normalize_chain
 from kamiyo.intel.names import name_key
 
@@ -21,6 +22,8 @@ EXPLOIT_TEMPLATE = "kamiyo://exploits/{exploit_id}"
 PROTOCOL_TEMPLATE = "kamiyo://protocols/{protocol}/incidents"
 CHAIN_TEMPLATE = "kamiyo://chains/{chain}/incidents"
 ADDRESS_TEMPLATE = "kamiyo://addresses/{address}/incidents"
+# One account's alert rule: its matches, for the account's sessions only.
+ALERT_TEMPLATE = events.RESOURCE_TEMPLATE
 
 
 class Kind(StrEnum):
@@ -29,6 +32,7 @@ class Kind(StrEnum):
     PROTOCOL = "protocol"
     CHAIN = "chain"
     ADDRESS = "address"
+    ALERT = "alert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class ResourceRef:
                 return f"kamiyo://chains/{self.key}/incidents"
             case Kind.ADDRESS:
                 return f"kamiyo://addresses/{self.key}/incidents"
+            case Kind.ALERT:
+                return f"kamiyo://alerts/{quote(self.key, safe='')}"
 
 
 def parse(uri: str) -> ResourceRef | None:
@@ -71,9 +77,15 @@ def parse(uri: str) -> ResourceRef | None:
                 return ResourceRef(Kind.CHAIN, normalize_chain(unquote(chain)))
             case ["addresses", address, "incidents"]:
                 return ResourceRef(Kind.ADDRESS, normalize_address(unquote(address)))
+            case ["alerts", alert_id] if alert_id:
+                return ResourceRef(Kind.ALERT, unquote(alert_id))
     except ValueError:
         return None
     return None
+
+
+def alert_ref(alert_id: str) -> ResourceRef:
+    return ResourceRef(Kind.ALERT, alert_id)
 
 
 def refs_of(incident: intel.Incident) -> set[ResourceRef]:

@@ -3,14 +3,14 @@
 Who owns what a call makes or sees:
 
 - a subscriber's call (team and enterprise tiers): the account. Its rules count against the
-  tier's cap (``TierPolicy.alert_rules``). Every rule has a webhook: that is how a rule
-  delivers. MCP sessions hear of changes by subscribing to the resources they care about
-  (mcpserver/subscriptions.py), which needs no rule.
+  tier's cap (``TierPolicy.alert_rules``). A rule tells the account's MCP sessions that
+  subscribed to its resource (``kamiyo://alerts/<id>``) of each match, and POSTs it to its
+  webhook if it has one.
 - a call paid on its own (x402): the payer's address, as the payment verified it. A paid
   ``create_alert`` buys a webhook monitor for ``MONITOR_DAYS`` days; ``list_alerts``,
   ``delete_alert`` and ``test_alert`` carry a small price of their own, so the payment that
   identifies the payer is one the chain verified: nobody can read or delete a payer's
-  monitors by naming an address.
+  monitors by naming an address. A monitor needs a webhook: a payer has no sessions to tell.
 
 Every answer says what happened and what to do next in ``message``. Requests that cannot be
 met (a webhook URL in the wrong form, a likely misspelled protocol, the tier's cap) are the
@@ -35,6 +35,7 @@ from kamiyo.alerts.manage import Owner, Rule, RuleError
 from kamiyo.alerts.rules import AlertFilters
 from kamiyo.alerts.webhook_url import MAX_URL_LENGTH, WebhookUrlError, check_webhook_url
 from kamiyo.intel.models import QueryModel
+from kamiyo.intel.scope import NotFoundError
 from kamiyo.payments.prices import Price
 from kamiyo.service.answers import ShownOnce
 from kamiyo.service.own import NoArguments
@@ -55,9 +56,10 @@ ALERT_ID_LENGTH = 64  # longer than any id we issue (alr_ + 22), so a typo is "n
 
 _WEBHOOK_DESCRIPTION = (
     "HTTPS URL (plain http outside production) that gets a signed POST per matching incident "
-    "(Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature headers). An MCP "
-    "session that wants to be told needs no rule: it subscribes to the kamiyo:// resources "
-    "(e.g. kamiyo://chains/{chain}/incidents)."
+    "(Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature headers). Optional "
+    "for an account: without it, matches are told only to the account's MCP sessions that "
+    "subscribe to the rule's resource (kamiyo://alerts/<alert_id>). Required for a monitor "
+    "paid per call."
 )
 
 
@@ -66,7 +68,9 @@ class CreateAlertQuery(QueryModel):
         description="What to be told of; every filter given must hold, and {} means every "
         "new or changed incident. Protocols are matched by any spelling of their name."
     )
-    webhook_url: str = Field(max_length=MAX_URL_LENGTH, description=_WEBHOOK_DESCRIPTION)
+    webhook_url: str | None = Field(
+        default=None, max_length=MAX_URL_LENGTH, description=_WEBHOOK_DESCRIPTION
+    )
     name: str | None = Field(
         default=None,
         max_length=manage.MAX_NAME_LENGTH,
@@ -101,7 +105,8 @@ class CreatedAlert(ShownOnce):
     alert: Rule
     secret: str | None = Field(
         description="The webhook signing secret (whsec_…), shown this once: store it now; it "
-        "is not shown again. Verify each delivery's webhook-signature with it."
+        "is not shown again. Verify each delivery's webhook-signature with it. None: the rule "
+        "has no webhook."
     )
     notes: list[str] = Field(default_factory=list, description="Protocols with no incident yet.")
     message: str = Field(description="What happened and what to do next.")
@@ -198,10 +203,18 @@ async def _check_cap(job: Job, owner: Owner) -> int | None:
 async def create_alert(job: Job, query: CreateAlertQuery) -> CreatedAlert:
     owner = _owner(job)
     paid = job.grant.payment is not None
-    try:
-        url = check_webhook_url(query.webhook_url, require_https=job.state.settings.production)
-    except WebhookUrlError as exc:
-        raise refused("webhook_url", str(exc)) from None
+    url = None
+    if query.webhook_url is not None:
+        try:
+            url = check_webhook_url(query.webhook_url, require_https=job.state.settings.production)
+        except WebhookUrlError as exc:
+            raise refused("webhook_url", str(exc)) from None
+    elif paid:
+        raise refused(
+            "webhook_url",
+            "a monitor paid per call is told through its webhook (a payer has no MCP session "
+            "to tell): give webhook_url",
+        )
     cap = await _check_cap(job, owner)
     try:
         keys, notes = await manage.resolve_protocols(job.session, query.filters.protocols)
@@ -229,10 +242,20 @@ async def create_alert(job: Job, query: CreateAlertQuery) -> CreatedAlert:
 
 def _created_message(rule: Rule, cap: int | None, paid: bool) -> str:
     made = f"Created alert rule {rule.alert_id}."
-    told = (
-        " Matching incidents are POSTed to its webhook, signed with the secret in this "
-        "answer: store it now; it is not shown again. Call test_alert to send a test."
-    )
+    if rule.webhook_url is not None:
+        told = (
+            " Matching incidents are POSTed to its webhook, signed with the secret in this "
+            "answer: store it now; it is not shown again. Call test_alert to send a test."
+        )
+    else:
+        told = (
+            " It has no webhook: subscribe to "
+            f"{rule.resource} (resources/subscribe, or subscriptions/listen) to be told in "
+            "this or any session of your account when a new incident matches; reading it or "
+            "list_alerts shows the matches."
+        )
+    if not paid and rule.webhook_url is not None:
+        told += f" Sessions of your account may also subscribe to {rule.resource}."
     if paid:
         assert rule.expires_at is not None
         told += (
@@ -261,6 +284,24 @@ async def list_alerts(job: Job, query: NoArguments) -> AlertList:
             "sends a test delivery."
         )
     return AlertList(alerts=rules, cap=cap, message=message)
+
+
+async def read_alert(job: Job, alert_id: str) -> Rule:
+    """One of the caller's rules with its log (its resource, ``kamiyo://alerts/<id>``)."""
+    if job.grant.payment is not None or job.grant.account_pk is None:
+        raise refused(
+            "credential",
+            "an alert rule's resource is read with the API key of the account that made it "
+            "(a monitor paid per call: list_alerts)",
+        )
+    found = await manage.list_rules(
+        job.session, Owner(account_pk=job.grant.account_pk), _now(), alert_id
+    )
+    if not found:
+        raise NotFoundError(
+            f"No alert rule {manage.shown(alert_id)} of yours; list_alerts shows your rules."
+        )
+    return found[0]
 
 
 async def delete_alert(job: Job, query: AlertIdQuery) -> DeletedAlert:
