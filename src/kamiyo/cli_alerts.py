@@ -96,7 +96,9 @@ def alerts_create(
         list[str] | None, typer.Option(help="A watched address, in any role (repeatable).")
     ] = None,
     min_loss_usd: Annotated[str | None, typer.Option(help="Losses of at least this.")] = None,
-    webhook: Annotated[str, typer.Option(help="The webhook URL (required).")] = "",
+    webhook: Annotated[
+        str | None, typer.Option(help="A webhook URL; none: the account's MCP sessions only.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="The rule's name.")] = None,
     as_json: AsJson = False,
 ) -> None:
