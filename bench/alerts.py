@@ -27,10 +27,12 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import uvicorn
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import ResourceUpdatedNotification
@@ -46,6 +48,7 @@ from kamiyo.mcpserver.server import build_server
 from kamiyo.mcpserver.uris import RECENT_URI
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState
+from kamiyo.web.app import create_app
 
 HERE = Path(__file__).parent
 SECRET_KEY = "bench-alerts-" + "k" * 40
@@ -113,10 +116,8 @@ def report(n: int) -> SourceReport:
     )
 
 
-async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    receiving, hook = receiver()
-    receipts = Receipts(receiving)
-    settings = Settings(
+def settings_for(url: str) -> Settings:
+    return Settings(
         environment="test",
         database={"url": url},
         auth={"secret_key": SecretStr(SECRET_KEY)},
@@ -124,47 +125,153 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         log={"level": "WARNING"},
         _env_file=None,
     )
-    state = ServerState(settings=settings, gate=OpenGate(settings.answers.max_results))
-    server = build_server(state)
+
+
+async def add_rules(runtime: Any, count: int, hook: str) -> None:
+    async with runtime.sessions() as session:
+        secret = seal(SecretStr(SECRET_KEY), new_secret())
+        now = dt.datetime.now(dt.UTC)
+        session.add_all(
+            AlertRule(
+                id=f"alr_bench{n}",
+                payer="0x" + "11" * 20,
+                name=f"bench {n}",
+                filters={},
+                webhook_url=hook,
+                secret=secret,
+                enabled=True,
+                failures=0,
+                created_at=now,
+            )
+            for n in range(count)
+        )
+        await session.commit()
+
+
+async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    receiving, hook = receiver()
+    receipts = Receipts(receiving)
     told: dict[int, list[float]] = {}
-    result: dict[str, Any] = {"sessions": args.sessions, "rules": args.rules, "rounds": []}
+    result: dict[str, Any] = {
+        "transport": args.transport,
+        "sessions": args.sessions,
+        "rules": args.rules,
+        "rounds": [],
+    }
     try:
-        async with running(state) as runtime:
-            async with runtime.sessions() as session:
-                secret = seal(SecretStr(SECRET_KEY), new_secret())
-                now = dt.datetime.now(dt.UTC)
-                session.add_all(
-                    AlertRule(
-                        id=f"alr_bench{n}",
-                        payer="0x" + "11" * 20,
-                        name=f"bench {n}",
-                        filters={},
-                        webhook_url=hook,
-                        secret=secret,
-                        enabled=True,
-                        failures=0,
-                        created_at=now,
-                    )
-                    for n in range(args.rules)
-                )
-                await session.commit()
-            before = rss_mb()
-            clients = await open_sessions(server, args.sessions, told)
-            result["rss_mb_per_session"] = round((rss_mb() - before) / max(args.sessions, 1), 3)
-            try:
-                for n in range(args.rounds):
-                    measured = await one_round(state, runtime, n, told, receipts, args)
-                    result["rounds"].append(measured)
-                    print(json.dumps(measured), file=sys.stderr)
-            finally:
-                for client in reversed(clients):
-                    await client.__aexit__(None, None, None)
+        if args.transport == "memory":
+            await _rounds_in_memory(args, settings_for(url), hook, told, receipts, result)
+        else:
+            await _rounds_over_http(args, settings_for(url), hook, told, receipts, result)
     finally:
         receiving.terminate()
         receiving.wait(10)
     for key in ("notify_p50_ms", "notify_p99_ms", "webhook_p50_ms", "webhook_p99_ms"):
-        result[key] = round(statistics.median(r[key] for r in result["rounds"]), 1)
+        values = [r[key] for r in result["rounds"] if r[key] is not None]
+        result[key] = round(statistics.median(values), 1) if values else None
     return result
+
+
+async def _rounds(
+    args: argparse.Namespace,
+    state: ServerState,
+    told: dict[int, list[float]],
+    receipts: Receipts,
+    result: dict[str, Any],
+) -> None:
+    for n in range(args.rounds):
+        measured = await one_round(state, state.require_runtime(), n, told, receipts, args)
+        result["rounds"].append(measured)
+        print(json.dumps(measured), file=sys.stderr)
+
+
+async def _rounds_in_memory(
+    args: argparse.Namespace,
+    settings: Settings,
+    hook: str,
+    told: dict[int, list[float]],
+    receipts: Receipts,
+    result: dict[str, Any],
+) -> None:
+    """Sessions as in-memory SDK clients in this process (both ends share one event loop)."""
+    state = ServerState(settings=settings, gate=OpenGate(settings.answers.max_results))
+    server = build_server(state)
+    async with running(state) as runtime:
+        await add_rules(runtime, args.rules, hook)
+        before = rss_mb()
+        clients = await open_sessions(server, args.sessions, told)
+        result["rss_mb_per_session"] = round((rss_mb() - before) / max(args.sessions, 1), 3)
+        try:
+            await _rounds(args, state, told, receipts, result)
+        finally:
+            for client in reversed(clients):
+                await client.__aexit__(None, None, None)
+
+
+async def _rounds_over_http(
+    args: argparse.Namespace,
+    settings: Settings,
+    hook: str,
+    told: dict[int, list[float]],
+    receipts: Receipts,
+    result: dict[str, Any],
+) -> None:
+    """The ASGI app served by uvicorn in this process; Streamable HTTP sessions opened by
+    ``bench.alert_sessions`` in another process (as remote clients would be)."""
+    states: list[ServerState] = []
+
+    def build(state: ServerState) -> Any:
+        states.append(state)
+        return build_server(state)
+
+    app = create_app(settings, build, gate=OpenGate(settings.answers.max_results))
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, backlog=4096)
+    web = uvicorn.Server(config)
+    serving = asyncio.create_task(web.serve())
+    clients: subprocess.Popen[str] | None = None
+    try:
+        while not web.started:  # noqa: ASYNC110 - uvicorn says so by a flag only
+            await asyncio.sleep(0.05)
+        [state] = states
+        await add_rules(state.require_runtime(), args.rules, hook)
+        before = rss_mb()
+        url = f"http://127.0.0.1:{port}/mcp"
+        clients = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
+            [
+                *(sys.executable, "-m", "bench.alert_sessions"),
+                *("--url", url, "--sessions", str(args.sessions), "--uri", RECENT_URI),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=HERE.parent,
+        )
+        ready = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=_read_told, args=(clients, told, lambda: loop.call_soon_threadsafe(ready.set))
+        ).start()
+        await asyncio.wait_for(ready.wait(), args.timeout)
+        result["rss_mb_per_session"] = round((rss_mb() - before) / max(args.sessions, 1), 3)
+        await _rounds(args, state, told, receipts, result)
+    finally:
+        if clients is not None:
+            clients.terminate()
+            clients.wait(10)
+        web.should_exit = True
+        await serving
+
+
+def _read_told(
+    process: subprocess.Popen[str], told: dict[int, list[float]], ready: Callable[[], None]
+) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.strip() == "ready":
+            ready()
+            continue
+        arrived, index = line.split()
+        told.setdefault(int(index), []).append(float(arrived))
 
 
 async def open_sessions(server: Any, count: int, told: dict[int, list[float]]) -> list[Client]:
@@ -184,6 +291,12 @@ async def open_sessions(server: Any, count: int, told: dict[int, list[float]]) -
     return clients
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def one_round(
     state: ServerState,
     runtime: Any,
@@ -194,6 +307,8 @@ async def one_round(
 ) -> dict[str, Any]:
     told.clear()
     receipts.times.clear()
+    published: list[float] = []
+    leave = state.changes.subscribe(lambda event: published.append(time.time()))
     async with runtime.sessions() as session:
         store = await Store.load(session)
         await store.ingest(session, [report(n)], origin="live")
@@ -206,12 +321,15 @@ async def one_round(
         len(told) < args.sessions or len(receipts.times) < args.rules
     ) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
+    leave()
     notify = [(times[0] - committed) * 1000 for times in told.values()]
     hooks = [(t - committed) * 1000 for t in receipts.times.values()]
     return {
         "round": n,
         "told": len(notify),
         "received": len(hooks),
+        # When the worker told this instance's change bus (the fan-out to sessions starts).
+        "published_ms": round((published[0] - committed) * 1000, 1) if published else None,
         "notify_p50_ms": round(percentile(notify, 0.5), 1) if notify else None,
         "notify_p99_ms": round(percentile(notify, 0.99), 1) if notify else None,
         "webhook_p50_ms": round(percentile(hooks, 0.5), 1) if hooks else None,
@@ -232,6 +350,7 @@ async def database_url(args: argparse.Namespace, folder: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transport", choices=["http", "memory"], default="http")
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
