@@ -35,6 +35,7 @@ async def test_resources_are_listed(client: Client) -> None:
         "kamiyo://protocols/{protocol}/incidents": "protocol_incidents",
         "kamiyo://chains/{chain}/incidents": "chain_incidents",
         "kamiyo://addresses/{address}/incidents": "address_incidents",
+        "kamiyo://alerts/{alert_id}": "alert_rule",
     }
     assert all(t.description and t.mime_type == "application/json" for t in templates)
 
