@@ -5,6 +5,7 @@ from starlette.responses import Response
 
 from kamiyo.access.accounts import current_tier
 from kamiyo.web.dashboard import render
+from kamiyo.web.dashboard.client_setup import EXAMPLE_PROMPTS, client_setup
 from kamiyo.web.dashboard.viewer import Dashboard, Viewer
 
 
@@ -18,3 +19,16 @@ class OverviewPage:
                 session, viewer.account, self.dashboard.onboarding.past_due_grace
             )
         return render.page(request, "overview.html", viewer.context(tier=tier))
+
+
+class SetupPage:
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    async def show(self, request: Request, viewer: Viewer) -> Response:
+        """With the key placeholder: a key is filled in only on the page that creates it."""
+        site = self.dashboard.settings.site
+        setup = client_setup(site) if site.public_url else None
+        return render.page(
+            request, "setup.html", viewer.context(setup=setup, prompts=EXAMPLE_PROMPTS)
+        )

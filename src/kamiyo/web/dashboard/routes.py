@@ -4,8 +4,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kamiyo.service.state import ServerState
+from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
-from kamiyo.web.dashboard.pages import OverviewPage
+from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
 from kamiyo.web.dashboard.viewer import Dashboard
 
 
@@ -13,6 +14,7 @@ def routes(state: ServerState) -> list[BaseRoute]:
     dashboard = Dashboard(state)
     login = LoginPages(dashboard)
     signed_in = dashboard.signed_in
+    key_pages = KeyPages(dashboard)
     # Plain Routes (no Mount), so that the access log sees their {token} and hides it.
     return [
         Route("/login", login.form, methods=["GET"]),
@@ -21,6 +23,10 @@ def routes(state: ServerState) -> list[BaseRoute]:
         Route("/login/{token}", login.use_link, methods=["POST"]),
         Route("/logout", signed_in(login.logout), methods=["POST"]),
         Route("/dashboard", signed_in(OverviewPage(dashboard).show), methods=["GET"]),
+        Route("/dashboard/keys", signed_in(key_pages.list_page), methods=["GET"]),
+        Route("/dashboard/keys", signed_in(key_pages.create), methods=["POST"]),
+        Route("/dashboard/keys/{prefix}/revoke", signed_in(key_pages.revoke), methods=["POST"]),
+        Route("/dashboard/setup", signed_in(SetupPage(dashboard).show), methods=["GET"]),
     ]
 
 
