@@ -1,6 +1,7 @@
 """The app in process (httpx ASGITransport, with its lifespan) on a fresh SQLite database, a
 real SMTP server for the log-in mails, and a fake Stripe for the plan page."""
 
+import platform
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +22,10 @@ from tests.billing.smtp import Mailbox, Received, running_mailbox
 from tests.billing.stripe_fake import FakeStripe, running_fake_stripe
 
 Sessions = async_sessionmaker[AsyncSession]
+
+# The Stripe library asks platform for the processor once per process, which runs `uname -p`:
+# asked here, at collection, so that no test is seen starting a process (tests/processes.py).
+platform.uname().processor  # noqa: B018
 LOGIN_LINK = re.compile(re.escape(PUBLIC_URL) + r"/login/[A-Za-z0-9_-]{43}")
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
@@ -70,9 +75,12 @@ class Site:
 
 
 async def open_site(
-    database_url: str, stripe: FakeStripe, mailbox: Mailbox, **changes: dict[str, Any]
+    database_url: str,
+    stripe: FakeStripe,
+    mailbox: Mailbox,
+    changes: dict[str, dict[str, Any]] | None = None,
 ) -> AsyncIterator[Site]:
-    settings = billing_settings(database_url, stripe, mailbox, **changes)
+    settings = billing_settings(database_url, stripe, mailbox, **(changes or {}))
     app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):  # ASGITransport sends no lifespan events
         engine = create_engine(database_url)

@@ -86,7 +86,7 @@ async def test_a_malformed_address_is_told_so_and_nothing_is_mailed(site: Site) 
 async def test_pages_need_a_session_and_an_expired_one_goes_to_the_log_in_page(
     site: Site,
 ) -> None:
-    for path in ("/dashboard", "/dashboard/keys", "/dashboard/setup"):
+    for path in ("/dashboard", "/dashboard/keys", "/dashboard/setup", "/dashboard/plan"):
         answer = await site.http.get(path)
         assert answer.status_code == 303, path
         assert answer.headers["location"] == "/login"

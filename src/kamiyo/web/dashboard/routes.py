@@ -7,6 +7,7 @@ from kamiyo.service.state import ServerState
 from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
 from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
+from kamiyo.web.dashboard.plan_page import PlanPage
 from kamiyo.web.dashboard.viewer import Dashboard
 
 
@@ -15,6 +16,7 @@ def routes(state: ServerState) -> list[BaseRoute]:
     login = LoginPages(dashboard)
     signed_in = dashboard.signed_in
     key_pages = KeyPages(dashboard)
+    plan = PlanPage(dashboard)
     # Plain Routes (no Mount), so that the access log sees their {token} and hides it.
     return [
         Route("/login", login.form, methods=["GET"]),
@@ -27,6 +29,9 @@ def routes(state: ServerState) -> list[BaseRoute]:
         Route("/dashboard/keys", signed_in(key_pages.create), methods=["POST"]),
         Route("/dashboard/keys/{prefix}/revoke", signed_in(key_pages.revoke), methods=["POST"]),
         Route("/dashboard/setup", signed_in(SetupPage(dashboard).show), methods=["GET"]),
+        Route("/dashboard/plan", signed_in(plan.show), methods=["GET"]),
+        Route("/dashboard/plan/checkout", signed_in(plan.checkout), methods=["POST"]),
+        Route("/dashboard/plan/portal", signed_in(plan.portal), methods=["POST"]),
     ]
 
 
