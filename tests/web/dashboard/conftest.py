@@ -3,6 +3,7 @@ real SMTP server for the log-in mails, and a fake Stripe for the plan page."""
 
 import platform
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ import httpx2
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo.config import Settings
+from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.mcpserver.server import build_server
+from kamiyo.runtime import open_runtime
 from kamiyo.web.app import create_app
 from tests.billing.conftest import PUBLIC_URL, billing_settings
 from tests.billing.smtp import Mailbox, Received, running_mailbox
@@ -92,12 +94,31 @@ async def open_site(
             await engine.dispose()
 
 
-def sqlite_url(folder: Path) -> str:
-    return f"sqlite+aiosqlite:///{folder / f'kamiyo-{uuid.uuid4().hex[:8]}.db'}"
+@pytest.fixture(scope="session")
+async def migrated_sqlite(anyio_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated and loaded once; each test starts from a copy of it (the
+    migrations and the bundled data take most of a second)."""
+    path = tmp_path_factory.mktemp("dashboard-db") / "template.db"
+    settings = Settings(
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"),
+        environment="test",
+        _env_file=None,
+    )
+    async with open_runtime(settings, upgrade=True):
+        pass
+    return path
 
 
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
+def sqlite_url(migrated_sqlite: Path, tmp_path: Path) -> str:
+    """A fresh database of this test's own."""
+    path = tmp_path / f"kamiyo-{uuid.uuid4().hex[:8]}.db"
+    shutil.copyfile(migrated_sqlite, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+async def site(sqlite_url: str) -> AsyncIterator[Site]:
     with running_fake_stripe() as stripe, running_mailbox() as mailbox:
-        async for opened in open_site(sqlite_url(tmp_path), stripe, mailbox):
+        async for opened in open_site(sqlite_url, stripe, mailbox):
             yield opened

@@ -4,7 +4,6 @@ a clear message on a server without billing."""
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -16,7 +15,7 @@ from kamiyo.tiers import TIERS, Tier
 from tests.billing.conftest import PRICES
 from tests.billing.smtp import running_mailbox
 from tests.billing.stripe_fake import running_fake_stripe
-from tests.web.dashboard.conftest import Site, open_site, sqlite_url
+from tests.web.dashboard.conftest import Site, open_site
 
 pytestmark = pytest.mark.anyio
 
@@ -112,10 +111,10 @@ async def test_a_subscriber_manages_billing_in_the_portal_and_its_url_is_not_log
 
 
 @pytest.fixture
-async def site_without_billing(tmp_path: Path) -> AsyncIterator[Site]:
+async def site_without_billing(sqlite_url: str) -> AsyncIterator[Site]:
     with running_fake_stripe() as stripe, running_mailbox() as mailbox:
         async for opened in open_site(
-            sqlite_url(tmp_path), stripe, mailbox, changes={"stripe": {"secret_key": None}}
+            sqlite_url, stripe, mailbox, changes={"stripe": {"secret_key": None}}
         ):
             yield opened
 

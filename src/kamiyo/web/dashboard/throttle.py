@@ -31,8 +31,14 @@ class LoginLimits:
     def __init__(self, redis: RedisSettings) -> None:
         self._local = LocalWindow(MemoryStorage())
         self._shared: SharedWindow | None = None
+        self._redis: RedisWindows | None = None
         if redis.url:
-            self._shared = SharedWindow(RedisWindows(redis.url, redis.prefix).storage)
+            self._redis = RedisWindows(redis.url, redis.prefix)
+            self._shared = SharedWindow(self._redis.storage)
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.pool.aclose()
 
     async def peer_wait(self, peer: str) -> int | None:
         """Count a log-in request from ``peer``; seconds to wait when over, else None."""

@@ -51,6 +51,7 @@ class Dashboard:
         self.settings = state.settings
         self.onboarding = onboarding.Onboarding.from_settings(state.settings)
         self.limits = LoginLimits(state.settings.redis)
+        state.on_close.append(self.limits.aclose)
         self.secure_cookie = sessions.cookie_is_secure(state.settings.site)
 
     @property
