@@ -50,6 +50,9 @@ async def test_a_new_address_gets_an_account_and_a_link_that_logs_in_once(site: 
     home = await site.http.get("/dashboard")
     assert home.status_code == 200
     assert "new@example.com" in home.text
+    again_login = await site.http.get("/login")  # logged in already: to the dashboard
+    assert again_login.status_code == 303
+    assert again_login.headers["location"] == "/dashboard"
 
     again = await site.browser().post(link)  # a second use, from anywhere, is refused
     assert again.status_code == 410

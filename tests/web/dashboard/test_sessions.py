@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts
 from kamiyo.billing.onboarding import hash_token
-from kamiyo.config import RedisSettings
+from kamiyo.config import RedisSettings, SiteSettings
 from kamiyo.db.dashboard import DashboardSession
 from kamiyo.web.dashboard import sessions
 from kamiyo.web.dashboard.throttle import LOGINS_PER_PEER, LoginLimits
@@ -94,3 +94,21 @@ async def test_log_in_limits_fall_back_to_this_process_while_redis_is_away() -> 
         assert await limits.peer_wait("203.0.113.11") is not None
     finally:
         await limits.aclose()
+
+
+@pytest.mark.parametrize(
+    ("public_url", "secure"),
+    [
+        ("https://kamiyo.example", True),
+        ("http://kamiyo.example", True),  # plain http off loopback: still Secure
+        ("http://127.0.0.1:8000", False),
+        ("http://localhost:8000", False),
+        ("http://[::1]:8000", False),
+        (None, True),
+    ],
+)
+def test_the_cookie_is_secure_except_over_plain_http_on_loopback(
+    public_url: str | None, secure: bool
+) -> None:
+    site = SiteSettings(public_url=public_url, _env_file=None)
+    assert sessions.cookie_is_secure(site) is secure

@@ -35,6 +35,9 @@ class LoginPages:
         self.site = dashboard.settings.site
 
     async def form(self, request: Request) -> Response:
+        live = await sessions.find(self.dashboard.sessions, request.cookies.get(sessions.COOKIE))
+        if live is not None:  # logged in already
+            return RedirectResponse(HOME, 303, headers=render.headers())
         return render.page(request, "login.html", {"error": None, "email": ""})
 
     async def request_link(self, request: Request) -> Response:
