@@ -83,6 +83,9 @@ async def test_a_malformed_address_is_told_so_and_nothing_is_mailed(site: Site) 
     assert answer.status_code == 400
     assert "not an email address" in answer.text
     assert 'aria-invalid="true"' in answer.text
+    huge = await site.http.post("/login", data={"email": "a@example.com", "pad": "x" * 20_000})
+    assert huge.status_code == 413
+    assert "limited to 16384 bytes" in huge.text
     assert site.mailbox.received == []
 
 

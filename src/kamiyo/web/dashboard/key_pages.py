@@ -31,7 +31,7 @@ class KeyPages:
     async def show(
         self, request: Request, viewer: Viewer, *, error: str | None = None, status: int = 200
     ) -> Response:
-        async with self.dashboard.sessions() as session:
+        async with self.dashboard.database() as session:
             tier = await current_tier(
                 session, viewer.account, self.dashboard.onboarding.past_due_grace
             )
@@ -54,7 +54,7 @@ class KeyPages:
 
     async def create(self, request: Request, viewer: Viewer) -> Response:
         name = (await read_form(request)).get("name")
-        async with self.dashboard.sessions() as session:
+        async with self.dashboard.database() as session:
             try:
                 new = await keys.create_key(
                     session, viewer.account, name if isinstance(name, str) else ""
@@ -77,7 +77,7 @@ class KeyPages:
 
     async def revoke(self, request: Request, viewer: Viewer) -> Response:
         prefix = request.path_params["prefix"]
-        async with self.dashboard.sessions() as session:
+        async with self.dashboard.database() as session:
             owned = await session.scalar(
                 select(ApiKey).where(
                     ApiKey.prefix == prefix, ApiKey.account_pk == viewer.account.pk

@@ -22,7 +22,7 @@ from kamiyo.billing import onboarding
 from kamiyo.billing.mailer import MailError
 from kamiyo.web.access_log import logged_path
 from kamiyo.web.dashboard import csrf, login_links, render, sessions
-from kamiyo.web.dashboard.viewer import Dashboard, FormTooLargeError, Viewer, read_form
+from kamiyo.web.dashboard.viewer import BadFormError, Dashboard, Viewer, form_refused, read_form
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class LoginPages:
         self.site = dashboard.settings.site
 
     async def form(self, request: Request) -> Response:
-        live = await sessions.find(self.dashboard.sessions, request.cookies.get(sessions.COOKIE))
+        live = await sessions.find(self.dashboard.database, request.cookies.get(sessions.COOKIE))
         if live is not None:  # logged in already
             return RedirectResponse(HOME, 303, headers=render.headers())
         return render.page(request, "login.html", {"error": None, "email": ""})
@@ -57,8 +57,8 @@ class LoginPages:
         try:
             raw = (await read_form(request)).get("email")
             address = normalize_email(raw if isinstance(raw, str) else "")
-        except FormTooLargeError:
-            return render.message(request, 413, "Too much data", "That form was too large.")
+        except BadFormError as exc:
+            return form_refused(request, exc)
         except AccountError:
             email = raw if isinstance(raw, str) else ""
             return render.page(
@@ -92,7 +92,7 @@ class LoginPages:
     async def _mail_link(self, address: str) -> None:
         try:
             await login_links.request_login(
-                self.dashboard.sessions, self.dashboard.onboarding, address
+                self.dashboard.database, self.dashboard.onboarding, address
             )
         except (MailError, onboarding.SignupUnavailableError, AccountError) as exc:
             log.error("log-in mail not sent: %s", exc)
@@ -100,7 +100,7 @@ class LoginPages:
             log.exception("log-in request failed")
 
     async def link_form(self, request: Request) -> Response:
-        if not await login_links.check(self.dashboard.sessions, request.path_params["token"]):
+        if not await login_links.check(self.dashboard.database, request.path_params["token"]):
             return self._gone(request)
         return render.page(request, "login_link.html", link_page=True)
 
@@ -108,16 +108,16 @@ class LoginPages:
         refused = self._foreign(request, link_page=True)
         if refused is not None:
             return refused
-        account_pk = await login_links.use(self.dashboard.sessions, request.path_params["token"])
+        account_pk = await login_links.use(self.dashboard.database, request.path_params["token"])
         if account_pk is None:
             return self._gone(request)
-        live = await sessions.start(self.dashboard.sessions, account_pk)
+        live = await sessions.start(self.dashboard.database, account_pk)
         response = RedirectResponse(HOME, 303, headers=render.headers(link_page=True))
         sessions.set_cookie(response, live, secure=self.dashboard.secure_cookie)
         return response
 
     async def logout(self, request: Request, viewer: Viewer) -> Response:
-        await sessions.end(self.dashboard.sessions, viewer.live.token)
+        await sessions.end(self.dashboard.database, viewer.live.token)
         log.info("dashboard session ended by log-out for account %s", viewer.account.pk)
         response = RedirectResponse("/login", 303, headers=render.headers())
         sessions.clear_cookie(response, secure=self.dashboard.secure_cookie)

@@ -14,7 +14,7 @@ class OverviewPage:
         self.dashboard = dashboard
 
     async def show(self, request: Request, viewer: Viewer) -> Response:
-        async with self.dashboard.sessions() as session:
+        async with self.dashboard.database() as session:
             tier = await current_tier(
                 session, viewer.account, self.dashboard.onboarding.past_due_grace
             )

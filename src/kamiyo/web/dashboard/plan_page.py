@@ -130,7 +130,7 @@ class PlanPage:
         return RedirectResponse(url, 303, headers=render.headers())
 
     async def _holding(self, viewer: Viewer) -> tuple[Tier, Subscription | None]:
-        async with self.dashboard.sessions() as session:
+        async with self.dashboard.database() as session:
             tier = await current_tier(
                 session, viewer.account, self.dashboard.onboarding.past_due_grace
             )

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import FormData
-from starlette.requests import Request
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 
 from kamiyo.access.accounts import is_active
@@ -24,8 +25,12 @@ MAX_FORM_BYTES = 16 * 1024  # the largest form here is a key name
 LOGIN_PAGE = "/login"
 
 
-class FormTooLargeError(ValueError):
-    pass
+class BadFormError(ValueError):
+    """A posted form that cannot be read; the message says why, for the person."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,8 @@ class Dashboard:
         self.secure_cookie = sessions.cookie_is_secure(state.settings.site)
 
     @property
-    def sessions(self) -> sessions.Sessions:
+    def database(self) -> sessions.Sessions:
+        """The database's sessions (not to be confused with the browsers' sessions)."""
         return self.state.require_runtime().sessions
 
     def signed_in(self, handler: Page) -> Endpoint:
@@ -64,10 +70,10 @@ class Dashboard:
 
         async def endpoint(request: Request) -> Response:
             try:
-                live = await sessions.find(self.sessions, request.cookies.get(sessions.COOKIE))
+                live = await sessions.find(self.database, request.cookies.get(sessions.COOKIE))
                 account = None
                 if live is not None:
-                    async with self.sessions() as session:
+                    async with self.database() as session:
                         account = await session.get(Account, live.account_pk)
                 if live is None or account is None or not is_active(account):
                     return self.to_login(request, had_cookie=sessions.COOKIE in request.cookies)
@@ -94,8 +100,8 @@ class Dashboard:
                             context=viewer.context(),
                         )
                 return await handler(request, viewer)
-            except FormTooLargeError:
-                return render.message(request, 413, "Too much data", "That form was too large.")
+            except BadFormError as exc:
+                return form_refused(request, exc)
             except Exception:
                 log.exception("%s %s failed", request.method, logged_path(request.url.path))
                 return render.message(
@@ -114,12 +120,23 @@ class Dashboard:
 async def read_form(request: Request) -> FormData:
     """The posted form, refused past MAX_FORM_BYTES (a plain form's body has no other cap)."""
     declared = request.headers.get("content-length", "")
+    too_large = BadFormError(413, f"Forms here are limited to {MAX_FORM_BYTES} bytes.")
     if declared.isdigit():
         if int(declared) > MAX_FORM_BYTES:
-            raise FormTooLargeError(declared)
+            raise too_large
     elif "transfer-encoding" in request.headers:  # browsers declare a form's length
-        raise FormTooLargeError("no length")
-    return await request.form(max_files=0, max_fields=20)
+        raise too_large
+    try:
+        return await request.form(max_files=0, max_fields=20)
+    except ClientDisconnect:
+        log.info("%s %s: the client left mid-form", request.method, logged_path(request.url.path))
+        raise BadFormError(400, "The form ended before it was complete.") from None
+    except MultiPartException as exc:
+        raise BadFormError(400, f"The form could not be read: {exc.message}.") from None
+
+
+def form_refused(request: Request, error: BadFormError) -> Response:
+    return render.message(request, error.status, "The form was not accepted", str(error))
 
 
 def _text(value: object) -> str | None:
