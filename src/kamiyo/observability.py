@@ -116,3 +116,6 @@ def configure_logging(level: str = "INFO", fmt: Literal["pretty", "json"] = "pre
     # HTTP clients log every request's full URL at INFO, and RPC URLs carry provider API keys.
     for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # The Stripe library logs whole response bodies at DEBUG, and a customer portal session's
+    # body holds its URL, a single-use log-in to someone's billing: never below INFO.
+    logging.getLogger("stripe").setLevel(max(logging.INFO, root.level))

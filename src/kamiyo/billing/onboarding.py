@@ -109,7 +109,7 @@ async def signup(session_factory: Sessions, config: Onboarding, email: str) -> N
     """
     address = normalize_email(email)
     base_url(config.site)  # fail before anything is written
-    account, created = await _find_or_create(session_factory, address)
+    account, created = await find_or_create_account(session_factory, address)
     if account.status != "active":
         log.info("sign-up for suspended account %s: nothing sent", account.pk)
         return
@@ -204,7 +204,9 @@ async def reveal_key(session_factory: Sessions, token: str) -> NewKey | None:
     return new
 
 
-async def _find_or_create(session_factory: Sessions, address: str) -> tuple[Account, bool]:
+async def find_or_create_account(session_factory: Sessions, address: str) -> tuple[Account, bool]:
+    """The account for a normalised ``address``, made on the free tier when there is none;
+    True when it was made now. Sign-up and the dashboard's log-in share it."""
     async with session_factory() as session:
         account = await find_account(session, address)
         if account is not None:
@@ -212,7 +214,7 @@ async def _find_or_create(session_factory: Sessions, address: str) -> tuple[Acco
         try:
             account = await create_account(session, address)
             await session.commit()
-            log.info("account %s created by sign-up", account.pk)
+            log.info("account %s created by sign-up", account.pk)  # or by a log-in request
             return account, True
         except (IntegrityError, AccountError):
             # A concurrent sign-up for the same address won the insert: use its account.

@@ -47,6 +47,9 @@ class ServerState:
     alerts: AlertWorker | None = None
     # Run when serving begins to stop, while clients can still be told (listen streams close).
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    # Run by :meth:`aclose`: what a surface opened for the state's lifetime (the dashboard's
+    # Redis connections for its log-in limits).
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.cache is None and self.settings.answers.cache_ttl_s > 0:
@@ -64,9 +67,11 @@ class ServerState:
             hook()
 
     async def aclose(self) -> None:
-        """Close what the state opened (the explorer clients)."""
+        """Close what the state opened (the explorer clients) and what was handed to it."""
         if self.explorers is not None:
             await self.explorers.aclose()
+        for close in self.on_close:
+            await close()
 
     def data_changed(self) -> None:
         """New or changed incidents: cached answers may be stale, so none is kept."""

@@ -1,0 +1,41 @@
+"""The dashboard's routes, for ``create_app``'s route list, and its static files."""
+
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from kamiyo.service.state import ServerState
+from kamiyo.web.dashboard.key_pages import KeyPages
+from kamiyo.web.dashboard.login import LoginPages
+from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
+from kamiyo.web.dashboard.plan_page import PlanPage
+from kamiyo.web.dashboard.viewer import Dashboard
+
+
+def routes(state: ServerState) -> list[BaseRoute]:
+    dashboard = Dashboard(state)
+    login = LoginPages(dashboard)
+    signed_in = dashboard.signed_in
+    key_pages = KeyPages(dashboard)
+    plan = PlanPage(dashboard)
+    # Plain Routes (no Mount), so that the access log sees their {token} and hides it.
+    return [
+        Route("/login", login.form, methods=["GET"]),
+        Route("/login", login.request_link, methods=["POST"]),
+        Route("/login/{token}", login.link_form, methods=["GET"]),
+        Route("/login/{token}", login.use_link, methods=["POST"]),
+        Route("/logout", signed_in(login.logout), methods=["POST"]),
+        Route("/dashboard", signed_in(OverviewPage(dashboard).show), methods=["GET"]),
+        Route("/dashboard/keys", signed_in(key_pages.list_page), methods=["GET"]),
+        Route("/dashboard/keys", signed_in(key_pages.create), methods=["POST"]),
+        Route("/dashboard/keys/{prefix}/revoke", signed_in(key_pages.revoke), methods=["POST"]),
+        Route("/dashboard/setup", signed_in(SetupPage(dashboard).show), methods=["GET"]),
+        Route("/dashboard/plan", signed_in(plan.show), methods=["GET"]),
+        Route("/dashboard/plan/checkout", signed_in(plan.checkout), methods=["POST"]),
+        Route("/dashboard/plan/portal", signed_in(plan.portal), methods=["POST"]),
+    ]
+
+
+def static_files() -> Mount:
+    """``/static/`` from the package's ``web/static`` folder (the dashboard's files are under
+    ``dashboard/``)."""
+    return Mount("/static", StaticFiles(packages=[("kamiyo.web", "static")]), name="static")
