@@ -185,7 +185,8 @@ def keys_create(
     async def work(runtime: Runtime) -> keys.NewKey:
         async with runtime.sessions() as session:
             account = await accounts.require_account(session, email)
-            new = await keys.create_key(session, account, name)
+            grace = dt.timedelta(days=runtime.settings.stripe.past_due_grace_days)
+            new = await keys.create_key(session, account, name, grace)
             await session.commit()
             return new
 

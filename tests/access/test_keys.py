@@ -1,3 +1,4 @@
+import datetime as dt
 import hashlib
 
 import pytest
@@ -69,6 +70,20 @@ async def test_tier_comes_from_the_subscription_state(session: AsyncSession) -> 
     assert subscription is not None
     subscription.status = "canceled"
     assert await accounts.current_tier(session, account) is Tier.FREE
+
+
+async def test_seats_follow_the_operators_past_due_grace(session: AsyncSession) -> None:
+    team = await accounts.create_account(session, "late@example.com", Tier.TEAM)
+    subscription = await session.get(Subscription, team.pk)
+    assert subscription is not None
+    subscription.status = "past_due"
+    subscription.past_due_since = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    await keys.create_key(session, team, "one")
+    # Three days late: within the default grace (7 days) a team keeps its seats; under a
+    # one-day grace it is on the free tier, whose one seat is taken.
+    await keys.create_key(session, team, "two")
+    with pytest.raises(accounts.AccountError, match="all its tier allows"):
+        await keys.create_key(session, team, "three", dt.timedelta(days=1))
 
 
 @pytest.mark.parametrize("email", ["", "no-at-sign", "a@b", "a b@example.com", "@example.com"])

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
-from kamiyo.access.accounts import AccountError, current_tier
+from kamiyo.access.accounts import DEFAULT_GRACE, AccountError, current_tier
 from kamiyo.db.bounds import unstorable
 from kamiyo.db.tables import Account, ApiKey
 from kamiyo.tiers import TIERS
@@ -39,14 +39,21 @@ def looks_like_key(raw: str) -> bool:
     return raw.startswith(KEY_PREFIX) and len(raw) < 200
 
 
-async def create_key(session: AsyncSession, account: Account, name: str) -> NewKey:
-    """A new key for ``account``, within its tier's seats. Caller commits."""
+async def create_key(
+    session: AsyncSession,
+    account: Account,
+    name: str,
+    past_due_grace: dt.timedelta = DEFAULT_GRACE,
+) -> NewKey:
+    """A new key for ``account``, within the seats of the tier it holds now (a past-due
+    subscription keeps its tier for ``past_due_grace``: the operator's setting). Caller
+    commits."""
     label = name.strip()
     if not label or len(label) > MAX_NAME_LENGTH:
         raise AccountError(f"a key name needs 1 to {MAX_NAME_LENGTH} characters")
     if (problem := unstorable(label)) is not None:
         raise AccountError(f"a key name must not contain {problem}")
-    seats = TIERS[await current_tier(session, account)].seats
+    seats = TIERS[await current_tier(session, account, past_due_grace)].seats
     active = await session.scalar(
         select(func.count(ApiKey.pk)).where(
             ApiKey.account_pk == account.pk, ApiKey.revoked_at.is_(None)

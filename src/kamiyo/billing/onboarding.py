@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo import clients
 from kamiyo.access.accounts import (
+    DEFAULT_GRACE,
     AccountError,
     create_account,
     current_tier,
@@ -168,7 +169,9 @@ async def check_token(session_factory: Sessions, token: str) -> bool:
     return found is not None
 
 
-async def reveal_key(session_factory: Sessions, token: str) -> NewKey | None:
+async def reveal_key(
+    session_factory: Sessions, token: str, past_due_grace: dt.timedelta = DEFAULT_GRACE
+) -> NewKey | None:
     """Use a one-time link: create the account's new key and return it once.
 
     None when the link is unknown, used or expired. Marking the link used and creating the key
@@ -195,7 +198,8 @@ async def reveal_key(session_factory: Sessions, token: str) -> NewKey | None:
             await session.rollback()
             raise AccountError("this account is suspended; contact the operator")
         try:
-            new = await create_key(session, account, f"key from link, {now:%Y-%m-%d %H:%M} UTC")
+            name = f"key from link, {now:%Y-%m-%d %H:%M} UTC"
+            new = await create_key(session, account, name, past_due_grace)
         except AccountError:
             await session.rollback()
             raise

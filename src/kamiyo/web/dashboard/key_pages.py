@@ -57,7 +57,10 @@ class KeyPages:
         async with self.dashboard.database() as session:
             try:
                 new = await keys.create_key(
-                    session, viewer.account, name if isinstance(name, str) else ""
+                    session,
+                    viewer.account,
+                    name if isinstance(name, str) else "",
+                    self.dashboard.onboarding.past_due_grace,
                 )
             except AccountError as exc:
                 await session.rollback()
