@@ -5,7 +5,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from kamiyo.db import alerts, migrate, sanctions
+from kamiyo.db import alerts, migrate, oauth, sanctions
 from kamiyo.db.engine import create_engine
 from kamiyo.db.tables import Base
 
@@ -33,6 +33,7 @@ async def test_upgrade_creates_the_tables_and_downgrade_removes_them(
             present = await connection.run_sync(tables)
         assert sanctions.SanctionedAddress.__tablename__ in Base.metadata.tables
         assert alerts.AlertDelivery.__tablename__ in Base.metadata.tables
+        assert oauth.OAuthGrant.__tablename__ in Base.metadata.tables
         assert set(Base.metadata.tables) <= present
         await migrate.upgrade(engine)  # a second upgrade is a no-op
         await migrate.downgrade(engine, "base")

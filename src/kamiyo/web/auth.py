@@ -69,7 +69,9 @@ class ResourceServer:
                 "KAMIYO_PUBLIC_URL and KAMIYO_AUTHORIZATION_SERVERS need http(s) URLs, "
                 'e.g. https://kamiyo.example.com and ["https://auth.example.com"]'
             ) from None
-        self.authorization_servers = auth.authorization_servers
+        # Without an external one, KAMIYO is its own (web/oauth.py, served with a public URL).
+        own = [self.public_url] if self.public_url else []
+        self.authorization_servers = auth.authorization_servers or own
         self.gate = gate
 
     def base_url(self, scope: Scope) -> str:
