@@ -23,9 +23,11 @@ from mcp.server.auth.routes import cors_middleware
 from mcp.server.auth.settings import ClientRegistrationOptions
 from mcp.server.transport_security import RequestBodyLimitMiddleware
 from mcp.shared.auth import OAuthMetadata
-from pydantic import AnyHttpUrl
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.datastructures import FormData
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
@@ -41,19 +43,37 @@ CLIENT_AUTH_METHODS = ["none", "client_secret_post", "client_secret_basic"]
 
 
 def metadata(issuer: str) -> OAuthMetadata:
-    return OAuthMetadata(
-        issuer=AnyHttpUrl(issuer),
-        authorization_endpoint=AnyHttpUrl(issuer + AUTHORIZE_PATH),
-        token_endpoint=AnyHttpUrl(issuer + TOKEN_PATH),
-        registration_endpoint=AnyHttpUrl(issuer + REGISTER_PATH),
-        revocation_endpoint=AnyHttpUrl(issuer + REVOKE_PATH),
-        response_types_supported=["code"],
-        grant_types_supported=["authorization_code", "refresh_token"],
-        code_challenge_methods_supported=["S256"],
-        token_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
-        revocation_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
-        client_id_metadata_document_supported=True,
+    # Strings, validated by the model: it keeps an empty path empty (RFC 8414 §3.3 compares
+    # the issuer exactly), where AnyHttpUrl on its own would add a '/'.
+    return OAuthMetadata.model_validate(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": issuer + AUTHORIZE_PATH,
+            "token_endpoint": issuer + TOKEN_PATH,
+            "registration_endpoint": issuer + REGISTER_PATH,
+            "revocation_endpoint": issuer + REVOKE_PATH,
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "client_id_metadata_document_supported": True,
+        }
     )
+
+
+class PublicClientRevocation(RevocationHandler):
+    """The SDK's revocation endpoint, open to public clients too: its request model requires
+    a ``client_secret`` field (None allowed, which a form cannot send), and public clients
+    (RFC 7009 §2.1) send none. An empty one is filled in; it proves nothing and is checked
+    against nothing (a confidential client's secret is checked by the authenticator)."""
+
+    async def handle(self, request: Request) -> Response:
+        form = await request.form()
+        if "client_secret" not in form:
+            # Starlette keeps the parsed form here; the SDK's handler reads it from there.
+            request._form = FormData([*form.multi_items(), ("client_secret", "")])
+        return await super().handle(request)
 
 
 def _api(app: ASGIApp, methods: list[str]) -> ASGIApp:
@@ -78,7 +98,7 @@ def routes(
     authenticator = HashedSecretAuthenticator(clients)
     token = TokenHandler(provider, authenticator)
     register = RegistrationHandler(provider, ClientRegistrationOptions(enabled=True))
-    revoke = RevocationHandler(provider, authenticator)
+    revoke = PublicClientRevocation(provider, authenticator)
     consent = Consent(provider, account_of, login_path)
     api = ["POST", "OPTIONS"]
     return [
