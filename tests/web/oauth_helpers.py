@@ -7,6 +7,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,7 @@ from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.mcpserver.server import build_server
 from kamiyo.tiers import Tier
 from kamiyo.web.app import create_app
+from tests.conftest import PostgresDatabases, new_database_url
 
 # A loopback Host: the MCP endpoint's DNS-rebinding guard lets only those in.
 BASE = "http://127.0.0.1:8000"
@@ -174,3 +176,14 @@ async def serving_host(database_url: str, **auth: Any) -> AsyncIterator[Host]:
         transport = httpx2.ASGITransport(app=app, client=("198.51.100.9", 40000))
         async with httpx2.AsyncClient(transport=transport, base_url=BASE) as http:
             yield Host(http, key, app, settings)
+
+
+@asynccontextmanager
+async def module_host(
+    backend: str, folder: Path, databases: PostgresDatabases, **auth: Any
+) -> AsyncIterator[Host]:
+    """One served app for a test module on ``backend`` (tests register their own clients)."""
+    url = await new_database_url(backend, folder, databases)
+    async with serving_host(url, **auth) as served:
+        served.extra["url"] = url
+        yield served

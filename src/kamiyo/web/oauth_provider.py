@@ -9,6 +9,7 @@ audience the ``/mcp`` URL (RFC 8707); the tier is read from the account at call 
 """
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 AUTHORIZE_PATH = "/oauth/authorize"
 CONSENT_TTL_S = 600  # how long a consent page may stay open before it is approved
+# RFC 7636 §4.2: base64url of a SHA-256 is 43 characters; the grammar allows 43 to 128.
+PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 CONSENT_AUDIENCE = "kamiyo-oauth-consent"  # a signed request is never an access token
 
 
@@ -63,6 +66,10 @@ class Provider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken,
     async def authorize(
         self, client: OAuthClientInformationFull, params: AuthorizationParams
     ) -> str:
+        if not PKCE_CHALLENGE.fullmatch(params.code_challenge):
+            raise AuthorizeError(
+                "invalid_request", "code_challenge must be an S256 challenge (43 characters)"
+            )
         resource = (params.resource or self.resource).rstrip("/")
         if resource != self.resource:
             raise AuthorizeError("invalid_target", f"resource must be {self.resource}")
