@@ -102,7 +102,9 @@ class Host:
         return answer["code"]
 
     async def token(self, auth: tuple[str, str] | None = None, **form: str) -> httpx2.Response:
-        return await self.http.post("/oauth/token", data=form, auth=auth)
+        if auth is None:
+            return await self.http.post("/oauth/token", data=form)
+        return await self.http.post("/oauth/token", data=form, auth=httpx2.BasicAuth(*auth))
 
     async def exchange(self, client_id: str, code: str, verifier: str) -> httpx2.Response:
         return await self.token(

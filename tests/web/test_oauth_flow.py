@@ -78,7 +78,8 @@ async def test_a_host_discovers_registers_consents_and_calls_a_tool(host: Host) 
     verifier, code_challenge = pkce()
     page = await host.consent_page(client_id, code_challenge)
     assert page.status_code == 200
-    assert "Test Host" in page.text and "127.0.0.1:33418" in page.text
+    assert "Test Host" in page.text
+    assert "127.0.0.1:33418" in page.text
     assert "api_key" in page.text  # no dashboard session yet: the page asks for a key
     assert page.headers["cache-control"] == "no-store"
     back = await host.approve(page)
@@ -128,7 +129,8 @@ async def test_a_confidential_client_authenticates_with_its_hashed_secret(host: 
             )
     finally:
         await engine.dispose()
-    assert stored is not None and secret not in stored
+    assert stored is not None
+    assert secret not in stored
     verifier, challenge = pkce()
     code = await host.code(client_id, challenge)
     form = {

@@ -35,7 +35,7 @@ def documents() -> Iterator[DocumentServer]:
 
 async def test_pkce_must_be_s256_and_the_verifier_must_match(host: Host) -> None:
     client_id = (await host.register())["client_id"]
-    verifier, challenge = pkce()
+    _verifier, challenge = pkce()
     for params in (
         {"code_challenge_method": "plain"},
         {"code_challenge": ""},

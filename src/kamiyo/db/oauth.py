@@ -48,9 +48,7 @@ class OAuthCode(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The grant its exchange made: a second use of the code revokes it (RFC 6749 §4.1.2).
-    grant_pk: Mapped[int | None] = mapped_column(
-        ForeignKey("oauth_grants.pk", ondelete="SET NULL")
-    )
+    grant_pk: Mapped[int | None] = mapped_column(ForeignKey("oauth_grants.pk", ondelete="SET NULL"))
 
 
 class OAuthGrant(Base):
