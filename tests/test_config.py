@@ -95,7 +95,7 @@ VARIABLES = [
     ("KAMIYO_ALERTS_POLL_S", "0.2", lambda s: s.alerts.poll_s, 0.2),
     ("KAMIYO_ALERTS_LEASE_S", "5", lambda s: s.alerts.lease_s, 5),
     ("KAMIYO_WEBHOOKS_ALLOW_LOOPBACK", "true", lambda s: s.webhooks.allow_loopback, True),
-    ("KAMIYO_OAUTH_ALLOW_LOOPBACK_CLIENTS", "true", lambda s: s.auth.oauth_allow_loopback_clients, True),
+    ("KAMIYO_OAUTH_ALLOW_LOOPBACK_CLIENTS", "1", lambda s: s.auth.oauth_allow_loopback_clients, 1),
     ("KAMIYO_OAUTH_REFRESH_TTL_S", "7200", lambda s: s.auth.oauth_refresh_ttl_s, 7200),
     ("KAMIYO_WEBHOOKS_TIMEOUT_S", "2.5", lambda s: s.webhooks.timeout_s, 2.5),
     ("KAMIYO_WEBHOOKS_MAX_RESPONSE_BYTES", "1024", lambda s: s.webhooks.max_response_bytes, 1024),
