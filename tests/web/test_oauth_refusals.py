@@ -95,6 +95,30 @@ async def test_redirect_uris_are_checked_at_registration_authorize_and_token(hos
     assert moved.json()["error"] == "invalid_request"
 
 
+async def test_a_loopback_redirect_uri_may_name_any_port(host: Host) -> None:
+    client_id = (await host.register())["client_id"]
+    verifier, challenge = pkce()
+    other_port = "http://127.0.0.1:45001/callback"
+    sent = await host.authorize(client_id, challenge, redirect_uri=other_port)
+    assert sent.status_code == 302
+    assert "consent=" in sent.headers["location"]
+    for unlike in ("http://127.0.0.1:45001/elsewhere", "http://192.0.2.1:33418/callback"):
+        refused = await host.authorize(client_id, challenge, redirect_uri=unlike)
+        assert refused.status_code == 400, unlike
+    page = await host.http.get(sent.headers["location"])
+    back = await host.approve(page)
+    assert back.headers["location"].startswith(other_port + "?")
+    code = query_of(back.headers["location"])["code"]
+    issued = await host.token(
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=other_port,
+        client_id=client_id,
+        code_verifier=verifier,
+    )
+    assert issued.status_code == 200, issued.text
+
+
 async def test_the_resource_must_be_this_servers_mcp_url(host: Host) -> None:
     client_id = (await host.register())["client_id"]
     _, challenge = pkce()

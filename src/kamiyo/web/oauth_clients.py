@@ -39,6 +39,28 @@ DOCUMENT_CACHE_S = 600
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
+class Client(OAuthClientInformationFull):
+    """A client whose loopback redirect URIs take any port at request time (OAuth 2.1 §8.4.2,
+    RFC 8252 §7.3: a native app listens on whichever port the system gives it)."""
+
+    def validate_redirect_uri(self, redirect_uri: AnyUrl | None) -> AnyUrl:
+        if redirect_uri is not None and redirect_uri.scheme == "http":
+            for registered in self.redirect_uris or []:
+                if _same_but_port(registered, redirect_uri):
+                    return redirect_uri
+        return super().validate_redirect_uri(redirect_uri)
+
+
+def _same_but_port(registered: AnyUrl, asked: AnyUrl) -> bool:
+    return (
+        registered.scheme == "http"
+        and _is_loopback_address(registered.host or "")
+        and (registered.host, registered.path, registered.query)
+        == (asked.host, asked.path, asked.query)
+        and asked.fragment is None
+    )
+
+
 class ClientLookupError(Exception):
     """A client_id that names no usable client; the message says why."""
 
@@ -72,11 +94,9 @@ class ClientDirectory:
     ) -> None:
         self._sessions = sessions
         self._allow_loopback = allow_loopback
-        self._documents: TTLCache[str, OAuthClientInformationFull] = TTLCache(
-            maxsize=1000, ttl=DOCUMENT_CACHE_S
-        )
+        self._documents: TTLCache[str, Client] = TTLCache(maxsize=1000, ttl=DOCUMENT_CACHE_S)
 
-    async def get(self, client_id: str) -> OAuthClientInformationFull | None:
+    async def get(self, client_id: str) -> Client | None:
         """The client, or None (why is logged) for the SDK's handlers."""
         try:
             return await self.resolve(client_id)
@@ -84,7 +104,7 @@ class ClientDirectory:
             log.info("OAuth client refused: %s", exc)
             return None
 
-    async def resolve(self, client_id: str) -> OAuthClientInformationFull:
+    async def resolve(self, client_id: str) -> Client:
         if not client_id or len(client_id) > CLIENT_ID_WIDTH:
             raise ClientLookupError("client_id is empty or too long")
         if is_metadata_url(client_id):
@@ -96,7 +116,7 @@ class ClientDirectory:
         record = dict(row.client_metadata, client_id=row.client_id)
         # The stored hash stands in for the secret; HashedSecretAuthenticator compares hashes.
         record["client_secret"] = row.secret_hash
-        return OAuthClientInformationFull.model_validate(record)
+        return Client.model_validate(record)
 
     async def register(self, client: OAuthClientInformationFull) -> None:
         check_redirect_uris(client.redirect_uris)
@@ -117,7 +137,7 @@ class ClientDirectory:
             await session.commit()
         log.info("OAuth client %s registered (%s)", client.client_id, client.client_name or "?")
 
-    async def _document(self, url: str) -> OAuthClientInformationFull:
+    async def _document(self, url: str) -> Client:
         if (known := self._documents.get(url)) is not None:
             return known
         parsed = AnyUrl(url)
@@ -145,7 +165,7 @@ def _is_loopback_address(host: str) -> bool:
         return False
 
 
-def _from_document(url: str, document: Any) -> OAuthClientInformationFull:
+def _from_document(url: str, document: Any) -> Client:
     if not isinstance(document, dict):
         raise ClientLookupError(f"client metadata at {url} is not a JSON object")
     if document.get("client_id") != url:
@@ -157,7 +177,7 @@ def _from_document(url: str, document: Any) -> OAuthClientInformationFull:
             "(metadata-document clients are public: none)"
         )
     try:
-        client = OAuthClientInformationFull.model_validate(
+        client = Client.model_validate(
             {
                 "client_id": url,
                 "client_name": document.get("client_name"),
