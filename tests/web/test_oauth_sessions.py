@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from kamiyo.access import accounts
+from kamiyo.config import AuthSettings, SiteSettings
 from kamiyo.tiers import Tier
 from kamiyo.web import oauth
 from tests.web.oauth_helpers import BASE, REDIRECT, hidden_fields, oauth_settings, pkce, query_of
@@ -95,3 +96,16 @@ async def test_the_logged_in_account_consents_without_a_key(browser: Browser) ->
     back = await browser.http.post("/oauth/authorize", data=form)
     assert back.status_code == 302
     assert set(query_of(back.headers["location"])) == {"code", "state"}
+
+
+def test_the_authorization_server_is_served_only_for_a_fit_public_url() -> None:
+    def issuer(public_url: str | None, servers: list[str] | None = None) -> str | None:
+        site = SiteSettings(public_url=public_url, _env_file=None)
+        auth = AuthSettings(authorization_servers=servers or [], _env_file=None)
+        return oauth.served_issuer(site, auth)
+
+    assert issuer("https://kamiyo.example/") == "https://kamiyo.example"
+    assert issuer("http://127.0.0.1:8000") == "http://127.0.0.1:8000"
+    assert issuer(None) is None  # no stable issuer: clients compare it exactly
+    assert issuer("http://kamiyo.example") is None  # RFC 8414: https (or loopback)
+    assert issuer("https://kamiyo.example", ["https://auth.example"]) is None  # an external one

@@ -13,16 +13,18 @@ request; ``oauth_provider.Provider`` keeps the state, ``oauth_consent.Consent`` 
 - ``/oauth/revoke``: revocation (RFC 7009)
 """
 
+import logging
 from collections.abc import Callable
 
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.handlers.register import RegistrationHandler
 from mcp.server.auth.handlers.revoke import RevocationHandler
 from mcp.server.auth.handlers.token import TokenHandler
-from mcp.server.auth.routes import cors_middleware
+from mcp.server.auth.routes import cors_middleware, validate_issuer_url
 from mcp.server.auth.settings import ClientRegistrationOptions
 from mcp.server.transport_security import RequestBodyLimitMiddleware
 from mcp.shared.auth import OAuthMetadata
+from pydantic import AnyHttpUrl
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import FormData
 from starlette.middleware.cors import CORSMiddleware
@@ -31,15 +33,30 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
-from kamiyo.config import Settings
+from kamiyo.config import AuthSettings, Settings, SiteSettings
 from kamiyo.web.oauth_clients import ClientDirectory, HashedSecretAuthenticator
 from kamiyo.web.oauth_consent import AccountOf, Consent, nobody
 from kamiyo.web.oauth_provider import AUTHORIZE_PATH, Provider
+
+log = logging.getLogger(__name__)
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 TOKEN_PATH, REGISTER_PATH, REVOKE_PATH = "/oauth/token", "/oauth/register", "/oauth/revoke"
 MAX_BODY = 64 * 1024  # no OAuth request comes near this; a larger one is refused with 413
 CLIENT_AUTH_METHODS = ["none", "client_secret_post", "client_secret_basic"]
+
+
+def served_issuer(site: SiteSettings, auth: AuthSettings) -> str | None:
+    """The issuer when this authorization server is served (see the module), else None."""
+    issuer = site.issuer_url
+    if issuer is None or auth.authorization_servers:
+        return None
+    try:
+        validate_issuer_url(AnyHttpUrl(issuer))  # https, or http on loopback (RFC 8414 §2)
+    except ValueError as exc:
+        log.warning("not serving the OAuth authorization server at %s: %s", issuer, exc)
+        return None
+    return issuer
 
 
 def metadata(issuer: str) -> OAuthMetadata:
@@ -90,8 +107,8 @@ def routes(
     login_path: str | None = None,
 ) -> list[Route]:
     """The authorization server's routes; none when it is not served (see the module)."""
-    issuer, resource = settings.site.issuer_url, settings.site.mcp_resource_url
-    if issuer is None or resource is None or settings.auth.authorization_servers:
+    issuer, resource = served_issuer(settings.site, settings.auth), settings.site.mcp_resource_url
+    if issuer is None or resource is None:
         return []
     clients = ClientDirectory(sessions, settings.auth.oauth_allow_loopback_clients)
     provider = Provider(settings, sessions, clients, issuer, resource)

@@ -38,7 +38,13 @@ log = logging.getLogger(__name__)
 
 CSRF_COOKIE = "kamiyo_oauth_csrf"
 PAGE = Template((Path(__file__).parent / "oauth_consent.html").read_text(encoding="utf-8"))
-NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+# Never cached, never framed (a framed consent page could be clicked through unseen).
+NO_STORE = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'",
+}
 KEY_FIELD = (
     '<label for="api_key">Log in with an API key of your KAMIYO account</label>\n'
     '<input type="password" id="api_key" name="api_key" autocomplete="off" required>'
