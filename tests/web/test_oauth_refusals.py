@@ -9,7 +9,7 @@ import pytest
 from kamiyo.web.oauth_clients import DOCUMENT_CACHE_S
 from tests.conftest import BACKENDS, PostgresDatabases
 from tests.web.client_documents import DocumentServer
-from tests.web.oauth_helpers import REDIRECT, Host, hidden_fields, module_host, pkce, query_of
+from tests.web.oauth_helpers import BASE, REDIRECT, Host, hidden_fields, module_host, pkce, query_of
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +47,7 @@ async def test_pkce_must_be_s256_and_the_verifier_must_match(host: Host) -> None
         answer = query_of(sent.headers["location"])
         assert sent.headers["location"].startswith(REDIRECT)
         assert (answer["error"], answer["state"]) == ("invalid_request", "st-123")
+        assert answer["iss"] == BASE  # RFC 9207, in error responses too
     code = await host.code(client_id, challenge)
     wrong = await host.exchange(client_id, code, pkce()[0])
     assert wrong.status_code == 400

@@ -95,7 +95,9 @@ async def test_the_logged_in_account_consents_without_a_key(browser: Browser) ->
     form = hidden_fields(page.text) | {"decision": "approve"}
     back = await browser.http.post("/oauth/authorize", data=form)
     assert back.status_code == 302
-    assert set(query_of(back.headers["location"])) == {"code", "state"}
+    answer = query_of(back.headers["location"])
+    assert set(answer) == {"code", "state", "iss"}
+    assert answer["iss"] == BASE  # RFC 9207
 
 
 def test_the_authorization_server_is_served_only_for_a_fit_public_url() -> None:

@@ -75,6 +75,7 @@ def metadata(issuer: str) -> OAuthMetadata:
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "client_id_metadata_document_supported": True,
+            "authorization_response_iss_parameter_supported": True,
         }
     )
 

@@ -90,7 +90,7 @@ class Consent:
                     await self.provider.clients.resolve(client_id)
                 except ClientLookupError as exc:
                     return _problem(400, str(exc))
-            return await self.handler.handle(request)
+            return self._with_issuer(await self.handler.handle(request))
         request_ = self.provider.read_consent(signed)
         if request_ is None:
             return _problem(400, "This consent page is invalid or has expired; start again.")
@@ -189,6 +189,17 @@ class Consent:
             return None
         return found[0].pk
 
-    @staticmethod
-    def _back(redirect_uri: str, **params: str | None) -> Response:
-        return RedirectResponse(construct_redirect_uri(redirect_uri, **params), 302, NO_STORE)
+    def _with_issuer(self, response: Response) -> Response:
+        """The SDK's error redirects to the client, with ``iss`` too (RFC 9207 §2)."""
+        location = response.headers.get("location")
+        if location is None or location.startswith(self.provider.consent_url_prefix):
+            return response  # an answer here, or on to the consent page
+        return RedirectResponse(
+            construct_redirect_uri(location, iss=self.provider.issuer), 302, NO_STORE
+        )
+
+    def _back(self, redirect_uri: str, **params: str | None) -> Response:
+        # RFC 9207: the issuer rides along, so a client talking to several servers can tell
+        # which one answered (mix-up attacks).
+        back = construct_redirect_uri(redirect_uri, **params, iss=self.provider.issuer)
+        return RedirectResponse(back, 302, NO_STORE)

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 import jwt
 from mcp.server.auth.provider import (
@@ -56,6 +56,7 @@ class Provider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken,
         self.clients = clients
         self.issuer = issuer
         self.resource = resource
+        self.consent_url_prefix = f"{issuer}{AUTHORIZE_PATH}?consent="
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         return await self.clients.get(client_id)
@@ -85,7 +86,7 @@ class Provider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken,
             "resource": resource,
         }
         signed = tokens.sign_claims(self.settings.auth, request)
-        return f"{self.issuer}{AUTHORIZE_PATH}?{urlencode({'consent': signed})}"
+        return self.consent_url_prefix + quote(signed, safe="")
 
     def read_consent(self, signed: str) -> dict[str, Any] | None:
         """The request ``authorize`` signed, or None when it is not one (or too old)."""
