@@ -226,9 +226,18 @@ async def test_oversized_and_garbage_bodies_get_clear_errors(host: Host) -> None
     )
     assert token.status_code in (400, 401)
     assert token.json()["error"] in ("invalid_request", "invalid_client")
-    unknown = await host.token(grant_type="password", client_id="nobody")
-    assert unknown.status_code == 401
-    assert unknown.json()["error"] == "invalid_client"
+    for nobody in ("nobody", "nul\x00byte", "x" * 5000):
+        unknown = await host.token(grant_type="password", client_id=nobody)
+        assert unknown.status_code == 401
+        assert unknown.json()["error"] == "invalid_client"
+    nul = await host.authorize("nul\x00byte", pkce()[1])
+    assert nul.status_code == 400
+    for name in ("nul\x00name", "n" * 201):
+        named = await host.http.post(
+            "/oauth/register", json={"redirect_uris": [REDIRECT], "client_name": name}
+        )
+        assert named.status_code == 400
+        assert named.json()["error"] == "invalid_client_metadata"
     client_id = (await host.register())["client_id"]
     grant = await host.token(grant_type="password", client_id=client_id, username="a")
     assert grant.status_code == 400

@@ -30,12 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from kamiyo.access.oauth_grants import secret_hash
+from kamiyo.db.bounds import unstorable
 from kamiyo.db.oauth import CLIENT_ID_WIDTH, OAuthClient
 from kamiyo.outbound.documents import DocumentError, fetch_json
 
 log = logging.getLogger(__name__)
 
 DOCUMENT_CACHE_S = 600
+MAX_NAME = 200  # the grants table's client_name
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
@@ -76,6 +78,17 @@ def redirect_problem(uri: AnyUrl) -> str | None:
     return f"redirect URI {uri} must be https://, or http:// to localhost or a loopback address"
 
 
+def metadata_problem(client: OAuthClientInformationFull) -> str | None:
+    """Why the client's metadata cannot be kept and shown (None: it can)."""
+    if client.client_name is not None and len(client.client_name) > MAX_NAME:
+        return f"client_name is longer than {MAX_NAME} characters"
+    for name in ("client_name", "client_uri", "scope"):
+        value = getattr(client, name)
+        if value is not None and (problem := unstorable(str(value))) is not None:
+            return f"{name} contains {problem}"
+    return None
+
+
 def check_redirect_uris(uris: list[AnyUrl] | None) -> None:
     for uri in uris or []:
         if (problem := redirect_problem(uri)) is not None:
@@ -107,6 +120,8 @@ class ClientDirectory:
     async def resolve(self, client_id: str) -> Client:
         if not client_id or len(client_id) > CLIENT_ID_WIDTH:
             raise ClientLookupError("client_id is empty or too long")
+        if (problem := unstorable(client_id)) is not None:  # no client's id holds one
+            raise ClientLookupError(f"client_id contains {problem}")
         if is_metadata_url(client_id):
             return await self._document(client_id)
         async with self._sessions()() as session:
@@ -122,6 +137,8 @@ class ClientDirectory:
         check_redirect_uris(client.redirect_uris)
         if not client.redirect_uris:
             raise RegistrationError("invalid_redirect_uri", "redirect_uris must name one URI")
+        if (problem := metadata_problem(client)) is not None:
+            raise RegistrationError("invalid_client_metadata", problem)
         metadata = client.model_dump(
             mode="json", exclude={"client_id", "client_secret"}, exclude_none=True
         )
@@ -194,6 +211,8 @@ def _from_document(url: str, document: Any) -> Client:
         raise ClientLookupError(f"client metadata at {url}: {where} is not valid") from None
     if not client.redirect_uris:
         raise ClientLookupError(f"client metadata at {url} has no redirect_uris")
+    if (problem := metadata_problem(client)) is not None:
+        raise ClientLookupError(f"client metadata at {url}: {problem}")
     try:
         check_redirect_uris(client.redirect_uris)
     except RegistrationError as exc:

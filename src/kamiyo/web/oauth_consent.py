@@ -13,6 +13,7 @@ Without one, the page asks for an API key of the account (``access/keys.py``), w
 the operators' way in.
 """
 
+import datetime as dt
 import hashlib
 import hmac
 import html
@@ -105,7 +106,7 @@ class Consent:
         if client is None:
             return _problem(400, "The client of this request is no longer known.")
         account_pk = await self.account_of(request)
-        if account_pk is None and self.login_path is not None:
+        if account_pk is None and self.login_path is not None and not notice:
             back = request.url.path + "?" + request.url.query
             return RedirectResponse(f"{self.login_path}?next={quote(back, safe='')}", 303)
         who, login = "the account of the API key you enter, on that account's plan", KEY_FIELD
@@ -113,7 +114,8 @@ class Consent:
             async with self.provider.sessions()() as session:
                 account = await session.get(Account, account_pk)
                 if account is not None:
-                    tier = await accounts.current_tier(session, account)
+                    grace = self.provider.settings.stripe.past_due_grace_days
+                    tier = await accounts.current_tier(session, account, dt.timedelta(days=grace))
                     who, login = f"{account.email} on your {tier.value} plan", ""
         cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         name = client.client_name or client.client_id
