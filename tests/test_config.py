@@ -95,6 +95,8 @@ VARIABLES = [
     ("KAMIYO_ALERTS_POLL_S", "0.2", lambda s: s.alerts.poll_s, 0.2),
     ("KAMIYO_ALERTS_LEASE_S", "5", lambda s: s.alerts.lease_s, 5),
     ("KAMIYO_WEBHOOKS_ALLOW_LOOPBACK", "true", lambda s: s.webhooks.allow_loopback, True),
+    ("KAMIYO_OAUTH_ALLOW_LOOPBACK_CLIENTS", "1", lambda s: s.auth.oauth_allow_loopback_clients, 1),
+    ("KAMIYO_OAUTH_REFRESH_TTL_S", "7200", lambda s: s.auth.oauth_refresh_ttl_s, 7200),
     ("KAMIYO_WEBHOOKS_TIMEOUT_S", "2.5", lambda s: s.webhooks.timeout_s, 2.5),
     ("KAMIYO_WEBHOOKS_MAX_RESPONSE_BYTES", "1024", lambda s: s.webhooks.max_response_bytes, 1024),
 ]  # fmt: skip
@@ -235,6 +237,10 @@ def test_production_accepts_secure_settings() -> None:
         ({"stripe": {"secret_key": "sk_test_123"}}, "test-mode key"),
         ({"stripe": {"secret_key": "sk_live_123"}}, "KAMIYO_STRIPE_WEBHOOK_SECRET is not set"),
         ({"webhooks": {"allow_loopback": True}}, "KAMIYO_WEBHOOKS_ALLOW_LOOPBACK is true"),
+        (
+            {"auth": {"oauth_allow_loopback_clients": True}},
+            "KAMIYO_OAUTH_ALLOW_LOOPBACK_CLIENTS is true",
+        ),
     ],
 )
 def test_production_refuses_insecure_settings(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kamiyo import __version__, cli_ingest, cli_operations, clients
+from kamiyo import __version__, cli_ingest, cli_oauth, cli_operations, clients
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
 from kamiyo.cli_alerts import alerts_app
 from kamiyo.cli_billing import billing_app, signup
@@ -43,6 +43,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 install_app = typer.Typer(help="Connect KAMIYO to an MCP client.", no_args_is_help=True)
 app.add_typer(install_app, name="install")
+cli_oauth.add_commands(accounts_app)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")

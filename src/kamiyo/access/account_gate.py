@@ -66,6 +66,9 @@ class AccountGate:
             else None
         )
         self._versions = revocation.CredentialVersions(settings)
+        # Tokens from this server's OAuth authorization server name its /mcp URL (RFC 8707).
+        resource = settings.site.mcp_resource_url
+        self._audiences = (resource,) if resource else ()
         self.limiter = Limiter(settings.redis)
         self.meter = Meter(settings.meter.flush_s)
 
@@ -279,7 +282,9 @@ class AccountGate:
                 account, key_pk = found
             else:
                 try:
-                    account = await tokens.verify_token(session, self._settings.auth, credential)
+                    account = await tokens.verify_token(
+                        session, self._settings.auth, credential, self._audiences
+                    )
                 except tokens.TokenError as exc:
                     return revocation.Remembered(
                         Refusal(RefusalReason.UNAUTHENTICATED, f"Access token refused: {exc}.")

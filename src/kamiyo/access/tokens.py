@@ -16,7 +16,7 @@ for them.
 
 import datetime as dt
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -91,21 +91,33 @@ class TokenClaims:
 
 
 async def issue_token(
-    session: AsyncSession, auth: AuthSettings, account: Account, *, ttl_s: int | None = None
+    session: AsyncSession,
+    auth: AuthSettings,
+    account: Account,
+    *,
+    ttl_s: int | None = None,
+    audience: str | None = None,
+    jti: str | None = None,
 ) -> str:
+    """A signed token for ``account``; ``audience`` (default ``jwt_audience``) is the resource
+    it is for (the OAuth server names its ``/mcp`` URL), ``jti`` a chosen id (default random)."""
     now = dt.datetime.now(dt.UTC)
     subscription = await session.get(Subscription, account.pk)
     claims = {
         "sub": str(account.pk),
-        "aud": auth.jwt_audience,
+        "aud": audience or auth.jwt_audience,
         "iss": auth.jwt_issuer,
         "iat": now,
         "nbf": now,
         "exp": now + dt.timedelta(seconds=ttl_s or auth.jwt_ttl_s),
-        "jti": secrets.token_urlsafe(16),
+        "jti": jti or new_jti(),
         "subscription_id": subscription.stripe_subscription_id if subscription else None,
     }
     return sign_claims(auth, claims)
+
+
+def new_jti() -> str:
+    return secrets.token_urlsafe(16)
 
 
 def sign_claims(auth: AuthSettings, claims: Mapping[str, Any]) -> str:
@@ -113,8 +125,9 @@ def sign_claims(auth: AuthSettings, claims: Mapping[str, Any]) -> str:
     return jwt.encode(dict(claims), auth.secret_key.get_secret_value(), algorithm=ALGORITHM)
 
 
-def decode_token(auth: AuthSettings, token: str) -> TokenClaims:
-    """The claims of a valid token; ``TokenError`` naming the problem otherwise."""
+def decode_token(auth: AuthSettings, token: str, audiences: Sequence[str] = ()) -> TokenClaims:
+    """The claims of a valid token; ``TokenError`` naming the problem otherwise. Its audience
+    must be ``jwt_audience`` or one of ``audiences`` (the OAuth resources this server is)."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise TokenError("token too long")
     try:
@@ -122,7 +135,7 @@ def decode_token(auth: AuthSettings, token: str) -> TokenClaims:
             token,
             auth.secret_key.get_secret_value(),
             algorithms=[ALGORITHM],
-            audience=auth.jwt_audience,
+            audience=[auth.jwt_audience, *audiences],
             issuer=auth.jwt_issuer,
             options={"require": list(REQUIRED_CLAIMS)},
         )
@@ -176,10 +189,12 @@ def _claim_problem(exc: ValidationError) -> str:
     return f"token's {claim!r} claim {problem}"
 
 
-async def verify_token(session: AsyncSession, auth: AuthSettings, token: str) -> Account:
+async def verify_token(
+    session: AsyncSession, auth: AuthSettings, token: str, audiences: Sequence[str] = ()
+) -> Account:
     """The account a valid, unrevoked token stands for. It may be disabled: the caller says
     so (``accounts.is_active``)."""
-    claims = decode_token(auth, token)
+    claims = decode_token(auth, token, audiences)
     # The account first: the gate remembers its credentials version, which must not be newer
     # than the revocation list read after it (access/revocation.py).
     account = await session.get(Account, claims.account_pk)
@@ -190,15 +205,23 @@ async def verify_token(session: AsyncSession, auth: AuthSettings, token: str) ->
     return account
 
 
-async def revoke_token(session: AsyncSession, auth: AuthSettings, token: str) -> str:
+async def revoke_token(
+    session: AsyncSession, auth: AuthSettings, token: str, audiences: Sequence[str] = ()
+) -> str:
     """Refuse this token from now on; returns its jti. Caller commits with
     ``revocation.commit``, so running servers refuse it on the next call."""
-    claims = decode_token(auth, token)
-    if await session.get(RevokedToken, claims.jti) is None:
-        session.add(
-            RevokedToken(
-                jti=claims.jti, expires_at=claims.expires_at, revoked_at=dt.datetime.now(dt.UTC)
-            )
-        )
-        await revocation.bump(session, claims.account_pk)
+    claims = decode_token(auth, token, audiences)
+    await revoke_jti(session, claims.account_pk, claims.jti, claims.expires_at)
     return claims.jti
+
+
+async def revoke_jti(
+    session: AsyncSession, account_pk: int, jti: str, expires_at: dt.datetime
+) -> None:
+    """Refuse the token with this id (of this account) from now on. Caller commits with
+    ``revocation.commit``."""
+    if await session.get(RevokedToken, jti) is None:
+        session.add(
+            RevokedToken(jti=jti, expires_at=expires_at, revoked_at=dt.datetime.now(dt.UTC))
+        )
+        await revocation.bump(session, account_pk)

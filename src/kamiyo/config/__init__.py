@@ -127,6 +127,11 @@ class Settings(Section):
             reasons.append(
                 "KAMIYO_WEBHOOKS_ALLOW_LOOPBACK is true (alert webhooks could reach this machine)"
             )
+        if self.auth.oauth_allow_loopback_clients:
+            reasons.append(
+                "KAMIYO_OAUTH_ALLOW_LOOPBACK_CLIENTS is true (client metadata fetches could "
+                "reach this machine)"
+            )
         return reasons
 
     @model_validator(mode="after")

@@ -94,6 +94,9 @@ class LogSettings(Section):
     format: Literal["pretty", "json"] = "pretty"
 
 
+MCP_PATH = "/mcp"  # where Streamable HTTP is served
+
+
 class SiteSettings(Section):
     """Where KAMIYO lives and where it sends people."""
 
@@ -115,6 +118,17 @@ class SiteSettings(Section):
         if url is not None:
             _require_http_url(url, "https://kamiyo.example.com")
         return url
+
+    @property
+    def issuer_url(self) -> str | None:
+        """The public URL as pydantic spells it, without a final '/': the OAuth issuer (RFC
+        8414 compares it exactly), None when no public URL is set."""
+        return str(AnyHttpUrl(self.public_url)).rstrip("/") if self.public_url else None
+
+    @property
+    def mcp_resource_url(self) -> str | None:
+        """The ``/mcp`` endpoint's URL: the resource (RFC 8707) and audience of OAuth tokens."""
+        return f"{self.issuer_url}{MCP_PATH}" if self.issuer_url else None
 
 
 class AnswerSettings(Section):
@@ -159,6 +173,17 @@ class AuthSettings(Section):
         for url in urls:
             _require_http_url(url, '["https://auth.example.com"]')
         return urls
+
+    oauth_allow_loopback_clients: bool = Field(
+        default=False,
+        description="Fetch OAuth client metadata documents from loopback addresses, over plain "
+        "http too: for tests; production refuses it.",
+    )
+    oauth_refresh_ttl_s: int = Field(
+        default=30 * 24 * 3600,
+        ge=3600,
+        description="How long an OAuth refresh token lasts unused (each use replaces it).",
+    )
 
     # The credential a stdio server presents for its user (HTTP callers send their own).
     api_key: SecretStr | None = None

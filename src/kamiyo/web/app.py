@@ -17,7 +17,7 @@ from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
-from kamiyo.web import access_log, api, dashboard, mcp_posts, rest
+from kamiyo.web import access_log, api, dashboard, mcp_posts, oauth, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.webhooks import stripe_webhook_route
 
@@ -102,6 +102,8 @@ def create_app(
         # The dashboard (log-in, keys, setup, plan) and the static files under /static/.
         *dashboard.routes(state),
         dashboard.static_files(),
+        # KAMIYO as its own OAuth authorization server for /mcp (with a public URL).
+        *oauth.routes(settings, sessions),
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
         stripe_webhook_route(settings, sessions, welcome),
     ]

@@ -31,6 +31,7 @@ from kamiyo import outages
 from kamiyo.access.gate import Gate
 from kamiyo.config import AuthSettings, ConfigurationError, SiteSettings
 from kamiyo.web.access_log import logged_path
+from kamiyo.web.oauth import served_issuer
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class ResourceServer:
                 "KAMIYO_PUBLIC_URL and KAMIYO_AUTHORIZATION_SERVERS need http(s) URLs, "
                 'e.g. https://kamiyo.example.com and ["https://auth.example.com"]'
             ) from None
-        self.authorization_servers = auth.authorization_servers
+        # Without an external one, KAMIYO is its own (web/oauth.py), when it serves one.
+        own = served_issuer(site, auth)
+        self.authorization_servers = auth.authorization_servers or ([own] if own else [])
         self.gate = gate
 
     def base_url(self, scope: Scope) -> str:
