@@ -11,8 +11,9 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 
-from kamiyo.access.accounts import is_active
+from kamiyo.access.accounts import account_role, is_active
 from kamiyo.billing import onboarding
+from kamiyo.db.reports import Role
 from kamiyo.db.tables import Account
 from kamiyo.service.state import ServerState
 from kamiyo.web.access_log import logged_path
@@ -38,10 +39,16 @@ class Viewer:
     live: sessions.LiveSession
     account: Account
     csrf: str
+    role: Role = Role.USER
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
 
     def context(self, **values: Any) -> dict[str, Any]:
-        """What the base layout needs (the account, the CSRF token), plus ``values``."""
-        return {"account": self.account, "csrf": self.csrf, **values}
+        """What the base layout needs (the account, the CSRF token, whether to show the
+        operators' link), plus ``values``."""
+        return {"account": self.account, "csrf": self.csrf, "is_admin": self.is_admin, **values}
 
 
 Page = Callable[[Request, Viewer], Awaitable[Response]]
@@ -71,14 +78,15 @@ class Dashboard:
         async def endpoint(request: Request) -> Response:
             try:
                 live = await sessions.find(self.database, request.cookies.get(sessions.COOKIE))
-                account = None
+                account, role = None, Role.USER
                 if live is not None:
                     async with self.database() as session:
                         account = await session.get(Account, live.account_pk)
+                        role = await account_role(session, live.account_pk)
                 if live is None or account is None or not is_active(account):
                     return self.to_login(request, had_cookie=sessions.COOKIE in request.cookies)
                 viewer = Viewer(
-                    live, account, csrf.token_for(self.settings.auth.secret_key, live.token)
+                    live, account, csrf.token_for(self.settings.auth.secret_key, live.token), role
                 )
                 if request.method == "POST":
                     submitted = request.headers.get(csrf.HEADER)
