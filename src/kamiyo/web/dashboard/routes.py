@@ -4,6 +4,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kamiyo.service.state import ServerState
+from kamiyo.web.dashboard.admin_page import AdminPage
 from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
 from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
@@ -49,6 +50,7 @@ def _report_and_admin_routes(dashboard: Dashboard) -> list[BaseRoute]:
         Route(f"{report}/share", signed_in(reports.share), methods=["POST"]),
         Route(f"{report}/unshare", signed_in(reports.unshare), methods=["POST"]),
         Route("/r/{token}", reports.public, methods=["GET"]),
+        Route("/admin", signed_in(AdminPage(dashboard).show, hidden=True), methods=["GET"]),
     ]
 
 

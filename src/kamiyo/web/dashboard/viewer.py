@@ -71,9 +71,10 @@ class Dashboard:
         """The database's sessions (not to be confused with the browsers' sessions)."""
         return self.state.require_runtime().sessions
 
-    def signed_in(self, handler: Page) -> Endpoint:
-        """``handler`` for a logged-in viewer: others go to the log-in page, and a POST
-        without the session's CSRF token is refused with 403."""
+    def signed_in(self, handler: Page, *, hidden: bool = False) -> Endpoint:
+        """``handler`` for a logged-in viewer: others go to the log-in page (``hidden``: get
+        a 404, for a page that does not say it exists), and a POST without the session's CSRF
+        token is refused with 403."""
 
         async def endpoint(request: Request) -> Response:
             try:
@@ -84,6 +85,8 @@ class Dashboard:
                         account = await session.get(Account, live.account_pk)
                         role = await account_role(session, live.account_pk)
                 if live is None or account is None or not is_active(account):
+                    if hidden:
+                        return not_found(request)
                     return self.to_login(request, had_cookie=sessions.COOKIE in request.cookies)
                 viewer = Viewer(
                     live, account, csrf.token_for(self.settings.auth.secret_key, live.token), role
@@ -141,6 +144,13 @@ async def read_form(request: Request) -> FormData:
         raise BadFormError(400, "The form ended before it was complete.") from None
     except MultiPartException as exc:
         raise BadFormError(400, f"The form could not be read: {exc.message}.") from None
+
+
+def not_found(request: Request, viewer: Viewer | None = None) -> Response:
+    return render.message(
+        request, 404, "Not found", "There is no page at this address.",
+        context=viewer.context() if viewer else None,
+    )  # fmt: skip
 
 
 def form_refused(request: Request, error: BadFormError) -> Response:
