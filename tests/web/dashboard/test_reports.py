@@ -110,6 +110,8 @@ async def test_a_report_never_shared_has_no_public_page(site: Site) -> None:
     async with site.sessions() as session:
         [row] = await session.scalars(select(SharedReport))
     assert row.share_hash is None
+    for missing in (row.pk + 1, 2**31, 10**20):  # none, and beyond what a column holds
+        assert (await site.http.get(f"/dashboard/reports/{missing}")).status_code == 404
     async with site.browser() as anonymous:
         assert (await anonymous.get(f"/dashboard/reports/{row.pk}")).status_code == 303  # log in
         assert (await anonymous.get("/r/" + "x" * 43)).status_code == 404

@@ -68,10 +68,13 @@ class ReportPages:
             self.dashboard.state, viewer.account, operation, given, peer
         )
         if isinstance(made, Refusal):
-            return await self.list_page(
+            refused = await self.list_page(
                 request, viewer, error=f"Refused: {made.message}",
                 status=REFUSAL_STATUS[made.reason],
             )  # fmt: skip
+            if made.retry_after_s is not None:
+                refused.headers["Retry-After"] = str(made.retry_after_s)
+            return refused
         if isinstance(made, Failure):
             return await self.list_page(
                 request, viewer, error=f"No report was made: {made.message}",

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.access.gate import Refusal
 from kamiyo.access.tokens import issue_token
 from kamiyo.billing.onboarding import TOKEN_PATTERN, hash_token
+from kamiyo.db.bounds import INTEGER_MAX
 from kamiyo.db.reports import SharedReport
 from kamiyo.db.tables import Account
 from kamiyo.service.answers import Answer, Failure
@@ -87,7 +88,10 @@ async def list_reports(session: AsyncSession, account_pk: int) -> list[SharedRep
 async def owned_report(
     session: AsyncSession, account_pk: int, report_pk: int
 ) -> SharedReport | None:
-    """The report if ``account_pk`` owns it; another account's report looks like none."""
+    """The report if ``account_pk`` owns it; another account's report looks like none (as
+    does a number no row can have: PostgreSQL would refuse to look it up)."""
+    if not 1 <= report_pk <= INTEGER_MAX:
+        return None
     report = await session.get(SharedReport, report_pk)
     return report if report is not None and report.account_pk == account_pk else None
 
