@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.access import accounts, keys, revocation, tokens
 from kamiyo.access.usage import month_usage
 from kamiyo.cli_support import err, fail, run, stdout_console
+from kamiyo.db.reports import Role
 from kamiyo.db.tables import ApiKey, Subscription
 from kamiyo.runtime import Runtime
 from kamiyo.tiers import Tier
@@ -145,6 +146,25 @@ def accounts_set_tier(
     before, told = run_account_work(work)
     err.print(f"{email} is on the {tier.value} tier now (was {before.value}), set by hand.")
     _warn_unless(told)
+
+
+@accounts_app.command("set-role")
+def accounts_set_role(
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+    role: Annotated[Role, typer.Argument(help="admin: may open the operators' page /admin.")],
+) -> None:
+    """Make an account an operator (admin) or an ordinary user again."""
+
+    async def work(runtime: Runtime) -> bool:
+        async with runtime.sessions() as session:
+            account = await accounts.require_account(session, email)
+            changed = await accounts.set_role(session, account, role)
+            await session.commit()
+            return changed
+
+    changed = run_account_work(work)
+    err.print(f"{email} is {'an' if role is Role.ADMIN else 'a'} {role.value}" + (
+        "." if changed else " already."))  # fmt: skip
 
 
 def _set_status(email: str, status: accounts.AccountStatus) -> None:

@@ -4,11 +4,12 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
 from kamiyo.db.bounds import unstorable
+from kamiyo.db.reports import ACCOUNT_ROLE, ACCOUNTS, Role
 from kamiyo.db.tables import Account, ApiKey, Subscription
 from kamiyo.tiers import Tier
 
@@ -207,3 +208,20 @@ async def list_accounts(
             )
         )
     return found
+
+
+async def account_role(session: AsyncSession, account_pk: int) -> Role:
+    """The account's role (``user`` for an account that is not there)."""
+    role = await session.scalar(select(ACCOUNT_ROLE).where(ACCOUNTS.c.pk == account_pk))
+    return Role(role) if role is not None else Role.USER
+
+
+async def set_role(session: AsyncSession, account: Account, role: Role) -> bool:
+    """Make the account an admin or a user again; whether that changed anything. Caller
+    commits. The role takes effect on the account's next dashboard page."""
+    if await account_role(session, account.pk) is role:
+        return False
+    await session.execute(
+        update(ACCOUNTS).where(ACCOUNTS.c.pk == account.pk).values({ACCOUNT_ROLE: role.value})
+    )
+    return True

@@ -4,10 +4,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kamiyo.service.state import ServerState
+from kamiyo.web.dashboard.admin_page import AdminPage
 from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
 from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
 from kamiyo.web.dashboard.plan_page import PlanPage
+from kamiyo.web.dashboard.report_pages import ReportPages
 from kamiyo.web.dashboard.viewer import Dashboard
 
 
@@ -32,6 +34,23 @@ def routes(state: ServerState) -> list[BaseRoute]:
         Route("/dashboard/plan", signed_in(plan.show), methods=["GET"]),
         Route("/dashboard/plan/checkout", signed_in(plan.checkout), methods=["POST"]),
         Route("/dashboard/plan/portal", signed_in(plan.portal), methods=["POST"]),
+        *_report_and_admin_routes(dashboard),
+    ]
+
+
+def _report_and_admin_routes(dashboard: Dashboard) -> list[BaseRoute]:
+    """Reports (and their share links, ``/r/{token}``: hidden in the access log like every
+    ``{token}``) and the operators' page."""
+    signed_in, reports = dashboard.signed_in, ReportPages(dashboard)
+    report = "/dashboard/reports/{report_id:int}"
+    return [
+        Route("/dashboard/reports", signed_in(reports.list_page), methods=["GET"]),
+        Route("/dashboard/reports", signed_in(reports.create), methods=["POST"]),
+        Route(report, signed_in(reports.show), methods=["GET"]),
+        Route(f"{report}/share", signed_in(reports.share), methods=["POST"]),
+        Route(f"{report}/unshare", signed_in(reports.unshare), methods=["POST"]),
+        Route("/r/{token}", reports.public, methods=["GET"]),
+        Route("/admin", signed_in(AdminPage(dashboard).show, hidden=True), methods=["GET"]),
     ]
 
 

@@ -11,8 +11,9 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 
-from kamiyo.access.accounts import is_active
+from kamiyo.access.accounts import account_role, is_active
 from kamiyo.billing import onboarding
+from kamiyo.db.reports import Role
 from kamiyo.db.tables import Account
 from kamiyo.service.state import ServerState
 from kamiyo.web.access_log import logged_path
@@ -38,10 +39,16 @@ class Viewer:
     live: sessions.LiveSession
     account: Account
     csrf: str
+    role: Role = Role.USER
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
 
     def context(self, **values: Any) -> dict[str, Any]:
-        """What the base layout needs (the account, the CSRF token), plus ``values``."""
-        return {"account": self.account, "csrf": self.csrf, **values}
+        """What the base layout needs (the account, the CSRF token, whether to show the
+        operators' link), plus ``values``."""
+        return {"account": self.account, "csrf": self.csrf, "is_admin": self.is_admin, **values}
 
 
 Page = Callable[[Request, Viewer], Awaitable[Response]]
@@ -64,21 +71,25 @@ class Dashboard:
         """The database's sessions (not to be confused with the browsers' sessions)."""
         return self.state.require_runtime().sessions
 
-    def signed_in(self, handler: Page) -> Endpoint:
-        """``handler`` for a logged-in viewer: others go to the log-in page, and a POST
-        without the session's CSRF token is refused with 403."""
+    def signed_in(self, handler: Page, *, hidden: bool = False) -> Endpoint:
+        """``handler`` for a logged-in viewer: others go to the log-in page (``hidden``: get
+        a 404, for a page that does not say it exists), and a POST without the session's CSRF
+        token is refused with 403."""
 
         async def endpoint(request: Request) -> Response:
             try:
                 live = await sessions.find(self.database, request.cookies.get(sessions.COOKIE))
-                account = None
+                account, role = None, Role.USER
                 if live is not None:
                     async with self.database() as session:
                         account = await session.get(Account, live.account_pk)
+                        role = await account_role(session, live.account_pk)
                 if live is None or account is None or not is_active(account):
+                    if hidden:
+                        return not_found(request)
                     return self.to_login(request, had_cookie=sessions.COOKIE in request.cookies)
                 viewer = Viewer(
-                    live, account, csrf.token_for(self.settings.auth.secret_key, live.token)
+                    live, account, csrf.token_for(self.settings.auth.secret_key, live.token), role
                 )
                 if request.method == "POST":
                     submitted = request.headers.get(csrf.HEADER)
@@ -133,6 +144,13 @@ async def read_form(request: Request) -> FormData:
         raise BadFormError(400, "The form ended before it was complete.") from None
     except MultiPartException as exc:
         raise BadFormError(400, f"The form could not be read: {exc.message}.") from None
+
+
+def not_found(request: Request, viewer: Viewer | None = None) -> Response:
+    return render.message(
+        request, 404, "Not found", "There is no page at this address.",
+        context=viewer.context() if viewer else None,
+    )  # fmt: skip
 
 
 def form_refused(request: Request, error: BadFormError) -> Response:
