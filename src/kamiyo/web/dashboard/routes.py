@@ -8,6 +8,7 @@ from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
 from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
 from kamiyo.web.dashboard.plan_page import PlanPage
+from kamiyo.web.dashboard.usage_page import UsagePage
 from kamiyo.web.dashboard.viewer import Dashboard
 
 
@@ -17,6 +18,7 @@ def routes(state: ServerState) -> list[BaseRoute]:
     signed_in = dashboard.signed_in
     key_pages = KeyPages(dashboard)
     plan = PlanPage(dashboard)
+    usage = UsagePage(dashboard)
     # Plain Routes (no Mount), so that the access log sees their {token} and hides it.
     return [
         Route("/login", login.form, methods=["GET"]),
@@ -32,6 +34,9 @@ def routes(state: ServerState) -> list[BaseRoute]:
         Route("/dashboard/plan", signed_in(plan.show), methods=["GET"]),
         Route("/dashboard/plan/checkout", signed_in(plan.checkout), methods=["POST"]),
         Route("/dashboard/plan/portal", signed_in(plan.portal), methods=["POST"]),
+        # Usage, alerts and the .mcpb download (issue 15).
+        Route("/dashboard/usage", signed_in(usage.show), methods=["GET"]),
+        Route("/dashboard/usage.csv", signed_in(usage.csv), methods=["GET"]),
     ]
 
 
