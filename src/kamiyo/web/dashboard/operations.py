@@ -11,12 +11,14 @@ from typing import Any
 
 from starlette.requests import Request
 
+from kamiyo.access.gate import Refusal
 from kamiyo.access.tokens import issue_token
-from kamiyo.service.answers import Outcome
+from kamiyo.service.answers import Answer, Outcome
 from kamiyo.service.arguments import parse_query
 from kamiyo.service.catalogue import CATALOGUE, ToolName
 from kamiyo.service.pipeline import Caller, execute
 from kamiyo.web.dashboard.viewer import Dashboard, Viewer
+from kamiyo.web.rest import FAILURE_STATUS, REFUSAL_STATUS
 
 # Long enough for one call, short enough that a leaked token is soon worthless.
 TOKEN_TTL_S = 300
@@ -38,3 +40,13 @@ async def run_as(
     query = parse_query(tool.value, operation.query, dict(arguments or {}))
     peer = request.client.host if request.client else "dashboard"
     return await execute(dashboard.state, operation, query, Caller(credential=token, peer=peer))
+
+
+def status_of(outcome: Outcome) -> int:
+    """The HTTP status a page showing ``outcome`` answers with (the REST API's, for the same
+    refusal or failure)."""
+    if isinstance(outcome, Answer):
+        return 200
+    if isinstance(outcome, Refusal):
+        return REFUSAL_STATUS[outcome.reason]
+    return FAILURE_STATUS[outcome.kind]

@@ -4,6 +4,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kamiyo.service.state import ServerState
+from kamiyo.web.dashboard.alert_pages import AlertPages
 from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
 from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
@@ -19,6 +20,7 @@ def routes(state: ServerState) -> list[BaseRoute]:
     key_pages = KeyPages(dashboard)
     plan = PlanPage(dashboard)
     usage = UsagePage(dashboard)
+    alerts = AlertPages(dashboard)
     # Plain Routes (no Mount), so that the access log sees their {token} and hides it.
     return [
         Route("/login", login.form, methods=["GET"]),
@@ -37,6 +39,10 @@ def routes(state: ServerState) -> list[BaseRoute]:
         # Usage, alerts and the .mcpb download (issue 15).
         Route("/dashboard/usage", signed_in(usage.show), methods=["GET"]),
         Route("/dashboard/usage.csv", signed_in(usage.csv), methods=["GET"]),
+        Route("/dashboard/alerts", signed_in(alerts.list_page), methods=["GET"]),
+        Route("/dashboard/alerts", signed_in(alerts.create), methods=["POST"]),
+        Route("/dashboard/alerts/{alert_id}/delete", signed_in(alerts.delete), methods=["POST"]),
+        Route("/dashboard/alerts/{alert_id}/test", signed_in(alerts.test), methods=["POST"]),
     ]
 
 
