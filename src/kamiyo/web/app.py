@@ -100,7 +100,7 @@ def create_app(
         *api.routes(state, resource),
         *rest.routes(state, resource),
         # The dashboard (log-in, keys, setup, plan) and the static files under /static/.
-        *dashboard.routes(state),
+        *dashboard.routes(state, server),  # the server: its prompts go in the .mcpb
         dashboard.static_files(),
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
         stripe_webhook_route(settings, sessions, welcome),

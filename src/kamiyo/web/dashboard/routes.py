@@ -1,10 +1,12 @@
 """The dashboard's routes, for ``create_app``'s route list, and its static files."""
 
+from mcp.server.mcpserver import MCPServer
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kamiyo.service.state import ServerState
 from kamiyo.web.dashboard.alert_pages import AlertPages
+from kamiyo.web.dashboard.bundle_download import BundleDownload
 from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
 from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
@@ -13,7 +15,8 @@ from kamiyo.web.dashboard.usage_page import UsagePage
 from kamiyo.web.dashboard.viewer import Dashboard
 
 
-def routes(state: ServerState) -> list[BaseRoute]:
+def routes(state: ServerState, server: MCPServer) -> list[BaseRoute]:
+    """``server``: the app's MCP server, whose prompts the ``.mcpb`` download lists."""
     dashboard = Dashboard(state)
     login = LoginPages(dashboard)
     signed_in = dashboard.signed_in
@@ -43,6 +46,11 @@ def routes(state: ServerState) -> list[BaseRoute]:
         Route("/dashboard/alerts", signed_in(alerts.create), methods=["POST"]),
         Route("/dashboard/alerts/{alert_id}/delete", signed_in(alerts.delete), methods=["POST"]),
         Route("/dashboard/alerts/{alert_id}/test", signed_in(alerts.test), methods=["POST"]),
+        Route(
+            "/dashboard/setup/kamiyo.mcpb",
+            signed_in(BundleDownload(server).download),
+            methods=["GET"],
+        ),
     ]
 
 
