@@ -86,6 +86,8 @@ async def test_a_rule_is_made_tested_and_deleted(site: Site, receiver: Receiver)
     assert made.headers["cache-control"] == "no-store"
     [secret] = SECRET.findall(made.text)
     [alert_id] = re.findall(r"kamiyo://alerts/(alr_[A-Za-z0-9_-]+)", made.text)[:1]
+    assert "Each matching incident is POSTed to <code>127.0.0.1</code>" in made.text
+    assert "receiver-token" not in made.text
 
     listed = await site.http.get("/dashboard/alerts")
     assert secret not in listed.text  # shown once
@@ -104,7 +106,7 @@ async def test_a_rule_is_made_tested_and_deleted(site: Site, receiver: Receiver)
     )
     assert tested.status_code == 200
     assert tested.text.startswith(f'<p id="notice-{alert_id}" class="notice" role="status">')
-    assert "Queued a signed test delivery" in tested.text
+    assert "A signed test delivery (msg_" in tested.text
     with anyio.fail_after(DELIVERED_WITHIN_S):
         while True:
             listed = await site.http.get("/dashboard/alerts")
@@ -118,13 +120,19 @@ async def test_a_rule_is_made_tested_and_deleted(site: Site, receiver: Receiver)
     assert "<td>alert.test</td>" in listed.text
     assert "HTTP 200" in listed.text
 
+    plain = await site.http.post(f"/dashboard/alerts/{alert_id}/test", data={"csrf_token": csrf})
+    assert plain.status_code == 200  # without htmx: the page, with the notice
+    assert '<p class="notice" role="status">A signed test delivery' in plain.text
+    assert RULE_ID.findall(plain.text) == [alert_id]
+
     deleted = await site.http.post(
         f"/dashboard/alerts/{alert_id}/delete",
         headers={"X-CSRF-Token": csrf, "HX-Request": "true"},
     )
     assert deleted.status_code == 200
     assert deleted.text.startswith(f'<section id="rule-{alert_id}" class="rule deleted">')
-    assert f"Deleted alert rule {alert_id}" in deleted.text
+    # The second test may still be pending: it is cancelled, and the page says so.
+    assert f"Deleted the alert rule {alert_id}" in deleted.text
     assert await rule_count(site) == 0
     again = await site.http.post(
         f"/dashboard/alerts/{alert_id}/delete",

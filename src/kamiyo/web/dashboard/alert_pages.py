@@ -72,6 +72,20 @@ def with_host(rule: dict[str, Any]) -> dict[str, Any]:
     return {**rule, "webhook_host": urlsplit(url).hostname if url else None}
 
 
+def said(answer: dict[str, Any], *, deleted: bool) -> str:
+    """A delete's or a test's answer for a person (the operation's message speaks to agents,
+    naming the tools to call next)."""
+    if deleted:
+        cancelled = answer["cancelled_deliveries"]
+        plural = "y" if cancelled == 1 else "ies"
+        pending = f"; {cancelled} pending deliver{plural} will not be sent" if cancelled else ""
+        return f"Deleted the alert rule {answer['alert_id']}{pending}."
+    return (
+        f"A signed test delivery ({answer['delivery_id']}, event alert.test) is queued for the "
+        "rule's webhook and is sent within seconds: reload the page to see it in the log."
+    )
+
+
 class AlertPages:
     def __init__(self, dashboard: Dashboard) -> None:
         self.dashboard = dashboard
@@ -98,7 +112,6 @@ class AlertPages:
             needs_rules=TIERS[self.needs].alert_rules,
             rules=[],
             cap=TIERS[tier].alert_rules,
-            summary=None,
             error=error,
             notice=notice,
             form=form or dict.fromkeys(FORM_FIELDS, ""),
@@ -109,7 +122,6 @@ class AlertPages:
             listed = await run_as(self.dashboard, request, viewer, ToolName.LIST_ALERTS)
             if isinstance(listed, Answer):
                 context["rules"] = [with_host(rule) for rule in listed.structured["alerts"]]
-                context["summary"] = listed.structured["message"]
             else:
                 context["error"] = " ".join(filter(None, (error, listed.message)))
                 status = max(status, status_of(listed))
@@ -170,7 +182,7 @@ class AlertPages:
         """What a delete or a test answers: for htmx, the fragment that replaces the rule
         (deleted) or fills its notice; otherwise the page, or a redirect to it."""
         if isinstance(outcome, Answer):
-            ok, message = True, str(outcome.structured["message"])
+            ok, message = True, said(outcome.structured, deleted=deleted)
         else:
             ok, message = False, outcome.message
         if request.headers.get("hx-request") == "true":
