@@ -12,6 +12,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from kamiyo import __version__, bundle
+from kamiyo.mcpserver.server import INSTRUCTIONS, describing_server
 from tests.mcpserver.test_tools import TOOLS
 
 NODE_DIR = Path(__file__).parent / "node"
@@ -20,7 +21,7 @@ MCPB_CLI = NODE_DIR / "node_modules" / "@anthropic-ai" / "mcpb" / "dist" / "cli"
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bundle.build(tmp_path_factory.mktemp("bundle") / "kamiyo.mcpb")
+    return bundle.build(tmp_path_factory.mktemp("bundle") / "kamiyo.mcpb", describing_server())
 
 
 def test_manifest_lists_the_servers_own_tools_and_prompts(built: Path) -> None:
@@ -28,6 +29,7 @@ def test_manifest_lists_the_servers_own_tools_and_prompts(built: Path) -> None:
         manifest = json.loads(archive.read("manifest.json"))
         names = set(archive.namelist())
     assert manifest["version"] == __version__
+    assert manifest["long_description"] == INSTRUCTIONS
     assert {t["name"] for t in manifest["tools"]} == TOOLS
     assert {p["name"] for p in manifest["prompts"]} == {
         "protocol_due_diligence",

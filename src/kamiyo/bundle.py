@@ -2,9 +2,11 @@
 
 The bundle carries the project's source, ``pyproject.toml`` and ``uv.lock``; the host starts it
 with ``uv run`` (manifest server type ``uv``), so it installs exactly the locked dependencies.
-The manifest's tool list is the catalogue's operations and its prompt list is read from the
-server itself; the whole manifest is checked against the MCPB schema (``schemas/``) before
-anything is written.
+The manifest's tool list is the catalogue's operations and its prompt list and instructions are
+read from the MCP server itself, handed in (``kamiyo bundle`` builds one; the dashboard's
+download uses the app's own, so this module does not import the MCP face and the web face may
+use it); the whole manifest is checked against the MCPB schema (``schemas/``) before anything
+is written.
 """
 
 import asyncio
@@ -14,13 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+from mcp.server.mcpserver import MCPServer
 
 from kamiyo import __version__
-from kamiyo.access.gate import OpenGate
-from kamiyo.config import Settings
-from kamiyo.mcpserver.server import INSTRUCTIONS, build_server
 from kamiyo.service.catalogue import OPERATIONS
-from kamiyo.service.state import ServerState
 
 SCHEMA = Path(__file__).parent / "schemas" / "mcpb-manifest-v0.4.schema.json"
 # Repository files a bundle needs besides src/kamiyo.
@@ -42,21 +41,13 @@ def source_root() -> Path:
     return root
 
 
-async def _advertised() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    settings = Settings(_env_file=None)
-    server = build_server(
-        ServerState(settings=settings, gate=OpenGate(settings.answers.max_results))
-    )
+async def manifest(server: MCPServer) -> dict[str, Any]:
+    """The bundle's ``manifest.json`` for ``server``, checked against the MCPB schema."""
     tools = [{"name": op.name.value, "description": op.description} for op in OPERATIONS]
     prompts = [
         {"name": p.name, "description": p.description or "", "text": p.description or ""}
         for p in await server.list_prompts()
     ]
-    return tools, prompts
-
-
-def manifest() -> dict[str, Any]:
-    tools, prompts = asyncio.run(_advertised())
     document: dict[str, Any] = {
         "manifest_version": "0.4",
         "name": "kamiyo",
@@ -64,7 +55,7 @@ def manifest() -> dict[str, Any]:
         "version": __version__,
         "description": "Crypto-exploit intelligence: search incidents, protocol history, "
         "address screening.",
-        "long_description": INSTRUCTIONS,
+        "long_description": server.instructions or "",
         "author": {"name": "KAMIYO"},
         "server": {
             "type": "uv",
@@ -109,10 +100,9 @@ def manifest() -> dict[str, Any]:
     return document
 
 
-def build(out: Path) -> Path:
-    """Write the ``.mcpb`` bundle to ``out``; returns it."""
+def write(out: Path, document: dict[str, Any]) -> Path:
+    """Write the ``.mcpb`` bundle with the manifest ``document`` to ``out``; returns it."""
     root = source_root()
-    document = manifest()
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("manifest.json", json.dumps(document, indent=2) + "\n")
@@ -122,3 +112,9 @@ def build(out: Path) -> Path:
             if path.is_file() and "__pycache__" not in path.parts:
                 archive.write(path, path.relative_to(root).as_posix())
     return out
+
+
+def build(out: Path, server: MCPServer) -> Path:
+    """Write the ``.mcpb`` bundle for ``server`` to ``out`` (outside an event loop)."""
+    source_root()  # not from a checkout: say so before anything else
+    return write(out, asyncio.run(manifest(server)))

@@ -228,10 +228,11 @@ def bundle(
 ) -> None:
     """Build a desktop-extension bundle (.mcpb) from this source checkout."""
     from kamiyo import bundle as mcpb
+    from kamiyo.mcpserver.server import describing_server
 
     target = out or Path("dist") / f"kamiyo-{__version__}.mcpb"
     try:
-        written = mcpb.build(target)
+        written = mcpb.build(target, describing_server())
     except mcpb.BundleError as exc:
         fail(str(exc))
     err.print(f"Wrote {written} ({written.stat().st_size // 1024} KiB).")

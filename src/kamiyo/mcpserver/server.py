@@ -13,7 +13,7 @@ from mcp_types import CallToolResult
 from mcp_types import Tool as MCPTool
 
 from kamiyo import __version__
-from kamiyo.access.gate import Gate
+from kamiyo.access.gate import Gate, OpenGate
 from kamiyo.config import Settings
 from kamiyo.mcpserver import completion, content, logs, subscriptions, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
@@ -102,6 +102,13 @@ def build_server(state: ServerState) -> CatalogueServer:
     subscriptions.register(server, state)
     server.middleware.append(RequestBounds(server))
     return server
+
+
+def describing_server() -> CatalogueServer:
+    """A server that says what KAMIYO offers (tools, prompts, instructions), for the ``.mcpb``
+    manifest: default settings (no ``.env``), the open gate; never served."""
+    settings = Settings(_env_file=None)
+    return build_server(ServerState(settings=settings, gate=OpenGate(settings.answers.max_results)))
 
 
 async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | None = None) -> None:

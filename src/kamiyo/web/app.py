@@ -99,8 +99,8 @@ def create_app(
         *resource.guard(mcp_posts.wrap(sse.routes), "/sse"),
         *api.routes(state, resource),
         *rest.routes(state, resource),
-        # The dashboard (log-in, keys, setup, plan) and the static files under /static/.
-        *dashboard.routes(state),
+        # The dashboard (log-in, keys, setup, plan, usage, alerts) and the files under /static/.
+        *dashboard.routes(state, server),  # the server: its prompts go in the .mcpb
         dashboard.static_files(),
         # KAMIYO as its own OAuth authorization server for /mcp (with a public URL).
         *oauth.routes(settings, sessions),

@@ -81,9 +81,13 @@ async def open_site(
     stripe: FakeStripe,
     mailbox: Mailbox,
     changes: dict[str, dict[str, Any]] | None = None,
+    *,
+    stateless: bool = False,
+    json_response: bool = False,
 ) -> AsyncIterator[Site]:
+    """``stateless``, ``json_response``: the MCP endpoint's, as ``create_app`` takes them."""
     settings = billing_settings(database_url, stripe, mailbox, **(changes or {}))
-    app = create_app(settings, build_server)
+    app = create_app(settings, build_server, stateless=stateless, json_response=json_response)
     async with app.router.lifespan_context(app):  # ASGITransport sends no lifespan events
         engine = create_engine(database_url)
         transport = httpx2.ASGITransport(app=app, client=("198.51.100.7", 40000))

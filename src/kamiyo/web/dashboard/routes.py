@@ -1,24 +1,31 @@
 """The dashboard's routes, for ``create_app``'s route list, and its static files."""
 
+from mcp.server.mcpserver import MCPServer
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kamiyo.service.state import ServerState
 from kamiyo.web.dashboard.admin_page import AdminPage
+from kamiyo.web.dashboard.alert_pages import AlertPages
+from kamiyo.web.dashboard.bundle_download import BundleDownload
 from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
 from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
 from kamiyo.web.dashboard.plan_page import PlanPage
 from kamiyo.web.dashboard.report_pages import ReportPages
+from kamiyo.web.dashboard.usage_page import UsagePage
 from kamiyo.web.dashboard.viewer import Dashboard
 
 
-def routes(state: ServerState) -> list[BaseRoute]:
+def routes(state: ServerState, server: MCPServer) -> list[BaseRoute]:
+    """``server``: the app's MCP server, whose prompts the ``.mcpb`` download lists."""
     dashboard = Dashboard(state)
     login = LoginPages(dashboard)
     signed_in = dashboard.signed_in
     key_pages = KeyPages(dashboard)
     plan = PlanPage(dashboard)
+    usage = UsagePage(dashboard)
+    alerts = AlertPages(dashboard)
     # Plain Routes (no Mount), so that the access log sees their {token} and hides it.
     return [
         Route("/login", login.form, methods=["GET"]),
@@ -34,6 +41,18 @@ def routes(state: ServerState) -> list[BaseRoute]:
         Route("/dashboard/plan", signed_in(plan.show), methods=["GET"]),
         Route("/dashboard/plan/checkout", signed_in(plan.checkout), methods=["POST"]),
         Route("/dashboard/plan/portal", signed_in(plan.portal), methods=["POST"]),
+        # Usage, alerts and the .mcpb download (issue 15).
+        Route("/dashboard/usage", signed_in(usage.show), methods=["GET"]),
+        Route("/dashboard/usage.csv", signed_in(usage.csv), methods=["GET"]),
+        Route("/dashboard/alerts", signed_in(alerts.list_page), methods=["GET"]),
+        Route("/dashboard/alerts", signed_in(alerts.create), methods=["POST"]),
+        Route("/dashboard/alerts/{alert_id}/delete", signed_in(alerts.delete), methods=["POST"]),
+        Route("/dashboard/alerts/{alert_id}/test", signed_in(alerts.test), methods=["POST"]),
+        Route(
+            "/dashboard/setup/kamiyo.mcpb",
+            signed_in(BundleDownload(server).download),
+            methods=["GET"],
+        ),
         *_report_and_admin_routes(dashboard),
     ]
 
