@@ -1,6 +1,8 @@
 """The consent page with a log-in session (``account_of``): who is logged in consents without
 a key; nobody logged in is sent to the log-in page and back."""
 
+import html
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -75,11 +77,13 @@ async def _consent_url(browser: Browser) -> tuple[str, str]:
     return sent.headers["location"], verifier
 
 
-async def test_nobody_logged_in_goes_to_the_log_in_page_and_back(browser: Browser) -> None:
+async def test_nobody_logged_in_is_offered_the_log_in_page_and_a_key(browser: Browser) -> None:
     location, _ = await _consent_url(browser)
     page = await browser.http.get(location)
-    assert page.status_code == 303
-    target = urlsplit(page.headers["location"])
+    assert page.status_code == 200
+    assert 'name="api_key"' in page.text
+    [link] = re.findall(r'<a href="([^"]+)">Log in with your email</a>', page.text)
+    target = urlsplit(html.unescape(link))
     assert target.path == "/login"
     [back] = parse_qs(target.query)["next"]
     assert BASE + back == location

@@ -90,6 +90,7 @@ def create_app(
             state.alerts.wake()
 
     resource = ResourceServer(settings.site, settings.auth, state.gate)
+    board = dashboard.Dashboard(state)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/metrics", metrics),
@@ -100,10 +101,13 @@ def create_app(
         *api.routes(state, resource),
         *rest.routes(state, resource),
         # The dashboard (log-in, keys, setup, plan, usage, alerts) and the files under /static/.
-        *dashboard.routes(state, server),  # the server: its prompts go in the .mcpb
+        *dashboard.routes(board, server),  # the server: its prompts go in the .mcpb
         dashboard.static_files(),
-        # KAMIYO as its own OAuth authorization server for /mcp (with a public URL).
-        *oauth.routes(settings, sessions),
+        # KAMIYO as its own OAuth authorization server for /mcp (with a public URL); who
+        # consents is who is logged in to the dashboard.
+        *oauth.routes(
+            settings, sessions, account_of=board.account_of, login_path=dashboard.LOGIN_PAGE
+        ),
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
         stripe_webhook_route(settings, sessions, welcome),
     ]

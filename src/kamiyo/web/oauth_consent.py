@@ -7,10 +7,10 @@ redirect URI, else answer 400), whose provider sends the browser to ``/oauth/aut
 (an HMAC of a cookie set with the page and of the request, so another site cannot post it),
 and approving makes a code and redirects to the client with it and ``state``.
 
-Who is consenting comes from an ``AccountOf``: the dashboard's log-in session once it exists;
-when it answers None and a log-in page is configured, the browser goes there and comes back.
-Without one, the page asks for an API key of the account (``access/keys.py``), which is also
-the operators' way in.
+Who is consenting comes from an ``AccountOf``: the dashboard's log-in session. Nobody logged in
+is offered the log-in page (which mails a link and, once it is used in this browser, comes back
+here) and, as the operators' and scripts' way in, a field for an API key of the account
+(``access/keys.py``).
 """
 
 import datetime as dt
@@ -106,10 +106,13 @@ class Consent:
         if client is None:
             return _problem(400, "The client of this request is no longer known.")
         account_pk = await self.account_of(request)
-        if account_pk is None and self.login_path is not None and not notice:
-            back = request.url.path + "?" + request.url.query
-            return RedirectResponse(f"{self.login_path}?next={quote(back, safe='')}", 303)
         who, login = "the account of the API key you enter, on that account's plan", KEY_FIELD
+        if self.login_path is not None:  # a person logs in by mail and comes back here
+            back = quote(request.url.path + "?" + request.url.query, safe="")
+            login = (
+                f'<p><a href="{html.escape(self.login_path)}?next={back}">Log in with your email'
+                "</a> to answer as your account, or enter one of its API keys.</p>\n" + login
+            )
         if account_pk is not None:
             async with self.provider.sessions()() as session:
                 account = await session.get(Account, account_pk)

@@ -1,11 +1,14 @@
 """Log-in by mailed link, and log-out.
 
-- ``GET /login``: one form (an email address) that signs up and logs in alike.
+- ``GET /login``: one form (an email address) that signs up and logs in alike. ``?next=`` (a
+  page of ours to come back to, e.g. an OAuth consent) is kept in a short cookie of this
+  browser until its link is used here; only paths under ``RETURN_PATHS`` are taken.
 - ``POST /login``: always "check your email" (a malformed address is told so), never whether
   the address has an account; the account, link and mail are made after the answer is sent,
   so its timing tells nothing either. Limited per peer (429) and per address (silently).
 - ``GET /login/{token}``: a "Log in" button, using nothing up (mail scanners fetch links).
-- ``POST /login/{token}``: uses the link, starts a session (cookie), redirects to /dashboard.
+- ``POST /login/{token}``: uses the link, starts a session (cookie), redirects to the kept
+  ``next`` or /dashboard.
 - ``POST /logout``: ends the session.
 
 The session-less POSTs are checked by origin (see csrf.py), the log-out by CSRF token.
@@ -27,6 +30,21 @@ from kamiyo.web.dashboard.viewer import BadFormError, Dashboard, Viewer, form_re
 log = logging.getLogger(__name__)
 
 HOME = "/dashboard"
+# Where a log-in may send the browser back to: our own pages only (no open redirect).
+RETURN_PATHS = ("/dashboard", "/oauth/authorize")
+NEXT_COOKIE = "kamiyo_next"
+NEXT_TTL_S = 15 * 60  # as long as a log-in link lives
+MAX_NEXT = 4096
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` if it is a path of ours to return to, else None."""
+    if not value or len(value) > MAX_NEXT or not value.isprintable() or "\\" in value:
+        return None
+    path = value.split("?", 1)[0]
+    if any(path == root or path.startswith(root + "/") for root in RETURN_PATHS):
+        return value
+    return None
 
 
 class LoginPages:
@@ -35,10 +53,22 @@ class LoginPages:
         self.site = dashboard.settings.site
 
     async def form(self, request: Request) -> Response:
+        back = safe_next(request.query_params.get("next"))
         live = await sessions.find(self.dashboard.database, request.cookies.get(sessions.COOKIE))
         if live is not None:  # logged in already
-            return RedirectResponse(HOME, 303, headers=render.headers())
-        return render.page(request, "login.html", {"error": None, "email": ""})
+            return RedirectResponse(back or HOME, 303, headers=render.headers())
+        response = render.page(request, "login.html", {"error": None, "email": ""})
+        if back is not None:
+            response.set_cookie(
+                NEXT_COOKIE,
+                back,
+                max_age=NEXT_TTL_S,
+                path="/login",
+                secure=self.dashboard.secure_cookie,
+                httponly=True,
+                samesite="lax",
+            )
+        return response
 
     async def request_link(self, request: Request) -> Response:
         refused = self._foreign(request)
@@ -112,8 +142,11 @@ class LoginPages:
         if account_pk is None:
             return self._gone(request)
         live = await sessions.start(self.dashboard.database, account_pk)
-        response = RedirectResponse(HOME, 303, headers=render.headers(link_page=True))
+        back = safe_next(request.cookies.get(NEXT_COOKIE)) or HOME
+        response = RedirectResponse(back, 303, headers=render.headers(link_page=True))
         sessions.set_cookie(response, live, secure=self.dashboard.secure_cookie)
+        if NEXT_COOKIE in request.cookies:
+            response.delete_cookie(NEXT_COOKIE, path="/login", httponly=True, samesite="lax")
         return response
 
     async def logout(self, request: Request, viewer: Viewer) -> Response:

@@ -4,7 +4,6 @@ from mcp.server.mcpserver import MCPServer
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from kamiyo.service.state import ServerState
 from kamiyo.web.dashboard.admin_page import AdminPage
 from kamiyo.web.dashboard.alert_pages import AlertPages
 from kamiyo.web.dashboard.bundle_download import BundleDownload
@@ -17,9 +16,8 @@ from kamiyo.web.dashboard.usage_page import UsagePage
 from kamiyo.web.dashboard.viewer import Dashboard
 
 
-def routes(state: ServerState, server: MCPServer) -> list[BaseRoute]:
+def routes(dashboard: Dashboard, server: MCPServer) -> list[BaseRoute]:
     """``server``: the app's MCP server, whose prompts the ``.mcpb`` download lists."""
-    dashboard = Dashboard(state)
     login = LoginPages(dashboard)
     signed_in = dashboard.signed_in
     key_pages = KeyPages(dashboard)

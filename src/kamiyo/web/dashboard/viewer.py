@@ -71,6 +71,15 @@ class Dashboard:
         """The database's sessions (not to be confused with the browsers' sessions)."""
         return self.state.require_runtime().sessions
 
+    async def account_of(self, request: Request) -> int | None:
+        """The active account logged in on this browser, or None (OAuth's consent asks)."""
+        live = await sessions.find(self.database, request.cookies.get(sessions.COOKIE))
+        if live is None:
+            return None
+        async with self.database() as session:
+            account = await session.get(Account, live.account_pk)
+        return account.pk if account is not None and is_active(account) else None
+
     def signed_in(self, handler: Page, *, hidden: bool = False) -> Endpoint:
         """``handler`` for a logged-in viewer: others go to the log-in page (``hidden``: get
         a 404, for a page that does not say it exists), and a POST without the session's CSRF
