@@ -17,7 +17,7 @@ from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
-from kamiyo.web import access_log, api, mcp_posts, rest
+from kamiyo.web import access_log, api, docs, mcp_posts, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.webhooks import stripe_webhook_route
 
@@ -99,6 +99,7 @@ def create_app(
         *resource.guard(mcp_posts.wrap(sse.routes), "/sse"),
         *api.routes(state, resource),
         *rest.routes(state, resource),
+        *docs.routes(),  # the REST API's OpenAPI document and docs page
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
         stripe_webhook_route(settings, sessions, welcome),
     ]
