@@ -78,9 +78,9 @@ async def test_a_locked_endpoint_names_the_tier_that_unlocks_it(rest: Rest) -> N
     response = await rest.http.get("/api/v1/wallets/0x2419432344b0b892e592b2601b98eae702ba360e")
     assert response.status_code == 403
     body = response.json()
-    assert body["error"] == "forbidden"
-    assert body["required_tier"] == "team"
-    assert "check_wallet_interactions needs the team tier" in body["error_description"]
+    assert body["error"]["code"] == "forbidden"
+    assert body["error"]["details"]["required_tier"] == "team"
+    assert "check_wallet_interactions needs the team tier" in body["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -97,18 +97,21 @@ async def test_bad_parameters_get_a_400_that_names_them(
 ) -> None:
     response = await rest.http.get("/api/v1/exploits", params=params)
     assert response.status_code == 400
-    assert response.json()["error"] == "invalid_arguments"
-    assert message in response.json()["error_description"]
+    assert response.json()["error"]["code"] == "invalid_arguments"
+    assert message in response.json()["error"]["message"]
 
 
 async def test_an_unknown_incident_and_a_bad_key(rest: Rest) -> None:
     missing = await rest.http.get("/api/v1/exploits/nope", headers=_bearer(rest.enterprise))
     assert missing.status_code == 404
-    assert missing.json()["error"] == "not_found"
-    assert "No incident with id 'nope'" in missing.json()["error_description"]
+    assert missing.json()["error"]["code"] == "not_found"
+    assert "No incident with id 'nope'" in missing.json()["error"]["message"]
     refused = await rest.http.get("/api/v1/stats", headers=_bearer("kmy_live_" + "x" * 43))
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    # The challenge is OAuth's; its body is the REST envelope (the MCP endpoints keep OAuth's).
+    assert refused.json()["error"]["code"] == "invalid_token"
+    assert set(refused.json()) == {"error"}
 
 
 async def test_a_nul_in_the_path_is_a_400_on_every_backend(rest: Rest) -> None:
@@ -116,8 +119,8 @@ async def test_a_nul_in_the_path_is_a_400_on_every_backend(rest: Rest) -> None:
     response = await rest.http.get("/api/v1/exploits/a%00b", headers=_bearer(rest.enterprise))
     assert response.status_code == 400
     body = response.json()
-    assert body["error"] == "invalid_arguments"
-    assert "exploit_id: must not contain a NUL character (U+0000)" in body["error_description"]
+    assert body["error"]["code"] == "invalid_arguments"
+    assert "exploit_id: must not contain a NUL character (U+0000)" in body["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -135,7 +138,7 @@ async def test_lenient_values_get_a_400(rest: Rest, params: dict[str, str], mess
         "/api/v1/exploits", params=params, headers=_bearer(rest.enterprise)
     )
     assert response.status_code == 400, response.text
-    assert message in response.json()["error_description"]
+    assert message in response.json()["error"]["message"]
 
 
 async def test_numbers_in_query_parameters_still_parse(rest: Rest) -> None:
@@ -158,5 +161,5 @@ async def test_invalid_requests_count_against_the_limits(rest: Rest) -> None:
     refused = await rest.http.get("/api/v1/risk/euler", params={"limit": "abc"})
     assert statuses == [400] * 10
     assert refused.status_code == 429  # the free tier's 10 a minute, by client address
-    assert refused.json()["error"] == "rate_limited"
+    assert refused.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60

@@ -5,6 +5,7 @@ pipeline, gate and answers as the MCP tools.
   query fields, checked by its model; unknown parameters are refused so a typo is not silently
   ignored. A body that is not a JSON object is bad arguments like any other (400, counted); one
   over ``MAX_BODY_BYTES`` is refused with 413 before it is read in full.
+- Every error is the one envelope of web/errors.py: ``{"error": {"code", "message", "details"}}``.
 - Credentials as on the MCP endpoints (``Authorization: Bearer``, 401 challenges). Payments as
   x402 v2 over HTTP: an unpaid call to a priced endpoint gets ``402`` with ``PAYMENT-REQUIRED``
   (base64 JSON); the retry carries ``PAYMENT-SIGNATURE`` (v1: ``X-PAYMENT``); the answer
@@ -25,6 +26,7 @@ from kamiyo.service.pipeline import Caller, execute
 from kamiyo.service.state import ServerState
 from kamiyo.web.api import ApiError, read_json
 from kamiyo.web.auth import BearerGuard, ResourceServer
+from kamiyo.web.errors import error_response, payment_required_body
 from kamiyo.web.wire import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
@@ -50,7 +52,7 @@ FAILURE_STATUS = {
 
 
 def routes(state: ServerState, resource: ResourceServer) -> list[BaseRoute]:
-    guard = BearerGuard.checker(resource)
+    guard = BearerGuard.checker(resource, envelope=True)
     return [
         Route(op.rest.path, _endpoint(state, guard, op), methods=[op.rest.method])
         for op in OPERATIONS
@@ -101,8 +103,8 @@ def render(outcome: Outcome) -> Response:
             headers[PAYMENT_RESPONSE_HEADER] = encode_header(receipt)
         return JSONResponse(outcome.structured, headers=headers)
     if isinstance(outcome, Failure):
-        body = {"error": outcome.kind.value, "error_description": outcome.message}
-        return JSONResponse(body, FAILURE_STATUS[outcome.kind], headers=headers)
+        status = FAILURE_STATUS[outcome.kind]
+        return error_response(status, outcome.kind.value, outcome.message, headers=headers)
     return _refused(outcome, headers)
 
 
@@ -111,12 +113,11 @@ def _refused(refusal: Refusal, headers: dict[str, str]) -> Response:
         required = refusal.payment_required.model_dump(mode="json", exclude_none=True)
         headers[PAYMENT_REQUIRED_HEADER] = encode_header(required)
         # The body repeats it for v1 clients, which read PaymentRequired from the body.
-        return JSONResponse(required | {"message": refusal.message}, 402, headers=headers)
+        body = payment_required_body(required, refusal.message, refusal.details())
+        return JSONResponse(body, 402, headers=headers)
     if refusal.retry_after_s is not None:
         headers["Retry-After"] = str(refusal.retry_after_s)
-    body = {
-        "error": refusal.reason.value,
-        "error_description": refusal.message,
-        **refusal.details(),
-    }
-    return JSONResponse(body, REFUSAL_STATUS[refusal.reason], headers=headers)
+    status = REFUSAL_STATUS[refusal.reason]
+    return error_response(
+        status, refusal.reason.value, refusal.message, refusal.details(), headers=headers
+    )
