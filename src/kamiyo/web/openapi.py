@@ -120,7 +120,7 @@ ACCOUNT_ROUTES = (
         "never paid through Stripe has none yet (409).",
         {"type": "object", "maxProperties": 0},
         URL_ANSWER,
-        errors=(401, 409, 413, 415, 502, 503),
+        errors=(400, 401, 409, 413, 415, 502, 503),
     ),
 )
 ACCOUNT_ERRORS = {
