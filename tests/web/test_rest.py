@@ -2,7 +2,9 @@
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import http_sf
 import httpx2
 import pytest
 
@@ -10,7 +12,7 @@ from kamiyo.access import accounts, keys
 from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.mcpserver.server import build_server
-from kamiyo.tiers import Tier
+from kamiyo.tiers import TIERS, Tier
 from kamiyo.web.app import create_app
 
 pytestmark = pytest.mark.anyio
@@ -162,4 +164,32 @@ async def test_invalid_requests_count_against_the_limits(rest: Rest) -> None:
     assert statuses == [400] * 10
     assert refused.status_code == 429  # the free tier's 10 a minute, by client address
     assert refused.json()["error"]["code"] == "rate_limited"
-    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    retry = int(refused.headers["Retry-After"])
+    assert 1 <= retry <= 60
+    # The IETF fields name the limit reached: nothing left of it until Retry-After.
+    assert _fields(refused.headers["ratelimit-policy"]) == [("minute", {"q": 10, "w": 60})]
+    assert _fields(refused.headers["ratelimit"]) == [("minute", {"r": 0, "t": retry})]
+
+
+def _fields(value: str) -> Any:
+    return http_sf.parse(value.encode(), tltype="list")
+
+
+async def test_answers_say_where_the_rate_limits_stand(rest: Rest) -> None:
+    enterprise = TIERS[Tier.ENTERPRISE]
+    answers = [await rest.http.get("/api/v1/stats", headers=_bearer(rest.enterprise)) for _ in "ab"]
+    assert all(a.status_code == 200 for a in answers)
+    assert _fields(answers[0].headers["ratelimit-policy"]) == [
+        ("minute", {"q": enterprise.requests_per_minute, "w": 60}),
+        ("day", {"q": enterprise.requests_per_day, "w": 86_400}),
+    ]
+    left = [{name: p["r"] for name, p in _fields(a.headers["ratelimit"])} for a in answers]
+    assert left[0] == {
+        "minute": enterprise.requests_per_minute - 1,
+        "day": enterprise.requests_per_day - 1,
+    }
+    assert left[1] == {name: value - 1 for name, value in left[0].items()}
+    resets = {name: p["t"] for name, p in _fields(answers[1].headers["ratelimit"])}
+    assert 0 < resets["minute"] <= 60
+    assert 0 < resets["day"] <= 86_400
+    assert "RateLimit" in answers[0].headers["access-control-expose-headers"]
