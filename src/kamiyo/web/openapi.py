@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from kamiyo import __version__
 from kamiyo.service.catalogue import OPERATIONS, Operation
@@ -130,19 +131,22 @@ ACCOUNT_ERRORS = {
 
 
 class _Schemas:
-    """``components/schemas``, filled as models are described."""
+    """``components/schemas`` for every model the document names, made in one pass so that a
+    model read in requests and written in answers gets one name per shape (pydantic suffixes
+    ``-Input`` / ``-Output`` where they differ)."""
 
-    def __init__(self) -> None:
-        self.components: dict[str, Any] = {}
+    def __init__(self, models: list[tuple[type[BaseModel], JsonSchemaMode]]) -> None:
+        self._refs, defs = models_json_schema(models, ref_template=REF)
+        self.components: dict[str, Any] = defs.get("$defs", {})
 
-    def of(self, model: type[BaseModel], mode: str = "validation") -> dict[str, Any]:
-        schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
-        self.components.update(schema.pop("$defs", {}))
+    def ref(self, model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
+        return dict(self._refs[(model, mode)])
+
+    def of(self, model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
+        """The model's own schema (its fields), as listed in the components."""
+        name = self.ref(model, mode)["$ref"].rsplit("/", 1)[1]
+        schema: dict[str, Any] = self.components[name]
         return schema
-
-    def ref(self, model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
-        self.components[model.__name__] = self.of(model, mode)
-        return {"$ref": REF.format(model=model.__name__)}
 
 
 def _optional(schema: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +200,7 @@ def _payment_required(envelope: dict[str, Any]) -> dict[str, Any]:
 def _operation(op: Operation[Any, Any], schemas: _Schemas, envelope: dict[str, Any]) -> Any:
     assert op.rest is not None
     in_path = set(PATH_PARAMETER.findall(op.rest.path))
-    query = schemas.of(op.query)
+    query = schemas.of(op.query, "validation")
     properties: dict[str, Any] = query.get("properties", {})
     required = set(query.get("required", []))
     example = EXAMPLES.get(op.name, {})
@@ -238,7 +242,9 @@ def _operation(op: Operation[Any, Any], schemas: _Schemas, envelope: dict[str, A
             "200": {
                 "description": "The answer.",
                 "headers": RATE_LIMIT_HEADERS,
-                "content": {"application/json": {"schema": schemas.ref(op.output)}},
+                "content": {
+                    "application/json": {"schema": schemas.ref(op.output, "serialization")}
+                },
             },
         },
     }
@@ -281,14 +287,19 @@ def _account_operation(route: AccountRoute, envelope: dict[str, Any]) -> dict[st
 @functools.cache
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document (servers are left out: it is served by the API itself)."""
-    schemas = _Schemas()
-    envelope = schemas.ref(ErrorEnvelope)
+    routed = [op for op in OPERATIONS if op.rest is not None]
+    schemas = _Schemas(
+        [(op.query, "validation") for op in routed]
+        + [(op.output, "serialization") for op in routed]
+        + [(ErrorEnvelope, "serialization")]
+    )
+    envelope = schemas.ref(ErrorEnvelope, "serialization")
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        if op.rest is not None:
-            paths.setdefault(op.rest.path, {})[op.rest.method.lower()] = _operation(
-                op, schemas, envelope
-            )
+    for op in routed:
+        assert op.rest is not None
+        paths.setdefault(op.rest.path, {})[op.rest.method.lower()] = _operation(
+            op, schemas, envelope
+        )
     for route in ACCOUNT_ROUTES:
         paths[route.path] = {"post": _account_operation(route, envelope)}
     return {
