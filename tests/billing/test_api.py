@@ -133,7 +133,7 @@ async def test_bad_signup_requests_get_clear_errors(
         "/api/v1/signup", content=body, headers={"Content-Type": "application/json"} | headers
     )
     assert response.status_code == status
-    assert response.json()["error"] == error
+    assert response.json()["error"]["code"] == error
     assert "Traceback" not in response.text
     assert api.mailbox.received == []
 
@@ -286,7 +286,7 @@ async def test_a_live_subscription_is_changed_in_the_portal_not_bought_twice(api
     )
     response = await api.http.post(CHECKOUT, json={"tier": "enterprise"}, headers=bearer(key))
     assert response.status_code == 409
-    assert response.json()["error"] == "already_subscribed"
+    assert response.json()["error"]["code"] == "already_subscribed"
     assert api.stripe.requests == []
 
 
@@ -304,7 +304,7 @@ async def test_tiers_that_cannot_be_bought_are_refused(
     _, key = await api.account_with_key(f"{tier}@example.com")
     response = await api.http.post(CHECKOUT, json={"tier": tier}, headers=bearer(key))
     assert response.status_code == status
-    assert response.json()["error"] == error
+    assert response.json()["error"]["code"] == error
     assert api.stripe.requests == []
 
 
@@ -329,8 +329,8 @@ async def test_stripe_failing_is_a_502_that_tells_nothing_secret(api: Api) -> No
     response = await api.http.post(CHECKOUT, json={"tier": "personal"}, headers=bearer(key))
     assert response.status_code == 502
     body = response.json()
-    assert body["error"] == "payment_service_error"
-    assert "try again" in body["error_description"]
+    assert body["error"]["code"] == "payment_service_error"
+    assert "try again" in body["error"]["message"]
     assert api.stripe.secret_key not in response.text
     assert "Fake Stripe" not in response.text  # Stripe's own words stay in the log
 
@@ -357,7 +357,7 @@ async def test_the_portal_needs_a_stripe_customer(api: Api) -> None:
     account_pk, key = await api.account_with_key("portal@example.com")
     before = await api.http.post(PORTAL, headers=bearer(key))
     assert before.status_code == 409
-    assert before.json()["error"] == "no_billing_account"
+    assert before.json()["error"]["code"] == "no_billing_account"
     await api.set_stripe_state(account_pk, stripe_customer_id="cus_portal1")
     after = await api.http.post(PORTAL, headers=bearer(key))
     assert after.status_code == 200
@@ -389,7 +389,7 @@ async def test_without_a_stripe_key_billing_is_unavailable(
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as http:
             response = await http.post(CHECKOUT, json={"tier": "personal"}, headers=bearer(key))
     assert response.status_code == 503
-    assert response.json()["error"] == "billing_unavailable"
+    assert response.json()["error"]["code"] == "billing_unavailable"
 
 
 def test_idempotency_keys_change_with_the_request_and_the_minute() -> None:

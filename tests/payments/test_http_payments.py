@@ -79,8 +79,12 @@ async def test_an_unpaid_request_gets_402_with_payment_required(rest: Rest) -> N
     assert required["accepts"][0]["amount"] == str(PRICE)
     assert required["accepts"][0]["payTo"] == rest.chain.pay_to
     body = response.json()
-    assert body.pop("message").startswith("search_exploits costs $0.01")
+    message = body.pop("message")
+    assert message.startswith("search_exploits costs $0.01")
+    # The REST error envelope rides beside the PaymentRequired, whose error stays x402's string.
+    assert body.pop("problem") == {"code": "payment_required", "message": message, "details": {}}
     assert body == required
+    assert PaymentRequired.model_validate(response.json()).accepts  # as x402 clients parse it
     assert "PAYMENT-REQUIRED" in response.headers["access-control-expose-headers"]
 
 

@@ -2,7 +2,9 @@
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import http_sf
 import httpx2
 import pytest
 
@@ -10,7 +12,7 @@ from kamiyo.access import accounts, keys
 from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.mcpserver.server import build_server
-from kamiyo.tiers import Tier
+from kamiyo.tiers import TIERS, Tier
 from kamiyo.web.app import create_app
 
 pytestmark = pytest.mark.anyio
@@ -78,9 +80,9 @@ async def test_a_locked_endpoint_names_the_tier_that_unlocks_it(rest: Rest) -> N
     response = await rest.http.get("/api/v1/wallets/0x2419432344b0b892e592b2601b98eae702ba360e")
     assert response.status_code == 403
     body = response.json()
-    assert body["error"] == "forbidden"
-    assert body["required_tier"] == "team"
-    assert "check_wallet_interactions needs the team tier" in body["error_description"]
+    assert body["error"]["code"] == "forbidden"
+    assert body["error"]["details"]["required_tier"] == "team"
+    assert "check_wallet_interactions needs the team tier" in body["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -97,18 +99,21 @@ async def test_bad_parameters_get_a_400_that_names_them(
 ) -> None:
     response = await rest.http.get("/api/v1/exploits", params=params)
     assert response.status_code == 400
-    assert response.json()["error"] == "invalid_arguments"
-    assert message in response.json()["error_description"]
+    assert response.json()["error"]["code"] == "invalid_arguments"
+    assert message in response.json()["error"]["message"]
 
 
 async def test_an_unknown_incident_and_a_bad_key(rest: Rest) -> None:
     missing = await rest.http.get("/api/v1/exploits/nope", headers=_bearer(rest.enterprise))
     assert missing.status_code == 404
-    assert missing.json()["error"] == "not_found"
-    assert "No incident with id 'nope'" in missing.json()["error_description"]
+    assert missing.json()["error"]["code"] == "not_found"
+    assert "No incident with id 'nope'" in missing.json()["error"]["message"]
     refused = await rest.http.get("/api/v1/stats", headers=_bearer("kmy_live_" + "x" * 43))
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    # The challenge is OAuth's; its body is the REST envelope (the MCP endpoints keep OAuth's).
+    assert refused.json()["error"]["code"] == "invalid_token"
+    assert set(refused.json()) == {"error"}
 
 
 async def test_a_nul_in_the_path_is_a_400_on_every_backend(rest: Rest) -> None:
@@ -116,8 +121,8 @@ async def test_a_nul_in_the_path_is_a_400_on_every_backend(rest: Rest) -> None:
     response = await rest.http.get("/api/v1/exploits/a%00b", headers=_bearer(rest.enterprise))
     assert response.status_code == 400
     body = response.json()
-    assert body["error"] == "invalid_arguments"
-    assert "exploit_id: must not contain a NUL character (U+0000)" in body["error_description"]
+    assert body["error"]["code"] == "invalid_arguments"
+    assert "exploit_id: must not contain a NUL character (U+0000)" in body["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -135,7 +140,7 @@ async def test_lenient_values_get_a_400(rest: Rest, params: dict[str, str], mess
         "/api/v1/exploits", params=params, headers=_bearer(rest.enterprise)
     )
     assert response.status_code == 400, response.text
-    assert message in response.json()["error_description"]
+    assert message in response.json()["error"]["message"]
 
 
 async def test_numbers_in_query_parameters_still_parse(rest: Rest) -> None:
@@ -158,5 +163,33 @@ async def test_invalid_requests_count_against_the_limits(rest: Rest) -> None:
     refused = await rest.http.get("/api/v1/risk/euler", params={"limit": "abc"})
     assert statuses == [400] * 10
     assert refused.status_code == 429  # the free tier's 10 a minute, by client address
-    assert refused.json()["error"] == "rate_limited"
-    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.json()["error"]["code"] == "rate_limited"
+    retry = int(refused.headers["Retry-After"])
+    assert 1 <= retry <= 60
+    # The IETF fields name the limit reached: nothing left of it until Retry-After.
+    assert _fields(refused.headers["ratelimit-policy"]) == [("minute", {"q": 10, "w": 60})]
+    assert _fields(refused.headers["ratelimit"]) == [("minute", {"r": 0, "t": retry})]
+
+
+def _fields(value: str) -> Any:
+    return http_sf.parse(value.encode(), tltype="list")
+
+
+async def test_answers_say_where_the_rate_limits_stand(rest: Rest) -> None:
+    enterprise = TIERS[Tier.ENTERPRISE]
+    answers = [await rest.http.get("/api/v1/stats", headers=_bearer(rest.enterprise)) for _ in "ab"]
+    assert all(a.status_code == 200 for a in answers)
+    assert _fields(answers[0].headers["ratelimit-policy"]) == [
+        ("minute", {"q": enterprise.requests_per_minute, "w": 60}),
+        ("day", {"q": enterprise.requests_per_day, "w": 86_400}),
+    ]
+    left = [{name: p["r"] for name, p in _fields(a.headers["ratelimit"])} for a in answers]
+    assert left[0] == {
+        "minute": enterprise.requests_per_minute - 1,
+        "day": enterprise.requests_per_day - 1,
+    }
+    assert left[1] == {name: value - 1 for name, value in left[0].items()}
+    resets = {name: p["t"] for name, p in _fields(answers[1].headers["ratelimit"])}
+    assert 0 < resets["minute"] <= 60
+    assert 0 < resets["day"] <= 86_400
+    assert "RateLimit" in answers[0].headers["access-control-expose-headers"]

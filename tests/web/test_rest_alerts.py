@@ -66,7 +66,7 @@ async def test_create_list_test_delete(rest: Rest) -> None:
 
     stranger = await rest.http.delete(f"/api/v1/alerts/{alert_id}", headers=rest.other)
     assert stranger.status_code == 404
-    assert stranger.json()["error"] == "not_found"
+    assert stranger.json()["error"]["code"] == "not_found"
     deleted = await rest.http.delete(f"/api/v1/alerts/{alert_id}", headers=rest.team)
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["cancelled_deliveries"] == 1
@@ -89,9 +89,9 @@ async def test_bad_bodies_are_400_with_one_line(rest: Rest, content: bytes, says
     response = await rest.http.post("/api/v1/alerts", content=content, headers=headers)
     assert response.status_code == 400, response.text
     problem = response.json()
-    assert problem["error"] == "invalid_arguments"
-    assert says in problem["error_description"]
-    assert "for create_alert: " in problem["error_description"]
+    assert problem["error"]["code"] == "invalid_arguments"
+    assert says in problem["error"]["message"]
+    assert "for create_alert: " in problem["error"]["message"]
 
 
 async def test_an_oversized_body_is_refused_before_it_is_read(rest: Rest) -> None:
@@ -100,7 +100,7 @@ async def test_an_oversized_body_is_refused_before_it_is_read(rest: Rest) -> Non
         "/api/v1/alerts", content=content, headers=rest.team | {"Content-Type": "application/json"}
     )
     assert response.status_code == 413
-    assert response.json()["error"] == "payload_too_large"
+    assert response.json()["error"]["code"] == "payload_too_large"
 
 
 async def test_anonymous_callers_are_told_which_tier_unlocks_alerts(rest: Rest) -> None:
@@ -108,7 +108,7 @@ async def test_anonymous_callers_are_told_which_tier_unlocks_alerts(rest: Rest) 
         "/api/v1/alerts", json={"filters": {}, "webhook_url": "https://hooks.example.com/k"}
     )
     assert response.status_code == 403
-    assert response.json()["required_tier"] == "team"
+    assert response.json()["error"]["details"]["required_tier"] == "team"
     listed = await rest.http.get("/api/v1/alerts")
     assert listed.status_code == 403
 

@@ -158,6 +158,6 @@ def test_every_route_survives_hostile_parameters(
     assert response.status_code in STATUS, response.text[:300]
     body = response.json()
     if response.status_code != 200:
-        check_problem({"error": body["error"], "message": body["error_description"]})
+        check_problem({"error": body["error"]["code"], "message": body["error"]["message"]})
     check_log(caplog)
     assert rest.recorded() == rest.requests

@@ -27,12 +27,13 @@ from kamiyo.access.gate import (
     Completed,
     Grant,
     Identity,
+    LimitState,
     Outcome,
     Refusal,
     RefusalReason,
     Replayed,
 )
-from kamiyo.access.limiter import Limiter
+from kamiyo.access.limiter import Limiter, limit_states
 from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
@@ -113,6 +114,9 @@ class AccountGate:
         if over is not None:
             self._meter(call, identity, over.reason)
             return over
+        limits: tuple[LimitState, ...] = ()
+        if call.limits_wanted and (windows := await self.limiter.usage(subject, policy)):
+            limits = limit_states(windows)
         hide_after = policy.hide_after(dt.datetime.now(dt.UTC))
         return Grant(
             tier=identity.tier.value,
@@ -122,6 +126,7 @@ class AccountGate:
             account_pk=identity.account_pk,
             key_pk=identity.key_pk,
             subject=subject,
+            limits=limits,
         )
 
     async def count_invalid(self, call: Call) -> Refusal | None:

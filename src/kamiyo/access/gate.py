@@ -44,6 +44,18 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitState:
+    """One rate limit as it stands after a call, for surfaces that report it (REST's IETF
+    RateLimit headers): ``policy`` names it ("minute", "day")."""
+
+    policy: str
+    quota: int
+    window_s: int
+    remaining: int
+    reset_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     target: Target
     credential: str | None = None
@@ -56,6 +68,9 @@ class Call:
     # anonymous callers are limited per peer.
     peer: str = "local"
     started: float = field(default_factory=time.perf_counter)
+    # Report where the caller's rate limits stand in the grant (a read of the limits store
+    # more; the MCP tools do not ask).
+    limits_wanted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +108,8 @@ class Grant:
     subject: str = "open"
     # A verified x402 payment held for this call: settled by ``complete`` if the call succeeds.
     payment: Hold | None = None
+    # The caller's rate limits after this call, when the call asked (``Call.limits_wanted``).
+    limits: tuple[LimitState, ...] = ()
 
     @property
     def scope(self) -> Scope:
@@ -122,6 +139,8 @@ class Refusal:
     limit_value: int | None = None
     # How to pay for this call (x402), when the reason is PAYMENT_REQUIRED.
     payment_required: PaymentRequired | None = None
+    # A rate limit: where it stands (nothing remaining, reset when it frees up).
+    limits: tuple[LimitState, ...] = ()
 
     def details(self) -> dict[str, Any]:
         """The machine-readable fields that are set, under their wire names."""

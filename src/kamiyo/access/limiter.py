@@ -41,7 +41,7 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 
-from kamiyo.access.gate import Refusal, RefusalReason
+from kamiyo.access.gate import LimitState, Refusal, RefusalReason
 from kamiyo.access.usage import Window
 from kamiyo.config import RedisSettings
 from kamiyo.outages import Outage
@@ -259,9 +259,21 @@ class Limiter:
         self._outage.failed(exc.storage_error)
 
 
+def limit_states(windows: Windows) -> tuple[LimitState, LimitState]:
+    """The minute's and the day's windows as the limits they are."""
+    minute, day = windows
+    return (
+        LimitState(
+            "minute", minute.limit, int(MINUTE_S), minute.remaining, minute.resets_in_seconds
+        ),
+        LimitState("day", day.limit, int(DAY_S), day.remaining, day.resets_in_seconds),
+    )
+
+
 def _over(limit: str, amount: int, retry_in_s: float) -> Refusal:
     retry = max(1, math.ceil(retry_in_s))
     per = "minute" if limit == "requests_per_minute" else "day"
+    window = MINUTE_S if per == "minute" else DAY_S
     return Refusal(
         RefusalReason.RATE_LIMITED,
         f"Rate limit reached: {amount} requests per {per} on this tier. "
@@ -269,6 +281,7 @@ def _over(limit: str, amount: int, retry_in_s: float) -> Refusal:
         retry_after_s=retry,
         limit=limit,
         limit_value=amount,
+        limits=(LimitState(per, amount, int(window), 0, retry),),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from x402.schemas import SettleResponse
 
-from kamiyo.access.gate import Refusal
+from kamiyo.access.gate import LimitState, Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,8 @@ class Answer:
     # What a payment's journal keeps to answer a retry of that payment, where it must differ
     # from the answer (a secret shown once); None: the answer itself.
     replay: dict[str, Any] | None = None
+    # The caller's rate limits after this call, when the surface asked for them.
+    limits: tuple[LimitState, ...] = ()
 
     @classmethod
     def of(cls, model: BaseModel) -> "Answer":

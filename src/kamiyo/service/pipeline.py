@@ -14,7 +14,7 @@ stops is answered temporarily unavailable and metered. Nothing is charged for a 
 import json
 import logging
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -43,6 +43,8 @@ class Caller:
     peer: str = "local"
     # Where a long call reports progress (MCP: the client's progressToken), if anywhere.
     progress: Progress | None = None
+    # Whether the answer should say where the caller's rate limits stand (REST headers).
+    limits_wanted: bool = False
 
 
 Work = Callable[[Job], Awaitable[BaseModel]]
@@ -84,6 +86,7 @@ def _call(target: Target, caller: Caller, size: int | None = None) -> Call:
         payment=caller.payment,
         resource=caller.resource or f"mcp://tool/{target.name}",
         peer=caller.peer,
+        limits_wanted=caller.limits_wanted,
     )
 
 
@@ -171,9 +174,10 @@ async def _finish(state: ServerState, call: Call, grant: Grant, answer: Answer) 
     if isinstance(completed, Refusal):
         log.info("%s answer withheld: %s", call.target.name, completed.reason.value)
         return completed
-    if completed.receipt is None:
+    if completed.receipt is None and not grant.limits:
         return answer
-    return Answer(answer.structured, answer.text, completed.receipt)
+    # A copy: the cached answer stays free of one caller's receipt and limits.
+    return replace(answer, receipt=completed.receipt, limits=grant.limits)
 
 
 def _unavailable(name: str) -> Failure:

@@ -8,7 +8,8 @@
 - ``GET /keys/reveal/{token}`` shows a button and uses nothing up: mail scanners and link
   previews fetch links with GET. ``POST`` to the same address creates the key and shows it once.
 
-JSON in and out, bodies of at most 64 kB, errors as ``{"error", "error_description"}``.
+JSON in and out, bodies of at most 64 kB, errors in the REST envelope
+``{"error": {"code", "message", "details"}}`` (web/errors.py).
 """
 
 import html
@@ -35,6 +36,7 @@ from kamiyo.db.tables import Account, Subscription
 from kamiyo.service.state import ServerState
 from kamiyo.web.access_log import logged_path
 from kamiyo.web.auth import BearerGuard, ResourceServer
+from kamiyo.web.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,7 @@ class ApiError(Exception):
         self.description = description
 
     def response(self) -> JSONResponse:
-        return JSONResponse(
-            {"error": self.error, "error_description": self.description}, self.status
-        )
+        return error_response(self.status, self.error, self.description)
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -120,7 +120,7 @@ class AccountApi:
         self.onboarding = onboarding.Onboarding.from_settings(state.settings)
         # The MCP endpoints' guard, for the same 401 challenges and the same 503 when the
         # gate cannot decide; its metadata is the server root's.
-        self.guard = BearerGuard.checker(resource)
+        self.guard = BearerGuard.checker(resource, envelope=True)
         self.per_peer = _Limit(SIGNUPS_PER_PEER)
         self.per_address = _Limit(SIGNUPS_PER_ADDRESS)
 
@@ -137,12 +137,11 @@ class AccountApi:
         peer = request.client.host if request.client else "unknown"
         wait = self.per_peer.retry_after(peer)
         if wait is not None:
-            return JSONResponse(
-                {
-                    "error": "rate_limited",
-                    "error_description": f"Too many sign-ups from here; retry in {wait} s.",
-                },
+            return error_response(
                 429,
+                "rate_limited",
+                f"Too many sign-ups from here; retry in {wait} s.",
+                {"retry_after_seconds": wait},
                 headers={"Retry-After": str(wait)},
             )
         body = await read_json(request)
@@ -253,7 +252,9 @@ class AccountApi:
     async def reveal(self, request: Request) -> Response:
         sessions = self.state.require_runtime().sessions
         try:
-            new = await onboarding.reveal_key(sessions, request.path_params["token"])
+            new = await onboarding.reveal_key(
+                sessions, request.path_params["token"], self.onboarding.past_due_grace
+            )
         except AccountError as exc:
             return _page(
                 409,

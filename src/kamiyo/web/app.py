@@ -17,7 +17,7 @@ from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
-from kamiyo.web import access_log, api, dashboard, mcp_posts, oauth, rest
+from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.webhooks import stripe_webhook_route
 
@@ -100,6 +100,7 @@ def create_app(
         *resource.guard(mcp_posts.wrap(sse.routes), "/sse"),
         *api.routes(state, resource),
         *rest.routes(state, resource),
+        *docs.routes(),  # the REST API's OpenAPI document and docs page
         # The dashboard (log-in, keys, setup, plan, usage, alerts) and the files under /static/.
         *dashboard.routes(board, server),  # the server: its prompts go in the .mcpb
         dashboard.static_files(),

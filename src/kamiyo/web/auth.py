@@ -9,6 +9,10 @@ locked tool is still refused inside MCP, as an ``isError`` result. When the cred
 be checked (the database is down) it answers 503; those refusals are counted in the outage's
 log lines (``kamiyo.outages``) and not metered, since no call has been read at that point.
 
+The challenge's JSON body is what the endpoint's clients read: on the MCP endpoints OAuth's
+``{"error", "error_description"}`` (as the SDK's own guard answers), on REST routes the REST
+envelope (web/errors.py); the ``WWW-Authenticate`` header is the same on both.
+
 The guard is pure ASGI: Starlette's ``BaseHTTPMiddleware`` would buffer the SSE streams. The
 SDK's ``RequireAuthMiddleware`` does not fit: it cannot admit anonymous callers and gives every
 failure the same message.
@@ -31,6 +35,7 @@ from kamiyo import outages
 from kamiyo.access.gate import Gate
 from kamiyo.config import AuthSettings, ConfigurationError, SiteSettings
 from kamiyo.web.access_log import logged_path
+from kamiyo.web.errors import error_body
 from kamiyo.web.oauth import served_issuer
 
 log = logging.getLogger(__name__)
@@ -145,16 +150,24 @@ class ResourceServer:
 class BearerGuard:
     """Answers 401 before an MCP endpoint sees a request whose credential the gate refuses."""
 
-    def __init__(self, app: ASGIApp, server: ResourceServer, resource_path: str) -> None:
+    def __init__(
+        self, app: ASGIApp, server: ResourceServer, resource_path: str, envelope: bool = False
+    ) -> None:
         self.app = app
         self.server = server
         self.resource_path = resource_path
+        self.envelope = envelope  # bodies in the REST error envelope
 
     @classmethod
-    def checker(cls, server: ResourceServer) -> "BearerGuard":
+    def checker(cls, server: ResourceServer, envelope: bool = False) -> "BearerGuard":
         """A guard for endpoints that call ``refusal`` themselves (REST), with the server
         root's metadata in its challenges; it wraps no app."""
-        return cls(_no_app, server, "")
+        return cls(_no_app, server, "", envelope)
+
+    def _body(self, error: str, description: str) -> dict[str, object]:
+        if self.envelope:
+            return error_body(error, description)
+        return {"error": error, "error_description": description}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # CORS preflights never carry credentials; the endpoint answers them as before.
@@ -189,11 +202,10 @@ class BearerGuard:
             else:
                 log.exception("could not check the credential for %s", scope["path"])
             return JSONResponse(
-                {
-                    "error": "temporarily_unavailable",
-                    "error_description": "Credentials cannot be checked right now; try again "
-                    "shortly.",
-                },
+                self._body(
+                    "temporarily_unavailable",
+                    "Credentials cannot be checked right now; try again shortly.",
+                ),
                 503,
                 headers={"Retry-After": "5"},
             )
@@ -213,7 +225,7 @@ class BearerGuard:
             params = [f'error="{error}"', f'error_description="{quotable(description)}"']
         params.append(f'resource_metadata="{self.server.metadata_url(scope, self.resource_path)}"')
         return JSONResponse(
-            {"error": error or reason, "error_description": description},
+            self._body(error or reason or "unauthenticated", description),
             401,
             headers={
                 "WWW-Authenticate": "Bearer " + ", ".join(params),

@@ -5,10 +5,15 @@ pipeline, gate and answers as the MCP tools.
   query fields, checked by its model; unknown parameters are refused so a typo is not silently
   ignored. A body that is not a JSON object is bad arguments like any other (400, counted); one
   over ``MAX_BODY_BYTES`` is refused with 413 before it is read in full.
+- Every error is the one envelope of web/errors.py: ``{"error": {"code", "message", "details"}}``.
 - Credentials as on the MCP endpoints (``Authorization: Bearer``, 401 challenges). Payments as
   x402 v2 over HTTP: an unpaid call to a priced endpoint gets ``402`` with ``PAYMENT-REQUIRED``
   (base64 JSON); the retry carries ``PAYMENT-SIGNATURE`` (v1: ``X-PAYMENT``); the answer
   carries ``PAYMENT-RESPONSE``.
+- An answer and a 429 say where the caller's rate limits stand in the IETF ``RateLimit-Policy``
+  and ``RateLimit`` fields (draft-ietf-httpapi-ratelimit-headers, structured-field lists):
+  ``"minute";q=60;w=60, "day";q=1000;w=86400`` and ``"minute";r=12;t=40, "day";r=990;t=3600``
+  (a 429 names the limit it reached). A 429 keeps ``Retry-After``.
 """
 
 from typing import Any
@@ -17,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kamiyo.access.gate import Refusal, RefusalReason
+from kamiyo.access.gate import LimitState, Refusal, RefusalReason
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
 from kamiyo.service.catalogue import OPERATIONS, Operation
@@ -25,6 +30,7 @@ from kamiyo.service.pipeline import Caller, execute
 from kamiyo.service.state import ServerState
 from kamiyo.web.api import ApiError, read_json
 from kamiyo.web.auth import BearerGuard, ResourceServer
+from kamiyo.web.errors import error_response, payment_required_body
 from kamiyo.web.wire import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
@@ -33,7 +39,10 @@ from kamiyo.web.wire import (
 )
 
 # Browser clients may read these only when they are exposed.
-EXPOSED = f"{PAYMENT_REQUIRED_HEADER}, {PAYMENT_RESPONSE_HEADER}, Retry-After, WWW-Authenticate"
+EXPOSED = (
+    f"{PAYMENT_REQUIRED_HEADER}, {PAYMENT_RESPONSE_HEADER}, Retry-After, WWW-Authenticate, "
+    "RateLimit, RateLimit-Policy"
+)
 REFUSAL_STATUS = {
     RefusalReason.UNAUTHENTICATED: 401,
     RefusalReason.FORBIDDEN: 403,
@@ -50,7 +59,7 @@ FAILURE_STATUS = {
 
 
 def routes(state: ServerState, resource: ResourceServer) -> list[BaseRoute]:
-    guard = BearerGuard.checker(resource)
+    guard = BearerGuard.checker(resource, envelope=True)
     return [
         Route(op.rest.path, _endpoint(state, guard, op), methods=[op.rest.method])
         for op in OPERATIONS
@@ -86,6 +95,7 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
             payment=payment_in_headers(request.headers),
             resource=str(request.url),
             peer=request.client.host if request.client else "local",
+            limits_wanted=True,
         )
         return render(await execute(state, operation, query, caller))
 
@@ -96,13 +106,14 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
 def render(outcome: Outcome) -> Response:
     headers = {"Access-Control-Expose-Headers": EXPOSED}
     if isinstance(outcome, Answer):
+        headers |= rate_limit_headers(outcome.limits)
         if outcome.receipt is not None:
             receipt = outcome.receipt.model_dump(mode="json", exclude_none=True)
             headers[PAYMENT_RESPONSE_HEADER] = encode_header(receipt)
         return JSONResponse(outcome.structured, headers=headers)
     if isinstance(outcome, Failure):
-        body = {"error": outcome.kind.value, "error_description": outcome.message}
-        return JSONResponse(body, FAILURE_STATUS[outcome.kind], headers=headers)
+        status = FAILURE_STATUS[outcome.kind]
+        return error_response(status, outcome.kind.value, outcome.message, headers=headers)
     return _refused(outcome, headers)
 
 
@@ -111,12 +122,22 @@ def _refused(refusal: Refusal, headers: dict[str, str]) -> Response:
         required = refusal.payment_required.model_dump(mode="json", exclude_none=True)
         headers[PAYMENT_REQUIRED_HEADER] = encode_header(required)
         # The body repeats it for v1 clients, which read PaymentRequired from the body.
-        return JSONResponse(required | {"message": refusal.message}, 402, headers=headers)
+        body = payment_required_body(required, refusal.message, refusal.details())
+        return JSONResponse(body, 402, headers=headers)
     if refusal.retry_after_s is not None:
         headers["Retry-After"] = str(refusal.retry_after_s)
-    body = {
-        "error": refusal.reason.value,
-        "error_description": refusal.message,
-        **refusal.details(),
+    headers |= rate_limit_headers(refusal.limits)
+    status = REFUSAL_STATUS[refusal.reason]
+    return error_response(
+        status, refusal.reason.value, refusal.message, refusal.details(), headers=headers
+    )
+
+
+def rate_limit_headers(limits: tuple[LimitState, ...]) -> dict[str, str]:
+    """The IETF RateLimit fields for these limits (none when the gate reported none)."""
+    if not limits:
+        return {}
+    return {
+        "RateLimit-Policy": ", ".join(f'"{s.policy}";q={s.quota};w={s.window_s}' for s in limits),
+        "RateLimit": ", ".join(f'"{s.policy}";r={s.remaining};t={s.reset_s}' for s in limits),
     }
-    return JSONResponse(body, REFUSAL_STATUS[refusal.reason], headers=headers)
