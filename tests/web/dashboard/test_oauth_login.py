@@ -12,7 +12,7 @@ import pytest
 
 from kamiyo.web.dashboard.login import NEXT_COOKIE, safe_next
 from tests.billing.conftest import PUBLIC_URL
-from tests.web.dashboard.conftest import Site
+from tests.web.dashboard.conftest import CSRF_FIELD, Site
 from tests.web.oauth_helpers import hidden_fields, pkce, query_of
 
 pytestmark = pytest.mark.anyio
@@ -21,8 +21,9 @@ REDIRECT = "http://127.0.0.1:33418/callback"
 LOGIN_LINK = re.compile(r'<a href="([^"]+)">Log in with your email</a>')
 
 
-async def consent_page(site: Site) -> str:
-    """A registered host's authorization request: the consent page's path."""
+async def consent_page(site: Site) -> tuple[str, str, str]:
+    """A registered host's authorization request: the consent page's path, the client id and
+    the PKCE verifier."""
     registered = await site.http.post(
         "/oauth/register",
         json={
@@ -32,12 +33,13 @@ async def consent_page(site: Site) -> str:
         },
     )
     assert registered.status_code == 201, registered.text
-    _, challenge = pkce()
+    verifier, challenge = pkce()
+    client_id = registered.json()["client_id"]
     sent = await site.http.get(
         "/oauth/authorize",
         params={
             "response_type": "code",
-            "client_id": registered.json()["client_id"],
+            "client_id": client_id,
             "redirect_uri": REDIRECT,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
@@ -46,11 +48,11 @@ async def consent_page(site: Site) -> str:
         },
     )
     assert sent.status_code == 302, sent.text
-    return sent.headers["location"].removeprefix(PUBLIC_URL)
+    return sent.headers["location"].removeprefix(PUBLIC_URL), client_id, verifier
 
 
 async def test_a_person_logs_in_by_mail_and_comes_back_to_consent(site: Site) -> None:
-    consent = await consent_page(site)
+    consent, client_id, verifier = await consent_page(site)
     page = await site.http.get(consent)
     assert page.status_code == 200
     assert "Remote Host" in page.text
@@ -71,7 +73,37 @@ async def test_a_person_logs_in_by_mail_and_comes_back_to_consent(site: Site) ->
         "/oauth/authorize", data=hidden_fields(page.text) | {"decision": "approve"}
     )
     assert approved.status_code == 302
-    assert set(query_of(approved.headers["location"])) == {"code", "state", "iss"}
+    answer = query_of(approved.headers["location"])
+    assert set(answer) == {"code", "state", "iss"}
+    tokens = await site.http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": answer["code"],
+            "code_verifier": verifier,
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+        },
+    )
+    assert tokens.status_code == 200, tokens.text
+    # The account sees the host among its connected apps, and revokes it there.
+    listed = await site.http.get("/dashboard/clients")
+    assert "Remote Host" in listed.text
+    csrf = str(CSRF_FIELD.findall(listed.text)[0])
+    revoked = await site.http.post(
+        "/dashboard/clients/revoke", data={"csrf_token": csrf, "client_id": client_id}
+    )
+    assert revoked.status_code == 303
+    assert "No app has access" in (await site.http.get(revoked.headers["location"])).text
+    refreshed = await site.http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens.json()["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert refreshed.status_code == 400
 
 
 async def test_a_log_in_returns_only_to_our_own_pages(site: Site) -> None:

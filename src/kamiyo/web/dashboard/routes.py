@@ -7,6 +7,7 @@ from starlette.staticfiles import StaticFiles
 from kamiyo.web.dashboard.admin_page import AdminPage
 from kamiyo.web.dashboard.alert_pages import AlertPages
 from kamiyo.web.dashboard.bundle_download import BundleDownload
+from kamiyo.web.dashboard.client_pages import ClientPages
 from kamiyo.web.dashboard.key_pages import KeyPages
 from kamiyo.web.dashboard.login import LoginPages
 from kamiyo.web.dashboard.pages import OverviewPage, SetupPage
@@ -24,6 +25,7 @@ def routes(dashboard: Dashboard, server: MCPServer) -> list[BaseRoute]:
     plan = PlanPage(dashboard)
     usage = UsagePage(dashboard)
     alerts = AlertPages(dashboard)
+    clients = ClientPages(dashboard)
     # Plain Routes (no Mount), so that the access log sees their {token} and hides it.
     return [
         Route("/login", login.form, methods=["GET"]),
@@ -51,6 +53,9 @@ def routes(dashboard: Dashboard, server: MCPServer) -> list[BaseRoute]:
             signed_in(BundleDownload(server).download),
             methods=["GET"],
         ),
+        # The MCP hosts the account let in through OAuth.
+        Route("/dashboard/clients", signed_in(clients.list_page), methods=["GET"]),
+        Route("/dashboard/clients/revoke", signed_in(clients.revoke), methods=["POST"]),
         *_report_and_admin_routes(dashboard),
     ]
 
