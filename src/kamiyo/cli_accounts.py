@@ -18,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.access import accounts, keys, revocation, tokens
 from kamiyo.access.usage import month_usage
 from kamiyo.cli_support import err, fail, run, stdout_console
-from kamiyo.db.reports import Role
-from kamiyo.db.tables import ApiKey, Subscription
+from kamiyo.db.tables import ApiKey, Role, Subscription
 from kamiyo.runtime import Runtime
 from kamiyo.tiers import Tier
 
@@ -158,7 +157,7 @@ def accounts_set_role(
     async def work(runtime: Runtime) -> bool:
         async with runtime.sessions() as session:
             account = await accounts.require_account(session, email)
-            changed = await accounts.set_role(session, account, role)
+            changed = accounts.set_role(account, role)
             await session.commit()
             return changed
 

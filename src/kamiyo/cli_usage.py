@@ -15,7 +15,7 @@ from kamiyo.access.meter import ChainCheck, chain_of, verify_chain
 from kamiyo.access.usage import Breakdown, UsageRow, usage_breakdown
 from kamiyo.cli_accounts import run_account_work
 from kamiyo.cli_support import err, fail, stdout_console
-from kamiyo.db.tables import UsageChain, UsageRecord
+from kamiyo.db.usage import UsageChain, UsageRecord
 from kamiyo.runtime import Runtime
 
 usage_app = typer.Typer(help="Metered usage (operators).", no_args_is_help=True)

@@ -23,7 +23,7 @@ from kamiyo.access.meter import ANONYMOUS_CHAIN, Meter, UsageEvent, verify_chain
 from kamiyo.config import AuthSettings, DatabaseSettings, MeterSettings, Settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
-from kamiyo.db.tables import ServingInstance, UsageRecord
+from kamiyo.db.usage import ServingInstance, UsageRecord
 from kamiyo.runtime import Runtime
 from kamiyo.service.answers import Answer, Failure, FailureKind
 from kamiyo.service.catalogue import CATALOGUE, ToolName, target

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access.instances import MIN_STALE_S, unclean_stops
-from kamiyo.db.tables import ServingInstance
+from kamiyo.db.usage import ServingInstance
 
 pytestmark = pytest.mark.anyio
 

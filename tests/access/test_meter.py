@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.access import accounts, keys
 from kamiyo.access.meter import ANONYMOUS_CHAIN, Meter, UsageEvent, chain_of, verify_chain
 from kamiyo.access.usage import Breakdown, month_usage, usage_breakdown
-from kamiyo.db.tables import ApiKey, UsageChain, UsageRecord
+from kamiyo.db.tables import ApiKey
+from kamiyo.db.usage import UsageChain, UsageRecord
 from kamiyo.tiers import Tier
 
 pytestmark = pytest.mark.anyio

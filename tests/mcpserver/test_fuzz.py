@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.meter import chain_of
 from kamiyo.config import Settings
-from kamiyo.db.tables import UsageRecord
+from kamiyo.db.usage import UsageRecord
 from kamiyo.mcpserver.server import build_server
 from kamiyo.mcpserver.tools import input_schema, output_schema
 from kamiyo.runtime import Runtime, open_runtime

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.access import accounts, keys
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.meter import ANONYMOUS_CHAIN, chain_of
-from kamiyo.db.tables import UsageRecord
+from kamiyo.db.usage import UsageRecord
 from kamiyo.mcpserver.server import build_server
 from kamiyo.payments.cashier import open_cashier
 from kamiyo.runtime import Runtime

@@ -4,13 +4,12 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import revocation
 from kamiyo.db.bounds import unstorable
-from kamiyo.db.reports import ACCOUNT_ROLE, ACCOUNTS, Role
-from kamiyo.db.tables import Account, ApiKey, Subscription
+from kamiyo.db.tables import Account, ApiKey, Role, Subscription
 from kamiyo.tiers import Tier
 
 # Subscription states that keep their tier; past_due keeps it for a grace period.
@@ -210,18 +209,15 @@ async def list_accounts(
     return found
 
 
-async def account_role(session: AsyncSession, account_pk: int) -> Role:
-    """The account's role (``user`` for an account that is not there)."""
-    role = await session.scalar(select(ACCOUNT_ROLE).where(ACCOUNTS.c.pk == account_pk))
-    return Role(role) if role is not None else Role.USER
+def account_role(account: Account) -> Role:
+    """The account's role (a value this version does not know is no admin)."""
+    return Role.ADMIN if account.role == Role.ADMIN.value else Role.USER
 
 
-async def set_role(session: AsyncSession, account: Account, role: Role) -> bool:
+def set_role(account: Account, role: Role) -> bool:
     """Make the account an admin or a user again; whether that changed anything. Caller
     commits. The role takes effect on the account's next dashboard page."""
-    if await account_role(session, account.pk) is role:
+    if account_role(account) is role:
         return False
-    await session.execute(
-        update(ACCOUNTS).where(ACCOUNTS.c.pk == account.pk).values({ACCOUNT_ROLE: role.value})
-    )
+    account.role = role.value
     return True

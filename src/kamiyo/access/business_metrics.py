@@ -21,7 +21,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from kamiyo.access.accounts import TierSource, entitled_tier, list_accounts
 from kamiyo.access.usage import ANSWERED
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import Account, ApiKey, Payment, Subscription, UsageRecord
+from kamiyo.db.tables import Account, ApiKey, Payment, Subscription
+from kamiyo.db.usage import UsageRecord
 from kamiyo.tiers import TIERS, Tier
 
 WINDOW_DAYS = 30

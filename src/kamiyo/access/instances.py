@@ -25,7 +25,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.db.tables import ServingInstance
+from kamiyo.db.usage import ServingInstance
 
 STALE_AFTER_FLUSHES = 5
 MIN_STALE_S = 10.0

@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo import outages
 from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import ApiKey, UsageChain, UsageRecord
+from kamiyo.db.tables import ApiKey
+from kamiyo.db.usage import UsageChain, UsageRecord
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.meter import UsageEvent
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import UsageRecord
+from kamiyo.db.usage import UsageRecord
 
 # Calls that reached the tool, bad arguments included (refusals are recorded but are not usage).
 ANSWERED = ("ok", "error", "invalid")

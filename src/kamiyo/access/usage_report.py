@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.meter import UsageEvent
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import UsageRecord
+from kamiyo.db.usage import UsageRecord
 
 
 class StatusGroup(StrEnum):

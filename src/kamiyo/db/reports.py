@@ -1,34 +1,17 @@
-"""Shared reports and the operators' role (a module of its own beside ``tables.py``, on the
-same metadata).
+"""Shared reports (a module of its own beside ``tables.py``, on the same metadata).
 
 A report keeps a risk assessment or a wallet screen as it was answered, for its owner to open
 again and, if they choose, to share. The share link's token is kept only as its SHA-256: the
 token lives in the link, so a database leak opens no report.
-
-``accounts.role`` is declared here, on the accounts table, rather than in ``tables.py``: it is
-read and written through Core (``ACCOUNTS.c.role``), so ``Account`` itself is unchanged.
 """
 
 import datetime as dt
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table
+from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kamiyo.db.tables import Base, UTCDateTime
-
-
-class Role(StrEnum):
-    USER = "user"
-    ADMIN = "admin"
-
-
-ACCOUNT_ROLE: Column[str] = Column(
-    "role", String(16), nullable=False, default=Role.USER.value, server_default=Role.USER.value
-)
-ACCOUNTS: Table = Base.metadata.tables["accounts"]
-ACCOUNTS.append_column(ACCOUNT_ROLE)
 
 
 class SharedReport(Base):

@@ -6,6 +6,7 @@ SQLite keeps an FTS5 table ``incident_search`` keyed by ``incidents.pk``; Postgr
 """
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -257,6 +258,13 @@ class Dataset(Base):
     loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
+class Role(StrEnum):
+    """What an account may do beyond its own: admins open the operators' page."""
+
+    USER = "user"
+    ADMIN = "admin"
+
+
 class Account(Base):
     __tablename__ = "accounts"
 
@@ -268,6 +276,10 @@ class Account(Base):
     # Bumped in the same transaction as any change to what the account's credentials may do
     # (a key or token revoked, the account disabled, its tier changed): see access/revocation.py.
     credentials_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # user, or admin (the operators' page): ``kamiyo accounts set-role``.
+    role: Mapped[str] = mapped_column(
+        String(16), default=Role.USER.value, server_default=Role.USER.value
+    )
 
 
 class Subscription(Base):
@@ -321,65 +333,6 @@ class RevokedToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-
-class UsageRecord(Base):
-    """One call, admitted or refused, as the meter saw it.
-
-    Records form a hash chain per ``chain`` (an account, or all anonymous callers): each hash
-    covers the record and the previous hash, so an edited, removed or reordered record shows.
-    No foreign keys: usage outlives the keys and accounts it names.
-    """
-
-    __tablename__ = "usage_records"
-
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    chain: Mapped[str] = mapped_column(String(32))
-    seq: Mapped[int] = mapped_column(Integer)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    account_pk: Mapped[int | None] = mapped_column(Integer)
-    key_pk: Mapped[int | None] = mapped_column(Integer)
-    tool: Mapped[str] = mapped_column(String(64))
-    tier: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(24))
-    duration_us: Mapped[int] = mapped_column(Integer)
-    result_count: Mapped[int | None] = mapped_column(Integer)
-    cost_units: Mapped[int] = mapped_column(Integer)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-
-    __table_args__ = (
-        UniqueConstraint("chain", "seq"),
-        Index("ix_usage_records_account_at", "account_pk", "at"),
-    )
-
-
-class UsageChain(Base):
-    """The head of each usage chain: its last sequence number and hash."""
-
-    __tablename__ = "usage_chains"
-
-    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer)
-    hash: Mapped[str] = mapped_column(String(64))
-
-
-class ServingInstance(Base):
-    """A serving process, as its meter registered it: when it last wrote usage, and whether it
-    stopped cleanly. One that never stopped and writes no more died with the calls it answered
-    since its last write unrecorded (``kamiyo usage verify`` reports it)."""
-
-    __tablename__ = "serving_instances"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # a random hex id
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    flush_s: Mapped[float] = mapped_column(Float)  # how often it writes (KAMIYO_METER_FLUSH_S)
-    # When the events of its last successful write had been taken: every call answered before
-    # it is recorded.
-    last_flush_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class StripeEvent(Base):

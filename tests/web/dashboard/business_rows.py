@@ -6,7 +6,8 @@ import datetime as dt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import accounts, keys
-from kamiyo.db.tables import Payment, Subscription, UsageRecord
+from kamiyo.db.tables import Payment, Subscription
+from kamiyo.db.usage import UsageRecord
 from kamiyo.tiers import Tier
 
 BASE, SOLANA = "eip155:8453", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"

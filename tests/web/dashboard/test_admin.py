@@ -13,7 +13,7 @@ from kamiyo.access import accounts
 from kamiyo.access.business_metrics import WINDOW_DAYS, business_metrics
 from kamiyo.cli import app
 from kamiyo.config import get_settings
-from kamiyo.db.reports import Role
+from kamiyo.db.tables import Role
 from kamiyo.runtime import open_runtime
 from kamiyo.tiers import Tier
 from tests.web.dashboard.business_rows import BASE, SOLANA, seed
@@ -81,7 +81,7 @@ async def test_the_page_is_for_admins_only_and_shows_the_figures(site: Site) -> 
     async with site.sessions() as session:
         await seed(session, dt.datetime.now(dt.UTC))
         operator = await accounts.require_account(session, "operator@example.com")
-        assert await accounts.set_role(session, operator, Role.ADMIN)
+        assert accounts.set_role(operator, Role.ADMIN)
         await session.commit()
     page = await site.http.get("/admin")
     assert page.status_code == 200
@@ -113,7 +113,7 @@ def test_set_role_grants_and_takes_back_the_admin_role() -> None:
     async def role() -> Role:
         async with open_runtime(get_settings()) as runtime, runtime.sessions() as session:
             account = await accounts.require_account(session, "ops@example.com")
-            return await accounts.account_role(session, account.pk)
+            return accounts.account_role(account)
 
     assert asyncio.run(role()) is Role.ADMIN
     assert kamiyo("accounts", "set-role", "ops@example.com", "user")[0] == 0

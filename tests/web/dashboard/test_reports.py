@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from kamiyo.access import accounts
 from kamiyo.db.reports import SharedReport
-from kamiyo.db.tables import UsageRecord
+from kamiyo.db.usage import UsageRecord
 from kamiyo.tiers import Tier
 from kamiyo.web.access_log import logged_path
 from tests.billing.conftest import PUBLIC_URL

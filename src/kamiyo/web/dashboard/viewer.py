@@ -13,8 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from kamiyo.access.accounts import account_role, is_active
 from kamiyo.billing import onboarding
-from kamiyo.db.reports import Role
-from kamiyo.db.tables import Account
+from kamiyo.db.tables import Account, Role
 from kamiyo.service.state import ServerState
 from kamiyo.web.access_log import logged_path
 from kamiyo.web.dashboard import csrf, render, sessions
@@ -92,7 +91,7 @@ class Dashboard:
                 if live is not None:
                     async with self.database() as session:
                         account = await session.get(Account, live.account_pk)
-                        role = await account_role(session, live.account_pk)
+                        role = account_role(account) if account is not None else Role.USER
                 if live is None or account is None or not is_active(account):
                     if hidden:
                         return not_found(request)

@@ -1,0 +1,68 @@
+"""The usage tables: one record per call as the meter saw it, each chain's head, and the serving
+instances that write them (a module of its own beside ``tables.py``, on the same metadata)."""
+
+import datetime as dt
+
+from sqlalchemy import Float, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kamiyo.db.tables import Base, UTCDateTime
+
+
+class UsageRecord(Base):
+    """One call, admitted or refused, as the meter saw it.
+
+    Records form a hash chain per ``chain`` (an account, or all anonymous callers): each hash
+    covers the record and the previous hash, so an edited, removed or reordered record shows.
+    No foreign keys: usage outlives the keys and accounts it names.
+    """
+
+    __tablename__ = "usage_records"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    account_pk: Mapped[int | None] = mapped_column(Integer)
+    key_pk: Mapped[int | None] = mapped_column(Integer)
+    tool: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    duration_us: Mapped[int] = mapped_column(Integer)
+    result_count: Mapped[int | None] = mapped_column(Integer)
+    cost_units: Mapped[int] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("chain", "seq"),
+        Index("ix_usage_records_account_at", "account_pk", "at"),
+    )
+
+
+class UsageChain(Base):
+    """The head of each usage chain: its last sequence number and hash."""
+
+    __tablename__ = "usage_chains"
+
+    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ServingInstance(Base):
+    """A serving process, as its meter registered it: when it last wrote usage, and whether it
+    stopped cleanly. One that never stopped and writes no more died with the calls it answered
+    since its last write unrecorded (``kamiyo usage verify`` reports it)."""
+
+    __tablename__ = "serving_instances"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # a random hex id
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    flush_s: Mapped[float] = mapped_column(Float)  # how often it writes (KAMIYO_METER_FLUSH_S)
+    # When the events of its last successful write had been taken: every call answered before
+    # it is recorded.
+    last_flush_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
