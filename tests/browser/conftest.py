@@ -1,0 +1,107 @@
+"""Fixtures of the browser tests: one chromium per test process, one served app per module
+(so tests/processes.py keeps each module on one xdist worker), a fresh browser context per
+test, and a page already logged in.
+
+A new page's test uses ``page`` (a fresh visitor) or ``logged_in_page`` (an account of its own
+module, on /dashboard); ``harness.shoot`` saves a screenshot, ``Served.link_in_newest_mail``
+reads a mailed link.
+"""
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.browser.harness import (
+    CLOSED_PROXY,
+    LOOPBACK,
+    Guard,
+    Served,
+    chromium_or_skip,
+    log_in,
+    serving,
+)
+
+TIMEOUT_MS = 10_000  # any one step; a healthy step takes milliseconds
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    chromium_or_skip()  # before the driver starts
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(
+        executable_path=chromium_or_skip(),
+        headless=True,
+        # Whatever is not loopback goes to a port where nothing listens: no test reaches out.
+        proxy={"server": CLOSED_PROXY, "bypass": ",".join(LOOPBACK)},
+    )
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serving(tmp_path_factory.mktemp("browser")) as app:
+        yield app
+
+
+def new_context(browser: Browser, served: Served, **options: Any) -> BrowserContext:
+    context = browser.new_context(
+        base_url=served.url,
+        permissions=["clipboard-read", "clipboard-write"],
+        viewport={"width": 1100, "height": 800},
+        **options,
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
+@pytest.fixture
+def context(browser: Browser, served: Served) -> Iterator[BrowserContext]:
+    guard = Guard()
+    context = new_context(browser, served)
+    context.on("request", guard.watch)
+    yield context
+    context.close()
+    assert guard.outside == [], "pages reached beyond loopback"
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()
+
+
+def new_address(label: str) -> str:
+    """An address no other test of the run uses (each gets its own account)."""
+    return f"{label}-{uuid.uuid4().hex[:8]}@example.com"
+
+
+@pytest.fixture(scope="module")
+def signed_in(browser: Browser, served: Served) -> dict[str, Any]:
+    """The cookies of one session, logged in once for the module's tests to share."""
+    context = new_context(browser, served)
+    try:
+        log_in(context.new_page(), served, new_address("shared"))
+        return dict(context.storage_state())
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def logged_in_page(browser: Browser, served: Served, signed_in: dict[str, Any]) -> Iterator[Page]:
+    """A page on /dashboard of the module's shared account (do not log it out)."""
+    guard = Guard()
+    context = new_context(browser, served, storage_state=signed_in)
+    context.on("request", guard.watch)
+    page = context.new_page()
+    page.goto("/dashboard")
+    yield page
+    context.close()
+    assert guard.outside == [], "pages reached beyond loopback"
