@@ -9,6 +9,7 @@ reads a mailed link.
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.browser.harness import (
     Served,
     chromium_or_skip,
     log_in,
+    prepare_database,
     serving,
 )
 
@@ -46,9 +48,16 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
+@pytest.fixture(scope="session")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("browser-db") / "kamiyo.db"
+    prepare_database(path)
+    return path
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with serving(tmp_path_factory.mktemp("browser")) as app:
+def served(tmp_path_factory: pytest.TempPathFactory, database: Path) -> Iterator[Served]:
+    with serving(tmp_path_factory.mktemp("browser"), database) as app:
         yield app
 
 

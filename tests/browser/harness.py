@@ -15,15 +15,16 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -33,6 +34,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from playwright.sync_api import Dialog, Page, Request
 
+from kamiyo.config import DatabaseSettings, Settings
+from kamiyo.runtime import open_runtime
 from tests.billing.smtp import Mailbox, Received, running_mailbox
 from tests.mcpserver.conftest import _wait_until_healthy, free_port, server_env
 
@@ -42,6 +45,7 @@ MAIL_TIMEOUT_S = 10
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 # Chromium sends whatever is not loopback to this proxy, where nothing listens.
 CLOSED_PROXY = "http://127.0.0.1:9"
+T = TypeVar("T")
 
 
 def chromium_or_skip() -> str:
@@ -80,10 +84,32 @@ class Served:
         return mails[count - 1]
 
 
+def prepare_database(path: Path) -> None:
+    """A SQLite database migrated and loaded with the bundled data at ``path``: each served
+    app starts on a copy (migrating and loading take seconds)."""
+
+    async def prepare() -> None:
+        url = f"sqlite+aiosqlite:///{path}"
+        settings = Settings(database=DatabaseSettings(url=url), environment="test", _env_file=None)
+        async with open_runtime(settings, upgrade=True):
+            pass
+
+    run_async(prepare)
+
+
+def run_async(function: Callable[[], Awaitable[T]]) -> T:
+    """``function`` run to its end, in a thread of its own (Playwright's sync API keeps an
+    event loop in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, function).result()
+
+
 @contextmanager
-def serving(folder: Path) -> Iterator[Served]:
-    """``kamiyo serve --transport http`` on a free loopback port, mailing to a real SMTP
-    server, without Stripe (the plan page says billing is not set up)."""
+def serving(folder: Path, database: Path) -> Iterator[Served]:
+    """``kamiyo serve --transport http`` on a free loopback port, on a copy of ``database``,
+    mailing to a real SMTP server, without Stripe (the plan page says billing is not set up)."""
+    (folder / "data").mkdir()
+    shutil.copyfile(database, folder / "data" / "kamiyo.db")  # where KAMIYO_DATA_DIR puts it
     with running_mailbox() as mailbox:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -184,8 +210,7 @@ def remote_connection(config_text: str) -> tuple[str, dict[str, str]]:
 
 
 def call_tool(url: str, headers: dict[str, str], tool: str, arguments: dict[str, Any]) -> Any:
-    """``tool`` called through the SDK's client over streamable HTTP; its structured result.
-    (In a thread of its own: Playwright's sync API keeps an event loop in this one.)"""
+    """``tool`` called through the SDK's client over streamable HTTP; its structured result."""
 
     async def call() -> Any:
         async with (
@@ -196,8 +221,7 @@ def call_tool(url: str, headers: dict[str, str], tool: str, arguments: dict[str,
             assert result.is_error is not True, result.content
             return result.structured_content
 
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(anyio.run, call).result()
+    return run_async(call)
 
 
 def mcp_status(url: str, headers: dict[str, str]) -> tuple[int, str]:
