@@ -8,7 +8,8 @@ reads a mailed link.
 """
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.browser.harness import (
     log_in,
     prepare_database,
     serving,
+    shoot,
 )
 
 TIMEOUT_MS = 10_000  # any one step; a healthy step takes milliseconds
@@ -72,14 +74,41 @@ def new_context(browser: Browser, served: Served, **options: Any) -> BrowserCont
     return context
 
 
-@pytest.fixture
-def context(browser: Browser, served: Served) -> Iterator[BrowserContext]:
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+@contextmanager
+def watched(request: pytest.FixtureRequest, context: BrowserContext) -> Iterator[BrowserContext]:
+    """``context``, closed after the test; its pages' screenshots when the test failed
+    (``failed-TEST-N.png``), and a failure when they reached beyond loopback."""
     guard = Guard()
-    context = new_context(browser, served)
     context.on("request", guard.watch)
-    yield context
-    context.close()
+    try:
+        yield context
+    finally:
+        if request.node.stash.get(FAILED, False):
+            for number, page in enumerate(context.pages):
+                shoot(page, f"failed-{request.node.name}-{number}")
+        context.close()
     assert guard.outside == [], "pages reached beyond loopback"
+
+
+@pytest.fixture
+def context(
+    request: pytest.FixtureRequest, browser: Browser, served: Served
+) -> Iterator[BrowserContext]:
+    with watched(request, new_context(browser, served)) as context:
+        yield context
 
 
 @pytest.fixture

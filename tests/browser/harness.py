@@ -145,11 +145,11 @@ class Guard:
             self.outside.append(request.url)
 
 
-def shoot(page: Page, name: str) -> Path:
-    """A full-page screenshot, ``test-artifacts/browser/NAME.png``."""
+def shoot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """A screenshot of the whole page (else of the window), ``test-artifacts/browser/NAME.png``."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=path, full_page=True)
+    page.screenshot(path=path, full_page=full_page)
     return path
 
 
