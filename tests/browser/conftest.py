@@ -1,6 +1,9 @@
-"""Fixtures of the browser tests: one chromium per test process, one served app per module
-(so tests/processes.py keeps each module on one xdist worker), a fresh browser context per
-test, and a page already logged in.
+"""Fixtures of the browser tests: one served app and one chromium per module (so
+tests/processes.py keeps each module on one xdist worker), a fresh browser context per test, and
+a page already logged in.
+
+Playwright's sync API marks an asyncio loop as running in this thread while its driver is up,
+so the driver stops with the module: the async tests a worker runs next need the thread free.
 
 A new page's test uses ``page`` (a fresh visitor) or ``logged_in_page`` (an account of its own
 module, on /dashboard); ``harness.shoot`` saves a screenshot, ``Served.link_in_newest_mail``
@@ -31,14 +34,14 @@ from tests.browser.harness import (
 TIMEOUT_MS = 10_000  # any one step; a healthy step takes milliseconds
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     chromium_or_skip()  # before the driver starts
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(
         executable_path=chromium_or_skip(),

@@ -8,13 +8,15 @@ tampered with, the plan page of a server without Stripe, the set-up page before 
 import time
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from kamiyo.billing.onboarding import KEY_PLACEHOLDER
 from kamiyo.tiers import TIERS, Tier
 from kamiyo.web.dashboard.plan_page import BILLING_OFF
-from tests.browser.conftest import new_address
+from tests.browser.conftest import new_address, new_context
 from tests.browser.harness import (
+    Guard,
     Served,
     accept_dialogs,
     ask_for_link,
@@ -167,3 +169,18 @@ def test_the_setup_page_before_a_key(logged_in_page: Page, served: Served) -> No
     page.get_by_role("button", name="Copy the connector URL").click()
     assert page.evaluate("navigator.clipboard.readText()") == f"{served.url}/mcp"
     shoot(page, "setup")
+
+
+def test_pages_reach_nothing_beyond_loopback(browser: Browser, served: Served) -> None:
+    """What the fixtures' guard sees, and that the browser cannot reach out at all."""
+    guard = Guard()
+    context = new_context(browser, served)
+    context.on("request", guard.watch)
+    try:
+        page = context.new_page()
+        with pytest.raises(PlaywrightError, match="ERR_PROXY_CONNECTION_FAILED"):
+            page.goto("http://example.com/")
+        context.new_page().goto("/login")  # loopback still works
+    finally:
+        context.close()
+    assert guard.outside == ["http://example.com/"]
