@@ -5,9 +5,10 @@ a page already logged in.
 Playwright's sync API marks an asyncio loop as running in this thread while its driver is up,
 so the driver stops with the module: the async tests a worker runs next need the thread free.
 
-A new page's test uses ``page`` (a fresh visitor) or ``logged_in_page`` (an account of its own
-module, on /dashboard); ``harness.shoot`` saves a screenshot, ``Served.link_in_newest_mail``
-reads a mailed link.
+A new page's test uses ``page`` (a fresh visitor) or ``logged_in_page`` (the module's shared
+account, on /dashboard); ``harness.log_in`` logs a page in as an account of its own,
+``Served.link_in_newest_mail`` reads a mailed link, ``harness.shoot`` saves a screenshot,
+``a11y.violations`` runs axe-core. A failing test leaves screenshots of its pages.
 """
 
 import uuid
@@ -136,13 +137,11 @@ def signed_in(browser: Browser, served: Served) -> dict[str, Any]:
 
 
 @pytest.fixture
-def logged_in_page(browser: Browser, served: Served, signed_in: dict[str, Any]) -> Iterator[Page]:
+def logged_in_page(
+    request: pytest.FixtureRequest, browser: Browser, served: Served, signed_in: dict[str, Any]
+) -> Iterator[Page]:
     """A page on /dashboard of the module's shared account (do not log it out)."""
-    guard = Guard()
-    context = new_context(browser, served, storage_state=signed_in)
-    context.on("request", guard.watch)
-    page = context.new_page()
-    page.goto("/dashboard")
-    yield page
-    context.close()
-    assert guard.outside == [], "pages reached beyond loopback"
+    with watched(request, new_context(browser, served, storage_state=signed_in)) as context:
+        page = context.new_page()
+        page.goto("/dashboard")
+        yield page
