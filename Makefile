@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test test-fast check lint typecheck pytest bench bench-mcp bench-gate clean
+.PHONY: run test test-fast check lint typecheck pytest browser bench bench-mcp bench-gate clean
 
 # Create the virtual environment and install the locked dependencies (re-run when they change),
 # compiled to bytecode: where PYTHONDONTWRITEBYTECODE is set nothing is cached on import, and
@@ -49,6 +49,20 @@ $(NODE_CLIENTS): tests/node/package.json tests/node/package-lock.json
 		npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the Node MCP client tests will be skipped"; fi
 
+# The browser tests (tests/browser) drive Debian's chromium through Playwright's driver, which
+# the playwright wheel ships; nothing runs `playwright install`, so no browser is downloaded.
+# Installed with apt where it is missing and we may (root, apt-get); otherwise the browser tests
+# skip with the reason (under CI they fail). axe-core comes with the Node clients above.
+CHROMIUM := /usr/bin/chromium
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+			|| echo "chromium could not be installed: the browser tests will be skipped"; \
+	else echo "$(CHROMIUM) missing (installing needs root and apt-get): the browser tests will be skipped"; fi
+
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist; 0 runs it in this one). More workers
 # than the 2 cores of CI pays, as the slow tests mostly wait on the processes they start.
 # loadgroup keeps the tests of a module whose fixture starts a server on one worker.
@@ -59,7 +73,7 @@ XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
 COVERAGE_FLOOR ?= 92
 COVERAGE = --cov=kamiyo --cov-report=term-missing:skip-covered \
 	$(if $(PYTEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR))
-pytest: $(BIN)/kamiyo $(NODE_CLIENTS)
+pytest: $(BIN)/kamiyo $(NODE_CLIENTS) browser
 	@$(BIN)/python -m compileall -q src
 	@echo "$(BIN)/pytest $(XDIST) $(COVERAGE) --durations=30 $(PYTEST_ARGS)"
 	@status=0; $(BIN)/pytest $(XDIST) $(COVERAGE) --durations=30 $(PYTEST_ARGS) || status=$$?; \
