@@ -2,18 +2,23 @@
 
     python -m bench.alerts                                 # 1,000 sessions, 1,000 rules, SQLite
     python -m bench.alerts --sessions 200 --rules 200 --rounds 3 --database postgresql
+    python -m bench.alerts --transport memory              # in-memory SDK clients instead
 
 One process serves KAMIYO's MCP server with its alerts worker (``service.running``) on a fresh
-database; ``--sessions`` in-memory SDK clients each subscribe to ``kamiyo://exploits/recent``
-(handshake era), and ``--rules`` alert rules with no filter post to a receiver in a process of
-its own (``bench/webhook_receiver.py``, on loopback). Each round ingests one new incident
-through the real ingest path, wakes the worker as a local ingest does, and waits until every
-session has been told and every rule's webhook has arrived. The report gives, per round, the
-p50 and p99 of the times from the commit, and their medians over the rounds; and the memory
-(RSS) the subscribed sessions took, per session. Incidents ingested on another instance are
-found by the next poll instead (``KAMIYO_ALERTS_POLL_S``, 0.5 s), which adds up to that much.
+database. ``--transport http`` (the default): the ASGI app under uvicorn, and ``--sessions``
+Streamable HTTP sessions opened by ``bench/alert_sessions.py`` in another process, each
+subscribed to ``kamiyo://exploits/recent`` (handshake era) with its GET stream open;
+``--transport memory``: in-memory SDK clients in this process (both ends share one event loop).
+``--rules`` alert rules with no filter post to a receiver in a process of its own
+(``bench/webhook_receiver.py``, on loopback). Each round ingests one new incident through the
+real ingest path, wakes the worker as a local ingest does, and waits until every session has
+been told and every rule's webhook has arrived. Per round, from the commit: when the change
+reached the bus (``published_ms``), when the server handed each session's notification to its
+transport (``handed_*``), when each client read it (``notify_*``) and when each webhook arrived
+(``webhook_*``), p50 and p99, and their medians over the rounds; and the memory (RSS) the
+subscribed sessions took, per session. Incidents ingested on another instance are found by the
+next poll instead (``KAMIYO_ALERTS_POLL_S``, 0.5 s), which adds up to that much.
 """
-
 import argparse
 import asyncio
 import datetime as dt
@@ -34,6 +39,7 @@ from typing import Any
 import asyncpg
 import uvicorn
 from mcp import Client
+from mcp.server.connection import Connection
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import ResourceUpdatedNotification
 from pydantic import SecretStr
@@ -166,7 +172,15 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     finally:
         receiving.terminate()
         receiving.wait(10)
-    for key in ("notify_p50_ms", "notify_p99_ms", "webhook_p50_ms", "webhook_p99_ms"):
+    for key in (
+        "published_ms",
+        "handed_p50_ms",
+        "handed_p99_ms",
+        "notify_p50_ms",
+        "notify_p99_ms",
+        "webhook_p50_ms",
+        "webhook_p99_ms",
+    ):
         values = [r[key] for r in result["rounds"] if r[key] is not None]
         result[key] = round(statistics.median(values), 1) if values else None
     return result
@@ -297,6 +311,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# When the server handed each session's resources/updated to its transport (the SDK's send
+# returned): our part of the latency, apart from how fast the client side reads. A probe for
+# this benchmark only, around the SDK's method; the server code is not changed.
+HANDED_OVER: list[float] = []
+
+
+def _probe_sends() -> None:
+    send = Connection.send_resource_updated
+
+    async def timed(self: Connection, *args: Any, **kwargs: Any) -> None:
+        await send(self, *args, **kwargs)
+        HANDED_OVER.append(time.time())
+
+    Connection.send_resource_updated = timed  # type: ignore[method-assign]
+
+
 async def one_round(
     state: ServerState,
     runtime: Any,
@@ -308,6 +338,7 @@ async def one_round(
     told.clear()
     receipts.times.clear()
     published: list[float] = []
+    HANDED_OVER.clear()
     leave = state.changes.subscribe(lambda event: published.append(time.time()))
     async with runtime.sessions() as session:
         store = await Store.load(session)
@@ -323,6 +354,7 @@ async def one_round(
         await asyncio.sleep(0.01)
     leave()
     notify = [(times[0] - committed) * 1000 for times in told.values()]
+    handed = [(t - committed) * 1000 for t in HANDED_OVER]
     hooks = [(t - committed) * 1000 for t in receipts.times.values()]
     return {
         "round": n,
@@ -330,6 +362,8 @@ async def one_round(
         "received": len(hooks),
         # When the worker told this instance's change bus (the fan-out to sessions starts).
         "published_ms": round((published[0] - committed) * 1000, 1) if published else None,
+        "handed_p50_ms": round(percentile(handed, 0.5), 1) if handed else None,
+        "handed_p99_ms": round(percentile(handed, 0.99), 1) if handed else None,
         "notify_p50_ms": round(percentile(notify, 0.5), 1) if notify else None,
         "notify_p99_ms": round(percentile(notify, 0.99), 1) if notify else None,
         "webhook_p50_ms": round(percentile(hooks, 0.5), 1) if hooks else None,
@@ -358,6 +392,7 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
+    _probe_sends()
     with tempfile.TemporaryDirectory() as folder:
         url = asyncio.run(database_url(args, Path(folder)))
         result = asyncio.run(run(args, url))
