@@ -31,7 +31,7 @@ import kamiyo
 from kamiyo.alerts.webhook_url import WebhookUrlError, check_webhook_url
 from kamiyo.config import WebhookSettings
 from kamiyo.outbound import redact
-from kamiyo.outbound.addresses import Address, refusal
+from kamiyo.outbound.addresses import Address, refusal, resolve
 
 log = logging.getLogger(__name__)
 
@@ -186,20 +186,12 @@ def _cause(exc: BaseException) -> str:
 
 
 async def _resolve(host: str, port: int) -> list[Address]:
-    """Every address ``host`` names (itself, if it is one), in the resolver's order, once each."""
     try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return await resolve(host, port)
     except socket.gaierror as exc:
         # A name that stops resolving may come back (the owner's DNS): worth another try.
         temporary = " (temporary DNS failure)" if exc.errno == socket.EAI_AGAIN else ""
         raise _FailedError(f"the host {host} does not resolve{temporary}", retryable=True) from None
-    # A scoped IPv6 address (fe80::1%eth0) is judged without its scope.
-    found = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
-    return list(dict.fromkeys(found))
 
 
 async def _post(

@@ -8,7 +8,6 @@ whole fetch has a deadline, and at most ``max_bytes`` are read.
 """
 
 import asyncio
-import ipaddress
 import json
 import socket
 from functools import lru_cache
@@ -17,7 +16,7 @@ from typing import Any
 
 import httpx2
 
-from kamiyo.outbound.addresses import Address, refusal
+from kamiyo.outbound.addresses import Address, refusal, resolve
 
 
 class DocumentError(Exception):
@@ -89,12 +88,6 @@ async def _fetch(url: httpx2.URL, allow_loopback: bool, timeout_s: float, max_by
 
 async def _resolve(host: str, port: int) -> list[Address]:
     try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return await resolve(host, port)
     except socket.gaierror:
         raise DocumentError(f"the host {host} does not resolve") from None
-    found = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
-    return list(dict.fromkeys(found))
