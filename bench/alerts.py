@@ -19,6 +19,7 @@ transport (``handed_*``), when each client read it (``notify_*``) and when each 
 subscribed sessions took, per session. Incidents ingested on another instance are found by the
 next poll instead (``KAMIYO_ALERTS_POLL_S``, 0.5 s), which adds up to that much.
 """
+
 import argparse
 import asyncio
 import datetime as dt
