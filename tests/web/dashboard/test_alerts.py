@@ -22,7 +22,7 @@ from tests.web.dashboard.conftest import Site, open_site
 
 pytestmark = pytest.mark.anyio
 
-SECRET = re.compile(r'<pre id="alert-secret">(whsec_[A-Za-z0-9+/=]+)</pre>')
+SECRET = re.compile(r'<pre id="alert-secret"[^>]*>(whsec_[A-Za-z0-9+/=]+)</pre>')
 RULE_ID = re.compile(r'<section id="rule-(alr_[A-Za-z0-9_-]+)"')
 DELIVERED_WITHIN_S = 10
 

@@ -16,7 +16,7 @@ from tests.web.dashboard.conftest import Site
 
 pytestmark = pytest.mark.anyio
 
-NEW_KEY = re.compile(r'<pre id="new-key">(kmy_live_[A-Za-z0-9_-]{43})</pre>')
+NEW_KEY = re.compile(r'<pre id="new-key"[^>]*>(kmy_live_[A-Za-z0-9_-]{43})</pre>')
 CONFIG = re.compile(r'<pre id="config-([a-z-]+)"[^>]*>([^<]*)</pre>', re.S)
 CATALOGUE_ROUTE = "/api/v1/exploits"
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 RONIN_ATTACKER = "0x098b716b8aaf21512996dc57eb0615e2383e2f96"
 SHARE_LINK = re.compile(
-    r'<pre id="share-link">' + re.escape(PUBLIC_URL) + r"(/r/[A-Za-z0-9_-]{43})</pre>"
+    r'<pre id="share-link"[^>]*>' + re.escape(PUBLIC_URL) + r"(/r/[A-Za-z0-9_-]{43})</pre>"
 )
 
 
