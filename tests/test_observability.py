@@ -1,3 +1,4 @@
+import asyncio
 import json
 import logging
 import sys
@@ -115,3 +116,23 @@ def test_a_broken_logging_call_is_left_to_the_handler() -> None:
 def test_bounded_says_how_much_was_cut() -> None:
     assert bounded("abc", 5) == "abc"
     assert bounded("abcdefgh", 5) == "abcde…[3 more characters]"
+
+
+def test_a_connection_reset_cancelled_with_its_task_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", "json")
+    pool = logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool")
+    try:
+        raise asyncio.CancelledError
+    except asyncio.CancelledError:
+        pool.error("Exception during reset or similar", exc_info=True)
+    try:
+        raise RuntimeError("a real failure")
+    except RuntimeError:
+        pool.error("Exception during reset or similar", exc_info=True)
+    lines = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+    assert [line["level"] for line in lines] == ["INFO", "ERROR"]
+    assert "Traceback" not in json.dumps(lines[0])
+    assert "cancelled task" in lines[0]["message"]
+    assert "RuntimeError: a real failure" in lines[1]["exc_info"]

@@ -6,6 +6,7 @@ let one request write megabytes of log and, with the pretty handler, hold the ev
 seconds while it is laid out.
 """
 
+import asyncio
 import logging
 import sys
 import traceback
@@ -91,6 +92,24 @@ def _bounded_lines(chunks: list[str]) -> str:
     return "\n".join(bounded(line, MAX_LOGGED_MESSAGE) for line in lines)
 
 
+class CancelledResets(logging.Filter):
+    """SQLAlchemy's pool logs "Exception during reset" with a traceback when the task that held
+    a connection was cancelled while it was given back (a stream that ended, a server that
+    stops): an ordinary event here, said in one line without the traceback. The pool discards
+    such a connection itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cancelled = record.exc_info is not None and isinstance(
+            record.exc_info[1], asyncio.CancelledError
+        )
+        if cancelled and record.name.startswith("sqlalchemy.pool"):
+            record.msg = "a database connection was given back by a cancelled task; discarded"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: Literal["pretty", "json"] = "pretty") -> None:
     handler: logging.Handler
     if fmt == "json":
@@ -104,6 +123,7 @@ def configure_logging(level: str = "INFO", fmt: Literal["pretty", "json"] = "pre
     else:
         handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    handler.addFilter(CancelledResets())  # before BoundedRecords renders the traceback
     handler.addFilter(BoundedRecords())
     root = logging.getLogger()
     root.handlers[:] = [handler]
