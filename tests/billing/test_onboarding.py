@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo.access import accounts, keys
+from kamiyo.access import accounts, keys, one_time_links
 from kamiyo.billing import onboarding
 from kamiyo.billing.mailer import MailError, send_mail
 from kamiyo.billing.onboarding import Onboarding
@@ -63,7 +63,7 @@ async def test_signup_makes_one_account_and_mails_a_link(
     async with sessions() as session:
         stored = (await session.scalars(select(KeyReveal))).all()
     # Only the token's hash is kept, for 24 hours; no key exists until the link is used.
-    assert [r.token_hash for r in stored] == [onboarding.hash_token(token)]
+    assert [r.token_hash for r in stored] == [one_time_links.hash_token(token)]
     assert stored[0].expires_at - stored[0].created_at == dt.timedelta(hours=24)
     assert keys.KEY_PREFIX not in mail.text
     assert await count_accounts(sessions) == 1

@@ -14,17 +14,15 @@ answer, and the mailbox owner gets a mail that says what happened. Rules, per ac
 """
 
 import datetime as dt
-import hashlib
 import logging
-import re
-import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo import clients
+from kamiyo.access import one_time_links
 from kamiyo.access.accounts import (
     DEFAULT_GRACE,
     AccountError,
@@ -44,7 +42,6 @@ log = logging.getLogger(__name__)
 REVEAL_TTL = dt.timedelta(hours=24)
 MAX_LINKS_PER_HOUR = 3
 # secrets.token_urlsafe(32): 43 URL-safe characters. Anything else is not one of our tokens.
-TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 KEY_PLACEHOLDER = "PASTE_YOUR_KAMIYO_API_KEY_HERE"
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -76,10 +73,6 @@ class Onboarding:
     def from_settings(cls, settings: Settings) -> "Onboarding":
         grace = dt.timedelta(days=settings.stripe.past_due_grace_days)
         return cls(settings.site, settings.smtp, grace)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def base_url(site: SiteSettings) -> str:
@@ -160,13 +153,8 @@ async def send_welcome(session_factory: Sessions, config: Onboarding, account_pk
 
 async def check_token(session_factory: Sessions, token: str) -> bool:
     """Whether ``token`` would work now. Reads only: looking at a link must not use it up."""
-    if not TOKEN_PATTERN.fullmatch(token):
-        return False
     async with session_factory() as session:
-        found = await session.scalar(
-            select(KeyReveal.token_hash).where(*_usable(hash_token(token), _now()))
-        )
-    return found is not None
+        return await one_time_links.is_live(session, KeyReveal, token, _now())
 
 
 async def reveal_key(
@@ -179,17 +167,9 @@ async def reveal_key(
     uses through. When the account has no free seat (or is suspended) an AccountError says so
     and the link stays unused, so it works again once a key is revoked.
     """
-    if not TOKEN_PATTERN.fullmatch(token):
-        return None
     now = _now()
     async with session_factory() as session:
-        claimed = await session.execute(
-            update(KeyReveal)
-            .where(*_usable(hash_token(token), now))
-            .values(used_at=now)
-            .returning(KeyReveal.account_pk)
-        )
-        account_pk = claimed.scalar_one_or_none()
+        account_pk = await one_time_links.use(session, KeyReveal, token, now)
         if account_pk is None:
             await session.rollback()
             return None
@@ -255,25 +235,7 @@ async def _plan_link(
         )
         if (recent or 0) >= MAX_LINKS_PER_HOUR:
             return None
-    # Only the newest link works: retire the unused ones still live.
-    await session.execute(
-        update(KeyReveal)
-        .where(
-            KeyReveal.account_pk == account.pk,
-            KeyReveal.used_at.is_(None),
-            KeyReveal.expires_at > now,
-        )
-        .values(expires_at=now)
-    )
-    token = secrets.token_urlsafe(32)
-    session.add(
-        KeyReveal(
-            token_hash=hash_token(token),
-            account_pk=account.pk,
-            created_at=now,
-            expires_at=now + REVEAL_TTL,
-        )
-    )
+    token = await one_time_links.issue(session, KeyReveal, account.pk, REVEAL_TTL, now)
     log.info("one-time key link made for account %s", account.pk)  # never the link itself
     return _Plan(token=token, active_keys=active, tier=tier.value)
 
@@ -312,14 +274,6 @@ async def _mail(config: Onboarding, to: str, subject: str, opening: str, plan: _
 
 def _indent(block: str) -> str:
     return "\n".join("  " + line for line in block.splitlines())
-
-
-def _usable(token_hash: str, now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
-    return (
-        KeyReveal.token_hash == token_hash,
-        KeyReveal.used_at.is_(None),
-        KeyReveal.expires_at > now,
-    )
 
 
 def _now() -> dt.datetime:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select, update
 
 from kamiyo.access import accounts
-from kamiyo.billing.onboarding import hash_token
+from kamiyo.access.one_time_links import hash_token
 from kamiyo.db.dashboard import DashboardSession, LoginLink
 from kamiyo.web.access_log import logged_path
 from kamiyo.web.dashboard import sessions

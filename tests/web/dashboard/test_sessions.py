@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts
-from kamiyo.billing.onboarding import hash_token
+from kamiyo.access.one_time_links import hash_token
 from kamiyo.config import RedisSettings, SiteSettings
 from kamiyo.db.dashboard import DashboardSession
 from kamiyo.web.dashboard import sessions

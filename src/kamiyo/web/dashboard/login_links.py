@@ -7,11 +7,10 @@ makes a free account (onboarding's rules), so signing up and logging in are one 
 
 import datetime as dt
 import logging
-import secrets
 
-from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kamiyo.access import one_time_links
 from kamiyo.access.accounts import is_active
 from kamiyo.billing import onboarding
 from kamiyo.billing.mailer import send_mail
@@ -60,30 +59,17 @@ async def request_login(sessions: Sessions, config: onboarding.Onboarding, addre
 
 async def check(sessions: Sessions, token: str) -> bool:
     """Whether ``token`` would log in now. Reads only: a mail scanner's GET uses nothing up."""
-    if not onboarding.TOKEN_PATTERN.fullmatch(token):
-        return False
     async with sessions() as session:
-        found = await session.scalar(
-            select(LoginLink.token_hash).where(*_usable(onboarding.hash_token(token), _now()))
-        )
-    return found is not None
+        return await one_time_links.is_live(session, LoginLink, token, _now())
 
 
 async def use(sessions: Sessions, token: str) -> int | None:
     """Use a link up: the account it logs into, or None when it is unknown, used, expired, or
     its account is disabled. The conditional UPDATE lets exactly one of concurrent uses
     through."""
-    if not onboarding.TOKEN_PATTERN.fullmatch(token):
-        return None
     now = _now()
     async with sessions() as session:
-        claimed = await session.execute(
-            update(LoginLink)
-            .where(*_usable(onboarding.hash_token(token), now))
-            .values(used_at=now)
-            .returning(LoginLink.account_pk)
-        )
-        account_pk = claimed.scalar_one_or_none()
+        account_pk = await one_time_links.use(session, LoginLink, token, now)
         if account_pk is None:
             await session.rollback()
             return None
@@ -96,36 +82,9 @@ async def use(sessions: Sessions, token: str) -> int | None:
 
 
 async def _make_link(session: AsyncSession, account_pk: int) -> str:
-    now = _now()
-    # Only the newest link works: retire the unused ones still live.
-    await session.execute(
-        update(LoginLink)
-        .where(
-            LoginLink.account_pk == account_pk,
-            LoginLink.used_at.is_(None),
-            LoginLink.expires_at > now,
-        )
-        .values(expires_at=now)
-    )
-    token = secrets.token_urlsafe(32)
-    session.add(
-        LoginLink(
-            token_hash=onboarding.hash_token(token),
-            account_pk=account_pk,
-            created_at=now,
-            expires_at=now + LINK_TTL,
-        )
-    )
+    token = await one_time_links.issue(session, LoginLink, account_pk, LINK_TTL, _now())
     log.info("log-in link made for account %s", account_pk)  # never the link itself
     return token
-
-
-def _usable(token_hash: str, now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
-    return (
-        LoginLink.token_hash == token_hash,
-        LoginLink.used_at.is_(None),
-        LoginLink.expires_at > now,
-    )
 
 
 def _now() -> dt.datetime:

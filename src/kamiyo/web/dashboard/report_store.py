@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.gate import Refusal
+from kamiyo.access.one_time_links import TOKEN_PATTERN, hash_token
 from kamiyo.access.tokens import issue_token
-from kamiyo.billing.onboarding import TOKEN_PATTERN, hash_token
 from kamiyo.db.bounds import INTEGER_MAX
 from kamiyo.db.reports import SharedReport
 from kamiyo.db.tables import Account

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
-from kamiyo.billing.onboarding import TOKEN_PATTERN, hash_token
+from kamiyo.access.one_time_links import TOKEN_PATTERN, hash_token
 from kamiyo.config import SiteSettings
 from kamiyo.db.dashboard import DashboardSession
 
