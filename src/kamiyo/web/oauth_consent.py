@@ -22,7 +22,7 @@ import secrets
 from pathlib import Path
 from string import Template
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.provider import construct_redirect_uri
@@ -32,7 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from kamiyo.access import accounts, keys, oauth_grants
 from kamiyo.db.tables import Account
-from kamiyo.web.oauth_clients import ClientLookupError, is_metadata_url
+from kamiyo.web.oauth_clients import ClientLookupError, is_metadata_url, returns_to
 from kamiyo.web.oauth_provider import CONSENT_TTL_S, Provider
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class Consent:
         name = client.client_name or client.client_id
         body = PAGE.substitute(
             client_name=html.escape(name),
-            redirect_host=html.escape(urlsplit(asked["redirect_uri"]).netloc),
+            redirect_host=html.escape(returns_to(asked["redirect_uri"])),
             who=html.escape(who),
             resource=html.escape(asked["resource"]),
             action=html.escape(request.url.path),
