@@ -17,7 +17,7 @@ from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
-from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, rest
+from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, oauth_pruning, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.oauth_limits import OAuthLimits
 from kamiyo.web.webhooks import stripe_webhook_route
@@ -75,7 +75,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running(state), server.session_manager.run():
+        async with (
+            running(state),
+            server.session_manager.run(),
+            oauth_pruning.pruning(settings, sessions),  # expired OAuth codes and tokens
+        ):
             try:
                 yield
             finally:
