@@ -4,7 +4,9 @@ Redis when configured, so every instance shares the count; this process otherwis
 
 Over the limit the request is not read: HTTP 429 with ``Retry-After`` and an RFC 6749 error
 body (``temporarily_unavailable``, the registered code for "try later"), which the SDKs'
-clients already read, and one log line. The limits are settings (``KAMIYO_OAUTH_*_LIMIT``).
+clients already read, and a log line (through ``throttled_log.Throttle``: whoever floods an
+endpoint decides how many refusals there are, so a flood writes one line, then a count a
+minute). The limits are settings (``KAMIYO_OAUTH_*_LIMIT``).
 """
 
 import logging
@@ -16,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kamiyo.config import Settings
 from kamiyo.web.access_log import logged_path
 from kamiyo.web.request_limits import SharedWindows
+from kamiyo.web.throttled_log import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ class OAuthLimits:
     def __init__(self, settings: Settings) -> None:
         auth = settings.auth
         self.windows = SharedWindows(settings.redis, "OAuth")
+        self.report = Throttle(log, "OAuth requests refused by their rate limits")
         self.items: dict[str, RateLimitItem] = {
             "register": parse(auth.oauth_register_limit),
             "authorize": parse(auth.oauth_authorize_limit),
@@ -57,13 +61,14 @@ class _Limited:
         if wait is None:
             await self.app(scope, receive, send)
             return
-        log.warning(
-            "429 on %s %s: OAuth %s limit (%s) reached for one client address",
-            scope["method"],
-            logged_path(scope["path"]),
-            self.endpoint,
-            self.item,
-        )
+        if self.limits.report.admit(self.endpoint):
+            log.warning(
+                "429 on %s %s: OAuth %s limit (%s) reached for one client address",
+                scope["method"],
+                logged_path(scope["path"]),
+                self.endpoint,
+                self.item,
+            )
         refused = JSONResponse(
             {
                 "error": "temporarily_unavailable",
