@@ -105,15 +105,16 @@ def run_async(function: Callable[[], Awaitable[T]]) -> T:
 
 
 @contextmanager
-def serving(folder: Path, database: Path) -> Iterator[Served]:
+def serving(folder: Path, database: Path, **settings: str) -> Iterator[Served]:
     """``kamiyo serve --transport http`` on a free loopback port, on a copy of ``database``,
-    mailing to a real SMTP server, without Stripe (the plan page says billing is not set up)."""
+    mailing to a real SMTP server, without Stripe (the plan page says billing is not set up);
+    ``settings`` are more of its environment variables."""
     (folder / "data").mkdir()
     shutil.copyfile(database, folder / "data" / "kamiyo.db")  # where KAMIYO_DATA_DIR puts it
     with running_mailbox() as mailbox:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = server_env(folder) | mailbox.env() | {"KAMIYO_PUBLIC_URL": url}
+        env = server_env(folder) | mailbox.env() | {"KAMIYO_PUBLIC_URL": url} | settings
         log_path = folder / "server.log"
         command = [sys.executable, "-m", "kamiyo", "serve", "--transport", "http"]
         with log_path.open("wb") as log:

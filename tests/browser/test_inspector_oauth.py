@@ -1,0 +1,104 @@
+"""A client we did not write connects over OAuth: the MCP Inspector's CLI, with no key, against
+``/mcp`` of a server that serves nobody anonymous. It registers itself and prints the
+authorization URL; a signed-in person opens it, reads on the consent page who asks for what,
+and allows (the CLI then exchanges the code and calls a tool) or denies (the CLI stops with a
+clear message, and no code or grant exists)."""
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from kamiyo.web.oauth_consent import DENIED
+from tests.browser import a11y
+from tests.browser.harness import Served, serving, shoot
+from tests.browser.inspector import inspector
+
+CLIENT_NAME = "MCP Inspector"  # what the Inspector registers itself as (RFC 7591)
+RONIN = "20220329_ronin-network"  # the bundled data's Ronin bridge incident
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, database: Path) -> Iterator[Served]:
+    """The app refusing callers without a credential: only then does a client start OAuth."""
+    folder = tmp_path_factory.mktemp("browser-oauth")
+    with serving(folder, database, KAMIYO_ALLOW_ANONYMOUS="false") as app:
+        yield app
+
+
+def _client_id(authorization_url: str) -> str:
+    return parse_qs(urlsplit(authorization_url).query)["client_id"][0]
+
+
+def _rows(served: Served, table: str, client_id: str) -> int:
+    """How many rows of the app's OAuth ``table`` belong to ``client_id``."""
+    database = served.folder / "data" / "kamiyo.db"
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        query = f"SELECT count(*) FROM {table} WHERE client_id = ?"  # table: this module's names
+        return int(connection.execute(query, (client_id,)).fetchone()[0])
+
+
+def _consent_page(page: Page, url: str) -> None:
+    """Open the consent page and check what it says, that axe-core finds nothing on it and that
+    Tab reaches its controls in order."""
+    page.goto(url)
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Allow {CLIENT_NAME} to use KAMIYO?")
+    expect(page.get_by_role("main")).to_contain_text(f"{CLIENT_NAME} (it will return to 127.0.0.1:")
+    expect(page.get_by_role("main")).to_contain_text("asks to use KAMIYO's tools as shared-")
+    expect(page.get_by_role("main")).to_contain_text("on your free plan")
+    assert a11y.violations(page) == []
+    expected = a11y.controls(page)  # the keyboard reaches both answers, in order
+    assert expected[-2:] == ["button: Allow", "button: Deny"]
+    assert a11y.tab_order(page, len(expected)) == expected
+
+
+def test_inspector_connects_over_oauth_and_calls_a_tool(
+    logged_in_page: Page, served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = logged_in_page
+    started = time.monotonic()
+    with inspector(f"{served.url}/mcp", tmp_path, "search_exploits", {"query": "ronin"}) as run:
+        url = run.authorization_url()
+        assert url.startswith(f"{served.url}/oauth/authorize?")
+        _consent_page(page, url)
+        shoot(page, "oauth-consent")
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(f"{run.callback_url}?*")  # the Inspector's listener took the code
+        finished = run.finished()
+    flow_s = time.monotonic() - started
+    with capsys.disabled():
+        print(f"\nMCP Inspector OAuth flow (register, consent, token, call) in {flow_s:.1f} s")
+
+    result = finished.result()
+    assert result["isError"] is False
+    incidents = result["structuredContent"]["incidents"]
+    assert RONIN in [incident["id"] for incident in incidents], incidents
+    assert run.opened() == [url]  # it "opened a browser": the harmless opener
+    assert _rows(served, "oauth_grants", _client_id(url)) == 1
+
+    page.goto("/dashboard/clients")
+    expect(page.get_by_role("row").filter(has_text=_client_id(url))).to_contain_text(CLIENT_NAME)
+
+
+def test_inspector_stops_when_the_person_denies(
+    logged_in_page: Page, served: Served, tmp_path: Path
+) -> None:
+    page = logged_in_page
+    with inspector(f"{served.url}/mcp", tmp_path, "search_exploits", {"query": "ronin"}) as run:
+        url = run.authorization_url()
+        _consent_page(page, url)
+        page.get_by_role("button", name="Deny").click()
+        page.wait_for_url(f"{run.callback_url}?*")
+        assert parse_qs(urlsplit(page.url).query)["error"] == ["access_denied"]
+        shoot(page, "oauth-denied-callback")
+        finished = run.finished()
+
+    assert finished.error() == DENIED  # the server's error_description, as the CLI prints it
+    assert finished.stdout == ""
+    for table in ("oauth_codes", "oauth_grants"):
+        assert _rows(served, table, _client_id(url)) == 0, table
