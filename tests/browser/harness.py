@@ -134,6 +134,22 @@ def serving(folder: Path, database: Path, **settings: str) -> Iterator[Served]:
         assert "Traceback" not in log_path.read_text()
 
 
+def kamiyo(served: Served, *args: str) -> str:
+    """``kamiyo ARGS`` run as an operator runs it on the served app's data folder; its
+    stderr (where its account commands report)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "kamiyo", *args],
+        env=server_env(served.folder),
+        cwd=served.folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
 @dataclass
 class Guard:
     """Records the requests a page makes to anything but loopback."""
