@@ -16,12 +16,13 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,6 +74,13 @@ class Served:
         links = re.findall(re.escape(self.url) + r"/login/[A-Za-z0-9_-]+", mail.text)
         assert len(links) == 1, mail.text
         return str(links[0])
+
+    def scalar(self, query: str, *params: object) -> Any:
+        """The one value ``query`` selects from the app's database (read only; this module's
+        own queries: the tests check what the pages say against what is stored)."""
+        path = self.folder / "data" / "kamiyo.db"
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            return connection.execute(query, params).fetchone()[0]
 
     def wait_for_mail(self, address: str, count: int) -> Received:
         """The ``count``-th mail to ``address`` (mail goes out after the page answered)."""

@@ -4,10 +4,8 @@ authorization URL; a signed-in person opens it, reads on the consent page who as
 and allows (the CLI then exchanges the code and calls a tool) or denies (the CLI stops with a
 clear message, and no code or grant exists)."""
 
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,10 +35,8 @@ def _client_id(authorization_url: str) -> str:
 
 def _rows(served: Served, table: str, client_id: str) -> int:
     """How many rows of the app's OAuth ``table`` belong to ``client_id``."""
-    database = served.folder / "data" / "kamiyo.db"
-    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
-        query = f"SELECT count(*) FROM {table} WHERE client_id = ?"  # table: this module's names
-        return int(connection.execute(query, (client_id,)).fetchone()[0])
+    query = f"SELECT count(*) FROM {table} WHERE client_id = ?"  # table: this module's names
+    return int(served.scalar(query, client_id))
 
 
 def _consent_page(page: Page, url: str) -> None:
