@@ -66,8 +66,12 @@ class Run:
         """The URL the CLI asks the person to open, once it printed it."""
         deadline = time.monotonic() + URL_TIMEOUT_S
         while (found := PROMPT.search(self._read("stderr.txt"))) is None:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no authorization URL: {self._read('stderr.txt')[-3000:]}")
+            if (code := self.process.poll()) is not None or time.monotonic() > deadline:
+                # Exit 0 here: the server answered without asking for a credential.
+                raise AssertionError(
+                    f"no authorization URL (exit status {code}): "
+                    f"{self._read('stderr.txt')[-2000:]} {self._read('stdout.txt')[:500]}"
+                )
             time.sleep(0.05)
         return found[1]
 
