@@ -35,8 +35,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from playwright.sync_api import Dialog, Page, Request
 
+from kamiyo.access import accounts
 from kamiyo.config import DatabaseSettings, Settings
+from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.db.tables import Role
 from kamiyo.runtime import open_runtime
+from kamiyo.tiers import Tier
 from tests.billing.smtp import Mailbox, Received, running_mailbox
 from tests.mcpserver.conftest import _wait_until_healthy, free_port, server_env
 
@@ -142,20 +146,28 @@ def serving(folder: Path, database: Path, **settings: str) -> Iterator[Served]:
         assert "Traceback" not in log_path.read_text()
 
 
-def kamiyo(served: Served, *args: str) -> str:
-    """``kamiyo ARGS`` run as an operator runs it on the served app's data folder; its
-    stderr (where its account commands report)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "kamiyo", *args],
-        env=server_env(served.folder),
-        cwd=served.folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stderr
+def change_account(
+    served: Served, address: str, *, tier: Tier | None = None, role: Role | None = None
+) -> None:
+    """What ``kamiyo accounts set-tier`` / ``set-role`` do, done here on the served app's
+    database through the same functions (the CLI costs seconds to start). The app reads an
+    account's tier and role at each request (its tier cache holds only credentials that
+    already called)."""
+
+    async def change() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{served.folder / 'data' / 'kamiyo.db'}")
+        try:
+            async with session_factory(engine)() as session:
+                account = await accounts.require_account(session, address)
+                if tier is not None:
+                    await accounts.set_tier(session, account, tier)
+                if role is not None:
+                    accounts.set_role(account, role)
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    run_async(change)
 
 
 @dataclass

@@ -1,15 +1,24 @@
-"""The operators' page in a real browser: an account made admin with ``kamiyo accounts set-role``
-sees /admin with figures that match what is stored (accounts, answered calls, the funnel), and
-reaches it from the dashboard's navigation and by keyboard; an ordinary account is answered as
-for a page that does not exist (the page does not say it is there: ``admin_page.py``). axe-core
-checks both pages; both are kept as screenshots."""
+"""The operators' page in a real browser: an account made admin (as ``kamiyo accounts
+set-role`` makes one) sees /admin with figures that match what is stored (accounts, answered
+calls, the funnel), and reaches it from the dashboard's navigation and by keyboard; an ordinary
+account is answered as for a page that does not exist (the page does not say it is there:
+``admin_page.py``). axe-core checks both pages; both are kept as screenshots."""
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from kamiyo.access.usage import ANSWERED
+from kamiyo.db.tables import Role
 from tests.browser import a11y
 from tests.browser.conftest import new_address
-from tests.browser.harness import Served, call_tool, kamiyo, log_in, shoot
+from tests.browser.harness import Served, call_tool, change_account, log_in, shoot
+
+
+@pytest.fixture(scope="module")
+def served(strict_served: Served) -> Served:
+    """The run's app without anonymous callers (one fewer app to start; these pages do not
+    depend on them)."""
+    return strict_served
 
 
 def _no_violations(page: Page) -> None:
@@ -31,7 +40,7 @@ def test_an_admin_sees_the_figures(page: Page, served: Served) -> None:
     call_tool(
         f"{served.url}/mcp", {"Authorization": f"Bearer {key}"}, "search_exploits", {"limit": 1}
     )
-    assert "admin" in kamiyo(served, "accounts", "set-role", address, "admin")
+    change_account(served, address, role=Role.ADMIN)  # as `kamiyo accounts set-role` does
 
     page.goto("/dashboard")
     page.get_by_role("navigation", name="Dashboard").get_by_role("link", name="Operators").click()

@@ -5,7 +5,6 @@ and allows (the CLI then exchanges the code and calls a tool) or denies (the CLI
 clear message, and no code or grant exists)."""
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from kamiyo.web.oauth_consent import DENIED
 from tests.browser import a11y
-from tests.browser.harness import Served, serving, shoot
+from tests.browser.harness import Served, shoot
 from tests.browser.inspector import inspector
 
 CLIENT_NAME = "MCP Inspector"  # what the Inspector registers itself as (RFC 7591)
@@ -22,11 +21,9 @@ RONIN = "20220329_ronin-network"  # the bundled data's Ronin bridge incident
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, database: Path) -> Iterator[Served]:
-    """The app refusing callers without a credential: only then does a client start OAuth."""
-    folder = tmp_path_factory.mktemp("browser-oauth")
-    with serving(folder, database, KAMIYO_ALLOW_ANONYMOUS="false") as app:
-        yield app
+def served(strict_served: Served) -> Served:
+    """An app refusing callers without a credential: only then does a client start OAuth."""
+    return strict_served
 
 
 def _client_id(authorization_url: str) -> str:

@@ -1,16 +1,25 @@
-"""Reports in a real browser: an account on the team plan (set by the operators' CLI) makes a
-protocol risk report and a wallet screen from the dashboard, shares one by link, a visitor with
-no session opens the link, the owner stops sharing, and the link then answers "no longer
-shared". An account on the free plan is told clearly why it gets no report. Each page is
-checked with axe-core and kept as a screenshot (share tokens blanked out)."""
+"""Reports in a real browser: an account on the team plan (set as the operators' CLI sets
+it) makes a protocol risk report and a wallet screen from the dashboard, shares one by link, a
+visitor with no session opens the link, the owner stops sharing, and the link then answers "no
+longer shared". An account on the free plan is told clearly why it gets no report. Each page
+is checked with axe-core and kept as a screenshot (share tokens blanked out)."""
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from kamiyo.tiers import Tier
 from tests.browser import a11y
 from tests.browser.conftest import new_address, new_context
-from tests.browser.harness import Served, kamiyo, log_in, replace_text, shoot
+from tests.browser.harness import Served, change_account, log_in, replace_text, shoot
 
 WALLET = "0x098B716B8Aaf21512996dC57EB0615e2383E2f96"  # the Ronin exploiter's address
+
+
+@pytest.fixture(scope="module")
+def served(strict_served: Served) -> Served:
+    """The run's app without anonymous callers (one fewer app to start; these pages do not
+    depend on them)."""
+    return strict_served
 
 
 def _no_violations(page: Page) -> None:
@@ -36,7 +45,7 @@ def test_a_report_shared_opened_by_a_visitor_and_revoked(
 ) -> None:
     address = new_address("reports")
     log_in(page, served, address)
-    kamiyo(served, "accounts", "set-tier", address, "team")
+    change_account(served, address, tier=Tier.TEAM)  # as `kamiyo accounts set-tier` does
 
     _make(page, "Address (EVM, Solana, Bitcoin or Tron)", WALLET, "Screen the wallet")
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Wallet screen: {WALLET}")
