@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 
 from kamiyo.web.oauth_consent import DENIED
 from tests.browser import a11y
+from tests.browser.conftest import new_address
 from tests.browser.harness import Served, shoot
 from tests.browser.inspector import inspector
 
@@ -36,14 +37,13 @@ def _rows(served: Served, table: str, client_id: str) -> int:
     return int(served.scalar(query, client_id))
 
 
-def _consent_page(page: Page, url: str) -> None:
-    """Open the consent page and check what it says, that axe-core finds nothing on it and that
-    Tab reaches its controls in order."""
-    page.goto(url)
+def _check_consent_page(page: Page, who: str) -> None:
+    """What the consent page on screen says (the client, what it gets, as ``who``); that
+    axe-core finds nothing on it and that Tab reaches its controls in order."""
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Allow {CLIENT_NAME} to use KAMIYO?")
-    expect(page.get_by_role("main")).to_contain_text(f"{CLIENT_NAME} (it will return to 127.0.0.1:")
-    expect(page.get_by_role("main")).to_contain_text("asks to use KAMIYO's tools as shared-")
-    expect(page.get_by_role("main")).to_contain_text("on your free plan")
+    main = page.get_by_role("main")
+    expect(main).to_contain_text(f"{CLIENT_NAME} (it will return to 127.0.0.1:")
+    expect(main).to_contain_text(f"asks to use KAMIYO's tools as {who}")
     assert a11y.violations(page) == []
     expected = a11y.controls(page)  # the keyboard reaches both answers, in order
     assert expected[-2:] == ["button: Allow", "button: Deny"]
@@ -58,7 +58,9 @@ def test_inspector_connects_over_oauth_and_calls_a_tool(
     with inspector(f"{served.url}/mcp", tmp_path, "search_exploits", {"query": "ronin"}) as run:
         url = run.authorization_url()
         assert url.startswith(f"{served.url}/oauth/authorize?")
-        _consent_page(page, url)
+        page.goto(url)
+        _check_consent_page(page, "shared-")
+        expect(page.get_by_role("main")).to_contain_text("on your free plan")
         shoot(page, "oauth-consent")
         page.get_by_role("button", name="Allow").click()
         page.wait_for_url(f"{run.callback_url}?*")  # the Inspector's listener took the code
@@ -78,13 +80,27 @@ def test_inspector_connects_over_oauth_and_calls_a_tool(
     expect(page.get_by_role("row").filter(has_text=_client_id(url))).to_contain_text(CLIENT_NAME)
 
 
+@pytest.mark.parametrize("logs_in", [False, True], ids=["logged-out", "logs-in-first"])
 def test_inspector_stops_when_the_person_denies(
-    logged_in_page: Page, served: Served, tmp_path: Path
+    page: Page, served: Served, tmp_path: Path, logs_in: bool
 ) -> None:
-    page = logged_in_page
+    """A person not logged in in this browser denies at once (no key needed to say no), or
+    logs in from the consent page, comes back to it and denies."""
     with inspector(f"{served.url}/mcp", tmp_path, "search_exploits", {"query": "ronin"}) as run:
         url = run.authorization_url()
-        _consent_page(page, url)
+        page.goto(url)
+        _check_consent_page(page, "the account of the API key you enter")
+        if logs_in:
+            address = new_address("consent")
+            page.get_by_role("link", name="Log in with your email").click()
+            page.get_by_label("Email address").fill(address)
+            page.get_by_role("button", name="Mail me a log-in link").click()
+            page.goto(served.link_in_newest_mail(address, 1))
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(f"{served.url}/oauth/authorize?consent=*")  # back where it left
+            _check_consent_page(page, f"{address} on your free plan")
+        else:
+            shoot(page, "oauth-consent-logged-out")
         page.get_by_role("button", name="Deny").click()
         page.wait_for_url(f"{run.callback_url}?*")
         assert parse_qs(urlsplit(page.url).query)["error"] == ["access_denied"]
