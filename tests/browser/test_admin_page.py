@@ -4,6 +4,9 @@ calls, the funnel), and reaches it from the dashboard's navigation and by keyboa
 account is answered as for a page that does not exist (the page does not say it is there:
 ``admin_page.py``). axe-core checks both pages; both are kept as screenshots."""
 
+import time
+from collections.abc import Callable
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -26,6 +29,20 @@ def _no_violations(page: Page) -> None:
     assert not found, "\n".join(f"{page.url}: {violation}" for violation in found)
 
 
+def _answered(served: Served) -> int:
+    """The answered calls stored (as the page counts them)."""
+    marks = ", ".join("?" * len(ANSWERED))
+    query = f"SELECT count(*) FROM usage_records WHERE status IN ({marks})"
+    return int(served.scalar(query, *ANSWERED))
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def _number(page: Page, selector: str) -> int:
     return int(page.locator(selector).inner_text().strip())
 
@@ -37,9 +54,11 @@ def test_an_admin_sees_the_figures(page: Page, served: Served) -> None:
     page.get_by_label("Name").fill("operator")
     page.get_by_role("button", name="Create key").click()
     key = page.locator("#new-key").inner_text().strip()
+    before = _answered(served)
     call_tool(
         f"{served.url}/mcp", {"Authorization": f"Bearer {key}"}, "search_exploits", {"limit": 1}
     )
+    _wait_until(lambda: _answered(served) > before)  # the meter writes in batches
     change_account(served, address, role=Role.ADMIN)  # as `kamiyo accounts set-role` does
 
     page.goto("/dashboard")
@@ -53,11 +72,8 @@ def test_an_admin_sees_the_figures(page: Page, served: Served) -> None:
     funnel = [int(count) for count in page.locator(".funnel-count").all_inner_texts()]
     assert funnel[0] == accounts  # sign-ups
     assert funnel[1] >= 1  # this account has a key
-    answered = served.scalar(
-        f"SELECT count(*) FROM usage_records WHERE status IN ({', '.join('?' * len(ANSWERED))})",
-        *ANSWERED,
-    )
-    assert answered >= 1
+    assert funnel[2] >= 1  # and made a call
+    answered = _answered(served)
     assert _number(page, "#calls") == answered
     expect(
         page.get_by_role("img", name="Daily active accounts over the last 30 days")
