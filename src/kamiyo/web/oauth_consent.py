@@ -46,6 +46,7 @@ NO_STORE = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "frame-ancestors 'none'",
 }
+DENIED = "The account holder denied access on KAMIYO's consent page"
 KEY_FIELD = (
     '<label for="api_key">Log in with an API key of your KAMIYO account</label>\n'
     '<input type="password" id="api_key" name="api_key" autocomplete="off" required>'
@@ -160,7 +161,10 @@ class Consent:
         redirect = asked["redirect_uri"]
         if form.get("decision") != "approve":
             log.info("OAuth consent denied for %s", asked["client_id"])
-            return self._back(redirect, error="access_denied", state=asked["state"])
+            # The description is what a client shows its user (the MCP Inspector prints it).
+            return self._back(
+                redirect, error="access_denied", error_description=DENIED, state=asked["state"]
+            )
         account_pk = await self.account_of(request)
         if account_pk is None:
             account_pk = await self._key_account(form.get("api_key"))
