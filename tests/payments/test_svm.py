@@ -191,3 +191,16 @@ async def test_the_signer_refuses_work_before_the_facilitator_starts(
     signer = PooledKeypairSigner(solana_chain.fee_payer)
     with pytest.raises(RuntimeError, match="before the facilitator started"):
         await anyio.to_thread.run_sync(signer.simulate_transaction, "AA==", solana_chain.network)
+
+
+async def test_an_rpc_outage_is_no_verdict_on_the_payment(solana_chain: SolanaChain) -> None:
+    chain = solana_chain
+    payload, requirements = payment(chain, chain.new_wallet(usdc=PRICE))
+    async with local_facilitator(chain, chain.rpc_url, chain.backup_rpc_url) as facilitator:
+        with chain.rpc_down():
+            down = await facilitator.verify(payload, requirements)
+        assert not down.is_valid
+        assert down.invalid_reason == "verification_unavailable"
+        assert "retry" in (down.invalid_message or "")
+        # Back up: the same payment verifies (the outage was not remembered against it).
+        assert (await facilitator.verify(payload, requirements)).is_valid

@@ -53,6 +53,7 @@ T = TypeVar("T")
 FEE_PAYER_IN_INSTRUCTION = "invalid_exact_svm_fee_payer_in_instruction"
 AMOUNT_NOT_EXACT = "invalid_exact_svm_payload_amount_not_exact"
 UNDECODABLE = "invalid_exact_svm_payload_transaction_could_not_be_decoded"
+VERIFICATION_UNAVAILABLE = "verification_unavailable"  # as the cashier says it of an outage
 TRANSFER_CHECKED = 12  # the SPL Token instruction tag
 TOKEN_PROGRAMS = {
     Pubkey.from_string(TOKEN_PROGRAM_ADDRESS),
@@ -92,7 +93,21 @@ class CheckedExactSvm(ExactSvmFacilitatorScheme):
         problem = spec_problem(payload, requirements)
         if problem is not None:
             return VerifyResponse(is_valid=False, invalid_reason=problem)
-        return super().verify(payload, requirements, context)
+        signer = self._signer
+        pooled = signer if isinstance(signer, PooledKeypairSigner) else None
+        if pooled is not None:
+            pooled.take_outage()
+        verdict = super().verify(payload, requirements, context)
+        outage = pooled.take_outage() if pooled is not None else None
+        if outage is not None and not verdict.is_valid:
+            # x402 reports any simulation error as the payment's fault; an RPC outage is not.
+            return VerifyResponse(
+                is_valid=False,
+                invalid_reason=VERIFICATION_UNAVAILABLE,
+                invalid_message=outage,
+                payer=verdict.payer,
+            )
+        return verdict
 
     def settle(
         self, payload: PaymentPayload, requirements: PaymentRequirements, context: Any = None
@@ -177,6 +192,13 @@ class VerifiedPayments:
             self._entries.pop(key, None)
 
 
+class _Outage(threading.local):
+    """Per worker thread: x402 turns the signer's errors into "simulation failed" verdicts, so
+    the one verifying learns here whether the chain could not be read at all."""
+
+    reason: str | None = None
+
+
 class PooledKeypairSigner(FacilitatorKeypairSigner):
     """x402's fee-payer signer whose RPC goes through a :class:`SolanaRpc` pool.
 
@@ -192,6 +214,12 @@ class PooledKeypairSigner(FacilitatorKeypairSigner):
         self.verified = verified or VerifiedPayments()
         self._rpc: SolanaRpc | None = None
         self._token: EventLoopToken | None = None
+        self._outage = _Outage()
+
+    def take_outage(self) -> str | None:
+        """Why this thread's last simulation could not run (an RPC outage), once; else None."""
+        reason, self._outage.reason = self._outage.reason, None
+        return reason
 
     def connect(self, rpc: SolanaRpc) -> None:
         """Use ``rpc``, on the running event loop (call from that loop)."""
@@ -221,7 +249,11 @@ class PooledKeypairSigner(FacilitatorKeypairSigner):
         if self.verified.seen(key):
             return
         params = [tx_base64, dict(SIMULATE_CONFIG)]
-        result = self._run(lambda rpc: rpc.call("simulateTransaction", params))
+        try:
+            result = self._run(lambda rpc: rpc.call("simulateTransaction", params))
+        except (RpcUnavailableError, RpcTimeoutError) as exc:
+            self._outage.reason = f"the Solana RPC cannot be read right now, retry: {exc}"
+            raise
         value = result.get("value") if isinstance(result, dict) else None
         if not isinstance(value, dict):
             raise RuntimeError("Simulation failed: the node answered in an unexpected shape")
