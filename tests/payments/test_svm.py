@@ -204,3 +204,28 @@ async def test_an_rpc_outage_is_no_verdict_on_the_payment(solana_chain: SolanaCh
         assert "retry" in (down.invalid_message or "")
         # Back up: the same payment verifies (the outage was not remembered against it).
         assert (await facilitator.verify(payload, requirements)).is_valid
+
+
+async def test_a_send_that_already_landed_is_taken_as_sent(solana_chain: SolanaChain) -> None:
+    """As after a failover whose first endpoint took the transaction but lost its answer: the
+    next endpoint's preflight finds it processed, and the signer reads that it landed."""
+    chain = solana_chain
+    payload, _ = payment(chain, chain.new_wallet(usdc=PRICE))
+    signer = PooledKeypairSigner(chain.fee_payer)
+    signer.connect(SolanaRpc([chain.rpc_url]))
+    fee_payer = str(chain.fee_payer.pubkey())
+    signed = signer.sign_transaction(payload.payload["transaction"], fee_payer, chain.network)
+    broke = chain.new_wallet(usdc=1)
+    refused_tx, _ = payment(chain, broke)
+    refused = signer.sign_transaction(refused_tx.payload["transaction"], fee_payer, chain.network)
+    try:
+        first = await anyio.to_thread.run_sync(signer.send_transaction, signed, chain.network)
+        calls = Calls(chain)
+        again = await anyio.to_thread.run_sync(signer.send_transaction, signed, chain.network)
+        with pytest.raises(RuntimeError, match="Send failed"):
+            await anyio.to_thread.run_sync(signer.send_transaction, refused, chain.network)
+    finally:
+        await signer.disconnect()
+    assert first == again
+    assert calls.methods()[:2] == ["sendTransaction", "getSignatureStatuses"]
+    assert chain.get_transaction(first)["meta"]["err"] is None
