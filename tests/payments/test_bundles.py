@@ -25,7 +25,7 @@ async def _bought(
     )
     assert isinstance(held, journal.Held)
     await journal.settled(sessions, held, "0xpayer", "0xtx", {"success": True}, None)
-    token = bundles.token_for(SECRET, key)
+    token = bundles.token_for(SECRET, held.pk)
     bought = await bundles.issue(
         sessions,
         token=token,
@@ -40,10 +40,10 @@ async def _bought(
 
 
 def test_a_token_is_the_same_for_one_payment_and_differs_between_payments() -> None:
-    token = bundles.token_for(SECRET, "k1")
-    assert token == bundles.token_for(SECRET, "k1")
-    assert token != bundles.token_for(SECRET, "k2")
-    assert token != bundles.token_for(b"another server", "k1")
+    token = bundles.token_for(SECRET, 1)
+    assert token == bundles.token_for(SECRET, 1)
+    assert token != bundles.token_for(SECRET, 2)
+    assert token != bundles.token_for(b"another server", 1)
     assert bundles.looks_like_token(token)
     assert not bundles.looks_like_token(token + "x")
     assert not bundles.looks_like_token("kk_" + token[3:])
@@ -86,7 +86,7 @@ async def test_tokens_that_redeem_nothing_say_why(
     other = await bundles.redeem(migrated_sessions, token, "check_wallet_interactions")
     assert other == bundles.Unusable("other_tool", "assess_protocol_risk")
     assert "assess_protocol_risk" in other.explain()
-    unknown = bundles.token_for(SECRET, "never paid")
+    unknown = bundles.token_for(SECRET, 10**9)
     assert await bundles.redeem(migrated_sessions, unknown, "x") == bundles.Unusable("unknown")
     assert await bundles.redeem(migrated_sessions, "garbage", "x") == bundles.Unusable("unknown")
     async with migrated_sessions() as session:
@@ -124,6 +124,7 @@ async def test_issuing_again_for_the_same_payment_buys_nothing_more(
     assert len(stored) == 1
     assert stored[0].token_hash == bundles.hash_token(token)  # never the token itself
     assert await bundles.balance(migrated_sessions, token) == again
+    assert await bundles.bought_with(migrated_sessions, payment_pk) == again
 
 
 async def test_sixty_concurrent_calls_on_a_bundle_of_25_take_exactly_24(

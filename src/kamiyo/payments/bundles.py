@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,9 +29,19 @@ from kamiyo.db.bundles import Bundle
 
 log = logging.getLogger(__name__)
 
+# The field of a paid answer that tells its bundle (``BundleState``), beside the answer's own.
+BUNDLE_FIELD = "bundle"
 TOKEN_PREFIX = "kb_"  # noqa: S105 (a prefix, not a secret)
 # What ``token_for`` makes: anything else is no token of ours, and is not looked up.
 _TOKEN_SHAPE = re.compile(r"^kb_[A-Za-z0-9_-]{43}$")
+
+
+@dataclass(frozen=True, slots=True)
+class BundleAsk:
+    """What a call says of bundles: pay from one (its token), or buy a pack of ``buy`` calls."""
+
+    token: str | None = None
+    buy: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,30 @@ class Balance:
         return self.calls - self.used
 
 
+class BundleState(BaseModel):
+    """A bundle as an answer it paid for tells it (``structuredContent["bundle"]``)."""
+
+    token: str | None = Field(
+        default=None,
+        description="Only in the answer that bought the bundle: send it with the next calls "
+        "of this tool to pay for them from the bundle. Keep it secret: it is the bundle.",
+    )
+    tool: str
+    calls: int
+    remaining: int = Field(description="Calls left after this one.")
+    expires_at: dt.datetime
+
+    @classmethod
+    def of(cls, balance: Balance, token: str | None = None) -> "BundleState":
+        return cls(
+            token=token,
+            tool=balance.tool,
+            calls=balance.calls,
+            remaining=balance.remaining,
+            expires_at=balance.expires_at,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Unusable:
     """Why a token redeems nothing; the call then falls back to the per-call price."""
@@ -65,9 +100,9 @@ class Unusable:
         }[self.reason]
 
 
-def token_for(secret: bytes, payment_key: str) -> str:
-    """The bundle token a payment buys: the same for every retry of that payment."""
-    mac = hmac.new(secret, b"kamiyo-bundle:" + payment_key.encode(), hashlib.sha256).digest()
+def token_for(secret: bytes, payment_pk: int) -> str:
+    """The bundle token a payment (its journal row) buys: the same for every retry of it."""
+    mac = hmac.new(secret, f"kamiyo-bundle:{payment_pk}".encode(), hashlib.sha256).digest()
     return TOKEN_PREFIX + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
@@ -174,6 +209,15 @@ async def give_back(sessions: async_sessionmaker[AsyncSession], taken: Balance) 
         row = returned.scalar_one_or_none()
         await session.commit()
     return _balance(row) if row is not None else taken
+
+
+async def bought_with(
+    sessions: async_sessionmaker[AsyncSession], payment_pk: int
+) -> Balance | None:
+    """The bundle a payment bought, if it bought one (a retry of that payment is told again)."""
+    async with sessions() as session:
+        row = await session.scalar(select(Bundle).where(Bundle.payment_pk == payment_pk))
+    return _balance(row) if row is not None else None
 
 
 async def balance(sessions: async_sessionmaker[AsyncSession], token: str) -> Balance | None:
