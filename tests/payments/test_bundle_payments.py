@@ -153,3 +153,16 @@ async def test_rest_buys_with_a_header_and_pays_with_the_token_header(rest: Rest
     garbled = await rest.http.get(path, headers={"Kamiyo-Bundle-Calls": "lots"})
     assert garbled.status_code == 400
     assert "Kamiyo-Bundle-Calls must be the number of calls" in garbled.json()["error"]["message"]
+
+
+async def test_get_usage_tells_a_bundle_s_calls_left(paid: Paid) -> None:
+    token = (await _buy(paid))["bundle"]["token"]
+    usage = await paid.call("get_usage", {"bundle_token": token})
+    assert usage.is_error is not True, usage.content
+    assert usage.structured_content is not None
+    assert usage.structured_content["bundle"]["remaining"] == PACK - 1
+    assert usage.structured_content["bundle"]["token"] is None  # never told again here
+    unknown = await paid.call("get_usage", {"bundle_token": "kb_" + "B" * 43})
+    assert unknown.is_error is True
+    assert unknown.structured_content is not None
+    assert unknown.structured_content["error"] == "not_found"

@@ -123,7 +123,9 @@ async def test_issuing_again_for_the_same_payment_buys_nothing_more(
         stored = (await session.execute(select(Bundle))).scalars().all()
     assert len(stored) == 1
     assert stored[0].token_hash == bundles.hash_token(token)  # never the token itself
-    assert await bundles.balance(migrated_sessions, token) == again
+    async with migrated_sessions() as session:
+        assert await bundles.balance(session, token) == again
+        assert await bundles.balance(session, "not a token") is None
     assert await bundles.bought_with(migrated_sessions, payment_pk) == again
 
 

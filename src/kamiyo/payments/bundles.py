@@ -220,10 +220,9 @@ async def bought_with(
     return _balance(row) if row is not None else None
 
 
-async def balance(sessions: async_sessionmaker[AsyncSession], token: str) -> Balance | None:
+async def balance(session: AsyncSession, token: str) -> Balance | None:
     """A bundle as it stands, without taking a call (``get_usage``)."""
     if not looks_like_token(token):
         return None
-    async with sessions() as session:
-        row = await session.scalar(select(Bundle).where(Bundle.token_hash == hash_token(token)))
+    row = await session.scalar(select(Bundle).where(Bundle.token_hash == hash_token(token)))
     return _balance(row) if row is not None else None

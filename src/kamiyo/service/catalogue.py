@@ -292,9 +292,9 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         ToolName.GET_USAGE,
         "Your usage",
         "Your tier, its limits, and how much of them you have used: requests in the last minute "
-        "and in the current day's quota, with when each frees up, and calls this month. Free; "
-        "counts as one request.",
-        NoArguments,
+        "and in the current day's quota, with when each frees up, and calls this month; with "
+        "bundle_token, the calls left in that bundle. Free; counts as one request.",
+        own.UsageQuery,
         UsageReport,
         own.usage,
         cached=False,
