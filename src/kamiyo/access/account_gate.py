@@ -38,9 +38,11 @@ from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.db.bounds import unstorable
+from kamiyo.payments import bundles
+from kamiyo.payments.bundles import BundleState
 from kamiyo.payments.cashier import Cashier
-from kamiyo.payments.outcomes import Answered, Declined, NotSettled, Quote
-from kamiyo.payments.prices import PAID_MAX_RESULTS
+from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, Quote
+from kamiyo.payments.prices import BUNDLE_LIFETIME, PAID_MAX_RESULTS
 from kamiyo.tiers import TIERS, Tier
 
 log = logging.getLogger(__name__)
@@ -156,7 +158,12 @@ class AccountGate:
     ) -> Completed | Refusal:
         completed: Completed | Refusal = Completed()
         status: str = outcome
-        if grant.payment is not None and self.cashier is not None:
+        if grant.bundle is not None:
+            taken = grant.bundle
+            if outcome != "ok":  # the tool failed: its call goes back into the bundle
+                taken = await bundles.give_back(self._require_sessions(), taken)
+            completed = Completed(bundle=BundleState.of(taken))
+        elif grant.payment is not None and self.cashier is not None:
             sessions = self._require_sessions()
             hold = grant.payment
             if outcome != "ok":  # the tool failed: the payment is not taken
@@ -168,7 +175,7 @@ class AccountGate:
                     completed = _payment_refusal(declined)
                     status, results = RefusalReason.PAYMENT_REQUIRED.value, None
                 else:
-                    completed = Completed(settled.receipt)
+                    completed = Completed(settled.receipt, await self._bought(hold))
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
@@ -185,15 +192,67 @@ class AccountGate:
         return completed
 
     def _quote(self, call: Call) -> Quote | None:
-        """What the call would cost paid on its own, or None when it cannot be paid for."""
+        """What the call would cost paid on its own (or with the pack it asks to buy), or None
+        when it cannot be paid for."""
         price = call.target.price
         if self.cashier is None or price is None or call.resource is None:
             return None
-        return self.cashier.quote(call.target.name, price, call.size, call.resource)
+        wanted = call.bundle.buy if call.bundle is not None else None
+        pack = price.pack(wanted) if wanted is not None else None
+        return self.cashier.quote(call.target.name, price, call.size, call.resource, pack)
+
+    async def _bought(self, hold: Hold) -> BundleState | None:
+        """The bundle a settled payment bought, if it paid for a pack of calls."""
+        if hold.quote.pack_calls is None or self.cashier is None:
+            return None
+        token = self.cashier.bundle_token(hold.held.pk)
+        balance = await bundles.issue(
+            self._require_sessions(),
+            token=token,
+            payment_pk=hold.held.pk,
+            tool=hold.quote.tool,
+            calls=hold.quote.pack_calls,
+            payer=hold.payer,
+            network=hold.network,
+            lifetime=BUNDLE_LIFETIME,
+        )
+        return BundleState.of(balance, token)
+
+    async def _from_bundle(
+        self, call: Call, identity: Identity | None, quote: Quote, token: str
+    ) -> Admission:
+        """Admit a call paid from a bundle, or ask for a payment saying why the bundle cannot."""
+        assert self.cashier is not None
+        assert call.target.price is not None
+        taken = await bundles.redeem(self._require_sessions(), token, call.target.name)
+        if isinstance(taken, bundles.Unusable):
+            log.info("bundle for %s refused: %s", call.target.name, taken.reason)
+            asked = Refusal(
+                RefusalReason.PAYMENT_REQUIRED,
+                f"{taken.explain()} {self.cashier.ask(quote)}",
+                payment_required=quote.required,
+            )
+            self._meter(call, identity, asked.reason)
+            return asked
+        cap = call.target.price.pack_max_results
+        return Grant(
+            tier=PAID_TIER,
+            max_results=min(cap, self._settings.answers.max_results),
+            account_pk=identity.account_pk if identity else None,
+            key_pk=identity.key_pk if identity else None,
+            subject=f"payer:{taken.payer}",
+            bundle=taken,
+        )
 
     async def _paid(self, call: Call, identity: Identity | None, quote: Quote) -> Admission:
         """Admit a call on its own x402 payment, or ask for one."""
         assert self.cashier is not None  # there is a quote only when there is a cashier
+        token = call.bundle.token if call.bundle is not None else None
+        if token is not None and call.payment is None:
+            return await self._from_bundle(call, identity, quote, token)
+        wanted = call.bundle.buy if call.bundle is not None else None
+        if wanted is not None and quote.pack_calls is None:
+            return self._no_such_pack(call, identity, quote, wanted)
         if call.payment is None:
             asked = Refusal(
                 RefusalReason.PAYMENT_REQUIRED,
@@ -208,7 +267,7 @@ class AccountGate:
             self._meter(call, identity, refusal.reason)
             return refusal
         if isinstance(accepted, Answered):
-            return Replayed(accepted.answer, accepted.receipt)
+            return Replayed(accepted.answer, accepted.receipt, await self._told_again(accepted))
         return Grant(
             tier=PAID_TIER,
             max_results=min(PAID_MAX_RESULTS, self._settings.answers.max_results),
@@ -217,6 +276,30 @@ class AccountGate:
             subject=f"payer:{accepted.payer}",
             payment=accepted,
         )
+
+    def _no_such_pack(
+        self, call: Call, identity: Identity | None, quote: Quote, wanted: int
+    ) -> Refusal:
+        assert self.cashier is not None
+        price = call.target.price
+        sizes = ", ".join(str(pack.calls) for pack in price.packs) if price else ""
+        offered = f"it sells packs of {sizes} calls" if sizes else "it sells no packs"
+        refusal = Refusal(
+            RefusalReason.PAYMENT_REQUIRED,
+            f"No pack of {wanted} {call.target.name} calls: {offered}. {self.cashier.ask(quote)}",
+            payment_required=quote.required,
+        )
+        self._meter(call, identity, refusal.reason)
+        return refusal
+
+    async def _told_again(self, answered: Answered) -> BundleState | None:
+        """A retried payment that bought a pack is told its bundle (and token) again."""
+        if answered.payment_pk is None or self.cashier is None:
+            return None
+        bought = await bundles.bought_with(self._require_sessions(), answered.payment_pk)
+        if bought is None:
+            return None
+        return BundleState.of(bought, self.cashier.bundle_token(answered.payment_pk))
 
     def _require_sessions(self) -> async_sessionmaker[AsyncSession]:
         if self._sessions is None:

@@ -23,6 +23,7 @@ from kamiyo import outages
 from kamiyo.access.gate import Call, Grant, Refusal, Replayed, Target
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel import IncidentList, NotFoundError
+from kamiyo.payments.bundles import BUNDLE_FIELD, BundleAsk, BundleState
 from kamiyo.payments.outcomes import Payment
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome, count_results
 from kamiyo.service.catalogue import Operation
@@ -38,6 +39,8 @@ class Caller:
 
     credential: str | None = None
     payment: Payment | None = None
+    # Pay from a bundle of prepaid calls, or buy one.
+    bundle: BundleAsk | None = None
     # What x402 names the thing paid for (the REST URL); None: mcp://tool/<name>.
     resource: str | None = None
     peer: str = "local"
@@ -84,6 +87,7 @@ def _call(target: Target, caller: Caller, size: int | None = None) -> Call:
         credential=caller.credential,
         size=size,
         payment=caller.payment,
+        bundle=caller.bundle,
         resource=caller.resource or f"mcp://tool/{target.name}",
         peer=caller.peer,
         limits_wanted=caller.limits_wanted,
@@ -125,7 +129,8 @@ async def run_call(
         log.info("%s refused: %s", name, admission.reason.value)
         return admission
     if isinstance(admission, Replayed):
-        return Answer(admission.answer, _json(admission.answer), admission.receipt)
+        replayed = Answer(admission.answer, _json(admission.answer), admission.receipt)
+        return _with_bundle(replayed, admission.bundle)
     key = None
     if cache_key is not None and state.cache is not None:
         grant = admission
@@ -174,10 +179,20 @@ async def _finish(state: ServerState, call: Call, grant: Grant, answer: Answer) 
     if isinstance(completed, Refusal):
         log.info("%s answer withheld: %s", call.target.name, completed.reason.value)
         return completed
-    if completed.receipt is None and not grant.limits:
+    if completed.receipt is None and completed.bundle is None and not grant.limits:
         return answer
-    # A copy: the cached answer stays free of one caller's receipt and limits.
-    return replace(answer, receipt=completed.receipt, limits=grant.limits)
+    # A copy: the cached answer stays free of one caller's receipt, bundle and limits.
+    paid = replace(answer, receipt=completed.receipt, limits=grant.limits)
+    return _with_bundle(paid, completed.bundle)
+
+
+def _with_bundle(answer: Answer, bundle: BundleState | None) -> Answer:
+    """The answer with the bundle that paid for it (or that it bought) in it, for every
+    surface: agents that read only structuredContent learn its token and balance there."""
+    if bundle is None:
+        return answer
+    structured = answer.structured | {BUNDLE_FIELD: bundle.model_dump(mode="json")}
+    return replace(answer, structured=structured, text=_json(structured))
 
 
 def _unavailable(name: str) -> Failure:

@@ -34,6 +34,7 @@ from kamiyo.web.errors import error_response, payment_required_body
 from kamiyo.web.wire import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
+    bundle_in_headers,
     encode_header,
     payment_in_headers,
 )
@@ -89,10 +90,17 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
         given.update(request.path_params)  # the path names the thing; it wins over a parameter
         # A Failure is counted all the same.
         query = body if isinstance(body, Failure) else parse_query(name, operation.query, given)
+        bundle = bundle_in_headers(request.headers)
+        if isinstance(bundle, str):
+            query = Failure(
+                FailureKind.INVALID_ARGUMENTS, f"Invalid arguments for {name}: {bundle}"
+            )
+            bundle = None
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
         caller = Caller(
             credential=credential.strip() or None if scheme.lower() == "bearer" else None,
             payment=payment_in_headers(request.headers),
+            bundle=bundle,
             resource=str(request.url),
             peer=request.client.host if request.client else "local",
             limits_wanted=True,
