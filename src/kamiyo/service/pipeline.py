@@ -20,12 +20,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from kamiyo import outages
-from kamiyo.access.gate import Call, Grant, Refusal, Replayed, Target
+from kamiyo.access.gate import LOCAL_PEER, Call, Grant, Refusal, Replayed, Target
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel import IncidentList, NotFoundError
-from kamiyo.payments.outcomes import Payment
+from kamiyo.payments.outcomes import Payment, Quote
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome, count_results
 from kamiyo.service.catalogue import Operation
+from kamiyo.service.offers import OFFER_FIELD, paid_offer
 from kamiyo.service.state import Job, Progress, ServerState
 from kamiyo.tiers import TIERS, Tier, next_tier_above
 
@@ -40,7 +41,7 @@ class Caller:
     payment: Payment | None = None
     # What x402 names the thing paid for (the REST URL); None: mcp://tool/<name>.
     resource: str | None = None
-    peer: str = "local"
+    peer: str = LOCAL_PEER
     # Where a long call reports progress (MCP: the client's progressToken), if anywhere.
     progress: Progress | None = None
     # Whether the answer should say where the caller's rate limits stand (REST headers).
@@ -174,10 +175,18 @@ async def _finish(state: ServerState, call: Call, grant: Grant, answer: Answer) 
     if isinstance(completed, Refusal):
         log.info("%s answer withheld: %s", call.target.name, completed.reason.value)
         return completed
-    if completed.receipt is None and not grant.limits:
+    if completed.receipt is None and not grant.limits and grant.offer is None:
         return answer
-    # A copy: the cached answer stays free of one caller's receipt and limits.
-    return replace(answer, receipt=completed.receipt, limits=grant.limits)
+    # A copy: the cached answer stays free of one caller's receipt, limits and offer.
+    answer = replace(answer, receipt=completed.receipt, limits=grant.limits)
+    return answer if grant.offer is None else _with_offer(state, answer, grant.offer)
+
+
+def _with_offer(state: ServerState, answer: Answer, quote: Quote) -> Answer:
+    """A free-tier answer that could have been paid for says what paying would add."""
+    offer = paid_offer(quote, state.settings.site.upgrade_url).model_dump(mode="json")
+    structured = answer.structured | {OFFER_FIELD: offer}
+    return replace(answer, structured=structured, text=_json(structured))
 
 
 def _unavailable(name: str) -> Failure:
