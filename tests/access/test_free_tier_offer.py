@@ -98,6 +98,13 @@ async def test_the_free_tiers_limits_still_apply(make_gate: GateFactory) -> None
     over = await gate.admit(anonymous("get_exploit_stats"))
     assert isinstance(over, Refusal)
     assert over.reason is RefusalReason.RATE_LIMITED
+    # Over the free tier's limit the call may still be paid for: when to retry, or the offer.
+    assert over.retry_after_s is not None
+    assert f"Retry in {over.retry_after_s} s; or pay: get_exploit_stats costs $0.005" in (
+        over.message
+    )
+    assert over.payment_required is not None
+    assert over.payment_required.accepts[0].amount == "5000"
     # Another address has its own window.
     assert isinstance(await gate.admit(anonymous("get_exploit_stats", "198.51.100.41")), Grant)
 

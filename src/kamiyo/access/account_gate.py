@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 from cachetools import TTLCache
@@ -121,6 +122,13 @@ class AccountGate:
             return refusal
         subject = identity.subject(call.peer)
         over = await self.limiter.hit(subject, policy)
+        if over is not None and offer is not None and over.retry_after_s is not None:
+            # Over the free tier's limit, the call may still be paid for: say both.
+            assert self.cashier is not None  # there is an offer only when there is a cashier
+            ask = f"{over.message.removesuffix(', or upgrade for a higher limit.')}; or pay: "
+            over = replace(
+                over, message=ask + self.cashier.ask(offer), payment_required=offer.required
+            )
         if over is not None:
             self._meter(call, identity, over.reason)
             return over
