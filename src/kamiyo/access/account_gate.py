@@ -6,6 +6,12 @@ takes effect within seconds without a database read on every call -> the caller'
 include the one the call's target names -> the account's requests per minute and per day -> a
 grant with the tier's caps. Every call, admitted or refused, goes to the meter; so does a call
 whose arguments were refused (``count_invalid``), after it is counted against the limits.
+
+With x402 on, a call without a credential to a priced tool the free tier unlocks is answered on
+the free tier over HTTP, its grant carrying the quote so the answer can say what paying adds;
+one that carries a payment, or asks for a tool the free tier lacks, is paid per call: payments
+offered from one client address are limited before they are verified (``PAYMENT_ATTEMPTS``),
+and paid calls per payer once verified (``PAID_CALLS``).
 """
 
 import datetime as dt
@@ -14,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 from cachetools import TTLCache
@@ -21,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts, keys, revocation, tokens
 from kamiyo.access.gate import (
+    LOCAL_PEER,
     PAID_TIER,
     Admission,
     Call,
@@ -33,7 +41,7 @@ from kamiyo.access.gate import (
     RefusalReason,
     Replayed,
 )
-from kamiyo.access.limiter import Limiter, limit_states
+from kamiyo.access.limiter import Limiter, limit_states, over_payment_limit
 from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
@@ -43,7 +51,7 @@ from kamiyo.payments.bundles import BundleState
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, Quote
 from kamiyo.payments.prices import BUNDLE_LIFETIME, PAID_MAX_RESULTS
-from kamiyo.tiers import TIERS, Tier
+from kamiyo.tiers import PAID_CALLS, PAYMENT_ATTEMPTS, TIERS, Tier
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +99,19 @@ class AccountGate:
 
     async def check_credential(self, credential: str | None) -> Refusal | None:
         if credential is None and self.cashier is not None:
-            return None  # a caller with a wallet and no account: priced tools ask for payment
+            return None  # no account: the free tier, or a payment for what it lacks
         identity = await self.identify(credential)
         return identity if isinstance(identity, Refusal) else None
 
     async def admit(self, call: Call) -> Admission:
+        offer = None
         # Quoted only when a payment may be due: subscribers' calls never build an offer.
         if call.credential is None and (quote := self._quote(call)) is not None:
-            # Without an account, priced tools are paid per call (the free tier needs a key).
-            return await self._paid(call, None, quote)
+            paying = call.payment is not None or call.bundle is not None
+            if paying or not self._free_tier_answers(call):
+                return await self._paid(call, None, quote)
+            # The free tier never blocks: answered on it, saying what paying would add.
+            offer = quote
         identity = await self.identify(call.credential)
         if isinstance(identity, Refusal):
             self._meter(call, None, identity.reason)
@@ -113,6 +125,13 @@ class AccountGate:
             return refusal
         subject = identity.subject(call.peer)
         over = await self.limiter.hit(subject, policy)
+        if over is not None and offer is not None and over.retry_after_s is not None:
+            # Over the free tier's limit, the call may still be paid for: say both.
+            assert self.cashier is not None  # there is an offer only when there is a cashier
+            ask = f"{over.message.removesuffix(', or upgrade for a higher limit.')}; or pay: "
+            over = replace(
+                over, message=ask + self.cashier.ask(offer), payment_required=offer.required
+            )
         if over is not None:
             self._meter(call, identity, over.reason)
             return over
@@ -129,6 +148,19 @@ class AccountGate:
             key_pk=identity.key_pk,
             subject=subject,
             limits=limits,
+            offer=offer,
+        )
+
+    def _free_tier_answers(self, call: Call) -> bool:
+        """Whether an anonymous, unpaid call is answered on the free tier rather than asked to
+        pay: anonymous access is on, the free tier unlocks the tool, and the call came over
+        HTTP. With anonymous access off there is no free tier without an account, so a priced
+        tool asks for payment; over stdio (the local user who started the server, with a key in
+        the environment or a wallet) nothing changes either."""
+        return (
+            self._settings.auth.allow_anonymous
+            and Tier.FREE.includes(call.target.tier)
+            and call.peer != LOCAL_PEER
         )
 
     async def count_invalid(self, call: Call) -> Refusal | None:
@@ -261,19 +293,36 @@ class AccountGate:
             )
             self._meter(call, identity, asked.reason)
             return asked
-        accepted = await self.cashier.accept(call.payment, quote, self._require_sessions())
+        # Before verifying (RPC reads): payments offered from this address, so that a flood of
+        # invalid ones is refused here, nothing verified and nothing charged.
+        attempts = await self.limiter.hit(f"payments:peer:{call.peer}", PAYMENT_ATTEMPTS)
+        if attempts is not None:
+            refused = over_payment_limit(attempts, "payments offered from this address", "verified")
+            log.warning("payment from %s refused before verifying: %s", call.peer, refused.limit)
+            self._meter(call, identity, refused.reason)
+            return refused
+        sessions = self._require_sessions()
+        accepted = await self.cashier.accept(call.payment, quote, sessions)
         if isinstance(accepted, Declined):
             refusal = _payment_refusal(accepted)
             self._meter(call, identity, refusal.reason)
             return refusal
         if isinstance(accepted, Answered):
             return Replayed(accepted.answer, accepted.receipt, await self._told_again(accepted))
+        subject = f"payer:{accepted.payer}"
+        over = await self.limiter.hit(subject, PAID_CALLS)
+        if over is not None:  # the payer's own limit: the payment is released, not taken
+            await self.cashier.release(accepted, RefusalReason.RATE_LIMITED.value, sessions)
+            refused = over_payment_limit(over, "paid calls from this payer", "taken")
+            log.warning("paid call of %s refused: %s", subject, refused.limit)
+            self._meter(call, identity, refused.reason)
+            return refused
         return Grant(
             tier=PAID_TIER,
             max_results=min(PAID_MAX_RESULTS, self._settings.answers.max_results),
             account_pk=identity.account_pk if identity else None,
             key_pk=identity.key_pk if identity else None,
-            subject=f"payer:{accepted.payer}",
+            subject=subject,
             payment=accepted,
         )
 

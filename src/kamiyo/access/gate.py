@@ -24,7 +24,7 @@ from x402.schemas import PaymentRequired, SettleResponse
 from kamiyo.access.usage import UsageReport
 from kamiyo.intel.scope import Scope
 from kamiyo.payments.bundles import Balance, BundleAsk, BundleState
-from kamiyo.payments.outcomes import Hold, Payment
+from kamiyo.payments.outcomes import Hold, Payment, Quote
 from kamiyo.payments.prices import Price
 from kamiyo.tiers import Tier
 
@@ -56,6 +56,10 @@ class LimitState:
     reset_s: int
 
 
+# The peer of a call over stdio: the one local user who started the server.
+LOCAL_PEER = "local"
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     target: Target
@@ -69,7 +73,7 @@ class Call:
     resource: str | None = None
     # Who is on the other end of the connection (client address on HTTP, "local" on stdio):
     # anonymous callers are limited per peer.
-    peer: str = "local"
+    peer: str = LOCAL_PEER
     started: float = field(default_factory=time.perf_counter)
     # Report where the caller's rate limits stand in the grant (a read of the limits store
     # more; the MCP tools do not ask).
@@ -115,6 +119,9 @@ class Grant:
     bundle: Balance | None = None
     # The caller's rate limits after this call, when the call asked (``Call.limits_wanted``).
     limits: tuple[LimitState, ...] = ()
+    # An anonymous call answered on the free tier that could have been paid for: what paying
+    # would cost, so the answer can say what a payment (or a subscription) adds.
+    offer: Quote | None = None
 
     @property
     def scope(self) -> Scope:

@@ -31,6 +31,7 @@ from kamiyo.payments.prices import tool_price
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
 from kamiyo.service.catalogue import Operation
+from kamiyo.service.offers import answer_model
 from kamiyo.service.pipeline import Caller, execute, execute_unknown
 from kamiyo.service.state import ServerState
 
@@ -72,7 +73,7 @@ PAYMENT_REQUIRED_SCHEMA: dict[str, Any] = {
 
 
 def output_schema(operation: Operation[Any, Any], payments: bool) -> dict[str, Any]:
-    answer = operation.output.model_json_schema()
+    answer = answer_model(operation, payments).model_json_schema()
     problem = Problem.model_json_schema()
     defs = answer.pop("$defs", {}) | problem.pop("$defs", {})
     if payments and operation.price is not None:  # a paid answer tells its bundle, if any

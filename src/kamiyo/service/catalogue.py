@@ -118,9 +118,11 @@ async def pricing(job: Job, query: NoArguments) -> PriceList:
     networks = job.state.settings.x402.networks
     subscribe = job.state.settings.site.upgrade_url
     how = (
-        "Call a priced tool without a credential: the answer is an x402 PaymentRequired "
-        "(isError, structuredContent; over REST a 402 with a PAYMENT-REQUIRED header) listing "
-        "one offer per network. Sign one with an x402 client and call again with the payment "
+        "Call a priced tool without a credential: a tool the free tier lacks answers an x402 "
+        "PaymentRequired (isError, structuredContent; over REST a 402 with a PAYMENT-REQUIRED "
+        "header) listing one offer per network; one it unlocks is answered on the free tier "
+        "with the same object in paid_offer.payment_required. Sign one offer with an x402 "
+        "client and call again with the payment "
         "(MCP: params._meta['x402/payment']; REST: the PAYMENT-SIGNATURE header); the receipt "
         "comes back with the answer. Nothing is charged unless the tool answers."
         if networks
