@@ -35,6 +35,7 @@ from kamiyo.access.gate import (
 )
 from kamiyo.access.limiter import Limiter, limit_states
 from kamiyo.access.meter import Meter, UsageEvent
+from kamiyo.access.receipts import settled_receipt
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.db.bounds import unstorable
@@ -156,6 +157,7 @@ class AccountGate:
     ) -> Completed | Refusal:
         completed: Completed | Refusal = Completed()
         status: str = outcome
+        receipt = None  # of the usage record: a call paid per call, once settled
         if grant.payment is not None and self.cashier is not None:
             sessions = self._require_sessions()
             hold = grant.payment
@@ -169,6 +171,7 @@ class AccountGate:
                     status, results = RefusalReason.PAYMENT_REQUIRED.value, None
                 else:
                     completed = Completed(settled.receipt)
+                    receipt = settled_receipt(hold, settled.receipt)
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
@@ -180,6 +183,7 @@ class AccountGate:
                 duration_us=_elapsed_us(call),
                 result_count=results,
                 cost_units=1 if status == "ok" else 0,  # a failed call costs nothing
+                receipt=receipt,
             )
         )
         return completed
