@@ -14,10 +14,10 @@ logged. An outage is logged as one (``kamiyo.outages``), not once per failed wri
 Each chain (an account, or all anonymous callers) is a sequence of records whose hash covers
 the record and the previous hash. A paid call's record names its payment's row in the settlement
 journal (``payments``), which holds the receipt's facts once; the hash covers those facts too, so
-editing the journal's payer, network, amount or transaction breaks the chain as well.
-Writers take the chain heads' rows first (a row lock on
-PostgreSQL, the database write lock on SQLite), so instances sharing a database extend each
-chain one after another. ``verify_chain`` recomputes a chain and reports the first break.
+editing the journal's payer, network, amount or transaction breaks the chain as well. Writers
+take the chain heads' rows first (a row lock on PostgreSQL, the database write lock on SQLite),
+so instances sharing a database extend each chain one after another. ``verify_chain``
+recomputes a chain and reports the first break.
 """
 
 import asyncio

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from x402.schemas import SettleResponse
 
 from kamiyo.access.meter import Receipt, UsageEvent
+from kamiyo.chains import USDC, chain_by_caip2
 from kamiyo.db.tables import Payment
 from kamiyo.db.usage import UsageRecord
 from kamiyo.payments.journal import SETTLED
@@ -45,6 +46,30 @@ class PaidCall:
     @property
     def amount_usd(self) -> str:
         return usd(self.receipt.amount)
+
+    @property
+    def network_name(self) -> str:
+        """The network as payers see it named (as ``AcceptedNetwork.label``), else its id."""
+        network = self.receipt.network
+        if (known := USDC.get(network)) is not None:
+            return known.label
+        chain = chain_by_caip2(network)
+        return chain.name if chain is not None else network
+
+    def as_json(self) -> dict[str, object]:
+        paid = self.receipt
+        return {
+            "at": self.at.astimezone(dt.UTC).isoformat(),
+            "tool": self.tool,
+            "key_pk": self.key_pk,
+            "payment_pk": paid.payment_pk,
+            "network": paid.network,
+            "network_name": self.network_name,
+            "payer": paid.payer,
+            "amount": paid.amount,
+            "amount_usd": self.amount_usd,
+            "transaction": paid.transaction,
+        }
 
 
 def _paid_calls() -> Select[UsageRecord, Payment]:
