@@ -3,11 +3,15 @@ covers the receipt's facts, records from before receipts keep verifying, and the
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from x402.extensions.payment_identifier import append_payment_identifier_to_extensions
+from x402.schemas import PaymentRequired
 
+from kamiyo.access import accounts, keys
 from kamiyo.access.meter import (
     GENESIS,
     USAGE_TABLE,
@@ -29,8 +33,13 @@ from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import Payment
 from kamiyo.db.usage import UsageChain
 from kamiyo.payments import journal
+from kamiyo.runtime import Runtime
+from kamiyo.tiers import Tier
+from tests.payments.evm_chain import EvmChain, evm_chain, sign_exact_payment
+from tests.payments.serving import evm_settings, paying_server
 
 pytestmark = pytest.mark.anyio
+__all__ = ["evm_chain"]  # anvil with our EIP-3009 token (a fixture of tests/payments)
 
 Sessions = async_sessionmaker[AsyncSession]
 BASE = "eip155:8453"
@@ -204,3 +213,53 @@ async def test_receipts_are_read_per_account_newest_first_and_by_network(
         (BASE, 2, 100_000),
         (SOLANA, 1, 10_000),
     ]
+
+
+RISK = {"protocol_name": "Euler"}
+RISK_PRICE = 50_000
+
+
+async def test_a_paid_call_through_the_gate_is_recorded_with_its_receipt_once(
+    loaded_runtime: Runtime, evm_chain: EvmChain
+) -> None:
+    """A free key calls a tool its tier lacks and pays with x402 (the same payment id sent
+    twice): one record with the receipt of what the chain took, none for the replayed answer."""
+    async with loaded_runtime.sessions() as session:
+        account = await accounts.create_account(
+            session, f"receipt-{uuid.uuid4().hex[:8]}@example.com", Tier.FREE
+        )
+        key = (await keys.create_key(session, account, "x402")).key
+        await session.commit()
+    settings = evm_settings(loaded_runtime, evm_chain)
+    async with paying_server(loaded_runtime, settings, credential=key) as (client, gate):
+        offer = await client.call_tool("assess_protocol_risk", RISK)
+        assert offer.structured_content is not None
+        required = PaymentRequired.model_validate(offer.structured_content)
+        extensions = append_payment_identifier_to_extensions(dict(required.extensions or {}))
+        payment = sign_exact_payment(evm_chain, required.accepts[0]).model_copy(
+            update={"extensions": extensions}
+        )
+        meta: Any = {"x402/payment": payment.model_dump(mode="json", by_alias=True)}
+        paid = await client.call_tool("assess_protocol_risk", RISK, meta=meta)
+        again = await client.call_tool("assess_protocol_risk", RISK, meta=meta)
+        assert paid.is_error is not True
+        assert again.is_error is not True
+        sent = (paid.meta or {})["x402/payment-response"]
+        assert (again.meta or {})["x402/payment-response"] == sent
+        [waiting] = account_paid(gate.meter.pending(account.pk))
+        await gate.meter.flush()
+    async with loaded_runtime.sessions() as session:
+        [call] = await account_receipts(session, account.pk, AT)
+        check = await verify_chain(session, chain_of(account.pk))
+    assert call.receipt == waiting
+    assert call.tool == "assess_protocol_risk"
+    assert call.key_pk is not None
+    assert call.receipt.network == evm_chain.network
+    assert call.receipt.amount == RISK_PRICE
+    assert call.receipt.transaction == sent["transaction"]
+    assert str(call.receipt.payer).lower() == evm_chain.payer.address.lower()
+    assert check.ok, check.problem
+
+
+def account_paid(events: list[UsageEvent]) -> list[Receipt]:
+    return [each.receipt for each in events if each.receipt is not None]
