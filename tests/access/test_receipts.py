@@ -230,7 +230,8 @@ async def test_a_paid_call_through_the_gate_is_recorded_with_its_receipt_once(
         )
         key = (await keys.create_key(session, account, "x402")).key
         await session.commit()
-    settings = evm_settings(loaded_runtime, evm_chain)
+    # Written only when the test says (the pending event is read first).
+    settings = evm_settings(loaded_runtime, evm_chain, meter={"flush_s": 3600})
     async with paying_server(loaded_runtime, settings, credential=key) as (client, gate):
         offer = await client.call_tool("assess_protocol_risk", RISK)
         assert offer.structured_content is not None
