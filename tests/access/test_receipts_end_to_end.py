@@ -4,7 +4,9 @@
 tier lacks it) through the ``x402`` package's httpx client, which pays $0.05 and retries. Then
 ``kamiyo usage show --json`` lists the receipt with the chain's transaction, the usage page and
 its CSV show it over plain HTTP (logged in through the mailed link), the chain verifies, and the
-operators' page counts it. On SQLite and PostgreSQL.
+operators' page lists it. On PostgreSQL, the production backend; SQLite has the same path through
+the gate in process (test_receipts.py), which keeps this suite's time down (each run here starts
+a server and x402's client).
 """
 
 import csv
@@ -45,20 +47,15 @@ def usage_show(email: str) -> dict[str, Any]:
     return shown
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_paid_call_by_a_key_holder_shows_its_receipt_in_the_cli_and_on_the_dashboard(
-    backend: str,
     x402_python: Path,
     evm_chain: EvmChain,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
+    postgres_url_for_cli: str,
 ) -> None:
-    database = {}
-    if backend == "postgresql":
-        database = {"KAMIYO_DATABASE_URL": request.getfixturevalue("postgres_url_for_cli")}
-    for name, value in database.items():  # the CLI below reads the server's database
-        monkeypatch.setenv(name, value)
+    database = {"KAMIYO_DATABASE_URL": postgres_url_for_cli}
+    monkeypatch.setenv("KAMIYO_DATABASE_URL", postgres_url_for_cli)  # the CLI reads it too
     email = f"payer-{uuid.uuid4().hex[:6]}@example.com"
     assert kamiyo("accounts", "create", email)[0] == 0
     code, key, err = kamiyo("keys", "create", email)
