@@ -1,6 +1,8 @@
 """Operator commands for metered usage (``kamiyo usage …``)."""
 
 import datetime as dt
+import json
+import sys
 from typing import Annotated
 
 import typer
@@ -12,6 +14,7 @@ from sqlalchemy import select, union
 from kamiyo.access import accounts
 from kamiyo.access.instances import Gap, unclean_stops
 from kamiyo.access.meter import ChainCheck, chain_of, verify_chain
+from kamiyo.access.receipts import PaidCall, account_receipts
 from kamiyo.access.usage import Breakdown, UsageRow, usage_breakdown
 from kamiyo.cli_accounts import run_account_work
 from kamiyo.cli_support import err, fail, stdout_console
@@ -72,20 +75,53 @@ def usage_show(
     email: Annotated[str, typer.Argument(help="Whose usage.")],
     by: Annotated[Breakdown, typer.Option(help="Group by day, tool or status.")] = Breakdown.DAY,
     days: Annotated[int, typer.Option(min=1, max=3660, help="How far back.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """An account's calls, grouped, with billable units and mean duration."""
+    """An account's calls, grouped, with billable units and mean duration; then its receipts
+    (calls paid per call with x402: payer, network, amount, transaction), newest first."""
 
-    async def work(runtime: Runtime) -> list[UsageRow]:
+    async def work(runtime: Runtime) -> tuple[list[UsageRow], list[PaidCall]]:
         async with runtime.sessions() as session:
             account = await accounts.find_account(session, email)
             if account is None:
                 raise accounts.AccountError(f"no account for {email}")
             since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-            return await usage_breakdown(session, account.pk, since, by)
+            rows = await usage_breakdown(session, account.pk, since, by)
+            return rows, await account_receipts(session, account.pk, since)
 
+    rows, receipts = run_account_work(work)
+    if as_json:
+        shown = {
+            "by": by.value,
+            "days": days,
+            "rows": [row.model_dump(mode="json") for row in rows],
+            "receipts": [paid.as_json() for paid in receipts],
+        }
+        sys.stdout.write(json.dumps(shown, indent=2) + "\n")
+        return
     table = Table()
     for column in (by.value.capitalize(), "Calls", "Units", "Mean ms"):
         table.add_column(column, justify="left" if column == by.value.capitalize() else "right")
-    for row in run_account_work(work):
+    for row in rows:
         table.add_row(row.key, str(row.calls), str(row.cost_units), f"{row.mean_duration_ms:.2f}")
-    stdout_console().print(table)
+    console = stdout_console()
+    console.print(table)
+    if not receipts:
+        console.print(f"No calls paid per call (x402) in the last {days} days.")
+        return
+    paid_table = Table(title=f"Receipts: calls paid per call (x402), last {days} days")
+    for name in ("At (UTC)", "Tool", "Network", "Amount"):
+        paid_table.add_column(name, justify="right" if name == "Amount" else "left")
+    # Addresses and hashes stay whole, to be looked up: folded onto more lines, never cut short.
+    paid_table.add_column("Payer", overflow="fold")
+    paid_table.add_column("Transaction", overflow="fold")
+    for paid in receipts:
+        paid_table.add_row(
+            f"{paid.at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}",
+            paid.tool,
+            f"{paid.network_name} ({paid.receipt.network})",
+            paid.amount_usd,
+            escape(paid.receipt.payer or "unknown"),
+            escape(paid.receipt.transaction),
+        )
+    console.print(paid_table)

@@ -9,6 +9,7 @@ x402 v2 transport specs).
     python pay.py http  --key-file F --asset NETWORK ADDRESS http://127.0.0.1:8000/mcp
     python pay.py rest  --key-file F --asset NETWORK ADDRESS 'http://…/api/v1/exploits?query=…'
     python pay.py http  --offer-only http://127.0.0.1:8000/mcp
+    python pay.py rest  --key-file F --asset NETWORK ADDRESS --bearer-file K 'http://…/api/v1/risk/…'
 
 ``--offer-only`` makes the call without paying, as an agent that reads the price before it
 decides, and prints what the MCP client accepted and the offer x402 read from it.
@@ -19,7 +20,8 @@ the RPC endpoint given with ``--rpc-url``, where x402's client reads the mint an
 blockhash.
 
 The payer's private key is read from a file so it never shows in a process listing; the stdio
-server gets this process's environment, which does not hold the key.
+server gets this process's environment, which does not hold the key. ``--bearer-file`` names a
+file holding an API key the REST requests carry (a key holder paying for a tool its plan lacks).
 """
 
 import argparse
@@ -188,11 +190,12 @@ class RecordingTransport(httpx.AsyncBaseTransport):  # type: ignore[misc, unused
         await self.inner.aclose()
 
 
-async def pay_over_rest(url: str, client: x402Client) -> dict[str, Any]:
+async def pay_over_rest(url: str, client: x402Client, bearer: str | None = None) -> dict[str, Any]:
     wire = RecordingTransport()
     timeout = CALL_TIMEOUT.total_seconds()
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     async with httpx.AsyncClient(
-        transport=x402_httpx_transport(client, wire), timeout=timeout
+        transport=x402_httpx_transport(client, wire), timeout=timeout, headers=headers
     ) as http:
         response = await http.get(url)
     body = response.json()
@@ -237,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--offer-only", action="store_true", help="call without paying")
     parser.add_argument("--max-amount", help="largest payment allowed, in atomic units")
     parser.add_argument("--rpc-url", help="Solana JSON-RPC endpoint the client reads the chain at")
+    parser.add_argument("--bearer-file", type=Path, help="an API key the REST requests carry")
     parser.add_argument("target", nargs="+", help="the server command (stdio) or URL")
     options = parser.parse_args(argv)
     if options.offer_only:
@@ -250,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     client = payment_client(options.key_file, network, asset, options.max_amount, options.rpc_url)
     if options.mode == "rest":
         (url,) = options.target
-        outcome = asyncio.run(pay_over_rest(url, client))
+        bearer = options.bearer_file.read_text().strip() if options.bearer_file else None
+        outcome = asyncio.run(pay_over_rest(url, client, bearer))
     else:
         outcome = asyncio.run(pay_over_mcp(options.mode, options.target, client))
     print(json.dumps(outcome, separators=(",", ":")), flush=True)

@@ -43,6 +43,7 @@ from kamiyo.access.gate import (
 )
 from kamiyo.access.limiter import Limiter, limit_states, over_payment_limit
 from kamiyo.access.meter import Meter, UsageEvent
+from kamiyo.access.receipts import settled_receipt
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.db.bounds import unstorable
@@ -190,6 +191,7 @@ class AccountGate:
     ) -> Completed | Refusal:
         completed: Completed | Refusal = Completed()
         status: str = outcome
+        receipt = None  # of the usage record: a call paid per call, once settled
         if grant.bundle is not None:
             taken = grant.bundle
             if outcome != "ok":  # the tool failed: its call goes back into the bundle
@@ -208,6 +210,7 @@ class AccountGate:
                     status, results = RefusalReason.PAYMENT_REQUIRED.value, None
                 else:
                     completed = Completed(settled.receipt, await self._bought(hold))
+                    receipt = settled_receipt(hold, settled.receipt)
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
@@ -219,6 +222,7 @@ class AccountGate:
                 duration_us=_elapsed_us(call),
                 result_count=results,
                 cost_units=1 if status == "ok" else 0,  # a failed call costs nothing
+                receipt=receipt,
             )
         )
         return completed

@@ -6,8 +6,10 @@ Revenue assumption (the one place it is made): a Stripe price sells its tier at 
 table's ``price_usd_per_month`` (``tiers.TIERS``; the settings hold only Stripe price ids), so
 MRR is each paying subscription's tier price. Paying: a subscription Stripe set
 (``tier_source`` stripe, with a Stripe subscription id) that is active, or past due within the
-grace period; trials and tiers set by hand bring in nothing. x402 revenue is what settled
-payments took, in atomic USDC (the same 6 decimals on every network).
+grace period; trials and tiers set by hand bring in nothing. x402 revenue is what the receipts
+took (the paid calls' usage records, through their settled payments in the journal: the same
+records the usage pages list), in atomic USDC (the same 6 decimals on every network); settled
+payments no usage record names yet are counted beside it.
 """
 
 import datetime as dt
@@ -19,15 +21,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from kamiyo.access.accounts import TierSource, entitled_tier, list_accounts
+from kamiyo.access.receipts import (
+    NetworkRevenue,
+    PaidCall,
+    recent_receipts,
+    revenue_by_network,
+    unrecorded_settlements,
+)
 from kamiyo.access.usage import ANSWERED
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import Account, ApiKey, Payment, Subscription
+from kamiyo.db.tables import Account, ApiKey, Subscription
 from kamiyo.db.usage import UsageRecord
 from kamiyo.tiers import TIERS, Tier
 
 WINDOW_DAYS = 30
 TOP_TOOLS = 10
-SETTLED = "settled"  # payments.journal's state for a payment the chain took
 PAYING_STATES = ("active", "past_due")  # past_due only while entitled (the grace period)
 
 
@@ -36,13 +44,6 @@ class TierRevenue:
     tier: Tier
     subscriptions: int
     mrr_usd: int
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkRevenue:
-    network: str
-    payments: int
-    amount: int  # atomic USDC
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class BusinessMetrics:
     accounts_by_tier: dict[Tier, int]
     revenue_by_tier: list[TierRevenue]
     x402_by_network: list[NetworkRevenue]
+    recent_receipts: list[PaidCall]  # newest first, every caller's
+    unrecorded_settlements: int
     daily_active: list[tuple[dt.date, int]]  # every day of the window, zeros included
     top_tools: list[ToolCalls]
     calls: int  # answered calls in the window
@@ -94,7 +97,9 @@ async def business_metrics(
         since=first_day,
         accounts_by_tier={tier: held.get(tier, 0) for tier in Tier},
         revenue_by_tier=await _revenue_by_tier(session, grace, now),
-        x402_by_network=await _x402_by_network(session),
+        x402_by_network=await revenue_by_network(session),
+        recent_receipts=await recent_receipts(session),
+        unrecorded_settlements=await unrecorded_settlements(session),
         daily_active=await _daily_active(session, since, first_day),
         top_tools=tools[:TOP_TOOLS],
         calls=sum(tool.calls for tool in tools),
@@ -121,16 +126,6 @@ async def _revenue_by_tier(
         for tier, policy in TIERS.items()
         if tier is not Tier.FREE
     ]
-
-
-async def _x402_by_network(session: AsyncSession) -> list[NetworkRevenue]:
-    rows = await session.execute(
-        select(Payment.network, func.count(), func.sum(Payment.amount))
-        .where(Payment.state == SETTLED)
-        .group_by(Payment.network)
-        .order_by(Payment.network)
-    )
-    return [NetworkRevenue(network, count, int(amount or 0)) for network, count, amount in rows]
 
 
 def _utc_day(session: AsyncSession) -> ColumnElement[dt.date]:

@@ -12,9 +12,12 @@ refusals are held in memory and written, in order, once it is back. The queue ho
 logged. An outage is logged as one (``kamiyo.outages``), not once per failed write.
 
 Each chain (an account, or all anonymous callers) is a sequence of records whose hash covers
-the record and the previous hash. Writers take the chain heads' rows first (a row lock on
-PostgreSQL, the database write lock on SQLite), so instances sharing a database extend each
-chain one after another. ``verify_chain`` recomputes a chain and reports the first break.
+the record and the previous hash. A paid call's record names its payment's row in the settlement
+journal (``payments``), which holds the receipt's facts once; the hash covers those facts too, so
+editing the journal's payer, network, amount or transaction breaks the chain as well. Writers
+take the chain heads' rows first (a row lock on PostgreSQL, the database write lock on SQLite),
+so instances sharing a database extend each chain one after another. ``verify_chain``
+recomputes a chain and reports the first break.
 """
 
 import asyncio
@@ -37,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo import outages
 from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import ApiKey
+from kamiyo.db.tables import ApiKey, Payment
 from kamiyo.db.usage import UsageChain, UsageRecord
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,21 @@ def chain_of(account_pk: int | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """A settled x402 payment as the settlement journal holds it (``payments`` row ``payment_pk``).
+
+    A usage record stores only ``payment_pk``; the other facts are the journal's, read back
+    through it, and covered by the record's hash.
+    """
+
+    payment_pk: int
+    network: str  # CAIP-2
+    payer: str | None
+    amount: int  # atomic USDC
+    transaction: str
+
+
+@dataclass(frozen=True, slots=True)
 class UsageEvent:
     at: dt.datetime
     account_pk: int | None
@@ -63,6 +81,7 @@ class UsageEvent:
     duration_us: int
     result_count: int | None
     cost_units: int
+    receipt: Receipt | None = None  # the call was paid per call (x402) and the payment settled
 
     @property
     def chain(self) -> str:
@@ -83,8 +102,11 @@ def record_hash(chain: str, seq: int, event: UsageEvent, prev_hash: str) -> str:
         event.duration_us,
         event.result_count,
         event.cost_units,
-        prev_hash,
     ]
+    if event.receipt is not None:  # records without one hash as they always did
+        paid = event.receipt
+        payload.append([paid.payment_pk, paid.network, paid.payer, paid.amount, paid.transaction])
+    payload.append(prev_hash)
     encoded = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
     return hashlib.sha256(encoded).hexdigest()
 
@@ -223,6 +245,7 @@ async def _insert_records(session: AsyncSession, batch: list[UsageEvent]) -> Non
                 "duration_us": event.duration_us,
                 "result_count": event.result_count,
                 "cost_units": event.cost_units,
+                "payment_pk": event.receipt.payment_pk if event.receipt else None,
                 "prev_hash": prev_hash,
                 "hash": digest,
             }
@@ -281,13 +304,22 @@ async def verify_chain(session: AsyncSession, chain: str) -> ChainCheck:
     """Recompute every hash of ``chain`` in order and compare with its head."""
     head = await session.get(UsageChain, chain)
     prev_hash, expected_seq, count = GENESIS, 1, 0
-    rows = await session.stream_scalars(
-        select(UsageRecord).where(UsageRecord.chain == chain).order_by(UsageRecord.seq)
+    rows = await session.stream(
+        select(UsageRecord, Payment.network, Payment.payer, Payment.amount, Payment.transaction)
+        .outerjoin(Payment, Payment.pk == UsageRecord.payment_pk)
+        .where(UsageRecord.chain == chain)
+        .order_by(UsageRecord.seq)
     )
-    async for row in rows:
+    async for row, network, payer, amount, transaction in rows:
         count += 1
         if row.seq != expected_seq:
             return ChainCheck(chain, count, False, f"record {expected_seq} is missing")
+        receipt = None
+        if row.payment_pk is not None:
+            if network is None:
+                problem = f"record {row.seq} names payment {row.payment_pk}, not in the journal"
+                return ChainCheck(chain, count, False, problem)
+            receipt = Receipt(row.payment_pk, network, payer, amount, transaction or "")
         event = UsageEvent(
             at=row.at,
             account_pk=row.account_pk,
@@ -298,6 +330,7 @@ async def verify_chain(session: AsyncSession, chain: str) -> ChainCheck:
             duration_us=row.duration_us,
             result_count=row.result_count,
             cost_units=row.cost_units,
+            receipt=receipt,
         )
         if row.prev_hash != prev_hash:
             return ChainCheck(chain, count, False, f"record {row.seq} does not follow its previous")

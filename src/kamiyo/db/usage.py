@@ -31,12 +31,16 @@ class UsageRecord(Base):
     duration_us: Mapped[int] = mapped_column(Integer)
     result_count: Mapped[int | None] = mapped_column(Integer)
     cost_units: Mapped[int] = mapped_column(Integer)
+    # A call paid per call (x402): its settled payment's row in ``payments``, which holds the
+    # receipt (payer, network, amount, transaction) once; the hash covers those facts.
+    payment_pk: Mapped[int | None] = mapped_column(Integer)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("chain", "seq"),
         Index("ix_usage_records_account_at", "account_pk", "at"),
+        Index("ix_usage_records_payment_pk", "payment_pk"),
     )
 
 

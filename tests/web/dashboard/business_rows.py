@@ -16,7 +16,8 @@ BASE, SOLANA = "eip155:8453", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
 async def seed(session: AsyncSession, now: dt.datetime) -> None:
     """a: signed up only; b: key and calls (one failed); c: pays for personal through Stripe,
     one call; d: team set by hand, key, no call; e: enterprise through Stripe but past due
-    beyond the grace, key, one refused call."""
+    beyond the grace, key, one refused call. Three calls paid per call (two anonymous, one
+    b's), and a settled payment no usage record names."""
     made = {
         name: await accounts.create_account(session, f"{name}@metrics.example", tier)
         for name, tier in (
@@ -42,17 +43,47 @@ async def seed(session: AsyncSession, now: dt.datetime) -> None:
                 tier_source="stripe",
             )
         )
-    day = dt.timedelta(days=1)
+    # Payments first: the paid calls' usage records name their rows.
+    payments = []
+    for n, (network, amount, state) in enumerate(
+        (
+            (BASE, 50_000, "settled"),
+            (BASE, 100_000, "settled"),
+            (SOLANA, 10_000, "settled"),
+            (BASE, 999, "failed"),
+            (SOLANA, 777, "held"),
+            (BASE, 20_000, "settled"),  # no usage record names it (an instance died)
+        )
+    ):
+        payment = Payment(
+            payment_key=f"key-{n}",
+            payload_hash="2" * 64,
+            tool="get_exploit",
+            network=network,
+            payer=f"0xpayer{n}" if state == "settled" else None,
+            amount=amount,
+            state=state,
+            transaction=f"0xtx{n}" if state == "settled" else None,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(payment)
+        payments.append(payment)
+    await session.flush()
+    day, second = dt.timedelta(days=1), dt.timedelta(seconds=1)
     calls = [
-        (made["b"].pk, "search_exploits", "ok", now),
-        (made["b"].pk, "search_exploits", "error", now),
-        (made["b"].pk, "search_exploits", "ok", now - day),
-        (made["b"].pk, "search_exploits", "ok", now - 40 * day),  # out of the window
-        (made["c"].pk, "assess_protocol_risk", "ok", now),
-        (made["e"].pk, "check_wallet_interactions", "forbidden", now),  # refused: no call
-        (None, "get_exploit", "ok", now),  # anonymous (paid per call)
+        (made["b"].pk, "search_exploits", "ok", now, None),
+        (made["b"].pk, "search_exploits", "error", now, None),
+        (made["b"].pk, "search_exploits", "ok", now - day, None),
+        (made["b"].pk, "search_exploits", "ok", now - 40 * day, None),  # out of the window
+        (made["c"].pk, "assess_protocol_risk", "ok", now, None),
+        (made["e"].pk, "check_wallet_interactions", "forbidden", now, None),  # refused: no call
+        # Paid per call: anonymous, anonymous, and b's key for a tool its tier lacks.
+        (None, "get_exploit", "ok", now - 3 * second, payments[0].pk),
+        (None, "get_exploit", "ok", now - 2 * second, payments[2].pk),
+        (made["b"].pk, "get_exploit", "ok", now - second, payments[1].pk),
     ]
-    for seq, (account_pk, tool, status, at) in enumerate(calls):
+    for seq, (account_pk, tool, status, at, payment_pk) in enumerate(calls):
         session.add(
             UsageRecord(
                 chain=f"seed:{seq}",
@@ -61,34 +92,14 @@ async def seed(session: AsyncSession, now: dt.datetime) -> None:
                 account_pk=account_pk,
                 key_pk=None,
                 tool=tool,
-                tier="free",
+                tier="free" if payment_pk is None else "x402",
                 status=status,
                 duration_us=1000,
                 result_count=None,
                 cost_units=1 if status == "ok" else 0,
+                payment_pk=payment_pk,
                 prev_hash="0" * 64,
                 hash="1" * 64,
-            )
-        )
-    for n, (network, amount, state) in enumerate(
-        (
-            (BASE, 50_000, "settled"),
-            (BASE, 100_000, "settled"),
-            (SOLANA, 10_000, "settled"),
-            (BASE, 999, "failed"),
-            (SOLANA, 777, "held"),
-        )
-    ):
-        session.add(
-            Payment(
-                payment_key=f"key-{n}",
-                payload_hash="2" * 64,
-                tool="get_exploit",
-                network=network,
-                amount=amount,
-                state=state,
-                created_at=now,
-                updated_at=now,
             )
         )
     await session.commit()

@@ -40,6 +40,12 @@ async def test_the_figures_from_known_rows(
     assert [(n.network, n.payments, n.amount) for n in metrics.x402_by_network] == [
         (BASE, 2, 150_000),
         (SOLANA, 1, 10_000),
+    ]  # from the receipts: the settled payment no usage record names is counted apart
+    assert metrics.unrecorded_settlements == 1
+    assert [(r.receipt.transaction, r.account_pk is None) for r in metrics.recent_receipts] == [
+        ("0xtx1", False),
+        ("0xtx2", True),
+        ("0xtx0", True),
     ]
     today = now.date()
     assert len(metrics.daily_active) == WINDOW_DAYS
@@ -47,11 +53,11 @@ async def test_the_figures_from_known_rows(
     assert metrics.daily_active[-2] == (today - dt.timedelta(days=1), 1)
     assert sum(count for _, count in metrics.daily_active) == 3
     assert [(t.tool, t.calls, t.errors) for t in metrics.top_tools] == [
+        ("get_exploit", 3, 0),
         ("search_exploits", 3, 1),
         ("assess_protocol_risk", 1, 0),
-        ("get_exploit", 1, 0),
     ]
-    assert (metrics.calls, metrics.errors, metrics.error_rate) == (5, 1, 0.2)
+    assert (metrics.calls, metrics.errors, metrics.error_rate) == (7, 1, 1 / 7)
     assert [(s.name, s.accounts, s.of_previous, s.of_signups) for s in metrics.funnel] == [
         ("signed up", 5, None, None),
         ("created a key", 4, 0.8, 0.8),
@@ -91,7 +97,17 @@ async def test_the_page_is_for_admins_only_and_shows_the_figures(site: Site) -> 
     assert '<strong id="mrr">$19</strong>' in text
     assert '<td id="accounts-free">4</td>' in text  # the operator's own account is free
     assert re.findall(r'class="x402-amount">([^<]+)<', text) == ["$0.15", "$0.01"]
-    assert '<strong id="error-rate">20.0 %</strong>' in text
+    assert '<strong id="error-rate">14.3 %</strong>' in text
+    receipts = re.findall(r'<tr class="receipt">(.*?)</tr>', text)
+    assert [re.findall(r'class="transaction">([^<]+)<', row) for row in receipts] == [
+        ["0xtx1"],
+        ["0xtx2"],
+        ["0xtx0"],
+    ]
+    assert "<td>no account</td>" in receipts[1]
+    assert '<td class="amount">$0.10</td>' in receipts[0]
+    assert "Solana" in receipts[1]
+    assert re.search(r'<p id="unrecorded" role="status">1 settled payment in the journal', text)
     assert re.findall(r'class="funnel-count">(\d+)<', text) == ["6", "4", "2", "1"]
     assert text.count("<svg") == 2
     assert text.count("<title>") >= WINDOW_DAYS + 4  # a bar per day, a bar per step

@@ -12,6 +12,8 @@ import httpx2
 import pytest
 
 from kamiyo.access import accounts, keys
+from kamiyo.access.meter import Meter, Receipt, UsageEvent
+from kamiyo.payments import journal
 from kamiyo.tiers import TIERS, Tier
 from tests.billing.smtp import running_mailbox
 from tests.billing.stripe_fake import running_fake_stripe
@@ -26,6 +28,8 @@ MCP_HEADERS = {
     "MCP-Protocol-Version": "2025-11-25",
 }
 TX = "0x" + "ab" * 32
+BASE = "eip155:8453"
+PAYER = "0x" + "12" * 20
 
 
 @pytest.fixture
@@ -127,11 +131,25 @@ async def test_the_csv_has_a_row_per_day_tool_and_status(site: Site) -> None:
     )
     today = dt.datetime.now(dt.UTC).date().isoformat()
     rows = list(csv.reader(io.StringIO(answer.text)))
-    assert rows[0] == ["day", "tool", "status", "calls"]
+    assert rows[0] == (
+        [
+            "record",
+            "day",
+            "tool",
+            "status",
+            "calls",
+            "at_utc",
+            "network",
+            "amount_usd",
+            "payer",
+            "transaction",
+        ]
+    )
+    blank = [""] * 5  # no receipt: nothing was paid per call
     assert sorted(rows[1:]) == [
-        [today, "screen_transaction", "forbidden", "1"],
-        [today, "search_exploits", "invalid", "1"],
-        [today, "search_exploits", "ok", "3"],
+        ["calls", today, "screen_transaction", "forbidden", "1", *blank],
+        ["calls", today, "search_exploits", "invalid", "1", *blank],
+        ["calls", today, "search_exploits", "ok", "3", *blank],
     ]
 
 
@@ -140,3 +158,65 @@ async def test_usage_pages_need_a_session(site: Site) -> None:
         answer = await site.http.get(path)
         assert answer.status_code == 303
         assert answer.headers["location"] == "/login"
+
+
+async def paid_per_call(site: Site, email: str, transaction: str) -> None:
+    """The account's key paid for a call with x402: the journal settled the payment and the
+    meter wrote the call with its receipt (as the gate's ``complete`` does)."""
+    async with site.sessions() as session:
+        account = await accounts.find_account(session, email)
+        assert account is not None
+    entry = journal.Entry(transaction, transaction, None, "assess_protocol_risk", BASE, 50_000)
+    held = await journal.hold(site.sessions, entry)
+    assert isinstance(held, journal.Held)
+    await journal.settled(site.sessions, held, PAYER, transaction, {}, None)
+    meter = Meter(flush_interval_s=3600)
+    async with meter.running(site.sessions):
+        meter.record(
+            UsageEvent(
+                at=dt.datetime.now(dt.UTC),
+                account_pk=account.pk,
+                key_pk=None,
+                tool="assess_protocol_risk",
+                tier="x402",
+                status="ok",
+                duration_us=1000,
+                result_count=1,
+                cost_units=1,
+                receipt=Receipt(held.pk, BASE, PAYER, 50_000, transaction),
+            )
+        )
+
+
+async def test_the_usage_page_and_csv_list_the_accounts_receipts(site: Site) -> None:
+    await site.log_in("payer@example.com")
+    other = site.browser()
+    await site.log_in("other@example.com", other)
+    await paid_per_call(site, "payer@example.com", TX)
+    await paid_per_call(site, "other@example.com", "0x" + "ef" * 32)
+    page = await site.http.get("/dashboard/usage")
+    assert page.status_code == 200, page.text
+    [row] = re.findall(r'<tr class="receipt">(.*?)</tr>', page.text, re.S)
+    assert "<code>assess_protocol_risk</code>" in row
+    assert 'Base <code class="network">eip155:8453</code>' in row
+    assert '<td class="amount">$0.05</td>' in row
+    assert f'<code class="payer">{PAYER}</code>' in row
+    assert f'<code class="transaction">{TX}</code>' in row
+    answer = await site.http.get("/dashboard/usage.csv")
+    rows = list(csv.reader(io.StringIO(answer.text)))
+    [receipt] = [row for row in rows if row[0] == "receipt"]
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert receipt[:5] == ["receipt", today, "assess_protocol_risk", "ok", ""]
+    assert receipt[5].startswith(today + "T")
+    assert receipt[6:] == [BASE, "$0.05", PAYER, TX]
+    # The other account sees its own receipt only.
+    theirs = await other.get("/dashboard/usage")
+    assert TX not in theirs.text
+    assert "ef" * 32 in theirs.text
+
+
+async def test_an_account_that_paid_nothing_per_call_is_told_how_it_could(site: Site) -> None:
+    await site.log_in("plain@example.com")
+    page = await site.http.get("/dashboard/usage")
+    assert 'id="receipts-table"' not in page.text
+    assert "No call was paid per call in the last 30 days." in page.text
