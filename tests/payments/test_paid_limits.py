@@ -21,7 +21,7 @@ from x402.mechanisms.evm.exact import ExactEvmClientScheme
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentPayload, PaymentRequired
 
-from kamiyo.access import account_gate
+from kamiyo.access import paid_calls
 from kamiyo.config import AnswerSettings, DatabaseSettings, Settings, X402Settings
 from kamiyo.mcpserver.server import build_server
 from kamiyo.payments import metrics
@@ -116,7 +116,7 @@ async def test_invalid_payments_from_one_address_are_stopped_before_verifying(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(account_gate, "PAYMENT_ATTEMPTS", CallLimits(3, 1_000))
+    monkeypatch.setattr(paid_calls, "PAYMENT_ATTEMPTS", CallLimits(3, 1_000))
     offer = await free_offer(http)
     before, ran = balances(evm_chain), verifications(evm_chain.network)
     statuses = []
@@ -139,7 +139,7 @@ async def test_invalid_payments_from_one_address_are_stopped_before_verifying(
 async def test_paid_calls_are_limited_per_payer_and_the_payment_over_it_is_not_taken(
     http: httpx2.AsyncClient, evm_chain: EvmChain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(account_gate, "PAID_CALLS", CallLimits(2, 1_000))
+    monkeypatch.setattr(paid_calls, "PAID_CALLS", CallLimits(2, 1_000))
     offer = await free_offer(http)
     payer = evm_chain.new_payer()
     start = evm_chain.balance_of(payer.address)

@@ -9,9 +9,8 @@ whose arguments were refused (``count_invalid``), after it is counted against th
 
 With x402 on, a call without a credential to a priced tool the free tier unlocks is answered on
 the free tier over HTTP, its grant carrying the quote so the answer can say what paying adds;
-one that carries a payment, or asks for a tool the free tier lacks, is paid per call: payments
-offered from one client address are limited before they are verified (``PAYMENT_ATTEMPTS``),
-and paid calls per payer once verified (``PAID_CALLS``).
+one that carries a payment or a bundle, or asks for a tool the free tier lacks, is paid for on
+its own (access/paid_calls.py).
 """
 
 import datetime as dt
@@ -29,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.access import accounts, keys, revocation, tokens
 from kamiyo.access.gate import (
     LOCAL_PEER,
-    PAID_TIER,
     Admission,
     Call,
     Completed,
@@ -39,20 +37,16 @@ from kamiyo.access.gate import (
     Outcome,
     Refusal,
     RefusalReason,
-    Replayed,
 )
-from kamiyo.access.limiter import Limiter, limit_states, over_payment_limit
+from kamiyo.access.limiter import Limiter, limit_states
 from kamiyo.access.meter import Meter, UsageEvent
-from kamiyo.access.receipts import settled_receipt
+from kamiyo.access.paid_calls import PaidCalls
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.db.bounds import unstorable
-from kamiyo.payments import bundles
-from kamiyo.payments.bundles import BundleState
 from kamiyo.payments.cashier import Cashier
-from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, Quote
-from kamiyo.payments.prices import BUNDLE_LIFETIME, PAID_MAX_RESULTS
-from kamiyo.tiers import PAID_CALLS, PAYMENT_ATTEMPTS, TIERS, Tier
+from kamiyo.payments.outcomes import Quote
+from kamiyo.tiers import TIERS, Tier
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +77,11 @@ class AccountGate:
         self._audiences = (resource,) if resource else ()
         self.limiter = Limiter(settings.redis)
         self.meter = Meter(settings.meter.flush_s)
+        self._paid_calls = (
+            PaidCalls(settings, cashier, self.limiter, self._require_sessions, self._meter)
+            if cashier is not None
+            else None
+        )
 
     @asynccontextmanager
     async def serving(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
@@ -110,7 +109,7 @@ class AccountGate:
         if call.credential is None and (quote := self._quote(call)) is not None:
             paying = call.payment is not None or call.bundle is not None
             if paying or not self._free_tier_answers(call):
-                return await self._paid(call, None, quote)
+                return await self._pay(call, None, quote)
             # The free tier never blocks: answered on it, saying what paying would add.
             offer = quote
         identity = await self.identify(call.credential)
@@ -120,7 +119,7 @@ class AccountGate:
         policy = TIERS[identity.tier]
         if not identity.tier.includes(call.target.tier):
             if (quote := self._quote(call)) is not None:
-                return await self._paid(call, identity, quote)
+                return await self._pay(call, identity, quote)
             refusal = self._locked(call, identity.tier)
             self._meter(call, identity, refusal.reason)
             return refusal
@@ -192,25 +191,10 @@ class AccountGate:
         completed: Completed | Refusal = Completed()
         status: str = outcome
         receipt = None  # of the usage record: a call paid per call, once settled
-        if grant.bundle is not None:
-            taken = grant.bundle
-            if outcome != "ok":  # the tool failed: its call goes back into the bundle
-                taken = await bundles.give_back(self._require_sessions(), taken)
-            completed = Completed(bundle=BundleState.of(taken))
-        elif grant.payment is not None and self.cashier is not None:
-            sessions = self._require_sessions()
-            hold = grant.payment
-            if outcome != "ok":  # the tool failed: the payment is not taken
-                await self.cashier.release(hold, "tool_failed", sessions)
-            else:
-                settled = await self.cashier.settle(hold, answer, sessions)
-                if isinstance(settled, NotSettled):
-                    declined = self.cashier.not_settled(hold, settled.reason)
-                    completed = _payment_refusal(declined)
-                    status, results = RefusalReason.PAYMENT_REQUIRED.value, None
-                else:
-                    completed = Completed(settled.receipt, await self._bought(hold))
-                    receipt = settled_receipt(hold, settled.receipt)
+        if self._paid_calls is not None and (grant.payment or grant.bundle):
+            completed, receipt = await self._paid_calls.complete(grant, outcome, answer)
+            if isinstance(completed, Refusal):  # its payment did not settle: withheld
+                status, results = completed.reason.value, None
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
@@ -228,131 +212,12 @@ class AccountGate:
         return completed
 
     def _quote(self, call: Call) -> Quote | None:
-        """What the call would cost paid on its own (or with the pack it asks to buy), or None
-        when it cannot be paid for."""
-        price = call.target.price
-        if self.cashier is None or price is None or call.resource is None:
-            return None
-        wanted = call.bundle.buy if call.bundle is not None else None
-        pack = price.pack(wanted) if wanted is not None else None
-        return self.cashier.quote(call.target.name, price, call.size, call.resource, pack)
+        """What the call would cost paid on its own, or None when it cannot be paid for."""
+        return self._paid_calls.quote(call) if self._paid_calls is not None else None
 
-    async def _bought(self, hold: Hold) -> BundleState | None:
-        """The bundle a settled payment bought, if it paid for a pack of calls."""
-        if hold.quote.pack_calls is None or self.cashier is None:
-            return None
-        token = self.cashier.bundle_token(hold.held.pk)
-        balance = await bundles.issue(
-            self._require_sessions(),
-            token=token,
-            payment_pk=hold.held.pk,
-            tool=hold.quote.tool,
-            calls=hold.quote.pack_calls,
-            payer=hold.payer,
-            network=hold.network,
-            lifetime=BUNDLE_LIFETIME,
-        )
-        return BundleState.of(balance, token)
-
-    async def _from_bundle(
-        self, call: Call, identity: Identity | None, quote: Quote, token: str
-    ) -> Admission:
-        """Admit a call paid from a bundle, or ask for a payment saying why the bundle cannot."""
-        assert self.cashier is not None
-        assert call.target.price is not None
-        taken = await bundles.redeem(self._require_sessions(), token, call.target.name)
-        if isinstance(taken, bundles.Unusable):
-            log.info("bundle for %s refused: %s", call.target.name, taken.reason)
-            asked = Refusal(
-                RefusalReason.PAYMENT_REQUIRED,
-                f"{taken.explain()} {self.cashier.ask(quote)}",
-                payment_required=quote.required,
-            )
-            self._meter(call, identity, asked.reason)
-            return asked
-        cap = call.target.price.pack_max_results
-        return Grant(
-            tier=PAID_TIER,
-            max_results=min(cap, self._settings.answers.max_results),
-            account_pk=identity.account_pk if identity else None,
-            key_pk=identity.key_pk if identity else None,
-            subject=f"payer:{taken.payer}",
-            bundle=taken,
-        )
-
-    async def _paid(self, call: Call, identity: Identity | None, quote: Quote) -> Admission:
-        """Admit a call on its own x402 payment, or ask for one."""
-        assert self.cashier is not None  # there is a quote only when there is a cashier
-        token = call.bundle.token if call.bundle is not None else None
-        if token is not None and call.payment is None:
-            return await self._from_bundle(call, identity, quote, token)
-        wanted = call.bundle.buy if call.bundle is not None else None
-        if wanted is not None and quote.pack_calls is None:
-            return self._no_such_pack(call, identity, quote, wanted)
-        if call.payment is None:
-            asked = Refusal(
-                RefusalReason.PAYMENT_REQUIRED,
-                self.cashier.ask(quote),
-                payment_required=quote.required,
-            )
-            self._meter(call, identity, asked.reason)
-            return asked
-        # Before verifying (RPC reads): payments offered from this address, so that a flood of
-        # invalid ones is refused here, nothing verified and nothing charged.
-        attempts = await self.limiter.hit(f"payments:peer:{call.peer}", PAYMENT_ATTEMPTS)
-        if attempts is not None:
-            refused = over_payment_limit(attempts, "payments offered from this address", "verified")
-            log.warning("payment from %s refused before verifying: %s", call.peer, refused.limit)
-            self._meter(call, identity, refused.reason)
-            return refused
-        sessions = self._require_sessions()
-        accepted = await self.cashier.accept(call.payment, quote, sessions)
-        if isinstance(accepted, Declined):
-            refusal = _payment_refusal(accepted)
-            self._meter(call, identity, refusal.reason)
-            return refusal
-        if isinstance(accepted, Answered):
-            return Replayed(accepted.answer, accepted.receipt, await self._told_again(accepted))
-        subject = f"payer:{accepted.payer}"
-        over = await self.limiter.hit(subject, PAID_CALLS)
-        if over is not None:  # the payer's own limit: the payment is released, not taken
-            await self.cashier.release(accepted, RefusalReason.RATE_LIMITED.value, sessions)
-            refused = over_payment_limit(over, "paid calls from this payer", "taken")
-            log.warning("paid call of %s refused: %s", subject, refused.limit)
-            self._meter(call, identity, refused.reason)
-            return refused
-        return Grant(
-            tier=PAID_TIER,
-            max_results=min(PAID_MAX_RESULTS, self._settings.answers.max_results),
-            account_pk=identity.account_pk if identity else None,
-            key_pk=identity.key_pk if identity else None,
-            subject=subject,
-            payment=accepted,
-        )
-
-    def _no_such_pack(
-        self, call: Call, identity: Identity | None, quote: Quote, wanted: int
-    ) -> Refusal:
-        assert self.cashier is not None
-        price = call.target.price
-        sizes = ", ".join(str(pack.calls) for pack in price.packs) if price else ""
-        offered = f"it sells packs of {sizes} calls" if sizes else "it sells no packs"
-        refusal = Refusal(
-            RefusalReason.PAYMENT_REQUIRED,
-            f"No pack of {wanted} {call.target.name} calls: {offered}. {self.cashier.ask(quote)}",
-            payment_required=quote.required,
-        )
-        self._meter(call, identity, refusal.reason)
-        return refusal
-
-    async def _told_again(self, answered: Answered) -> BundleState | None:
-        """A retried payment that bought a pack is told its bundle (and token) again."""
-        if answered.payment_pk is None or self.cashier is None:
-            return None
-        bought = await bundles.bought_with(self._require_sessions(), answered.payment_pk)
-        if bought is None:
-            return None
-        return BundleState.of(bought, self.cashier.bundle_token(answered.payment_pk))
+    async def _pay(self, call: Call, identity: Identity | None, quote: Quote) -> Admission:
+        assert self._paid_calls is not None  # there is a quote only when calls can be paid
+        return await self._paid_calls.admit(call, identity, quote)
 
     def _require_sessions(self) -> async_sessionmaker[AsyncSession]:
         if self._sessions is None:
@@ -470,12 +335,6 @@ class AccountGate:
                 cost_units=0,
             )
         )
-
-
-def _payment_refusal(declined: Declined) -> Refusal:
-    return Refusal(
-        RefusalReason.PAYMENT_REQUIRED, declined.message, payment_required=declined.required
-    )
 
 
 def _elapsed_us(call: Call) -> int:
