@@ -6,6 +6,7 @@ payer); they are synchronous and do network I/O, so they run in worker threads.
 """
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -18,8 +19,9 @@ from x402.http import FacilitatorConfig, HTTPFacilitatorClient
 from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse
 
 from kamiyo.chains import AcceptedNetwork, AddressFamily
-from kamiyo.config import ConfigurationError, X402Settings
+from kamiyo.config import ConfigurationError, RedisSettings, X402Settings
 from kamiyo.payments.networks import SCHEME
+from kamiyo.payments.nonces import LocalNonces, NonceCoordinator, RedisNonces
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +75,36 @@ def _nothing_settles(family: str, networks: list[AcceptedNetwork], key: str) -> 
     )
 
 
+def _relayer_address(key: str, name: str) -> str:
+    from eth_account import Account
+
+    try:
+        address: str = Account.from_key(key if key.startswith("0x") else "0x" + key).address
+    except (ValueError, TypeError):
+        raise PaymentSetupError(f"{name} is not a hex EVM private key (32 bytes)") from None
+    return address
+
+
+def _nonce_coordinator(
+    x402: X402Settings, redis: RedisSettings | None, account: str
+) -> NonceCoordinator:
+    """Shared by every instance through Redis when there is one; else this process's own."""
+    if redis is not None and redis.url:
+        return RedisNonces(
+            redis.url, prefix=redis.prefix, account=account, lease_s=x402.evm_nonce_lease_s
+        )
+    return LocalNonces(lease_s=x402.evm_nonce_lease_s)
+
+
 class LocalFacilitator:
-    def __init__(self, x402: X402Settings) -> None:
+    def __init__(self, x402: X402Settings, redis: RedisSettings | None = None) -> None:
+        """``redis``: where instances share the relayer's nonces (else this process keeps them)."""
         self._facilitator = x402FacilitatorSync()
+        self._closing: list[Callable[[], None]] = []
         evm = [n for n in x402.networks if n.family is AddressFamily.EVM]
         svm = [n for n in x402.networks if n.family is AddressFamily.SOLANA]
         if evm:
-            self._register_evm(x402, evm)
+            self._register_evm(x402, evm, redis)
         if svm:
             self._register_svm(x402, svm)
         self._extra = {
@@ -88,9 +113,13 @@ class LocalFacilitator:
             if kind.scheme == SCHEME
         }
 
-    def _register_evm(self, x402: X402Settings, networks: list[AcceptedNetwork]) -> None:
-        from x402.mechanisms.evm import FacilitatorWeb3Signer
+    def _register_evm(
+        self, x402: X402Settings, networks: list[AcceptedNetwork], redis: RedisSettings | None
+    ) -> None:
         from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme, ExactEvmSchemeConfig
+
+        from kamiyo.payments.evm_rpc import PooledProvider
+        from kamiyo.payments.evm_signer import CoordinatedWeb3Signer
 
         name = "KAMIYO_X402_EVM_RELAYER_KEY"
         key = read_secret(x402.evm_relayer_key, x402.evm_relayer_key_file, name)
@@ -98,12 +127,24 @@ class LocalFacilitator:
             raise _nothing_settles(
                 "the private key of an account that pays the gas", networks, name
             )
+        relayer = _relayer_address(key, name)
         for network in networks:
             if not network.rpc_urls:
                 raise PaymentSetupError(
                     f"KAMIYO_X402_NETWORKS: {network.network} needs rpc_urls to settle on chain"
                 )
-            signer = FacilitatorWeb3Signer(private_key=key, rpc_url=network.rpc_urls[0])
+            try:
+                provider = PooledProvider(
+                    network.rpc_urls,
+                    network=network.network,
+                    requests_per_second=x402.evm_rpc_requests_per_second,
+                )
+            except ValueError as exc:  # its words never repeat the URL, which may hold a key
+                raise PaymentSetupError(f"KAMIYO_X402_NETWORKS: {network.network}: {exc}") from None
+            self._closing.append(provider.close)
+            nonces = _nonce_coordinator(x402, redis, f"{network.network}:{relayer}")
+            self._closing.append(nonces.close)
+            signer = CoordinatedWeb3Signer(key, provider, nonces)
             # Simulating again just before sending costs one eth_call; a payment spent in the
             # meantime then fails there, not on chain with our relayer paying the gas.
             config = ExactEvmSchemeConfig(simulate_in_settle=True)
@@ -136,7 +177,9 @@ class LocalFacilitator:
         return None
 
     async def stop(self) -> None:
-        return None
+        closing, self._closing = self._closing, []
+        for close in closing:
+            await anyio.to_thread.run_sync(close)
 
     async def verify(
         self, payload: PaymentPayload, requirements: PaymentRequirements
