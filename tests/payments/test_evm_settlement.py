@@ -109,7 +109,7 @@ async def test_fifty_concurrent_settlements_on_two_instances_share_one_relayer(
     payers = [chain.new_payer() for _ in range(PAYERS)]
     pay_to = chain.new_payer(0).address
     x402 = x402_settings(network_of(chain, pay_to), chain)
-    redis = RedisSettings(**redis_settings)
+    redis = RedisSettings.model_validate(redis_settings)
     first_nonce = relayer_nonce(chain)
     receipts: list[Settled] = []
 
@@ -151,7 +151,7 @@ async def test_a_nonce_reserved_by_a_crashed_instance_does_not_wedge_the_relayer
     chain = evm_chain
     payer = chain.new_payer()
     x402 = x402_settings(network_of(chain, chain.pay_to), chain, evm_nonce_lease_s=0.5)
-    redis = RedisSettings(**redis_settings)
+    redis = RedisSettings.model_validate(redis_settings)
     # The crashed instance reserved the next nonce and died before sending it.
     crashed = RedisNonces(
         redis.url or "",

@@ -119,6 +119,16 @@ class PooledProvider(JSONBaseProvider):
     def forget_sent(self) -> None:
         self._sending.hash = None
 
+    def outage(self) -> str | None:
+        """Why the last request of this thread's call found no endpoint (None: none failed)."""
+        reason: str | None = getattr(self._sending, "outage", None)
+        return reason
+
+    def begin_call(self) -> None:
+        """Forget the previous call's outage and send: a verification or settlement starts."""
+        self._sending.outage = None
+        self._sending.hash = None
+
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         # web3's encoder turns bytes and HexBytes into the 0x-hex nodes expect.
         request = functools.partial(_post, content=self.encode_rpc_request(method, params))
@@ -128,6 +138,7 @@ class PooledProvider(JSONBaseProvider):
         try:
             answer = self._run(self._pool.run(request, what=method))
         except (PoolUnavailableError, PoolTimeoutError) as exc:
+            self._sending.outage = str(exc)
             raise RpcUnreachableError(method, str(exc)) from None
         if method == SEND_RAW and _already_known(answer):
             # This node has the transaction already (an earlier attempt reached some node).

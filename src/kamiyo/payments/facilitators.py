@@ -8,7 +8,7 @@ payer); they are synchronous and do network I/O, so they run in worker threads.
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio.to_thread
@@ -22,6 +22,9 @@ from kamiyo.chains import AcceptedNetwork, AddressFamily
 from kamiyo.config import ConfigurationError, RedisSettings, X402Settings
 from kamiyo.payments.networks import SCHEME
 from kamiyo.payments.nonces import LocalNonces, NonceCoordinator, RedisNonces
+
+if TYPE_CHECKING:  # web3 is loaded only where EVM payments are taken
+    from kamiyo.payments.evm_rpc import PooledProvider
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +99,19 @@ def _nonce_coordinator(
     return LocalNonces(lease_s=x402.evm_nonce_lease_s)
 
 
+def _unreachable(network: str) -> str:
+    return (
+        f"none of the RPC endpoints of {network} answered; nothing was charged, send the "
+        "payment again shortly"
+    )
+
+
 class LocalFacilitator:
     def __init__(self, x402: X402Settings, redis: RedisSettings | None = None) -> None:
         """``redis``: where instances share the relayer's nonces (else this process keeps them)."""
         self._facilitator = x402FacilitatorSync()
         self._closing: list[Callable[[], None]] = []
+        self._evm_rpc: dict[str, PooledProvider] = {}
         evm = [n for n in x402.networks if n.family is AddressFamily.EVM]
         svm = [n for n in x402.networks if n.family is AddressFamily.SOLANA]
         if evm:
@@ -142,6 +153,7 @@ class LocalFacilitator:
             except ValueError as exc:  # its words never repeat the URL, which may hold a key
                 raise PaymentSetupError(f"KAMIYO_X402_NETWORKS: {network.network}: {exc}") from None
             self._closing.append(provider.close)
+            self._evm_rpc[network.network] = provider
             nonces = _nonce_coordinator(x402, redis, f"{network.network}:{relayer}")
             self._closing.append(nonces.close)
             signer = CoordinatedWeb3Signer(key, provider, nonces)
@@ -184,18 +196,52 @@ class LocalFacilitator:
     async def verify(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> VerifyResponse:
-        result: VerifyResponse = await anyio.to_thread.run_sync(
-            self._facilitator.verify, payload, requirements
-        )
+        result: VerifyResponse = await anyio.to_thread.run_sync(self._verify, payload, requirements)
         return result
 
     async def settle(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> SettleResponse:
-        result: SettleResponse = await anyio.to_thread.run_sync(
-            self._facilitator.settle, payload, requirements
-        )
+        result: SettleResponse = await anyio.to_thread.run_sync(self._settle, payload, requirements)
         return result
+
+    # x402 reads a failed RPC read as a bad payment ("failed to verify signature"); where the
+    # reason was that no endpoint answered, the payer is told so instead, to try again.
+
+    def _verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResponse:
+        provider = self._evm_rpc.get(str(requirements.network))
+        if provider is not None:
+            provider.begin_call()
+        result = self._facilitator.verify(payload, requirements)
+        outage = provider.outage() if provider is not None else None
+        if result.is_valid or outage is None:
+            return result
+        log.warning("payment not verified, the RPC endpoints did not answer: %s", outage)
+        return VerifyResponse(
+            is_valid=False,
+            invalid_reason="verification_unavailable",
+            invalid_message=_unreachable(requirements.network),
+            payer=result.payer,
+        )
+
+    def _settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
+        provider = self._evm_rpc.get(str(requirements.network))
+        if provider is not None:
+            provider.begin_call()
+        result = self._facilitator.settle(payload, requirements)
+        outage = provider.outage() if provider is not None else None
+        if result.success or outage is None or provider is None or provider.last_sent():
+            # Settled, or a transaction went out (it may be mined): x402's answer stands.
+            return result
+        log.warning("payment not settled, the RPC endpoints did not answer: %s", outage)
+        return SettleResponse(
+            success=False,
+            error_reason="settlement_unavailable",
+            error_message=_unreachable(requirements.network),
+            network=requirements.network,
+            payer=result.payer,
+            transaction="",
+        )
 
     def extra_for(self, network: str) -> dict[str, Any]:
         return self._extra.get(network, {})
