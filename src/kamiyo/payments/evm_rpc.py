@@ -94,11 +94,12 @@ class PooledProvider(JSONBaseProvider):
             on_failure=lambda label: RPC_ERRORS.labels(endpoint=label).inc(),
             logger=log,
         )
+        # The loop's thread starts with the first request: a provider never used costs none.
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"evm-rpc {network}", daemon=True
         )
-        self._thread.start()
+        self._starting = threading.Lock()
         self._closed = False
         self._sending = threading.local()
 
@@ -156,18 +157,26 @@ class PooledProvider(JSONBaseProvider):
         return "result" in answer
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._run(self._pool.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        with self._starting:
+            if self._closed:
+                return
+            self._closed = True
+            started = self._thread.is_alive()
+        if started:
+            asyncio.run_coroutine_threadsafe(self._pool.aclose(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        else:
+            self._loop.run_until_complete(self._pool.aclose())
         self._loop.close()
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
-        if self._closed and not self._loop.is_running():
-            work.close()
-            raise RpcUnreachableError("", "the EVM RPC provider is closed")
+        with self._starting:
+            if self._closed:
+                work.close()
+                raise RpcUnreachableError("", "the EVM RPC provider is closed")
+            if not self._thread.is_alive():
+                self._thread.start()
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
 
