@@ -130,14 +130,26 @@ def test_an_idle_account_resyncs_to_the_chain(instances: Pair) -> None:
 
 def test_a_gap_below_live_leases_is_filled(instances: Pair) -> None:
     a, b = instances
-    dropped = a.reserve(0)
-    a.sent(dropped)
-    later = a.reserve(0)
-    a.sent(later)
+    a.sent(a.reserve(0))
+    a.sent(a.reserve(0))
     # The pending count passed 0 (it was in the pool), then fell back: 0 was dropped.
     assert b.reserve(1).nonce == 2
-    a.spent(dropped)  # forgotten by everyone, yet the chain needs it
+    # At once, a lower count is a stale read (taken before 0 landed): 0 is not handed out.
+    assert b.reserve(0).nonce == 3
+    time.sleep(LEASE_S + 0.1)
+    # Still 0 a lease later: it was dropped. Nothing else is in flight: start again from 0.
     assert b.reserve(0).nonce == 0
+    assert b.reserve(0).nonce == 1
+
+
+def test_a_stale_count_does_not_hand_out_a_nonce_just_spent(instances: Pair) -> None:
+    a, b = instances
+    first = a.reserve(0)
+    a.sent(first)
+    # Another send read the count (1) after the first landed and reserved first; then a send
+    # that read it before (0) reserves: 0 is spent on chain, it must not get it.
+    assert b.reserve(1).nonce == 1
+    assert a.reserve(0).nonce == 2
 
 
 def test_unreachable_redis_refuses_to_reserve(caplog: pytest.LogCaptureFixture) -> None:

@@ -69,7 +69,7 @@ class PooledProvider(JSONBaseProvider):
         *,
         network: str,
         requests_per_second: float = 20.0,
-        timeout_s: float = 10.0,
+        timeout_s: float = 30.0,
         attempts: int = 4,
         cooldown_s: float = 5.0,
     ) -> None:
@@ -80,9 +80,11 @@ class PooledProvider(JSONBaseProvider):
             attempts=attempts,
             cooldown_s=cooldown_s,
         )
-        # One attempt gets at most half the call's time, so a hung endpoint leaves time to
-        # fail over.
-        endpoints = http_endpoints(urls, timeout_s=timeout_s / 2, kind="RPC")
+        # ``timeout_s`` bounds a call, rate-limit waits included (web3's own HTTP timeout is
+        # 30 s). With several endpoints one attempt gets at most half of it, so a hung endpoint
+        # leaves time to fail over; a lone endpoint gets all of it, as there is nowhere to go.
+        attempt_s = timeout_s / 2 if len(urls) > 1 else timeout_s
+        endpoints = http_endpoints(urls, timeout_s=attempt_s, kind="RPC")
         self._pool = EndpointPool(
             endpoints,
             service=f"EVM RPC ({network})",

@@ -108,7 +108,13 @@ class CoordinatedWeb3Signer(FacilitatorWeb3Signer):
                 if landed is not None:
                     self._nonces.sent(lease)
                     return landed
-                log.info("EVM nonce %d was taken meanwhile; sending with another", lease.nonce)
+                # Someone sends with this key without our coordination: another instance
+                # without the shared Redis, or a program of the operator's.
+                log.warning(
+                    "EVM nonce %d of the relayer was taken meanwhile; sending with another "
+                    "(does another instance use this key without KAMIYO_REDIS_URL?)",
+                    lease.nonce,
+                )
                 self._nonces.spent(lease)
                 continue
             except RpcUnreachableError as exc:

@@ -20,6 +20,11 @@ and its nonce is handed out again. Any nonce between the chain's pending count a
 that nobody holds (a transaction dropped from the mempool) is a gap and is handed out again too;
 when nothing is held at all, the next nonce is the chain's pending count (a re-sync).
 
+Counts arrive out of order: one read just before a transaction landed can be reserved with
+after one read just after. So a count below the highest seen is taken as stale, not as a
+dropped transaction, until that highest count is ``lease_s`` old; otherwise the nonce just
+spent would look like a gap and be handed out again.
+
 Where the state lives: Redis when configured (one Lua script per step, so every step is atomic
 across instances; a lease is a key's expiry-scored set entry, which needs no clean-up job, and
 nonces are hot, short-lived state that needs no migration), else this process's memory, which
@@ -76,6 +81,8 @@ def _token() -> str:
 @dataclass
 class _Account:
     next: int = -1
+    floor: int = 0  # the highest pending count seen lately
+    floor_at: int = 0
     leases: dict[int, tuple[int, str]] = field(default_factory=dict)  # nonce -> (until, holder)
     free: set[int] = field(default_factory=set)
 
@@ -92,6 +99,9 @@ class LocalNonces:
         now = _now_ms()
         with self._lock:
             account = self._account
+            if pending >= account.floor or now - account.floor_at > self._lease_ms:
+                account.floor, account.floor_at = pending, now
+            pending = account.floor
             account.next = max(account.next, pending)
             account.free = {n for n in account.free if n >= pending}
             for nonce, (until, _holder) in list(account.leases.items()):
@@ -138,12 +148,20 @@ class LocalNonces:
         return held is not None and held[1] == lease.token
 
 
-# KEYS: next, leases (nonce -> until), holders (nonce -> token), free (nonce -> nonce)
+# KEYS: account (next, floor, floor_at), leases (nonce -> until), holders (nonce -> token),
+# free (nonce -> nonce)
 # ARGV: pending, now_ms, lease_ms, token, gap_window
 _RESERVE = """
 local pending = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local floor = tonumber(redis.call('HGET', KEYS[1], 'floor') or '0')
+local floor_at = tonumber(redis.call('HGET', KEYS[1], 'floor_at') or '0')
+if pending >= floor or now - floor_at > tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'floor', pending, 'floor_at', now)
+else
+  pending = floor
+end
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next') or '-1')
 if nxt < pending then nxt = pending end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. pending)
 local held = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
@@ -174,7 +192,7 @@ else
   nonce = nxt
   nxt = nxt + 1
 end
-redis.call('SET', KEYS[1], nxt)
+redis.call('HSET', KEYS[1], 'next', nxt)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), tostring(nonce))
 redis.call('HSET', KEYS[3], tostring(nonce), ARGV[4])
 return nonce
@@ -207,7 +225,7 @@ class RedisNonces:
             url.removeprefix("async+"), socket_timeout=2.0, socket_connect_timeout=2.0
         )
         tag = f"{prefix}:evm-nonces:{{{account.lower()}}}"
-        self._keys = [f"{tag}:next", f"{tag}:leases", f"{tag}:holders", f"{tag}:free"]
+        self._keys = [f"{tag}:account", f"{tag}:leases", f"{tag}:holders", f"{tag}:free"]
         self._lease_ms = int(lease_s * 1000)
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
