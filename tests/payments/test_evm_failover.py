@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from kamiyo.config import X402Settings
+from kamiyo.config import RedisSettings, X402Settings
 from kamiyo.payments.evm_rpc import PooledProvider
 from kamiyo.payments.facilitators import LocalFacilitator
 from tests.mcpserver.conftest import free_port
@@ -166,3 +166,26 @@ def test_a_resent_transaction_a_node_already_has_counts_as_sent() -> None:
         finally:
             provider.close()
         assert answer["result"] == "0x" + keccak(bytes(range(40))).hex()
+
+
+async def test_an_unreachable_nonce_store_refuses_settlement_uncharged(
+    evm_chain: EvmChain, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = evm_chain
+    payer = chain.new_payer()
+    x402 = X402Settings(
+        networks=[network_of(chain, chain.pay_to)], evm_relayer_key=SecretStr(chain.relayer_key)
+    )
+    away = RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", prefix="kamiyo_away")
+    facilitator = LocalFacilitator(x402, away)
+    requirements = exact_requirements(chain, AMOUNT)
+    payment = sign_exact_payment(chain, requirements, payer)
+    try:
+        assert (await facilitator.verify(payment, requirements)).is_valid
+        settled = await facilitator.settle(payment, requirements)
+    finally:
+        await facilitator.stop()
+    assert (settled.success, settled.error_reason) == (False, "settlement_unavailable")
+    assert "nothing was charged" in str(settled.error_message)
+    assert chain.balance_of(payer.address) == 1_000 * 10**6
+    assert any("Redis did not answer" in r.getMessage() for r in caplog.records)

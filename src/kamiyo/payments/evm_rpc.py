@@ -127,6 +127,10 @@ class PooledProvider(JSONBaseProvider):
         reason: str | None = getattr(self._sending, "outage", None)
         return reason
 
+    def note_outage(self, reason: str) -> None:
+        """Another part of this call could not run for a reason outside the payment."""
+        self._sending.outage = reason
+
     def begin_call(self) -> None:
         """Forget the previous call's outage and send: a verification or settlement starts."""
         self._sending.outage = None

@@ -28,7 +28,7 @@ from web3.exceptions import TransactionNotFound, Web3RPCError
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 
 from kamiyo.payments.evm_rpc import SEND_RAW, PooledProvider, RpcUnreachableError
-from kamiyo.payments.nonces import Lease, NonceCoordinator
+from kamiyo.payments.nonces import Lease, NonceCoordinationError, NonceCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,11 @@ class CoordinatedWeb3Signer(FacilitatorWeb3Signer):
     def _with_nonce(self, send: Callable[[], str]) -> str:
         for _attempt in range(NONCE_RETRIES):
             pending = self._w3.eth.get_transaction_count(self._account.address, "pending")
-            lease = self._nonces.reserve(pending)
+            try:
+                lease = self._nonces.reserve(pending)
+            except NonceCoordinationError as exc:
+                self._provider.note_outage(str(exc))
+                raise
             self._leases.current = lease
             self._provider.forget_sent()
             try:

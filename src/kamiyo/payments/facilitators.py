@@ -101,7 +101,8 @@ def _nonce_coordinator(
 
 def _unreachable(network: str) -> str:
     return (
-        f"none of the RPC endpoints of {network} answered; nothing was charged, send the "
+        f"payments on {network} cannot be checked or settled right now (its RPC endpoints, or "
+        "the store of the relayer's nonces, did not answer); nothing was charged, send the "
         "payment again shortly"
     )
 
@@ -206,7 +207,8 @@ class LocalFacilitator:
         return result
 
     # x402 reads a failed RPC read as a bad payment ("failed to verify signature"); where the
-    # reason was that no endpoint answered, the payer is told so instead, to try again.
+    # reason was that no endpoint (or the nonce store) answered, the payer is told so instead,
+    # to try again.
 
     def _verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResponse:
         provider = self._evm_rpc.get(str(requirements.network))
@@ -216,7 +218,7 @@ class LocalFacilitator:
         outage = provider.outage() if provider is not None else None
         if result.is_valid or outage is None:
             return result
-        log.warning("payment not verified, the RPC endpoints did not answer: %s", outage)
+        log.warning("payment not verified: %s", outage)
         return VerifyResponse(
             is_valid=False,
             invalid_reason="verification_unavailable",
@@ -233,7 +235,7 @@ class LocalFacilitator:
         if result.success or outage is None or provider is None or provider.last_sent():
             # Settled, or a transaction went out (it may be mined): x402's answer stands.
             return result
-        log.warning("payment not settled, the RPC endpoints did not answer: %s", outage)
+        log.warning("payment not settled: %s", outage)
         return SettleResponse(
             success=False,
             error_reason="settlement_unavailable",
