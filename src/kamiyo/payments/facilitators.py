@@ -2,7 +2,9 @@
 
 Both speak the x402 package's types. The local one runs the package's own ``exact`` mechanisms
 (EIP-3009 on EVM with our relayer key, the partially signed transaction on Solana with our fee
-payer); they are synchronous and do network I/O, so they run in worker threads.
+payer); they are synchronous and do network I/O, so they run in worker threads. On EVM the
+signer reads and sends over every RPC URL with failover, and leases the relayer's nonces from a
+store every instance shares (``evm_signer.py``).
 """
 
 import logging
