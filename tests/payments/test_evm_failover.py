@@ -20,9 +20,11 @@ from web3.types import RPCEndpoint
 
 from kamiyo.config import RedisSettings, X402Settings
 from kamiyo.payments.evm_rpc import PooledProvider
+from kamiyo.payments.evm_signer import CoordinatedWeb3Signer
 from kamiyo.payments.facilitators import LocalFacilitator
+from kamiyo.payments.nonces import Lease, LocalNonces
 from tests.mcpserver.conftest import free_port
-from tests.payments.evm_chain import EvmChain, exact_requirements, sign_exact_payment
+from tests.payments.evm_chain import EvmChain, exact_requirements, rpc, sign_exact_payment
 from tests.payments.test_evm_settlement import AMOUNT, network_of
 
 pytestmark = pytest.mark.anyio
@@ -189,3 +191,50 @@ async def test_an_unreachable_nonce_store_refuses_settlement_uncharged(
     assert "nothing was charged" in str(settled.error_message)
     assert chain.balance_of(payer.address) == 1_000 * 10**6
     assert any("Redis did not answer" in r.getMessage() for r in caplog.records)
+
+
+class _StaleOnce:
+    """A coordinator whose first answer is a nonce the chain already spent (a stale count)."""
+
+    def __init__(self) -> None:
+        self.inner = LocalNonces(lease_s=30)
+        self.stale = True
+
+    def reserve(self, pending: int) -> Lease:
+        lease = self.inner.reserve(pending)
+        if self.stale and pending > 0:
+            self.stale = False
+            self.inner.give_back(lease)
+            return Lease(pending - 1, lease.token)
+        return lease
+
+    def sent(self, lease: Lease) -> None:
+        self.inner.sent(lease)
+
+    def give_back(self, lease: Lease) -> None:
+        self.inner.give_back(lease)
+
+    def spent(self, lease: Lease) -> None:
+        self.inner.spent(lease)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_nonce_spent_meanwhile_is_replaced_by_a_fresh_one(
+    evm_chain: EvmChain, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = evm_chain
+    rpc(chain.rpc_url, "eth_sendTransaction", {"from": chain.relayer, "to": chain.pay_to})
+    provider = PooledProvider([chain.rpc_url], network=chain.network)
+    signer = CoordinatedWeb3Signer(
+        chain.relayer_key, provider, _StaleOnce(), confirmation_timeout_seconds=10
+    )
+    pending = int(rpc(chain.rpc_url, "eth_getTransactionCount", chain.relayer, "pending"), 16)
+    try:
+        tx_hash = signer.send_transaction(chain.pay_to, b"")
+        signer.wait_for_transaction_receipt(tx_hash)
+    finally:
+        provider.close()
+    assert int(rpc(chain.rpc_url, "eth_getTransactionByHash", tx_hash)["nonce"], 16) == pending
+    assert any("was taken meanwhile" in r.getMessage() for r in caplog.records)

@@ -139,7 +139,7 @@ class PooledProvider(JSONBaseProvider):
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         # web3's encoder turns bytes and HexBytes into the 0x-hex nodes expect.
         request = functools.partial(_post, content=self.encode_rpc_request(method, params))
-        raw = bytes.fromhex(str(params[0]).removeprefix("0x")) if method == SEND_RAW else b""
+        raw = _raw_transaction(params[0]) if method == SEND_RAW else b""
         if method == SEND_RAW:
             self._sending.hash = _hash(raw)
         try:
@@ -184,6 +184,13 @@ class PooledProvider(JSONBaseProvider):
             if not self._thread.is_alive():
                 self._thread.start()
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+
+def _raw_transaction(param: Any) -> bytes:
+    """The signed transaction web3 passes on (0x-hex by then; bytes accepted too)."""
+    if isinstance(param, bytes | bytearray):
+        return bytes(param)
+    return bytes.fromhex(str(param).removeprefix("0x"))
 
 
 def _hash(raw: bytes) -> str:
