@@ -71,6 +71,13 @@ VARIABLES = [
     ("KAMIYO_X402_FACILITATOR_URL", "https://f", lambda s: s.x402.facilitator_url, "https://f"),
     ("KAMIYO_X402_EVM_RELAYER_KEY_FILE", "/k", lambda s: s.x402.evm_relayer_key_file, Path("/k")),
     ("KAMIYO_X402_MAX_TIMEOUT_S", "60", lambda s: s.x402.max_timeout_s, 60),
+    ("KAMIYO_X402_EVM_NONCE_LEASE_S", "5", lambda s: s.x402.evm_nonce_lease_s, 5),
+    (
+        "KAMIYO_X402_EVM_RPC_REQUESTS_PER_SECOND",
+        "8",
+        lambda s: s.x402.evm_rpc_requests_per_second,
+        8,
+    ),
     ("KAMIYO_HTTP_HEAD_TIMEOUT_S", "3", lambda s: s.http.head_timeout_s, 3),
     ("KAMIYO_HTTP_BODY_TIMEOUT_S", "4", lambda s: s.http.body_timeout_s, 4),
     ("KAMIYO_HTTP_BODY_MIN_RATE", "100", lambda s: s.http.body_min_rate, 100),

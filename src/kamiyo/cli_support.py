@@ -72,6 +72,7 @@ def check_serving(settings: Settings, *, database: bool = True) -> None:
             settings.x402,
             secret_key=settings.auth.secret_key,
             upgrade_url=settings.site.upgrade_url,
+            redis=settings.redis,
         )
         if cashier is not None:
             await cashier.start()

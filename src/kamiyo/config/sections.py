@@ -325,6 +325,19 @@ class X402Settings(Section):
     max_timeout_s: int = Field(
         default=300, ge=30, le=3600, description="How long a signed payment stays usable."
     )
+    evm_rpc_requests_per_second: float = Field(
+        default=20,
+        gt=0,
+        description="Requests per second settlement sends to each EVM RPC URL (its plan's "
+        "limit); a failing URL is stepped around for a few seconds.",
+    )
+    evm_nonce_lease_s: float = Field(
+        default=30,
+        gt=0,
+        le=600,
+        description="How long a relayer nonce stays reserved for a send that has not reached "
+        "the chain (a crashed instance's); then it is handed out again.",
+    )
 
 
 class HttpSettings(Section):

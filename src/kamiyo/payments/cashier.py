@@ -27,7 +27,7 @@ from x402.schemas import (
 )
 
 from kamiyo.chains import AcceptedNetwork, AddressFamily, family_of
-from kamiyo.config import X402Settings
+from kamiyo.config import RedisSettings, X402Settings
 from kamiyo.payments import journal, metrics
 from kamiyo.payments.bundles import token_for
 from kamiyo.payments.facilitators import Facilitator, LocalFacilitator, RemoteFacilitator
@@ -365,11 +365,18 @@ def _explain(reason: str, detail: str | None) -> str:
 
 
 def open_cashier(
-    x402: X402Settings, *, secret_key: SecretStr, upgrade_url: str | None = None
+    x402: X402Settings,
+    *,
+    secret_key: SecretStr,
+    upgrade_url: str | None = None,
+    redis: RedisSettings | None = None,
 ) -> Cashier | None:
-    """The cashier for these settings, or None when x402 is off (no networks configured)."""
+    """The cashier for these settings, or None when x402 is off (no networks configured).
+
+    ``redis``: where instances share what they must (the EVM relayer's nonces).
+    """
     if not x402.networks:
         return None
     url = x402.facilitator_url
-    facilitator: Facilitator = RemoteFacilitator(url) if url else LocalFacilitator(x402)
+    facilitator: Facilitator = RemoteFacilitator(url) if url else LocalFacilitator(x402, redis)
     return Cashier(x402, facilitator, secret_key=secret_key, upgrade_url=upgrade_url)

@@ -2,10 +2,13 @@
 
 Both speak the x402 package's types. The local one runs the package's own ``exact`` mechanisms
 (EIP-3009 on EVM with our relayer key, the partially signed transaction on Solana with our fee
-payer); they are synchronous and do network I/O, so they run in worker threads.
+payer); they are synchronous and do network I/O, so they run in worker threads. On EVM the
+signer reads and sends over every RPC URL with failover, and leases the relayer's nonces from a
+store every instance shares (``evm_signer.py``).
 """
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -18,11 +21,13 @@ from x402.http import FacilitatorConfig, HTTPFacilitatorClient
 from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse
 
 from kamiyo.chains import AcceptedNetwork, AddressFamily
-from kamiyo.config import ConfigurationError, X402Settings
+from kamiyo.config import ConfigurationError, RedisSettings, X402Settings
 from kamiyo.payments.networks import SCHEME
+from kamiyo.payments.nonces import LocalNonces, NonceCoordinator, RedisNonces
 from kamiyo.payments.rpc import SolanaRpc
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # web3 is loaded only where EVM payments are taken
+    from kamiyo.payments.evm_rpc import PooledProvider
     from kamiyo.payments.svm import PooledKeypairSigner
 
 log = logging.getLogger(__name__)
@@ -77,15 +82,47 @@ def _nothing_settles(family: str, networks: list[AcceptedNetwork], key: str) -> 
     )
 
 
+def _relayer_address(key: str, name: str) -> str:
+    from eth_account import Account
+
+    try:
+        address: str = Account.from_key(key if key.startswith("0x") else "0x" + key).address
+    except (ValueError, TypeError):
+        raise PaymentSetupError(f"{name} is not a hex EVM private key (32 bytes)") from None
+    return address
+
+
+def _nonce_coordinator(
+    x402: X402Settings, redis: RedisSettings | None, account: str
+) -> NonceCoordinator:
+    """Shared by every instance through Redis when there is one; else this process's own."""
+    if redis is not None and redis.url:
+        return RedisNonces(
+            redis.url, prefix=redis.prefix, account=account, lease_s=x402.evm_nonce_lease_s
+        )
+    return LocalNonces(lease_s=x402.evm_nonce_lease_s)
+
+
+def _unreachable(network: str) -> str:
+    return (
+        f"payments on {network} cannot be checked or settled right now (its RPC endpoints, or "
+        "the store of the relayer's nonces, did not answer); nothing was charged, send the "
+        "payment again shortly"
+    )
+
+
 class LocalFacilitator:
-    def __init__(self, x402: X402Settings) -> None:
+    def __init__(self, x402: X402Settings, redis: RedisSettings | None = None) -> None:
+        """``redis``: where instances share the relayer's nonces (else this process keeps them)."""
         self._facilitator = x402FacilitatorSync()
         # Solana signers and their networks' RPC URLs: each gets its endpoint pool at start.
         self._svm_signers: list[tuple[PooledKeypairSigner, list[str]]] = []
+        self._closing: list[Callable[[], None]] = []
+        self._evm_rpc: dict[str, PooledProvider] = {}
         evm = [n for n in x402.networks if n.family is AddressFamily.EVM]
         svm = [n for n in x402.networks if n.family is AddressFamily.SOLANA]
         if evm:
-            self._register_evm(x402, evm)
+            self._register_evm(x402, evm, redis)
         if svm:
             self._register_svm(x402, svm)
         self._extra = {
@@ -94,9 +131,13 @@ class LocalFacilitator:
             if kind.scheme == SCHEME
         }
 
-    def _register_evm(self, x402: X402Settings, networks: list[AcceptedNetwork]) -> None:
-        from x402.mechanisms.evm import FacilitatorWeb3Signer
+    def _register_evm(
+        self, x402: X402Settings, networks: list[AcceptedNetwork], redis: RedisSettings | None
+    ) -> None:
         from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme, ExactEvmSchemeConfig
+
+        from kamiyo.payments.evm_rpc import PooledProvider
+        from kamiyo.payments.evm_signer import CoordinatedWeb3Signer
 
         name = "KAMIYO_X402_EVM_RELAYER_KEY"
         key = read_secret(x402.evm_relayer_key, x402.evm_relayer_key_file, name)
@@ -104,12 +145,25 @@ class LocalFacilitator:
             raise _nothing_settles(
                 "the private key of an account that pays the gas", networks, name
             )
+        relayer = _relayer_address(key, name)
         for network in networks:
             if not network.rpc_urls:
                 raise PaymentSetupError(
                     f"KAMIYO_X402_NETWORKS: {network.network} needs rpc_urls to settle on chain"
                 )
-            signer = FacilitatorWeb3Signer(private_key=key, rpc_url=network.rpc_urls[0])
+            try:
+                provider = PooledProvider(
+                    network.rpc_urls,
+                    network=network.network,
+                    requests_per_second=x402.evm_rpc_requests_per_second,
+                )
+            except ValueError as exc:  # its words never repeat the URL, which may hold a key
+                raise PaymentSetupError(f"KAMIYO_X402_NETWORKS: {network.network}: {exc}") from None
+            self._closing.append(provider.close)
+            self._evm_rpc[network.network] = provider
+            nonces = _nonce_coordinator(x402, redis, f"{network.network}:{relayer}")
+            self._closing.append(nonces.close)
+            signer = CoordinatedWeb3Signer(key, provider, nonces)
             # Simulating again just before sending costs one eth_call; a payment spent in the
             # meantime then fails there, not on chain with our relayer paying the gas.
             config = ExactEvmSchemeConfig(simulate_in_settle=True)
@@ -148,22 +202,60 @@ class LocalFacilitator:
     async def stop(self) -> None:
         for signer, _ in self._svm_signers:
             await signer.disconnect()
+        closing, self._closing = self._closing, []
+        for close in closing:
+            await anyio.to_thread.run_sync(close)
 
     async def verify(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> VerifyResponse:
-        result: VerifyResponse = await anyio.to_thread.run_sync(
-            self._facilitator.verify, payload, requirements
-        )
+        result: VerifyResponse = await anyio.to_thread.run_sync(self._verify, payload, requirements)
         return result
 
     async def settle(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> SettleResponse:
-        result: SettleResponse = await anyio.to_thread.run_sync(
-            self._facilitator.settle, payload, requirements
-        )
+        result: SettleResponse = await anyio.to_thread.run_sync(self._settle, payload, requirements)
         return result
+
+    # x402 reads a failed RPC read as a bad payment ("failed to verify signature"); where the
+    # reason was that no endpoint (or the nonce store) answered, the payer is told so instead,
+    # to try again.
+
+    def _verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResponse:
+        provider = self._evm_rpc.get(str(requirements.network))
+        if provider is not None:
+            provider.begin_call()
+        result = self._facilitator.verify(payload, requirements)
+        outage = provider.outage() if provider is not None else None
+        if result.is_valid or outage is None:
+            return result
+        log.warning("payment not verified: %s", outage)
+        return VerifyResponse(
+            is_valid=False,
+            invalid_reason="verification_unavailable",
+            invalid_message=_unreachable(requirements.network),
+            payer=result.payer,
+        )
+
+    def _settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
+        provider = self._evm_rpc.get(str(requirements.network))
+        if provider is not None:
+            provider.begin_call()
+        result = self._facilitator.settle(payload, requirements)
+        outage = provider.outage() if provider is not None else None
+        if result.success or outage is None or provider is None or provider.last_sent():
+            # Settled, or a transaction went out (it may be mined): x402's answer stands.
+            return result
+        log.warning("payment not settled: %s", outage)
+        return SettleResponse(
+            success=False,
+            error_reason="settlement_unavailable",
+            error_message=_unreachable(requirements.network),
+            network=requirements.network,
+            payer=result.payer,
+            transaction="",
+        )
 
     def extra_for(self, network: str) -> dict[str, Any]:
         return self._extra.get(network, {})

@@ -21,7 +21,10 @@ from kamiyo.service.answers import Answer
 def default_gate(settings: Settings) -> Gate:
     """Accounts and tiers, and pay per call where x402 is configured."""
     cashier = open_cashier(
-        settings.x402, secret_key=settings.auth.secret_key, upgrade_url=settings.site.upgrade_url
+        settings.x402,
+        secret_key=settings.auth.secret_key,
+        upgrade_url=settings.site.upgrade_url,
+        redis=settings.redis,
     )
     return AccountGate(settings, cashier)
 
