@@ -1,9 +1,9 @@
 """``/readyz``: may this instance take traffic? (``/healthz`` only says the process lives.)
 
 Four checks, each named in the answer: the database answers, Redis answers (when configured),
-the schema is the one this version needs, and the data is fresh (the newest successful source
-refresh against ``KAMIYO_SOURCES_STALE_AFTER``). 200 when none fails, 503 naming the ones that
-do; an instance that has begun to stop answers 503 too, so the proxy sends it nothing new.
+the schema is the one this version needs (or a newer one, during an upgrade), and the data is
+fresh (the newest successful source refresh against ``KAMIYO_SOURCES_STALE_AFTER``). 200 when
+none fails, 503 naming the ones that do; an app whose shutdown has begun answers 503 too.
 
 A proxy or orchestrator polls this every few seconds on every instance: one evaluation is
 shared by every request for ``CACHE_S`` and by concurrent ones, so polling costs the database
@@ -152,7 +152,16 @@ class Readiness:
     async def _migrations(self) -> Check:
         current = await migrate.current_revision(self._runtime().engine)
         head = migrate.HEAD_REVISION
-        return Check(OK if current == head else FAIL, {"current": current, "head": head})
+        detail: dict[str, Any] = {"current": current, "head": head}
+        if current == head:
+            return Check(OK, detail)
+        # A newer schema is an upgrade under way (docs/deploy.md, Upgrades): migrations run
+        # before the new instances start and add what old ones do not read, so this one keeps
+        # serving until it is replaced. An older or missing schema lacks what this one needs.
+        if current is not None and current.isdigit() and int(current) > int(head):
+            detail["note"] = "the schema is newer than this instance: replace it with the new one"
+            return Check(OK, detail)
+        return Check(FAIL, detail)
 
     async def _freshness(self) -> Check:
         async with self._runtime().sessions() as session:
