@@ -2,9 +2,12 @@
 services and health checks, every KAMIYO_* name a real setting, the Dockerfile's user and
 commands, the Caddyfile routing what the app serves; and docs/configuration.md current."""
 
+import json
 import re
 import secrets
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +153,27 @@ def test_caddyfile_routes_what_the_app_serves() -> None:
     # Compression never touches the streams.
     assert re.search(r"^\s*@compressible not path " + re.escape(matcher.group(1)), text, re.M)
     assert re.search(r"^\s*encode @compressible ", text, re.MULTILINE)
+
+
+def test_caddy_accepts_the_caddyfile(tmp_path: Path) -> None:
+    """Caddy's own parser and validator, where Caddy is installed (Debian: apt install caddy)."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("caddy is not installed here: the Caddyfile is checked by the tests above")
+    caddyfile = str(DEPLOY / "Caddyfile")
+    done = subprocess.run(
+        [caddy, "adapt", "--config", caddyfile, "--adapter", "caddyfile", "--validate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOMAIN": "kamiyo.example.com"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    (server,) = config["apps"]["http"]["servers"].values()
+    (site,) = server["routes"]
+    assert site["match"] == [{"host": ["kamiyo.example.com"]}]
+    handlers = [route["handle"][0] for route in site["handle"][0]["routes"]]
+    proxies = [h for h in handlers if h["handler"] == "reverse_proxy"]
+    assert [p.get("flush_interval") for p in proxies] == [-1, None]  # streams first, unbuffered
