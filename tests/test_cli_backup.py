@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from kamiyo.cli import app
 from kamiyo.config import DatabaseSettings, Settings, get_settings
 from kamiyo.db.migrate import HEAD_REVISION
 from kamiyo.runtime import open_runtime
+from tests.mcpserver.conftest import running_http_server
 
 runner = CliRunner()
 
@@ -218,3 +220,22 @@ def test_restore_refuses_while_an_instance_serves(database: Path, tmp_path: Path
     with sqlite3.connect(database) as connection:
         connection.execute("UPDATE serving_instances SET stopped_at = last_flush_at")
     assert _kamiyo("restore", str(copy), "--force")[0] == 0
+
+
+def test_with_a_real_server_backup_serves_on_and_restore_waits_for_it(
+    database: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.db"
+    env = {"KAMIYO_DATABASE_URL": f"sqlite:///{database}"}
+    with running_http_server(tmp_path, [], env) as url:
+        code, output = _kamiyo("backup", str(copy))
+        assert code == 0, output
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            assert response.status == 200  # served on while and after the copy was made
+        code, output = _kamiyo("restore", str(copy), "--force")
+        assert code == 1
+        assert "stop them first" in output  # its meter's heartbeat names it as serving
+    # Stopped cleanly (SIGTERM): its row says so, and the restore goes ahead.
+    code, output = _kamiyo("restore", str(copy), "--force")
+    assert code == 0, output
+    assert _count(database, "incidents") > 1000
