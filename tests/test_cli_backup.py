@@ -136,6 +136,12 @@ def test_backup_refuses_an_existing_path_unless_forced(database: Path, tmp_path:
     assert code == 0, output
     assert _count(copy, "incidents") > 1000
     assert not list(tmp_path.glob(".*partial"))
+    code, output = _kamiyo("backup", str(tmp_path / "missing" / "copy.db"))
+    assert code == 2
+    assert "missing is not a folder" in output
+    code, output = _kamiyo("backup", str(tmp_path), "--force")
+    assert code == 2
+    assert "is a folder" in output
 
 
 @pytest.mark.parametrize("command", ["backup", "restore"])

@@ -63,12 +63,16 @@ def _copy(source: sqlite3.Connection, target: Path) -> None:
     an interrupted copy never leaves a half database under the name."""
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
-    copy = sqlite3.connect(partial)
     try:
-        source.backup(copy)  # pages=-1: one step, one consistent read transaction
-        ok = copy.execute("PRAGMA quick_check").fetchone()
-    finally:
-        copy.close()
+        copy = sqlite3.connect(partial)
+        try:
+            source.backup(copy)  # pages=-1: one step, one consistent read transaction
+            ok = copy.execute("PRAGMA quick_check").fetchone()
+        finally:
+            copy.close()
+    except sqlite3.Error as exc:  # the disk full, the folder read-only, the source unreadable
+        partial.unlink(missing_ok=True)
+        fail(f"could not copy to {target}: {exc}; nothing written")
     if not ok or ok[0] != "ok":
         partial.unlink(missing_ok=True)
         fail(f"the copy failed SQLite's check ({ok[0] if ok else 'no answer'}); nothing written")
@@ -85,6 +89,10 @@ def backup(
         fail(f"there is no database at {source} yet (run `kamiyo db upgrade`)")
     if path.exists() and not force:
         fail(f"{path} exists: choose another name, or give --force to overwrite it", code=2)
+    if path.is_dir():
+        fail(f"{path} is a folder: name the file to write", code=2)
+    if not path.parent.is_dir():
+        fail(f"{path.parent} is not a folder: create it first", code=2)
     started = time.perf_counter()
     connection = _read_only(source)
     try:
