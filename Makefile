@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test test-fast coverage check lint typecheck pytest browser bench bench-mcp bench-gate clean
+.PHONY: config-reference run test test-fast coverage check lint typecheck pytest browser bench bench-mcp bench-gate clean
 
 # Create the virtual environment and install the locked dependencies (re-run when they change),
 # compiled to bytecode: where PYTHONDONTWRITEBYTECODE is set nothing is cached on import, and
@@ -102,6 +102,10 @@ bench-mcp: $(BIN)/kamiyo
 
 bench-gate: $(BIN)/kamiyo
 	$(BIN)/python -m bench.gate $(BENCH_ARGS)
+
+# docs/configuration.md from the settings object (tests/test_deploy.py fails when it drifts).
+config-reference: $(BIN)/kamiyo
+	$(BIN)/python -m kamiyo.config.reference
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*

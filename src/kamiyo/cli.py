@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kamiyo import __version__, cli_ingest, cli_oauth, cli_operations, clients
+from kamiyo import __version__, cli_backup, cli_ingest, cli_oauth, cli_operations, clients
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
 from kamiyo.cli_alerts import alerts_app
 from kamiyo.cli_billing import billing_app, signup
@@ -54,6 +54,7 @@ app.add_typer(alerts_app, name="alerts")
 app.command()(signup)
 cli_operations.register(app)
 cli_ingest.register(app)
+cli_backup.register(app)  # backup, restore (SQLite)
 
 
 @app.callback()

@@ -46,7 +46,10 @@ class Settings(Section):
 
     model_config = section_config("KAMIYO_")
 
-    environment: Literal["development", "test", "production"] = "development"
+    environment: Literal["development", "test", "production"] = Field(
+        default="development",
+        description="production refuses to start on insecure settings (docs/deploy.md).",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     site: SiteSettings = Field(default_factory=SiteSettings)

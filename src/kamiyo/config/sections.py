@@ -35,6 +35,8 @@ class DatabaseSettings(Section):
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("kamiyo")),
         validation_alias="KAMIYO_DATA_DIR",
+        description="Where the default SQLite file lives (default: the user data folder, "
+        "~/.local/share/kamiyo on Linux).",
     )
     auto_migrate: bool | None = Field(
         default=None,
@@ -92,8 +94,12 @@ def _require_http_url(url: str, example: str) -> None:
 class LogSettings(Section):
     model_config = section_config("KAMIYO_LOG_")
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["pretty", "json"] = "pretty"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="The lowest level logged (to stderr)."
+    )
+    format: Literal["pretty", "json"] = Field(
+        default="pretty", description="Log lines for people or JSON; logs always go to stderr."
+    )
 
 
 MCP_PATH = "/mcp"  # where Streamable HTTP is served
@@ -138,11 +144,13 @@ class AnswerSettings(Section):
 
     model_config = section_config("KAMIYO_")
 
-    max_results: int = Field(default=1000, ge=1, le=10000)
+    max_results: int = Field(
+        default=1000, ge=1, le=10000, description="The most incidents one call returns."
+    )
     cache_ttl_s: float = Field(
         default=30, ge=0, description="How long identical calls share an answer; 0 disables."
     )
-    cache_size: int = Field(default=4096, ge=1)
+    cache_size: int = Field(default=4096, ge=1, description="How many answers are kept.")
 
 
 def _rate_limit(value: str) -> str:
@@ -164,12 +172,18 @@ class AuthSettings(Section):
 
     model_config = section_config("KAMIYO_")
 
-    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
-    jwt_issuer: str = "kamiyo"
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_SECRET),
+        description="Signs tokens and payment references and derives the dashboard's CSRF key; "
+        "production needs 32+ characters of its own.",
+    )
+    jwt_issuer: str = Field(default="kamiyo", description="The issuer tokens must name.")
     jwt_audience: str = Field(
         default="kamiyo", description="The audience tokens must name: this server's resource URL."
     )
-    jwt_ttl_s: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+    jwt_ttl_s: int = Field(
+        default=3600, ge=60, le=30 * 24 * 3600, description="Seconds issued tokens live."
+    )
     allow_anonymous: bool = Field(
         default=True, description="Serve callers without a credential on the free tier."
     )
@@ -218,8 +232,12 @@ class AuthSettings(Section):
     )
 
     # The credential a stdio server presents for its user (HTTP callers send their own).
-    api_key: SecretStr | None = None
-    token: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        default=None, description="The API key a stdio server presents for its user."
+    )
+    token: SecretStr | None = Field(
+        default=None, description="The access token a stdio server presents for its user."
+    )
 
 
 class RedisSettings(Section):
@@ -232,7 +250,9 @@ class RedisSettings(Section):
         description="redis://host:port/db shared by every instance for rate limits and "
         "quotas; unset means limits are kept in this process only.",
     )
-    prefix: str = Field(default="kamiyo", min_length=1, max_length=64)
+    prefix: str = Field(
+        default="kamiyo", min_length=1, max_length=64, description="Prefix of KAMIYO's Redis keys."
+    )
     when_down: Literal["open", "closed"] = Field(
         default="open",
         validation_alias="KAMIYO_WHEN_REDIS_DOWN",
@@ -252,7 +272,9 @@ class MeterSettings(Section):
 class StripeSettings(Section):
     model_config = section_config("KAMIYO_STRIPE_")
 
-    secret_key: SecretStr | None = None
+    secret_key: SecretStr | None = Field(
+        default=None, description="Stripe secret key (sk_…); production refuses test-mode keys."
+    )
     webhook_secret: SecretStr | None = Field(
         default=None, description="whsec_… secret Stripe signs webhook deliveries with."
     )
@@ -266,12 +288,20 @@ class StripeSettings(Section):
         default=None, description="Another Stripe API address (a local mock in tests)."
     )
     checkout_success_url: str | None = Field(
-        default=None, validation_alias="KAMIYO_CHECKOUT_SUCCESS_URL"
+        default=None,
+        validation_alias="KAMIYO_CHECKOUT_SUCCESS_URL",
+        description="Where Stripe sends people after paying; unset: the dashboard.",
     )
     checkout_cancel_url: str | None = Field(
-        default=None, validation_alias="KAMIYO_CHECKOUT_CANCEL_URL"
+        default=None,
+        validation_alias="KAMIYO_CHECKOUT_CANCEL_URL",
+        description="Where Stripe sends people who cancel; unset: the dashboard.",
     )
-    portal_return_url: str | None = Field(default=None, validation_alias="KAMIYO_PORTAL_RETURN_URL")
+    portal_return_url: str | None = Field(
+        default=None,
+        validation_alias="KAMIYO_PORTAL_RETURN_URL",
+        description="Where Stripe's customer portal sends people back; unset: the dashboard.",
+    )
     past_due_grace_days: float = Field(
         default=7,
         ge=0,
@@ -286,12 +316,16 @@ class SmtpSettings(Section):
     model_config = section_config("KAMIYO_SMTP_")
 
     host: str | None = Field(default=None, description="Mail server; unset: no email.")
-    port: int = Field(default=587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
-    password: SecretStr | None = None
+    port: int = Field(default=587, ge=1, le=65535, description="The mail server's port.")
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="How the connection to the mail server is secured."
+    )
+    username: str | None = Field(default=None, description="Mail server log-in name.")
+    password: SecretStr | None = Field(default=None, description="Mail server password.")
     mail_from: str = Field(
-        default="KAMIYO <no-reply@localhost>", validation_alias="KAMIYO_MAIL_FROM"
+        default="KAMIYO <no-reply@localhost>",
+        validation_alias="KAMIYO_MAIL_FROM",
+        description="Sender of sign-up and welcome mail.",
     )
 
 
@@ -317,11 +351,15 @@ class X402Settings(Section):
     evm_relayer_key: SecretStr | None = Field(
         default=None, description="Private key that submits EVM settlements (pays gas)."
     )
-    evm_relayer_key_file: Path | None = None
+    evm_relayer_key_file: Path | None = Field(
+        default=None, description="A file holding the EVM relayer key (instead of the variable)."
+    )
     svm_fee_payer_key: SecretStr | None = Field(
         default=None, description="Base58 Solana keypair that pays fees and co-signs."
     )
-    svm_fee_payer_key_file: Path | None = None
+    svm_fee_payer_key_file: Path | None = Field(
+        default=None, description="A file holding the Solana fee payer keypair."
+    )
     max_timeout_s: int = Field(
         default=300, ge=30, le=3600, description="How long a signed payment stays usable."
     )

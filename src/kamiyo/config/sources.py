@@ -101,6 +101,11 @@ class SourceSettings(Section):
         description="How often a running server refreshes every source (15m, 1h, …); unset: "
         "never (run `kamiyo ingest`).",
     )
+    stale_after: Annotated[float | None, BeforeValidator(_duration)] = Field(
+        default=None,
+        description="/readyz fails when no source has refreshed successfully for this long "
+        "(6h, 1d, …); unset: data age is reported, never failed.",
+    )
 
     @field_validator("urls")
     @classmethod

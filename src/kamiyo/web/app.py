@@ -20,6 +20,7 @@ from kamiyo.service.state import ServerState, default_gate
 from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, oauth_pruning, rest
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.oauth_limits import OAuthLimits
+from kamiyo.web.readiness import Readiness
 from kamiyo.web.webhooks import stripe_webhook_route
 
 # The HTTP parser waits for a request head up to this size (its default is 16 kB), so that an
@@ -94,12 +95,18 @@ def create_app(
         if state.alerts is not None:
             state.alerts.wake()
 
+    # /readyz: database, Redis, schema, data age (web/readiness.py); 503 once stopping begins.
+    readiness = Readiness(settings, state.require_runtime)
+    state.on_shutdown.append(readiness.stopping)
+    state.on_close.append(readiness.aclose)
+
     resource = ResourceServer(settings.site, settings.auth, state.gate)
     board = dashboard.Dashboard(state)
     oauth_limits = OAuthLimits(settings)
     state.on_close.append(oauth_limits.aclose)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/readyz", readiness.endpoint),
         Route("/metrics", metrics),
         *resource.metadata_routes(["/mcp", "/sse"]),
         *resource.guard(mcp_posts.wrap(streamable.routes), "/mcp"),
