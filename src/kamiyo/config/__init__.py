@@ -24,6 +24,7 @@ from kamiyo.config.base import (
     section_config,
 )
 from kamiyo.config.explorers import ExplorerSettings
+from kamiyo.config.payments import X402Settings
 from kamiyo.config.sections import (
     AnswerSettings,
     AuthSettings,
@@ -35,7 +36,6 @@ from kamiyo.config.sections import (
     SiteSettings,
     SmtpSettings,
     StripeSettings,
-    X402Settings,
     async_database_url,
 )
 from kamiyo.config.sources import SourceSettings, parse_duration
