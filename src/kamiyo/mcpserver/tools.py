@@ -25,9 +25,12 @@ from kamiyo.mcpserver.wire import (
 )
 from kamiyo.payments.outcomes import Payment
 from kamiyo.payments.prices import tool_price
+from kamiyo.payments.transfer_desk import name_the_claim
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
-from kamiyo.service.catalogue import Operation
+from kamiyo.service.catalogue import Operation, terms
+from kamiyo.service.discovery import listed as listed_for_directories
+from kamiyo.service.discovery import mcp_extension
 from kamiyo.service.pipeline import Caller, execute, execute_unknown
 from kamiyo.service.state import ServerState
 
@@ -93,11 +96,8 @@ def listed(operation: Operation[Any, Any], state: ServerState) -> MCPTool:
     and in ``_meta`` so an agent knows the cost before it calls."""
     gate = state.gate
     description, meta = operation.description, None
+    description += " " + terms(operation, gate.takes_payments)
     if operation.price is not None and gate.takes_payments:
-        description += (
-            f" Without a subscription: {operation.price.describe()} in USDC per call "
-            "(x402; see get_pricing)."
-        )
         entry = tool_price(operation.name.value, operation.price).model_dump(mode="json")
         meta = {PRICE_KEY: entry | {"asset": "USDC", "decimals": 6}}
     return MCPTool(
@@ -137,7 +137,7 @@ async def call(
     query = refused or parse_query(name, operation.query, given)
     meta = ctx.request_context.meta if ctx is not None else None
     caller = caller_of(ctx, state, payment_in_meta(meta) or transfer)
-    return result_of(await execute(state, operation, query, caller))
+    return result_of(await execute(state, operation, query, caller), operation, state)
 
 
 async def call_unknown(
@@ -160,7 +160,11 @@ def caller_of(
     )
 
 
-def result_of(outcome: Outcome) -> CallToolResult:
+def result_of(
+    outcome: Outcome,
+    operation: Operation[Any, Any] | None = None,
+    state: ServerState | None = None,
+) -> CallToolResult:
     if isinstance(outcome, Answer):
         receipt = outcome.receipt
         return CallToolResult(
@@ -170,12 +174,16 @@ def result_of(outcome: Outcome) -> CallToolResult:
             if receipt is not None
             else None,
         )
-    return problem_result(outcome)
+    return problem_result(outcome, operation, state)
 
 
-def problem_result(problem: Refusal | Failure) -> CallToolResult:
+def problem_result(
+    problem: Refusal | Failure,
+    operation: Operation[Any, Any] | None = None,
+    state: ServerState | None = None,
+) -> CallToolResult:
     if isinstance(problem, Refusal) and problem.payment_required is not None:
-        return payment_required_result(problem)
+        return payment_required_result(problem, operation, state)
     if isinstance(problem, Refusal):
         body = Problem(error=problem.reason.value, message=problem.message, **problem.details())
     else:
@@ -187,16 +195,29 @@ def problem_result(problem: Refusal | Failure) -> CallToolResult:
     )
 
 
-def payment_required_result(refusal: Refusal) -> CallToolResult:
+def payment_required_result(
+    refusal: Refusal,
+    operation: Operation[Any, Any] | None = None,
+    state: ServerState | None = None,
+) -> CallToolResult:
     """x402 over MCP: PaymentRequired as structuredContent and as the first text, then the
-    sentence for clients (and LLMs) that cannot pay; the sentence is in the object too."""
+    sentence for clients (and LLMs) that cannot pay; the sentence is in the object too. It
+    lists the tool for x402 directories (the Bazaar extension, service/discovery.py) and says
+    which arguments claim a Solana transfer."""
     assert refusal.payment_required is not None
     required = refusal.payment_required.model_dump(mode="json", exclude_none=True)
-    required["message"] = refusal.message
+    if operation is not None:
+        transfers = state is not None and state.gate.takes_transfers
+        extension = mcp_extension(operation.name, input_schema(operation, transfers), None)
+        listed_for_directories(required, operation.name, extension)
+    signature, reference = TRANSFER_ARGUMENTS
+    required["message"] = name_the_claim(
+        required, refusal.message, "arguments", signature, reference
+    )
     return CallToolResult(
         content=[
             TextContent(type="text", text=json.dumps(required, separators=(",", ":"))),
-            TextContent(type="text", text=refusal.message),
+            TextContent(type="text", text=required["message"]),
         ],
         structured_content=required,
         is_error=True,

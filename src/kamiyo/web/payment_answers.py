@@ -55,6 +55,9 @@ def payment_required_response(
         offer = as_v1(v1, _v1_output_schema(tool, extension)).model_dump(
             mode="json", by_alias=True, exclude_none=True
         )
+        # v1 has no extensions; v1 parsers ignore the field, and agents paying by transfer
+        # find the offer there as in v2.
+        offer["extensions"] = required.get("extensions", {})
     body = payment_required_body(offer, message, refusal.details())
     return JSONResponse(body, 402, headers=headers)
 
