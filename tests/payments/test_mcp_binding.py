@@ -82,7 +82,9 @@ async def test_a_2026_client_advertising_the_extension_gets_payment_required(
     loaded_runtime: Runtime, evm_chain: EvmChain
 ) -> None:
     x402 = X402Client()
-    async with client_of(loaded_runtime, evm_chain, MODERN, [x402]) as client:
+    async with client_of(loaded_runtime, evm_chain, "auto", [x402]) as client:
+        # Found through server/discover, where the server advertises the extension.
+        assert X402_EXTENSION in (client.server_capabilities.extensions or {})
         await client.call_tool("search_exploits", SEARCH)
         (claimed,) = x402.claimed
         required = PaymentRequired.model_validate(claimed.payment_required)

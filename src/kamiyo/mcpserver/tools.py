@@ -7,6 +7,7 @@ to do), and with x402 on, an x402 PaymentRequired. Some hosts pass only ``struct
 the model, and the TypeScript SDK clients check it against the output schema even on errors.
 """
 
+import functools
 import json
 from typing import Any
 
@@ -28,7 +29,7 @@ from kamiyo.payments.prices import tool_price
 from kamiyo.payments.transfer_desk import name_the_claim
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
-from kamiyo.service.catalogue import Operation, terms
+from kamiyo.service.catalogue import CATALOGUE, Operation, ToolName, terms
 from kamiyo.service.discovery import listed as listed_for_directories
 from kamiyo.service.discovery import mcp_extension
 from kamiyo.service.pipeline import Caller, execute, execute_unknown
@@ -208,7 +209,7 @@ def payment_required_result(
     required = refusal.payment_required.model_dump(mode="json", exclude_none=True)
     if operation is not None:
         transfers = state is not None and state.gate.takes_transfers
-        extension = mcp_extension(operation.name, input_schema(operation, transfers), None)
+        extension = _listing(operation.name, transfers)
         listed_for_directories(required, operation.name, extension)
     signature, reference = TRANSFER_ARGUMENTS
     required["message"] = name_the_claim(
@@ -222,6 +223,12 @@ def payment_required_result(
         structured_content=required,
         is_error=True,
     )
+
+
+@functools.cache
+def _listing(name: ToolName, transfers: bool) -> dict[str, Any]:
+    """A tool's Bazaar declaration: the same for every call of it on this server."""
+    return mcp_extension(name, input_schema(CATALOGUE[name], transfers), None)
 
 
 def peer_of(ctx: Context[Any] | None) -> str:
