@@ -25,7 +25,8 @@ from kamiyo.db.usage import UsageRecord
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.facilitators import LocalFacilitator
 from kamiyo.runtime import Runtime
-from kamiyo.service.catalogue import CATALOGUE, ToolName, listing
+from kamiyo.service.catalogue import CATALOGUE, ToolName
+from kamiyo.service.terms import listing
 from kamiyo.tiers import Tier
 from tests.payments.evm_chain import EvmChain, sign_exact_payment, tampered
 from tests.payments.serving import evm_settings, paying_server

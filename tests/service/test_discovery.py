@@ -12,8 +12,9 @@ import pytest
 from x402.extensions.bazaar import validate_discovery_extension, validate_discovery_extension_spec
 
 from kamiyo.mcpserver.tools import input_schema
-from kamiyo.service.catalogue import LISTING_MAX_CHARS, OPERATIONS, Operation, listing, terms
+from kamiyo.service.catalogue import OPERATIONS, Operation
 from kamiyo.service.discovery import http_extension, mcp_extension
+from kamiyo.service.terms import LISTING_MAX_CHARS, listing, terms
 from kamiyo.web.openapi_examples import EXAMPLES
 
 PRICED = [op for op in OPERATIONS if op.price is not None]

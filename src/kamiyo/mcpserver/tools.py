@@ -29,11 +29,12 @@ from kamiyo.payments.prices import tool_price
 from kamiyo.payments.transfer_desk import name_the_claim
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
-from kamiyo.service.catalogue import CATALOGUE, Operation, ToolName, terms
+from kamiyo.service.catalogue import CATALOGUE, Operation, ToolName
 from kamiyo.service.discovery import listed as listed_for_directories
 from kamiyo.service.discovery import mcp_extension
 from kamiyo.service.pipeline import Caller, execute, execute_unknown
 from kamiyo.service.state import ServerState
+from kamiyo.service.terms import terms
 
 
 class Problem(BaseModel):

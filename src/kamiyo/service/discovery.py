@@ -22,7 +22,8 @@ from x402.extensions.bazaar import (
     declare_mcp_discovery_extension,
 )
 
-from kamiyo.service.catalogue import CATALOGUE, ToolName, listing
+from kamiyo.service.catalogue import CATALOGUE, ToolName
+from kamiyo.service.terms import listing
 
 
 def mcp_extension(
