@@ -2,6 +2,7 @@
 
     python -m bench.oauth                   # 200 requests of each kind, SQLite
     python -m bench.oauth --requests 500 --database-url postgresql://127.0.0.1:5432/bench
+    python -m bench.oauth --redis-url redis://127.0.0.1:6379/0   # rate limits counted in Redis
 
 Hosted connectors (Claude, ChatGPT) call discovery, registration and the token endpoint from
 the vendor's servers and give up after about 10 seconds. This serves the app over ASGI (httpx
@@ -9,7 +10,8 @@ ASGITransport: no network, no uvicorn) on a migrated database and times, per req
 ``--requests`` requests one after another: the authorization-server metadata, a dynamic client
 registration, an authorization-code exchange (the code made beforehand through
 ``access/oauth_grants.create_code``, untimed) and a refresh. The report gives p50, p99 and the
-maximum in milliseconds.
+maximum in milliseconds. The per-address rate limits (``web/oauth_limits.py``, in memory or
+``--redis-url``) are checked on each timed request, their limits raised above the run's counts.
 """
 
 import argparse
@@ -60,11 +62,21 @@ async def _timed(count: int, request: Callable[[], Awaitable[httpx2.Response]]) 
     return samples
 
 
-async def bench(requests: int, database_url: str) -> dict[str, object]:
+async def bench(
+    requests: int, database_url: str, redis_url: str | None = None
+) -> dict[str, object]:
     settings = Settings(
         database=DatabaseSettings(url=database_url),
         environment="test",
         site={"public_url": BASE},
+        # The rate limits are checked on every request, as served, but set above what one
+        # run sends from its one address: the run times answers, not refusals.
+        auth={
+            "oauth_register_limit": f"{requests * 4}/minute",
+            "oauth_token_limit": f"{requests * 4}/minute",
+        },
+        # With Redis the limits count there, as instances sharing one do.
+        redis={"url": redis_url, "prefix": f"kamiyo-bench-{secrets.token_hex(4)}"},
         _env_file=None,
     )
     app = create_app(settings, build_server, stateless=True, json_response=True)
@@ -148,17 +160,23 @@ async def bench(requests: int, database_url: str) -> dict[str, object]:
                 "token_refresh": _percentiles(await _timed(requests, refresh)),
             }
             await engine.dispose()
-    return {"requests": requests, "backend": database_url.split(":")[0], "report": report}
+    return {
+        "requests": requests,
+        "backend": database_url.split(":")[0],
+        "limits_in": "redis" if redis_url else "memory",
+        "report": report,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="timed requests of each kind")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp folder")
+    parser.add_argument("--redis-url", default=None, help="rate limits in Redis (default: memory)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         url = args.database_url or f"sqlite+aiosqlite:///{folder}/bench.db"
-        result = asyncio.run(bench(args.requests, url))
+        result = asyncio.run(bench(args.requests, url, args.redis_url))
     print(json.dumps(result, indent=2))
     results = HERE / "results"
     results.mkdir(exist_ok=True)

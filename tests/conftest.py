@@ -11,6 +11,7 @@ per xdist worker), files go under ``tmp_path``. Tests that start processes are m
 """
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -161,6 +162,24 @@ async def empty_database_url(
 @pytest.fixture
 def sessions(loaded_runtime: Runtime) -> async_sessionmaker[AsyncSession]:
     return loaded_runtime.sessions
+
+
+# Loggers whose levels configure_logging sets (kamiyo.observability).
+_CONFIGURED_LOGGERS = ("", "alembic", "httpx", "httpx2", "httpcore", "httpcore2", "stripe")
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """In-process CLI tests run configure_logging, which replaces the root handlers with one
+    on that test's stderr: later tests on the worker would log to a closed stream."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in _CONFIGURED_LOGGERS}
+    yield
+    root.handlers[:] = handlers
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.captureWarnings(False)
 
 
 @pytest.fixture(autouse=True)

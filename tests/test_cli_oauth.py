@@ -1,10 +1,15 @@
-"""``kamiyo accounts clients`` / ``revoke-client``: the OAuth clients an account let in, on the
-default SQLite database of each test's own data folder."""
+"""``kamiyo accounts clients`` / ``revoke-client``: the OAuth clients an account let in, and
+``kamiyo oauth prune``, on the default SQLite database of each test's own data folder (and on
+PostgreSQL)."""
 
 import asyncio
+import datetime as dt
+
+import pytest
 
 from kamiyo.access import accounts, oauth_grants, tokens
 from kamiyo.config import Settings
+from kamiyo.db.oauth import OAuthClient
 from kamiyo.runtime import open_runtime
 from tests.test_cli import kamiyo
 
@@ -56,3 +61,40 @@ def test_list_and_revoke_an_accounts_clients() -> None:
     assert code == 2
     assert "has not granted access" in err
     assert kamiyo("accounts", "clients", "nobody@example.com")[0] == 2
+
+
+async def _revoked_grant_and_stale_client(settings: Settings) -> None:
+    await _grant(settings)
+    async with open_runtime(settings) as runtime, runtime.sessions() as session:
+        account = await accounts.require_account(session, EMAIL)
+        await oauth_grants.revoke_client(session, account.pk, CLIENT_ID)
+        session.add(
+            OAuthClient(
+                client_id="never-used",
+                secret_hash=None,
+                client_metadata={"redirect_uris": ["https://host.example/cb"]},
+                created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=90),
+            )
+        )
+        await session.commit()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_prune_deletes_revoked_tokens_and_unused_clients_and_says_so(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend == "postgresql":
+        monkeypatch.setenv("KAMIYO_DATABASE_URL", request.getfixturevalue("postgres_url_for_cli"))
+    assert kamiyo("accounts", "create", EMAIL)[0] == 0
+    asyncio.run(_revoked_grant_and_stale_client(Settings()))
+    code, out, err = kamiyo("oauth", "prune")
+    assert code == 0, err
+    assert "Pruning OAuth state (unused clients older than 30 days)" in err
+    assert "access tokens: 1 deleted" in err
+    assert "refresh tokens: 1 deleted" in err
+    assert "clients: 1 deleted" in err
+    assert "total" in out
+    code, out, err = kamiyo("oauth", "prune", "--stale-client-days", "1")
+    assert code == 0, err
+    assert "clients: 0 deleted" in err  # nothing left to do: a second run finds nothing
+    assert kamiyo("oauth", "prune", "--stale-client-days", "0")[0] == 2

@@ -1,4 +1,11 @@
-from kamiyo.tiers import TIERS, Tier, next_tier_above, next_tier_for_alert_rules
+from kamiyo.tiers import (
+    PAID_CALLS,
+    PAYMENT_ATTEMPTS,
+    TIERS,
+    Tier,
+    next_tier_above,
+    next_tier_for_alert_rules,
+)
 
 
 def test_the_table_matches_the_published_tiers() -> None:
@@ -28,3 +35,10 @@ def test_alert_rule_hints_name_the_next_tier_that_keeps_more() -> None:
     assert next_tier_for_alert_rules(Tier.FREE, 0) is Tier.TEAM
     assert next_tier_for_alert_rules(Tier.TEAM, 3) is Tier.ENTERPRISE
     assert next_tier_for_alert_rules(Tier.ENTERPRISE, 100) is None
+
+
+def test_paid_calls_have_their_own_limits_and_payment_attempts_stop_before_them() -> None:
+    assert (PAID_CALLS.requests_per_minute, PAID_CALLS.requests_per_day) == (100, 10_000)
+    # A payer retrying a failed payment meets the payer's own limit before the address's.
+    assert PAYMENT_ATTEMPTS.requests_per_minute > PAID_CALLS.requests_per_minute
+    assert PAYMENT_ATTEMPTS.requests_per_day > PAID_CALLS.requests_per_day

@@ -1,18 +1,24 @@
 """Operator commands for the OAuth clients an account has let in (``kamiyo accounts clients``,
 ``kamiyo accounts revoke-client``): the same functions the dashboard calls
 (``access/oauth_grants.py``). A revocation commits through ``revocation.commit``, so its
-access tokens stop working on the next call."""
+access tokens stop working on the next call. ``kamiyo oauth prune`` deletes expired and revoked
+codes and tokens and stale clients (``access/oauth_cleanup.py``), as serving instances do
+every ``oauth_prune_every_s``."""
 
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from kamiyo.access import accounts, oauth_grants, revocation
+from kamiyo.access import accounts, oauth_cleanup, oauth_grants, revocation
 from kamiyo.cli_accounts import _day, _warn_unless, run_account_work
 from kamiyo.cli_support import err, fail, stdout_console
 from kamiyo.db.oauth import OAuthGrant
 from kamiyo.runtime import Runtime
+
+oauth_app = typer.Typer(
+    help="KAMIYO's OAuth authorization server (operators).", no_args_is_help=True
+)
 
 
 def add_commands(accounts_app: typer.Typer) -> None:
@@ -57,3 +63,33 @@ def accounts_revoke_client(
         fail(f"{email} has not granted access to {client_id!r}", code=2)
     err.print(f"Revoked {client_id}'s access to {email}'s account.")
     _warn_unless(told)
+
+
+@oauth_app.command("prune")
+def oauth_prune(
+    stale_client_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Delete unused registered clients older than this (days)."),
+    ] = None,
+) -> None:
+    """Delete expired and revoked OAuth codes and tokens, and registered clients never used.
+
+    Live grants and the retired refresh tokens that guard them are kept."""
+
+    def told(kind: str, count: int) -> None:
+        err.print(f"  {kind.replace('_', ' ')}: {count} deleted")
+
+    async def work(runtime: Runtime) -> oauth_cleanup.Pruned:
+        days = stale_client_days or runtime.settings.auth.oauth_stale_client_days
+        err.print(f"Pruning OAuth state (unused clients older than {days} days)...")
+        async with runtime.sessions() as session:
+            return await oauth_cleanup.prune(session, days, progress=told)
+
+    pruned = run_account_work(work)
+    table = Table()
+    for column in ("Deleted", "Rows"):
+        table.add_column(column)
+    for kind, count in pruned.summary_rows():
+        table.add_row(kind, str(count))
+    table.add_row("total", str(pruned.total))
+    stdout_console().print(table)

@@ -96,6 +96,26 @@ TIERS: dict[Tier, TierPolicy] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class CallLimits:
+    """Requests per minute and per day for callers who hold no tier (the limiter reads these
+    two fields of a ``TierPolicy`` too)."""
+
+    requests_per_minute: int
+    requests_per_day: int
+
+
+# Calls paid for one by one (x402), counted per payer (``payer:<address>``) once the payment is
+# verified: what one wallet may buy of the server's capacity. The team tier's numbers; a payer
+# who needs more is a subscriber. A call over it is refused and its payment released, not taken.
+PAID_CALLS = CallLimits(requests_per_minute=100, requests_per_day=10_000)
+# Payments offered from one client address (the call's peer), counted BEFORE verifying them:
+# verifying costs RPC reads (an EIP-3009 simulation, a Solana transaction check), so a flood of
+# invalid payments from one address is stopped here. Above PAID_CALLS' minute, so that a payer
+# retrying a failed payment is never stopped by this limit before the payer's own.
+PAYMENT_ATTEMPTS = CallLimits(requests_per_minute=120, requests_per_day=20_000)
+
+
 def next_tier_above(tier: Tier, max_results: int) -> Tier | None:
     """The cheapest tier that returns more than ``max_results`` records a call (upgrade hints)."""
     return next(

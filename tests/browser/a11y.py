@@ -28,7 +28,7 @@ _CONTROLS = """() => {
          || e.name || "").trim().replace(/\\s+/g, " ").slice(0, 60)}`;
     window.__controlName = name;
     return [...document.querySelectorAll(
-        'a[href], button, input:not([type=hidden]), select, textarea, [tabindex]'
+        'a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]'
     )].filter((e) => e.tabIndex >= 0 && !e.disabled && e.getClientRects().length > 0).map(name);
 }"""
 _FOCUSED = "() => document.activeElement === document.body ? null"

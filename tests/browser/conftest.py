@@ -67,6 +67,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, database: Path) -> Iterator
         yield app
 
 
+@pytest.fixture(scope="session")
+def strict_served(tmp_path_factory: pytest.TempPathFactory, database: Path) -> Iterator[Served]:
+    """One app for the whole run that serves nobody without a credential (only then does an
+    MCP client start OAuth), shared by the modules that take it as their ``served`` (starting
+    one costs seconds; each logs in a few times, well under the per-peer log-in limit)."""
+    with serving(
+        tmp_path_factory.mktemp("browser-strict"), database, KAMIYO_ALLOW_ANONYMOUS="false"
+    ) as app:
+        yield app
+
+
 def new_context(browser: Browser, served: Served, **options: Any) -> BrowserContext:
     context = browser.new_context(
         base_url=served.url,

@@ -16,12 +16,13 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,8 +35,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from playwright.sync_api import Dialog, Page, Request
 
+from kamiyo.access import accounts
 from kamiyo.config import DatabaseSettings, Settings
+from kamiyo.db.engine import create_engine, session_factory
+from kamiyo.db.tables import Role
 from kamiyo.runtime import open_runtime
+from kamiyo.tiers import Tier
 from tests.billing.smtp import Mailbox, Received, running_mailbox
 from tests.mcpserver.conftest import _wait_until_healthy, free_port, server_env
 
@@ -74,6 +79,13 @@ class Served:
         assert len(links) == 1, mail.text
         return str(links[0])
 
+    def scalar(self, query: str, *params: object) -> Any:
+        """The one value ``query`` selects from the app's database (read only; this module's
+        own queries: the tests check what the pages say against what is stored)."""
+        path = self.folder / "data" / "kamiyo.db"
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            return connection.execute(query, params).fetchone()[0]
+
     def wait_for_mail(self, address: str, count: int) -> Received:
         """The ``count``-th mail to ``address`` (mail goes out after the page answered)."""
         deadline = time.monotonic() + MAIL_TIMEOUT_S
@@ -105,15 +117,16 @@ def run_async(function: Callable[[], Awaitable[T]]) -> T:
 
 
 @contextmanager
-def serving(folder: Path, database: Path) -> Iterator[Served]:
+def serving(folder: Path, database: Path, **settings: str) -> Iterator[Served]:
     """``kamiyo serve --transport http`` on a free loopback port, on a copy of ``database``,
-    mailing to a real SMTP server, without Stripe (the plan page says billing is not set up)."""
+    mailing to a real SMTP server, without Stripe (the plan page says billing is not set up);
+    ``settings`` are more of its environment variables."""
     (folder / "data").mkdir()
     shutil.copyfile(database, folder / "data" / "kamiyo.db")  # where KAMIYO_DATA_DIR puts it
     with running_mailbox() as mailbox:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = server_env(folder) | mailbox.env() | {"KAMIYO_PUBLIC_URL": url}
+        env = server_env(folder) | mailbox.env() | {"KAMIYO_PUBLIC_URL": url} | settings
         log_path = folder / "server.log"
         command = [sys.executable, "-m", "kamiyo", "serve", "--transport", "http"]
         with log_path.open("wb") as log:
@@ -131,6 +144,30 @@ def serving(folder: Path, database: Path) -> Iterator[Served]:
             process.terminate()
             process.wait(timeout=30)
         assert "Traceback" not in log_path.read_text()
+
+
+def change_account(
+    served: Served, address: str, *, tier: Tier | None = None, role: Role | None = None
+) -> None:
+    """What ``kamiyo accounts set-tier`` / ``set-role`` do, done here on the served app's
+    database through the same functions (the CLI costs seconds to start). The app reads an
+    account's tier and role at each request (its tier cache holds only credentials that
+    already called)."""
+
+    async def change() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{served.folder / 'data' / 'kamiyo.db'}")
+        try:
+            async with session_factory(engine)() as session:
+                account = await accounts.require_account(session, address)
+                if tier is not None:
+                    await accounts.set_tier(session, account, tier)
+                if role is not None:
+                    accounts.set_role(account, role)
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    run_async(change)
 
 
 @dataclass

@@ -48,10 +48,7 @@ def test_signed_in_pages(logged_in_page: Page) -> None:
     page = logged_in_page
     _assert_accessible(
         page,
-        *(
-            lambda path=path: page.goto(path)
-            for path in ["/dashboard", "/dashboard/keys", "/dashboard/plan"]
-        ),
+        *(lambda path=path: page.goto(path) for path in SIGNED_IN_PAGES),
     )
 
 

@@ -1,11 +1,14 @@
 """Standard MCP clients accept what KAMIYO answers an unpaid call or a refusal (issue 10).
 
-With pay per call on, an unpaid call answers ``isError: true`` with the x402 PaymentRequired in
-``structuredContent``; a refusal (rate limited, …) carries ``{error, message, …}`` there. Clients
-check ``structuredContent`` against the tool's declared output schema, some even on errors (the
-TypeScript SDK v1 client and MCP Inspector 2.x do; the v2 client and the Python SDK skip errors),
-so each schema must admit every shape its tool can answer, and the agent must be able to read
-the price, or when to retry, from ``structuredContent`` alone (Claude Code drops the text blocks).
+With pay per call on, an unpaid call over HTTP to a tool the free tier unlocks is answered on
+the free tier, with the offer to pay (``paid_offer``) in ``structuredContent`` (issue 16); one
+to a tool the free tier lacks, or any unpaid priced call over stdio, answers ``isError: true``
+with the x402 PaymentRequired there; a refusal (rate limited, …) carries ``{error, message,
+…}``. Clients check ``structuredContent`` against the tool's declared output schema, some even
+on errors (the TypeScript SDK v1 client and MCP Inspector 2.x do; the v2 client and the Python
+SDK skip errors), so each schema must admit every shape its tool can answer, and the agent must
+be able to read the price, or when to retry, from ``structuredContent`` alone (Claude Code drops
+the text blocks).
 
 No chain is needed to be asked for a payment: the server takes payments on Base Sepolia with a
 made-up pay-to address, a relayer key it never uses and an RPC endpoint nothing listens on.
@@ -22,6 +25,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from mcp import Client
 
+from kamiyo.tiers import TIERS, Tier
 from tests.mcpserver.conftest import run_kamiyo, running_http_server, server_env
 from tests.mcpserver.node_clients import (
     KAMIYO_STDIO,
@@ -46,6 +50,8 @@ PRICED = {
     "screen_transaction": {"tx_hash": "0x" + "cd" * 32},
 }
 FREE_PER_MINUTE = 10  # the free tier's requests per minute (tiers.py)
+FREE_MAX_RESULTS = TIERS[Tier.FREE].max_results
+FREE_TIER_TOOLS = {"search_exploits", "get_exploit", "get_exploit_stats"}
 
 
 def x402_env(folder: Path) -> dict[str, str]:
@@ -101,6 +107,29 @@ def assert_asks_for_payment(result: dict[str, Any]) -> None:
     assert says(structured, "$0.01"), structured
 
 
+def assert_answers_with_an_offer(result: dict[str, Any]) -> None:
+    """An unpaid search over HTTP: answered on the free tier, with what paying would add."""
+    assert result.get("isError") is not True
+    structured = result["structuredContent"]
+    assert structured["incidents"], structured
+    assert structured["limit"] <= FREE_MAX_RESULTS
+    offer = structured["paid_offer"]
+    assert (offer["tier"], offer["price_usd"], offer["amount"]) == ("free", "$0.01", "10000")
+    assert offer["networks"] == [NETWORK]
+    required = offer["payment_required"]
+    assert required["resource"]["url"] == "mcp://tool/search_exploits"
+    assert required["accepts"][0]["amount"] == str(SEARCH_PRICE)
+    assert 'params._meta["x402/payment"]' in offer["how_to_pay"]
+
+
+def assert_unpaid_answer(transport: str, result: dict[str, Any]) -> None:
+    """Over stdio nothing changed: the payment request; over HTTP the free tier's answer."""
+    if transport == "stdio":
+        assert_asks_for_payment(result)
+    else:
+        assert_answers_with_an_offer(result)
+
+
 def assert_accepted(seen: dict[str, Any]) -> dict[str, Any]:
     """The TypeScript client returned the answer rather than throwing on it."""
     assert "thrown" not in seen, seen["thrown"]
@@ -119,7 +148,12 @@ async def test_every_output_schema_admits_what_its_tool_answers_unpaid(http_url:
             assert schema is not None, tool
             assert schema["type"] == "object", tool
             result = await client.call_tool(tool, arguments)
-            assert result.is_error is True, tool
+            assert result.structured_content is not None, tool
+            if tool in FREE_TIER_TOOLS:  # answered on the free tier, with the offer
+                assert result.is_error is not True, (tool, result.structured_content)
+                assert "paid_offer" in result.structured_content, tool
+            else:  # the free tier lacks it: a payment request
+                assert result.is_error is True, tool
             errors = list(Draft202012Validator(schema).iter_errors(result.structured_content))
             assert not errors, (tool, [e.message for e in errors][:3])
 
@@ -138,7 +172,8 @@ def test_inspector_cli_accepts_an_unpaid_answer(
         "query=ronin",
     ]
     # Inspector exits 5 for a tool's isError answer, 1 when it rejects the answer.
-    assert_asks_for_payment(inspector(entry, method, tmp_path, env, tool_error=True))
+    seen = inspector(entry, method, tmp_path, env, tool_error=transport == "stdio")
+    assert_unpaid_answer(transport, seen)
 
 
 @pytest.mark.parametrize("sdk", ["v1", "v2"])
@@ -149,7 +184,7 @@ def test_typescript_sdk_clients_accept_an_unpaid_answer(
     target = KAMIYO_STDIO if transport == "stdio" else [f"{http_url}/mcp"]
     script = ["--call", "search_exploits", json.dumps(SEARCH)]
     seen = sdk_client(sdk, transport, target, env, *script)
-    assert_asks_for_payment(assert_accepted(seen))
+    assert_unpaid_answer(transport, assert_accepted(seen))
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
@@ -162,10 +197,15 @@ def test_x402_client_reads_the_price_of_an_unpaid_answer(
         command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
     seen = outcome_of(proc)
-    assert_asks_for_payment({"isError": seen["is_error"], "structuredContent": seen["structured"]})
-    # x402's own parser read the offer from structuredContent.
-    assert seen["offer"]["accepts"][0]["amount"] == str(SEARCH_PRICE)
-    assert seen["offer"]["accepts"][0]["payTo"] == PAY_TO
+    result = {"isError": seen["is_error"], "structuredContent": seen["structured"]}
+    assert_unpaid_answer(transport, result)
+    if transport == "stdio":  # x402's own parser read the offer from structuredContent
+        offer = seen["offer"]
+    else:  # an answer, not a payment request: the offer to sign is in paid_offer
+        assert seen["offer"] is None
+        offer = seen["structured"]["paid_offer"]["payment_required"]
+    assert offer["accepts"][0]["amount"] == str(SEARCH_PRICE)
+    assert offer["accepts"][0]["payTo"] == PAY_TO
 
 
 @pytest.mark.parametrize("sdk", ["v1", "v2"])

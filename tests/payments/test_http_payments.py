@@ -1,8 +1,10 @@
 """x402 over HTTP on the REST endpoints, and one payment raced across two real servers.
 
-The in-process app answers 402 with PAYMENT-REQUIRED, takes PAYMENT-SIGNATURE (and v1
-X-PAYMENT), and returns PAYMENT-RESPONSE; then fifty calls carrying the same payment go to
-two ``kamiyo serve`` processes sharing one PostgreSQL journal, and exactly one is charged.
+The in-process app answers an anonymous call to a tool the free tier unlocks on the free tier,
+with the offer to pay in the body (issue 16), and 402 with PAYMENT-REQUIRED for a tool it lacks;
+it takes PAYMENT-SIGNATURE (and v1 X-PAYMENT), and returns PAYMENT-RESPONSE; then fifty calls
+carrying the same payment go to two ``kamiyo serve`` processes sharing one PostgreSQL journal,
+and exactly one is charged.
 """
 
 import base64
@@ -31,10 +33,19 @@ pytestmark = pytest.mark.anyio
 
 SEARCH = "/api/v1/exploits?query=euler"
 PRICE = 10_000
+RISK = "/api/v1/risk/Euler"  # the free tier lacks it: unpaid, a 402
+RISK_PRICE = 50_000
 
 
 def decode(header: str) -> Any:
     return json.loads(base64.b64decode(header))
+
+
+def offer_of(response: httpx2.Response) -> PaymentRequired:
+    if response.status_code == 200:  # answered on the free tier
+        return PaymentRequired.model_validate(response.json()["paid_offer"]["payment_required"])
+    assert response.status_code == 402, response.text
+    return PaymentRequired.model_validate(decode(response.headers["payment-required"]))
 
 
 @dataclass
@@ -43,9 +54,8 @@ class Rest:
     chain: EvmChain
 
     async def offer(self, path: str = SEARCH) -> PaymentRequired:
-        response = await self.http.get(path)
-        assert response.status_code == 402, response.text
-        return PaymentRequired.model_validate(decode(response.headers["payment-required"]))
+        """The offer an unpaid call comes with: in the free tier's answer, or the 402's."""
+        return offer_of(await self.http.get(path))
 
     def balances(self) -> tuple[int, int]:
         return self.chain.balance_of(self.chain.payer.address), self.chain.balance_of(
@@ -71,17 +81,34 @@ async def rest(empty_database_url: str, evm_chain: EvmChain, tmp_path: Path) -> 
             yield Rest(http, evm_chain)
 
 
-async def test_an_unpaid_request_gets_402_with_payment_required(rest: Rest) -> None:
+async def test_an_unpaid_request_is_answered_on_the_free_tier_with_the_offer(rest: Rest) -> None:
     response = await rest.http.get(SEARCH)
-    assert response.status_code == 402
-    required = decode(response.headers["payment-required"])
-    assert required["x402Version"] == 2
+    assert response.status_code == 200, response.text
+    assert "payment-required" not in response.headers
+    body = response.json()
+    assert body["incidents"][0]["protocol"] == "Euler Finance"
+    offer = body.pop("paid_offer")
+    assert (offer["price_usd"], offer["networks"]) == ("$0.01", [rest.chain.network])
+    assert "PAYMENT-SIGNATURE" in offer["how_to_pay"]
+    required = offer["payment_required"]
     assert required["resource"]["url"] == f"http://test{SEARCH}"
     assert required["accepts"][0]["amount"] == str(PRICE)
     assert required["accepts"][0]["payTo"] == rest.chain.pay_to
+
+
+async def test_an_unpaid_request_the_free_tier_lacks_gets_402_with_payment_required(
+    rest: Rest,
+) -> None:
+    response = await rest.http.get(RISK)
+    assert response.status_code == 402
+    required = decode(response.headers["payment-required"])
+    assert required["x402Version"] == 2
+    assert required["resource"]["url"] == f"http://test{RISK}"
+    assert required["accepts"][0]["amount"] == str(RISK_PRICE)
+    assert required["accepts"][0]["payTo"] == rest.chain.pay_to
     body = response.json()
     message = body.pop("message")
-    assert message.startswith("search_exploits costs $0.01")
+    assert message.startswith("assess_protocol_risk costs $0.05")
     # The REST error envelope rides beside the PaymentRequired, whose error stays x402's string.
     assert body.pop("problem") == {"code": "payment_required", "message": message, "details": {}}
     # A first request may come from a v1 client, which reads the body: v1's PaymentRequired.
@@ -158,8 +185,7 @@ async def test_one_payment_raced_across_two_servers_is_charged_once(
         http_server_process(tmp_path, [], env, "b.log") as (second, _),
     ):
         async with httpx2.AsyncClient(timeout=60) as client:
-            unpaid = await client.get(f"{first}{SEARCH}")
-            offer = PaymentRequired.model_validate(decode(unpaid.headers["payment-required"]))
+            offer = offer_of(await client.get(f"{first}{SEARCH}"))
             header = encode_header(_sent(sign_exact_payment(evm_chain, offer.accepts[0], payer)))
             before = evm_chain.balance_of(payer.address)
 

@@ -40,6 +40,10 @@ def kamiyo_env(chain: EvmChain, folder: Path) -> dict[str, str]:
     return {
         "KAMIYO_X402_NETWORKS": json.dumps([network]),
         "KAMIYO_X402_EVM_RELAYER_KEY_FILE": str(key_file),
+        # A pay-per-call-only server: with anonymous access off there is no free tier without
+        # an account, so an unpaid search asks for payment (over HTTP too) and x402's client
+        # pays it as it would any 402. The free tier's offer is paid in test_paid_limits.py.
+        "KAMIYO_ALLOW_ANONYMOUS": "false",
     }
 
 

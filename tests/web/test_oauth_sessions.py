@@ -17,6 +17,7 @@ from kamiyo.access import accounts
 from kamiyo.config import AuthSettings, SiteSettings
 from kamiyo.tiers import Tier
 from kamiyo.web import oauth
+from kamiyo.web.oauth_limits import OAuthLimits
 from tests.web.oauth_helpers import BASE, REDIRECT, hidden_fields, oauth_settings, pkce, query_of
 
 pytestmark = pytest.mark.anyio
@@ -43,9 +44,11 @@ async def browser(
         # Stands in for the dashboard's cookie session: the account it names, or None.
         return logged_in[0] if logged_in else None
 
+    settings = oauth_settings(empty_database_url)
     routes = oauth.routes(
-        oauth_settings(empty_database_url),
+        settings,
         lambda: migrated_sessions,
+        limits=OAuthLimits(settings),
         account_of=account_of,
         login_path="/login",
     )

@@ -6,6 +6,12 @@ takes effect within seconds without a database read on every call -> the caller'
 include the one the call's target names -> the account's requests per minute and per day -> a
 grant with the tier's caps. Every call, admitted or refused, goes to the meter; so does a call
 whose arguments were refused (``count_invalid``), after it is counted against the limits.
+
+With x402 on, a call without a credential to a priced tool the free tier unlocks is answered on
+the free tier over HTTP, its grant carrying the quote so the answer can say what paying adds;
+one that carries a payment, or asks for a tool the free tier lacks, is paid per call: payments
+offered from one client address are limited before they are verified (``PAYMENT_ATTEMPTS``),
+and paid calls per payer once verified (``PAID_CALLS``).
 """
 
 import datetime as dt
@@ -14,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 from cachetools import TTLCache
@@ -21,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts, keys, revocation, tokens
 from kamiyo.access.gate import (
+    LOCAL_PEER,
     PAID_TIER,
     Admission,
     Call,
@@ -33,15 +41,17 @@ from kamiyo.access.gate import (
     RefusalReason,
     Replayed,
 )
-from kamiyo.access.limiter import Limiter, limit_states
+from kamiyo.access.limiter import Limiter, limit_states, over_payment_limit
 from kamiyo.access.meter import Meter, UsageEvent
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.db.bounds import unstorable
+from kamiyo.payments import bundles
+from kamiyo.payments.bundles import BundleState
 from kamiyo.payments.cashier import Cashier
-from kamiyo.payments.outcomes import Answered, Declined, NotSettled, Quote
-from kamiyo.payments.prices import PAID_MAX_RESULTS
-from kamiyo.tiers import TIERS, Tier
+from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, Quote
+from kamiyo.payments.prices import BUNDLE_LIFETIME, PAID_MAX_RESULTS
+from kamiyo.tiers import PAID_CALLS, PAYMENT_ATTEMPTS, TIERS, Tier
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +99,19 @@ class AccountGate:
 
     async def check_credential(self, credential: str | None) -> Refusal | None:
         if credential is None and self.cashier is not None:
-            return None  # a caller with a wallet and no account: priced tools ask for payment
+            return None  # no account: the free tier, or a payment for what it lacks
         identity = await self.identify(credential)
         return identity if isinstance(identity, Refusal) else None
 
     async def admit(self, call: Call) -> Admission:
+        offer = None
         # Quoted only when a payment may be due: subscribers' calls never build an offer.
         if call.credential is None and (quote := self._quote(call)) is not None:
-            # Without an account, priced tools are paid per call (the free tier needs a key).
-            return await self._paid(call, None, quote)
+            paying = call.payment is not None or call.bundle is not None
+            if paying or not self._free_tier_answers(call):
+                return await self._paid(call, None, quote)
+            # The free tier never blocks: answered on it, saying what paying would add.
+            offer = quote
         identity = await self.identify(call.credential)
         if isinstance(identity, Refusal):
             self._meter(call, None, identity.reason)
@@ -111,6 +125,13 @@ class AccountGate:
             return refusal
         subject = identity.subject(call.peer)
         over = await self.limiter.hit(subject, policy)
+        if over is not None and offer is not None and over.retry_after_s is not None:
+            # Over the free tier's limit, the call may still be paid for: say both.
+            assert self.cashier is not None  # there is an offer only when there is a cashier
+            ask = f"{over.message.removesuffix(', or upgrade for a higher limit.')}; or pay: "
+            over = replace(
+                over, message=ask + self.cashier.ask(offer), payment_required=offer.required
+            )
         if over is not None:
             self._meter(call, identity, over.reason)
             return over
@@ -127,6 +148,19 @@ class AccountGate:
             key_pk=identity.key_pk,
             subject=subject,
             limits=limits,
+            offer=offer,
+        )
+
+    def _free_tier_answers(self, call: Call) -> bool:
+        """Whether an anonymous, unpaid call is answered on the free tier rather than asked to
+        pay: anonymous access is on, the free tier unlocks the tool, and the call came over
+        HTTP. With anonymous access off there is no free tier without an account, so a priced
+        tool asks for payment; over stdio (the local user who started the server, with a key in
+        the environment or a wallet) nothing changes either."""
+        return (
+            self._settings.auth.allow_anonymous
+            and Tier.FREE.includes(call.target.tier)
+            and call.peer != LOCAL_PEER
         )
 
     async def count_invalid(self, call: Call) -> Refusal | None:
@@ -156,7 +190,12 @@ class AccountGate:
     ) -> Completed | Refusal:
         completed: Completed | Refusal = Completed()
         status: str = outcome
-        if grant.payment is not None and self.cashier is not None:
+        if grant.bundle is not None:
+            taken = grant.bundle
+            if outcome != "ok":  # the tool failed: its call goes back into the bundle
+                taken = await bundles.give_back(self._require_sessions(), taken)
+            completed = Completed(bundle=BundleState.of(taken))
+        elif grant.payment is not None and self.cashier is not None:
             sessions = self._require_sessions()
             hold = grant.payment
             if outcome != "ok":  # the tool failed: the payment is not taken
@@ -168,7 +207,7 @@ class AccountGate:
                     completed = _payment_refusal(declined)
                     status, results = RefusalReason.PAYMENT_REQUIRED.value, None
                 else:
-                    completed = Completed(settled.receipt)
+                    completed = Completed(settled.receipt, await self._bought(hold))
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
@@ -185,15 +224,67 @@ class AccountGate:
         return completed
 
     def _quote(self, call: Call) -> Quote | None:
-        """What the call would cost paid on its own, or None when it cannot be paid for."""
+        """What the call would cost paid on its own (or with the pack it asks to buy), or None
+        when it cannot be paid for."""
         price = call.target.price
         if self.cashier is None or price is None or call.resource is None:
             return None
-        return self.cashier.quote(call.target.name, price, call.size, call.resource)
+        wanted = call.bundle.buy if call.bundle is not None else None
+        pack = price.pack(wanted) if wanted is not None else None
+        return self.cashier.quote(call.target.name, price, call.size, call.resource, pack)
+
+    async def _bought(self, hold: Hold) -> BundleState | None:
+        """The bundle a settled payment bought, if it paid for a pack of calls."""
+        if hold.quote.pack_calls is None or self.cashier is None:
+            return None
+        token = self.cashier.bundle_token(hold.held.pk)
+        balance = await bundles.issue(
+            self._require_sessions(),
+            token=token,
+            payment_pk=hold.held.pk,
+            tool=hold.quote.tool,
+            calls=hold.quote.pack_calls,
+            payer=hold.payer,
+            network=hold.network,
+            lifetime=BUNDLE_LIFETIME,
+        )
+        return BundleState.of(balance, token)
+
+    async def _from_bundle(
+        self, call: Call, identity: Identity | None, quote: Quote, token: str
+    ) -> Admission:
+        """Admit a call paid from a bundle, or ask for a payment saying why the bundle cannot."""
+        assert self.cashier is not None
+        assert call.target.price is not None
+        taken = await bundles.redeem(self._require_sessions(), token, call.target.name)
+        if isinstance(taken, bundles.Unusable):
+            log.info("bundle for %s refused: %s", call.target.name, taken.reason)
+            asked = Refusal(
+                RefusalReason.PAYMENT_REQUIRED,
+                f"{taken.explain()} {self.cashier.ask(quote)}",
+                payment_required=quote.required,
+            )
+            self._meter(call, identity, asked.reason)
+            return asked
+        cap = call.target.price.pack_max_results
+        return Grant(
+            tier=PAID_TIER,
+            max_results=min(cap, self._settings.answers.max_results),
+            account_pk=identity.account_pk if identity else None,
+            key_pk=identity.key_pk if identity else None,
+            subject=f"payer:{taken.payer}",
+            bundle=taken,
+        )
 
     async def _paid(self, call: Call, identity: Identity | None, quote: Quote) -> Admission:
         """Admit a call on its own x402 payment, or ask for one."""
         assert self.cashier is not None  # there is a quote only when there is a cashier
+        token = call.bundle.token if call.bundle is not None else None
+        if token is not None and call.payment is None:
+            return await self._from_bundle(call, identity, quote, token)
+        wanted = call.bundle.buy if call.bundle is not None else None
+        if wanted is not None and quote.pack_calls is None:
+            return self._no_such_pack(call, identity, quote, wanted)
         if call.payment is None:
             asked = Refusal(
                 RefusalReason.PAYMENT_REQUIRED,
@@ -202,21 +293,62 @@ class AccountGate:
             )
             self._meter(call, identity, asked.reason)
             return asked
-        accepted = await self.cashier.accept(call.payment, quote, self._require_sessions())
+        # Before verifying (RPC reads): payments offered from this address, so that a flood of
+        # invalid ones is refused here, nothing verified and nothing charged.
+        attempts = await self.limiter.hit(f"payments:peer:{call.peer}", PAYMENT_ATTEMPTS)
+        if attempts is not None:
+            refused = over_payment_limit(attempts, "payments offered from this address", "verified")
+            log.warning("payment from %s refused before verifying: %s", call.peer, refused.limit)
+            self._meter(call, identity, refused.reason)
+            return refused
+        sessions = self._require_sessions()
+        accepted = await self.cashier.accept(call.payment, quote, sessions)
         if isinstance(accepted, Declined):
             refusal = _payment_refusal(accepted)
             self._meter(call, identity, refusal.reason)
             return refusal
         if isinstance(accepted, Answered):
-            return Replayed(accepted.answer, accepted.receipt)
+            return Replayed(accepted.answer, accepted.receipt, await self._told_again(accepted))
+        subject = f"payer:{accepted.payer}"
+        over = await self.limiter.hit(subject, PAID_CALLS)
+        if over is not None:  # the payer's own limit: the payment is released, not taken
+            await self.cashier.release(accepted, RefusalReason.RATE_LIMITED.value, sessions)
+            refused = over_payment_limit(over, "paid calls from this payer", "taken")
+            log.warning("paid call of %s refused: %s", subject, refused.limit)
+            self._meter(call, identity, refused.reason)
+            return refused
         return Grant(
             tier=PAID_TIER,
             max_results=min(PAID_MAX_RESULTS, self._settings.answers.max_results),
             account_pk=identity.account_pk if identity else None,
             key_pk=identity.key_pk if identity else None,
-            subject=f"payer:{accepted.payer}",
+            subject=subject,
             payment=accepted,
         )
+
+    def _no_such_pack(
+        self, call: Call, identity: Identity | None, quote: Quote, wanted: int
+    ) -> Refusal:
+        assert self.cashier is not None
+        price = call.target.price
+        sizes = ", ".join(str(pack.calls) for pack in price.packs) if price else ""
+        offered = f"it sells packs of {sizes} calls" if sizes else "it sells no packs"
+        refusal = Refusal(
+            RefusalReason.PAYMENT_REQUIRED,
+            f"No pack of {wanted} {call.target.name} calls: {offered}. {self.cashier.ask(quote)}",
+            payment_required=quote.required,
+        )
+        self._meter(call, identity, refusal.reason)
+        return refusal
+
+    async def _told_again(self, answered: Answered) -> BundleState | None:
+        """A retried payment that bought a pack is told its bundle (and token) again."""
+        if answered.payment_pk is None or self.cashier is None:
+            return None
+        bought = await bundles.bought_with(self._require_sessions(), answered.payment_pk)
+        if bought is None:
+            return None
+        return BundleState.of(bought, self.cashier.bundle_token(answered.payment_pk))
 
     def _require_sessions(self) -> async_sessionmaker[AsyncSession]:
         if self._sessions is None:

@@ -23,7 +23,8 @@ from x402.schemas import PaymentRequired, SettleResponse
 
 from kamiyo.access.usage import UsageReport
 from kamiyo.intel.scope import Scope
-from kamiyo.payments.outcomes import Hold, Payment
+from kamiyo.payments.bundles import Balance, BundleAsk, BundleState
+from kamiyo.payments.outcomes import Hold, Payment, Quote
 from kamiyo.payments.prices import Price
 from kamiyo.tiers import Tier
 
@@ -55,6 +56,10 @@ class LimitState:
     reset_s: int
 
 
+# The peer of a call over stdio: the one local user who started the server.
+LOCAL_PEER = "local"
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     target: Target
@@ -62,11 +67,13 @@ class Call:
     # How many records the call asks for, where a price depends on it.
     size: int | None = None
     payment: Payment | None = None
+    # Pay from a bundle of prepaid calls, or buy one (x402 on).
+    bundle: BundleAsk | None = None
     # What x402 names the thing paid for: mcp://tool/<name>, or the REST URL.
     resource: str | None = None
     # Who is on the other end of the connection (client address on HTTP, "local" on stdio):
     # anonymous callers are limited per peer.
-    peer: str = "local"
+    peer: str = LOCAL_PEER
     started: float = field(default_factory=time.perf_counter)
     # Report where the caller's rate limits stand in the grant (a read of the limits store
     # more; the MCP tools do not ask).
@@ -108,8 +115,13 @@ class Grant:
     subject: str = "open"
     # A verified x402 payment held for this call: settled by ``complete`` if the call succeeds.
     payment: Hold | None = None
+    # The bundle this call's one call was taken from: given back by ``complete`` if it fails.
+    bundle: Balance | None = None
     # The caller's rate limits after this call, when the call asked (``Call.limits_wanted``).
     limits: tuple[LimitState, ...] = ()
+    # An anonymous call answered on the free tier that could have been paid for: what paying
+    # would cost, so the answer can say what a payment (or a subscription) adds.
+    offer: Quote | None = None
 
     @property
     def scope(self) -> Scope:
@@ -160,13 +172,16 @@ class Replayed:
 
     answer: dict[str, Any]
     receipt: SettleResponse | None
+    bundle: BundleState | None = None  # the bundle that payment bought, if it bought one
 
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """A call finished; ``receipt`` is its settled payment, if it was paid for."""
+    """A call finished; ``receipt`` is its settled payment, if it was paid for, and
+    ``bundle`` the bundle it bought or was paid from."""
 
     receipt: SettleResponse | None = None
+    bundle: BundleState | None = None
 
 
 Admission = Grant | Refusal | Replayed

@@ -33,6 +33,7 @@ import logging
 import math
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio
@@ -45,7 +46,7 @@ from kamiyo.access.gate import LimitState, Refusal, RefusalReason
 from kamiyo.access.usage import Window
 from kamiyo.config import RedisSettings
 from kamiyo.outages import Outage
-from kamiyo.tiers import TierPolicy
+from kamiyo.tiers import CallLimits, TierPolicy
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ REDIS_RETRY_S = 1.0  # after a failure, Redis is tried again this much later
 PRUNE_EVERY = 4096  # calls between sweeps of idle subjects out of the local counters
 
 Windows = tuple[Window, Window]  # the minute's, the day's
+# What a subject is limited by: a tier's policy, or the limits of paid calls (tiers.py).
+Limits = TierPolicy | CallLimits
 
 
 def _window(limit: int, used: int, resets_in_s: float) -> Window:
@@ -79,11 +82,11 @@ class LocalWindows:
         self._days: dict[str, tuple[float, int]] = {}  # subject -> (window start, calls)
         self._hits = 0
 
-    def hit(self, subject: str, policy: TierPolicy) -> Refusal | None:
+    def hit(self, subject: str, policy: Limits) -> Refusal | None:
         taken = self.take(subject, policy)
         return taken if isinstance(taken, Refusal) else None
 
-    def take(self, subject: str, policy: TierPolicy, *, day: bool = True) -> float | Refusal:
+    def take(self, subject: str, policy: Limits, *, day: bool = True) -> float | Refusal:
         """Count a call unless it is over the minute's limit (and, with ``day``, the day's);
         the stamp ``give_back`` takes to uncount it."""
         now = time.monotonic()
@@ -111,7 +114,7 @@ class LocalWindows:
         if calls:
             self._days[subject] = (start, calls - 1)
 
-    def usage(self, subject: str, policy: TierPolicy) -> Windows:
+    def usage(self, subject: str, policy: Limits) -> Windows:
         now = time.monotonic()
         recent = self._recent_calls(subject, now)
         start, calls = self._day(subject, now)
@@ -161,7 +164,7 @@ class RedisWindows:
         self._minute = MovingWindowRateLimiter(self.storage)
         self._day = FixedWindowRateLimiter(self.storage)
 
-    async def hit(self, subject: str, policy: TierPolicy) -> Refusal | None:
+    async def hit(self, subject: str, policy: Limits) -> Refusal | None:
         per_minute = RateLimitItemPerMinute(policy.requests_per_minute)
         per_day = RateLimitItemPerDay(policy.requests_per_day)
         if not await self._minute.hit(per_minute, subject):
@@ -172,7 +175,7 @@ class RedisWindows:
             return _over("requests_per_day", per_day.amount, stats.reset_time - time.time())
         return None
 
-    async def usage(self, subject: str, policy: TierPolicy) -> Windows:
+    async def usage(self, subject: str, policy: Limits) -> Windows:
         windows = []
         for strategy, item in (
             (self._minute, RateLimitItemPerMinute(policy.requests_per_minute)),
@@ -197,7 +200,7 @@ class Limiter:
             logger=log,
         )
 
-    async def hit(self, subject: str, policy: TierPolicy) -> Refusal | None:
+    async def hit(self, subject: str, policy: Limits) -> Refusal | None:
         """Count one call for ``subject``; a refusal when it is over a limit."""
         if self._shared is None:
             return self._local.hit(subject, policy)
@@ -223,7 +226,7 @@ class Limiter:
         # Redis is away: this process's own counts decide, the day's too (fail-open).
         return self._local.hit(subject, policy) if self._fail_open else _unavailable()
 
-    async def usage(self, subject: str, policy: TierPolicy) -> Windows | None:
+    async def usage(self, subject: str, policy: Limits) -> Windows | None:
         """The minute's and the day's windows for ``subject``; None when they cannot be read."""
         if self._shared is None:
             return self._local.usage(subject, policy)
@@ -290,4 +293,17 @@ def _unavailable() -> Refusal:
         RefusalReason.UNAVAILABLE,
         "Rate limiting is temporarily unavailable, so calls are paused; try again shortly.",
         retry_after_s=5,
+    )
+
+
+def over_payment_limit(over: Refusal, what: str, untouched: str) -> Refusal:
+    """A limit on payments (tiers.py) said as one: what was limited, and that the payment
+    was not ``untouched`` (verified, taken)."""
+    if over.reason is not RefusalReason.RATE_LIMITED or over.retry_after_s is None:
+        return over  # the limits' store is down: its own refusal says so
+    per = "minute" if over.limit == "requests_per_minute" else "day"
+    return replace(
+        over,
+        message=f"Too many {what}: at most {over.limit_value} a {per}. The payment was not "
+        f"{untouched} and nothing was charged; retry in {over.retry_after_s} s.",
     )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.access.meter import UsageEvent
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.usage import UsageRecord
+from kamiyo.payments.bundles import BundleState
 
 # Calls that reached the tool, bad arguments included (refusals are recorded but are not usage).
 ANSWERED = ("ok", "error", "invalid")
@@ -43,6 +44,9 @@ class UsageReport(_Frozen):
     day: Window | None = Field(description="Requests in the current 24-hour quota window.")
     month: MonthUsage | None = Field(
         description="This account's calls this month; null for anonymous callers."
+    )
+    bundle: BundleState | None = Field(
+        default=None, description="The bundle of prepaid calls named by bundle_token, if any."
     )
 
 

@@ -3,8 +3,10 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
+import limits
 import platformdirs
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     Field,
     SecretStr,
@@ -143,6 +145,20 @@ class AnswerSettings(Section):
     cache_size: int = Field(default=4096, ge=1)
 
 
+def _rate_limit(value: str) -> str:
+    """A limit in the ``limits`` library's notation: "300/minute", "20/second", "5000/hour"."""
+    try:
+        counted = limits.parse(value).amount
+    except ValueError:
+        counted = 0
+    if counted < 1:
+        raise ValueError(f"{value!r} is not a rate limit: write e.g. 300/minute, 5000/hour")
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
+
+
 class AuthSettings(Section):
     """Who a caller is: the signing secret, tokens, the identity cache, anonymous callers."""
 
@@ -183,6 +199,22 @@ class AuthSettings(Section):
         default=30 * 24 * 3600,
         ge=3600,
         description="How long an OAuth refresh token lasts unused (each use replaces it).",
+    )
+    # Per client address, shared across instances (Redis when configured). Hosted connectors
+    # (Claude, ChatGPT) register and refresh for all their users from a few vendor addresses,
+    # so those two are generous; authorize comes from each person's browser.
+    oauth_register_limit: RateLimit = Field("300/minute", description="Registrations per address.")
+    oauth_authorize_limit: RateLimit = Field("120/minute", description="Authorize per address.")
+    oauth_token_limit: RateLimit = Field("1200/minute", description="Token requests per address.")
+    oauth_revoke_limit: RateLimit = Field("600/minute", description="Revocations per address.")
+    oauth_prune_every_s: float = Field(
+        default=3600,
+        ge=0,
+        description="How often a serving instance deletes expired OAuth codes and tokens and "
+        "stale clients; 0: only `kamiyo oauth prune` does.",
+    )
+    oauth_stale_client_days: int = Field(
+        default=30, ge=1, description="Days before a registered OAuth client never granted goes."
     )
 
     # The credential a stdio server presents for its user (HTTP callers send their own).

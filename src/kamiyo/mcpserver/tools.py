@@ -18,12 +18,15 @@ from pydantic import BaseModel, Field
 
 from kamiyo.access.gate import Refusal, RefusalReason
 from kamiyo.mcpserver.wire import (
+    BUNDLE_ARGUMENTS,
     PRICE_KEY,
     RECEIPT_KEY,
     TRANSFER_ARGUMENTS,
+    BundleArguments,
     TransferArguments,
     payment_in_meta,
 )
+from kamiyo.payments.bundles import BUNDLE_FIELD, BundleAsk, BundleState
 from kamiyo.payments.outcomes import Payment
 from kamiyo.payments.prices import tool_price
 from kamiyo.payments.transfer_desk import name_the_claim
@@ -32,6 +35,7 @@ from kamiyo.service.arguments import parse_query
 from kamiyo.service.catalogue import CATALOGUE, Operation, ToolName
 from kamiyo.service.discovery import listed as listed_for_directories
 from kamiyo.service.discovery import mcp_extension
+from kamiyo.service.offers import answer_model
 from kamiyo.service.pipeline import Caller, execute, execute_unknown
 from kamiyo.service.state import ServerState
 from kamiyo.service.terms import terms
@@ -74,9 +78,12 @@ PAYMENT_REQUIRED_SCHEMA: dict[str, Any] = {
 
 
 def output_schema(operation: Operation[Any, Any], payments: bool) -> dict[str, Any]:
-    answer = operation.output.model_json_schema()
+    answer = answer_model(operation, payments).model_json_schema()
     problem = Problem.model_json_schema()
     defs = answer.pop("$defs", {}) | problem.pop("$defs", {})
+    if payments and operation.price is not None:  # a paid answer tells its bundle, if any
+        bundle = BundleState.model_json_schema()
+        answer.setdefault("properties", {})[BUNDLE_FIELD] = bundle
     branches = [answer, problem, *([PAYMENT_REQUIRED_SCHEMA] if payments else [])]
     schema: dict[str, Any] = {"type": "object", "anyOf": branches}
     if defs:
@@ -84,9 +91,14 @@ def output_schema(operation: Operation[Any, Any], payments: bool) -> dict[str, A
     return schema
 
 
-def input_schema(operation: Operation[Any, Any], transfers: bool) -> dict[str, Any]:
+def input_schema(
+    operation: Operation[Any, Any], transfers: bool, payments: bool = False
+) -> dict[str, Any]:
     schema: dict[str, Any] = operation.query.model_json_schema()
     schema.setdefault("properties", {})
+    if payments and operation.price is not None and operation.price.packs:
+        extra = BundleArguments.model_json_schema()["properties"]
+        schema["properties"] = schema["properties"] | extra
     if transfers:
         extra = TransferArguments.model_json_schema()["properties"]
         schema["properties"] = schema["properties"] | extra
@@ -106,7 +118,7 @@ def listed(operation: Operation[Any, Any], state: ServerState) -> MCPTool:
         name=operation.name.value,
         title=operation.title,
         description=description,
-        input_schema=input_schema(operation, gate.takes_transfers),
+        input_schema=input_schema(operation, gate.takes_transfers, gate.takes_payments),
         output_schema=output_schema(operation, gate.takes_payments),
         annotations=ToolAnnotations(
             read_only_hint=not operation.writes,
@@ -136,9 +148,17 @@ async def call(
             refused = claimed
         else:
             transfer = claimed.claim()
-    query = refused or parse_query(name, operation.query, given)
     meta = ctx.request_context.meta if ctx is not None else None
-    caller = caller_of(ctx, state, payment_in_meta(meta) or transfer)
+    bundle: BundleAsk | None = None
+    if state.gate.takes_payments and operation.price is not None and operation.price.packs:
+        asked = {arg: given.pop(arg) for arg in BUNDLE_ARGUMENTS if arg in given}
+        parsed = parse_query(name, BundleArguments, asked)
+        if isinstance(parsed, Failure):
+            refused = refused or parsed
+        else:
+            bundle = parsed.ask(meta)
+    query = refused or parse_query(name, operation.query, given)
+    caller = caller_of(ctx, state, payment_in_meta(meta) or transfer, bundle)
     return result_of(await execute(state, operation, query, caller), operation, state)
 
 
@@ -151,11 +171,15 @@ async def call_unknown(
 
 
 def caller_of(
-    ctx: Context[Any] | None, state: ServerState, payment: Payment | None = None
+    ctx: Context[Any] | None,
+    state: ServerState,
+    payment: Payment | None = None,
+    bundle: BundleAsk | None = None,
 ) -> Caller:
     return Caller(
         credential=credential_of(ctx, state),
         payment=payment,
+        bundle=bundle,
         peer=peer_of(ctx),
         # The SDK sends notifications/progress only when the request carried a progressToken.
         progress=ctx.report_progress if ctx is not None else None,

@@ -4,7 +4,8 @@ x402 over MCP (``transports-v2/mcp.md``): the payment arrives in
 ``params._meta["x402/payment"]`` (clients in the wild also use ``x402.payment``, a JSON string
 or base64 of it) and the receipt leaves in ``result._meta["x402/payment-response"]``. A priced
 tool states its price in its own ``_meta["kamiyo/price"]``. Paying by plain Solana transfer is
-named in two tool arguments.
+named in two tool arguments; buying a pack of calls, or paying from one, in a tool argument or
+in ``_meta`` (``kamiyo/bundle-calls``, ``kamiyo/bundle-token``).
 """
 
 from collections.abc import Mapping
@@ -13,12 +14,15 @@ from typing import Any
 from pydantic import Field
 
 from kamiyo.intel.models import QueryModel
+from kamiyo.payments.bundles import BundleAsk
 from kamiyo.payments.outcomes import RawPayment
 from kamiyo.payments.transfers import TransferClaim
 
 PAYMENT_KEYS = ("x402/payment", "x402.payment")
 RECEIPT_KEY = "x402/payment-response"
 PRICE_KEY = "kamiyo/price"
+BUNDLE_TOKEN_KEY = "kamiyo/bundle-token"  # noqa: S105 (a key name)
+BUNDLE_CALLS_KEY = "kamiyo/bundle-calls"
 
 
 def payment_in_meta(meta: Mapping[str, Any] | None) -> RawPayment | None:
@@ -55,3 +59,34 @@ class TransferArguments(QueryModel):
 
 
 TRANSFER_ARGUMENTS = tuple(TransferArguments.model_fields)
+
+
+class BundleArguments(QueryModel):
+    """The two arguments a priced tool takes with x402 on: buy a pack of calls, or pay from one."""
+
+    x402_bundle_calls: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Only to buy a pack of calls of this tool with one x402 payment: its size "
+        "(see get_pricing). The call is then quoted the pack's price.",
+    )
+    x402_bundle_token: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Only to pay from a pack bought earlier: the bundle.token its paid answer "
+        "gave.",
+    )
+
+    def ask(self, meta: Mapping[str, Any] | None) -> BundleAsk | None:
+        """What the call asks of bundles, from these arguments or else the request's _meta."""
+        token, buy = self.x402_bundle_token, self.x402_bundle_calls
+        given = meta or {}
+        if token is None and isinstance(given.get(BUNDLE_TOKEN_KEY), str):
+            token = given[BUNDLE_TOKEN_KEY]
+        if buy is None and type(given.get(BUNDLE_CALLS_KEY)) is int:
+            buy = given[BUNDLE_CALLS_KEY]
+        return BundleAsk(token, buy) if token is not None or buy is not None else None
+
+
+BUNDLE_ARGUMENTS = tuple(BundleArguments.model_fields)

@@ -29,6 +29,7 @@ from x402.schemas import (
 from kamiyo.chains import AcceptedNetwork, AddressFamily, family_of
 from kamiyo.config import X402Settings
 from kamiyo.payments import journal, metrics
+from kamiyo.payments.bundles import token_for
 from kamiyo.payments.facilitators import Facilitator, LocalFacilitator, RemoteFacilitator
 from kamiyo.payments.networks import SCHEME
 from kamiyo.payments.outcomes import (
@@ -43,12 +44,15 @@ from kamiyo.payments.outcomes import (
     decline,
     digest,
 )
-from kamiyo.payments.prices import Price, usd
+from kamiyo.payments.prices import BUNDLE_LIFETIME, Pack, Price, usd
 from kamiyo.payments.transfer_desk import TRANSFER_EXTENSION, TransferDesk
 from kamiyo.payments.transfers import TransferClaim
 from kamiyo.payments.wire import MalformedPaymentError, read_payment
 
 log = logging.getLogger(__name__)
+
+# Where a payment request lists the packs of calls a tool also sells.
+BUNDLES_EXTENSION = "kamiyo/bundles"
 
 
 class Cashier:
@@ -69,6 +73,7 @@ class Cashier:
             (n for n in self._networks if n.family is AddressFamily.SOLANA and n.rpc_urls), None
         )
         secret = secret_key.get_secret_value()
+        self._bundle_secret = secret.encode()
         self._desk = TransferDesk(transfer_network, secret) if transfer_network else None
 
     @property
@@ -105,19 +110,34 @@ class Cashier:
             extra.update(name=network.eip712_name, version=network.eip712_version)
         return extra
 
-    def quote(self, name: str, price: Price, size: int | None, resource_url: str) -> Quote:
-        """What this call costs (``size``: the records it asks for) and every way to pay it."""
-        amount = price.for_size(size)
+    def quote(
+        self,
+        name: str,
+        price: Price,
+        size: int | None,
+        resource_url: str,
+        pack: Pack | None = None,
+    ) -> Quote:
+        """What this call costs (``size``: the records it asks for; ``pack``: a pack of calls
+        bought with it) and every way to pay it."""
+        amount = pack.amount if pack is not None else price.for_size(size)
+        extensions: dict[str, Any] = {PAYMENT_IDENTIFIER: declare_payment_identifier_extension()}
+        if price.packs:
+            extensions[BUNDLES_EXTENSION] = _packs_offer(price)
+        if self._desk is not None:
+            extensions[TRANSFER_EXTENSION] = self._desk.offer(name, amount)
         required = PaymentRequired(
             x402_version=2,
             error=REASONS["payment_required"],
             resource=ResourceInfo(url=resource_url, description=None, mime_type="application/json"),
             accepts=self.requirements(amount),
-            extensions={PAYMENT_IDENTIFIER: declare_payment_identifier_extension()},
+            extensions=extensions,
         )
-        if self._desk is not None and required.extensions is not None:
-            required.extensions[TRANSFER_EXTENSION] = self._desk.offer(name, amount)
-        return Quote(name, amount, required)
+        return Quote(name, amount, required, pack.calls if pack is not None else None)
+
+    def bundle_token(self, payment_pk: int) -> str:
+        """The token of the bundle the payment in this journal row bought."""
+        return token_for(self._bundle_secret, payment_pk)
 
     def ask(self, quote: Quote) -> str:
         """The sentence an unpaid call gets: the price, how to pay, or how to subscribe."""
@@ -131,10 +151,25 @@ class Cashier:
                 f"{offer['tokenAccount']} with the memo {offer['memo']} and call again naming "
                 f"its signature and the reference {offer['reference']}."
             )
+        packs = ""
+        offered = (quote.required.extensions or {}).get(BUNDLES_EXTENSION)
+        if isinstance(offered, dict) and quote.pack_calls is None:
+            packs = (
+                " Or buy a pack of calls with one payment: "
+                + ", ".join(
+                    f"{pack['calls']} for {pack['usd']} (x402_bundle_calls={pack['calls']})"
+                    for pack in offered["packs"]
+                )
+                + "; the paid answer's bundle.token pays for the rest (x402_bundle_token)."
+            )
+        cost = (
+            f"A pack of {quote.pack_calls} {quote.tool} calls costs {usd(quote.amount)} in USDC"
+            if quote.pack_calls is not None
+            else f"{quote.tool} costs {usd(quote.amount)} in USDC per call"
+        )
         return (
-            f"{quote.tool} costs {usd(quote.amount)} in USDC per call ({where}). Pay with an "
-            f"x402 client, which signs one of the offers in this answer and sends it again "
-            f"with the call.{transfer}{subscribe}"
+            f"{cost} ({where}). Pay with an x402 client, which signs one of the offers in this "
+            f"answer and sends it again with the call.{packs}{transfer}{subscribe}"
         )
 
     def not_settled(self, hold: Hold, reason: str) -> Declined:
@@ -194,7 +229,7 @@ class Cashier:
             return decline(quote, "payment_id_conflict")
         if taken.state == "settled" and taken.answer is not None:
             receipt = SettleResponse.model_validate(taken.receipt) if taken.receipt else None
-            return Answered(taken.answer, receipt)
+            return Answered(taken.answer, receipt, taken.pk)
         if taken.state == "settled":
             return decline(quote, "payment_already_used")
         return decline(quote, "payment_in_use")
@@ -261,6 +296,21 @@ class Cashier:
     ) -> None:
         """The call failed before settlement: nothing is taken, the payment may be tried again."""
         await journal.failed(sessions, hold.held, reason)
+
+
+def _packs_offer(price: Price) -> dict[str, Any]:
+    """The x402 extension that tells a client the packs it may buy instead of one call."""
+    return {
+        "packs": [
+            {"calls": p.calls, "amount": str(p.amount), "usd": usd(p.amount)} for p in price.packs
+        ],
+        "maxResults": price.pack_max_results,
+        "validDays": BUNDLE_LIFETIME.days,
+        "buy": "Call again asking for a pack (MCP: the x402_bundle_calls argument or "
+        "_meta['kamiyo/bundle-calls']; HTTP: the Kamiyo-Bundle-Calls header) to be quoted its "
+        "price. The paid answer's bundle.token then pays for the pack's other calls "
+        "(x402_bundle_token, _meta['kamiyo/bundle-token'] or the Kamiyo-Bundle-Token header).",
+    }
 
 
 def _matching(

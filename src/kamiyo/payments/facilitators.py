@@ -7,7 +7,7 @@ payer); they are synchronous and do network I/O, so they run in worker threads.
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio.to_thread
@@ -20,6 +20,10 @@ from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse, Ve
 from kamiyo.chains import AcceptedNetwork, AddressFamily
 from kamiyo.config import ConfigurationError, X402Settings
 from kamiyo.payments.networks import SCHEME
+from kamiyo.payments.rpc import SolanaRpc
+
+if TYPE_CHECKING:
+    from kamiyo.payments.svm import PooledKeypairSigner
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,8 @@ def _nothing_settles(family: str, networks: list[AcceptedNetwork], key: str) -> 
 class LocalFacilitator:
     def __init__(self, x402: X402Settings) -> None:
         self._facilitator = x402FacilitatorSync()
+        # Solana signers and their networks' RPC URLs: each gets its endpoint pool at start.
+        self._svm_signers: list[tuple[PooledKeypairSigner, list[str]]] = []
         evm = [n for n in x402.networks if n.family is AddressFamily.EVM]
         svm = [n for n in x402.networks if n.family is AddressFamily.SOLANA]
         if evm:
@@ -112,7 +118,7 @@ class LocalFacilitator:
     def _register_svm(self, x402: X402Settings, networks: list[AcceptedNetwork]) -> None:
         from solders.keypair import Keypair
 
-        from kamiyo.payments.svm import CheckedExactSvm, ConfirmingKeypairSigner
+        from kamiyo.payments.svm import CheckedExactSvm, PooledKeypairSigner, VerifiedPayments
 
         name = "KAMIYO_X402_SVM_FEE_PAYER_KEY"
         key = read_secret(x402.svm_fee_payer_key, x402.svm_fee_payer_key_file, name)
@@ -124,19 +130,24 @@ class LocalFacilitator:
             raise PaymentSetupError(
                 f"{name} is not a base58 Solana keypair (64 bytes, as solana-keygen writes)"
             ) from None
+        verified = VerifiedPayments()  # one per instance, over its Solana networks
         for network in networks:
             if not network.rpc_urls:
                 raise PaymentSetupError(
                     f"KAMIYO_X402_NETWORKS: {network.network} needs rpc_urls to settle on chain"
                 )
-            signer = ConfirmingKeypairSigner(keypair, rpc_url=network.rpc_urls[0])
+            signer = PooledKeypairSigner(keypair, verified)
+            self._svm_signers.append((signer, list(network.rpc_urls)))
             self._facilitator.register([network.network], CheckedExactSvm(signer))
 
     async def start(self) -> None:
-        return None
+        # The pools are made here, on the server's loop, where the signers hand their RPC.
+        for signer, urls in self._svm_signers:
+            signer.connect(SolanaRpc(urls))
 
     async def stop(self) -> None:
-        return None
+        for signer, _ in self._svm_signers:
+            await signer.disconnect()
 
     async def verify(
         self, payload: PaymentPayload, requirements: PaymentRequirements

@@ -7,7 +7,7 @@ holds it; the others are told it is in use or already spent. A held payment that
 """
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import select, update
@@ -45,6 +45,7 @@ class Taken:
     same_payment_id: bool = False
     answer: dict[str, Any] | None = None
     receipt: dict[str, Any] | None = None
+    pk: int | None = field(default=None, compare=False)  # the row, when it settled
 
 
 def _now() -> dt.datetime:
@@ -109,7 +110,8 @@ async def _retry(session: AsyncSession, known: Payment, entry: Entry) -> Held | 
             return Held(known.pk)
         return Taken("held", same_id)
     if known.state == SETTLED:
-        return Taken("settled", same_id, known.answer if same_id else None, known.receipt)
+        answer = known.answer if same_id else None
+        return Taken("settled", same_id, answer, known.receipt, known.pk)
     return Taken("held", same_id)
 
 

@@ -32,6 +32,7 @@ class Quote:
     tool: str  # what is paid for (an operation's name)
     amount: int
     required: PaymentRequired
+    pack_calls: int | None = None  # a pack of this many calls, bought with one payment
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class Answered:
 
     answer: dict[str, Any]
     receipt: SettleResponse | None = None
+    payment_pk: int | None = None  # the journal's row, to tell the bundle it bought again
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,11 @@
 Each operation declares its own price in the catalogue (service/catalogue.py); this module says
 what a price is. Amounts are atomic USDC units (6 decimals: 10_000 is $0.01) and the same on
 every network. A price is fixed, or banded by the size of the answer asked for (the ``limit``
-argument), the way the tiers are banded by max results.
+argument), the way the tiers are banded by max results. A price may also offer packs: one
+payment for a number of calls of the tool, redeemed with a bundle token (payments/bundles.py).
 """
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -15,6 +17,8 @@ from kamiyo.payments.networks import USDC_DECIMALS
 
 # A paid call sees at most this many records (DESIGN.md, "x402 per call").
 PAID_MAX_RESULTS = 50
+# How long a bundle's calls stay usable after it is bought.
+BUNDLE_LIFETIME = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +28,24 @@ class Band:
 
 
 @dataclass(frozen=True, slots=True)
+class Pack:
+    calls: int
+    amount: int  # for all the calls together
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     amount: int  # for a call without a size, or the smallest band
     bands: tuple[Band, ...] = ()
+    packs: tuple[Pack, ...] = ()
+
+    def pack(self, calls: int) -> Pack | None:
+        return next((pack for pack in self.packs if pack.calls == calls), None)
+
+    @property
+    def pack_max_results(self) -> int:
+        """The records a call paid from a pack may ask for: the smallest band's, if banded."""
+        return self.bands[0].up_to if self.bands else PAID_MAX_RESULTS
 
     def for_size(self, size: int | None) -> int:
         """The price of a call asking for ``size`` records (None: the query's default)."""
@@ -58,12 +77,26 @@ class PricedBand(BaseModel):
     usd: str
 
 
+class PricedPack(BaseModel):
+    calls: int
+    amount: str = Field(description="Atomic USDC units for all the calls together.")
+    usd: str
+    usd_per_call: str
+    max_results: int = Field(description="The most records each of these calls returns.")
+    valid_days: int
+
+
 class ToolPrice(BaseModel):
     tool: str
     amount: str = Field(description="Atomic USDC units for a call of the default size.")
     usd: str
     bands: list[PricedBand] = Field(
         default_factory=list, description="Prices by the `limit` asked for, when they vary."
+    )
+    packs: list[PricedPack] = Field(
+        default_factory=list,
+        description="Bundles: one payment for several calls of this tool, redeemed with the "
+        "bundle token the paid answer returns.",
     )
 
 
@@ -75,6 +108,17 @@ def tool_price(tool: str, price: Price) -> ToolPrice:
         bands=[
             PricedBand(up_to_results=band.up_to, amount=str(band.amount), usd=usd(band.amount))
             for band in price.bands
+        ],
+        packs=[
+            PricedPack(
+                calls=pack.calls,
+                amount=str(pack.amount),
+                usd=usd(pack.amount),
+                usd_per_call=usd(pack.amount // pack.calls),
+                max_results=price.pack_max_results,
+                valid_days=BUNDLE_LIFETIME.days,
+            )
+            for pack in price.packs
         ],
     )
 

@@ -27,6 +27,7 @@ from kamiyo.payments.prices import (
     PAID_MAX_RESULTS,
     AcceptedPayment,
     Band,
+    Pack,
     Price,
     PriceList,
     tool_price,
@@ -117,9 +118,11 @@ async def pricing(job: Job, query: NoArguments) -> PriceList:
     networks = job.state.settings.x402.networks
     subscribe = job.state.settings.site.upgrade_url
     how = (
-        "Call a priced tool without a credential: the answer is an x402 PaymentRequired "
-        "(isError, structuredContent; over REST a 402 with a PAYMENT-REQUIRED header) listing "
-        "one offer per network. Sign one with an x402 client and call again with the payment "
+        "Call a priced tool without a credential: a tool the free tier lacks answers an x402 "
+        "PaymentRequired (isError, structuredContent; over REST a 402 with a PAYMENT-REQUIRED "
+        "header) listing one offer per network; one it unlocks is answered on the free tier "
+        "with the same object in paid_offer.payment_required. Sign one offer with an x402 "
+        "client and call again with the payment "
         "(MCP: params._meta['x402/payment']; REST: the PAYMENT-SIGNATURE header); the receipt "
         "comes back with the answer. Nothing is charged unless the tool answers."
         if networks
@@ -187,7 +190,11 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         intel.SearchQuery,
         intel.SearchResult,
         from_intel(intel.search_incidents),
-        price=Price(10_000, bands=(Band(10, 10_000), Band(PAID_MAX_RESULTS, 20_000))),
+        price=Price(
+            10_000,
+            bands=(Band(10, 10_000), Band(PAID_MAX_RESULTS, 20_000)),
+            packs=(Pack(100, 800_000),),
+        ),
         rest=RestRoute("/api/v1/exploits"),
         command=Command("search", ("query",), {"min_loss_usd": ("--min-loss",)}),
     ),
@@ -242,7 +249,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         intel.ProtocolRisk,
         from_intel(intel.assess_protocol),
         tier=Tier.PERSONAL,
-        price=Price(50_000),
+        price=Price(50_000, packs=(Pack(25, 1_000_000),)),
         rest=RestRoute("/api/v1/risk/{protocol_name}"),
         command=Command("risk", ("protocol_name",)),
     ),
@@ -261,7 +268,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         intel.AddressScreen,
         screen_wallet,
         tier=Tier.TEAM,
-        price=Price(100_000),
+        price=Price(100_000, packs=(Pack(25, 2_000_000),)),
         rest=RestRoute("/api/v1/wallets/{wallet_address}"),
         command=Command("wallet", ("wallet_address",)),
     ),
@@ -279,7 +286,7 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         intel.TransactionScreen,
         screen_transaction,
         tier=Tier.TEAM,
-        price=Price(50_000),
+        price=Price(50_000, packs=(Pack(25, 1_000_000),)),
         rest=RestRoute("/api/v1/transactions/{tx_hash}/screen"),
         command=Command("tx", ("tx_hash",)),
     ),
@@ -287,9 +294,9 @@ OPERATIONS: tuple[Operation[Any, Any], ...] = (
         ToolName.GET_USAGE,
         "Your usage",
         "Your tier, its limits, and how much of them you have used: requests in the last minute "
-        "and in the current day's quota, with when each frees up, and calls this month. Free; "
-        "counts as one request.",
-        NoArguments,
+        "and in the current day's quota, with when each frees up, and calls this month; with "
+        "bundle_token, the calls left in that bundle. Free; counts as one request.",
+        own.UsageQuery,
         UsageReport,
         own.usage,
         cached=False,

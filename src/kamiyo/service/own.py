@@ -7,8 +7,9 @@ from sqlalchemy import text
 
 from kamiyo import __version__
 from kamiyo.access.usage import UsageReport
-from kamiyo.intel import DatasetInfo, dataset_info
+from kamiyo.intel import DatasetInfo, NotFoundError, dataset_info
 from kamiyo.intel.models import QueryModel
+from kamiyo.payments import bundles
 from kamiyo.service.state import Job
 
 
@@ -43,5 +44,19 @@ async def health(job: Job, query: NoArguments) -> HealthReport:
     )
 
 
-async def usage(job: Job, query: NoArguments) -> UsageReport:
-    return await job.state.gate.usage(job.grant, job.session)
+class UsageQuery(QueryModel):
+    bundle_token: str | None = Field(
+        default=None,
+        max_length=64,
+        description="A bundle token a paid answer gave: its calls left are reported too.",
+    )
+
+
+async def usage(job: Job, query: UsageQuery) -> UsageReport:
+    report = await job.state.gate.usage(job.grant, job.session)
+    if query.bundle_token is None:
+        return report
+    found = await bundles.balance(job.session, query.bundle_token)
+    if found is None:
+        raise NotFoundError("No bundle has this token: check it, or buy one (see get_pricing).")
+    return report.model_copy(update={"bundle": bundles.BundleState.of(found)})

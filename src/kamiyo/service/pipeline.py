@@ -20,12 +20,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from kamiyo import outages
-from kamiyo.access.gate import Call, Grant, Refusal, Replayed, Target
+from kamiyo.access.gate import LOCAL_PEER, Call, Grant, Refusal, Replayed, Target
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel import IncidentList, NotFoundError
+from kamiyo.payments.bundles import BUNDLE_FIELD, BundleAsk
 from kamiyo.payments.outcomes import Payment
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome, count_results
 from kamiyo.service.catalogue import Operation
+from kamiyo.service.offers import OFFER_FIELD, paid_offer
 from kamiyo.service.state import Job, Progress, ServerState
 from kamiyo.tiers import TIERS, Tier, next_tier_above
 
@@ -38,9 +40,11 @@ class Caller:
 
     credential: str | None = None
     payment: Payment | None = None
+    # Pay from a bundle of prepaid calls, or buy one.
+    bundle: BundleAsk | None = None
     # What x402 names the thing paid for (the REST URL); None: mcp://tool/<name>.
     resource: str | None = None
-    peer: str = "local"
+    peer: str = LOCAL_PEER
     # Where a long call reports progress (MCP: the client's progressToken), if anywhere.
     progress: Progress | None = None
     # Whether the answer should say where the caller's rate limits stand (REST headers).
@@ -84,6 +88,7 @@ def _call(target: Target, caller: Caller, size: int | None = None) -> Call:
         credential=caller.credential,
         size=size,
         payment=caller.payment,
+        bundle=caller.bundle,
         resource=caller.resource or f"mcp://tool/{target.name}",
         peer=caller.peer,
         limits_wanted=caller.limits_wanted,
@@ -125,7 +130,8 @@ async def run_call(
         log.info("%s refused: %s", name, admission.reason.value)
         return admission
     if isinstance(admission, Replayed):
-        return Answer(admission.answer, _json(admission.answer), admission.receipt)
+        replayed = Answer(admission.answer, _json(admission.answer), admission.receipt)
+        return _with_field(replayed, BUNDLE_FIELD, admission.bundle)
     key = None
     if cache_key is not None and state.cache is not None:
         grant = admission
@@ -174,10 +180,24 @@ async def _finish(state: ServerState, call: Call, grant: Grant, answer: Answer) 
     if isinstance(completed, Refusal):
         log.info("%s answer withheld: %s", call.target.name, completed.reason.value)
         return completed
-    if completed.receipt is None and not grant.limits:
+    if not (completed.receipt or completed.bundle or grant.limits or grant.offer):
         return answer
-    # A copy: the cached answer stays free of one caller's receipt and limits.
-    return replace(answer, receipt=completed.receipt, limits=grant.limits)
+    # A copy: the cached answer stays free of one caller's receipt, limits, bundle and offer.
+    answer = replace(answer, receipt=completed.receipt, limits=grant.limits)
+    if grant.offer is not None:
+        offer = paid_offer(grant.offer, state.settings.site.upgrade_url)
+        answer = _with_field(answer, OFFER_FIELD, offer)
+    return _with_field(answer, BUNDLE_FIELD, completed.bundle)
+
+
+def _with_field(answer: Answer, name: str, value: BaseModel | None) -> Answer:
+    """The answer with one more field on every surface (structuredContent, its text, REST's
+    body): the bundle that paid for it, or what paying would add. Agents that read only
+    structuredContent see it there."""
+    if value is None:
+        return answer
+    structured = answer.structured | {name: value.model_dump(mode="json")}
+    return replace(answer, structured=structured, text=_json(structured))
 
 
 def _unavailable(name: str) -> Failure:

@@ -17,8 +17,9 @@ from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
-from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, rest
+from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, oauth_pruning, rest
 from kamiyo.web.auth import ResourceServer
+from kamiyo.web.oauth_limits import OAuthLimits
 from kamiyo.web.webhooks import stripe_webhook_route
 
 # The HTTP parser waits for a request head up to this size (its default is 16 kB), so that an
@@ -74,7 +75,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running(state), server.session_manager.run():
+        async with (
+            running(state),
+            server.session_manager.run(),
+            oauth_pruning.pruning(settings, sessions),  # expired OAuth codes and tokens
+        ):
             try:
                 yield
             finally:
@@ -91,6 +96,8 @@ def create_app(
 
     resource = ResourceServer(settings.site, settings.auth, state.gate)
     board = dashboard.Dashboard(state)
+    oauth_limits = OAuthLimits(settings)
+    state.on_close.append(oauth_limits.aclose)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/metrics", metrics),
@@ -107,7 +114,11 @@ def create_app(
         # KAMIYO as its own OAuth authorization server for /mcp (with a public URL); who
         # consents is who is logged in to the dashboard.
         *oauth.routes(
-            settings, sessions, account_of=board.account_of, login_path=dashboard.LOGIN_PAGE
+            settings,
+            sessions,
+            limits=oauth_limits,
+            account_of=board.account_of,
+            login_path=dashboard.LOGIN_PAGE,
         ),
         # Stripe's deliveries decide entitlements; a first paid activation gets the welcome mail.
         stripe_webhook_route(settings, sessions, welcome),

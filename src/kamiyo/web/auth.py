@@ -13,6 +13,13 @@ The challenge's JSON body is what the endpoint's clients read: on the MCP endpoi
 ``{"error", "error_description"}`` (as the SDK's own guard answers), on REST routes the REST
 envelope (web/errors.py); the ``WWW-Authenticate`` header is the same on both.
 
+Which endpoints take this server's OAuth tokens (docs/oauth.md, "Where a token works"): only
+``/mcp``. Its authorization server issues tokens whose audience is the ``/mcp`` URL (RFC 8707),
+and the MCP authorization spec has a resource accept only tokens meant for it, so the guard
+refuses such a token on ``/sse`` and REST with a 401 saying where it works, and only the
+``/mcp`` metadata document names that authorization server. API keys and operator JWTs
+(audience ``KAMIYO_JWT_AUDIENCE``) work everywhere, as do external servers' tokens.
+
 The guard is pure ASGI: Starlette's ``BaseHTTPMiddleware`` would buffer the SSE streams. The
 SDK's ``RequireAuthMiddleware`` does not fit: it cannot admit anonymous callers and gives every
 failure the same message.
@@ -23,6 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 
+import jwt
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from pydantic import AnyHttpUrl
 from starlette.datastructures import Headers
@@ -34,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kamiyo import outages
 from kamiyo.access.gate import Gate
 from kamiyo.config import AuthSettings, ConfigurationError, SiteSettings
+from kamiyo.config.sections import MCP_PATH
 from kamiyo.web.access_log import logged_path
 from kamiyo.web.errors import error_body
 from kamiyo.web.oauth import served_issuer
@@ -77,8 +86,39 @@ class ResourceServer:
             ) from None
         # Without an external one, KAMIYO is its own (web/oauth.py), when it serves one.
         own = served_issuer(site, auth)
+        self.external_servers = auth.authorization_servers
         self.authorization_servers = auth.authorization_servers or ([own] if own else [])
+        # The audience of this server's own OAuth tokens, when they differ from operator JWTs'.
+        oauth = site.mcp_resource_url if own else None
+        self.oauth_audience = oauth if oauth != auth.jwt_audience else None
         self.gate = gate
+
+    def servers_for(self, resource_path: str) -> list[str]:
+        """The authorization servers whose tokens the resource at ``resource_path`` takes:
+        external ones everywhere, this server's own on ``/mcp`` only."""
+        return self.external_servers or (
+            self.authorization_servers if resource_path == MCP_PATH else []
+        )
+
+    def misplaced_token(self, credential: str, resource_path: str) -> str | None:
+        """Why ``credential`` is refused here: one of this server's OAuth access tokens, for
+        ``/mcp``, presented elsewhere (None: it is not one, or this is ``/mcp``). Its claims
+        are read unverified, to refuse only: the gate verifies what gets in."""
+        if self.oauth_audience is None or resource_path == MCP_PATH:
+            return None
+        try:
+            claims = jwt.decode(credential, options={"verify_signature": False})
+        except jwt.InvalidTokenError:
+            return None  # not a JWT (an API key) or not one of ours: the gate decides
+        audience = claims.get("aud") if isinstance(claims, dict) else None
+        audiences = audience if isinstance(audience, list) else [audience]
+        if self.oauth_audience not in audiences:
+            return None
+        where = resource_path or "the REST API"
+        return (
+            f"This OAuth access token is for {self.oauth_audience} (its audience, RFC 8707) and "
+            f"works only there; on {where} send an API key."
+        )
 
     def base_url(self, scope: Scope) -> str:
         """The public URL when configured, else the scheme and Host this request came in on."""
@@ -121,8 +161,8 @@ class ResourceServer:
             # Plain JSON, not the SDK's ProtectedResourceMetadata: that model requires at least
             # one authorization server, and RFC 9728 makes the field optional.
             body: dict[str, object] = {"resource": self.base_url(request.scope) + resource_path}
-            if self.authorization_servers:
-                body["authorization_servers"] = self.authorization_servers
+            if servers := self.servers_for(resource_path):
+                body["authorization_servers"] = servers
             body |= {"bearer_methods_supported": ["header"], "resource_name": "KAMIYO"}
             return JSONResponse(body, headers={"Cache-Control": "public, max-age=3600"})
 
@@ -194,6 +234,9 @@ class BearerGuard:
             problem = credential_problem(scheme, credential)
             if problem is not None:
                 return self.challenge(scope, *problem)
+            misplaced = self.server.misplaced_token(credential, self.resource_path)
+            if misplaced is not None:
+                return self.challenge(scope, "invalid_token", misplaced)
         try:
             refusal = await self.server.gate.check_credential(credential)
         except Exception as exc:  # the gate's database is down: say so, keep the cause in the log

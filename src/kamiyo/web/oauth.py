@@ -11,10 +11,13 @@ request; ``oauth_provider.Provider`` keeps the state, ``oauth_consent.Consent`` 
 - ``/oauth/register``: dynamic client registration (RFC 7591); Client ID Metadata Documents
   need none
 - ``/oauth/revoke``: revocation (RFC 7009)
+
+Registration, authorize, token and revocation are rate limited per client address
+(``oauth_limits.py``).
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.handlers.register import RegistrationHandler
@@ -36,6 +39,7 @@ from starlette.types import ASGIApp
 from kamiyo.config import AuthSettings, Settings, SiteSettings
 from kamiyo.web.oauth_clients import ClientDirectory, HashedSecretAuthenticator
 from kamiyo.web.oauth_consent import AccountOf, Consent, nobody
+from kamiyo.web.oauth_limits import OAuthLimits
 from kamiyo.web.oauth_provider import AUTHORIZE_PATH, Provider
 
 log = logging.getLogger(__name__)
@@ -95,7 +99,8 @@ class PublicClientRevocation(RevocationHandler):
 
 
 def _api(app: ASGIApp, methods: list[str]) -> ASGIApp:
-    """Body-limited, and readable by browser clients (the MCP Inspector runs in one)."""
+    """Body-limited, and readable by browser clients (the MCP Inspector runs in one): CORS
+    outermost, so a 429 from the rate limit inside is readable too."""
     limited = RequestBodyLimitMiddleware(app, MAX_BODY)
     return CORSMiddleware(limited, allow_origins="*", allow_methods=methods, allow_headers=["*"])
 
@@ -104,10 +109,12 @@ def routes(
     settings: Settings,
     sessions: Callable[[], async_sessionmaker[AsyncSession]],
     *,
+    limits: OAuthLimits,
     account_of: AccountOf = nobody,
     login_path: str | None = None,
 ) -> list[Route]:
-    """The authorization server's routes; none when it is not served (see the module)."""
+    """The authorization server's routes, rate limited by ``limits`` (the caller closes it);
+    none when it is not served (see the module)."""
     issuer, resource = served_issuer(settings.site, settings.auth), settings.site.mcp_resource_url
     if issuer is None or resource is None:
         return []
@@ -119,6 +126,10 @@ def routes(
     revoke = PublicClientRevocation(provider, authenticator)
     consent = Consent(provider, account_of, login_path)
     api = ["POST", "OPTIONS"]
+
+    def limited(endpoint: str, handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+        return limits.limited(endpoint, request_response(handler))
+
     return [
         Route(
             METADATA_PATH,
@@ -127,10 +138,13 @@ def routes(
         ),
         Route(
             AUTHORIZE_PATH,
-            RequestBodyLimitMiddleware(request_response(consent.endpoint), MAX_BODY),
+            limits.limited(
+                "authorize",
+                RequestBodyLimitMiddleware(request_response(consent.endpoint), MAX_BODY),
+            ),
             methods=["GET", "POST"],
         ),
-        Route(TOKEN_PATH, _api(request_response(token.handle), api), methods=api),
-        Route(REGISTER_PATH, _api(request_response(register.handle), api), methods=api),
-        Route(REVOKE_PATH, _api(request_response(revoke.handle), api), methods=api),
+        Route(TOKEN_PATH, _api(limited("token", token.handle), api), methods=api),
+        Route(REGISTER_PATH, _api(limited("register", register.handle), api), methods=api),
+        Route(REVOKE_PATH, _api(limited("revoke", revoke.handle), api), methods=api),
     ]

@@ -7,7 +7,11 @@ authorization spec's Client ID Metadata Documents): it is fetched with the outbo
 remembered for ``DOCUMENT_CACHE_S``. Such a client is public (``token_endpoint_auth_method``
 ``none``): nothing it could present would prove more than the URL already does.
 
-Redirect URIs must be https, or http to a loopback host (native apps, OAuth 2.1 §8.4.2).
+Redirect URIs (RFC 8252, OAuth 2.1 §8.4): https; http to a loopback host, any port at request
+time; or a native app's private-use scheme (``cursor://…``, ``vscode://…``,
+``com.example.app:/cb``). Schemes a browser would run or read locally (``javascript:``,
+``data:``, ``file:`` …), web schemes other than those two, http to any other host, and
+fragments are refused, each with its reason.
 """
 
 import base64
@@ -19,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from typing import Any, cast
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from cachetools import TTLCache
 from mcp.server.auth.middleware.client_auth import ClientAuthenticator
@@ -39,6 +43,13 @@ log = logging.getLogger(__name__)
 DOCUMENT_CACHE_S = 600
 MAX_NAME = 200  # the grants table's client_name
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+# Never a place to send a code: the browser runs these, reads local data with them, or they are
+# no app's (RFC 8252 §8.11 warns of schemes another app can claim; these no app should).
+REFUSED_SCHEMES = frozenset(
+    {"javascript", "vbscript", "data", "file", "blob", "filesystem", "about", "view-source"}
+)
+# Web schemes that are not https/http: nothing listens for a redirect on them.
+WEB_SCHEMES = frozenset({"ftp", "ws", "wss", "mailto", "tel", "sms"})
 
 
 class Client(OAuthClientInformationFull):
@@ -69,13 +80,35 @@ class ClientLookupError(Exception):
 
 def redirect_problem(uri: AnyUrl) -> str | None:
     """Why ``uri`` cannot be a redirect URI (None: it can)."""
-    if uri.fragment is not None:
+    scheme = uri.scheme.lower()
+    if uri.fragment is not None:  # RFC 6749 §3.1.2: the code would be lost or leak
         return f"redirect URI {uri} has a fragment"
-    if uri.scheme == "https" and uri.host:
-        return None
-    if uri.scheme == "http" and (uri.host or "") in LOOPBACK_HOSTS:
-        return None
-    return f"redirect URI {uri} must be https://, or http:// to localhost or a loopback address"
+    if scheme in REFUSED_SCHEMES:
+        return f"redirect URI {uri}: the {scheme}: scheme is never a redirect target"
+    if scheme in WEB_SCHEMES:
+        return f"redirect URI {uri}: the {scheme}: scheme cannot receive an authorization code"
+    if scheme == "https":
+        return None if uri.host else f"redirect URI {uri} has no host"
+    if scheme == "http":
+        if (uri.host or "") in LOOPBACK_HOSTS or _is_loopback_address(uri.host or ""):
+            return None
+        return (
+            f"redirect URI {uri}: http:// is only for localhost or a loopback address "
+            "(a web client needs https://)"
+        )
+    # RFC 8252 §7.1: a native app's private-use scheme (cursor://, vscode://, com.example.app:)
+    if uri.username or uri.password:
+        return f"redirect URI {uri} has a user name or password"
+    return None
+
+
+def returns_to(uri: str) -> str:
+    """Where a redirect URI sends the browser, as the consent page names it: the host of a web
+    one, the scheme and host of a native app's (``cursor://anysphere.cursor-retrieval``)."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("https", "http"):
+        return parts.netloc
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
 
 
 def metadata_problem(client: OAuthClientInformationFull) -> str | None:

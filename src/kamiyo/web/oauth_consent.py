@@ -22,7 +22,7 @@ import secrets
 from pathlib import Path
 from string import Template
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.provider import construct_redirect_uri
@@ -32,7 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from kamiyo.access import accounts, keys, oauth_grants
 from kamiyo.db.tables import Account
-from kamiyo.web.oauth_clients import ClientLookupError, is_metadata_url
+from kamiyo.web.oauth_clients import ClientLookupError, is_metadata_url, returns_to
 from kamiyo.web.oauth_provider import CONSENT_TTL_S, Provider
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ NO_STORE = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "frame-ancestors 'none'",
 }
+DENIED = "The account holder denied access on KAMIYO's consent page"
 KEY_FIELD = (
     '<label for="api_key">Log in with an API key of your KAMIYO account</label>\n'
     '<input type="password" id="api_key" name="api_key" autocomplete="off" required>'
@@ -124,7 +125,7 @@ class Consent:
         name = client.client_name or client.client_id
         body = PAGE.substitute(
             client_name=html.escape(name),
-            redirect_host=html.escape(urlsplit(asked["redirect_uri"]).netloc),
+            redirect_host=html.escape(returns_to(asked["redirect_uri"])),
             who=html.escape(who),
             resource=html.escape(asked["resource"]),
             action=html.escape(request.url.path),
@@ -160,7 +161,10 @@ class Consent:
         redirect = asked["redirect_uri"]
         if form.get("decision") != "approve":
             log.info("OAuth consent denied for %s", asked["client_id"])
-            return self._back(redirect, error="access_denied", state=asked["state"])
+            # The description is what a client shows its user (the MCP Inspector prints it).
+            return self._back(
+                redirect, error="access_denied", error_description=DENIED, state=asked["state"]
+            )
         account_pk = await self.account_of(request)
         if account_pk is None:
             account_pk = await self._key_account(form.get("api_key"))

@@ -22,6 +22,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from kamiyo import __version__
 from kamiyo.payments.transfer_desk import TRANSFER_EXTENSION
 from kamiyo.service.catalogue import OPERATIONS, Operation
+from kamiyo.service.offers import answer_model
 from kamiyo.web.errors import ErrorEnvelope
 from kamiyo.web.openapi_examples import EXAMPLES
 from kamiyo.web.wire import (
@@ -260,6 +261,7 @@ def _operation(op: Operation[Any, Any], schemas: _Schemas, envelope: dict[str, A
             parameter["example"] = example[name]
         parameters.append(parameter)
     price = op.price.describe() + " in USDC per call (x402)" if op.price else "free"
+    answer = schemas.ref(answer_model(op, True), "serialization")
     described: dict[str, Any] = {
         "operationId": op.name.value,
         "summary": op.title,
@@ -276,9 +278,7 @@ def _operation(op: Operation[Any, Any], schemas: _Schemas, envelope: dict[str, A
             "200": {
                 "description": "The answer.",
                 "headers": RATE_LIMIT_HEADERS,
-                "content": {
-                    "application/json": {"schema": schemas.ref(op.output, "serialization")}
-                },
+                "content": {"application/json": {"schema": answer}},
             },
         },
     }
@@ -340,7 +340,7 @@ def document() -> dict[str, Any]:
     routed = [op for op in OPERATIONS if op.rest is not None]
     schemas = _Schemas(
         [(op.query, "validation") for op in routed]
-        + [(op.output, "serialization") for op in routed]
+        + [(answer_model(op, True), "serialization") for op in routed]
         + [(ErrorEnvelope, "serialization")]
     )
     envelope = schemas.ref(ErrorEnvelope, "serialization")

@@ -44,6 +44,7 @@ from kamiyo.web.wire import (
     V1_PAYMENT_RESPONSE_HEADER,
     BadTransferHeaderError,
     SentPayment,
+    bundle_in_headers,
     sent_payment,
 )
 
@@ -103,10 +104,17 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
             body = Failure(FailureKind.INVALID_ARGUMENTS, f"Invalid payment for {name}: {exc}.")
         # A Failure is counted all the same.
         query = body if isinstance(body, Failure) else parse_query(name, operation.query, given)
+        bundle = bundle_in_headers(request.headers)
+        if isinstance(bundle, str):
+            query = Failure(
+                FailureKind.INVALID_ARGUMENTS, f"Invalid arguments for {name}: {bundle}"
+            )
+            bundle = None
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
         caller = Caller(
             credential=credential.strip() or None if scheme.lower() == "bearer" else None,
             payment=sent.payment,
+            bundle=bundle,
             resource=str(request.url),
             peer=request.client.host if request.client else "local",
             limits_wanted=True,

@@ -5,6 +5,8 @@ carries ``PAYMENT-SIGNATURE`` (x402 v1: ``X-PAYMENT``); the answer carries ``PAY
 (to a v1 payment: ``X-PAYMENT-RESPONSE``). A plain Solana transfer (payments/transfers.py) is
 claimed with ``KAMIYO-Transfer-Signature`` and ``KAMIYO-Transfer-Reference``: our own names, so
 without the ``X-`` prefix (RFC 6648) and not in x402's namespace.
+A request buys a pack of calls with ``Kamiyo-Bundle-Calls`` or pays from one with
+``Kamiyo-Bundle-Token``.
 """
 
 import base64
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kamiyo.payments.bundles import BundleAsk
 from kamiyo.payments.outcomes import Payment, RawPayment
 from kamiyo.payments.transfers import REFERENCE_MAX_CHARS, SIGNATURE_MAX_CHARS, TransferClaim
 
@@ -20,6 +23,8 @@ PAYMENT_SIGNATURE_HEADER = "PAYMENT-SIGNATURE"
 V1_PAYMENT_HEADER = "X-PAYMENT"
 PAYMENT_REQUIRED_HEADER = "PAYMENT-REQUIRED"
 PAYMENT_RESPONSE_HEADER = "PAYMENT-RESPONSE"
+BUNDLE_TOKEN_HEADER = "Kamiyo-Bundle-Token"  # noqa: S105 (a header name)
+BUNDLE_CALLS_HEADER = "Kamiyo-Bundle-Calls"
 V1_PAYMENT_RESPONSE_HEADER = "X-PAYMENT-RESPONSE"
 TRANSFER_SIGNATURE_HEADER = "KAMIYO-Transfer-Signature"
 TRANSFER_REFERENCE_HEADER = "KAMIYO-Transfer-Reference"
@@ -71,6 +76,18 @@ def sent_payment(headers: Mapping[str, str]) -> SentPayment:
     if not signature and not reference:
         return SentPayment(None, None)
     return SentPayment(TransferClaim(signature, reference), None)
+
+
+def bundle_in_headers(headers: Mapping[str, str]) -> BundleAsk | str | None:
+    """What a request asks of bundles, None when nothing, or why its header cannot be read."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    token = lowered.get(BUNDLE_TOKEN_HEADER.lower()) or None
+    calls = lowered.get(BUNDLE_CALLS_HEADER.lower())
+    if calls is not None and not (calls.isdigit() and 0 < int(calls) <= 10_000):
+        return f"{BUNDLE_CALLS_HEADER} must be the number of calls of a pack (see get_pricing)"
+    if token is None and calls is None:
+        return None
+    return BundleAsk(token, int(calls) if calls is not None else None)
 
 
 def encode_header(document: Mapping[str, Any]) -> str:
