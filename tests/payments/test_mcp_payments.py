@@ -25,6 +25,8 @@ from kamiyo.db.usage import UsageRecord
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.facilitators import LocalFacilitator
 from kamiyo.runtime import Runtime
+from kamiyo.service.catalogue import CATALOGUE, ToolName
+from kamiyo.service.terms import listing
 from kamiyo.tiers import Tier
 from tests.payments.evm_chain import EvmChain, sign_exact_payment, tampered
 from tests.payments.serving import evm_settings, paying_server
@@ -115,7 +117,10 @@ async def test_an_unpaid_call_answers_payment_required_as_the_spec_shows(paid: P
     assert required["resource"] == {
         "url": "mcp://tool/search_exploits",
         "mimeType": "application/json",
+        # For x402 directories: what it does and what it costs, under 500 characters.
+        "description": listing(CATALOGUE[ToolName.SEARCH_EXPLOITS]),
     }
+    assert required["extensions"]["bazaar"]["info"]["input"]["toolName"] == "search_exploits"
     [offer] = required["accepts"]
     assert offer == {
         "scheme": "exact",

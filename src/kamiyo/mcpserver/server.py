@@ -17,6 +17,7 @@ from kamiyo.access.gate import Gate, OpenGate
 from kamiyo.config import Settings
 from kamiyo.mcpserver import completion, content, logs, subscriptions, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
+from kamiyo.mcpserver.payment_binding import X402PaymentBinding
 from kamiyo.service.catalogue import OPERATIONS, Operation
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
@@ -95,6 +96,8 @@ def build_server(state: ServerState) -> CatalogueServer:
         log_level=state.settings.log.level,
         cache_hints=cache_hints(state.settings),
         subscriptions=False,  # served by subscriptions.register, per caller
+        # 2026-07-28 clients that advertise org.x402/payment get its payment_required result.
+        extensions=[X402PaymentBinding()] if state.gate.takes_payments else None,
     )
     content.register(server, state)
     completion.register(server, state)

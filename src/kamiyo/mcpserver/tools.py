@@ -7,6 +7,7 @@ to do), and with x402 on, an x402 PaymentRequired. Some hosts pass only ``struct
 the model, and the TypeScript SDK clients check it against the output schema even on errors.
 """
 
+import functools
 import json
 from typing import Any
 
@@ -28,12 +29,16 @@ from kamiyo.mcpserver.wire import (
 from kamiyo.payments.bundles import BUNDLE_FIELD, BundleAsk, BundleState
 from kamiyo.payments.outcomes import Payment
 from kamiyo.payments.prices import tool_price
+from kamiyo.payments.transfer_desk import name_the_claim
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
-from kamiyo.service.catalogue import Operation
+from kamiyo.service.catalogue import CATALOGUE, Operation, ToolName
+from kamiyo.service.discovery import listed as listed_for_directories
+from kamiyo.service.discovery import mcp_extension
 from kamiyo.service.offers import answer_model
 from kamiyo.service.pipeline import Caller, execute, execute_unknown
 from kamiyo.service.state import ServerState
+from kamiyo.service.terms import terms
 
 
 class Problem(BaseModel):
@@ -105,11 +110,8 @@ def listed(operation: Operation[Any, Any], state: ServerState) -> MCPTool:
     and in ``_meta`` so an agent knows the cost before it calls."""
     gate = state.gate
     description, meta = operation.description, None
+    description += " " + terms(operation, gate.takes_payments)
     if operation.price is not None and gate.takes_payments:
-        description += (
-            f" Without a subscription: {operation.price.describe()} in USDC per call "
-            "(x402; see get_pricing)."
-        )
         entry = tool_price(operation.name.value, operation.price).model_dump(mode="json")
         meta = {PRICE_KEY: entry | {"asset": "USDC", "decimals": 6}}
     return MCPTool(
@@ -157,7 +159,7 @@ async def call(
             bundle = parsed.ask(meta)
     query = refused or parse_query(name, operation.query, given)
     caller = caller_of(ctx, state, payment_in_meta(meta) or transfer, bundle)
-    return result_of(await execute(state, operation, query, caller))
+    return result_of(await execute(state, operation, query, caller), operation, state)
 
 
 async def call_unknown(
@@ -184,7 +186,11 @@ def caller_of(
     )
 
 
-def result_of(outcome: Outcome) -> CallToolResult:
+def result_of(
+    outcome: Outcome,
+    operation: Operation[Any, Any] | None = None,
+    state: ServerState | None = None,
+) -> CallToolResult:
     if isinstance(outcome, Answer):
         receipt = outcome.receipt
         return CallToolResult(
@@ -194,12 +200,16 @@ def result_of(outcome: Outcome) -> CallToolResult:
             if receipt is not None
             else None,
         )
-    return problem_result(outcome)
+    return problem_result(outcome, operation, state)
 
 
-def problem_result(problem: Refusal | Failure) -> CallToolResult:
+def problem_result(
+    problem: Refusal | Failure,
+    operation: Operation[Any, Any] | None = None,
+    state: ServerState | None = None,
+) -> CallToolResult:
     if isinstance(problem, Refusal) and problem.payment_required is not None:
-        return payment_required_result(problem)
+        return payment_required_result(problem, operation, state)
     if isinstance(problem, Refusal):
         body = Problem(error=problem.reason.value, message=problem.message, **problem.details())
     else:
@@ -211,20 +221,39 @@ def problem_result(problem: Refusal | Failure) -> CallToolResult:
     )
 
 
-def payment_required_result(refusal: Refusal) -> CallToolResult:
+def payment_required_result(
+    refusal: Refusal,
+    operation: Operation[Any, Any] | None = None,
+    state: ServerState | None = None,
+) -> CallToolResult:
     """x402 over MCP: PaymentRequired as structuredContent and as the first text, then the
-    sentence for clients (and LLMs) that cannot pay; the sentence is in the object too."""
+    sentence for clients (and LLMs) that cannot pay; the sentence is in the object too. It
+    lists the tool for x402 directories (the Bazaar extension, service/discovery.py) and says
+    which arguments claim a Solana transfer."""
     assert refusal.payment_required is not None
     required = refusal.payment_required.model_dump(mode="json", exclude_none=True)
-    required["message"] = refusal.message
+    if operation is not None:
+        transfers = state is not None and state.gate.takes_transfers
+        extension = _listing(operation.name, transfers)
+        listed_for_directories(required, operation.name, extension)
+    signature, reference = TRANSFER_ARGUMENTS
+    required["message"] = name_the_claim(
+        required, refusal.message, "arguments", signature, reference
+    )
     return CallToolResult(
         content=[
             TextContent(type="text", text=json.dumps(required, separators=(",", ":"))),
-            TextContent(type="text", text=refusal.message),
+            TextContent(type="text", text=required["message"]),
         ],
         structured_content=required,
         is_error=True,
     )
+
+
+@functools.cache
+def _listing(name: ToolName, transfers: bool) -> dict[str, Any]:
+    """A tool's Bazaar declaration: the same for every call of it on this server."""
+    return mcp_extension(name, input_schema(CATALOGUE[name], transfers), None)
 
 
 def peer_of(ctx: Context[Any] | None) -> str:

@@ -148,9 +148,8 @@ class Cashier:
         if isinstance(offer, dict):
             transfer = (
                 f" Or, from a Solana wallet, send {offer['amount']} USDC units to "
-                f"{offer['tokenAccount']} with the memo {offer['memo']} and call again with "
-                f"x402_payment_signature=<its signature> and "
-                f"x402_payment_reference={offer['reference']}."
+                f"{offer['tokenAccount']} with the memo {offer['memo']} and call again naming "
+                f"its signature and the reference {offer['reference']}."
             )
         packs = ""
         offered = (quote.required.extensions or {}).get(BUNDLES_EXTENSION)

@@ -109,3 +109,19 @@ class TransferDesk:
         if isinstance(verdict, VerifiedTransfer):
             self._verified[key] = verdict
         return verdict
+
+
+def name_the_claim(
+    required: dict[str, Any], message: str, where: str, signature: str, reference: str
+) -> str:
+    """Say where a surface takes a transfer claim (``where``: "arguments", "headers"; the two
+    names it reads them from): under ``claimWith`` in the transfer offer of ``required``, and
+    in the sentence returned from ``message``. No transfer offer: the message unchanged."""
+    offer = (required.get("extensions") or {}).get(TRANSFER_EXTENSION)
+    if not isinstance(offer, dict):
+        return message
+    offer["claimWith"] = {where: {"signature": signature, "reference": reference}}
+    return (
+        f"{message} A transfer is claimed with the {where} {signature} (its signature) and "
+        f"{reference} (the reference)."
+    )

@@ -2,7 +2,8 @@
 
 For agents with a Solana wallet but no x402 client. The unpaid answer carries a reference (a
 secret for this caller) and a memo derived from it; the agent sends USDC to our token account
-with that memo, then calls again with ``x402_payment_signature`` and ``x402_payment_reference``.
+with that memo, then calls again naming the transfer's signature and the reference (each surface
+says where: MCP in two tool arguments, REST in two headers).
 The memo is public on chain but the reference is not, so a signature seen on chain cannot be
 claimed by anyone else. References are stateless: the memo carries when it was issued and a
 MAC over (reference, time, tool, amount, network) with a key derived from the server's secret,
@@ -40,6 +41,9 @@ CODES = (
 MEMO_PREFIX = "kamiyo"
 REFERENCE_TTL_S = 300  # how long after the quote the transfer may be made
 MAX_AGE_S = 300  # how old the transfer may be when it is claimed
+# The longest claim read: a base58 signature is at most 88 characters, a reference 22.
+SIGNATURE_MAX_CHARS = 100
+REFERENCE_MAX_CHARS = 64
 TOKEN_PROGRAM = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
 ASSOCIATED_TOKEN_PROGRAM = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
 TOKEN_PROGRAMS = ("spl-token", "spl-token-2022")
@@ -123,8 +127,8 @@ def offer(
         "expiresAt": now + REFERENCE_TTL_S,
         "howToPay": (
             f"Send {usd(amount)} USDC ({amount} units) to the token account with this memo, "
-            "then call the tool again with x402_payment_signature (the transfer's signature) "
-            "and x402_payment_reference (this reference). Keep the reference to yourself."
+            "then call again naming the transfer's signature and this reference where "
+            "claimWith says. Keep the reference to yourself."
         ),
     }
 

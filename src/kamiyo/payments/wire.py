@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from x402.schemas import PaymentPayload, PaymentRequirements
-from x402.schemas.v1 import PaymentPayloadV1
+from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
+from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirementsV1
 
 MAX_PAYMENT_BYTES = 64 * 1024  # a payment is a signature and a few fields; a transaction at most
 
@@ -85,4 +85,43 @@ def _from_v1(payment: PaymentPayloadV1, accepts: list[PaymentRequirements]) -> P
             return PaymentPayload(x402_version=2, payload=payment.payload, accepted=requirement)
     raise MalformedPaymentError(
         f"this call does not take {payment.scheme} payments on {payment.network}"
+    )
+
+
+def v1_network(network: str) -> str:
+    """The x402 v1 name of a CAIP-2 network (base, solana-devnet...); one v1 never named
+    (a local chain) keeps its CAIP-2 id, which is also how this server reads it back."""
+    from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS
+    from x402.mechanisms.svm.constants import V1_TO_V2_NETWORK_MAP
+
+    names = {caip2: name for name, caip2 in V1_TO_V2_NETWORK_MAP.items()}
+    names |= {f"eip155:{chain_id}": name for name, chain_id in V1_NETWORK_CHAIN_IDS.items()}
+    return names.get(network, network)
+
+
+def as_v1(
+    required: PaymentRequired, output_schema: dict[str, Any] | None = None
+) -> PaymentRequiredV1:
+    """The same offers as an x402 v1 PaymentRequired (the 402 body v1 clients read): each
+    requirement names the resource, its description and, for directories, ``output_schema``
+    (v1's place for discovery metadata)."""
+    resource = required.resource
+    return PaymentRequiredV1(
+        error=required.error,
+        accepts=[
+            PaymentRequirementsV1(
+                scheme=offer.scheme,
+                network=v1_network(offer.network),
+                max_amount_required=offer.amount,
+                resource=resource.url if resource else "",
+                description=resource.description if resource else None,
+                mime_type=resource.mime_type if resource else None,
+                pay_to=offer.pay_to,
+                max_timeout_seconds=offer.max_timeout_seconds,
+                asset=offer.asset,
+                output_schema=output_schema,
+                extra=offer.extra,
+            )
+            for offer in required.accepts
+        ],
     )

@@ -20,10 +20,21 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from kamiyo import __version__
+from kamiyo.payments.transfer_desk import TRANSFER_EXTENSION
 from kamiyo.service.catalogue import OPERATIONS, Operation
 from kamiyo.service.offers import answer_model
 from kamiyo.web.errors import ErrorEnvelope
 from kamiyo.web.openapi_examples import EXAMPLES
+from kamiyo.web.wire import (
+    PAYMENT_REQUIRED_HEADER,
+    PAYMENT_RESPONSE_HEADER,
+    PAYMENT_SIGNATURE_HEADER,
+    TRANSFER_HEADERS,
+    TRANSFER_REFERENCE_HEADER,
+    TRANSFER_SIGNATURE_HEADER,
+    V1_PAYMENT_HEADER,
+    V1_PAYMENT_RESPONSE_HEADER,
+)
 
 REF = "#/components/schemas/{model}"
 PATH_PARAMETER = re.compile(r"{(\w+)}")
@@ -39,9 +50,32 @@ ERRORS = {
     503: "Temporarily unavailable (the database or the limits store); retry shortly.",
 }
 PAYMENT_REQUIRED = (
-    "Pay for this call (x402): the PAYMENT-REQUIRED header holds the offers (base64 JSON); "
-    "sign one and call again with PAYMENT-SIGNATURE. The body repeats the PaymentRequired "
-    "object for x402 v1 clients, with message and the error envelope under problem."
+    "Pay for this call (x402): the PAYMENT-REQUIRED header holds the offers (x402 v2, base64 "
+    "JSON, with the listing for x402 directories in resource.description and "
+    "extensions.bazaar); sign one and call again with PAYMENT-SIGNATURE. The body is x402 "
+    "v1's PaymentRequired (for v1 clients, which pay with X-PAYMENT and get X-PAYMENT-RESPONSE) "
+    "unless the request paid with PAYMENT-SIGNATURE, then v2's; either has message and the "
+    f"error envelope under problem. A Solana transfer made with the offer's memo (extensions"
+    f"['{TRANSFER_EXTENSION}']) is claimed with the {TRANSFER_SIGNATURE_HEADER} and "
+    f"{TRANSFER_REFERENCE_HEADER} headers."
+)
+PAYMENT_HEADERS = (
+    (PAYMENT_SIGNATURE_HEADER, "An x402 v2 payment (base64 JSON PaymentPayload).", None),
+    (
+        V1_PAYMENT_HEADER,
+        "An x402 v1 payment (base64 JSON); the receipt is then X-PAYMENT-RESPONSE.",
+        None,
+    ),
+    (
+        TRANSFER_SIGNATURE_HEADER,
+        "The signature of a USDC transfer made with the memo a 402 gave.",
+        TRANSFER_HEADERS[TRANSFER_SIGNATURE_HEADER],
+    ),
+    (
+        TRANSFER_REFERENCE_HEADER,
+        "The reference given with that memo.",
+        TRANSFER_HEADERS[TRANSFER_REFERENCE_HEADER],
+    ),
 )
 RATE_LIMIT_HEADERS = {
     "RateLimit": {
@@ -193,7 +227,7 @@ def _payment_required(envelope: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         "description": PAYMENT_REQUIRED,
-        "headers": {"PAYMENT-REQUIRED": {"schema": {"type": "string"}}},
+        "headers": {PAYMENT_REQUIRED_HEADER: {"schema": {"type": "string"}}},
         "content": {"application/json": {"schema": schema}},
     }
 
@@ -259,6 +293,22 @@ def _operation(op: Operation[Any, Any], schemas: _Schemas, envelope: dict[str, A
     described["responses"] |= _error_responses(errors, envelope)
     if op.price is not None:
         described["responses"]["402"] = _payment_required(envelope)
+        described["responses"]["200"]["headers"] = RATE_LIMIT_HEADERS | {
+            PAYMENT_RESPONSE_HEADER: {
+                "description": "The receipt of a v2 payment (base64 JSON SettleResponse).",
+                "schema": {"type": "string"},
+            },
+            V1_PAYMENT_RESPONSE_HEADER: {
+                "description": "The receipt of a v1 payment (X-PAYMENT).",
+                "schema": {"type": "string"},
+            },
+        }
+        for name, description, longest in PAYMENT_HEADERS:
+            schema = {"type": "string"} | ({"maxLength": longest} if longest else {})
+            parameters.append(
+                {"name": name, "in": "header", "required": False, "description": description}
+                | {"schema": schema}
+            )
     return described
 
 

@@ -9,7 +9,13 @@ pipeline, gate and answers as the MCP tools.
 - Credentials as on the MCP endpoints (``Authorization: Bearer``, 401 challenges). Payments as
   x402 v2 over HTTP: an unpaid call to a priced endpoint gets ``402`` with ``PAYMENT-REQUIRED``
   (base64 JSON); the retry carries ``PAYMENT-SIGNATURE`` (v1: ``X-PAYMENT``); the answer
-  carries ``PAYMENT-RESPONSE``.
+  carries ``PAYMENT-RESPONSE``. A client that pays with ``X-PAYMENT`` is answered in x402 v1:
+  the receipt under ``X-PAYMENT-RESPONSE``, and a 402 body that is v1's PaymentRequired. The
+  402 body speaks the request's version: v2 to a ``PAYMENT-SIGNATURE``, v1 otherwise (a first,
+  unpaid request may come from either, and v2 clients read the ``PAYMENT-REQUIRED`` header,
+  which is always v2). Every 402 lists the operation for x402 directories (service/discovery).
+- A plain Solana transfer is claimed with ``KAMIYO-Transfer-Signature`` and
+  ``KAMIYO-Transfer-Reference`` (web/wire.py); a header too long to be one is bad arguments.
 - An answer and a 429 say where the caller's rate limits stand in the IETF ``RateLimit-Policy``
   and ``RateLimit`` fields (draft-ietf-httpapi-ratelimit-headers, structured-field lists):
   ``"minute";q=60;w=60, "day";q=1000;w=86400`` and ``"minute";r=12;t=40, "day";r=990;t=3600``
@@ -30,19 +36,22 @@ from kamiyo.service.pipeline import Caller, execute
 from kamiyo.service.state import ServerState
 from kamiyo.web.api import ApiError, read_json
 from kamiyo.web.auth import BearerGuard, ResourceServer
-from kamiyo.web.errors import error_response, payment_required_body
+from kamiyo.web.errors import error_response
+from kamiyo.web.payment_answers import payment_required_response, receipt_headers
 from kamiyo.web.wire import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
+    V1_PAYMENT_RESPONSE_HEADER,
+    BadTransferHeaderError,
+    SentPayment,
     bundle_in_headers,
-    encode_header,
-    payment_in_headers,
+    sent_payment,
 )
 
 # Browser clients may read these only when they are exposed.
 EXPOSED = (
-    f"{PAYMENT_REQUIRED_HEADER}, {PAYMENT_RESPONSE_HEADER}, Retry-After, WWW-Authenticate, "
-    "RateLimit, RateLimit-Policy"
+    f"{PAYMENT_REQUIRED_HEADER}, {PAYMENT_RESPONSE_HEADER}, {V1_PAYMENT_RESPONSE_HEADER}, "
+    "Retry-After, WWW-Authenticate, RateLimit, RateLimit-Policy"
 )
 REFUSAL_STATUS = {
     RefusalReason.UNAUTHENTICATED: 401,
@@ -88,6 +97,11 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
         if isinstance(body, dict):
             given.update(body)
         given.update(request.path_params)  # the path names the thing; it wins over a parameter
+        try:
+            sent = sent_payment(request.headers)
+        except BadTransferHeaderError as exc:
+            sent = SentPayment(None, None)
+            body = Failure(FailureKind.INVALID_ARGUMENTS, f"Invalid payment for {name}: {exc}.")
         # A Failure is counted all the same.
         query = body if isinstance(body, Failure) else parse_query(name, operation.query, given)
         bundle = bundle_in_headers(request.headers)
@@ -99,39 +113,37 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
         caller = Caller(
             credential=credential.strip() or None if scheme.lower() == "bearer" else None,
-            payment=payment_in_headers(request.headers),
+            payment=sent.payment,
             bundle=bundle,
             resource=str(request.url),
             peer=request.client.host if request.client else "local",
             limits_wanted=True,
         )
-        return render(await execute(state, operation, query, caller))
+        return render(await execute(state, operation, query, caller), operation, sent.version)
 
     endpoint.__name__ = name
     return endpoint
 
 
-def render(outcome: Outcome) -> Response:
+def render(outcome: Outcome, operation: Operation[Any, Any], version: int | None) -> Response:
+    """The HTTP answer to ``outcome``; ``version``: the x402 version the request paid in."""
     headers = {"Access-Control-Expose-Headers": EXPOSED}
     if isinstance(outcome, Answer):
         headers |= rate_limit_headers(outcome.limits)
         if outcome.receipt is not None:
-            receipt = outcome.receipt.model_dump(mode="json", exclude_none=True)
-            headers[PAYMENT_RESPONSE_HEADER] = encode_header(receipt)
+            headers |= receipt_headers(outcome.receipt, version)
         return JSONResponse(outcome.structured, headers=headers)
     if isinstance(outcome, Failure):
         status = FAILURE_STATUS[outcome.kind]
         return error_response(status, outcome.kind.value, outcome.message, headers=headers)
-    return _refused(outcome, headers)
+    return _refused(outcome, headers, operation, version)
 
 
-def _refused(refusal: Refusal, headers: dict[str, str]) -> Response:
+def _refused(
+    refusal: Refusal, headers: dict[str, str], operation: Operation[Any, Any], version: int | None
+) -> Response:
     if refusal.payment_required is not None:
-        required = refusal.payment_required.model_dump(mode="json", exclude_none=True)
-        headers[PAYMENT_REQUIRED_HEADER] = encode_header(required)
-        # The body repeats it for v1 clients, which read PaymentRequired from the body.
-        body = payment_required_body(required, refusal.message, refusal.details())
-        return JSONResponse(body, 402, headers=headers)
+        return payment_required_response(refusal, operation.name, version, headers)
     if refusal.retry_after_s is not None:
         headers["Retry-After"] = str(refusal.retry_after_s)
     headers |= rate_limit_headers(refusal.limits)
