@@ -154,13 +154,10 @@ class Cashier:
         packs = ""
         offered = (quote.required.extensions or {}).get(BUNDLES_EXTENSION)
         if isinstance(offered, dict) and quote.pack_calls is None:
+            sizes = ", ".join(f"{pack['calls']} for {pack['usd']}" for pack in offered["packs"])
             packs = (
-                " Or buy a pack of calls with one payment: "
-                + ", ".join(
-                    f"{pack['calls']} for {pack['usd']} (x402_bundle_calls={pack['calls']})"
-                    for pack in offered["packs"]
-                )
-                + "; the paid answer's bundle.token pays for the rest (x402_bundle_token)."
+                f" Or buy a pack of calls with one payment ({sizes}): extensions"
+                f"['{BUNDLES_EXTENSION}'] of this answer says how to ask for one."
             )
         cost = (
             f"A pack of {quote.pack_calls} {quote.tool} calls costs {usd(quote.amount)} in USDC"
