@@ -118,6 +118,13 @@ class SiteSettings(Section):
     upgrade_url: str | None = Field(
         default=None, description="Where locked-tool messages send people to upgrade."
     )
+    cors_origins: Annotated[list[str], NoDecode, json_setting('["https://app.example.com"]')] = (
+        Field(
+            default_factory=list,
+            description="Origins whose web pages may call the REST API, as JSON: "
+            '["https://app.example.com"], or ["*"] for any; empty: none (agents need no CORS).',
+        )
+    )
 
     @field_validator("public_url")
     @classmethod

@@ -24,9 +24,10 @@ pipeline, gate and answers as the MCP tools.
 
 from typing import Any
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, request_response
 
 from kamiyo.access.gate import LimitState, Refusal, RefusalReason
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
@@ -41,6 +42,7 @@ from kamiyo.web.payment_answers import payment_required_response, receipt_header
 from kamiyo.web.wire import (
     PAYMENT_REQUIRED_HEADER,
     PAYMENT_RESPONSE_HEADER,
+    REQUEST_HEADERS,
     V1_PAYMENT_RESPONSE_HEADER,
     BadTransferHeaderError,
     SentPayment,
@@ -70,11 +72,25 @@ FAILURE_STATUS = {
 
 def routes(state: ServerState, resource: ResourceServer) -> list[BaseRoute]:
     guard = BearerGuard.checker(resource, envelope=True)
-    return [
-        Route(op.rest.path, _endpoint(state, guard, op), methods=[op.rest.method])
-        for op in OPERATIONS
-        if op.rest is not None
-    ]
+    origins = state.settings.site.cors_origins
+    found: list[BaseRoute] = []
+    for op in OPERATIONS:
+        if op.rest is None:
+            continue
+        endpoint = _endpoint(state, guard, op)
+        if not origins:  # no page on another origin may call: browsers refuse to read answers
+            found.append(Route(op.rest.path, endpoint, methods=[op.rest.method]))
+            continue
+        # Credentials are bearer headers, never cookies: no origin gets allow-credentials.
+        app = CORSMiddleware(
+            request_response(endpoint),
+            allow_origins=origins,
+            allow_methods=[op.rest.method],
+            allow_headers=REQUEST_HEADERS,
+            max_age=600,
+        )
+        found.append(Route(op.rest.path, app, methods=[op.rest.method, "OPTIONS"]))
+    return found
 
 
 def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, Any]) -> Any:
