@@ -193,3 +193,27 @@ async def test_answers_say_where_the_rate_limits_stand(rest: Rest) -> None:
     assert 0 < resets["minute"] <= 60
     assert 0 < resets["day"] <= 86_400
     assert "RateLimit" in answers[0].headers["access-control-expose-headers"]
+
+
+async def test_search_pages_with_next_cursor(rest: Rest) -> None:
+    first = await rest.http.get(
+        "/api/v1/exploits",
+        params={"query": "flash loan", "limit": 3},
+        headers=_bearer(rest.enterprise),
+    )
+    cursor = first.json()["next_cursor"]
+    assert cursor
+    second = await rest.http.get(
+        "/api/v1/exploits",
+        params={"query": "flash loan", "limit": 3, "cursor": cursor},
+        headers=_bearer(rest.enterprise),
+    )
+    assert second.status_code == 200, second.text
+    assert {i["id"] for i in second.json()["incidents"]}.isdisjoint(
+        {i["id"] for i in first.json()["incidents"]}
+    )
+    other = await rest.http.get(
+        "/api/v1/exploits", params={"query": "reentrancy", "cursor": cursor}
+    )
+    assert other.status_code == 400
+    assert "belongs to another search" in other.json()["error"]["message"]

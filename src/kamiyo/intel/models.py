@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from kamiyo.chains import normalize_address, normalize_chain, normalize_tx_hash
 from kamiyo.db.bounds import unstorable
+from kamiyo.intel import pages
 from kamiyo.intel.fields import Day, UsdAmount, WholeNumber
 from kamiyo.intel.text import query_terms
 from kamiyo.intel.vocabulary import AddressRole, AttackType
@@ -166,6 +167,11 @@ class SearchQuery(QueryModel):
     limit: WholeNumber = Field(
         default=10, ge=1, le=HARD_RESULT_CAP, description="How many incidents at most."
     )
+    cursor: str | None = Field(
+        default=None,
+        max_length=200,
+        description="next_cursor of an earlier answer to the same search: its next page.",
+    )
 
     @field_validator("query")
     @classmethod
@@ -184,7 +190,18 @@ class SearchQuery(QueryModel):
             raise ValueError("since must not be after until")
         if self.sort is SortOrder.RELEVANCE and self.query is None:
             raise ValueError("sort=relevance needs a query")
+        if self.cursor is not None:
+            pages.decode(self.cursor, self.digest)  # refused here, not when it is used
         return self
+
+    @property
+    def digest(self) -> str:
+        """Names this search apart from its page (the cursor and the page's size)."""
+        return pages.search_digest(self.model_dump(exclude={"cursor", "limit"}))
+
+    @property
+    def offset(self) -> int:
+        return pages.decode(self.cursor, self.digest) if self.cursor else 0
 
     @property
     def terms(self) -> list[str]:
@@ -221,6 +238,11 @@ class SearchResult(IncidentList):
         description="Set when the caller's plan capped the list (the cap, and how to raise it), "
         "or when nothing matched: the names to try instead, or the filters that hid a known "
         "protocol's incidents.",
+    )
+    next_cursor: str | None = Field(
+        default=None,
+        description="When more match: call again with the same arguments and cursor set to "
+        "this for the next page.",
     )
 
 

@@ -16,7 +16,7 @@ from kamiyo.db.tables import (
     IncidentReference,
     IncidentTransaction,
 )
-from kamiyo.intel import resolver, search_plan
+from kamiyo.intel import pages, resolver, search_plan
 from kamiyo.intel.models import (
     HARD_RESULT_CAP,
     ExploitQuery,
@@ -73,8 +73,14 @@ async def search_incidents(
         query, dialect_name(session), scope.hide_after, protocol_only=protocol_only
     )
     stmt = search_plan.statement(shape)
-    rows = (await session.execute(stmt, {**values, "limit": limit + 1})).all()
+    offset = query.offset  # rows before this page are read and dropped: pages stay shallow
+    found = (await session.execute(stmt, {**values, "limit": offset + limit + 1})).all()
+    rows = found[offset:]
     summaries = [IncidentSummary.model_validate(summary_fields(row)) for row in rows[:limit]]
+    more = len(rows) > limit
+    next_cursor = None
+    if more and offset + limit <= pages.MAX_OFFSET:
+        next_cursor = pages.encode(offset + limit, query.digest)
     advice = None
     if not summaries and query.query:
         filtered = bool(search_plan.filter_values(query, None))
@@ -82,8 +88,9 @@ async def search_incidents(
     return SearchResult(
         incidents=summaries,
         count=len(summaries),
-        truncated=len(rows) > limit,
+        truncated=more,
         limit=limit,
+        next_cursor=next_cursor,
         suggestions=advice.suggestions if advice else [],
         note=advice.note if advice else None,
     )
