@@ -113,13 +113,7 @@ class PaidCalls:
         taken = await bundles.redeem(self._sessions(), token, call.target.name)
         if isinstance(taken, bundles.Unusable):
             log.info("bundle for %s refused: %s", call.target.name, taken.reason)
-            asked = Refusal(
-                RefusalReason.PAYMENT_REQUIRED,
-                f"{taken.explain()} {self.cashier.ask(quote)}",
-                payment_required=quote.required,
-            )
-            self._meter(call, identity, asked.reason)
-            return asked
+            return self._ask(call, identity, quote, taken.explain())
         cap = call.target.price.pack_max_results
         return Grant(
             tier=PAID_TIER,
@@ -139,13 +133,7 @@ class PaidCalls:
         if wanted is not None and quote.pack_calls is None:
             return self._no_such_pack(call, identity, quote, wanted)
         if call.payment is None:
-            asked = Refusal(
-                RefusalReason.PAYMENT_REQUIRED,
-                self.cashier.ask(quote),
-                payment_required=quote.required,
-            )
-            self._meter(call, identity, asked.reason)
-            return asked
+            return self._ask(call, identity, quote)
         # Before verifying (RPC reads): payments offered from this address, so that a flood of
         # invalid ones is refused here, nothing verified and nothing charged.
         attempts = await self.limiter.hit(f"payments:peer:{call.peer}", PAYMENT_ATTEMPTS)
@@ -185,13 +173,22 @@ class PaidCalls:
         price = call.target.price
         sizes = ", ".join(str(pack.calls) for pack in price.packs) if price else ""
         offered = f"it sells packs of {sizes} calls" if sizes else "it sells no packs"
-        refusal = Refusal(
+        return self._ask(
+            call, identity, quote, f"No pack of {wanted} {call.target.name} calls: {offered}."
+        )
+
+    def _ask(
+        self, call: Call, identity: Identity | None, quote: Quote, why: str | None = None
+    ) -> Refusal:
+        """Ask for the quoted payment, saying first ``why`` the call was not served otherwise."""
+        said = self.cashier.ask(quote)
+        asked = Refusal(
             RefusalReason.PAYMENT_REQUIRED,
-            f"No pack of {wanted} {call.target.name} calls: {offered}. {self.cashier.ask(quote)}",
+            f"{why} {said}" if why else said,
             payment_required=quote.required,
         )
-        self._meter(call, identity, refusal.reason)
-        return refusal
+        self._meter(call, identity, asked.reason)
+        return asked
 
     async def _told_again(self, answered: Answered) -> BundleState | None:
         """A retried payment that bought a pack is told its bundle (and token) again."""
