@@ -11,6 +11,7 @@ The limits are lowered for the test (their values are in tiers.py).
 import base64
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentPayload, PaymentRequired
 
 from kamiyo.access import paid_calls
-from kamiyo.config import AnswerSettings, DatabaseSettings, Settings, X402Settings
+from kamiyo.config import AnswerSettings, DatabaseSettings, RedisSettings, Settings, X402Settings
 from kamiyo.mcpserver.server import build_server
 from kamiyo.payments import metrics
 from kamiyo.tiers import CallLimits
@@ -38,19 +39,20 @@ PRICE = 10_000
 CLIENT = ("198.51.100.23", 40000)
 
 
-@pytest.fixture
-async def http(
-    postgres_url_for_cli: str, evm_chain: EvmChain, tmp_path: Path
+@asynccontextmanager
+async def instance(
+    database_url: str, chain: EvmChain, folder: Path, redis: dict[str, str] | None = None
 ) -> AsyncIterator[httpx2.AsyncClient]:
-    """The REST app on PostgreSQL (the journal's production backend; test_http_payments runs
-    both), reached from ``CLIENT``."""
-    key_file = tmp_path / "relayer.key"
-    key_file.write_text(evm_chain.relayer_key)
+    """One KAMIYO instance's REST app, reached from ``CLIENT``; instances given the same
+    ``redis`` count their limits together."""
+    key_file = folder / "relayer.key"
+    key_file.write_text(chain.relayer_key)
     settings = Settings(
-        database=DatabaseSettings(url=postgres_url_for_cli),
+        database=DatabaseSettings(url=database_url),
         environment="test",
-        x402=X402Settings(networks=[evm_network(evm_chain)], evm_relayer_key_file=key_file),
+        x402=X402Settings(networks=[evm_network(chain)], evm_relayer_key_file=key_file),
         answers=AnswerSettings(cache_ttl_s=0),
+        redis=RedisSettings.model_validate(redis or {}),
         _env_file=None,
     )
     app = create_app(settings, build_server)
@@ -58,6 +60,16 @@ async def http(
         transport = httpx2.ASGITransport(app=app, client=CLIENT)
         async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+@pytest.fixture
+async def http(
+    postgres_url_for_cli: str, evm_chain: EvmChain, tmp_path: Path
+) -> AsyncIterator[httpx2.AsyncClient]:
+    """The REST app on PostgreSQL (the journal's production backend; test_http_payments runs
+    both)."""
+    async with instance(postgres_url_for_cli, evm_chain, tmp_path) as client:
+        yield client
 
 
 def header(payment: PaymentPayload) -> dict[str, str]:
@@ -158,3 +170,30 @@ async def test_paid_calls_are_limited_per_payer_and_the_payment_over_it_is_not_t
     # Another payer from the same address is not held back by the first one's limit.
     other = sign_exact_payment(evm_chain, offer.accepts[0], evm_chain.new_payer())
     assert (await http.get(SEARCH, headers=header(other))).status_code == 200
+
+
+async def test_two_instances_sharing_redis_count_payments_from_one_address_together(
+    postgres_url_for_cli: str,
+    evm_chain: EvmChain,
+    tmp_path: Path,
+    redis_settings: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(paid_calls, "PAYMENT_ATTEMPTS", CallLimits(4, 1_000))
+    async with AsyncExitStack() as stack:
+        first, second = [
+            await stack.enter_async_context(
+                instance(postgres_url_for_cli, evm_chain, tmp_path, redis_settings)
+            )
+            for _ in range(2)
+        ]
+        offer = await free_offer(first)
+        ran, statuses = verifications(evm_chain.network), []
+        for n in range(10):  # alternating between the instances, as a load balancer would
+            forged = tampered(
+                sign_exact_payment(evm_chain, offer.accepts[0]), signature=b"\x01" * 65
+            )
+            response = await (first if n % 2 else second).get(SEARCH, headers=header(forged))
+            statuses.append(response.status_code)
+    assert statuses == [402] * 4 + [429] * 6  # 4 between them, not 4 each
+    assert verifications(evm_chain.network) - ran == 4
