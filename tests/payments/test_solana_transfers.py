@@ -190,3 +190,21 @@ async def test_a_failed_tool_call_keeps_the_transfer_for_a_retry(desk: Desk) -> 
     assert retry.is_error is not True, retry.content
     assert cache_hits() == hits + 1
     assert len(desk.chain.servers[0].calls) + len(desk.chain.servers[1].calls) == reads
+
+
+async def test_a_transfer_buys_a_pack_of_calls(desk: Desk) -> None:
+    payer = desk.chain.new_wallet(usdc=1_000_000)
+    pack = {"query": "euler", "x402_bundle_calls": 100}  # 100 searches for $0.80 (catalogue)
+    offer = await desk.offer(**pack)
+    assert offer["amount"] == "800000"
+    signature = desk.pay(offer, payer)
+    bought = await desk.call(signature, offer["reference"], **pack)
+    assert bought.is_error is not True, bought.content
+    assert bought.structured_content is not None
+    bundle = bought.structured_content["bundle"]
+    assert (bundle["calls"], bundle["remaining"]) == (100, 99)
+    token = {"query": "euler", "x402_bundle_token": bundle["token"]}
+    again = await desk.client.call_tool("search_exploits", token)
+    assert again.structured_content is not None
+    assert again.structured_content["bundle"]["remaining"] == 98
+    assert error_of(await desk.call(signature, offer["reference"], **pack)) == "REPLAY_ATTACK"
