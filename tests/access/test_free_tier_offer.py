@@ -74,17 +74,18 @@ def anonymous(tool: str, peer: str = PEER, **fields: object) -> Call:
     return Call(target(tool), peer=peer, resource=f"mcp://tool/{tool}", **fields)  # type: ignore[arg-type]
 
 
-async def test_an_anonymous_http_call_is_admitted_on_the_free_tier_with_the_quote(
-    make_gate: GateFactory,
+@pytest.mark.parametrize("peer", [PEER, "local"])  # over HTTP, and over stdio
+async def test_an_anonymous_call_is_admitted_on_the_free_tier_with_the_quote(
+    make_gate: GateFactory, peer: str
 ) -> None:
     gate = await make_gate()
-    grant = await gate.admit(anonymous("search_exploits", size=10))
+    grant = await gate.admit(anonymous("search_exploits", peer, size=10))
     assert isinstance(grant, Grant)
     free = TIERS[Tier.FREE]
     assert (grant.tier, grant.max_results, grant.payment) == ("free", free.max_results, None)
     assert grant.hide_after is not None
     assert grant.hide_after < dt.datetime.now(dt.UTC).date()
-    assert grant.subject == f"peer:{PEER}"
+    assert grant.subject == f"peer:{peer}"
     assert grant.offer is not None
     assert grant.offer.amount == 10_000
     assert [r.network for r in grant.offer.required.accepts] == [NETWORK]
@@ -113,7 +114,6 @@ async def test_the_free_tiers_limits_still_apply(make_gate: GateFactory) -> None
     ("tool", "peer", "auth"),
     [
         ("assess_protocol_risk", PEER, {}),  # the free tier lacks it
-        ("search_exploits", "local", {}),  # stdio: nothing changes
         ("search_exploits", PEER, {"allow_anonymous": False}),  # no free tier without a key
     ],
 )
@@ -160,3 +160,9 @@ async def test_the_offer_is_short_says_what_paying_adds_and_fits_the_declared_sc
         declared = OFFER_FIELD in answer_model(op, True).model_json_schema().get("properties", {})
         assert declared == (op.price is not None and op.tier is Tier.FREE), op.name
         assert OFFER_FIELD not in answer_model(op, False).model_json_schema().get("properties", {})
+
+
+async def test_what_a_wallet_needs_before_paying_takes_no_account(make_gate: GateFactory) -> None:
+    gate = await make_gate(auth={"allow_anonymous": False})
+    for tool in ("get_pricing", "health_check", "get_usage"):
+        assert isinstance(await gate.admit(anonymous(tool)), Grant), tool

@@ -50,6 +50,9 @@ def pay_per_call_settings(runtime: Runtime) -> Settings:
         },
         site={"upgrade_url": "https://kamiyo.example/pricing"},
         answers={"cache_ttl_s": 0},
+        # Pay per call only: an unpaid call to any priced tool is asked to pay (with anonymous
+        # access on, the free tier's tools would answer instead: test_free_tier_offer.py).
+        auth={"allow_anonymous": False},
     )
 
 

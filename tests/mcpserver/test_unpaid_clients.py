@@ -1,8 +1,9 @@
 """Standard MCP clients accept what KAMIYO answers an unpaid call or a refusal (issue 10).
 
-With pay per call on, an unpaid call over HTTP to a tool the free tier unlocks is answered on
-the free tier, with the offer to pay (``paid_offer``) in ``structuredContent`` (issue 16); one
-to a tool the free tier lacks, or any unpaid priced call over stdio, answers ``isError: true``
+With pay per call on, an unpaid call to a tool the free tier unlocks is answered on the free
+tier, with the offer to pay (``paid_offer``) in ``structuredContent`` (issue 16); one to a tool
+the free tier lacks, or any unpaid priced call where anonymous access is off (the stdio servers
+here: a pay-per-call-only server, so each client meets both shapes), answers ``isError: true``
 with the x402 PaymentRequired there; a refusal (rate limited, …) carries ``{error, message,
 …}``. Clients check ``structuredContent`` against the tool's declared output schema, some even
 on errors (the TypeScript SDK v1 client and MCP Inspector 2.x do; the v2 client and the Python
@@ -122,8 +123,13 @@ def assert_answers_with_an_offer(result: dict[str, Any]) -> None:
     assert 'params._meta["x402/payment"]' in offer["how_to_pay"]
 
 
+def pay_only(env: dict[str, str]) -> dict[str, str]:
+    """The stdio servers' environment: pay per call only (no anonymous free tier)."""
+    return env | {"KAMIYO_ALLOW_ANONYMOUS": "false"}
+
+
 def assert_unpaid_answer(transport: str, result: dict[str, Any]) -> None:
-    """Over stdio nothing changed: the payment request; over HTTP the free tier's answer."""
+    """Over stdio (pay per call only) the payment request; over HTTP the free tier's answer."""
     if transport == "stdio":
         assert_asks_for_payment(result)
     else:
@@ -162,6 +168,8 @@ async def test_every_output_schema_admits_what_its_tool_answers_unpaid(http_url:
 def test_inspector_cli_accepts_an_unpaid_answer(
     transport: str, http_url: str, env: dict[str, str], tmp_path: Path
 ) -> None:
+    if transport == "stdio":
+        env = pay_only(env)
     entry = stdio_entry(env) if transport == "stdio" else http_entry(f"{http_url}/mcp")
     method = [
         "--method",
@@ -183,7 +191,7 @@ def test_typescript_sdk_clients_accept_an_unpaid_answer(
 ) -> None:
     target = KAMIYO_STDIO if transport == "stdio" else [f"{http_url}/mcp"]
     script = ["--call", "search_exploits", json.dumps(SEARCH)]
-    seen = sdk_client(sdk, transport, target, env, *script)
+    seen = sdk_client(sdk, transport, target, pay_only(env), *script)
     assert_unpaid_answer(transport, assert_accepted(seen))
 
 
@@ -194,7 +202,13 @@ def test_x402_client_reads_the_price_of_an_unpaid_answer(
     target = KAMIYO_STDIO if transport == "stdio" else [f"{http_url}/mcp"]
     command = [str(client_python()), str(PAY), transport, "--offer-only", "--", *target]
     proc = subprocess.run(
-        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+        command,
+        env=pay_only(env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     seen = outcome_of(proc)
     result = {"isError": seen["is_error"], "structuredContent": seen["structured"]}

@@ -1,5 +1,9 @@
 """A KAMIYO MCP server in process that takes payments: settings for each local chain, and the
-server with the account gate and a cashier, reached through the SDK's in-memory client."""
+server with the account gate and a cashier, reached through the SDK's in-memory client.
+
+The settings serve nobody anonymous (``KAMIYO_ALLOW_ANONYMOUS=false``: a pay-per-call-only
+server), so an unpaid call to any priced tool asks for payment; the free tier's answer with its
+offer to pay is tested on its own (tests/access/test_free_tier_offer.py)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,7 +38,11 @@ def evm_network(chain: EvmChain) -> AcceptedNetwork:
 def evm_settings(runtime: Runtime, chain: EvmChain, **sections: dict[str, Any]) -> Settings:
     """Settings that take payments on ``chain``; ``sections`` change some more."""
     x402 = {"networks": [evm_network(chain)], "evm_relayer_key": SecretStr(chain.relayer_key)}
-    changes: dict[str, dict[str, Any]] = {"x402": x402, "answers": {"cache_ttl_s": 0}}
+    changes: dict[str, dict[str, Any]] = {
+        "x402": x402,
+        "answers": {"cache_ttl_s": 0},
+        "auth": {"allow_anonymous": False},
+    }
     for name, fields in sections.items():
         changes[name] = changes.get(name, {}) | fields
     return runtime.settings.with_changes(**changes)
@@ -47,6 +55,7 @@ def svm_settings(runtime: Runtime, chain: SolanaChain, *rpc_urls: str) -> Settin
     return runtime.settings.with_changes(
         x402={"networks": [network], "svm_fee_payer_key": SecretStr(str(chain.fee_payer))},
         answers={"cache_ttl_s": 0},
+        auth={"allow_anonymous": False},
     )
 
 

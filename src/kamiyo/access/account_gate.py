@@ -8,7 +8,7 @@ grant with the tier's caps. Every call, admitted or refused, goes to the meter; 
 whose arguments were refused (``count_invalid``), after it is counted against the limits.
 
 With x402 on, a call without a credential to a priced tool the free tier unlocks is answered on
-the free tier over HTTP, its grant carrying the quote so the answer can say what paying adds;
+the free tier (on every transport), its grant carrying the quote so the answer can say what paying adds;
 one that carries a payment or a bundle, or asks for a tool the free tier lacks, is paid for on
 its own (access/paid_calls.py).
 """
@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts, keys, revocation, tokens
 from kamiyo.access.gate import (
-    LOCAL_PEER,
     Admission,
     Call,
     Completed,
@@ -112,7 +111,13 @@ class AccountGate:
                 return await self._pay(call, None, quote)
             # The free tier never blocks: answered on it, saying what paying would add.
             offer = quote
-        identity = await self.identify(call.credential)
+        identity: Identity | Refusal
+        if call.credential is None and self.cashier is not None and call.target.price is None:
+            # What a wallet needs before it pays (prices, health, its usage) takes no account,
+            # even where the free tier needs one.
+            identity = Identity(Tier.FREE)
+        else:
+            identity = await self.identify(call.credential)
         if isinstance(identity, Refusal):
             self._meter(call, None, identity.reason)
             return identity
@@ -153,15 +158,10 @@ class AccountGate:
 
     def _free_tier_answers(self, call: Call) -> bool:
         """Whether an anonymous, unpaid call is answered on the free tier rather than asked to
-        pay: anonymous access is on, the free tier unlocks the tool, and the call came over
-        HTTP. With anonymous access off there is no free tier without an account, so a priced
-        tool asks for payment; over stdio (the local user who started the server, with a key in
-        the environment or a wallet) nothing changes either."""
-        return (
-            self._settings.auth.allow_anonymous
-            and Tier.FREE.includes(call.target.tier)
-            and call.peer != LOCAL_PEER
-        )
+        pay: anonymous access is on and the free tier unlocks the tool, on every transport.
+        With anonymous access off there is no free tier without an account, so a priced tool
+        asks for payment."""
+        return self._settings.auth.allow_anonymous and Tier.FREE.includes(call.target.tier)
 
     async def count_invalid(self, call: Call) -> Refusal | None:
         identity: Identity | Refusal

@@ -1,6 +1,6 @@
 """What a free-tier answer offers: pay for this call, or subscribe, for current data and more.
 
-An anonymous call over HTTP to a priced tool the free tier unlocks is answered on the free tier
+An anonymous call to a priced tool the free tier unlocks is answered on the free tier
 (access/account_gate.py), never asked to pay first; its answer carries this offer under
 ``OFFER_FIELD``, declared in every such tool's output schema (MCP) and 200 answer (REST). It is
 short and machine-readable: the price, the networks (CAIP-2), how to pay, the subscription URL,
