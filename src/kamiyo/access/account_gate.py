@@ -8,9 +8,9 @@ grant with the tier's caps. Every call, admitted or refused, goes to the meter; 
 whose arguments were refused (``count_invalid``), after it is counted against the limits.
 
 With x402 on, a call without a credential to a priced tool the free tier unlocks is answered on
-the free tier (on every transport), its grant carrying the quote so the answer can say what paying adds;
-one that carries a payment or a bundle, or asks for a tool the free tier lacks, is paid for on
-its own (access/paid_calls.py).
+the free tier (on every transport), its grant carrying the quote so the answer can say what
+paying adds; one that carries a payment or a bundle, or asks for a tool the free tier lacks, is
+paid for on its own (access/paid_calls.py).
 """
 
 import datetime as dt
