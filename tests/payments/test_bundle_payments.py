@@ -17,7 +17,9 @@ from mcp_types import Tool
 from sqlalchemy import update
 from x402.schemas import PaymentRequired
 
+from kamiyo.access import paid_calls
 from kamiyo.db.bundles import Bundle
+from kamiyo.tiers import CallLimits
 from kamiyo.web.wire import encode_header
 from tests.payments.evm_chain import sign_exact_payment
 from tests.payments.test_http_payments import Rest, decode, rest  # noqa: F401
@@ -166,3 +168,21 @@ async def test_get_usage_tells_a_bundle_s_calls_left(paid: Paid) -> None:
     assert unknown.is_error is True
     assert unknown.structured_content is not None
     assert unknown.structured_content["error"] == "not_found"
+
+
+async def test_the_payers_limit_holds_for_bundle_calls_and_gives_the_call_back(
+    paid: Paid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paid_calls, "PAID_CALLS", CallLimits(2, 1_000))
+    token = (await _buy(paid))["bundle"]["token"]  # the first of the payer's two a minute
+    second = await paid.call(RISK, AAVE | {"x402_bundle_token": token})
+    assert second.structured_content is not None
+    assert second.structured_content["bundle"]["remaining"] == PACK - 2
+    third = await paid.call(RISK, AAVE | {"x402_bundle_token": token})
+    assert third.is_error is True
+    assert third.structured_content is not None
+    assert third.structured_content["error"] == "rate_limited"
+    assert "not taken from the bundle" in third.structured_content["message"]
+    usage = await paid.call("get_usage", {"bundle_token": token})
+    assert usage.structured_content is not None
+    assert usage.structured_content["bundle"]["remaining"] == PACK - 2  # given back

@@ -114,13 +114,23 @@ class PaidCalls:
         if isinstance(taken, bundles.Unusable):
             log.info("bundle for %s refused: %s", call.target.name, taken.reason)
             return self._ask(call, identity, quote, taken.explain())
+        subject = f"payer:{taken.payer}"
+        over = await self.limiter.hit(subject, PAID_CALLS)
+        if over is not None:  # the payer's own limit holds for bundles too: the call goes back
+            await bundles.give_back(self._sessions(), taken)
+            refused = over_payment_limit(
+                over, "paid calls from this payer", "taken from the bundle"
+            )
+            log.warning("bundle call of %s refused: %s", subject, refused.limit)
+            self._meter(call, identity, refused.reason)
+            return refused
         cap = call.target.price.pack_max_results
         return Grant(
             tier=PAID_TIER,
             max_results=min(cap, self._settings.answers.max_results),
             account_pk=identity.account_pk if identity else None,
             key_pk=identity.key_pk if identity else None,
-            subject=f"payer:{taken.payer}",
+            subject=subject,
             bundle=taken,
         )
 
