@@ -21,6 +21,7 @@ import inspect
 import os
 import subprocess
 import types
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -150,6 +151,22 @@ def classify(config: pytest.Config, items: list[pytest.Item]) -> None:
         # first, so the many quick in-process tests fill the end and no worker finishes long
         # after the others.
         items.sort(key=_slowness)
+
+
+def own_node_ids(items: list[pytest.Item]) -> None:
+    """Give every test a node id of its own, and refuse a collection where two share one.
+
+    schemathesis names each API operation's test ``test_x[GET /path]`` but, under pytest 9.2,
+    leaves all of them the function's node id; pytest-xdist keys the tests it hands out by node
+    id, so with ``--dist loadgroup`` only the first operation of each such test ever ran.
+    """
+    for item in items:
+        named = f"{item.parent.nodeid}::{item.name}" if item.parent is not None else item.nodeid
+        if item.nodeid != named and not item.nodeid.startswith(f"{named}@"):
+            item._id = NodeId.parse(named)  # pytest's own attribute, private (see below)
+    shared = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    if shared:
+        raise pytest.UsageError(f"tests sharing a node id (xdist would run one): {shared}")
 
 
 def _slowness(item: pytest.Item) -> int:
