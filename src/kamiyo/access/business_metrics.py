@@ -68,6 +68,7 @@ class BusinessMetrics:
     revenue_by_tier: list[TierRevenue]
     x402_by_network: list[NetworkRevenue]
     recent_receipts: list[PaidCall]  # newest first, every caller's
+    emails: dict[int, str]  # every account's, by pk (the receipts name their payer's account)
     unrecorded_settlements: int
     daily_active: list[tuple[dt.date, int]]  # every day of the window, zeros included
     top_tools: list[ToolCalls]
@@ -91,7 +92,8 @@ async def business_metrics(
     today = now.astimezone(dt.UTC).date()
     first_day = today - dt.timedelta(days=WINDOW_DAYS - 1)
     since = dt.datetime.combine(first_day, dt.time(), dt.UTC)
-    held = Counter(summary.tier for summary in await list_accounts(session, grace))
+    accounts = await list_accounts(session, grace)
+    held = Counter(summary.tier for summary in accounts)
     tools = await _top_tools(session, since)
     return BusinessMetrics(
         since=first_day,
@@ -99,6 +101,7 @@ async def business_metrics(
         revenue_by_tier=await _revenue_by_tier(session, grace, now),
         x402_by_network=await revenue_by_network(session),
         recent_receipts=await recent_receipts(session),
+        emails={summary.pk: summary.email for summary in accounts},
         unrecorded_settlements=await unrecorded_settlements(session),
         daily_active=await _daily_active(session, since, first_day),
         top_tools=tools[:TOP_TOOLS],

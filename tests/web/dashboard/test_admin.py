@@ -47,6 +47,9 @@ async def test_the_figures_from_known_rows(
         ("0xtx2", True),
         ("0xtx0", True),
     ]
+    payer = metrics.recent_receipts[0].account_pk
+    assert payer is not None
+    assert metrics.emails[payer].endswith("@metrics.example")
     today = now.date()
     assert len(metrics.daily_active) == WINDOW_DAYS
     assert metrics.daily_active[-1] == (today, 2)
@@ -105,6 +108,7 @@ async def test_the_page_is_for_admins_only_and_shows_the_figures(site: Site) -> 
         ["0xtx0"],
     ]
     assert "<td>no account</td>" in receipts[1]
+    assert re.search(r"<td>\w+@metrics\.example</td>", receipts[0])  # the payer, by email
     assert '<td class="amount">$0.10</td>' in receipts[0]
     assert "Solana" in receipts[1]
     assert re.search(r'<p id="unrecorded" role="status">1 settled payment in the journal', text)
