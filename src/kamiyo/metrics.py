@@ -46,7 +46,7 @@ REFUSALS = Counter(
 SUBSCRIPTIONS = Gauge(
     "kamiyo_subscriptions",
     "Subscriptions in the database, by tier and Stripe status (status=active: paying now); "
-    "read at most once a minute.",
+    "read at most every 10 s.",
     ["tier", "status"],
 )
 INGEST_RUNS = Counter(
@@ -63,7 +63,7 @@ INGEST_REPORTS = Counter(
 SOURCE_LAST_SUCCESS = Gauge(
     "kamiyo_source_last_success_timestamp_seconds",
     "When each source last refreshed without error, whichever process ran it (from the "
-    "database; read at most once a minute).",
+    "database; read at most every 10 s).",
     ["source"],
 )
 SOURCES_STALE_AFTER = Gauge(
@@ -104,18 +104,34 @@ REFUSAL_REASONS: Final = frozenset(
     {"unauthenticated", "forbidden", "rate_limited", "unavailable", "payment_required"}
 )
 DEPENDENCIES: Final = ("database", "redis")
+DELIVERY_OUTCOMES: Final = {
+    "webhook": ("delivered", "retrying", "failed"),
+    "mail": ("sent", "failed"),
+}
+INGEST_RESULTS: Final = ("ok", "failed")
 
 _tools: set[str] = set()
 
 
-def declare_tools(names: Iterable[str]) -> None:
-    """The catalogue's tool names: the only ones a tool label takes. Their duration series
-    exist from the start (at zero), so rates and quantiles read no gaps."""
-    for name in names:
+def declare_series(tools: Iterable[str], sources: Iterable[str]) -> None:
+    """The catalogue's tool names (the only ones a tool label takes) and the enabled sources.
+
+    Series whose labels are known in advance start at zero: Prometheus's ``increase`` and
+    ``rate`` see a counter's first event only if the counter existed before it.
+    """
+    for name in tools:
         _tools.add(name)
         TOOL_CALL_SECONDS.labels(name)
     for reason in REFUSAL_REASONS:
         REFUSALS.labels(reason)
+    for dependency in DEPENDENCIES:
+        DEPENDENCY_FAILURES.labels(dependency)
+    for channel, outcomes in DELIVERY_OUTCOMES.items():
+        for outcome in outcomes:
+            ALERT_DELIVERIES.labels(channel, outcome)
+    for source in sources:
+        for result in INGEST_RESULTS:
+            INGEST_RUNS.labels(source, result)
 
 
 def tool_label(name: str) -> str:
@@ -135,12 +151,13 @@ def count_call(tool: str, tier: str, status: str, seconds: float) -> None:
 
 def count_ingest(source: str, failed: bool, reports: dict[str, int]) -> None:
     """One source's part of an ingest run, and how many reports it handled by outcome."""
-    INGEST_RUNS.labels(source, "failed" if failed else "ok").inc()
+    INGEST_RUNS.labels(source, INGEST_RESULTS[1] if failed else INGEST_RESULTS[0]).inc()
     for outcome, count in reports.items():
         INGEST_REPORTS.labels(source, outcome).inc(count)
 
 
 def count_delivery(channel: str, outcome: str) -> None:
+    """One delivery attempt; ``outcome`` is one of ``DELIVERY_OUTCOMES[channel]``."""
     ALERT_DELIVERIES.labels(channel, outcome).inc()
 
 
