@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from kamiyo import metrics
-from kamiyo.config import DatabaseSettings, InsecureSettingsError, MetricsSettings, Settings
+from kamiyo.config import DatabaseSettings, InsecureSettingsError, Settings
 from kamiyo.mcpserver.server import build_server
 from kamiyo.service.catalogue import OPERATIONS
 from kamiyo.web.app import create_app
@@ -255,7 +255,7 @@ def test_production_refuses_a_short_token() -> None:
             _env_file=None,
             auth={"secret_key": "s" * 40},
             database={"url": "postgresql://kamiyo@db/kamiyo"},
-            metrics=MetricsSettings(token="short"),  # type: ignore[arg-type]
+            metrics={"token": "short"},
         )
     fine = Settings(
         environment="production",
