@@ -7,9 +7,12 @@ production checks, and ``promtool`` on the rules where it is installed."""
 import json
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -27,7 +30,7 @@ from kamiyo.service.catalogue import OPERATIONS
 from kamiyo.web.app import create_app
 from tests.alerts.receiver import Receiver
 from tests.intel.feed_server import FeedServer
-from tests.mcpserver.conftest import http_server_process, run_kamiyo
+from tests.mcpserver.conftest import free_port, http_server_process, run_kamiyo, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -298,3 +301,61 @@ def test_the_rules_pass_promtool(tmp_path: Path) -> None:
         text=True,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@contextmanager
+def worker_process(tmp_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kamiyo", "worker", "--every", "1h"],
+            env=server_env(tmp_path) | env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        stdout, _ = process.communicate(timeout=60)
+        assert stdout == b""  # logs go to stderr
+        assert "Traceback" not in log_path.read_text()
+
+
+def test_the_worker_serves_its_own_counts(tmp_path: Path, feeds: FeedServer) -> None:
+    port = free_port()
+    env = serve_env(feeds) | {"KAMIYO_METRICS_WORKER_PORT": str(port)}
+    url = f"http://127.0.0.1:{port}"
+    with worker_process(tmp_path, env):
+        deadline = time.monotonic() + WAIT_S
+        samples: list[Sample] = []
+        while time.monotonic() < deadline:
+            try:
+                response = scrape(url)
+            except httpx2.TransportError:  # not listening yet: polling for it
+                time.sleep(0.2)
+                continue
+            assert response.status_code == 200
+            _, samples = exported(response.text)
+            if value(samples, "kamiyo_ingest_runs_total", source="slowmist", result="failed"):
+                break
+            time.sleep(0.2)
+        assert scrape(url, token=None).status_code == 401
+    assert value(samples, "kamiyo_ingest_runs_total", source="rekt", result="ok") == 1
+    assert value(samples, "kamiyo_ingest_runs_total", source="slowmist", result="failed") == 1
+    # Only what the worker's process counts: no calls, no readiness checks run there.
+    assert value(samples, "kamiyo_tool_calls_total") == 0
+
+
+def test_a_worker_metrics_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_kamiyo(
+            tmp_path, "worker", env={"KAMIYO_METRICS_WORKER_PORT": str(port)}, check=False
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert f"KAMIYO_METRICS_WORKER_PORT: cannot serve /metrics on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
-"""Who may read ``/metrics``: the scraper's bearer token."""
+"""Who may read ``/metrics`` (the scraper's bearer token), and where ``kamiyo worker`` serves
+its own."""
 
 from pydantic import Field, SecretStr
 
@@ -12,4 +13,15 @@ class MetricsSettings(Section):
         default=None,
         description="Bearer token Prometheus sends to read /metrics (32+ characters in "
         "production); unset: /metrics answers loopback callers only, and none in production.",
+    )
+    worker_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="`kamiyo worker` serves its own /metrics (its source refreshes and alert "
+        "deliveries) on this port, with the same token; unset: it serves none.",
+    )
+    worker_host: str = Field(
+        default="127.0.0.1",
+        description="The address `kamiyo worker` serves /metrics on (0.0.0.0 in a container).",
     )

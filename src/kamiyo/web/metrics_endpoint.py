@@ -18,19 +18,23 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kamiyo import metrics
-from kamiyo.config import MetricsSettings, Settings
+from kamiyo.config import ConfigurationError, MetricsSettings, Settings
 from kamiyo.db.tables import SourceState, Subscription
 from kamiyo.service.catalogue import OPERATIONS
 from kamiyo.service.refreshing import select_adapters
@@ -43,15 +47,18 @@ log = logging.getLogger(__name__)
 DATABASE_EVERY_S = 10.0
 PATH = "/metrics"
 TOKEN_VARIABLE = MetricsSettings.env_name("token")
+WORKER_PORT_VARIABLE = MetricsSettings.env_name("worker_port")
 
 
 class MetricsEndpoint:
     def __init__(
         self,
         settings: Settings,
-        sessions: Callable[[], async_sessionmaker[AsyncSession]],
-        readiness: Readiness,
+        sessions: Callable[[], async_sessionmaker[AsyncSession]] | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
+        """``sessions`` and ``readiness``: a serving instance's (None: the worker's metrics,
+        only what its process counts)."""
         token = settings.metrics.token
         self._token = token.get_secret_value().encode() if token else None
         self._production = settings.production
@@ -71,8 +78,10 @@ class MetricsEndpoint:
         refusal = self._refusal(request)
         if refusal is not None:
             return refusal
-        await self._readiness.verdict()
-        await self._read_database()
+        if self._readiness is not None:
+            await self._readiness.verdict()
+        if self._sessions is not None:
+            await self._read_database(self._sessions)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     def _refusal(self, request: Request) -> Response | None:
@@ -100,7 +109,9 @@ class MetricsEndpoint:
         if self._refused.admit(why):
             log.warning("refused a scrape of %s: %s", PATH, why)
 
-    async def _read_database(self) -> None:
+    async def _read_database(
+        self, sessions: Callable[[], async_sessionmaker[AsyncSession]]
+    ) -> None:
         """Subscriptions and sources' state, read again when the last read is old enough; an
         unreachable database keeps the last figures (the dependency metrics show the outage)."""
         async with self._lock:
@@ -109,7 +120,7 @@ class MetricsEndpoint:
                 return
             self._read_at = now
             try:
-                async with self._sessions()() as session:
+                async with sessions()() as session:
                     counts = await session.execute(
                         select(Subscription.tier, Subscription.status, func.count()).group_by(
                             Subscription.tier, Subscription.status
@@ -136,6 +147,34 @@ class MetricsEndpoint:
                 source.last_success_at is None or source.last_error_at > source.last_success_at
             )
             metrics.SOURCE_FAILING.labels(source.name).set(1 if failed_last else 0)
+
+
+@asynccontextmanager
+async def worker_metrics(settings: Settings) -> AsyncIterator[None]:
+    """``kamiyo worker``'s /metrics on ``KAMIYO_METRICS_WORKER_PORT`` while the block runs (its
+    refreshes and deliveries are counted in its own process); nothing when the port is unset."""
+    port = settings.metrics.worker_port
+    if port is None:
+        yield
+        return
+    app = Starlette(routes=MetricsEndpoint(settings).routes())
+    config = uvicorn.Config(app, log_config=None, access_log=False)
+    host = settings.metrics.worker_host
+    try:  # bound here, so that a port in use is one clear line, not uvicorn's exit
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{WORKER_PORT_VARIABLE}: cannot serve /metrics on {host}:{port} ({exc.strerror})"
+        ) from None
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve([listening]), name="kamiyo-worker-metrics")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await serving
+        listening.close()
 
 
 def _is_loopback(request: Request) -> bool:
