@@ -38,6 +38,8 @@ DEPLOY = Path(__file__).parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "kamiyo.json"
 RULES = sorted((DEPLOY / "prometheus").glob("*-rules.yml"))
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sources"
+# Series the rules must fire on, and healthy ones they must stay quiet on (promtool test rules).
+RULE_TESTS = Path(__file__).with_name("metrics_rules_test.yml")
 TOKEN = "scrape-" + "t" * 40  # a test value, never a real secret
 METRIC = re.compile(r"\bkamiyo_[a-z0-9_]+")
 # A refresh and a delivery happen in the background: polled for, not timed.
@@ -293,14 +295,11 @@ def test_the_rules_pass_promtool(tmp_path: Path) -> None:
     (tmp_path / "prometheus.yml").write_text(
         config.replace("/run/secrets/kamiyo_metrics_token", str(token_file))
     )
-    for path in RULES:
+    for path in [*RULES, RULE_TESTS]:
         shutil.copy(path, tmp_path / path.name)
-    checked = subprocess.run(
-        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
-        capture_output=True,
-        text=True,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for command in (["check", "config", "prometheus.yml"], ["test", "rules", RULE_TESTS.name]):
+        checked = subprocess.run([promtool, *command], capture_output=True, text=True, cwd=tmp_path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @contextmanager
