@@ -10,6 +10,7 @@ account, a key, a query or an address.
 """
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -142,11 +143,19 @@ def tool_label(name: str) -> str:
 
 def count_call(tool: str, tier: str, status: str, seconds: float) -> None:
     """One metered call: counted by tool, tier and status, timed, and its refusal counted."""
-    label = tool_label(tool)
-    TOOL_CALLS.labels(label, tier, status).inc()
-    TOOL_CALL_SECONDS.labels(label).observe(seconds)
-    if status in REFUSAL_REASONS:
-        REFUSALS.labels(status).inc()
+    calls, duration, refusals = _call_series(tool_label(tool), tier, status)
+    calls.inc()
+    duration.observe(seconds)
+    if refusals is not None:
+        refusals.inc()
+
+
+# On every call: the library's ``labels()`` costs more than the count itself, and the label
+# values are few (bounded above), so each combination's series are looked up once.
+@lru_cache(maxsize=4096)
+def _call_series(tool: str, tier: str, status: str) -> tuple[Counter, Histogram, Counter | None]:
+    refusals = REFUSALS.labels(status) if status in REFUSAL_REASONS else None
+    return TOOL_CALLS.labels(tool, tier, status), TOOL_CALL_SECONDS.labels(tool), refusals
 
 
 def count_ingest(source: str, failed: bool, reports: dict[str, int]) -> None:

@@ -82,7 +82,10 @@ class MetricsEndpoint:
             await self._readiness.verdict()
         if self._sessions is not None:
             await self._read_database(self._sessions)
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        # Laid out in a thread: pure Python over every series (milliseconds), which would
+        # otherwise hold the event loop, and every call in flight, for as long.
+        exposition = await asyncio.to_thread(generate_latest, REGISTRY)
+        return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 
     def _refusal(self, request: Request) -> Response | None:
         if self._token is not None:
