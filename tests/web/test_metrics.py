@@ -19,6 +19,7 @@ import httpx2
 import pytest
 import yaml
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -141,6 +142,10 @@ async def make_calls(url: str, key: str, hook: str) -> None:
         assert value(samples, "kamiyo_mcp_sessions", transport="streamable_http") >= 1
         rest = await http.get(f"{url}/api/v1/exploits", params={"query": "euler", "limit": 2})
         assert rest.status_code == 200, rest.text
+    async with Client(sse_client(f"{url}/sse", headers=bearer)) as legacy:
+        await legacy.call_tool("get_usage", {})
+        _, samples = exported(scrape(url).text)
+        assert value(samples, "kamiyo_mcp_sessions", transport="sse") == 1
     async with Client(f"{url}/mcp", mode="legacy") as anonymous:  # no key: the free tier
         locked = await anonymous.call_tool("assess_protocol_risk", {"protocol_name": "Euler"})
         assert locked.is_error
@@ -209,6 +214,7 @@ async def test_a_running_server_exports_every_metric_deploy_names(
     assert value(samples, "kamiyo_alert_deliveries_total", channel="webhook") >= 1
     assert value(samples, "kamiyo_dependency_check_seconds_count", dependency="database") >= 1
     assert value(samples, "kamiyo_mcp_sessions", transport="streamable_http") == 0  # all closed
+    assert value(samples, "kamiyo_mcp_sessions", transport="sse") == 0
     assert len(receiver.posts) >= 1
 
     # Bounded labels: tools from the catalogue (or the two folded values), nothing a caller
