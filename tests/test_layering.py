@@ -31,6 +31,7 @@ BOTTOM = {
     "observability",
     "clients",
     "outages",
+    "metrics",
 }
 FLOORS = (SURFACES, SERVICE, DOMAIN, INTEL, BOTTOM)
 # Knows nothing of its neighbours on the floor: imports only the standard library and others'.

@@ -227,6 +227,7 @@ def worker(
     from kamiyo.alerts.redis_bus import change_bus
     from kamiyo.alerts.worker import alerts_working
     from kamiyo.config import parse_duration
+    from kamiyo.web.metrics_endpoint import worker_metrics
 
     try:
         given = parse_duration(every) if every else None
@@ -237,6 +238,7 @@ def worker(
         settings = runtime.settings
         interval = given or settings.sources.refresh_every
         async with (
+            worker_metrics(settings),  # KAMIYO_METRICS_WORKER_PORT
             change_bus(settings) as bus,
             alerts_working(runtime.sessions, settings, bus) as alerts,
         ):

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo import outages
+from kamiyo import metrics, outages
 from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import ApiKey, Payment
@@ -123,6 +123,8 @@ class Meter:
         self._dropped = 0  # events dropped beyond max_pending since the database was last written
 
     def record(self, event: UsageEvent) -> None:
+        # Every surface's calls, refusals included, pass here: the one place they are counted.
+        metrics.count_call(event.tool, event.tier, event.status, event.duration_us / 1e6)
         if len(self._pending) == self._max_pending:
             self._drop(1)  # the queue's maxlen drops the oldest as this one comes in
         self._pending.append(event)

@@ -15,6 +15,7 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kamiyo import metrics
 from kamiyo.alerts import mail, webhook
 from kamiyo.alerts.leases import claim_deliveries, lease_of
 from kamiyo.alerts.secrets import SealError, unseal
@@ -111,6 +112,10 @@ async def _record(
 ) -> None:
     attempts = delivery.attempts + 1
     seen = {"attempts": attempts, "response_code": attempt.status_code}
+    retrying = not attempt.delivered and attempt.retryable and attempts < MAX_ATTEMPTS
+    metrics.count_delivery(
+        "webhook", "delivered" if attempt.delivered else "retrying" if retrying else "failed"
+    )
     if attempt.delivered:
         await _set(session, delivery, status="delivered", delivered_at=now, last_error=None, **seen)
         if rule.failures:
@@ -118,7 +123,7 @@ async def _record(
                 update(AlertRule).where(AlertRule.pk == rule.pk).values(failures=0)
             )
         return
-    if attempt.retryable and attempts < MAX_ATTEMPTS:
+    if retrying:
         wait = RETRY_WAITS[attempts - 1]
         await _set(session, delivery, next_attempt_at=now + wait, last_error=attempt.error, **seen)
         return

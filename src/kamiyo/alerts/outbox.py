@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kamiyo import metrics
 from kamiyo.alerts import mail
 from kamiyo.alerts.bus import ChangeBus
 from kamiyo.alerts.events import AlertMatch, ChangeKind, IncidentChange, webhook_body
@@ -161,6 +162,7 @@ async def work_outbox(
                         ]
                 elif entry.kind == MAIL_KIND:
                     await mail.send(sessions, settings, session, entry.payload)
+                    metrics.count_delivery("mail", "sent")
                 else:
                     log.error(
                         "outbox row %s has an unknown kind %r; set aside", entry.pk, entry.kind
@@ -179,6 +181,8 @@ async def work_outbox(
 async def _failed(sessions: Sessions, entry: OutboxEntry, now: dt.datetime, exc: Exception) -> None:
     error = f"{type(exc).__name__}: {exc}"[:500]
     give_up = entry.attempts >= MAX_ROW_ATTEMPTS
+    if entry.kind == MAIL_KIND:
+        metrics.count_delivery("mail", "failed")
     log.error(
         "outbox row %s (%s) failed, attempt %d: %s%s",
         entry.pk,

@@ -24,6 +24,7 @@ from kamiyo.config.base import (
     section_config,
 )
 from kamiyo.config.explorers import ExplorerSettings
+from kamiyo.config.metrics import MetricsSettings
 from kamiyo.config.payments import X402Settings
 from kamiyo.config.sections import (
     AnswerSettings,
@@ -65,6 +66,7 @@ class Settings(Section):
     explorers: ExplorerSettings = Field(default_factory=ExplorerSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {}
 
@@ -135,6 +137,9 @@ class Settings(Section):
                 "KAMIYO_OAUTH_ALLOW_LOOPBACK_CLIENTS is true (client metadata fetches could "
                 "reach this machine)"
             )
+        metrics_token = self.metrics.token.get_secret_value() if self.metrics.token else None
+        if metrics_token is not None and len(metrics_token) < MIN_SECRET_LENGTH:
+            reasons.append(f"KAMIYO_METRICS_TOKEN is shorter than {MIN_SECRET_LENGTH} characters")
         return reasons
 
     @model_validator(mode="after")
@@ -193,6 +198,7 @@ __all__ = [
     "InsecureSettingsError",
     "LogSettings",
     "MeterSettings",
+    "MetricsSettings",
     "RedisSettings",
     "Section",
     "Settings",

@@ -11,8 +11,10 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
+from kamiyo import metrics
 from kamiyo.config import SourceSettings
 from kamiyo.db.engine import ingest_lock
 from kamiyo.intel.refresh import Progress, Run, SourceRun, run_sources
@@ -104,7 +106,10 @@ async def refresh(
     if progress is not None:
         run.progress = progress
     async with ingest_lock(runtime.engine):
-        return await run_sources(run, runtime.sessions)
+        results = await run_sources(run, runtime.sessions)
+    for result in [] if dry_run else results:
+        metrics.count_ingest(result.name, result.error is not None, asdict(result.counts))
+    return results
 
 
 def _bundled_distinct() -> frozenset[str]:

@@ -4,12 +4,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from kamiyo import __version__
@@ -19,6 +18,11 @@ from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
 from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, oauth_pruning, rest
 from kamiyo.web.auth import ResourceServer
+from kamiyo.web.metrics_endpoint import (
+    MetricsEndpoint,
+    count_streamable_sessions,
+    counting_sse_sessions,
+)
 from kamiyo.web.oauth_limits import OAuthLimits
 from kamiyo.web.readiness import Readiness
 from kamiyo.web.webhooks import stripe_webhook_route
@@ -70,10 +74,6 @@ def create_app(
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
         return JSONResponse({"status": "ok", "version": __version__})
 
-    async def metrics(request: Request) -> Response:
-        """Prometheus exposition (payments and what else is counted); no secrets in it."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with (
@@ -99,6 +99,10 @@ def create_app(
     readiness = Readiness(settings, state.require_runtime)
     state.on_shutdown.append(readiness.stopping)
     state.on_close.append(readiness.aclose)
+    # /metrics for the scraper's token (web/metrics_endpoint.py); the SDK keeps its sessions in
+    # a table it offers no count of, read at each scrape.
+    metrics = MetricsEndpoint(settings, sessions, readiness)
+    count_streamable_sessions(lambda: len(server.session_manager._server_instances))
 
     resource = ResourceServer(settings.site, settings.auth, state.gate)
     board = dashboard.Dashboard(state)
@@ -107,11 +111,11 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readiness.endpoint),
-        Route("/metrics", metrics),
+        *metrics.routes(),
         *resource.metadata_routes(["/mcp", "/sse"]),
         *resource.guard(mcp_posts.wrap(streamable.routes), "/mcp"),
         # The SSE transport's message posts belong to the resource its stream was opened on.
-        *resource.guard(mcp_posts.wrap(sse.routes), "/sse"),
+        *resource.guard(mcp_posts.wrap(counting_sse_sessions(sse.routes, "/sse")), "/sse"),
         *api.routes(state, resource),
         *rest.routes(state, resource),
         *docs.routes(),  # the REST API's OpenAPI document and docs page

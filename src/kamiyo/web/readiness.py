@@ -24,7 +24,7 @@ from sqlalchemy import func, select, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from kamiyo import __version__
+from kamiyo import __version__, metrics
 from kamiyo.config import Settings
 from kamiyo.db import migrate
 from kamiyo.db.tables import SourceState
@@ -80,6 +80,14 @@ async def _timed(check: Callable[[], Awaitable[Check]]) -> Check:
     return result
 
 
+def _observe(dependency: str, check: Check) -> None:
+    """A dependency check's round trip in the latency histogram, or a failure counted."""
+    if check.status == OK:
+        metrics.observe_dependency(dependency, check.detail["latency_ms"] / 1000)
+    elif check.status == FAIL:
+        metrics.observe_dependency(dependency, None)
+
+
 class Readiness:
     """The ``/readyz`` endpoint of one instance; :meth:`aclose` closes its Redis client."""
 
@@ -124,6 +132,8 @@ class Readiness:
     async def _evaluate(self) -> Verdict:
         database, redis_check = await asyncio.gather(_timed(self._database), self._redis_check())
         checks = {"database": database, "redis": redis_check}
+        for dependency in metrics.DEPENDENCIES:
+            _observe(dependency, checks[dependency])
         if database.status == OK:
             checks["migrations"] = await _timed(self._migrations)
             checks["data_freshness"] = await _timed(self._freshness)
