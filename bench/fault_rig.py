@@ -7,13 +7,16 @@ load balancer) with its stderr in a log file of its own, which the run reads aft
 tracebacks and payment lines.
 """
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +128,20 @@ class Instance:
 
     def tracebacks(self) -> int:
         return self.log.read_text(errors="replace").count("Traceback")
+
+    def warnings(self) -> Counter[str]:
+        """The log's warning and error lines, digits folded so repeats count as one."""
+        found: Counter[str] = Counter()
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                found[f"(not JSON) {line[:100]}"] += 1
+                continue
+            if isinstance(record, dict) and record.get("level") in ("WARNING", "ERROR"):
+                message = re.sub(r"\d+(\.\d+)?", "N", str(record.get("message")))[:140]
+                found[f"{record['level']} {record.get('logger')}: {message}"] += 1
+        return found
 
 
 def start_instances(env: dict[str, str], folder: Path, count: int = 2) -> list[Instance]:

@@ -12,6 +12,7 @@ counted against the calls answered ok.
 import argparse
 import asyncio
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from bench.fault_load import Load, examples, kinds, recovery_s
 from bench.fault_rig import Instance, base_env, enterprise_keys, kamiyo, start_instances
 from tests.private_services import PrivatePostgres, PrivateRedis, private_postgres, private_redis
 
+LOGS = Path(__file__).parent / "results" / "fault-logs"
 KEYS = 4  # enterprise accounts: 500 calls a minute each, above the default load's share
 FLUSH_S = 1.0  # KAMIYO_METER_FLUSH_S: the bound on what a SIGKILL loses
 
@@ -95,6 +97,10 @@ def rig(folder: Path, extra: dict[str, str], database: str) -> Iterator[Rig]:
     finally:
         for instance in instances:
             instance.stop()
+        # The run's folder goes at its end; the logs stay, to read what the table counts.
+        LOGS.mkdir(parents=True, exist_ok=True)
+        for instance in instances:
+            shutil.copyfile(instance.log, LOGS / f"{folder.name.split('-')[2]}-{instance.name}.log")
 
 
 async def ok_records(database: str) -> int:
@@ -137,6 +143,11 @@ def row_for(name: str, load: Load, rig_: Rig, back: float | None, recorded: int)
         },
         answered_ok=sum(a.ok for a in answers),
         recorded_ok=recorded,
+        notes=[
+            f"log {i.name}: {count} x {line}"
+            for i in rig_.instances
+            for line, count in i.warnings().most_common(6)
+        ],
     )
 
 

@@ -32,13 +32,15 @@ from starlette.routing import Route
 from x402.mechanisms.evm.types import ExactEIP3009Payload
 from x402.schemas import PaymentPayload, PaymentRequired
 
-from bench.fault_load import CALL_TIMEOUT_S, Answer, recovery_s, sort_rest
+from bench.fault_load import Answer, recovery_s, sort_rest
 from kamiyo.web.wire import encode_header
 from tests.mcpserver.conftest import free_port
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
 
 Mode = Literal["pass", "fail", "hang"]
 HANG_S = 120.0  # longer than KAMIYO waits for an RPC answer
+# Longer than KAMIYO's own bound on an RPC call (30 s), so the caller reads KAMIYO's answer.
+PAID_TIMEOUT_S = 90.0
 
 
 class FaultyRpc:
@@ -112,18 +114,19 @@ class PaidLoad:
         self._stop.set()
 
     async def run(self) -> None:
-        async with httpx2.AsyncClient(timeout=CALL_TIMEOUT_S) as client:
+        # Open loop: a payment every 1/rate s whatever the earlier ones wait for, so a hanging
+        # RPC holds many payments at once, as it would under real traffic.
+        async with httpx2.AsyncClient(timeout=PAID_TIMEOUT_S) as client:
             requirements = await self._offer(client)
+            pending: list[asyncio.Task[None]] = []
             for step in itertools.count():
                 if self._stop.is_set():
-                    return
-                began = time.monotonic()
+                    break
                 payer = self.payers[step % len(self.payers)]
-                await self._pay(client, step, payer, requirements)
-                pause = 1 / self.rate - (time.monotonic() - began)
-                if pause > 0:
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), pause)
+                pending.append(asyncio.create_task(self._pay(client, step, payer, requirements)))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1 / self.rate)
+            await asyncio.gather(*pending)
 
     async def _offer(self, client: httpx2.AsyncClient) -> Any:
         """The EVM offer, from an unpaid call's answer (the free tier's, with its paid offer)."""

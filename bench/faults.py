@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--disk-size", default="64m", help="disk: the tmpfs's size")
     args = parser.parse_args()
     chosen = list(FAULTS) if "all" in args.faults else args.faults
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=160)
     rows = []
     for fault in chosen:
         console.print(f"[bold]{fault}[/bold]: running")
