@@ -8,8 +8,10 @@ cannot answer in the database's place.
 
 An answer is sorted into one kind: ``ok``; a clear error (``mcp <code>`` from a tool result's
 ``structuredContent.error``, ``http <status> <code>`` from the REST envelope ``{"error":
-{"code", "message"}}``, ``jsonrpc <code>``); ``connection <exception>`` when nothing answered;
-or ``unclear ...`` for anything else (a plain 500, a body that is not the envelope). Any body
+{"code", "message"}}`` or OAuth's ``{"error", "error_description"}`` (the MCP endpoint's
+bearer guard), ``jsonrpc <code>``); ``connection <exception>`` when nothing answered;
+or ``unclear ...`` for anything else (a plain 500, a body that is not the envelope); each kind
+is prefixed with the transport (``mcp: ``, ``rest: ``). Any body
 holding traceback text is counted apart: the standard is none.
 """
 
@@ -35,6 +37,7 @@ TRACEBACK_MARKS = ("Traceback (most recent call last)", 'File "/')
 @dataclass(frozen=True)
 class Answer:
     started: float  # monotonic
+    ended: float  # wall clock (time.time()), to compare with the database's timestamps
     instance: str
     transport: str  # mcp | rest
     kind: str
@@ -43,7 +46,7 @@ class Answer:
 
     @property
     def ok(self) -> bool:
-        return self.kind == "ok"
+        return self.kind.endswith(": ok")
 
 
 def _has_traceback(text: str) -> bool:
@@ -79,6 +82,9 @@ def sort_rest(response: httpx2.Response) -> tuple[str, str]:
 
 def _sort_envelope(status: int, body: Any, prefix: str) -> tuple[str, str]:
     error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str) and body.get("error_description"):
+        # OAuth's error body (RFC 6750), what the MCP endpoint's bearer guard answers.
+        return f"http {status} {error}", str(body["error_description"])[:160]
     if isinstance(error, dict) and error.get("message"):
         code = error.get("code")
         label = f"{prefix} {status} {code}" if prefix == "http" else f"{prefix} {code}"
@@ -153,8 +159,14 @@ class Load:
                 )
                 kind, message = sort_rest(response)
         except httpx2.HTTPError as exc:
-            return Answer(began, name, transport, f"connection {type(exc).__name__}", "", False)
-        return Answer(began, name, transport, kind, message, _has_traceback(response.text))
+            kind, message = f"connection {type(exc).__name__}", str(exc)[:160]
+            return Answer(
+                began, time.time(), name, transport, f"{transport}: {kind}", message, False
+            )
+        traceback = _has_traceback(response.text)
+        return Answer(
+            began, time.time(), name, transport, f"{transport}: {kind}", message, traceback
+        )
 
 
 def kinds(answers: Sequence[Answer]) -> Counter[str]:

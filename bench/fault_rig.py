@@ -136,7 +136,8 @@ class Instance:
             try:
                 record = json.loads(line)
             except ValueError:
-                found[f"(not JSON) {line[:100]}"] += 1
+                if not line.startswith("KAMIYO MCP on "):  # the banner
+                    found[f"(not JSON) {line[:100]}"] += 1
                 continue
             if isinstance(record, dict) and record.get("level") in ("WARNING", "ERROR"):
                 message = re.sub(r"\d+(\.\d+)?", "N", str(record.get("message")))[:140]

@@ -11,6 +11,7 @@ counted against the calls answered ok.
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -115,6 +116,19 @@ async def ok_records(database: str) -> int:
         return int(connection.execute(query).fetchone()[0])
 
 
+async def last_flush_at(database: str, pid: int) -> float:
+    """When the instance with ``pid`` last wrote usage (wall clock, seconds)."""
+    query = "SELECT last_flush_at FROM serving_instances WHERE pid = $1"
+    connection = await asyncpg.connect(database)
+    try:
+        stamp = await connection.fetchval(query, pid)
+    finally:
+        await connection.close()
+    if stamp.tzinfo is None:  # stored as UTC
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return float(stamp.timestamp())
+
+
 async def loaded(
     load: Load, fault: Callable[[], Awaitable[float | None]], timing: Timing
 ) -> float | None:
@@ -184,7 +198,7 @@ async def run_service_fault(name: str, args: argparse.Namespace) -> Row:
 async def run_kill(args: argparse.Namespace) -> Row:
     """i1 SIGKILLed under the load and left down; i2 keeps serving."""
     timing = Timing(args.warm, args.outage, args.after)
-    killed_at = 0.0
+    killed_wall, killed_pid = 0.0, 0
     with tempfile.TemporaryDirectory(prefix="kamiyo-faults-kill-") as tmp:
         folder = Path(tmp)
         with services(folder) as (_cluster, _redis, env):
@@ -193,8 +207,10 @@ async def run_kill(args: argparse.Namespace) -> Row:
                 load = Load(r.urls, r.keys, rate=args.rate)
 
                 async def fault() -> None:
-                    nonlocal killed_at
-                    killed_at = time.monotonic()
+                    nonlocal killed_wall, killed_pid
+                    killed_wall = time.time()
+                    assert r.instances[0].process is not None
+                    killed_pid = r.instances[0].process.pid
                     await asyncio.to_thread(r.instances[0].kill)
                     await asyncio.sleep(timing.outage)
 
@@ -209,16 +225,18 @@ async def run_kill(args: argparse.Namespace) -> Row:
                 )
             row = row_for("kill", load, r, None, await ok_records(database))
     killed = [a for a in load.answers if a.instance == "i1"]
-    # Answered ok in the last flush interval before the kill: what the meter could still hold.
-    window = [a for a in killed if a.ok and killed_at - 2 * FLUSH_S <= a.started < killed_at]
+    # The bound: what i1 answered ok after its last usage write took its batch (the meter's
+    # stamp in serving_instances); nothing answered before that can be missing.
+    last_write = await last_flush_at(database, killed_pid)
+    bound = sum(1 for a in killed if a.ok and a.ended >= last_write)
     survivor = kinds([a for a in load.answers if a.instance == "i2"])
-    row.recovery = {"i1": None, "i2": 0.0 if set(survivor) == {"ok"} else None}
+    row.recovery = {"i1": None, "i2": 0.0 if set(survivor) == {"mcp: ok", "rest: ok"} else None}
     row.notes += [
         f"i1 (killed): {dict(kinds(killed).most_common())}",
         f"i2 (kept serving): {dict(survivor.most_common())}",
-        f"metering lost {row.lost} ok calls; i1 answered {len(window)} ok calls in the "
-        f"{2 * FLUSH_S:.0f} s before the kill (flush every {FLUSH_S:.0f} s, plus the batch "
-        "being written)",
+        f"metering lost {row.lost} ok calls; bound: i1 answered {bound} ok calls after its last "
+        f"usage write, {killed_wall - last_write:.2f} s before "
+        f"the kill (it writes every {FLUSH_S:.0f} s)",
         "kamiyo usage verify: " + " ".join(verify.stderr.split())[-300:],
     ]
     return row

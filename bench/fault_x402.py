@@ -184,5 +184,8 @@ def paid_messages(paid: Sequence[Paid]) -> dict[str, str]:
 
 
 def paid_recovery_s(paid: Sequence[Paid], back: float | None) -> float | None:
-    answers = [Answer(p.started, "paid", "rest", p.first[0], p.first[1], False) for p in paid]
+    answers = [
+        Answer(p.started, 0.0, "paid", "rest", f"rest: {p.first[0]}", p.first[1], False)
+        for p in paid
+    ]
     return None if back is None else recovery_s(answers, back)
