@@ -82,6 +82,10 @@ def sort_rest(response: httpx2.Response) -> tuple[str, str]:
 
 def _sort_envelope(status: int, body: Any, prefix: str) -> tuple[str, str]:
     error = body.get("error") if isinstance(body, dict) else None
+    problem = body.get("problem") if isinstance(body, dict) else None
+    if isinstance(error, str) and isinstance(problem, dict) and problem.get("message"):
+        # A 402: x402's PaymentRequired (its ``error`` a reason code) with the envelope beside.
+        return f"http {status} {error}", str(problem["message"])[:160]
     if isinstance(error, str) and body.get("error_description"):
         # OAuth's error body (RFC 6750), what the MCP endpoint's bearer guard answers.
         return f"http {status} {error}", str(body["error_description"])[:160]

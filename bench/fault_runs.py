@@ -358,5 +358,6 @@ async def run_rpc(args: argparse.Namespace) -> Row:
         f"settlement: {report}",
         f"rpc proxy requests by mode: {proxy.requests}",
     ]
-    row.answered_ok += sum(p.first[0] == "ok" or p.retry[0] == "ok" for p in paid.paid)
+    # The paid calls answered, and the one unpaid call that read the offer (free tier, ok).
+    row.answered_ok += sum(p.first[0] == "ok" or p.retry[0] == "ok" for p in paid.paid) + 1
     return row
