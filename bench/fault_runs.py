@@ -116,6 +116,16 @@ async def ok_records(database: str) -> int:
         return int(connection.execute(query).fetchone()[0])
 
 
+async def settled_in_journal(database: str) -> int:
+    """Payments the instances' shared journal holds as settled (one row per payment)."""
+    connection = await asyncpg.connect(database)
+    try:
+        query = "SELECT count(*) FROM payments WHERE state = 'settled'"
+        return int(await connection.fetchval(query))
+    finally:
+        await connection.close()
+
+
 async def last_flush_at(database: str, pid: int) -> float:
     """When the instance with ``pid`` last wrote usage (wall clock, seconds)."""
     query = "SELECT last_flush_at FROM serving_instances WHERE pid = $1"
@@ -348,7 +358,8 @@ async def run_rpc(args: argparse.Namespace) -> Row:
             paid.stop()
             await paid_task
         row = row_for("rpc", load, r, back, await ok_records(database))
-        report = settlement_report(chain, paid.paid, 0)
+        report = settlement_report(chain, paid.paid)
+        report["settled_in_journal"] = await settled_in_journal(database)
     row.settled_twice = report["answered_twice"]
     row.recovery |= {"paid": paid_recovery_s(paid.paid, back)}
     row.notes += [

@@ -155,7 +155,7 @@ class PaidLoad:
         self.paid.append(Paid(began, payer.address, _nonce(payment), answers[0], answers[1]))
 
 
-def settlement_report(chain: EvmChain, paid: Sequence[Paid], price: int) -> dict[str, int]:
+def settlement_report(chain: EvmChain, paid: Sequence[Paid]) -> dict[str, int]:
     """What the chain says the payments cost, against what their callers were answered."""
     used = [chain.authorization_used(p.payer, p.nonce) for p in paid]
     answered = [int(p.first[0] == "ok") + int(p.retry[0] == "ok") for p in paid]
@@ -166,7 +166,6 @@ def settlement_report(chain: EvmChain, paid: Sequence[Paid], price: int) -> dict
         "answered_twice": sum(1 for n in answered if n > 1),
         "charged_not_answered": sum(1 for u, n in zip(used, answered, strict=True) if u and not n),
         "answered_not_charged": sum(1 for u, n in zip(used, answered, strict=True) if n and not u),
-        "price": price,
     }
 
 
