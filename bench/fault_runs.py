@@ -234,10 +234,10 @@ async def run_kill(args: argparse.Namespace) -> Row:
                     timeout=300,
                 )
             row = row_for("kill", load, r, None, await ok_records(database))
+            # The bound: what i1 answered ok after its last usage write took its batch (the
+            # meter's stamp in serving_instances); nothing answered before it can be missing.
+            last_write = await last_flush_at(database, killed_pid)
     killed = [a for a in load.answers if a.instance == "i1"]
-    # The bound: what i1 answered ok after its last usage write took its batch (the meter's
-    # stamp in serving_instances); nothing answered before that can be missing.
-    last_write = await last_flush_at(database, killed_pid)
     bound = sum(1 for a in killed if a.ok and a.ended >= last_write)
     survivor = kinds([a for a in load.answers if a.instance == "i2"])
     row.recovery = {"i1": None, "i2": 0.0 if set(survivor) == {"mcp: ok", "rest: ok"} else None}

@@ -90,14 +90,19 @@ def main() -> None:
     chosen = list(FAULTS) if "all" in args.faults else args.faults
     console = Console(stderr=True, width=160)
     rows = []
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
     for fault in chosen:
         console.print(f"[bold]{fault}[/bold]: running")
         rows.append(asyncio.run(run(fault, args)))
-    shown = table(rows)
-    console.print(shown)
+        write(rows, args, stamp)  # each row as it comes: a later fault's failure keeps it
+        console.print(table(rows[-1:]))
+    console.print(table(rows))
     console.print("\n".join(details(rows)))
-    RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+
+
+def write(rows: Sequence[Row], args: argparse.Namespace, stamp: str) -> None:
+    shown = table(rows)
     with (RESULTS / f"faults-{stamp}.md").open("w") as out:
         Console(file=out, width=200).print(shown)
         out.write("\n".join(details(rows)) + "\n")
