@@ -65,9 +65,9 @@ class FaultyRpc:
         self.requests[mode] += 1
         if mode == "fail":
             return JSONResponse({"error": "unavailable"}, status_code=503)
+        body = await request.body()  # read first: a caller that gives up mid-hang is gone
         if mode == "hang":
             await asyncio.sleep(HANG_S)
-        body = await request.body()
         answer = await self._client.post(
             self.upstream, content=body, headers={"Content-Type": "application/json"}
         )
