@@ -23,6 +23,7 @@ second even with no traffic. A process serves one instance, so "per process" is 
 
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 
@@ -65,10 +66,23 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         pending.append(error.__cause__)  # raise ... from: the driver's error under ours
 
 
+def _disk_full(error: BaseException) -> bool:
+    """A database whose disk is full: it reads, but no write succeeds until there is room.
+    Each write retried (the meter's, every second) would otherwise log its own traceback, SQL
+    and parameters included, for as long as the disk stays full."""
+    if isinstance(error, asyncpg.exceptions.DiskFullError):  # SQLSTATE 53100
+        return True
+    return (
+        isinstance(error, sqlite3.Error)
+        and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
+
+
 def is_unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` says a dependency could not be reached (an outage, not a bug)."""
+    """Whether ``exc`` says a dependency could not be reached, or cannot take writes for a
+    full disk (an outage, not a bug)."""
     for error in _causes(exc):
-        if isinstance(error, _UNREACHABLE):
+        if isinstance(error, _UNREACHABLE) or _disk_full(error):
             return True
         if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
             return True
