@@ -10,7 +10,9 @@ deleted afterwards), two ``kamiyo serve --transport http --stateless --json-resp
 SDK echo server (``bench/echo_server.py``), and one Caddy (written into a temporary folder)
 proxying one port to both instances (round robin) and another to the echo server. At each rate
 ``bench/node/load_mix.js`` (autocannon, fixed rate) sends the mix of ``bench/load_mix.py`` to
-KAMIYO for ``--duration`` seconds, then the same rate of echo calls to the echo server.
+KAMIYO, ``--duration`` seconds' worth of calls at that rate (autocannon waits for every answer,
+so a saturated server takes longer), then as many echo calls to the echo server. The ladder
+stops at the first rate KAMIYO answers at less than half of.
 
 While the load runs at ``--check-rate``, ``bench/load_checks.py`` checks that a free key's limit
 holds across both instances and (unless ``--no-payments``; it starts anvil from
@@ -24,7 +26,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -237,10 +238,10 @@ def run(args: argparse.Namespace, folder: Path, stack: ExitStack) -> dict[str, A
         for port in ports
     ]
     echo_port, proxy_kamiyo, proxy_echo = free_port(), free_port(), free_port()
-    echo = [sys.executable, "-m", "bench.echo_server", "--transport", "http"]
+    echo_command = [sys.executable, "-m", "bench.echo_server", "--transport", "http"]
     stack.enter_context(
         process(
-            [*echo, "--port", str(echo_port)],
+            [*echo_command, "--port", str(echo_port)],
             env,
             f"http://127.0.0.1:{echo_port}/mcp",  # any answer: it serves nothing else
             folder / "echo.log",
@@ -333,7 +334,8 @@ def _checks(into: dict[str, Any], instances: list[str], key: str, chain: Any) ->
 
 def table(report: dict[str, Any]) -> str:
     lines = [
-        "| rate asked | KAMIYO calls/s | p50 ms | p99 ms | errors | echo calls/s | p50 ms | p99 ms |",
+        "| rate asked | KAMIYO calls/s | p50 ms | p99 ms | errors "
+        "| echo calls/s | p50 ms | p99 ms |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rates"]:

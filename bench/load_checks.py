@@ -75,9 +75,10 @@ def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
 
 def replay_check(instances: list[str], chain: Any, calls: int) -> dict[str, Any]:
     """N concurrent replays of one payment across the instances; exactly one settles."""
+    from x402.schemas import PaymentRequired
+
     from tests.payments.evm_chain import sign_exact_payment
     from tests.payments.test_http_payments import decode
-    from x402.schemas import PaymentRequired
 
     status, headers, body = get(instances[0] + REST_SEARCH, {})
     if status == 200:

@@ -109,6 +109,6 @@ def mix(accounts: Accounts, exploit_ids: list[str]) -> list[Call]:
     calls.append(Call("personal", 3, "search_exploits", {"query": "nomad"}, accounts.personal))
     calls.append(Call("free", 5, "search_exploits", {"query": "ronin"}, accounts.free))
     # Bad arguments: refused before running, never charged.
-    bad = [{"limit": 0}, {"since": "yesterday"}, {"sort": "random"}]
+    bad: list[dict[str, Any]] = [{"limit": 0}, {"since": "yesterday"}, {"sort": "random"}]
     calls += [Call("bad_argument", 5 / 3, "search_exploits", b, next(keys)) for b in bad]
     return calls

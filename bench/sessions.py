@@ -92,7 +92,9 @@ def parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
     return status, {name.strip().lower(): value.strip() for name, value in fields.items()}
 
 
-async def post(port: int, headers: dict[str, str], message: dict[str, Any]) -> tuple[int, dict]:
+async def post(
+    port: int, headers: dict[str, str], message: dict[str, Any]
+) -> tuple[int, dict[str, str]]:
     """One POST on its own connection (``Connection: close``): the status and the headers."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -331,10 +333,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=5000)
     parser.add_argument("--step", type=int, default=1000, help="RSS every this many sessions")
     parser.add_argument("--batch", type=int, default=100, help="sessions opened at once")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--modes", nargs="*", choices=MODES, default=list(MODES))
     parser.add_argument("--profile", type=int, default=0, help="tracemalloc over N sessions")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < args.sessions * 2 + 1000:
         print(f"  the open-file hard limit ({hard}) may be too low", file=sys.stderr)
     report = asyncio.run(run(args))
