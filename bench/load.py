@@ -357,9 +357,7 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"| {status} | {answered} | {metering['usage_records_by_status'].get(status, 0)} |"
         )
-    lines.append(
-        f"(calls in flight at each run's end: at most {metering['in_flight_bound']} in all)"
-    )
+    lines.append(f"usage records == calls answered, per status: {metering['equal']}")
     lines.append("\nchecks: " + json.dumps(report["checks"]))
     return "\n".join(lines)
 

@@ -19,11 +19,11 @@ a few bytes per 15 s, well within the socket buffer). The server's caps are rais
 are allowed an hour, and RSS (``VmRSS``) is read from ``/proc`` when idle (after one session,
 so lazily built parts are counted in the idle figure) and after every ``--step`` sessions.
 
-``--profile N``: the server runs with ``tracemalloc`` (``FRAMES`` frames; only under this script's
-``KAMIYO_BENCH_TRACEMALLOC``, never in product code) and writes a snapshot on SIGUSR1; the
-script takes one when idle and one after N ``stream`` sessions and reports the difference per
-session, by the package that allocated it (an allocation made while KAMIYO code is on the
-stack counts as KAMIYO's).
+``--profile N``: the server (only under this script's ``KAMIYO_BENCH_TRACEMALLOC``, never in
+product code) starts ``tracemalloc`` (``FRAMES`` frames) at its first SIGUSR1 and writes a
+snapshot at each; the script takes one when idle and one after N ``stream`` sessions and reports
+what was allocated in between and is still held, per session, by the package that allocated
+it (an allocation made while KAMIYO code is on the stack counts as KAMIYO's).
 """
 
 import argparse
@@ -58,10 +58,13 @@ def serve(port: int) -> None:
     raise_open_files()
     snapshot_path = os.environ.pop(SNAPSHOT_ENV, "")
     if snapshot_path:
-        tracemalloc.start(FRAMES)
         taken = Counter[str]()
 
         def dump(signum: int, frame: object) -> None:
+            # Tracing starts at the first signal, once the server is up: traced from process
+            # start, the imports alone took the loaded machine over ten minutes.
+            if not tracemalloc.is_tracing():
+                tracemalloc.start(FRAMES)
             taken["n"] += 1
             target = Path(f"{snapshot_path}.{taken['n']}")
             tracemalloc.take_snapshot().dump(str(target.with_suffix(".tmp")))
@@ -154,8 +157,8 @@ class Server:
         self.data = data
         command = [sys.executable, "-m", "bench.sessions", "serve", "--port", str(self.port)]
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-        try:  # under tracemalloc every import is slow: start-up takes minutes
-            wait_http(f"http://127.0.0.1:{self.port}/healthz", self.process, timeout=600)
+        try:
+            wait_http(f"http://127.0.0.1:{self.port}/healthz", self.process, timeout=180)
         except BaseException:
             self.stop()
             raise
@@ -229,7 +232,7 @@ def owner(frames: Any) -> str:
     names = [frame.filename for frame in frames]
     if any("/kamiyo/" in name and "/bench/" not in name for name in names):
         return "kamiyo"
-    innermost = names[-1] if tracemalloc.get_traceback_limit() == 0 else names[0]
+    innermost = names[-1]  # frames run from the oldest call to the allocation
     for marker in ("site-packages/", "lib/python3.11/"):
         if marker in innermost:
             tail = innermost.split(marker, 1)[1]
