@@ -396,3 +396,17 @@ class HttpSettings(Section):
         description="Seconds an event stream opened without a credential stays open; the "
         "client reconnects.",
     )
+    # A stateful session costs about 40 kB held idle and 115 kB with its event stream open
+    # (bench/sessions.py), so these two bound what sessions can take of an instance's memory.
+    session_idle_s: float = Field(
+        default=1800,
+        gt=0,
+        description="Seconds a stateful MCP session may go without a request (and without an "
+        "open event stream) before it is closed; its client then opens a new one.",
+    )
+    max_sessions: int = Field(
+        default=10_000,
+        ge=1,
+        description="Stateful MCP sessions one instance holds at once; over it, opening another "
+        "answers 503 (existing sessions go on).",
+    )

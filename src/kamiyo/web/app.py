@@ -63,6 +63,9 @@ def create_app(
         stateless_http=stateless,
         json_response=json_response,
         host=host,
+        # The SDK's own defaults, declared as settings so an operator can size them.
+        session_idle_timeout=settings.http.session_idle_s,
+        max_sessions=settings.http.max_sessions,
     )
     sse = server.sse_app(sse_path="/sse", message_path="/messages/", host=host)
 
