@@ -25,6 +25,7 @@ from kamiyo.cli_support import (
 from kamiyo.cli_usage import usage_app
 from kamiyo.config import Settings, parse_duration
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
+from kamiyo.log_redaction import known_secrets
 from kamiyo.observability import configure_logging
 from kamiyo.runtime import Runtime
 
@@ -62,7 +63,8 @@ def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
 ) -> None:
     settings = settings_or_exit()
-    configure_logging("DEBUG" if verbose else settings.log.level, settings.log.format)
+    level = "DEBUG" if verbose else settings.log.level
+    configure_logging(level, settings.log.format, known_secrets(settings))
 
 
 class Transport(StrEnum):

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -21,6 +22,7 @@ from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, oauth
 from kamiyo.web.auth import ResourceServer
 from kamiyo.web.oauth_limits import OAuthLimits
 from kamiyo.web.readiness import Readiness
+from kamiyo.web.request_ids import RequestIdMiddleware
 from kamiyo.web.webhooks import stripe_webhook_route
 
 # The HTTP parser waits for a request head up to this size (its default is 16 kB), so that an
@@ -131,4 +133,5 @@ def create_app(
         stripe_webhook_route(settings, sessions, welcome),
     ]
     access_log.install(routes)  # what access-log lines show of these routes' paths
-    return Starlette(routes=routes, lifespan=lifespan)
+    # Every request under an id, in its log lines and answers (web/request_ids.py).
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
