@@ -42,7 +42,7 @@ from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import ApiKey, Payment
 from kamiyo.db.usage import UsageChain, UsageRecord
-from kamiyo.request_context import current_request_id
+from kamiyo.observability.request_context import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class UsageEvent:
     result_count: int | None
     cost_units: int
     receipt: Receipt | None = None  # the call was paid per call (x402) and the payment settled
-    # The request the call came in (request_context.py), to find its log lines; taken where the
-    # event is made, inside the request. Not in the hash: see record_hash.
+    # The request the call came in (observability/request_context.py), to find its log lines;
+    # taken where the event is made, inside the request. Not in the hash: see record_hash.
     request_id: str | None = field(default_factory=current_request_id)
 
     @property

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from kamiyo.request_context import current_request_id
+from kamiyo.observability.request_context import current_request_id
 
 
 class ErrorDetail(BaseModel):

@@ -1,5 +1,5 @@
-"""Every HTTP request served under an id (request_context.py), answered with it in
-``X-Request-ID``.
+"""Every HTTP request served under an id (observability/request_context.py), answered with it in
+``X-Request-ID``, and traced when tracing is on (observability/tracing.py).
 
 Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: that one runs the app in a task of its
 own and buffers streaming answers, and MCP's answers are SSE streams. The id is also put in the
@@ -11,13 +11,15 @@ request's context.
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kamiyo.request_context import (
+from kamiyo.observability import tracing
+from kamiyo.observability.request_context import (
     REQUEST_ID_HEADER,
     REQUEST_ID_STATE,
     TRACEPARENT_HEADER,
     request_id_for,
     serving,
 )
+from kamiyo.web.access_log import logged_path
 
 
 class RequestIdMiddleware:
@@ -32,10 +34,16 @@ class RequestIdMiddleware:
         request_id = request_id_for(headers.get(REQUEST_ID_HEADER), headers.get(TRACEPARENT_HEADER))
         scope.setdefault("state", {})[REQUEST_ID_STATE] = request_id
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
+        path = logged_path(scope["path"])
+        with (
+            serving(request_id),
+            tracing.http_span(scope["method"], path, headers, scope["state"]) as span,
+        ):
 
-        with serving(request_id):
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                    tracing.set_status_code(span, message["status"])
+                await send(message)
+
             await self.app(scope, receive, send_with_id)

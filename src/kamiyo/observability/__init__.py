@@ -3,7 +3,7 @@
 Every record our handler writes is bounded first (``BoundedRecords``): callers send names, URIs,
 paths and headers, and code that logs one in full (ours, the SDK's, uvicorn's) would otherwise
 let one request write megabytes of log and, with the pretty handler, hold the event loop for
-seconds while it is laid out. Then ``Redacted`` (log_redaction.py) blanks out credentials, and
+seconds while it is laid out. Then ``Redacted`` (redaction.py) blanks out credentials, and
 ``RequestIds`` (request_context.py) puts the id of the request being served on the record: the
 JSON log writes it as ``request_id``, the pretty log shows its first characters.
 """
@@ -19,8 +19,8 @@ from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.logging import RichHandler
 
-from kamiyo.log_redaction import Redacted
-from kamiyo.request_context import SHORT_ID, RequestIds
+from kamiyo.observability.redaction import Redacted
+from kamiyo.observability.request_context import SHORT_ID, RequestIds
 
 # The most of any one argument or extra field a log line shows, and of a whole message: enough
 # for every value we mean to log (ids, tool names, paths), far short of what a caller can send.
