@@ -8,6 +8,7 @@ same redaction as the logs (redaction.py) in ``before_send``. Each event is tagg
 request id, to find its log lines.
 """
 
+import sys
 from typing import Any, Final
 
 from kamiyo.config.base import ConfigurationError
@@ -16,6 +17,7 @@ from kamiyo.observability.redaction import Redacted
 from kamiyo.observability.request_context import current_request_id
 
 REQUEST_ID_TAG: Final = "request_id"
+FLUSH_TIMEOUT_S: Final = 5  # how long a stopping server waits for its last events to be sent
 # Event keys that would carry what a caller sent, or the process's environment: never sent.
 _DROPPED: Final = ("request", "user", "extra")
 
@@ -47,6 +49,13 @@ def start_error_reports(
         before_breadcrumb=scrubber.breadcrumb,
     )
     return True
+
+
+def flush_error_reports() -> None:
+    """Send the events still held (a server stopped by SIGTERM skips exit handlers, see
+    tracing.flush_spans); nothing when reports are off (sentry-sdk is then not imported)."""
+    if "sentry_sdk" in sys.modules:
+        sys.modules["sentry_sdk"].flush(FLUSH_TIMEOUT_S)
 
 
 class _Scrubber:

@@ -27,7 +27,7 @@ MIN_KNOWN_SECRET: Final = 8
 
 # Credentials recognised by their form, whatever carries them.
 _TOKEN_FORMS: Final = (
-    r"kmy_live_[A-Za-z0-9_\-]+",  # API keys (access/keys.py)
+    r"kmy_live_[A-Za-z0-9_\-]{20,}",  # API keys (access/keys.py); a shown prefix is shorter
     r"\bkb_[A-Za-z0-9_\-]{16,}",  # bundle tokens (payments/bundles.py)
     r"whsec_[A-Za-z0-9_\-+/=.]+",  # Stripe and alert webhook signing secrets
     r"\bsk_(?:live|test)_[A-Za-z0-9]+",  # Stripe API keys

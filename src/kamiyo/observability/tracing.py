@@ -19,6 +19,7 @@ from kamiyo.config.tracing import TracingSettings
 from kamiyo.observability.request_context import current_request_id
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
 
 REQUEST_ID_ATTRIBUTE: Final = "kamiyo.request_id"
@@ -26,12 +27,16 @@ REQUEST_ID_ATTRIBUTE: Final = "kamiyo.request_id"
 TRACE_STATE: Final = "otel_context"
 TRACES_PATH: Final = "/v1/traces"  # OTLP/HTTP's path under the collector's base URL
 
+# How long a stopping server waits for its last spans to be sent.
+FLUSH_TIMEOUT_S: Final = 5
+
 _tracer: "Tracer | None" = None
+_provider: "TracerProvider | None" = None
 
 
 def start_tracing(settings: TracingSettings) -> bool:
     """Turn tracing on when an endpoint is set; True when it is on."""
-    global _tracer
+    global _tracer, _provider
     if settings.otel_endpoint is None:
         return False
     try:
@@ -50,8 +55,15 @@ def start_tracing(settings: TracingSettings) -> bool:
     provider = TracerProvider(resource=resource)  # shuts down, flushing its spans, at exit
     endpoint = settings.otel_endpoint.rstrip("/") + TRACES_PATH
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    _tracer = provider.get_tracer("kamiyo", __version__)
+    _tracer, _provider = provider.get_tracer("kamiyo", __version__), provider
     return True
+
+
+def flush_spans() -> None:
+    """Send the spans still held. A server stopped by SIGTERM calls this as it stops: uvicorn
+    ends such a process by raising the signal again, and exit handlers do not run."""
+    if _provider is not None:
+        _provider.force_flush(FLUSH_TIMEOUT_S * 1000)
 
 
 def tracing() -> bool:

@@ -1,5 +1,6 @@
 """The ASGI app served by ``kamiyo serve --transport http``."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,8 @@ from starlette.routing import BaseRoute, Route
 from kamiyo import __version__
 from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
+from kamiyo.observability.error_reports import flush_error_reports
+from kamiyo.observability.tracing import flush_spans
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
 from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, oauth_pruning, rest
@@ -33,6 +36,11 @@ MAX_REQUEST_HEAD = 256 * 1024
 # How the MCP server is built for a state (mcpserver.server.build_server): handed in, so the web
 # face serves MCP without importing the MCP face.
 McpFactory = Callable[[ServerState], MCPServer]
+
+
+def flush_integrations() -> None:
+    flush_spans()
+    flush_error_reports()
 
 
 def create_app(
@@ -88,6 +96,7 @@ def create_app(
             finally:
                 state.shutting_down()
         await state.aclose()
+        await asyncio.to_thread(flush_integrations)  # the last spans and error reports
 
     def sessions() -> async_sessionmaker[AsyncSession]:
         return state.require_runtime().sessions
