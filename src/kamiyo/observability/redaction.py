@@ -33,6 +33,8 @@ _TOKEN_FORMS: Final = (
     r"\bsk_(?:live|test)_[A-Za-z0-9]+",  # Stripe API keys
     r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",  # JWTs
 )
+# What each form starts with, tested before the expression is run.
+_FORM_MARKERS: Final = ("kmy_live_", "kb_", "whsec_", "sk_live_", "sk_test_", "eyJ")
 # Headers, cookies, form fields and query parameters whose value is a credential, by name:
 # "name: value", "name=value", "'name': 'value'" (a logged dict), "name": "value" (JSON).
 _SECRET_NAMES: Final = (
@@ -79,11 +81,18 @@ class Redacted(logging.Filter):
         self._forms = re.compile("|".join(_TOKEN_FORMS))
 
     def redact(self, text: str) -> str:
+        # Substring tests first: on most lines nothing matches, and ``in`` is far cheaper than
+        # a regular expression's search (a few µs a line instead of a hundred).
         if self._has_known:
             text = self._known.sub(REDACTED, text)
-        text = self._forms.sub(REDACTED, text)
-        text = self._bearer.sub(lambda m: m["bearer"] + REDACTED, text)
-        return self._named.sub(lambda m: m["name"] + (m["scheme"] or "") + REDACTED, text)
+        if any(marker in text for marker in _FORM_MARKERS):
+            text = self._forms.sub(REDACTED, text)
+        lowered = text.lower()
+        if "bearer" in lowered:
+            text = self._bearer.sub(lambda m: m["bearer"] + REDACTED, text)
+        if any(name in lowered for name in _SECRET_NAMES):
+            text = self._named.sub(lambda m: m["name"] + (m["scheme"] or "") + REDACTED, text)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
