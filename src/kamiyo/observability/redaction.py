@@ -62,9 +62,11 @@ _NAMED: Final = (
     + "|".join(re.escape(name) for name in _SECRET_NAMES)
     + r")\b['\"]?\s*[:=]\s*['\"]?)"
     # A scheme word (Bearer, Basic) is kept in front of what it introduces.
-    + r"(?P<scheme>(?:bearer|basic)\s+)?(?P<value>[^\s'\",;&}]+)"
+    # A placeholder ("Bearer <API key>") in our own messages is no value.
+    + r"(?P<scheme>(?:bearer|basic)\s+)?(?!(?:bearer|basic)\b)(?P<value>[^\s'\",;&}<][^\s'\",;&}]*)"
 )
-_BEARER: Final = r"(?i)\b(?P<bearer>bearer\s+)[A-Za-z0-9._~+/\-]+=*"
+# 16 characters or more: "the Bearer scheme" in a sentence is no credential.
+_BEARER: Final = r"(?i)\b(?P<bearer>bearer\s+)[A-Za-z0-9._~+/\-]{16,}=*"
 
 
 class Redacted(logging.Filter):
