@@ -281,5 +281,5 @@ def test_every_section_hides_input_in_errors() -> None:
         assert section.model_config.get("env_file") == ".env", section.__name__
     assert set(Settings.SECTIONS) == {
         "database", "log", "site", "answers", "auth", "redis", "meter", "stripe", "smtp", "x402",
-        "http", "sources", "explorers", "alerts", "webhooks", "metrics",
+        "http", "sources", "explorers", "alerts", "webhooks", "metrics", "tracing",
     }  # fmt: skip

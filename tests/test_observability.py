@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from typing import Literal
 
 import pytest
+from pydantic import SecretStr
 
+from kamiyo.config import DatabaseSettings, Settings, SmtpSettings
 from kamiyo.observability import (
     MAX_LOGGED_MESSAGE,
     MAX_LOGGED_VALUE,
@@ -14,6 +16,8 @@ from kamiyo.observability import (
     bounded,
     configure_logging,
 )
+from kamiyo.observability.redaction import REDACTED, known_secrets
+from kamiyo.observability.request_context import SHORT_ID, serving
 from tests.web.raw_http import longest_run
 
 
@@ -136,3 +140,72 @@ def test_a_connection_reset_cancelled_with_its_task_is_one_line(
     assert "Traceback" not in json.dumps(lines[0])
     assert "cancelled task" in lines[0]["message"]
     assert "RuntimeError: a real failure" in lines[1]["exc_info"]
+
+
+# Credentials a line may come to carry, each with the secret in it.
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+LEAKS = {
+    "bearer header": ("Authorization: Bearer {}", "opaqueOAuthToken0123456789"),
+    "logged headers": ("{{'cookie': '{}'}}", "kamiyo_session=abcDEF0123456789xyz"),
+    "JSON header": ('{{"payment-signature": "{}"}}', "eyJ4NDAyIjoyfQ"),
+    "x402 v1": ("X-PAYMENT={}", "eyJ4NDAyIjoxfQ"),
+    "stripe signature": ("Stripe-Signature: {}", "t=1,v1=deadbeef"),
+    "form field": ("refresh_token={}&client_id=c", "someRefreshToken0123"),
+    "API key": ("key {} revoked", "kmy_live_" + "a" * 43),
+    "bundle token": ("paid from {}", "kb_" + "b" * 32),
+    "webhook secret": ("secret {}", "whsec_" + "c" * 32),
+    "Stripe key": ("{} refused", "sk_test_" + "d" * 24),
+    "JWT": ("token {} ok", JWT),
+}
+
+
+@pytest.mark.parametrize("case", LEAKS)
+def test_credentials_are_redacted_wherever_they_are_logged(
+    capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    form, secret = LEAKS[case]
+    line = form.format(secret)
+    configure_logging("INFO", "json")
+    log = logging.getLogger("kamiyo.test")
+    log.info("saw %s", line)  # in an argument
+    log.info("extra", extra={"header": line})  # in an extra
+    try:
+        raise ValueError(line)
+    except ValueError:
+        log.exception("failed")  # in a traceback
+    records = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
+    shown = [records[0]["message"], records[1]["header"], records[2]["exc_info"]]
+    for text in shown:
+        assert secret not in text
+        # Only the secret goes: the words around it stay.
+        assert text.count(REDACTED) == 1, text
+        assert form.format(REDACTED).split(REDACTED)[0].strip("{'\" ") in text
+
+
+def test_configured_secrets_are_redacted_by_value(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(
+        smtp=SmtpSettings(password=SecretStr("plain-smtp-password")),
+        database=DatabaseSettings(url="postgresql://kamiyo:db-password-123@db/kamiyo"),
+        environment="test",
+        _env_file=None,
+    )
+    known = known_secrets(settings)
+    assert {"plain-smtp-password", "db-password-123"} <= set(known)
+    configure_logging("INFO", "pretty", known)
+    logging.getLogger("kamiyo.test").warning("login failed with plain-smtp-password to db")
+    logging.getLogger("kamiyo.test").warning("url %s", "postgresql://kamiyo:db-password-123@db")
+    err = capsys.readouterr().err
+    assert "plain-smtp-password" not in err
+    assert "db-password-123" not in err
+    assert "login failed with" in err
+
+
+def test_the_pretty_log_shows_a_short_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "pretty")
+    with serving("0123456789abcdef0123456789abcdef"):
+        logging.getLogger("kamiyo.test").warning("inside")
+    logging.getLogger("kamiyo.test").warning("outside")
+    err = capsys.readouterr().err
+    assert f"[{'0123456789abcdef'[:SHORT_ID]}] inside" in err
+    assert "0123456789abcdef0123" not in err  # only the first characters
+    assert "] outside" not in err

@@ -26,6 +26,9 @@ from kamiyo.cli_usage import usage_app
 from kamiyo.config import Settings, parse_duration
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
+from kamiyo.observability.error_reports import start_error_reports
+from kamiyo.observability.redaction import known_secrets
+from kamiyo.observability.tracing import start_tracing
 from kamiyo.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -62,7 +65,14 @@ def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
 ) -> None:
     settings = settings_or_exit()
-    configure_logging("DEBUG" if verbose else settings.log.level, settings.log.format)
+    level = "DEBUG" if verbose else settings.log.level
+    secrets = known_secrets(settings)
+    configure_logging(level, settings.log.format, secrets)
+    # Both off unless set, and then their packages are imported only here.
+    configured_or_exit(lambda: start_tracing(settings.tracing))
+    configured_or_exit(
+        lambda: start_error_reports(settings.tracing, settings.environment, secrets, __version__)
+    )
 
 
 class Transport(StrEnum):

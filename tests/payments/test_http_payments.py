@@ -110,7 +110,9 @@ async def test_an_unpaid_request_the_free_tier_lacks_gets_402_with_payment_requi
     message = body.pop("message")
     assert message.startswith("assess_protocol_risk costs $0.05")
     # The REST error envelope rides beside the PaymentRequired, whose error stays x402's string.
-    assert body.pop("problem") == {"code": "payment_required", "message": message, "details": {}}
+    problem = body.pop("problem")
+    assert problem.pop("request_id") == response.headers["X-Request-ID"]
+    assert problem == {"code": "payment_required", "message": message, "details": {}}
     # A first request may come from a v1 client, which reads the body: v1's PaymentRequired.
     v1 = PaymentRequiredV1.model_validate(body)
     assert [(o.network, o.max_amount_required, o.pay_to) for o in v1.accepts] == [

@@ -29,7 +29,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from sqlalchemy import Table, insert, select, update
@@ -42,6 +42,7 @@ from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import ApiKey, Payment
 from kamiyo.db.usage import UsageChain, UsageRecord
+from kamiyo.observability.request_context import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ class UsageEvent:
     result_count: int | None
     cost_units: int
     receipt: Receipt | None = None  # the call was paid per call (x402) and the payment settled
+    # The request the call came in (observability/request_context.py), to find its log lines;
+    # taken where the event is made, inside the request. Not in the hash: see record_hash.
+    request_id: str | None = field(default_factory=current_request_id)
 
     @property
     def chain(self) -> str:
@@ -89,7 +93,13 @@ class UsageEvent:
 
 
 def record_hash(chain: str, seq: int, event: UsageEvent, prev_hash: str) -> str:
-    """The hash a record carries: canonical JSON of its fields and the previous hash."""
+    """The hash a record carries: canonical JSON of its fields and the previous hash.
+
+    The request id is left out on purpose: it says where to look in the logs, not what was
+    called or charged, and the caller may choose it (``X-Request-ID``). Left out, records
+    written before it existed verify as they did, and an operator may clear the ids (logs
+    kept for less time than usage) without breaking a chain.
+    """
     payload = [
         chain,
         seq,
@@ -248,6 +258,7 @@ async def _insert_records(session: AsyncSession, batch: list[UsageEvent]) -> Non
                 "result_count": event.result_count,
                 "cost_units": event.cost_units,
                 "payment_pk": event.receipt.payment_pk if event.receipt else None,
+                "request_id": event.request_id,
                 "prev_hash": prev_hash,
                 "hash": digest,
             }
@@ -333,6 +344,7 @@ async def verify_chain(session: AsyncSession, chain: str) -> ChainCheck:
             result_count=row.result_count,
             cost_units=row.cost_units,
             receipt=receipt,
+            request_id=row.request_id,
         )
         if row.prev_hash != prev_hash:
             return ChainCheck(chain, count, False, f"record {row.seq} does not follow its previous")

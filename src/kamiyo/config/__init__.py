@@ -40,6 +40,7 @@ from kamiyo.config.sections import (
     async_database_url,
 )
 from kamiyo.config.sources import SourceSettings, parse_duration
+from kamiyo.config.tracing import TracingSettings
 
 
 class Settings(Section):
@@ -53,6 +54,7 @@ class Settings(Section):
     )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     site: SiteSettings = Field(default_factory=SiteSettings)
     answers: AnswerSettings = Field(default_factory=AnswerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
@@ -206,6 +208,7 @@ __all__ = [
     "SmtpSettings",
     "SourceSettings",
     "StripeSettings",
+    "TracingSettings",
     "WebhookSettings",
     "X402Settings",
     "async_database_url",

@@ -34,6 +34,9 @@ class UsageRecord(Base):
     # A call paid per call (x402): its settled payment's row in ``payments``, which holds the
     # receipt (payer, network, amount, transaction) once; the hash covers those facts.
     payment_pk: Mapped[int | None] = mapped_column(Integer)
+    # The request the call came in (X-Request-ID, a traceparent's trace id, or our own), to find
+    # its log lines; outside the hash (see access/meter.py's record_hash).
+    request_id: Mapped[str | None] = mapped_column(String(128))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

@@ -18,7 +18,10 @@ from kamiyo.config import Settings
 from kamiyo.mcpserver import completion, content, logs, subscriptions, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
 from kamiyo.mcpserver.payment_binding import X402PaymentBinding
+from kamiyo.observability.request_context import new_request_id, request_id_in, serving
+from kamiyo.observability.tracing import tool_span
 from kamiyo.service.catalogue import OPERATIONS, Operation
+from kamiyo.service.pipeline import UNKNOWN_OPERATION
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
 
@@ -51,6 +54,21 @@ class CatalogueServer(MCPServer):
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult:
+        # Each call under its request's id: the HTTP request's, or on stdio one of its own.
+        request = context.request_context.request if context is not None else None
+        with (
+            serving(request_id_in(request) or new_request_id()),
+            # A span named by the caller's text only when it names a tool: one name per tool.
+            tool_span(
+                name if name in self._operations else UNKNOWN_OPERATION.name,
+                getattr(request, "scope", {}).get("state"),
+            ),
+        ):
+            return await self._call_tool(name, arguments, context)
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None
     ) -> CallToolResult:
         # An unknown tool is a tool error, as the SDK answers it: the agent can correct it; it
         # is still counted and recorded. An oversized name is refused before it is looked up,

@@ -1,5 +1,6 @@
 """The ASGI app served by ``kamiyo serve --transport http``."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -7,6 +8,7 @@ from mcp.server.mcpserver import MCPServer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -14,6 +16,8 @@ from starlette.routing import BaseRoute, Route
 from kamiyo import __version__
 from kamiyo.access.gate import Gate
 from kamiyo.config import Settings
+from kamiyo.observability.error_reports import flush_error_reports
+from kamiyo.observability.tracing import flush_spans
 from kamiyo.service.running import running
 from kamiyo.service.state import ServerState, default_gate
 from kamiyo.web import access_log, api, dashboard, docs, mcp_posts, oauth, oauth_pruning, rest
@@ -25,6 +29,7 @@ from kamiyo.web.metrics_endpoint import (
 )
 from kamiyo.web.oauth_limits import OAuthLimits
 from kamiyo.web.readiness import Readiness
+from kamiyo.web.request_ids import RequestIdMiddleware
 from kamiyo.web.webhooks import stripe_webhook_route
 
 # The HTTP parser waits for a request head up to this size (its default is 16 kB), so that an
@@ -35,6 +40,11 @@ MAX_REQUEST_HEAD = 256 * 1024
 # How the MCP server is built for a state (mcpserver.server.build_server): handed in, so the web
 # face serves MCP without importing the MCP face.
 McpFactory = Callable[[ServerState], MCPServer]
+
+
+def flush_integrations() -> None:
+    flush_spans()
+    flush_error_reports()
 
 
 def create_app(
@@ -89,6 +99,7 @@ def create_app(
             finally:
                 state.shutting_down()
         await state.aclose()
+        await asyncio.to_thread(flush_integrations)  # the last spans and error reports
 
     def sessions() -> async_sessionmaker[AsyncSession]:
         return state.require_runtime().sessions
@@ -138,4 +149,5 @@ def create_app(
         stripe_webhook_route(settings, sessions, welcome),
     ]
     access_log.install(routes)  # what access-log lines show of these routes' paths
-    return Starlette(routes=routes, lifespan=lifespan)
+    # Every request under an id, in its log lines and answers (web/request_ids.py).
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])

@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from kamiyo.observability.request_context import current_request_id
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(description="What went wrong, as a stable word: e.g. forbidden, not_found.")
@@ -24,6 +26,11 @@ class ErrorDetail(BaseModel):
         default_factory=dict,
         description="Machine-readable facts: retry_after_seconds, required_tier, "
         "current_tier, limit, limit_value, where they apply.",
+    )
+    request_id: str | None = Field(
+        default=None,
+        description="The request's id, as in its X-Request-ID answer header: quote it when "
+        "asking about this error.",
     )
 
 
@@ -34,7 +41,10 @@ class ErrorEnvelope(BaseModel):
 
 
 def error_body(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": dict(details or {})}}
+    error = {"code": code, "message": message, "details": dict(details or {})}
+    if (request_id := current_request_id()) is not None:  # always, when served over HTTP
+        error["request_id"] = request_id
+    return {"error": error}
 
 
 def error_response(

@@ -3,18 +3,24 @@
 Every record our handler writes is bounded first (``BoundedRecords``): callers send names, URIs,
 paths and headers, and code that logs one in full (ours, the SDK's, uvicorn's) would otherwise
 let one request write megabytes of log and, with the pretty handler, hold the event loop for
-seconds while it is laid out.
+seconds while it is laid out. Then ``Redacted`` (redaction.py) blanks out credentials, and
+``RequestIds`` (request_context.py) puts the id of the request being served on the record: the
+JSON log writes it as ``request_id``, the pretty log shows its first characters.
 """
 
 import asyncio
 import logging
 import sys
 import traceback
+from collections.abc import Iterable
 from typing import Any, Final, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.logging import RichHandler
+
+from kamiyo.observability.redaction import Redacted
+from kamiyo.observability.request_context import SHORT_ID, RequestIds
 
 # The most of any one argument or extra field a log line shows, and of a whole message: enough
 # for every value we mean to log (ids, tool names, paths), far short of what a caller can send.
@@ -110,21 +116,39 @@ class CancelledResets(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", fmt: Literal["pretty", "json"] = "pretty") -> None:
+class ShortRequestIds(logging.Formatter):
+    """The pretty log's lines: the message, after the first characters of the request id when
+    there is one (enough to tell requests apart on screen)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        return f"[{request_id[:SHORT_ID]}] {line}" if isinstance(request_id, str) else line
+
+
+def configure_logging(
+    level: str = "INFO",
+    fmt: Literal["pretty", "json"] = "pretty",
+    secrets: Iterable[str] = (),
+) -> None:
+    """Logs to stderr, each record bounded, redacted (``secrets``: the configured secret
+    values, blanked wherever they appear) and tagged with its request id."""
     handler: logging.Handler
     if fmt == "json":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
             JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             )
         )
     else:
         handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
-        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+        handler.setFormatter(ShortRequestIds("%(message)s", datefmt="[%X]"))
     handler.addFilter(CancelledResets())  # before BoundedRecords renders the traceback
     handler.addFilter(BoundedRecords())
+    handler.addFilter(Redacted(secrets))  # after BoundedRecords: the message is rendered, short
+    handler.addFilter(RequestIds())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
