@@ -279,6 +279,13 @@ def http_throughput(
         "ratio_vs_echo": {
             name: value / medians["echo"] for name, value in medians.items() if name != "echo"
         },
+        # Each round's ratio to that round's echo, then the median: steadier than the ratio of
+        # medians when the load of a shared machine drifts between rounds.
+        "ratio_vs_echo_per_round": {
+            name: statistics.median(v / e for v, e in zip(values, runs["echo"], strict=True))
+            for name, values in runs.items()
+            if name != "echo"
+        },
         "runs": runs,
         "usage_records_ok": metered,
         "notes": notes,
