@@ -61,7 +61,9 @@ CYCLE = HERE / "node" / "cycle.js"
 SEARCH = {"name": "search_exploits", "arguments": {"query": "euler", "limit": 10}}
 ECHO = {"name": "echo", "arguments": {"text": "euler"}}
 # The uncached variants' calls: every connection cycles through them.
-SEARCH_MIX = [{"name": "search_exploits", "arguments": a} for a in search_mix()]
+SEARCH_MIX: list[Mapping[str, object]] = [
+    {"name": "search_exploits", "arguments": a} for a in search_mix()
+]
 
 HEADERS = {
     "Content-Type": "application/json",

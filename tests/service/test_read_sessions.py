@@ -27,7 +27,8 @@ async def test_a_read_only_search_sends_only_its_select(loaded_runtime: Runtime)
         async with readers() as session:
             found = await search_incidents(session, SearchQuery(query="euler"))
             connection = await session.connection()
-            level = connection.sync_connection.get_execution_options().get("isolation_level")
+            options = connection.sync_engine.get_execution_options()
+            level = options.get("isolation_level")
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
     assert found.incidents, "the bundled data has Euler"
@@ -41,5 +42,5 @@ async def test_a_read_only_search_sends_only_its_select(loaded_runtime: Runtime)
 async def test_sessions_that_write_still_begin_a_transaction(loaded_runtime: Runtime) -> None:
     async with loaded_runtime.sessions() as session:
         connection = await session.connection()
-        assert "isolation_level" not in connection.sync_connection.get_execution_options()
+        assert "isolation_level" not in connection.sync_engine.get_execution_options()
         assert session.in_transaction()
