@@ -12,7 +12,11 @@ the servers and the report gives medians and ratios to the echo server. Variants
 - ``kamiyo_open``: KAMIYO with ``OpenGate`` (no credential, limits or metering), cache on.
 - ``kamiyo_gate_cached``: KAMIYO with its ``AccountGate``: an enterprise API key in
   ``Authorization: Bearer``, limits counted in memory, every call metered, cache on.
-- ``kamiyo_gate_uncached``: the same with ``KAMIYO_CACHE_TTL_S=0`` (every call runs the query).
+- ``kamiyo_gate_uncached``: the same with ``KAMIYO_CACHE_TTL_S=0`` (every call runs the query),
+  cycling through a mix of 66 different searches (``bench/mcp_queries.py``).
+- ``kamiyo_gate_uncached_pg``: ``kamiyo_gate_uncached`` on PostgreSQL: a fresh database on
+  ``--postgres-url``'s server, migrated and loaded before the rounds, dropped afterwards;
+  skipped when PostgreSQL does not answer.
 - ``kamiyo_gate_redis``: ``kamiyo_gate_cached`` with limits in Redis (``--redis-url``, a unique
   ``KAMIYO_REDIS_PREFIX`` per run, its keys deleted afterwards); skipped when Redis is down.
 
@@ -32,7 +36,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -49,12 +52,18 @@ from typing import Any
 import redis
 from mcp import Client, StdioServerParameters
 
-from bench.kamiyo_server import BENCH_EMAIL
+from bench.mcp_databases import Database, PostgresDatabase, prepare, usage_by_status
+from bench.mcp_queries import search_mix
 
 HERE = Path(__file__).parent
 AUTOCANNON = HERE / "node" / "node_modules" / ".bin" / "autocannon"
+CYCLE = HERE / "node" / "cycle.js"
 SEARCH = {"name": "search_exploits", "arguments": {"query": "euler", "limit": 10}}
 ECHO = {"name": "echo", "arguments": {"text": "euler"}}
+# The uncached variants' calls: every connection cycles through them.
+SEARCH_MIX: list[Mapping[str, object]] = [
+    {"name": "search_exploits", "arguments": a} for a in search_mix()
+]
 
 HEADERS = {
     "Content-Type": "application/json",
@@ -107,39 +116,31 @@ def check_call(url: str, call: Mapping[str, object], headers: Mapping[str, str])
 
 def autocannon(
     url: str,
-    call: Mapping[str, object],
+    calls: list[Mapping[str, object]],
     duration: int,
     connections: int,
     headers: Mapping[str, str],
 ) -> tuple[float, int]:
-    """Average calls per second and the number of calls completed."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call})
-    args = [
-        str(AUTOCANNON),
-        "-j",
-        "-c",
-        str(connections),
-        "-d",
-        str(duration),
-        "-m",
-        "POST",
-        "-b",
-        body,
+    """Average calls per second and the number of calls completed; each connection sends
+    ``calls`` in turn (``bench/node/cycle.js``: the autocannon CLI sends a single body)."""
+    bodies = [
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call})
+        for call in calls
     ]
-    for name, value in headers.items():
-        args += ["-H", f"{name}={value}"]
-    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    job = {
+        "url": url,
+        "connections": connections,
+        "duration": duration,
+        "headers": dict(headers),
+        "bodies": bodies,
+    }
+    out = subprocess.run(
+        ["node", str(CYCLE)], input=json.dumps(job), capture_output=True, text=True, check=True
+    ).stdout
     report = json.loads(out)
     if report["non2xx"] or report["errors"]:
         raise RuntimeError(f"{url}: {report['non2xx']} non-2xx, {report['errors']} errors")
     return float(report["requests"]["average"]), int(report["requests"]["total"])
-
-
-def usage_by_status(data: Path) -> Counter[str]:
-    """The usage records the servers wrote so far, by status (ok, rate_limited, ...)."""
-    with sqlite3.connect(data / "kamiyo.db") as db:
-        rows = db.execute("SELECT status, count(*) FROM usage_records GROUP BY status")
-        return Counter({str(status): int(count) for status, count in rows})
 
 
 def check_metered(name: str, before: Counter[str], after: Counter[str], calls: int) -> int:
@@ -174,35 +175,47 @@ def drop_prefix(url: str, prefix: str) -> int:
 class Variant:
     name: str
     command: list[str]
-    call: Mapping[str, object]
+    calls: list[Mapping[str, object]]
+    database: str  # where its usage records go: a SQLite file or a PostgreSQL URL
     env: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     metered: bool = False
     redis_url: str | None = None
 
 
-def http_variants(key: str, redis_url: str | None) -> list[Variant]:
+def http_variants(
+    sqlite: Database, postgres: Database | None, redis_url: str | None
+) -> list[Variant]:
     kamiyo = [sys.executable, "-m", "bench.kamiyo_server", "--transport", "http"]
-    bearer = {"Authorization": f"Bearer {key}"}
+    bearer = {"Authorization": f"Bearer {sqlite.key}"}
+    uncached = {"KAMIYO_CACHE_TTL_S": "0"}
+    echo = [sys.executable, "-m", "bench.echo_server", "--transport", "http"]
+    here = sqlite.location
     variants = [
-        Variant("echo", [sys.executable, "-m", "bench.echo_server", "--transport", "http"], ECHO),
-        Variant("kamiyo_open", [*kamiyo, "--open"], SEARCH),
-        Variant("kamiyo_gate_cached", kamiyo, SEARCH, headers=bearer, metered=True),
-        Variant(
-            "kamiyo_gate_uncached",
-            kamiyo,
-            SEARCH,
-            env={"KAMIYO_CACHE_TTL_S": "0"},
-            headers=bearer,
-            metered=True,
-        ),
+        Variant("echo", echo, [ECHO], here),
+        Variant("kamiyo_open", [*kamiyo, "--open"], [SEARCH], here),
+        Variant("kamiyo_gate_cached", kamiyo, [SEARCH], here, headers=bearer, metered=True),
+        Variant("kamiyo_gate_uncached", kamiyo, SEARCH_MIX, here, uncached, bearer, metered=True),
     ]
+    if postgres is not None:
+        variants.append(
+            Variant(
+                "kamiyo_gate_uncached_pg",
+                kamiyo,
+                SEARCH_MIX,
+                postgres.location,
+                uncached | postgres.env,
+                {"Authorization": f"Bearer {postgres.key}"},
+                metered=True,
+            )
+        )
     if redis_url is not None:
         variants.append(
             Variant(
                 "kamiyo_gate_redis",
                 kamiyo,
-                SEARCH,
+                [SEARCH],
+                here,
                 env={"KAMIYO_REDIS_URL": redis_url},
                 headers=bearer,
                 metered=True,
@@ -213,12 +226,12 @@ def http_variants(key: str, redis_url: str | None) -> list[Variant]:
 
 
 def http_throughput(
-    args: argparse.Namespace, env: dict[str, str], data: Path, key: str
+    args: argparse.Namespace, env: dict[str, str], sqlite: Database, postgres: Database | None
 ) -> dict[str, object]:
     """Calls per second of each variant, and each one's ratio to the echo server's.
 
-    autocannon repeats one request, so with the cache on every call after the first is a cache
-    hit; with it off (KAMIYO_CACHE_TTL_S=0) every call runs the query.
+    The cached variants repeat one request, so every call after the first is a cache hit; the
+    uncached ones (KAMIYO_CACHE_TTL_S=0) cycle through the mix and every call runs its query.
     """
     notes: list[str] = []
     redis_url: str | None = args.redis_url
@@ -226,7 +239,13 @@ def http_throughput(
         notes.append(f"Redis at {redis_url} did not answer: kamiyo_gate_redis skipped")
         print(f"  {notes[-1]}", file=sys.stderr)
         redis_url = None
-    variants = http_variants(key, redis_url)
+    if args.postgres_url and postgres is None:
+        notes.append("PostgreSQL did not answer: kamiyo_gate_uncached_pg skipped")
+        print(f"  {notes[-1]}", file=sys.stderr)
+    variants = http_variants(sqlite, postgres, redis_url)
+    if args.variants:  # echo always runs: every ratio is to it
+        wanted = {"echo", *args.variants.split(",")}
+        variants = [variant for variant in variants if variant.name in wanted]
     runs: dict[str, list[float]] = {variant.name: [] for variant in variants}
     metered: dict[str, list[int]] = {variant.name: [] for variant in variants if variant.metered}
     for _ in range(args.rounds):
@@ -238,20 +257,21 @@ def http_throughput(
             prefix = f"kamiyo-bench-{uuid.uuid4().hex[:12]}"
             if variant.redis_url is not None:
                 run_env["KAMIYO_REDIS_PREFIX"] = prefix
-            before = usage_by_status(data)
+            before = usage_by_status(variant.database)
             process = start([*variant.command, "--port", str(port)], run_env, url, headers)
             try:
                 rate, calls = autocannon(
-                    url, variant.call, args.duration, args.connections, headers
+                    url, variant.calls, args.duration, args.connections, headers
                 )
-                check_call(url, variant.call, headers)
+                for call in variant.calls:
+                    check_call(url, call, headers)
             finally:
                 stop(process)
             runs[variant.name].append(rate)
             if variant.metered:
-                metered[variant.name].append(
-                    check_metered(variant.name, before, usage_by_status(data), calls + 1)
-                )
+                after = usage_by_status(variant.database)
+                total = calls + len(variant.calls)
+                metered[variant.name].append(check_metered(variant.name, before, after, total))
             if variant.redis_url is not None and not drop_prefix(variant.redis_url, prefix):
                 raise RuntimeError(f"{variant.name}: the limiter left no counters in Redis")
             print(f"  {variant.name}: {rate:.0f} calls/s", file=sys.stderr)
@@ -261,24 +281,31 @@ def http_throughput(
         "ratio_vs_echo": {
             name: value / medians["echo"] for name, value in medians.items() if name != "echo"
         },
+        # Each round's ratio to that round's echo, then the median: steadier than the ratio of
+        # medians when the load of a shared machine drifts between rounds.
+        "ratio_vs_echo_per_round": {
+            name: statistics.median(v / e for v, e in zip(values, runs["echo"], strict=True))
+            for name, values in runs.items()
+            if name != "echo"
+        },
         "runs": runs,
         "usage_records_ok": metered,
         "notes": notes,
     }
 
 
-async def stdio_latency(calls: int, env: dict[str, str], data: Path, key: str) -> dict[str, object]:
+async def stdio_latency(calls: int, env: dict[str, str], sqlite: Database) -> dict[str, object]:
     results: dict[str, object] = {}
     kamiyo = ["-m", "bench.kamiyo_server"]
     for name, args, call, extra_env in (
         ("echo", ["-m", "bench.echo_server"], ECHO, {}),
         ("kamiyo_open", [*kamiyo, "--open"], SEARCH, {}),
-        ("kamiyo_gate", kamiyo, SEARCH, {"KAMIYO_API_KEY": key}),
+        ("kamiyo_gate", kamiyo, SEARCH, {"KAMIYO_API_KEY": sqlite.key}),
     ):
         params = StdioServerParameters(
             command=sys.executable, args=args, env=env | extra_env, cwd=os.getcwd()
         )
-        before = usage_by_status(data)
+        before = usage_by_status(sqlite.location)
         tool, arguments = str(call["name"]), call["arguments"]
         async with Client(params, mode="legacy") as client:
             samples = []
@@ -290,7 +317,7 @@ async def stdio_latency(calls: int, env: dict[str, str], data: Path, key: str) -
                 if result.is_error:
                     raise RuntimeError(f"stdio {name}: {result.content}")
         if extra_env:  # the gate's server has exited and written its usage records
-            check_metered(name, before, usage_by_status(data), 20 + calls)
+            check_metered(name, before, usage_by_status(sqlite.location), 20 + calls)
         samples.sort()
         results[name] = {
             "p50_ms": samples[len(samples) // 2],
@@ -299,17 +326,22 @@ async def stdio_latency(calls: int, env: dict[str, str], data: Path, key: str) -
     return results
 
 
-def kamiyo_cli(env: dict[str, str], *args: str) -> str:
-    command = [sys.executable, "-m", "kamiyo", *args]
-    return subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per HTTP run")
     parser.add_argument("--connections", type=int, default=10)
-    parser.add_argument("--calls", type=int, default=500, help="stdio calls per server")
+    parser.add_argument(
+        "--calls", type=int, default=500, help="stdio calls per server; 0 skips stdio"
+    )
+    parser.add_argument("--variants", default="", help="only these HTTP variants, e.g. a,b")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "KAMIYO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        help="a PostgreSQL server to create kamiyo_gate_uncached_pg's database on; empty skips",
+    )
     parser.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/0",
@@ -319,18 +351,23 @@ def main() -> None:
     args.redis_url = args.redis_url or None
     if not AUTOCANNON.exists() or shutil.which("node") is None:
         sys.exit(f"autocannon is missing: run `npm ci --prefix {HERE / 'node'}`")
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
-        env |= {"KAMIYO_DATA_DIR": tmp, "KAMIYO_LOG_LEVEL": "WARNING"}
-        # Prepare the database once so no run pays for the first load; an enterprise key.
-        kamiyo_cli(env, "db", "upgrade")
-        kamiyo_cli(env, "accounts", "create", BENCH_EMAIL, "--tier", "enterprise")
-        key = kamiyo_cli(env, "keys", "create", BENCH_EMAIL, "--name", "bench").strip()
-        report = {
-            "http": http_throughput(args, env, data, key),
-            "stdio": asyncio.run(stdio_latency(args.calls, env, data, key)),
-        }
+    pg = PostgresDatabase(args.postgres_url) if args.postgres_url else None
+    pg_created = pg is not None and pg.create()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
+            env |= {"KAMIYO_DATA_DIR": tmp, "KAMIYO_LOG_LEVEL": "WARNING"}
+            sqlite = prepare(env, str(Path(tmp) / "kamiyo.db"))
+            postgres = None
+            if pg is not None and pg_created:
+                postgres = prepare(env, pg.url, {"KAMIYO_DATABASE_URL": pg.url})
+            report = {
+                "http": http_throughput(args, env, sqlite, postgres),
+                "stdio": asyncio.run(stdio_latency(args.calls, env, sqlite)) if args.calls else {},
+            }
+    finally:
+        if pg is not None and pg_created:
+            pg.drop()
     print(json.dumps(report, indent=2))
     results = HERE / "results"
     results.mkdir(exist_ok=True)

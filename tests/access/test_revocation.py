@@ -2,6 +2,7 @@
 with and without Redis. The cache lives an hour here, so only the version check can be the
 reason a change is seen."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts, keys, revocation, tokens
@@ -253,3 +254,43 @@ async def test_with_redis_down_the_gate_reads_the_database_and_the_writer_says_s
                 assert not await revocation.commit(session, settings)
         assert "Redis unreachable" in caplog.text
         assert await _tier(gate, key) == "refused: Unknown or revoked API key."
+
+
+def _version_reads(sessions: Sessions) -> list[str]:
+    """The credentials-version reads the engine under ``sessions`` runs from now on."""
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        if "credentials_version" in args[2] and args[2].lstrip().upper().startswith("SELECT"):
+            seen.append(args[2])
+
+    event.listen(sessions.kw["bind"].sync_engine, "before_cursor_execute", count)
+    return seen
+
+
+async def test_concurrent_checks_of_one_account_share_a_read_begun_after_they_asked(
+    migrated_sessions: Sessions,
+) -> None:
+    """Ten calls at once: the first reads; the nine that asked while it ran share the next
+    read (begun after they asked, so it saw every commit before them), not one each."""
+    versions = revocation.CredentialVersions(make_settings(auth=AUTH))
+    pk, _ = await _account_with_key(migrated_sessions, "many@example.com", Tier.TEAM)
+    async with migrated_sessions() as session:
+        version = (await session.get_one(Account, pk)).credentials_version
+    reads = _version_reads(migrated_sessions)
+    try:
+        answers = await asyncio.gather(
+            *(versions.moved(migrated_sessions, pk, version) for _ in range(10))
+        )
+        assert answers == [False] * 10
+        # One when all asked before the first read began (its connection opened first).
+        assert 1 <= len(reads) <= 2
+        done = len(reads)
+        async with migrated_sessions() as session:
+            await revocation.bump(session, pk)
+            await session.commit()
+        # Asked after that read ended and after the bump: read again, and moved.
+        assert await versions.moved(migrated_sessions, pk, version)
+        assert len(reads) == done + 1
+    finally:
+        await versions.close()

@@ -53,6 +53,20 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for calls that only read.
+
+    PostgreSQL: in autocommit mode, so a search's one SELECT is one round trip instead of
+    BEGIN, SELECT and ROLLBACK (three). Its default isolation, READ COMMITTED, takes a new
+    snapshot for every statement anyway, so a read-only call sees what it saw before. SQLite:
+    the usual sessions (its driver begins no transaction for a SELECT, and switching the mode
+    on each checkout would cost thread hops instead of saving them).
+    """
+    if engine.dialect.name != "postgresql":
+        return session_factory(engine)
+    return session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 

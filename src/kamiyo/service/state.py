@@ -5,13 +5,14 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 from cachetools import TTLCache
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, Grant
 from kamiyo.alerts.bus import MemoryBus
 from kamiyo.alerts.worker import AlertWorker
 from kamiyo.config import ConfigurationError, Settings
+from kamiyo.db.engine import read_session_factory
 from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.payments.cashier import open_cashier
 from kamiyo.runtime import Runtime
@@ -53,6 +54,10 @@ class ServerState:
     # Run by :meth:`aclose`: what a surface opened for the state's lifetime (the dashboard's
     # Redis connections for its log-in limits).
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The runtime's sessions for calls that only read, made on first use (read_sessions).
+    _readers: tuple[Runtime, async_sessionmaker[AsyncSession]] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.cache is None and self.settings.answers.cache_ttl_s > 0:
@@ -85,6 +90,13 @@ class ServerState:
         if self.runtime is None:
             raise RuntimeError("the server was used before its runtime was opened")
         return self.runtime
+
+    def read_sessions(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for a call that only reads (``db.engine.read_session_factory``)."""
+        runtime = self.require_runtime()
+        if self._readers is None or self._readers[0] is not runtime:
+            self._readers = (runtime, read_session_factory(runtime.engine))
+        return self._readers[1]
 
 
 # Progress of a long call, for the caller: (done, total if known, what is happening). Over MCP
