@@ -16,7 +16,7 @@ round:
 - ``account_redis``: ``AccountGate`` with limits in Redis (``--redis-url``, a unique key prefix
   per run, deleted afterwards); skipped with a note when Redis does not answer.
 - ``x402_quote``: ``AccountGate`` with x402 on (Base and Solana offers, the Solana transfer
-  offer with its reference and MAC), called without a credential: every call is answered with
+  offer with its reference and MAC) and anonymous access off, called without a credential: every call is answered with
   a PaymentRequired and metered as ``payment_required`` (what an unpaid call costs the server;
   no chain is contacted).
 
@@ -95,6 +95,9 @@ def paying_settings(base: Settings) -> Settings:
         ),
     ]
     return base.with_changes(
+        # A pay-per-call-only server: with anonymous access on, the free tier would answer
+        # these unpaid calls instead of quoting them.
+        auth={"allow_anonymous": False},
         x402={
             "networks": networks,
             "evm_relayer_key": SecretStr(ANVIL_FIRST_KEY),

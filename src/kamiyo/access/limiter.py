@@ -4,8 +4,10 @@ The minute is a moving window (every call in the last 60 s counts, so there is n
 window's edge); the day is a quota window that starts with its first call (one counter, so an
 enterprise day of 100,000 calls costs one number, not 100,000 entries).
 
-Shared across instances, the ``limits`` library counts in Redis: its scripts are atomic, which
-makes the limits exact, with a limit of L exactly L of any number of concurrent calls get through.
+Shared across instances, the counts are in Redis: one Lua script checks and counts both windows
+of a call in one round trip (it was one per window with the ``limits`` library's strategies), and
+Redis runs a script alone, which makes the limits exact: with a limit of L exactly L of any
+number of concurrent calls get through, and a call refused by one window counts in neither.
 In one process the counting is ours (``LocalWindows``): ``limits``' in-memory storage hands an
 expiry sweep to a thread on nearly every call, which measured ~290 µs per call; a deque of the
 last L call times per subject costs a few µs, and with no await inside it is exact too.
@@ -33,14 +35,13 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio
-from limits import RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
-from limits.errors import StorageError
+from redis.exceptions import RedisError
 
 from kamiyo.access.gate import LimitState, Refusal, RefusalReason
 from kamiyo.access.usage import Window
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 MINUTE_S = 60.0
 DAY_S = 86_400.0
+MINUTE_MS, DAY_MS = int(MINUTE_S * 1000), int(DAY_S * 1000)  # the Redis scripts count in ms
 # A call waits at most this long for Redis before the fallback applies. 0.5 s was too short: on
 # a loaded 2-core machine connecting to a Redis that was up timed out, and two instances fell
 # open (59 admitted of 30 in a minute). After a failure only one call a second waits this long.
@@ -144,8 +146,64 @@ class LocalWindows:
             del self._days[subject]
 
 
+# Both windows of a call in one round trip, atomically (Redis runs a script alone), on Redis's
+# clock so that instances whose clocks disagree still share one minute. The minute is a list
+# of call times in ms, newest first and trimmed to the limit, so the limit-th entry is the
+# oldest call that can still hold the window full; the day is a counter that expires a day
+# after its first call. A call refused by either window counts in neither.
+HIT_SCRIPT = """
+local per_minute, per_day = tonumber(ARGV[1]), tonumber(ARGV[2])
+local minute_ms, day_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local oldest = tonumber(redis.call('LINDEX', KEYS[1], per_minute - 1))
+if oldest and oldest > now - minute_ms then
+  return {1, oldest + minute_ms - now}
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= per_day then
+  return {2, redis.call('PTTL', KEYS[2])}
+end
+redis.call('LPUSH', KEYS[1], now)
+redis.call('LTRIM', KEYS[1], 0, per_minute - 1)
+redis.call('PEXPIRE', KEYS[1], minute_ms)
+if redis.call('INCR', KEYS[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[2], day_ms)
+end
+return {0, 0}
+"""
+# Both windows' use, read in one round trip: the calls in the last minute (a binary search of
+# the newest-first list), ms until the oldest of them leaves it, the day's calls, ms until the
+# day resets.
+USAGE_SCRIPT = """
+local minute_ms = tonumber(ARGV[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local low, high, recent = 0, redis.call('LLEN', KEYS[1]) - 1, 0
+while low <= high do
+  local mid = math.floor((low + high) / 2)
+  if tonumber(redis.call('LINDEX', KEYS[1], mid)) > now - minute_ms then
+    recent, low = mid + 1, mid + 1
+  else
+    high = mid - 1
+  end
+end
+local minute_reset = 0
+if recent > 0 then
+  minute_reset = tonumber(redis.call('LINDEX', KEYS[1], recent - 1)) + minute_ms - now
+end
+local today = tonumber(redis.call('GET', KEYS[2]) or '0')
+local day_reset = 0
+if today > 0 then
+  day_reset = math.max(0, redis.call('PTTL', KEYS[2]))
+end
+return {recent, minute_reset, today, day_reset}
+"""
+REFUSED_BY = {1: "requests_per_minute", 2: "requests_per_day"}  # HIT_SCRIPT's first answer
+
+
 class RedisWindows:
-    """The same windows in Redis, through ``limits``' atomic scripts."""
+    """The same windows in Redis: one script call per hit (EVALSHA; the script is loaded the
+    first time Redis does not know it)."""
 
     def __init__(self, url: str, prefix: str) -> None:
         url = url.removeprefix("async+")
@@ -153,38 +211,53 @@ class RedisWindows:
         self.pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
         )
-        options: dict[str, Any] = {"connection_pool": self.pool}
+        self.client = redis.asyncio.Redis(connection_pool=self.pool)
+        self._prefix = f"{prefix}:limits"
+        self._hit = self.client.register_script(HIT_SCRIPT)
+        self._usage = self.client.register_script(USAGE_SCRIPT)
+        pooled: dict[str, Any] = {"connection_pool": self.pool}  # typed as a str option there
+        # The web endpoints' per-peer windows (web/request_limits.py) count through the
+        # ``limits`` library, on the same pool and under the same prefix.
         self.storage = RedisStorage(
             "async+" + url,
             implementation="redispy",
-            key_prefix=f"{prefix}:limits",
+            key_prefix=self._prefix,
             wrap_exceptions=True,
-            **options,
+            **pooled,
         )
-        self._minute = MovingWindowRateLimiter(self.storage)
-        self._day = FixedWindowRateLimiter(self.storage)
+
+    def _keys(self, subject: str) -> list[str]:
+        # The braces make both keys of a subject hash to one slot, as a script on a Redis
+        # Cluster needs.
+        return [f"{self._prefix}:{{{subject}}}:minute", f"{self._prefix}:{{{subject}}}:day"]
 
     async def hit(self, subject: str, policy: Limits) -> Refusal | None:
-        per_minute = RateLimitItemPerMinute(policy.requests_per_minute)
-        per_day = RateLimitItemPerDay(policy.requests_per_day)
-        if not await self._minute.hit(per_minute, subject):
-            stats = await self._minute.get_window_stats(per_minute, subject)
-            return _over("requests_per_minute", per_minute.amount, stats.reset_time - time.time())
-        if not await self._day.hit(per_day, subject):
-            stats = await self._day.get_window_stats(per_day, subject)
-            return _over("requests_per_day", per_day.amount, stats.reset_time - time.time())
-        return None
+        refused, retry_ms = await self._hit(
+            keys=self._keys(subject),
+            args=[policy.requests_per_minute, policy.requests_per_day, MINUTE_MS, DAY_MS],
+        )
+        if not refused:
+            return None
+        limit = REFUSED_BY[int(refused)]
+        amount = getattr(policy, limit)
+        return _over(limit, amount, int(retry_ms) / 1000)
 
     async def usage(self, subject: str, policy: Limits) -> Windows:
-        windows = []
-        for strategy, item in (
-            (self._minute, RateLimitItemPerMinute(policy.requests_per_minute)),
-            (self._day, RateLimitItemPerDay(policy.requests_per_day)),
-        ):
-            stats = await strategy.get_window_stats(item, subject)
-            used = item.amount - stats.remaining
-            windows.append(_window(item.amount, used, stats.reset_time - time.time()))
-        return windows[0], windows[1]
+        recent, minute_ms, today, day_ms = await self._usage(
+            keys=self._keys(subject), args=[MINUTE_MS]
+        )
+        return (
+            _window(policy.requests_per_minute, int(recent), int(minute_ms) / 1000),
+            _window(policy.requests_per_day, int(today), int(day_ms) / 1000),
+        )
+
+    async def answers(self) -> bool:
+        """Whether Redis answers a ping."""
+        try:
+            # redis-py types ping() for its sync and async clients alike.
+            return await cast(Awaitable[bool], self.client.ping())
+        except RedisError:
+            return False
 
 
 class Limiter:
@@ -215,7 +288,7 @@ class Limiter:
         else:
             try:
                 over = await self._shared.hit(subject, policy)
-            except StorageError as exc:
+            except RedisError as exc:
                 self._redis_down(exc)
             else:
                 self._outage.recovered()
@@ -233,7 +306,7 @@ class Limiter:
         if not self._redis_resting():
             try:
                 windows = await self._shared.usage(subject, policy)
-            except StorageError as exc:
+            except RedisError as exc:
                 self._redis_down(exc)
             else:
                 self._outage.recovered()
@@ -244,7 +317,7 @@ class Limiter:
         """Where limits are counted and whether that store answers, for health checks."""
         if self._shared is None:
             return "in process"
-        if await self._shared.storage.check():  # a ping; False when it fails
+        if await self._shared.answers():
             return "redis: ok"
         fallback = "limiting in this process" if self._fail_open else "refusing calls"
         return f"redis: unreachable ({fallback})"
@@ -257,9 +330,9 @@ class Limiter:
         # Redis failed a moment ago: do not make every call wait on it again.
         return time.monotonic() - self._failed_at < REDIS_RETRY_S
 
-    def _redis_down(self, exc: StorageError) -> None:
+    def _redis_down(self, exc: RedisError) -> None:
         self._failed_at = time.monotonic()
-        self._outage.failed(exc.storage_error)
+        self._outage.failed(exc)
 
 
 def limit_states(windows: Windows) -> tuple[LimitState, LimitState]:
