@@ -10,8 +10,9 @@ environment dropped and logs at WARNING:
 - ``import kamiyo.cli``: ``python -c "import kamiyo.cli"``, process start to exit.
 - ``kamiyo search ronin``: the command's wall time, process start to exit (target < 0.7 s).
 - ``kamiyo serve`` (stdio): process start to the answer of the first ``tools/call``
-  (``search_exploits``, "ronin"), sent as raw JSON-RPC over the pipes right after
-  ``initialize``'s answer, as a host does (target < 1 s); the server is stopped afterwards.
+  (``search_exploits``, "ronin"), sent as raw JSON-RPC over the pipes with a ``tools/list``
+  right after ``initialize``'s answer, as a host does (target < 1 s); then the input closes
+  and the server exits.
 - Idle memory: RSS (``VmRSS`` in ``/proc``) of ``kamiyo serve --transport http`` once its
   ``/healthz`` answers, and again after ``--calls`` MCP calls (initialize, then
   ``search_exploits`` in one Streamable HTTP session, with plain JSON answers).
@@ -50,9 +51,10 @@ INITIALIZE = {
     },
 }
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
 SEARCH = {
     "jsonrpc": "2.0",
-    "id": 2,
+    "id": 3,
     "method": "tools/call",
     "params": {"name": "search_exploits", "arguments": {"query": "ronin", "limit": 10}},
 }
@@ -94,10 +96,11 @@ def stdio_first_answer(env: dict[str, str]) -> tuple[float, float]:
         process.stdin.flush()
         _answer(process.stdout.readline(), 1)
         process.stdin.write(
-            json.dumps(INITIALIZED).encode() + b"\n" + json.dumps(SEARCH).encode() + b"\n"
+            b"".join(json.dumps(m).encode() + b"\n" for m in (INITIALIZED, LIST, SEARCH))
         )
         process.stdin.flush()
-        result = _answer(process.stdout.readline(), 2)
+        _answer(process.stdout.readline(), 2)
+        result = _answer(process.stdout.readline(), 3)
         elapsed = time.perf_counter() - started
         if result.get("isError"):
             raise RuntimeError(f"stdio: the search failed: {json.dumps(result)[:300]}")
