@@ -16,9 +16,9 @@ round:
 - ``account_redis``: ``AccountGate`` with limits in Redis (``--redis-url``, a unique key prefix
   per run, deleted afterwards); skipped with a note when Redis does not answer.
 - ``x402_quote``: ``AccountGate`` with x402 on (Base and Solana offers, the Solana transfer
-  offer with its reference and MAC) and anonymous access off, called without a credential: every call is answered with
-  a PaymentRequired and metered as ``payment_required`` (what an unpaid call costs the server;
-  no chain is contacted).
+  offer with its reference and MAC) and anonymous access off, called without a credential:
+  every call is answered with a PaymentRequired and metered as ``payment_required`` (what an
+  unpaid call costs the server; no chain is contacted).
 
 The enterprise tier's limits are raised to 10**9 a minute and a day in this process (see
 ``bench/kamiyo_server.py``), so every call is counted but none is refused. The report gives

@@ -282,8 +282,10 @@ async def test_each_call_is_one_round_trip_to_redis(tmp_path: Path) -> None:
             client = redis.Redis.from_url(redis_server.url)
             try:
                 client.config_resetstat()
-                assert await admitted(shared, "account:1", PERSONAL, 20) == 20  # 21 in all
+                assert await admitted(shared, "account:1", PERSONAL, 20) == 20  # 21 so far
                 assert await shared.usage("account:1", PERSONAL) is not None
+                # A call that asks for its windows gets them from the round trip counting it.
+                over, reported = await shared.hit_reporting("account:1", PERSONAL, report=True)
                 # redis-py types its sync and async answers alike.
                 stats = cast(dict[str, dict[str, int]], client.info("commandstats"))
                 keys = sorted(key.decode() for key in client.scan_iter(match="trips:*"))
@@ -291,8 +293,32 @@ async def test_each_call_is_one_round_trip_to_redis(tmp_path: Path) -> None:
                 day_ttl = cast(int, client.pttl("trips:limits:{account:1}:day"))
             finally:
                 client.close()
-    assert stats["cmdstat_evalsha"]["calls"] == 21
+    assert stats["cmdstat_evalsha"]["calls"] == 22
+    assert over is None
+    assert reported is not None
+    assert [(w.used, w.remaining) for w in reported] == [(22, 8), (22, 978)]
     assert not {"cmdstat_eval", "cmdstat_script|load"} & stats.keys()
     assert keys == ["trips:limits:{account:1}:day", "trips:limits:{account:1}:minute"]
     assert 0 < minute_ttl <= 60_000
     assert 86_000_000 < day_ttl <= 86_400_000
+
+
+@pytest.mark.parametrize("where", ["memory", "redis", "redis down"])
+async def test_a_call_that_asks_for_its_windows_gets_them_after_its_own_count(
+    where: str, redis_settings: dict[str, str]
+) -> None:
+    settings = {"memory": {}, "redis": redis_settings, "redis down": REDIS_DOWN}[where]
+    async with limiter(**settings) as counting:
+        assert await admitted(counting, "account:1", PERSONAL, 3) == 3
+        over, windows = await counting.hit_reporting("account:1", PERSONAL, report=True)
+        assert over is None
+        assert windows is not None
+        minute, day = windows
+        assert (minute.used, minute.remaining, day.used, day.remaining) == (4, 26, 4, 996)
+        assert 0 < minute.resets_in_seconds <= 60
+        assert 86_000 < day.resets_in_seconds <= 86_400
+        assert await admitted(counting, "account:1", PERSONAL, 26) == 26
+        over, windows = await counting.hit_reporting("account:1", PERSONAL, report=True)
+    assert isinstance(over, Refusal)
+    assert over.limit == "requests_per_minute"
+    assert windows is None

@@ -44,6 +44,7 @@ from limits.aio.storage import RedisStorage
 from redis.exceptions import RedisError
 
 from kamiyo.access.gate import LimitState, Refusal, RefusalReason
+from kamiyo.access.limit_scripts import HIT_SCRIPT, REFUSED_BY, USAGE_SCRIPT
 from kamiyo.access.usage import Window
 from kamiyo.config import RedisSettings
 from kamiyo.outages import Outage
@@ -146,59 +147,13 @@ class LocalWindows:
             del self._days[subject]
 
 
-# Both windows of a call in one round trip, atomically (Redis runs a script alone), on Redis's
-# clock so that instances whose clocks disagree still share one minute. The minute is a list
-# of call times in ms, newest first and trimmed to the limit, so the limit-th entry is the
-# oldest call that can still hold the window full; the day is a counter that expires a day
-# after its first call. A call refused by either window counts in neither.
-HIT_SCRIPT = """
-local per_minute, per_day = tonumber(ARGV[1]), tonumber(ARGV[2])
-local minute_ms, day_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local oldest = tonumber(redis.call('LINDEX', KEYS[1], per_minute - 1))
-if oldest and oldest > now - minute_ms then
-  return {1, oldest + minute_ms - now}
-end
-if tonumber(redis.call('GET', KEYS[2]) or '0') >= per_day then
-  return {2, redis.call('PTTL', KEYS[2])}
-end
-redis.call('LPUSH', KEYS[1], now)
-redis.call('LTRIM', KEYS[1], 0, per_minute - 1)
-redis.call('PEXPIRE', KEYS[1], minute_ms)
-if redis.call('INCR', KEYS[2]) == 1 then
-  redis.call('PEXPIRE', KEYS[2], day_ms)
-end
-return {0, 0}
-"""
-# Both windows' use, read in one round trip: the calls in the last minute (a binary search of
-# the newest-first list), ms until the oldest of them leaves it, the day's calls, ms until the
-# day resets.
-USAGE_SCRIPT = """
-local minute_ms = tonumber(ARGV[1])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local low, high, recent = 0, redis.call('LLEN', KEYS[1]) - 1, 0
-while low <= high do
-  local mid = math.floor((low + high) / 2)
-  if tonumber(redis.call('LINDEX', KEYS[1], mid)) > now - minute_ms then
-    recent, low = mid + 1, mid + 1
-  else
-    high = mid - 1
-  end
-end
-local minute_reset = 0
-if recent > 0 then
-  minute_reset = tonumber(redis.call('LINDEX', KEYS[1], recent - 1)) + minute_ms - now
-end
-local today = tonumber(redis.call('GET', KEYS[2]) or '0')
-local day_reset = 0
-if today > 0 then
-  day_reset = math.max(0, redis.call('PTTL', KEYS[2]))
-end
-return {recent, minute_reset, today, day_reset}
-"""
-REFUSED_BY = {1: "requests_per_minute", 2: "requests_per_day"}  # HIT_SCRIPT's first answer
+def _windows(policy: Limits, used: list[Any]) -> Windows:
+    """USAGE_FUNCTION's answer as the windows."""
+    recent, minute_ms, today, day_ms = (int(value) for value in used)
+    return (
+        _window(policy.requests_per_minute, recent, minute_ms / 1000),
+        _window(policy.requests_per_day, today, day_ms / 1000),
+    )
 
 
 class RedisWindows:
@@ -231,25 +186,28 @@ class RedisWindows:
         # Cluster needs.
         return [f"{self._prefix}:{{{subject}}}:minute", f"{self._prefix}:{{{subject}}}:day"]
 
-    async def hit(self, subject: str, policy: Limits) -> Refusal | None:
-        refused, retry_ms = await self._hit(
+    async def hit(
+        self, subject: str, policy: Limits, *, report: bool = False
+    ) -> tuple[Refusal | None, Windows | None]:
+        """Count a call unless it is over a window: the refusal, or with ``report`` the
+        windows after it."""
+        refused, retry_ms, *after = await self._hit(
             keys=self._keys(subject),
-            args=[policy.requests_per_minute, policy.requests_per_day, MINUTE_MS, DAY_MS],
+            args=[
+                policy.requests_per_minute,
+                policy.requests_per_day,
+                MINUTE_MS,
+                DAY_MS,
+                int(report),
+            ],
         )
-        if not refused:
-            return None
-        limit = REFUSED_BY[int(refused)]
-        amount = getattr(policy, limit)
-        return _over(limit, amount, int(retry_ms) / 1000)
+        if refused:
+            limit = REFUSED_BY[int(refused)]
+            return _over(limit, getattr(policy, limit), int(retry_ms) / 1000), None
+        return None, _windows(policy, after) if after else None
 
     async def usage(self, subject: str, policy: Limits) -> Windows:
-        recent, minute_ms, today, day_ms = await self._usage(
-            keys=self._keys(subject), args=[MINUTE_MS]
-        )
-        return (
-            _window(policy.requests_per_minute, int(recent), int(minute_ms) / 1000),
-            _window(policy.requests_per_day, int(today), int(day_ms) / 1000),
-        )
+        return _windows(policy, await self._usage(keys=self._keys(subject), args=[MINUTE_MS]))
 
     async def answers(self) -> bool:
         """Whether Redis answers a ping."""
@@ -275,29 +233,40 @@ class Limiter:
 
     async def hit(self, subject: str, policy: Limits) -> Refusal | None:
         """Count one call for ``subject``; a refusal when it is over a limit."""
+        return (await self.hit_reporting(subject, policy, report=False))[0]
+
+    async def hit_reporting(
+        self, subject: str, policy: Limits, *, report: bool
+    ) -> tuple[Refusal | None, Windows | None]:
+        """``hit``, and with ``report`` the windows after an admitted call (in the same
+        round trip to Redis); None for them when they cannot be read."""
         if self._shared is None:
-            return self._local.hit(subject, policy)
+            over = self._local.hit(subject, policy)
+            return over, self._local.usage(subject, policy) if report and over is None else None
         # The local ceiling first (no await between its check and its count): this instance's
         # own calls in the last minute, whatever Redis remembers.
         taken = self._local.take(subject, policy, day=False)
         if isinstance(taken, Refusal):
             self._outage.count()  # one more limited in this process, if Redis is away
-            return taken
+            return taken, None
         if self._redis_resting():
             self._outage.count()
         else:
             try:
-                over = await self._shared.hit(subject, policy)
+                over, windows = await self._shared.hit(subject, policy, report=report)
             except RedisError as exc:
                 self._redis_down(exc)
             else:
                 self._outage.recovered()
                 if over is not None:
                     self._local.give_back(subject, taken)
-                return over
+                return over, windows
         self._local.give_back(subject, taken)
         # Redis is away: this process's own counts decide, the day's too (fail-open).
-        return self._local.hit(subject, policy) if self._fail_open else _unavailable()
+        if not self._fail_open:
+            return _unavailable(), None
+        over = self._local.hit(subject, policy)
+        return over, self._local.usage(subject, policy) if report and over is None else None
 
     async def usage(self, subject: str, policy: Limits) -> Windows | None:
         """The minute's and the day's windows for ``subject``; None when they cannot be read."""
