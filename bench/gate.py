@@ -102,7 +102,7 @@ def paying_settings(base: Settings) -> Settings:
             "networks": networks,
             "evm_relayer_key": SecretStr(ANVIL_FIRST_KEY),
             "svm_fee_payer_key": SecretStr(str(Keypair())),
-        }
+        },
     )
 
 
