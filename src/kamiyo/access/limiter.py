@@ -170,7 +170,8 @@ class RedisWindows:
         self._prefix = f"{prefix}:limits"
         self._hit = self.client.register_script(HIT_SCRIPT)
         self._usage = self.client.register_script(USAGE_SCRIPT)
-        pooled: dict[str, Any] = {"connection_pool": self.pool}  # typed as a str option there
+        # ``limits`` types its storage options as scalars; a pool is what redis-py takes.
+        pooled: dict[str, Any] = {"connection_pool": self.pool}
         # The web endpoints' per-peer windows (web/request_limits.py) count through the
         # ``limits`` library, on the same pool and under the same prefix.
         self.storage = RedisStorage(
