@@ -16,15 +16,18 @@ round:
 - ``account_redis``: ``AccountGate`` with limits in Redis (``--redis-url``, a unique key prefix
   per run, deleted afterwards); skipped with a note when Redis does not answer.
 - ``x402_quote``: ``AccountGate`` with x402 on (Base and Solana offers, the Solana transfer
-  offer with its reference and MAC), called without a credential: every call is answered with
-  a PaymentRequired and metered as ``payment_required`` (what an unpaid call costs the server;
-  no chain is contacted).
+  offer with its reference and MAC) and anonymous access off, called without a credential:
+  every call is answered with a PaymentRequired and metered as ``payment_required`` (what an
+  unpaid call costs the server; no chain is contacted).
 
 The enterprise tier's limits are raised to 10**9 a minute and a day in this process (see
 ``bench/kamiyo_server.py``), so every call is counted but none is refused. The report gives
 per variant the median over ``--rounds`` of each run's wall time per call (``us_per_call``) and
 of its per-call p50 and p99 (admit + complete only), and the median added cost over ``open``;
-the target is at most ~150 us added per call on the in-process path.
+the target is at most ~150 us added per call on the in-process path. ``redis_vs_memory`` is
+the calls/s of ``account_redis`` against ``account_memory`` (target >= 0.8), and
+``redis_ping_us`` a bare PING round trip timed in the same rounds: a limit shared exactly
+across instances pays one round trip per call, so that is its floor.
 """
 
 import argparse
@@ -36,8 +39,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import cast
 
+import redis.asyncio
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -95,11 +101,14 @@ def paying_settings(base: Settings) -> Settings:
         ),
     ]
     return base.with_changes(
+        # A pay-per-call-only server: with anonymous access on, the free tier would answer
+        # these unpaid calls instead of quoting them.
+        auth={"allow_anonymous": False},
         x402={
             "networks": networks,
             "evm_relayer_key": SecretStr(ANVIL_FIRST_KEY),
             "svm_fee_payer_key": SecretStr(str(Keypair())),
-        }
+        },
     )
 
 
@@ -150,6 +159,21 @@ async def run_once(
     )
 
 
+async def redis_round_trip(url: str, calls: int) -> float:
+    """Microseconds per PING through redis-py's asyncio client: the floor any Redis-backed
+    limit pays per call, to read ``account_redis`` against."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        # redis-py types ping() for its sync and async clients alike.
+        await cast(Awaitable[bool], client.ping())  # connects
+        started = time.perf_counter()
+        for _ in range(calls):
+            await cast(Awaitable[bool], client.ping())
+        return (time.perf_counter() - started) / calls * 1e6
+    finally:
+        await client.aclose()
+
+
 async def bench(args: argparse.Namespace, data: Path) -> dict[str, object]:
     raise_limits()
     base = make_settings(data)
@@ -162,6 +186,7 @@ async def bench(args: argparse.Namespace, data: Path) -> dict[str, object]:
         print(note, file=sys.stderr)
         notes.append(note)
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
+    pings: list[float] = []
     async with open_runtime(base, upgrade=True) as runtime:
         key = await create_enterprise_key(runtime.sessions)
         for _ in range(args.rounds):
@@ -190,6 +215,8 @@ async def bench(args: argparse.Namespace, data: Path) -> dict[str, object]:
                 if name == "account_redis" and not drop_prefix(args.redis_url, prefix):
                     raise RuntimeError("account_redis: no limit counters in Redis")
                 print(f"  {name}: {runs[name][-1][0]:.1f} us/call", file=sys.stderr)
+            if "account_redis" in variants:
+                pings.append(await redis_round_trip(args.redis_url, args.calls))
     per_call = {name: statistics.median(r[0] for r in values) for name, values in runs.items()}
     added = {
         name: statistics.median(r[0] - o[0] for r, o in zip(values, runs["open"], strict=True))
@@ -202,6 +229,14 @@ async def bench(args: argparse.Namespace, data: Path) -> dict[str, object]:
         "p99_us": {name: statistics.median(r[2] for r in values) for name, values in runs.items()},
         "added_us_vs_open": added,
         "target_added_us": TARGET_ADDED_US,
+        # Calls/s of limits in Redis against limits in memory (issue 17's target: >= 0.8), and
+        # one bare Redis round trip measured in the same rounds.
+        "redis_vs_memory": (
+            per_call["account_memory"] / per_call["account_redis"]
+            if "account_redis" in per_call
+            else None
+        ),
+        "redis_ping_us": statistics.median(pings) if pings else None,
         "within_target": {name: value <= TARGET_ADDED_US for name, value in added.items()},
         "notes": notes,
         "runs": runs,

@@ -11,12 +11,11 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from kamiyo.access.accounts import AccountError, normalize_email
-from kamiyo.billing import onboarding, subscriptions
-from kamiyo.billing.mailer import MailError
-from kamiyo.billing.stripe_api import BillingError, BillingUnavailableError
-from kamiyo.billing.sync import SyncReport, sync_subscriptions
 from kamiyo.cli_support import err, fail, run, settings_or_exit
 from kamiyo.runtime import Runtime
+
+# The billing modules (Stripe's SDK, mail) are imported in the commands that use them: every
+# other ``kamiyo`` command would pay for them at start.
 
 billing_app = typer.Typer(help="Stripe billing (operators).", no_args_is_help=True)
 
@@ -25,6 +24,9 @@ def signup(
     email: Annotated[str, typer.Argument(help="Who signs up; the link is mailed there.")],
 ) -> None:
     """Sign an address up for a free account and mail it a one-time link to its API key."""
+    from kamiyo.billing import onboarding
+    from kamiyo.billing.mailer import MailError
+
     # Its INFO lines say whether an account was made: more than the web answer tells.
     quiet = logging.getLogger(onboarding.__name__)
     quiet.setLevel(max(quiet.getEffectiveLevel(), logging.WARNING))
@@ -51,6 +53,10 @@ def signup(
 def billing_sync() -> None:
     """Apply every subscription Stripe holds to the accounts here, for webhooks that never
     arrived. Safe to repeat: a second run changes nothing, and a newer webhook state is kept."""
+    from kamiyo.billing import subscriptions
+    from kamiyo.billing.stripe_api import BillingError, BillingUnavailableError
+    from kamiyo.billing.sync import SyncReport, sync_subscriptions
+
     settings = settings_or_exit()
     key = settings.stripe.secret_key
     if key is None or not key.get_secret_value():

@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
+import redis
 
 from kamiyo.access.gate import Refusal
 from kamiyo.access.limiter import REDIS_RETRY_S, Limiter
@@ -230,3 +232,93 @@ async def test_a_refusal_by_redis_gives_the_local_count_back(
         assert windows is not None
         assert windows[0].used == 30
         assert len(busy._local._recent["account:3"]) == 0
+
+
+async def test_redis_refuses_over_the_day_and_counts_a_refused_call_in_neither(
+    redis_settings: dict[str, str],
+) -> None:
+    tight = policy(per_minute=100, per_day=5)
+    async with limiter(**redis_settings) as shared:
+        assert await admitted(shared, "account:1", tight, 8) == 5
+        refusal = await shared.hit("account:1", tight)
+        assert isinstance(refusal, Refusal)
+        assert refusal.limit == "requests_per_day"
+        assert refusal.retry_after_s is not None
+        assert 3600 < refusal.retry_after_s <= 86_400
+        windows = await shared.usage("account:1", tight)
+    assert windows is not None
+    minute, day = windows
+    assert (minute.used, minute.remaining) == (5, 95)  # the 4 refused calls are not in it
+    assert (day.used, day.remaining) == (5, 0)
+    assert 3600 < day.resets_in_seconds <= 86_400
+
+
+async def test_redis_minute_refusal_says_when_to_retry(redis_settings: dict[str, str]) -> None:
+    async with limiter(**redis_settings) as shared:
+        assert await admitted(shared, "account:1", PERSONAL, 30) == 30
+        # The local ceiling is not what refuses here: another instance's count is empty.
+        async with limiter(**redis_settings) as other:
+            refusal = await other.hit("account:1", PERSONAL)
+            windows = await other.usage("account:1", PERSONAL)
+    assert isinstance(refusal, Refusal)
+    assert refusal.limit == "requests_per_minute"
+    assert refusal.retry_after_s is not None
+    assert 1 <= refusal.retry_after_s <= 60
+    assert windows is not None
+    minute, day = windows
+    assert (minute.used, minute.remaining) == (30, 0)
+    assert 0 < minute.resets_in_seconds <= 60
+    assert (day.used, day.remaining) == (30, 970)
+
+
+async def test_each_call_is_one_round_trip_to_redis(tmp_path: Path) -> None:
+    """Both windows are checked and counted by one script call (the ``limits`` strategies
+    took one per window), and a usage read is one more; keys live under the prefix."""
+    with private_redis(tmp_path) as redis_server:
+        async with limiter(url=redis_server.url, prefix="trips") as shared:
+            # The first use of each script loads it.
+            assert await shared.hit("account:1", PERSONAL) is None
+            assert await shared.usage("account:2", PERSONAL) is not None
+            client = redis.Redis.from_url(redis_server.url)
+            try:
+                client.config_resetstat()
+                assert await admitted(shared, "account:1", PERSONAL, 20) == 20  # 21 so far
+                assert await shared.usage("account:1", PERSONAL) is not None
+                # A call that asks for its windows gets them from the round trip counting it.
+                over, reported = await shared.hit_reporting("account:1", PERSONAL, report=True)
+                # redis-py types its sync and async answers alike.
+                stats = cast(dict[str, dict[str, int]], client.info("commandstats"))
+                keys = sorted(key.decode() for key in client.scan_iter(match="trips:*"))
+                minute_ttl = cast(int, client.pttl("trips:limits:{account:1}:minute"))
+                day_ttl = cast(int, client.pttl("trips:limits:{account:1}:day"))
+            finally:
+                client.close()
+    assert stats["cmdstat_evalsha"]["calls"] == 22
+    assert over is None
+    assert reported is not None
+    assert [(w.used, w.remaining) for w in reported] == [(22, 8), (22, 978)]
+    assert not {"cmdstat_eval", "cmdstat_script|load"} & stats.keys()
+    assert keys == ["trips:limits:{account:1}:day", "trips:limits:{account:1}:minute"]
+    assert 0 < minute_ttl <= 60_000
+    assert 86_000_000 < day_ttl <= 86_400_000
+
+
+@pytest.mark.parametrize("where", ["memory", "redis", "redis down"])
+async def test_a_call_that_asks_for_its_windows_gets_them_after_its_own_count(
+    where: str, redis_settings: dict[str, str]
+) -> None:
+    settings = {"memory": {}, "redis": redis_settings, "redis down": REDIS_DOWN}[where]
+    async with limiter(**settings) as counting:
+        assert await admitted(counting, "account:1", PERSONAL, 3) == 3
+        over, windows = await counting.hit_reporting("account:1", PERSONAL, report=True)
+        assert over is None
+        assert windows is not None
+        minute, day = windows
+        assert (minute.used, minute.remaining, day.used, day.remaining) == (4, 26, 4, 996)
+        assert 0 < minute.resets_in_seconds <= 60
+        assert 86_000 < day.resets_in_seconds <= 86_400
+        assert await admitted(counting, "account:1", PERSONAL, 26) == 26
+        over, windows = await counting.hit_reporting("account:1", PERSONAL, report=True)
+    assert isinstance(over, Refusal)
+    assert over.limit == "requests_per_minute"
+    assert windows is None

@@ -129,7 +129,8 @@ class AccountGate:
             self._meter(call, identity, refusal.reason)
             return refusal
         subject = identity.subject(call.peer)
-        over = await self.limiter.hit(subject, policy)
+        # A call that asks for its limits gets them from the same round trip that counts it.
+        over, windows = await self.limiter.hit_reporting(subject, policy, report=call.limits_wanted)
         if over is not None and offer is not None and over.retry_after_s is not None:
             # Over the free tier's limit, the call may still be paid for: say both.
             assert self.cashier is not None  # there is an offer only when there is a cashier
@@ -140,9 +141,7 @@ class AccountGate:
         if over is not None:
             self._meter(call, identity, over.reason)
             return over
-        limits: tuple[LimitState, ...] = ()
-        if call.limits_wanted and (windows := await self.limiter.usage(subject, policy)):
-            limits = limit_states(windows)
+        limits: tuple[LimitState, ...] = limit_states(windows) if windows else ()
         hide_after = policy.hide_after(dt.datetime.now(dt.UTC))
         return Grant(
             tier=identity.tier.value,

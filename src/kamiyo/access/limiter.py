@@ -4,8 +4,10 @@ The minute is a moving window (every call in the last 60 s counts, so there is n
 window's edge); the day is a quota window that starts with its first call (one counter, so an
 enterprise day of 100,000 calls costs one number, not 100,000 entries).
 
-Shared across instances, the ``limits`` library counts in Redis: its scripts are atomic, which
-makes the limits exact, with a limit of L exactly L of any number of concurrent calls get through.
+Shared across instances, the counts are in Redis: one Lua script checks and counts both windows
+of a call in one round trip (it was one per window with the ``limits`` library's strategies), and
+Redis runs a script alone, which makes the limits exact: with a limit of L exactly L of any
+number of concurrent calls get through, and a call refused by one window counts in neither.
 In one process the counting is ours (``LocalWindows``): ``limits``' in-memory storage hands an
 expiry sweep to a thread on nearly every call, which measured ~290 µs per call; a deque of the
 last L call times per subject costs a few µs, and with no await inside it is exact too.
@@ -33,16 +35,16 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio
-from limits import RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
-from limits.errors import StorageError
+from redis.exceptions import RedisError
 
 from kamiyo.access.gate import LimitState, Refusal, RefusalReason
+from kamiyo.access.limit_scripts import HIT_SCRIPT, REFUSED_BY, USAGE_SCRIPT
 from kamiyo.access.usage import Window
 from kamiyo.config import RedisSettings
 from kamiyo.outages import Outage
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MINUTE_S = 60.0
 DAY_S = 86_400.0
+MINUTE_MS, DAY_MS = int(MINUTE_S * 1000), int(DAY_S * 1000)  # the Redis scripts count in ms
 # A call waits at most this long for Redis before the fallback applies. 0.5 s was too short: on
 # a loaded 2-core machine connecting to a Redis that was up timed out, and two instances fell
 # open (59 admitted of 30 in a minute). After a failure only one call a second waits this long.
@@ -144,8 +147,18 @@ class LocalWindows:
             del self._days[subject]
 
 
+def _windows(policy: Limits, used: list[Any]) -> Windows:
+    """USAGE_FUNCTION's answer as the windows."""
+    recent, minute_ms, today, day_ms = (int(value) for value in used)
+    return (
+        _window(policy.requests_per_minute, recent, minute_ms / 1000),
+        _window(policy.requests_per_day, today, day_ms / 1000),
+    )
+
+
 class RedisWindows:
-    """The same windows in Redis, through ``limits``' atomic scripts."""
+    """The same windows in Redis: one script call per hit (EVALSHA; the script is loaded the
+    first time Redis does not know it)."""
 
     def __init__(self, url: str, prefix: str) -> None:
         url = url.removeprefix("async+")
@@ -153,38 +166,57 @@ class RedisWindows:
         self.pool = redis.asyncio.ConnectionPool.from_url(
             url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
         )
-        options: dict[str, Any] = {"connection_pool": self.pool}
+        self.client = redis.asyncio.Redis(connection_pool=self.pool)
+        self._prefix = f"{prefix}:limits"
+        self._hit = self.client.register_script(HIT_SCRIPT)
+        self._usage = self.client.register_script(USAGE_SCRIPT)
+        # ``limits`` types its storage options as scalars; a pool is what redis-py takes.
+        pooled: dict[str, Any] = {"connection_pool": self.pool}
+        # The web endpoints' per-peer windows (web/request_limits.py) count through the
+        # ``limits`` library, on the same pool and under the same prefix.
         self.storage = RedisStorage(
             "async+" + url,
             implementation="redispy",
-            key_prefix=f"{prefix}:limits",
+            key_prefix=self._prefix,
             wrap_exceptions=True,
-            **options,
+            **pooled,
         )
-        self._minute = MovingWindowRateLimiter(self.storage)
-        self._day = FixedWindowRateLimiter(self.storage)
 
-    async def hit(self, subject: str, policy: Limits) -> Refusal | None:
-        per_minute = RateLimitItemPerMinute(policy.requests_per_minute)
-        per_day = RateLimitItemPerDay(policy.requests_per_day)
-        if not await self._minute.hit(per_minute, subject):
-            stats = await self._minute.get_window_stats(per_minute, subject)
-            return _over("requests_per_minute", per_minute.amount, stats.reset_time - time.time())
-        if not await self._day.hit(per_day, subject):
-            stats = await self._day.get_window_stats(per_day, subject)
-            return _over("requests_per_day", per_day.amount, stats.reset_time - time.time())
-        return None
+    def _keys(self, subject: str) -> list[str]:
+        # The braces make both keys of a subject hash to one slot, as a script on a Redis
+        # Cluster needs.
+        return [f"{self._prefix}:{{{subject}}}:minute", f"{self._prefix}:{{{subject}}}:day"]
+
+    async def hit(
+        self, subject: str, policy: Limits, *, report: bool = False
+    ) -> tuple[Refusal | None, Windows | None]:
+        """Count a call unless it is over a window: the refusal, or with ``report`` the
+        windows after it."""
+        refused, retry_ms, *after = await self._hit(
+            keys=self._keys(subject),
+            args=[
+                policy.requests_per_minute,
+                policy.requests_per_day,
+                MINUTE_MS,
+                DAY_MS,
+                int(report),
+            ],
+        )
+        if refused:
+            limit = REFUSED_BY[int(refused)]
+            return _over(limit, getattr(policy, limit), int(retry_ms) / 1000), None
+        return None, _windows(policy, after) if after else None
 
     async def usage(self, subject: str, policy: Limits) -> Windows:
-        windows = []
-        for strategy, item in (
-            (self._minute, RateLimitItemPerMinute(policy.requests_per_minute)),
-            (self._day, RateLimitItemPerDay(policy.requests_per_day)),
-        ):
-            stats = await strategy.get_window_stats(item, subject)
-            used = item.amount - stats.remaining
-            windows.append(_window(item.amount, used, stats.reset_time - time.time()))
-        return windows[0], windows[1]
+        return _windows(policy, await self._usage(keys=self._keys(subject), args=[MINUTE_MS]))
+
+    async def answers(self) -> bool:
+        """Whether Redis answers a ping."""
+        try:
+            # redis-py types ping() for its sync and async clients alike.
+            return await cast(Awaitable[bool], self.client.ping())
+        except RedisError:
+            return False
 
 
 class Limiter:
@@ -202,29 +234,40 @@ class Limiter:
 
     async def hit(self, subject: str, policy: Limits) -> Refusal | None:
         """Count one call for ``subject``; a refusal when it is over a limit."""
+        return (await self.hit_reporting(subject, policy, report=False))[0]
+
+    async def hit_reporting(
+        self, subject: str, policy: Limits, *, report: bool
+    ) -> tuple[Refusal | None, Windows | None]:
+        """``hit``, and with ``report`` the windows after an admitted call (in the same
+        round trip to Redis); None for them when they cannot be read."""
         if self._shared is None:
-            return self._local.hit(subject, policy)
+            over = self._local.hit(subject, policy)
+            return over, self._local.usage(subject, policy) if report and over is None else None
         # The local ceiling first (no await between its check and its count): this instance's
         # own calls in the last minute, whatever Redis remembers.
         taken = self._local.take(subject, policy, day=False)
         if isinstance(taken, Refusal):
             self._outage.count()  # one more limited in this process, if Redis is away
-            return taken
+            return taken, None
         if self._redis_resting():
             self._outage.count()
         else:
             try:
-                over = await self._shared.hit(subject, policy)
-            except StorageError as exc:
+                over, windows = await self._shared.hit(subject, policy, report=report)
+            except RedisError as exc:
                 self._redis_down(exc)
             else:
                 self._outage.recovered()
                 if over is not None:
                     self._local.give_back(subject, taken)
-                return over
+                return over, windows
         self._local.give_back(subject, taken)
         # Redis is away: this process's own counts decide, the day's too (fail-open).
-        return self._local.hit(subject, policy) if self._fail_open else _unavailable()
+        if not self._fail_open:
+            return _unavailable(), None
+        over = self._local.hit(subject, policy)
+        return over, self._local.usage(subject, policy) if report and over is None else None
 
     async def usage(self, subject: str, policy: Limits) -> Windows | None:
         """The minute's and the day's windows for ``subject``; None when they cannot be read."""
@@ -233,7 +276,7 @@ class Limiter:
         if not self._redis_resting():
             try:
                 windows = await self._shared.usage(subject, policy)
-            except StorageError as exc:
+            except RedisError as exc:
                 self._redis_down(exc)
             else:
                 self._outage.recovered()
@@ -244,7 +287,7 @@ class Limiter:
         """Where limits are counted and whether that store answers, for health checks."""
         if self._shared is None:
             return "in process"
-        if await self._shared.storage.check():  # a ping; False when it fails
+        if await self._shared.answers():
             return "redis: ok"
         fallback = "limiting in this process" if self._fail_open else "refusing calls"
         return f"redis: unreachable ({fallback})"
@@ -257,9 +300,9 @@ class Limiter:
         # Redis failed a moment ago: do not make every call wait on it again.
         return time.monotonic() - self._failed_at < REDIS_RETRY_S
 
-    def _redis_down(self, exc: StorageError) -> None:
+    def _redis_down(self, exc: RedisError) -> None:
         self._failed_at = time.monotonic()
-        self._outage.failed(exc.storage_error)
+        self._outage.failed(exc)
 
 
 def limit_states(windows: Windows) -> tuple[LimitState, LimitState]:

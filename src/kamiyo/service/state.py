@@ -3,24 +3,30 @@
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Gate, Grant
 from kamiyo.alerts.bus import MemoryBus
-from kamiyo.alerts.worker import AlertWorker
 from kamiyo.config import ConfigurationError, Settings
 from kamiyo.db.engine import read_session_factory
 from kamiyo.explorers import Explorers, open_explorers
-from kamiyo.payments.cashier import open_cashier
 from kamiyo.runtime import Runtime
 from kamiyo.service.answers import Answer
+
+if TYPE_CHECKING:
+    from kamiyo.alerts.worker import AlertWorker
 
 
 def default_gate(settings: Settings) -> Gate:
     """Accounts and tiers, and pay per call where x402 is configured."""
+    # Imported here: the gate, the cashier and what they pull in (mail, chains' clients, JSON
+    # schemas) cost a start-up that serves on the open gate (the CLI's commands) ~0.3 s.
+    from kamiyo.access.account_gate import AccountGate
+    from kamiyo.payments.cashier import open_cashier
+
     cashier = open_cashier(
         settings.x402,
         secret_key=settings.auth.secret_key,
@@ -48,7 +54,7 @@ class ServerState:
     # whichever instance claimed the change.
     changes: MemoryBus = field(default_factory=MemoryBus)
     # The alerts worker while serving (woken when this instance queues work for it).
-    alerts: AlertWorker | None = None
+    alerts: "AlertWorker | None" = None
     # Run when serving begins to stop, while clients can still be told (listen streams close).
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
     # Run by :meth:`aclose`: what a surface opened for the state's lifetime (the dashboard's

@@ -1,0 +1,246 @@
+"""Start-up time and idle memory: what a desktop host and a deployment wait for and pay.
+
+    python -m bench.startup                 # 7 runs of each, medians
+    python -m bench.startup --runs 15 --calls 20
+
+On a fresh data folder, migrated and loaded once beforehand (``kamiyo db upgrade``: what a
+desktop host starts on every launch after its first), with ``KAMIYO_*`` variables from the
+environment dropped and logs at WARNING:
+
+- ``import kamiyo.cli``: ``python -c "import kamiyo.cli"``, process start to exit.
+- ``kamiyo search ronin``: the command's wall time, process start to exit (target < 0.7 s).
+- ``kamiyo serve`` (stdio): process start to the answer of the first ``tools/call``
+  (``search_exploits``, "ronin"), sent as raw JSON-RPC over the pipes with a ``tools/list``
+  right after ``initialize``'s answer, as a host does (target < 1 s); then the input closes
+  and the server exits.
+- Idle memory: RSS (``VmRSS`` in ``/proc``) of ``kamiyo serve --transport http`` once its
+  ``/healthz`` answers, and again after ``--calls`` MCP calls (initialize, then
+  ``search_exploits`` in one Streamable HTTP session, with plain JSON answers).
+
+Each figure is the median of ``--runs`` runs (min and max beside it), with the median CPU
+seconds (user + system) of the process, which a shared machine inflates less than wall time.
+The table is printed and written to ``bench/results/startup-<time>.json``.
+"""
+
+import argparse
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+KAMIYO = [sys.executable, "-m", "kamiyo"]
+PROTOCOL = "2025-11-25"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": PROTOCOL,
+        "capabilities": {},
+        "clientInfo": {"name": "bench-startup", "version": "1"},
+    },
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+SEARCH = {
+    "jsonrpc": "2.0",
+    "id": 3,
+    "method": "tools/call",
+    "params": {"name": "search_exploits", "arguments": {"query": "ronin", "limit": 10}},
+}
+HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": PROTOCOL,
+}
+
+
+def clean_env(data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
+    return env | {"KAMIYO_DATA_DIR": str(data), "KAMIYO_LOG_LEVEL": "WARNING"}
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wall(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a command, start to exit."""
+    cpu, started = children_cpu(), time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started, children_cpu() - cpu
+
+
+def stdio_first_answer(env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from starting ``kamiyo serve`` to the answer of its first tool call, and the
+    CPU seconds of the whole process (its exit included)."""
+    cpu, started = children_cpu(), time.perf_counter()
+    process = subprocess.Popen(
+        [*KAMIYO, "serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        process.stdin.write(json.dumps(INITIALIZE).encode() + b"\n")
+        process.stdin.flush()
+        _answer(process.stdout.readline(), 1)
+        process.stdin.write(
+            b"".join(json.dumps(m).encode() + b"\n" for m in (INITIALIZED, LIST, SEARCH))
+        )
+        process.stdin.flush()
+        _answer(process.stdout.readline(), 2)
+        result = _answer(process.stdout.readline(), 3)
+        elapsed = time.perf_counter() - started
+        if result.get("isError"):
+            raise RuntimeError(f"stdio: the search failed: {json.dumps(result)[:300]}")
+    finally:
+        process.stdin.close()  # end of input: the server exits
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return elapsed, children_cpu() - cpu
+
+
+def _answer(line: bytes, wanted_id: int) -> dict[str, Any]:
+    if not line:
+        raise RuntimeError("the server closed its output before answering")
+    message = json.loads(line)
+    if message.get("id") != wanted_id or "result" not in message:
+        raise RuntimeError(f"unexpected answer: {line[:300]!r}")
+    return dict(message["result"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def post(url: str, message: Mapping[str, object], headers: Mapping[str, str]) -> Any:
+    body = json.dumps(message).encode()
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def http_idle_memory(env: dict[str, str], calls: int) -> tuple[float, float]:
+    """RSS in MB of an HTTP instance once it answers, and after ``calls`` tool calls."""
+    port = free_port()
+    command = [*KAMIYO, "serve", "--transport", "http", "--port", str(port), "--json-response"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the HTTP server never answered /healthz") from None
+                time.sleep(0.05)
+        time.sleep(1.0)  # let start-up work scheduled after the first answer settle
+        started = rss_mb(process.pid)
+        request = urllib.request.Request(
+            f"{base}/mcp", data=json.dumps(INITIALIZE).encode(), headers=HEADERS, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            session = response.headers.get("Mcp-Session-Id")
+            response.read()
+        headers = HEADERS | ({"Mcp-Session-Id": session} if session else {})
+        post_no_answer(f"{base}/mcp", INITIALIZED, headers)
+        for n in range(calls):
+            answer = post(f"{base}/mcp", SEARCH | {"id": 10 + n}, headers)
+            if answer.get("result", {}).get("isError") or "result" not in answer:
+                raise RuntimeError(f"http: the search failed: {json.dumps(answer)[:300]}")
+        return started, rss_mb(process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def post_no_answer(url: str, message: Mapping[str, object], headers: Mapping[str, str]) -> None:
+    body = json.dumps(message).encode()
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples)}
+
+
+def measure(runs: int, what: Callable[[], tuple[float, float]]) -> list[tuple[float, float]]:
+    what()  # one untimed run: the page cache and the bytecode cache are warm afterwards
+    return [what() for _ in range(runs)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs of each measurement")
+    parser.add_argument("--calls", type=int, default=10, help="HTTP calls before the 2nd RSS")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = clean_env(Path(tmp))
+        subprocess.run([*KAMIYO, "db", "upgrade"], env=env, check=True, capture_output=True)
+        seconds = {
+            "import kamiyo.cli": measure(
+                args.runs, lambda: wall([sys.executable, "-c", "import kamiyo.cli"], env)
+            ),
+            "kamiyo search ronin": measure(
+                args.runs, lambda: wall([*KAMIYO, "search", "ronin"], env)
+            ),
+            "kamiyo serve (stdio): first tools/call answer": measure(
+                args.runs, lambda: stdio_first_answer(env)
+            ),
+        }
+        memory = [http_idle_memory(env, args.calls) for _ in range(max(1, args.runs // 2))]
+    report: dict[str, Any] = {
+        "wall_s": {name: summary([s[0] for s in samples]) for name, samples in seconds.items()},
+        "cpu_s": {name: summary([s[1] for s in samples]) for name, samples in seconds.items()},
+        "http_rss_mb": {
+            "after start": summary([m[0] for m in memory]),
+            f"after {args.calls} calls": summary([m[1] for m in memory]),
+        },
+        "load_average": os.getloadavg(),
+    }
+    print(f"{'measurement':48} {'wall':>8} {'min':>8} {'max':>8} {'cpu':>8}")
+    for name, row in report["wall_s"].items():
+        cpu = report["cpu_s"][name]["median"]
+        print(f"{name:48} {row['median']:7.3f}s {row['min']:7.3f}s {row['max']:7.3f}s {cpu:7.3f}s")
+    for name, row in report["http_rss_mb"].items():
+        label = f"HTTP instance RSS, {name}"
+        print(f"{label:48} {row['median']:6.1f}MB {row['min']:6.1f}MB {row['max']:6.1f}MB")
+    print(f"load average during the run: {report['load_average']}")
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    out = results / f"startup-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(json.dumps({"args": vars(args), **report, "samples": seconds}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
