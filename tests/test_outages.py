@@ -1,11 +1,13 @@
 """The outage reporter: a line as an outage starts, a count while it lasts, a line at its end."""
 
 import logging
+import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
 
-from kamiyo.outages import MAX_MESSAGE, Outage, describe, is_unreachable
+from kamiyo.outages import MAX_MESSAGE, Outage, describe, is_busy, is_unreachable
 
 LOGGER = "kamiyo.test_outages"
 
@@ -111,3 +113,21 @@ def test_the_message_is_the_drivers_and_bounded() -> None:
     assert described.startswith("OSError: xxx")
     assert "INSERT" not in described  # the statement and its parameters stay out
     assert len(described) <= len("OSError: ") + MAX_MESSAGE
+
+
+def test_a_locked_sqlite_database_is_busy_not_an_outage(tmp_path: Path) -> None:
+    """Another writer holding SQLite's lock past the busy timeout: the write waits for the
+    next try (the meter logs one line, no traceback), and nothing is down."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    writer = sqlite3.connect(path, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        writer.execute("INSERT INTO t VALUES (1)")
+    holder.rollback()
+    wrapped = sqlalchemy.exc.OperationalError("INSERT INTO t VALUES (?)", (1,), raised.value)
+    assert is_busy(raised.value)
+    assert is_busy(wrapped)
+    assert not is_unreachable(wrapped)
+    assert not is_busy(sqlite3.OperationalError("no such table: t"))

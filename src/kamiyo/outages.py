@@ -78,6 +78,16 @@ def _disk_full(error: BaseException) -> bool:
     )
 
 
+def is_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked": another writer held the lock past the busy timeout. The
+    write is retried as it stands; nothing is wrong with it or with the database."""
+    return any(
+        isinstance(error, sqlite3.OperationalError)
+        and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+        for error in _causes(exc)
+    )
+
+
 def is_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says a dependency could not be reached, or cannot take writes for a
     full disk (an outage, not a bug)."""

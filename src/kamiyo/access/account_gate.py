@@ -238,8 +238,8 @@ class AccountGate:
         windows = await self.limiter.usage(grant.subject, TIERS[Tier(grant.tier)])
         month = None
         if grant.account_pk is not None:
-            pending = self.meter.pending(grant.account_pk)
-            month = await month_usage(session, grant.account_pk, pending)
+            async with self.meter.unwritten(grant.account_pk) as pending:
+                month = await month_usage(session, grant.account_pk, pending)
         return UsageReport(
             tier=grant.tier,
             max_results=grant.max_results,

@@ -144,6 +144,15 @@ class Meter:
         return [event for event in self._pending if event.account_pk == account_pk]
 
     @asynccontextmanager
+    async def unwritten(self, account_pk: int | None) -> AsyncIterator[list[UsageEvent]]:
+        """``pending``, held steady while the caller reads the written records: no batch is
+        written meanwhile. A batch being written is in neither place until it commits, so a
+        count of both taken outside this would miss it (and one taken just as it commits could
+        see it twice)."""
+        async with self._lock:
+            yield self.pending(account_pk)
+
+    @asynccontextmanager
     async def running(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
         """Write batches in the background while serving; write the rest on exit."""
         self._sessions = sessions
@@ -181,6 +190,8 @@ class Meter:
                 self._put_back(batch)
                 if outages.is_unreachable(exc):
                     outages.DATABASE.failed(exc, counted=False)
+                elif outages.is_busy(exc):  # another writer's lock: the next flush retries
+                    log.warning("usage meter: the database was busy; %d events wait", len(batch))
                 else:
                     log.exception("usage meter could not write %d events; will retry", len(batch))
                 self._held = self._held or bool(batch)

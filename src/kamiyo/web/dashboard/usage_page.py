@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 from collections import defaultdict
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -62,11 +63,13 @@ class UsagePage:
         (all of them when None), the calls the meter has not written yet included."""
         days = days_back(DAYS)
         gate = self.dashboard.state.gate
-        unwritten: list[UsageEvent] = (
-            gate.meter.pending(viewer.account.pk) if isinstance(gate, AccountGate) else []
+        held: AbstractAsyncContextManager[list[UsageEvent]] = (
+            gate.meter.unwritten(viewer.account.pk)
+            if isinstance(gate, AccountGate)
+            else nullcontext([])
         )
         since = dt.datetime.combine(days[0], dt.time(), dt.UTC)
-        async with self.dashboard.database() as session:
+        async with held as unwritten, self.dashboard.database() as session:
             rows = await daily_counts(session, viewer.account.pk, days[0], unwritten)
             paid = await account_receipts(session, viewer.account.pk, since, unwritten, receipts)
         return days, rows, paid
