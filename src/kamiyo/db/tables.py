@@ -115,6 +115,23 @@ class IncidentChain(Base):
     __table_args__ = (Index("ix_incident_chains_chain", "chain", "incident_pk"),)
 
 
+class IncidentDayStats(Base):
+    """Totals of the incidents of one day and attack type, overall (``chain`` "") and per chain,
+    kept by every write to incidents (``intel/stats_summary.py``) so a stats call reads these
+    few thousand rows, not every incident."""
+
+    __tablename__ = "incident_day_stats"
+
+    # The primary key leads with the chain: a call reads one chain's (or the overall) days.
+    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    attack_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    incidents: Mapped[int] = mapped_column(Integer)
+    # Sum and count of the counted losses (nominal figures left out, as in intel/stats.py).
+    loss_usd: Mapped[float] = mapped_column(Float)
+    with_loss: Mapped[int] = mapped_column(Integer)
+
+
 class IncidentAddress(Base):
     __tablename__ = "incident_addresses"
 

@@ -2,10 +2,11 @@
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, case, cast, exists, func, select
+from sqlalchemy import ColumnElement, Integer, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.db.tables import Incident, IncidentChain
+from kamiyo.db.tables import Incident
+from kamiyo.db.tables import IncidentDayStats as Day
 from kamiyo.intel.models import Stats, StatsGroup, StatsQuery, StatsRow
 from kamiyo.intel.scope import Scope
 
@@ -13,6 +14,7 @@ OPEN = Scope()
 # A nominal figure (the face value of tokens minted or frozen, not money taken) is shown on
 # its incident but never summed: one such figure would dominate a total silently.
 COUNTED_LOSS = case((Incident.loss_usd_basis == "nominal", None), else_=Incident.loss_usd)
+ALL_CHAINS = ""  # the chain of the daily totals that count every incident once
 
 _MULTI_CHAIN_NOTE = (
     "An incident on several chains counts once for each chain, so chain rows can add up to "
@@ -21,42 +23,35 @@ _MULTI_CHAIN_NOTE = (
 
 
 async def incident_stats(session: AsyncSession, query: StatsQuery, scope: Scope = OPEN) -> Stats:
-    conditions: list[ColumnElement[bool]] = []
+    """Read from the pre-aggregated daily totals (``stats_summary``): a few thousand rows
+    whatever the number of incidents."""
+    days: list[ColumnElement[bool]] = []
     if scope.hide_after:
-        conditions.append(Incident.date <= scope.hide_after)
+        days.append(Day.day <= scope.hide_after)
     if query.since:
-        conditions.append(Incident.date >= query.since)
+        days.append(Day.day >= query.since)
     if query.until:
-        conditions.append(Incident.date <= query.until)
-    if query.chain:
-        conditions.append(
-            exists().where(
-                IncidentChain.incident_pk == Incident.pk, IncidentChain.chain == query.chain
-            )
-        )
+        days.append(Day.day <= query.until)
+    # The rows counting each incident once: the overall ones, or those of the chain asked for.
+    counted_once = Day.chain == (query.chain or ALL_CHAINS)
 
     keys: list[ColumnElement[Any]]
     if query.group_by is StatsGroup.CHAIN:
-        keys = [IncidentChain.chain.expression]
-    elif query.group_by is StatsGroup.ATTACK_TYPE:
-        keys = [Incident.attack_type.expression]
+        keys = [Day.chain.expression]
+        grouped_rows = counted_once if query.chain else Day.chain != ALL_CHAINS
     else:
-        keys = [cast(func.extract("year", Incident.date), Integer)]
-        if query.group_by is StatsGroup.MONTH:
-            keys.append(cast(func.extract("month", Incident.date), Integer))
+        grouped_rows = counted_once
+        if query.group_by is StatsGroup.ATTACK_TYPE:
+            keys = [Day.attack_type.expression]
+        else:
+            keys = [cast(func.extract("year", Day.day), Integer)]
+            if query.group_by is StatsGroup.MONTH:
+                keys.append(cast(func.extract("month", Day.day), Integer))
 
-    measures = (
-        func.count(Incident.pk),
-        func.coalesce(func.sum(COUNTED_LOSS), 0.0),
-        func.count(COUNTED_LOSS),
-    )
-    grouped = select(*keys, *measures).select_from(Incident).where(*conditions)
-    if query.group_by is StatsGroup.CHAIN:
-        grouped = grouped.join(IncidentChain, IncidentChain.incident_pk == Incident.pk)
-        if query.chain:
-            grouped = grouped.where(IncidentChain.chain == query.chain)
+    measures = (func.sum(Day.incidents), func.sum(Day.loss_usd), func.sum(Day.with_loss))
+    grouped = select(*keys, *measures).where(grouped_rows, *days).group_by(*keys)
     rows = []
-    for *key, count, loss, with_loss in await session.execute(grouped.group_by(*keys)):
+    for *key, count, loss, with_loss in await session.execute(grouped):
         label = "-".join(
             f"{part:02d}" if isinstance(part, int) and i else str(part)
             for i, part in enumerate(key)
@@ -76,8 +71,8 @@ async def incident_stats(session: AsyncSession, query: StatsQuery, scope: Scope 
 
     count, loss = (
         await session.execute(
-            select(func.count(Incident.pk), func.coalesce(func.sum(COUNTED_LOSS), 0.0)).where(
-                *conditions
+            select(func.coalesce(func.sum(Day.incidents), 0), func.sum(Day.loss_usd)).where(
+                counted_once, *days
             )
         )
     ).one()

@@ -1,0 +1,52 @@
+"""Stats and searches at a million incidents: pre-aggregated daily totals, chain-date index.
+
+``incident_day_stats`` holds the totals of each day and attack type, overall (chain "") and per
+chain; ingest keeps it current (``intel/stats_summary.py``) and this migration fills it from the
+incidents already stored.
+
+Revision ID: 0018
+Revises: 0017
+Create Date: 2026-12-07
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0018"
+down_revision: str | None = "0017"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "incident_day_stats",
+        sa.Column("chain", sa.String(32), primary_key=True),
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("attack_type", sa.String(32), primary_key=True),
+        sa.Column("incidents", sa.Integer, nullable=False),
+        sa.Column("loss_usd", sa.Float, nullable=False),
+        sa.Column("with_loss", sa.Integer, nullable=False),
+    )
+    # Nominal losses are not counted (as intel/stats.COUNTED_LOSS).
+    op.execute("""
+        INSERT INTO incident_day_stats (chain, day, attack_type, incidents, loss_usd, with_loss)
+        SELECT '', i.date, i.attack_type, count(*),
+            coalesce(sum(CASE WHEN i.loss_usd_basis = 'nominal' THEN NULL ELSE i.loss_usd END), 0),
+            count(CASE WHEN i.loss_usd_basis = 'nominal' THEN NULL ELSE i.loss_usd END)
+        FROM incidents i GROUP BY i.date, i.attack_type
+    """)
+    op.execute("""
+        INSERT INTO incident_day_stats (chain, day, attack_type, incidents, loss_usd, with_loss)
+        SELECT c.chain, i.date, i.attack_type, count(*),
+            coalesce(sum(CASE WHEN i.loss_usd_basis = 'nominal' THEN NULL ELSE i.loss_usd END), 0),
+            count(CASE WHEN i.loss_usd_basis = 'nominal' THEN NULL ELSE i.loss_usd END)
+        FROM incidents i JOIN incident_chains c ON c.incident_pk = i.pk
+        GROUP BY c.chain, i.date, i.attack_type
+    """)
+
+
+def downgrade() -> None:
+    op.drop_table("incident_day_stats")
