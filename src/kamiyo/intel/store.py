@@ -371,7 +371,15 @@ async def write_children(
             await session.execute(delete(table).where(table.incident_pk.in_(stale)))
     chains, addresses, transactions, references, names, documents = [], [], [], [], [], []
     for pk, fields in derived.items():
-        chains += [{"incident_pk": pk, "chain": c} for c in fields.chains]
+        chains += [
+            {
+                "incident_pk": pk,
+                "chain": c,
+                "date": fields.fields["date"],
+                "loss_usd": fields.fields["loss_usd"],
+            }
+            for c in fields.chains
+        ]
         addresses += [{"incident_pk": pk, **a} for a in fields.addresses]
         transactions += [{"incident_pk": pk, **t} for t in fields.transactions]
         references += [

@@ -1,4 +1,4 @@
-"""Stats and searches at a million incidents: pre-aggregated daily totals, chain-date index.
+"""Stats and searches at a million incidents: pre-aggregated daily totals, chain indexes.
 
 ``incident_day_stats`` holds the totals of each day and attack type, overall (chain "") and per
 chain; ingest keeps it current (``intel/stats_summary.py``) and this migration fills it from the
@@ -21,6 +21,40 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    postgres = op.get_context().dialect.name == "postgresql"
+    # incident_chains carries its incident's date and loss, indexed per chain.
+    op.add_column("incident_chains", sa.Column("date", sa.Date, nullable=True))
+    op.add_column("incident_chains", sa.Column("loss_usd", sa.Float, nullable=True))
+    if postgres:
+        op.execute(
+            "UPDATE incident_chains c SET date = i.date, loss_usd = i.loss_usd "
+            "FROM incidents i WHERE i.pk = c.incident_pk"
+        )
+    else:
+        op.execute(
+            "UPDATE incident_chains SET "
+            "date = (SELECT date FROM incidents WHERE pk = incident_pk), "
+            "loss_usd = (SELECT loss_usd FROM incidents WHERE pk = incident_pk)"
+        )
+    with op.batch_alter_table("incident_chains") as batch:
+        batch.alter_column("date", nullable=False, existing_type=sa.Date)
+    op.create_index(
+        "ix_incident_chains_recent",
+        "incident_chains",
+        ["chain", "date", "incident_pk", "loss_usd"],
+    )
+    if postgres:  # loss order wants NULLs (no USD figure) last, PostgreSQL's default is first
+        op.execute(
+            "CREATE INDEX ix_incident_chains_loss ON incident_chains "
+            "(chain, loss_usd DESC NULLS LAST, date DESC, incident_pk DESC)"
+        )
+    else:
+        op.create_index(
+            "ix_incident_chains_loss",
+            "incident_chains",
+            ["chain", "loss_usd", "date", "incident_pk"],
+        )
+
     op.create_table(
         "incident_day_stats",
         sa.Column("chain", sa.String(32), primary_key=True),
@@ -50,3 +84,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("incident_day_stats")
+    op.drop_index("ix_incident_chains_loss", "incident_chains")
+    op.drop_index("ix_incident_chains_recent", "incident_chains")
+    with op.batch_alter_table("incident_chains") as batch:
+        batch.drop_column("loss_usd")
+        batch.drop_column("date")
