@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
-from kamiyo.db.tables import Incident, IncidentChain, IncidentDayStats
+from kamiyo.db.tables import Incident, IncidentChain, IncidentDayStats, IncidentMonthStats
 from kamiyo.intel import corrections
 from kamiyo.intel.stats import ALL_CHAINS
 from tests.intel.test_store import ingest, report
@@ -38,7 +38,15 @@ async def stored(session: AsyncSession) -> dict[tuple[str, dt.date, str], tuple[
 
 
 async def assert_current(session: AsyncSession) -> None:
-    assert await stored(session) == await recomputed(session)
+    days = await recomputed(session)
+    assert await stored(session) == days
+    months: dict[tuple[str, dt.date, str], tuple[int, int]] = {}
+    for (chain, day, attack_type), (n, with_loss) in days.items():
+        key = (chain, day.replace(day=1), attack_type)
+        old_n, old_with_loss = months.get(key, (0, 0))
+        months[key] = (old_n + n, old_with_loss + with_loss)
+    rows = await session.scalars(select(IncidentMonthStats))
+    assert {(r.chain, r.month, r.attack_type): (r.incidents, r.with_loss) for r in rows} == months
     # incident_chains' copies of date and loss agree with their incidents.
     pairs = await session.execute(
         select(IncidentChain.date, Incident.date, IncidentChain.loss_usd, Incident.loss_usd).join(

@@ -1,4 +1,5 @@
-"""Keeping ``incident_day_stats`` (the stats call's pre-aggregated totals) up to date.
+"""Keeping ``incident_day_stats`` and ``incident_month_stats`` (the stats call's pre-aggregated
+totals) up to date.
 
 Every write to incidents reads what the written incidents added to the totals before it
 (:func:`contributions`), writes, reads what they add after it, and applies the difference
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import Base, Incident, IncidentDayStats
+from kamiyo.db.tables import Base, Incident, IncidentDayStats, IncidentMonthStats
 from kamiyo.intel.stats import ALL_CHAINS, COUNTED_LOSS
 
 _CHUNK = 500  # pks per read, well under SQLite's limit on bound parameters
@@ -58,9 +59,10 @@ async def contributions(session: AsyncSession, pks: Iterable[int]) -> dict[Key, 
 
 
 async def apply(session: AsyncSession, before: dict[Key, Totals], after: dict[Key, Totals]) -> None:
-    """Move the stored totals from ``before`` to ``after`` (both from :func:`contributions`)."""
-    changes = []
-    emptied: list[Key] = []
+    """Move the stored totals (daily and monthly) from ``before`` to ``after`` (both from
+    :func:`contributions`)."""
+    days: dict[Key, Totals] = {}
+    months: dict[Key, Totals] = defaultdict(Totals)
     for key in sorted(before.keys() | after.keys()):
         old, new = before.get(key, Totals()), after.get(key, Totals())
         delta = Totals(
@@ -70,40 +72,51 @@ async def apply(session: AsyncSession, before: dict[Key, Totals], after: dict[Ke
         )
         if delta == Totals():
             continue
+        days[key] = delta
         chain, day, attack_type = key
-        changes.append(
-            {
-                "chain": chain,
-                "day": day,
-                "attack_type": attack_type,
-                "incidents": delta.incidents,
-                "loss_usd": delta.loss_usd,
-                "with_loss": delta.with_loss,
-            }
-        )
-        if delta.incidents < 0:
-            emptied.append(key)
+        month = months[(chain, day.replace(day=1), attack_type)]
+        month.incidents += delta.incidents
+        month.loss_usd += delta.loss_usd
+        month.with_loss += delta.with_loss
+    await _add(session, IncidentDayStats.__tablename__, "day", days)
+    await _add(session, IncidentMonthStats.__tablename__, "month", months)
+
+
+async def _add(session: AsyncSession, name: str, period: str, deltas: dict[Key, Totals]) -> None:
+    changes = [
+        {
+            "chain": chain,
+            period: day,
+            "attack_type": attack_type,
+            "incidents": delta.incidents,
+            "loss_usd": delta.loss_usd,
+            "with_loss": delta.with_loss,
+        }
+        for (chain, day, attack_type), delta in deltas.items()
+        if delta != Totals()
+    ]
     if not changes:
         return
-    table = Base.metadata.tables[IncidentDayStats.__tablename__]
+    table = Base.metadata.tables[name]
     upsert = (postgresql if dialect_name(session) == "postgresql" else sqlite).insert(table)
     await session.execute(
         upsert.on_conflict_do_update(
-            index_elements=[table.c.chain, table.c.day, table.c.attack_type],
+            index_elements=[table.c.chain, table.c[period], table.c.attack_type],
             set_={
-                name: table.c[name] + upsert.excluded[name]
-                for name in ("incidents", "loss_usd", "with_loss")
+                column: table.c[column] + upsert.excluded[column]
+                for column in ("incidents", "loss_usd", "with_loss")
             },
         ),
         changes,
     )
+    emptied = [key for key, delta in deltas.items() if delta.incidents < 0]
     if emptied:  # a row whose last incident left: gone, so no group shows zero incidents
         await session.execute(
             delete(table).where(
-                table.c.chain == bindparam("c"),
-                table.c.day == bindparam("d"),
-                table.c.attack_type == bindparam("a"),
+                table.c.chain == bindparam("chain"),
+                table.c[period] == bindparam(period),
+                table.c.attack_type == bindparam("attack_type"),
                 table.c.incidents == 0,
             ),
-            [{"c": c, "d": d, "a": a} for c, d, a in emptied],
+            [{"chain": c, period: d, "attack_type": a} for c, d, a in emptied],
         )

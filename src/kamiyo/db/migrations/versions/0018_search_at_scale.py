@@ -1,14 +1,15 @@
 """Stats and searches at a million incidents: pre-aggregated daily totals, chain indexes.
 
-``incident_day_stats`` holds the totals of each day and attack type, overall (chain "") and per
-chain; ingest keeps it current (``intel/stats_summary.py``) and this migration fills it from the
-incidents already stored.
+``incident_day_stats`` and ``incident_month_stats`` hold the totals of each day (month) and
+attack type, overall (chain "") and per chain; ingest keeps them current
+(``intel/stats_summary.py``) and this migration fills them from the incidents already stored.
 
 Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-07
 """
 
+import datetime as dt
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -55,15 +56,17 @@ def upgrade() -> None:
             ["chain", "loss_usd", "date", "incident_pk"],
         )
 
-    op.create_table(
-        "incident_day_stats",
-        sa.Column("chain", sa.String(32), primary_key=True),
-        sa.Column("day", sa.Date, primary_key=True),
-        sa.Column("attack_type", sa.String(32), primary_key=True),
-        sa.Column("incidents", sa.Integer, nullable=False),
-        sa.Column("loss_usd", sa.Float, nullable=False),
-        sa.Column("with_loss", sa.Integer, nullable=False),
-    )
+    for name, period in (("incident_day_stats", "day"), ("incident_month_stats", "month")):
+        op.create_table(
+            name,
+            sa.Column("chain", sa.String(32), primary_key=True),
+            sa.Column(period, sa.Date, primary_key=True),
+            sa.Column("attack_type", sa.String(32), primary_key=True),
+            sa.Column("incidents", sa.Integer, nullable=False),
+            sa.Column("loss_usd", sa.Float, nullable=False),
+            sa.Column("with_loss", sa.Integer, nullable=False),
+            sqlite_with_rowid=False,
+        )
     # Nominal losses are not counted (as intel/stats.COUNTED_LOSS).
     op.execute("""
         INSERT INTO incident_day_stats (chain, day, attack_type, incidents, loss_usd, with_loss)
@@ -80,9 +83,36 @@ def upgrade() -> None:
         FROM incidents i JOIN incident_chains c ON c.incident_pk = i.pk
         GROUP BY c.chain, i.date, i.attack_type
     """)
+    # Python adds the days of a month (the same for both backends' date storage).
+    connection = op.get_bind()
+    months: dict[tuple[str, dt.date, str], list[float]] = {}
+    for chain, day, attack_type, incidents, loss, with_loss in connection.execute(
+        sa.text(
+            "SELECT chain, day, attack_type, incidents, loss_usd, with_loss "
+            "FROM incident_day_stats ORDER BY chain, day, attack_type"
+        )
+    ):
+        day = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
+        totals = months.setdefault((chain, day.replace(day=1), attack_type), [0, 0.0, 0])
+        totals[0] += incidents
+        totals[1] += loss
+        totals[2] += with_loss
+    if months:
+        connection.execute(
+            sa.text(
+                "INSERT INTO incident_month_stats "
+                "(chain, month, attack_type, incidents, loss_usd, with_loss) "
+                "VALUES (:c, :m, :a, :n, :l, :w)"
+            ),
+            [
+                {"c": c, "m": m, "a": a, "n": n, "l": loss, "w": w}
+                for (c, m, a), (n, loss, w) in months.items()
+            ],
+        )
 
 
 def downgrade() -> None:
+    op.drop_table("incident_month_stats")
     op.drop_table("incident_day_stats")
     op.drop_index("ix_incident_chains_loss", "incident_chains")
     op.drop_index("ix_incident_chains_recent", "incident_chains")
