@@ -7,7 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
-from kamiyo.db.tables import Incident, IncidentChain, IncidentDayStats, IncidentMonthStats
+from kamiyo.db.stats import IncidentDayStats, IncidentMonthStats
+from kamiyo.db.tables import Incident, IncidentChain
 from kamiyo.intel import corrections
 from kamiyo.intel.stats import ALL_CHAINS
 from tests.intel.test_store import ingest, report

@@ -6,7 +6,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kamiyo.db.tables import Incident, IncidentDayStats, IncidentMonthStats
+from kamiyo.db.stats import IncidentDayStats, IncidentMonthStats
+from kamiyo.db.tables import Incident
 from kamiyo.intel.models import Stats, StatsGroup, StatsQuery, StatsRow
 from kamiyo.intel.scope import Scope
 

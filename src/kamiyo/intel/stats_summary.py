@@ -18,7 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import Base, Incident, IncidentDayStats, IncidentMonthStats
+from kamiyo.db.stats import IncidentDayStats, IncidentMonthStats
+from kamiyo.db.tables import Base, Incident
 from kamiyo.intel.stats import ALL_CHAINS, COUNTED_LOSS
 
 _CHUNK = 500  # pks per read, well under SQLite's limit on bound parameters

@@ -67,6 +67,7 @@ def upgrade() -> None:
             sa.Column("with_loss", sa.Integer, nullable=False),
             sqlite_with_rowid=False,
         )
+    op.create_index("ix_incident_day_stats_day", "incident_day_stats", ["day"])
     # Nominal losses are not counted (as intel/stats.COUNTED_LOSS).
     op.execute("""
         INSERT INTO incident_day_stats (chain, day, attack_type, incidents, loss_usd, with_loss)
