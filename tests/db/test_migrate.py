@@ -5,7 +5,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from kamiyo.db import alerts, dashboard, migrate, oauth, sanctions
+from kamiyo.db import alerts, dashboard, migrate, oauth, sanctions, stats
 from kamiyo.db.engine import create_engine
 from kamiyo.db.tables import Base
 
@@ -35,6 +35,7 @@ async def test_upgrade_creates_the_tables_and_downgrade_removes_them(
         assert alerts.AlertDelivery.__tablename__ in Base.metadata.tables
         assert dashboard.DashboardSession.__tablename__ in Base.metadata.tables
         assert oauth.OAuthGrant.__tablename__ in Base.metadata.tables
+        assert stats.IncidentMonthStats.__tablename__ in Base.metadata.tables
         assert set(Base.metadata.tables) <= present
         await migrate.upgrade(engine)  # a second upgrade is a no-op
         await migrate.downgrade(engine, "base")

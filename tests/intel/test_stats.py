@@ -97,3 +97,35 @@ async def test_a_nominal_figure_is_shown_but_not_summed(session: AsyncSession) -
     )
     assert year.incidents == 1
     assert year.total_loss_usd == 0
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        (dt.date(2022, 2, 10), dt.date(2023, 5, 20)),  # partial months at both ends
+        (dt.date(2023, 3, 5), dt.date(2023, 3, 25)),  # within one month
+        (None, dt.date(2021, 12, 31)),  # whole months only
+        (dt.date(2024, 7, 2), None),
+    ],
+)
+async def test_stats_over_any_date_range_count_the_incidents_in_it(
+    session: AsyncSession, since: dt.date | None, until: dt.date | None
+) -> None:
+    """Whole months come from the monthly totals, the ends of the range from the daily ones."""
+    query = StatsQuery(group_by=StatsGroup.MONTH, since=since, until=until)
+    stats = await intel.incident_stats(session, query)
+    inside = [
+        i
+        for i in await _incidents(session)
+        if (since is None or i.date >= since) and (until is None or i.date <= until)
+    ]
+    expected: dict[str, int] = {}
+    for incident in inside:
+        key = f"{incident.date:%Y-%m}"
+        expected[key] = expected.get(key, 0) + 1
+    assert {r.key: r.incidents for r in stats.rows} == expected
+    assert stats.incidents == len(inside) > 0
+    by_chain = await intel.incident_stats(
+        session, StatsQuery(group_by=StatsGroup.CHAIN, since=since, until=until, chain="bsc")
+    )
+    assert by_chain.incidents == sum(1 for i in inside if "bsc" in i.chains)

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.tables import Incident, ReportLink, SourceReportRow
-from kamiyo.intel import fulltext
+from kamiyo.intel import fulltext, stats_summary
 from kamiyo.intel.canonical import canonical
 from kamiyo.intel.matching import ResolutionIndex
 from kamiyo.intel.models import FrozenModel
@@ -121,6 +121,7 @@ async def split(session: AsyncSession, incident_id: str, source: str, source_id:
     if len(rows) == 1:
         raise CorrectionError(f"{source}:{source_id} is the only report of {incident_id}")
     report = _report.validate_python(moving.report)
+    totals_before = await stats_summary.contributions(session, [incident.pk])
     store = Store(index=ResolutionIndex(), ids=set(await session.scalars(select(Incident.id))))
     derived = canonical([report])
     new = Incident(id=store.new_id(report), **incident_row(derived), updated_at=now)
@@ -134,6 +135,8 @@ async def split(session: AsyncSession, incident_id: str, source: str, source_id:
             session.add(_link("apart", (source, source_id), (other.source, other.source_id), now))
     await write_children(session, {new.pk: derived})
     await _rederive(session, [incident.pk], now)
+    totals_after = await stats_summary.contributions(session, [incident.pk, new.pk])
+    await stats_summary.apply(session, totals_before, totals_after)
     await session.commit()
     return new.id
 
@@ -146,6 +149,7 @@ async def merge(session: AsyncSession, keep_id: str, other_id: str) -> int:
     now = dt.datetime.now(dt.UTC)
     keep = await _incident(session, keep_id)
     other = await _incident(session, other_id)
+    totals_before = await stats_summary.contributions(session, [keep.pk, other.pk])
     anchor = await session.scalar(
         select(SourceReportRow)
         .where(SourceReportRow.incident_pk == keep.pk)
@@ -179,5 +183,8 @@ async def merge(session: AsyncSession, keep_id: str, other_id: str) -> int:
     await fulltext.delete_documents(session, [other.pk])
     await session.delete(other)
     await _rederive(session, [keep.pk], now)
+    # The dropped incident reads as absent now: its totals leave with it.
+    totals_after = await stats_summary.contributions(session, [keep.pk, other.pk])
+    await stats_summary.apply(session, totals_before, totals_after)
     await session.commit()
     return len(moving)

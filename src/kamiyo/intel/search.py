@@ -72,9 +72,13 @@ async def search_incidents(
     shape, values = search_plan.plan(
         query, dialect_name(session), scope.hide_after, protocol_only=protocol_only
     )
-    stmt = search_plan.statement(shape)
     offset = query.offset  # rows before this page are read and dropped: pages stay shallow
-    found = (await session.execute(stmt, {**values, "limit": offset + limit + 1})).all()
+    wanted = offset + limit + 1
+    found: list[Row[Any]] = []
+    for stmt in search_plan.statements(shape):  # stages in order, until the page is full
+        found += (await session.execute(stmt, {**values, "limit": wanted - len(found)})).all()
+        if len(found) >= wanted:
+            break
     rows = found[offset:]
     summaries = [IncidentSummary.model_validate(summary_fields(row)) for row in rows[:limit]]
     more = len(rows) > limit

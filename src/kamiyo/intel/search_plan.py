@@ -3,13 +3,15 @@
 A search with words is answered in stages, each a kind of match, in this order under relevance:
 incidents going by the query's name (its ``name_key`` is one of theirs), then those of the attack
 type the whole query names, then those whose text matches every word, by rank. Other sorts order
-all of them alike. The stages are a union: disjoint (each leaves out the ones before), each
-contributing at most ``limit + 1`` rows in the requested order, so the first ``limit`` rows of
-the union are exactly right and one more row says whether more match. Each stage is read through
-its own index (names, attack type, text); one scan of an OR of the three would not be, as
-PostgreSQL reads a name subquery inside an OR row by row. PostgreSQL reads the attack-type and
-text stages in one bitmap scan of both indexes (an OR it can combine), ordered by stage; SQLite
-matches text by a join, so there they stay apart.
+all of them alike. The stages are disjoint (each leaves out the ones before), each read
+through its own index (names, attack type, text) in the requested order, at most ``limit``
+rows. Under relevance they run one after another until the page is full, so a broad query
+("price manipulation") whose attack-type stage fills the page never ranks its text matches.
+Other sorts run one union of the stages, whose first ``limit`` rows are exactly right; there
+PostgreSQL reads the attack-type and text stages in one bitmap scan of both indexes (an OR it
+can combine), while SQLite matches text by a join, so they stay apart. One scan of an OR of
+all three would not use the indexes, as PostgreSQL reads a name subquery inside an OR row by
+row. One more row than the page says whether more match.
 
 Building such a statement costs more than running it on the bundled data, so a statement is
 built once per shape (backend, sort, which filters and stages) and cached; every value a caller
@@ -28,7 +30,6 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
-    case,
     exists,
     literal_column,
     or_,
@@ -61,19 +62,24 @@ def _param(name: str) -> BindParameter[Any]:
     return bindparam(name, required=True)
 
 
-def _conditions(filters: frozenset[str]) -> list[ColumnElement[bool]]:
+def _conditions(filters: frozenset[str], *, on_chains: bool = False) -> list[ColumnElement[bool]]:
+    """The filters as conditions on incidents (``on_chains``: the date, loss and chain ones on
+    ``incident_chains``, a statement reading incidents through their chain rows)."""
     conditions: list[ColumnElement[bool]] = []
+    dated: Any = IncidentChain if on_chains else IncidentRow
     if "since" in filters:
-        conditions.append(IncidentRow.date >= _param("since"))
+        conditions.append(dated.date >= _param("since"))
     if "until" in filters:
-        conditions.append(IncidentRow.date <= _param("until"))
+        conditions.append(dated.date <= _param("until"))
     if "hide_after" in filters:
-        conditions.append(IncidentRow.date <= _param("hide_after"))
+        conditions.append(dated.date <= _param("hide_after"))
     if "min_loss_usd" in filters:
-        conditions.append(IncidentRow.loss_usd >= _param("min_loss_usd"))
+        conditions.append(dated.loss_usd >= _param("min_loss_usd"))
     if "attack_type" in filters:
         conditions.append(IncidentRow.attack_type == _param("attack_type"))
-    if "chain" in filters:
+    if "chain" in filters and on_chains:
+        conditions.append(IncidentChain.chain == _param("chain"))
+    elif "chain" in filters:
         conditions.append(
             exists().where(
                 IncidentChain.incident_pk == IncidentRow.pk, IncidentChain.chain == _param("chain")
@@ -157,6 +163,14 @@ def _order(sort: SortOrder, columns: Any = IncidentRow) -> list[ColumnElement[An
     return [*order, columns.date.desc(), columns.pk.desc()]
 
 
+class _ChainOrder:
+    """The order columns of incidents read through their chain rows (``_order``'s columns)."""
+
+    loss_usd = IncidentChain.loss_usd
+    date = IncidentChain.date
+    pk = IncidentChain.incident_pk
+
+
 # What a search row carries: the summary fields, read in the search query itself.
 SUMMARY_COLUMNS = (
     IncidentRow.pk,
@@ -176,62 +190,71 @@ SUMMARY_COLUMNS = (
 
 
 @lru_cache(maxsize=512)
-def statement(shape: Shape) -> Select[Any]:
-    """The search statement of ``shape`` selecting the summary columns (and, with words,
-    ``stage`` and ``rank``); its parameters: those of :func:`plan`, and ``limit``."""
+def statements(shape: Shape) -> tuple[Select[Any], ...]:
+    """The statements answering a search of ``shape``, selecting the summary columns (and, with
+    words, ``stage`` and ``rank``); their parameters: those of :func:`plan`, and ``limit``.
+
+    Under relevance, one statement per stage, in stage order: the caller runs them in turn and
+    stops once it has the rows it needs, so a broad query whose names or attack type fill the
+    page never ranks its (possibly hundreds of thousands of) text matches. Otherwise one
+    statement ordering every match alike.
+    """
     filters = _conditions(shape.filters)
     limit = bindparam("limit", type_=Integer, required=True)
     relevance = shape.sort is SortOrder.RELEVANCE
+    if not shape.words and "chain" in shape.filters:
+        # The chain's incidents in order from its own index (ix_incident_chains_recent or
+        # _loss), date and loss filters read there too: a rare chain's newest incidents
+        # without testing every newer incident of every other chain.
+        stmt = (
+            select(*SUMMARY_COLUMNS)
+            .select_from(IncidentChain)
+            .join(IncidentRow, IncidentRow.pk == IncidentChain.incident_pk)
+            .where(*_conditions(shape.filters, on_chains=True))
+        )
+        ordered = _order(shape.sort, _ChainOrder)
+        return (stmt.order_by(*ordered).limit(limit),)
     if not shape.words:
         stmt = select(*SUMMARY_COLUMNS).where(*filters)
-        return stmt.order_by(*_order(shape.sort)).limit(limit)
+        return (stmt.order_by(*_order(shape.sort)).limit(limit),)
     parts: list[Select[Any]] = []
     earlier: list[ColumnElement[bool]] = []
 
     def add(
         conditions: list[ColumnElement[bool]],
-        stage: ColumnElement[int] | None = None,
         rank: ColumnElement[float] | None = None,
         *,
         text_join: bool = False,
     ) -> None:
-        """One part: rows meeting ``conditions``; ``stage`` (default: the part's number) and
-        ``rank`` (default: none) order them under relevance."""
+        """One stage: rows meeting ``conditions``, by ``rank`` (default: none) under relevance."""
         stmt = select(*SUMMARY_COLUMNS).where(*filters, *earlier, *conditions)
         if text_join:  # SQLite's text match is a join, and its rank exists only with it
             stmt, rank = fulltext.match(stmt, shape.dialect, _param("match"))
-        within: list[ColumnElement[Any]] = []
-        if relevance and stage is not None:
-            within.append(stage)
-        if relevance and rank is not None:
-            within.append(rank.desc())
-        shown_stage = literal_column(str(len(parts)), Integer) if stage is None else stage
+        within = [rank.desc()] if relevance and rank is not None else []
         shown_rank = rank if rank is not None and relevance else _NO_RANK
-        stmt = stmt.add_columns(shown_stage.label("stage"), shown_rank.label("rank"))
+        stage = literal_column(str(len(parts)), Integer)
+        stmt = stmt.add_columns(stage.label("stage"), shown_rank.label("rank"))
         parts.append(stmt.order_by(*within, *_order(shape.sort)).limit(limit))
 
     if shape.exact:
         exact = IncidentRow.pk.in_(resolver.named(_param("name_key")))
         add([exact])
         earlier.append(~exact)
+    typed = IncidentRow.attack_type == _param("typed")
+    if shape.typed and (relevance or shape.dialect != "postgresql"):
+        add([typed])
+        earlier.append(IncidentRow.attack_type != _param("typed"))
     if shape.dialect == "postgresql":
         matches, rank = fulltext.postgres_match(_param("match"))
-        if shape.typed:
-            # One bitmap scan of both indexes (attack type, text), the typed rows first and
-            # newest first, as on SQLite.
-            typed = IncidentRow.attack_type == _param("typed")
-            stage = case((typed, len(parts)), else_=len(parts) + 1)
-            add([or_(typed, matches)], stage, case((typed, _NO_RANK), else_=rank))
+        if shape.typed and not relevance:
+            # All alike: one bitmap scan of both indexes (attack type, text).
+            add([or_(typed, matches)])
         else:
             add([matches], rank=rank)
     else:
-        if shape.typed:
-            add([IncidentRow.attack_type == _param("typed")])
-            earlier.append(IncidentRow.attack_type != _param("typed"))
         add([], text_join=True)
-    if len(parts) == 1:
-        return parts[0]
+    if relevance or len(parts) == 1:
+        return tuple(parts)
     # Wrapped, as SQLite takes no ORDER BY or LIMIT in a member of a compound select.
     combined = union_all(*(select(part.subquery()) for part in parts)).subquery()
-    first = [combined.c.stage, combined.c.rank.desc()] if relevance else []
-    return select(combined).order_by(*first, *_order(shape.sort, combined.c)).limit(limit)
+    return (select(combined).order_by(*_order(shape.sort, combined.c)).limit(limit),)

@@ -35,7 +35,7 @@ from kamiyo.db.tables import (
     ReportLink,
     SourceReportRow,
 )
-from kamiyo.intel import fulltext
+from kamiyo.intel import fulltext, stats_summary
 from kamiyo.intel.canonical import Canonical, canonical
 from kamiyo.intel.matching import Decision, Entry, Registry, ResolutionIndex, entry_for
 from kamiyo.intel.names import name_words
@@ -220,6 +220,7 @@ class Store:
             if entry.incident > 0:
                 members[entry.incident][entry.report_key] = report
 
+        totals_before = await stats_summary.contributions(session, touched)
         born = {handle: canonical(reports) for handle, reports in fresh.items()}
         pk_of = await self._insert_incidents(session, fresh, born, now)
         for entry, *_ in added:
@@ -230,6 +231,8 @@ class Store:
         derived.update({pk_of[handle]: fields for handle, fields in born.items()})
         await self._write_reports(session, added, changed, origin, now)
         await write_children(session, derived, replace=touched)
+        totals_after = await stats_summary.contributions(session, derived)
+        await stats_summary.apply(session, totals_before, totals_after)
         if origin != "bundle":  # the bundle is history, not news
             await _announce(session, set(pk_of.values()), touched, now)
         return counts
@@ -368,7 +371,15 @@ async def write_children(
             await session.execute(delete(table).where(table.incident_pk.in_(stale)))
     chains, addresses, transactions, references, names, documents = [], [], [], [], [], []
     for pk, fields in derived.items():
-        chains += [{"incident_pk": pk, "chain": c} for c in fields.chains]
+        chains += [
+            {
+                "incident_pk": pk,
+                "chain": c,
+                "date": fields.fields["date"],
+                "loss_usd": fields.fields["loss_usd"],
+            }
+            for c in fields.chains
+        ]
         addresses += [{"incident_pk": pk, **a} for a in fields.addresses]
         transactions += [{"incident_pk": pk, **t} for t in fields.transactions]
         references += [
