@@ -282,4 +282,5 @@ def test_every_section_hides_input_in_errors() -> None:
     assert set(Settings.SECTIONS) == {
         "database", "log", "site", "answers", "auth", "redis", "meter", "stripe", "smtp", "x402",
         "http", "sources", "explorers", "alerts", "webhooks", "metrics", "tracing",
+        "shutdown", "usage",
     }  # fmt: skip

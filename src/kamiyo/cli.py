@@ -32,7 +32,7 @@ from kamiyo.observability.tracing import start_tracing
 from kamiyo.runtime import Runtime
 
 if TYPE_CHECKING:
-    import uvicorn
+    from kamiyo.web.graceful import GracefulServer
 
 app = typer.Typer(
     name="kamiyo",
@@ -114,15 +114,22 @@ def serve(
         return
 
     from kamiyo.mcpserver.server import build_server
-    from kamiyo.web.app import MAX_REQUEST_HEAD, create_app
+    from kamiyo.web.app import MAX_REQUEST_HEAD, create_app, server_state
     from kamiyo.web.serving import http_server, serve_until_stopped
 
-    def prepare() -> "uvicorn.Server":
+    def prepare() -> "GracefulServer":
         application = create_app(
             settings, build_server, stateless=stateless, json_response=json_response, host=host
         )
         return http_server(
-            application, host=host, port=port, settings=settings.http, head_size=MAX_REQUEST_HEAD
+            application,
+            host=host,
+            port=port,
+            settings=settings.http,
+            head_size=MAX_REQUEST_HEAD,
+            grace_s=settings.shutdown.grace_s,
+            # /readyz 503 and listen streams ended before in-flight calls are waited for
+            on_stopping=[server_state(application).shutting_down],
         )
 
     server = configured_or_exit(prepare)

@@ -3,6 +3,7 @@
 import asyncio
 import datetime as dt
 import json
+import signal
 import sys
 from typing import Annotated, Any
 
@@ -224,6 +225,7 @@ def worker(
     Serving instances do the same work unless KAMIYO_ALERTS_WORKER=false; any number of
     workers and instances share it through the database, each change delivered once per rule.
     """
+    from kamiyo.access.retention import pruning_usage
     from kamiyo.alerts.redis_bus import change_bus
     from kamiyo.alerts.worker import alerts_working
     from kamiyo.config import parse_duration
@@ -237,10 +239,16 @@ def worker(
     async def work(runtime: Runtime) -> None:
         settings = runtime.settings
         interval = given or settings.sources.refresh_every
+        # SIGTERM stops it as Ctrl-C does: the alerts round in progress finishes (within
+        # KAMIYO_SHUTDOWN_GRACE_S, alerts/worker.py), a refresh in progress is abandoned.
+        this = asyncio.current_task()
+        if this is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
         async with (
             worker_metrics(settings),  # KAMIYO_METRICS_WORKER_PORT
             change_bus(settings) as bus,
             alerts_working(runtime.sessions, settings, bus) as alerts,
+            pruning_usage(runtime.sessions, settings),  # usage retention, daily by default
         ):
             if not interval:
                 err.print(

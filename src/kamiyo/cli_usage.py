@@ -15,7 +15,9 @@ from kamiyo.access import accounts
 from kamiyo.access.instances import Gap, unclean_stops
 from kamiyo.access.meter import ChainCheck, chain_of, verify_chain
 from kamiyo.access.receipts import PaidCall, account_receipts
+from kamiyo.access.retention import ChainPrune, PruneReport, prune_usage
 from kamiyo.access.usage import Breakdown, UsageRow, usage_breakdown
+from kamiyo.access.usage_checkpoint import checkpoint_key
 from kamiyo.cli_accounts import run_account_work
 from kamiyo.cli_support import err, fail, stdout_console
 from kamiyo.db.usage import UsageChain, UsageRecord
@@ -50,10 +52,12 @@ def usage_verify(
                 )
                 chains = sorted(found)
             checks = []
+            settings = runtime.settings
+            key = checkpoint_key(settings.usage.checkpoint_key, settings.auth.secret_key)
             with Progress(console=err, transient=True) as progress:
                 task = progress.add_task("Verifying usage chains", total=len(chains))
                 for chain in chains:
-                    checks.append(await verify_chain(session, chain))
+                    checks.append(await verify_chain(session, chain, key))
                     progress.advance(task)
             return checks, await unclean_stops(session)
 
@@ -68,6 +72,44 @@ def usage_verify(
         fail(f"{len(broken)} of {len(checks)} usage chain(s) do not verify")
     gapped = f"; {len(gaps)} instance(s) may have left calls unrecorded" if gaps else ""
     err.print(f"{len(checks)} usage chain(s), {records} records: all verify{gapped}.")
+
+
+@usage_app.command("prune")
+def usage_prune(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Prune; without it, only say what would go.")
+    ] = False,
+) -> None:
+    """Fold usage records older than KAMIYO_USAGE_RAW_DAYS into daily totals, leaving a signed
+    checkpoint in each chain so it still verifies, and drop daily totals older than
+    KAMIYO_USAGE_DAILY_DAYS. A dry run unless --apply (pruned records cannot come back:
+    back up first). `kamiyo worker` does this every KAMIYO_USAGE_PRUNE_EVERY_S."""
+
+    async def work(runtime: Runtime) -> PruneReport:
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("Pruning usage chains", total=None)
+
+            def advance(result: ChainPrune, chains: int) -> None:
+                progress.update(task, total=chains, advance=1)
+
+            return await prune_usage(
+                runtime.sessions, runtime.settings, apply=apply, on_chain=advance
+            )
+
+    report = run_account_work(work)
+    for problem in report.problems:
+        err.print(f"[red]{problem.chain}[/red]: left alone, {escape(problem.problem or '')}")
+    before = f"{report.cutoffs.raw_from:%Y-%m-%d}"
+    verb = "Pruned" if apply else "Would prune"
+    err.print(
+        f"{verb} {report.records} usage records from before {before} in "
+        f"{sum(1 for c in report.chains if c.records)} of {len(report.chains)} chain(s) into "
+        f"daily totals, and {report.daily_rows} daily row(s) from before "
+        f"{report.cutoffs.daily_from:%Y-%m-%d}."
+        + ("" if apply else " Nothing was changed: give --apply to prune.")
+    )
+    if report.problems:
+        fail(f"{len(report.problems)} chain(s) were not pruned")
 
 
 @usage_app.command("show")

@@ -16,7 +16,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import Date, and_, cast, distinct, exists, func, select
+from sqlalchemy import Date, and_, cast, distinct, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -31,7 +31,7 @@ from kamiyo.access.receipts import (
 from kamiyo.access.usage import ANSWERED
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import Account, ApiKey, Subscription
-from kamiyo.db.usage import UsageRecord
+from kamiyo.db.usage import UsageDaily, UsageRecord
 from kamiyo.tiers import TIERS, Tier
 
 WINDOW_DAYS = 30
@@ -171,7 +171,10 @@ async def _top_tools(session: AsyncSession, since: dt.datetime) -> list[ToolCall
 async def _funnel(session: AsyncSession) -> list[FunnelStep]:
     """Accounts at each step, each step counting only accounts that made the ones before."""
     has_key = exists().where(ApiKey.account_pk == Account.pk)
-    called = exists().where(UsageRecord.account_pk == Account.pk, UsageRecord.status.in_(ANSWERED))
+    called = or_(  # a call in the raw records, or in the daily totals of pruned days
+        exists().where(UsageRecord.account_pk == Account.pk, UsageRecord.status.in_(ANSWERED)),
+        exists().where(UsageDaily.account_pk == Account.pk, UsageDaily.status.in_(ANSWERED)),
+    )
     paid = exists().where(
         Subscription.account_pk == Account.pk,
         Subscription.stripe_subscription_id.is_not(None),

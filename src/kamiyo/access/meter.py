@@ -17,7 +17,8 @@ journal (``payments``), which holds the receipt's facts once; the hash covers th
 editing the journal's payer, network, amount or transaction breaks the chain as well. Writers
 take the chain heads' rows first (a row lock on PostgreSQL, the database write lock on SQLite),
 so instances sharing a database extend each chain one after another. ``verify_chain``
-recomputes a chain and reports the first break.
+recomputes a chain and reports the first break; a chain whose oldest records were pruned
+(access/retention.py) verifies from its latest signed checkpoint (access/usage_checkpoint.py).
 """
 
 import asyncio
@@ -39,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo import metrics, outages
 from kamiyo.access.instances import Instance, mark_flushed
+from kamiyo.access.usage_checkpoint import latest_checkpoint, problem_with
 from kamiyo.db.engine import dialect_name
 from kamiyo.db.tables import ApiKey, Payment
 from kamiyo.db.usage import UsageChain, UsageRecord
@@ -324,16 +326,29 @@ class ChainCheck:
     problem: str | None = None
 
 
-async def verify_chain(session: AsyncSession, chain: str) -> ChainCheck:
-    """Recompute every hash of ``chain`` in order and compare with its head."""
+async def verify_chain(
+    session: AsyncSession, chain: str, checkpoint_key: bytes | None = None
+) -> ChainCheck:
+    """Recompute every hash of ``chain`` in order and compare with its head.
+
+    Where records were pruned, the chain starts after its latest checkpoint, whose signature
+    ``checkpoint_key`` checks (``records`` counts the records read, not the pruned ones).
+    """
     head = await session.get(UsageChain, chain)
     prev_hash, expected_seq, count = GENESIS, 1, 0
+    checkpoint = await latest_checkpoint(session, chain)
+    if checkpoint is not None:
+        problem = problem_with(checkpoint, checkpoint_key)
+        if problem is not None:
+            return ChainCheck(chain, 0, False, problem)
+        prev_hash, expected_seq = checkpoint.hash, checkpoint.seq + 1
     rows = await session.stream(
         select(UsageRecord, Payment.network, Payment.payer, Payment.amount, Payment.transaction)
         .outerjoin(Payment, Payment.pk == UsageRecord.payment_pk)
-        .where(UsageRecord.chain == chain)
+        .where(UsageRecord.chain == chain, UsageRecord.seq >= expected_seq)
         .order_by(UsageRecord.seq)
     )
+    first_seq = expected_seq
     async for row, network, payer, amount, transaction in rows:
         count += 1
         if row.seq != expected_seq:
@@ -366,6 +381,6 @@ async def verify_chain(session: AsyncSession, chain: str) -> ChainCheck:
         if count:
             return ChainCheck(chain, count, False, "the chain has no head")
         return ChainCheck(chain, 0, True)
-    if (head.seq, head.hash) != (count, prev_hash):
+    if (head.seq, head.hash) != (first_seq - 1 + count, prev_hash):
         return ChainCheck(chain, count, False, "records after the last one found were removed")
     return ChainCheck(chain, count, True)

@@ -11,14 +11,14 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from x402.schemas import SettleResponse
 
 from kamiyo.access.meter import Receipt, UsageEvent
 from kamiyo.chains import USDC, chain_by_caip2
 from kamiyo.db.tables import Payment
-from kamiyo.db.usage import UsageRecord
+from kamiyo.db.usage import UsageCheckpoint, UsageRecord
 from kamiyo.payments.journal import SETTLED
 from kamiyo.payments.outcomes import Hold
 from kamiyo.payments.prices import usd
@@ -137,7 +137,15 @@ async def unrecorded_settlements(session: AsyncSession) -> int:
     """Settled payments no usage record names yet: the meter writes within its flush interval,
     so a lasting count means an instance died before writing the calls they paid for."""
     recorded = exists().where(UsageRecord.payment_pk == Payment.pk)
+    # Before the latest retention cut-off a payment's record may have been pruned (retention.py).
+    pruned_before = select(func.max(UsageCheckpoint.pruned_before)).scalar_subquery()
     found = await session.scalar(
-        select(func.count()).select_from(Payment).where(Payment.state == SETTLED, ~recorded)
+        select(func.count())
+        .select_from(Payment)
+        .where(
+            Payment.state == SETTLED,
+            ~recorded,
+            or_(pruned_before.is_(None), Payment.created_at >= pruned_before),
+        )
     )
     return found or 0

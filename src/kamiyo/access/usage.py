@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.meter import UsageEvent
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.usage import UsageRecord
+from kamiyo.db.usage import UsageDaily, UsageRecord
 from kamiyo.payments.bundles import BundleState
 
 # Calls that reached the tool, bad arguments included (refusals are recorded but are not usage).
@@ -68,6 +68,19 @@ async def month_usage(
             )
         )
     ).one()
+    pruned_calls, pruned_units = (  # days already folded into daily totals (retention.py)
+        await session.execute(
+            select(
+                func.coalesce(func.sum(UsageDaily.calls), 0),
+                func.coalesce(func.sum(UsageDaily.cost_units), 0),
+            ).where(
+                UsageDaily.account_pk == account_pk,
+                UsageDaily.day >= since.date(),
+                UsageDaily.status.in_(ANSWERED),
+            )
+        )
+    ).one()
+    calls, units = calls + pruned_calls, units + pruned_units
     pending = [e for e in unwritten if e.at >= since and e.status in ANSWERED]
     return MonthUsage(
         since=since.date(),
@@ -103,23 +116,46 @@ async def usage_breakdown(
         Breakdown.TOOL: UsageRecord.tool,
         Breakdown.STATUS: UsageRecord.status,
     }[by]
-    rows = await session.execute(
+    raw = await session.execute(
         select(
             column,
             func.count(),
             func.coalesce(func.sum(UsageRecord.cost_units), 0),
-            func.avg(UsageRecord.duration_us),
+            func.coalesce(func.sum(UsageRecord.duration_us), 0),
         )
         .where(UsageRecord.account_pk == account_pk, UsageRecord.at >= since)
         .group_by(column)
-        .order_by(column)
     )
+    # Days older than the raw retention are daily totals (access/retention.py): whole days,
+    # so the first day of the range counts in full there.
+    daily_column = {
+        Breakdown.DAY: UsageDaily.day,
+        Breakdown.TOOL: UsageDaily.tool,
+        Breakdown.STATUS: UsageDaily.status,
+    }[by]
+    pruned = await session.execute(
+        select(
+            daily_column,
+            func.sum(UsageDaily.calls),
+            func.sum(UsageDaily.cost_units),
+            func.sum(UsageDaily.duration_us),
+        )
+        .where(
+            UsageDaily.account_pk == account_pk,
+            UsageDaily.day >= since.astimezone(dt.UTC).date(),
+        )
+        .group_by(daily_column)
+    )
+    totals: dict[str, tuple[int, int, int]] = {}
+    for key, calls, units, duration in [*raw, *pruned]:
+        before = totals.get(str(key), (0, 0, 0))
+        totals[str(key)] = (before[0] + calls, before[1] + units, before[2] + int(duration))
     return [
         UsageRow(
-            key=str(key),
+            key=key,
             calls=calls,
             cost_units=units,
-            mean_duration_ms=round(float(mean or 0) / 1000, 3),
+            mean_duration_ms=round(duration / calls / 1000, 3) if calls else 0.0,
         )
-        for key, calls, units, mean in rows
+        for key, (calls, units, duration) in sorted(totals.items())
     ]

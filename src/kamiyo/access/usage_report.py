@@ -2,7 +2,7 @@
 
 Read straight from ``usage_records`` (not a catalogue operation: it is a view of the account's
 own meter, like ``kamiyo usage show``), plus the events the meter holds but has not written yet,
-so a call made a second ago is counted.
+so a call made a second ago is counted, plus the daily totals of days already pruned.
 """
 
 import datetime as dt
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.meter import UsageEvent
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.usage import UsageRecord
+from kamiyo.db.usage import UsageDaily, UsageRecord
 
 
 class StatusGroup(StrEnum):
@@ -70,8 +70,13 @@ async def daily_counts(
         .where(UsageRecord.account_pk == account_pk, UsageRecord.at >= since)
         .group_by(day, UsageRecord.tool, UsageRecord.status)
     )
+    pruned = await session.execute(  # older days, folded into daily totals (retention.py)
+        select(UsageDaily.day, UsageDaily.tool, UsageDaily.status, func.sum(UsageDaily.calls))
+        .where(UsageDaily.account_pk == account_pk, UsageDaily.day >= first_day)
+        .group_by(UsageDaily.day, UsageDaily.tool, UsageDaily.status)
+    )
     counts: Counter[tuple[dt.date, str, str]] = Counter()
-    for when, tool, status, calls in rows:
+    for when, tool, status, calls in [*rows, *pruned]:
         on = when if isinstance(when, dt.date) else dt.date.fromisoformat(str(when))
         counts[on, tool, status] += calls
     for event in unwritten:

@@ -42,6 +42,7 @@ class AlertWorker:
         self._bus = bus
         self._poll_s = settings.alerts.poll_s
         self._woken = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Work now rather than at the next poll (this instance just wrote to the outbox)."""
@@ -53,9 +54,14 @@ class AlertWorker:
         worked = await work_outbox(self._sessions, self._settings, self._bus, when)
         return worked + await deliver_due(self._sessions, self._settings, now or utcnow())
 
+    def stop(self) -> None:
+        """Return from :meth:`run` once the round in progress is done."""
+        self._stopping = True
+        self._woken.set()
+
     async def run(self) -> None:
         pause = self._poll_s
-        while True:
+        while not self._stopping:
             try:
                 busy = await self.run_once()
                 pause = self._poll_s
@@ -67,7 +73,7 @@ class AlertWorker:
                     pause,
                 )
                 busy = 0
-            if busy:
+            if busy or self._stopping:
                 continue  # more may be waiting
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), pause)
@@ -78,11 +84,29 @@ class AlertWorker:
 async def alerts_working(
     sessions: async_sessionmaker[AsyncSession], settings: Settings, bus: ChangeBus | None
 ) -> AsyncIterator[AlertWorker]:
-    """A worker running in the background while the block runs."""
+    """A worker running in the background while the block runs.
+
+    On the way out its round in progress finishes, so that a webhook sent is also marked sent
+    (cancelled between the two, it would go again once its lease ended), within
+    ``KAMIYO_SHUTDOWN_GRACE_S``; then it is cancelled, and what it claimed waits for its lease
+    to end and another worker.
+    """
     worker = AlertWorker(sessions, settings, bus)
     task = asyncio.create_task(worker.run(), name="kamiyo-alerts")
     try:
         yield worker
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        worker.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), settings.shutdown.grace_s)
+        except TimeoutError:
+            log.error(
+                "alerts worker: its round did not finish within %.0f s of stopping; cancelled "
+                "(its claims wait for their leases to end)",
+                settings.shutdown.grace_s,
+            )
+        except Exception:
+            log.exception("alerts worker failed")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

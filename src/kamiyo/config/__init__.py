@@ -24,6 +24,7 @@ from kamiyo.config.base import (
     section_config,
 )
 from kamiyo.config.explorers import ExplorerSettings
+from kamiyo.config.lifecycle import RetentionSettings, ShutdownSettings
 from kamiyo.config.metrics import MetricsSettings
 from kamiyo.config.payments import X402Settings
 from kamiyo.config.sections import (
@@ -69,6 +70,8 @@ class Settings(Section):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    usage: RetentionSettings = Field(default_factory=RetentionSettings)
 
     SECTIONS: ClassVar[dict[str, type[Section]]] = {}
 
@@ -202,8 +205,10 @@ __all__ = [
     "MeterSettings",
     "MetricsSettings",
     "RedisSettings",
+    "RetentionSettings",
     "Section",
     "Settings",
+    "ShutdownSettings",
     "SiteSettings",
     "SmtpSettings",
     "SourceSettings",

@@ -3,7 +3,7 @@ instances that write them (a module of its own beside ``tables.py``, on the same
 
 import datetime as dt
 
-from sqlalchemy import Float, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Date, Float, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kamiyo.db.tables import Base, UTCDateTime
@@ -73,3 +73,53 @@ class ServingInstance(Base):
     # it is recorded.
     last_flush_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class UsageDaily(Base):
+    """Pruned usage records folded into totals per chain, UTC day, tool, tier and status.
+
+    Written by the retention job (access/retention.py) in the transaction that deletes the
+    records it counts, so a call is counted either here or in ``usage_records``, never both.
+    """
+
+    __tablename__ = "usage_daily"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(32))
+    day: Mapped[dt.date] = mapped_column(Date)
+    account_pk: Mapped[int | None] = mapped_column(Integer)
+    tool: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    calls: Mapped[int] = mapped_column(Integer)
+    cost_units: Mapped[int] = mapped_column(Integer)
+    duration_us: Mapped[int] = mapped_column(BigInteger)  # the sum, for mean durations
+
+    __table_args__ = (
+        UniqueConstraint("chain", "day", "tool", "tier", "status"),
+        Index("ix_usage_daily_account_day", "account_pk", "day"),
+    )
+
+
+class UsageCheckpoint(Base):
+    """Records 1..``seq`` of ``chain`` were pruned; the last one's hash was ``hash``.
+
+    Signed (HMAC-SHA256, access/usage_checkpoint.py) so that a chain verifies from here: without
+    the signature anyone able to delete records could also write a checkpoint over the gap.
+    """
+
+    __tablename__ = "usage_checkpoints"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    pruned: Mapped[int] = mapped_column(Integer)  # records this prune removed
+    # The cut-off: every record pruned was before it (payments settled before it may have had
+    # their records pruned, so "unrecorded settlements" counts only later ones).
+    pruned_before: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    key_id: Mapped[str] = mapped_column(String(16))  # which key signed it
+    signature: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("chain", "seq"),)

@@ -18,6 +18,7 @@ from kamiyo.config import Settings
 from kamiyo.mcpserver import completion, content, logs, subscriptions, tools
 from kamiyo.mcpserver.bounds import MAX_NAME, RequestBounds, too_long
 from kamiyo.mcpserver.payment_binding import X402PaymentBinding
+from kamiyo.mcpserver.stdio_drain import serve_stdio_draining
 from kamiyo.observability.request_context import new_request_id, request_id_in, serving
 from kamiyo.observability.tracing import tool_span
 from kamiyo.service.catalogue import OPERATIONS, Operation
@@ -139,7 +140,7 @@ async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | N
     )
     server = build_server(state)
     async with running(state):
-        try:
-            await server.run_stdio_async()
+        try:  # at EOF the calls in flight finish first (stdio_drain.py)
+            await serve_stdio_draining(server._lowlevel_server, settings.shutdown.grace_s)
         finally:
             await state.aclose()

@@ -57,6 +57,7 @@ class ServerState:
     alerts: "AlertWorker | None" = None
     # Run when serving begins to stop, while clients can still be told (listen streams close).
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    stopping: bool = False  # the on_shutdown hooks have run
     # Run by :meth:`aclose`: what a surface opened for the state's lifetime (the dashboard's
     # Redis connections for its log-in limits).
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -77,6 +78,11 @@ class ServerState:
                 raise ConfigurationError(f"explorers: {exc}") from None
 
     def shutting_down(self) -> None:
+        """Run the ``on_shutdown`` hooks, once (the HTTP server runs them as stopping begins,
+        the lifespan again on its way out)."""
+        if self.stopping:
+            return
+        self.stopping = True
         for hook in self.on_shutdown:
             hook()
 

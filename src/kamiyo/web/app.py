@@ -150,4 +150,14 @@ def create_app(
     ]
     access_log.install(routes)  # what access-log lines show of these routes' paths
     # Every request under an id, in its log lines and answers (web/request_ids.py).
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
+    application = Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)]
+    )
+    application.state.server_state = state  # for the server's stopping hooks (web/graceful.py)
+    return application
+
+
+def server_state(application: Starlette) -> ServerState:
+    """The state ``create_app`` serves ``application`` with."""
+    state: ServerState = application.state.server_state
+    return state

@@ -4,6 +4,7 @@ accept() errors throttled."""
 
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import uvicorn
@@ -13,6 +14,7 @@ from uvicorn.middleware.proxy_headers import _TrustedHosts
 
 from kamiyo.config import ConfigurationError, HttpSettings
 from kamiyo.web.connections import ConnectionLimits, Registry
+from kamiyo.web.graceful import CUT_EXIT_STATUS, GracefulServer
 from kamiyo.web.http_protocol import guarded_protocol
 from kamiyo.web.streams import StreamCaps, StreamLimits
 from kamiyo.web.throttled_log import throttle_accept_errors
@@ -80,9 +82,20 @@ def sizing(configured: int, open_files: int | None) -> Sizing:
 
 
 def http_server(
-    app: ASGIApp, *, host: str, port: int, settings: HttpSettings, head_size: int
-) -> uvicorn.Server:
-    """The server for ``app``: not started yet, so a setting that cannot work stops here."""
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    settings: HttpSettings,
+    head_size: int,
+    grace_s: float,
+    on_stopping: Sequence[Callable[[], None]] = (),
+) -> GracefulServer:
+    """The server for ``app``: not started yet, so a setting that cannot work stops here.
+
+    Stopping gives calls in flight ``grace_s`` seconds (web/graceful.py); ``on_stopping`` runs
+    first, with the event streams told to end.
+    """
     open_files = raise_open_file_limit()
     sized = sizing(settings.max_connections, open_files)
     total = sized.connections
@@ -92,8 +105,9 @@ def http_server(
         per_client=settings.max_streams_per_client,
         anonymous_s=settings.anonymous_stream_s,
     )
+    limited = StreamLimits(app, streams)
     config = uvicorn.Config(
-        StreamLimits(app, streams),
+        limited,
         host=host,
         port=port,
         log_config=None,  # uvicorn logs through our handlers, to stderr like everything else
@@ -126,11 +140,15 @@ def http_server(
             HttpSettings.env_name("max_connections"),
             settings.max_connections,
         )
-    return uvicorn.Server(config)
+    server = GracefulServer(config, grace_s)
+    server.on_stopping.extend([*on_stopping, limited.stop])
+    return server
 
 
-def serve_until_stopped(server: uvicorn.Server) -> None:
-    """Run until SIGINT or SIGTERM, as ``uvicorn.run`` does."""
+def serve_until_stopped(server: GracefulServer) -> None:
+    """Run until SIGINT or SIGTERM, as ``uvicorn.run`` does; exit 1 when stopping cut calls."""
     server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+    if server.cut:
+        sys.exit(CUT_EXIT_STATUS)

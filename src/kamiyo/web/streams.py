@@ -10,10 +10,12 @@ without a credential after ``anonymous_s``: it tells the app the client went awa
 path for a disconnect, which tidies the session's stream up) and then ends the HTTP answer
 cleanly, so the client sees the stream end and opens another, as the MCP spec lets a server
 make it do. A ``/sse`` session ends with its stream, so an anonymous legacy client starts a new
-session.
+session. When the server stops (``stop``, web/graceful.py) every open stream ends the same way,
+and new ones are refused (503), so no stream holds the shutdown up to its deadline.
 """
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -55,6 +57,14 @@ class StreamLimits:
         self.open = 0
         self.by_client: Counter[str] = Counter()
         self.report = Throttle(log, "refused event streams")
+        self.stopping = False
+        self.ending: set[anyio.Event] = set()  # one per open stream: set, it ends
+
+    def stop(self) -> None:
+        """End every open stream (as an anonymous one's lifetime ends) and refuse new ones."""
+        self.stopping = True
+        for end in self.ending:
+            end.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not is_stream(scope):
@@ -68,10 +78,7 @@ class StreamLimits:
         self.open += 1
         self.by_client[client] += 1
         try:
-            if anonymous(scope):
-                await self.bounded(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
+            await self.bounded(scope, receive, send, anonymous(scope))
         finally:
             self.open -= 1
             self.by_client[client] -= 1
@@ -80,7 +87,10 @@ class StreamLimits:
 
     def refusal(self, client: str) -> JSONResponse | None:
         caps = self.caps
-        if self.by_client[client] >= caps.per_client:
+        if self.stopping:
+            reason = "the server is stopping"
+            status, error = 503, "temporarily_unavailable"
+        elif self.by_client[client] >= caps.per_client:
             reason = f"this address holds {caps.per_client} event streams, the most allowed"
             status, error = 429, "too_many_streams"
         elif self.open >= caps.total:
@@ -96,8 +106,10 @@ class StreamLimits:
             headers={"Retry-After": "5"},
         )
 
-    async def bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app's answer, ended after ``anonymous_s``."""
+    async def bounded(
+        self, scope: Scope, receive: Receive, send: Send, anonymous_caller: bool
+    ) -> None:
+        """The app's answer, ended when the server stops, or after ``anonymous_s``."""
         expired = anyio.Event()
         answer = _Answer()
 
@@ -135,14 +147,19 @@ class StreamLimits:
         async with anyio.create_task_group() as lifetime:
 
             async def expire() -> None:
-                await anyio.sleep(self.caps.anonymous_s)
+                with anyio.move_on_after(self.caps.anonymous_s if anonymous_caller else math.inf):
+                    await expired.wait()  # set by stop()
                 expired.set()
                 await anyio.sleep(GRACE_S)
                 lifetime.cancel_scope.cancel()  # the app did not stop when told
 
-            lifetime.start_soon(expire)
-            await self.app(scope, receive_until_expired, watched_send)
-            lifetime.cancel_scope.cancel()
+            self.ending.add(expired)
+            try:
+                lifetime.start_soon(expire)
+                await self.app(scope, receive_until_expired, watched_send)
+                lifetime.cancel_scope.cancel()
+            finally:
+                self.ending.discard(expired)
         if answer.complete:
             return
         with anyio.move_on_after(GRACE_S):  # a client that reads nothing gets nothing
