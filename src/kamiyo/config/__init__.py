@@ -24,6 +24,7 @@ from kamiyo.config.base import (
     section_config,
 )
 from kamiyo.config.explorers import ExplorerSettings
+from kamiyo.config.http import HttpSettings
 from kamiyo.config.lifecycle import RetentionSettings, ShutdownSettings
 from kamiyo.config.metrics import MetricsSettings
 from kamiyo.config.payments import X402Settings
@@ -31,7 +32,6 @@ from kamiyo.config.sections import (
     AnswerSettings,
     AuthSettings,
     DatabaseSettings,
-    HttpSettings,
     LogSettings,
     MeterSettings,
     RedisSettings,

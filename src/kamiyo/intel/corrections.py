@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kamiyo.db.tables import Incident, ReportLink, SourceReportRow
 from kamiyo.intel import fulltext, stats_summary
 from kamiyo.intel.canonical import canonical
+from kamiyo.intel.incident_rows import incident_row, write_children
 from kamiyo.intel.matching import ResolutionIndex
 from kamiyo.intel.models import FrozenModel
 from kamiyo.intel.reports import SourceReport
 from kamiyo.intel.scope import NotFoundError
-from kamiyo.intel.store import Store, incident_row, write_children
+from kamiyo.intel.store import Store
 
 _report = TypeAdapter(SourceReport)
 

@@ -19,28 +19,22 @@ from itertools import islice
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.alerts import INCIDENT_KIND, OutboxEntry
 from kamiyo.db.tables import (
-    Base,
     Incident,
-    IncidentAddress,
-    IncidentChain,
-    IncidentName,
-    IncidentReference,
-    IncidentTransaction,
     ProtocolRow,
     ReportLink,
     SourceReportRow,
 )
-from kamiyo.intel import fulltext, stats_summary
+from kamiyo.intel import stats_summary
 from kamiyo.intel.canonical import Canonical, canonical
+from kamiyo.intel.incident_rows import incident_row, table_of, write_children
 from kamiyo.intel.matching import Decision, Entry, Registry, ResolutionIndex, entry_for
 from kamiyo.intel.names import name_words
 from kamiyo.intel.reports import SourceReport
-from kamiyo.intel.vocabulary import firm_for_url
 
 Origin = Literal["bundle", "live", "import"]
 BATCH_SIZE = 2000
@@ -61,10 +55,6 @@ class Counts:
     def add(self, other: "Counts") -> None:
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
-
-
-def _table(model: type[Base]) -> Table:
-    return Base.metadata.tables[model.__tablename__]
 
 
 @dataclass
@@ -251,7 +241,7 @@ class Store:
             {"id": self.new_id(fresh[h][0]), **incident_row(born[h]), "updated_at": now}
             for h in handles
         ]
-        incidents = _table(Incident)
+        incidents = table_of(Incident)
         result = await session.execute(
             insert(incidents).returning(
                 incidents.c.pk, incidents.c.id, sort_by_parameter_order=True
@@ -270,7 +260,7 @@ class Store:
     ) -> None:
         if added:
             await session.execute(
-                insert(_table(SourceReportRow)),
+                insert(table_of(SourceReportRow)),
                 [
                     {
                         "source": report.source,
@@ -322,7 +312,7 @@ async def _announce(
         for pk in sorted(pks)
     ]
     if rows:
-        await session.execute(insert(_table(OutboxEntry)), rows)
+        await session.execute(insert(table_of(OutboxEntry)), rows)
 
 
 async def _update_incidents(
@@ -334,7 +324,7 @@ async def _update_incidents(
     rows = [
         {"b_pk": pk, **incident_row(fields), "updated_at": now} for pk, fields in derived.items()
     ]
-    incidents = _table(Incident)
+    incidents = table_of(Incident)
     columns: dict[str, Any] = {name: bindparam(name) for name in rows[0] if name != "b_pk"}
     await session.execute(
         update(incidents).where(incidents.c.pk == bindparam("b_pk")).values(columns), rows
@@ -347,61 +337,3 @@ async def load_registry(session: AsyncSession) -> Registry:
         select(ProtocolRow.name, ProtocolRow.slug, ProtocolRow.parent, ProtocolRow.defillama_id)
     )
     return Registry.of((name, slug, parent, dl_id) for name, slug, parent, dl_id in rows)
-
-
-def incident_row(derived: Canonical) -> dict[str, Any]:
-    firms = sorted({f for u in derived.references if (f := firm_for_url(u))})
-    return {**derived.fields, "firm_list": firms}
-
-
-async def write_children(
-    session: AsyncSession, derived: dict[int, Canonical], *, replace: Iterable[int] = ()
-) -> None:
-    """(Re)write the chains, addresses, transactions, references, names and search document
-    of each incident in ``derived``; ``replace`` lists those that had some before."""
-    stale = list(replace)
-    if stale:
-        for table in (
-            IncidentChain,
-            IncidentAddress,
-            IncidentTransaction,
-            IncidentReference,
-            IncidentName,
-        ):
-            await session.execute(delete(table).where(table.incident_pk.in_(stale)))
-    chains, addresses, transactions, references, names, documents = [], [], [], [], [], []
-    for pk, fields in derived.items():
-        chains += [
-            {
-                "incident_pk": pk,
-                "chain": c,
-                "date": fields.fields["date"],
-                "loss_usd": fields.fields["loss_usd"],
-            }
-            for c in fields.chains
-        ]
-        addresses += [{"incident_pk": pk, **a} for a in fields.addresses]
-        transactions += [{"incident_pk": pk, **t} for t in fields.transactions]
-        references += [
-            {"incident_pk": pk, "url": url, "firm": firm_for_url(url)} for url in fields.references
-        ]
-        names += [{"incident_pk": pk, "key": k, "name": n} for k, n in fields.names.items()]
-        documents.append(
-            fulltext.document(
-                pk,
-                " ".join(fields.names.values()) or str(fields.fields["protocol"]),
-                str(fields.fields["attack_type"]),
-                fields.fields["attack_type_raw"],
-                fields.searchable_description,
-            )
-        )
-    for table, values in (
-        (IncidentChain, chains),
-        (IncidentAddress, addresses),
-        (IncidentTransaction, transactions),
-        (IncidentReference, references),
-        (IncidentName, names),
-    ):
-        if values:
-            await session.execute(insert(_table(table)), values)
-    await fulltext.write_documents(session, documents)
