@@ -1,4 +1,4 @@
-"""Small helpers the session and load benchmarks share: ports, file limits, waiting, results."""
+"""Helpers the benchmarks share: ports, file limits, waiting, stopping, Redis keys, results."""
 
 import json
 import resource
@@ -10,8 +10,28 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import redis
+
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
+PROTOCOL = "2025-11-25"
+
+
+def initialize(client: str, request_id: int = 1) -> dict[str, Any]:
+    """An MCP ``initialize`` request from a client named ``client``."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": PROTOCOL,
+            "capabilities": {},
+            "clientInfo": {"name": client, "version": "1"},
+        },
+    }
+
+
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 def free_port() -> int:
@@ -50,6 +70,30 @@ def wait_http(
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{url} never answered")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """SIGTERM (a server then writes its meter's last batch), SIGKILL past ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def drop_prefix(url: str, prefix: str) -> int:
+    """Delete the keys a run left under ``prefix`` in Redis; returns how many there were."""
+    client = redis.Redis.from_url(url)
+    try:
+        found = list(client.scan_iter(match=f"{prefix}:*"))
+        if found:
+            client.delete(*found)
+        return len(found)
+    finally:
+        client.close()
 
 
 def results_file(name: str, report: dict[str, Any], table: str) -> Path:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.mcpserver.conftest import free_port
+from bench.common import free_port, stop_process
 
 READY_S = 120  # a loaded shared machine starts a server slowly; this is a bound, not a delay
 SERVE_FLAGS = ("--stateless", "--json-response")
@@ -118,13 +118,8 @@ class Instance:
 
     def stop(self) -> None:
         """SIGTERM: a clean stop, which flushes the meter."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=READY_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=READY_S)
+        if self.process is not None:
+            stop_process(self.process, timeout=READY_S)
 
     def tracebacks(self) -> int:
         return self.log.read_text(errors="replace").count("Traceback")

@@ -47,8 +47,9 @@ import redis.asyncio
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bench.common import drop_prefix
 from bench.kamiyo_server import create_enterprise_key, raise_limits
-from bench.mcp import drop_prefix, redis_up
+from bench.mcp import redis_up
 from kamiyo.access.account_gate import AccountGate
 from kamiyo.access.gate import Call, Gate, Grant, OpenGate, Refusal
 from kamiyo.chains import BASE, SOLANA, AcceptedNetwork

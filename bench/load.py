@@ -37,10 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import redis
 
 from bench import load_checks
-from bench.common import HERE, free_port, raise_open_files, results_file, wait_http
+from bench.common import (
+    HERE,
+    drop_prefix,
+    free_port,
+    raise_open_files,
+    results_file,
+    stop_process,
+    wait_http,
+)
 from bench.load_mix import METERED_AS, Accounts, mix
 
 NODE_MIX = HERE / "node" / "load_mix.js"
@@ -76,12 +83,7 @@ def process(command: list[str], env: dict[str, str], health: str, log: Path) -> 
             raise
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def caddyfile(kamiyo_port: int, echo_port: int, instances: list[int], echo_upstream: int) -> str:
@@ -153,17 +155,6 @@ async def usage_by_status(url: str, emails: list[str]) -> Counter[str]:
     finally:
         await db.close()
     return Counter({str(row[0]): int(row[1]) for row in rows})
-
-
-def drop_prefix(url: str, prefix: str) -> int:
-    client = redis.Redis.from_url(url)
-    try:
-        found = list(client.scan_iter(match=f"{prefix}:*"))
-        if found:
-            client.delete(*found)
-        return len(found)
-    finally:
-        client.close()
 
 
 def exploit_ids(base: str, key: str) -> list[str]:
@@ -296,8 +287,7 @@ def run(args: argparse.Namespace, folder: Path, stack: ExitStack) -> dict[str, A
         if rows[-1]["kamiyo"]["calls_per_s"] < rate / 2:  # saturated: higher rates say no more
             break
     for proc in procs:  # SIGTERM: each writes its meter's last batch
-        proc.terminate()
-        proc.wait(timeout=120)
+        stop_process(proc, timeout=120)
     emails = [
         *EMAILS["enterprise"],
         str(EMAILS["team"]),

@@ -35,7 +35,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from typing import Any
 import redis
 from mcp import Client, StdioServerParameters
 
+from bench.common import drop_prefix, free_port, stop_process
 from bench.mcp_databases import Database, PostgresDatabase, prepare, usage_by_status
 from bench.mcp_queries import search_mix
 
@@ -70,12 +70,6 @@ HEADERS = {
     "Accept": "application/json, text/event-stream",
     "MCP-Protocol-Version": "2025-11-25",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def post(url: str, message: Mapping[str, object], headers: Mapping[str, str]) -> Any:
@@ -102,8 +96,7 @@ def start(
 
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM: uvicorn finishes, then KAMIYO's shutdown writes the meter's last batch."""
-    process.terminate()
-    process.wait(timeout=60)
+    stop_process(process)
 
 
 def check_call(url: str, call: Mapping[str, object], headers: Mapping[str, str]) -> None:
@@ -157,18 +150,6 @@ def redis_up(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
     except (redis.RedisError, OSError):
         return False
-
-
-def drop_prefix(url: str, prefix: str) -> int:
-    """Delete the keys the run left under ``prefix``; returns how many there were."""
-    client = redis.Redis.from_url(url)
-    try:
-        found = list(client.scan_iter(match=f"{prefix}:*"))
-        if found:
-            client.delete(*found)
-        return len(found)
-    finally:
-        client.close()
 
 
 @dataclass

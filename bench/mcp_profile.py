@@ -22,7 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.mcp import HEADERS, SEARCH_MIX, autocannon, free_port, start, stop
+from bench.common import free_port
+from bench.mcp import HEADERS, SEARCH_MIX, autocannon, start, stop
 from bench.mcp_databases import PostgresDatabase, prepare
 
 RESULTS = Path(__file__).parent / "results"

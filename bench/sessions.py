@@ -41,9 +41,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import free_port, raise_open_files, results_file, wait_http
+from bench.common import (
+    INITIALIZED,
+    PROTOCOL,
+    free_port,
+    initialize,
+    raise_open_files,
+    results_file,
+    stop_process,
+    wait_http,
+)
 
-PROTOCOL = "2025-11-25"
 SNAPSHOT_ENV = "KAMIYO_BENCH_TRACEMALLOC"
 MB = 1024 * 1024
 FRAMES = 12  # enough to find KAMIYO code above the SDK's; more makes start-up crawl
@@ -111,22 +119,11 @@ async def post(
 
 async def open_session(port: int, stream: bool, held: list[asyncio.StreamWriter]) -> None:
     base = {"Accept": "application/json, text/event-stream", "Connection": "close"}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": PROTOCOL,
-            "capabilities": {},
-            "clientInfo": {"name": "bench-sessions", "version": "1"},
-        },
-    }
-    status, headers = await post(port, base, initialize)
+    status, headers = await post(port, base, initialize("bench-sessions"))
     if status != 200 or "mcp-session-id" not in headers:
         raise RuntimeError(f"initialize answered {status}")
     session = {"Mcp-Session-Id": headers["mcp-session-id"], "MCP-Protocol-Version": PROTOCOL}
-    notified = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    status, _ = await post(port, base | session, notified)
+    status, _ = await post(port, base | session, INITIALIZED)
     if status != 202:
         raise RuntimeError(f"notifications/initialized answered {status}")
     if not stream:
@@ -164,12 +161,7 @@ class Server:
             raise
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def server_env(data: Path) -> dict[str, str]:

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,20 +36,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.common import INITIALIZED, PROTOCOL, free_port, initialize, stop_process
+
 HERE = Path(__file__).parent
 KAMIYO = [sys.executable, "-m", "kamiyo"]
-PROTOCOL = "2025-11-25"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": PROTOCOL,
-        "capabilities": {},
-        "clientInfo": {"name": "bench-startup", "version": "1"},
-    },
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+INITIALIZE = initialize("bench-startup")
 LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
 SEARCH = {
     "jsonrpc": "2.0",
@@ -123,12 +113,6 @@ def _answer(line: bytes, wanted_id: int) -> dict[str, Any]:
     return dict(message["result"])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -175,12 +159,7 @@ def http_idle_memory(env: dict[str, str], calls: int) -> tuple[float, float]:
                 raise RuntimeError(f"http: the search failed: {json.dumps(answer)[:300]}")
         return started, rss_mb(process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)
 
 
 def post_no_answer(url: str, message: Mapping[str, object], headers: Mapping[str, str]) -> None:
