@@ -14,6 +14,8 @@ import pytest
 
 from tests.mcpserver.conftest import STATELESS, running_http_server
 from tests.web.raw_http import (
+    INITIALIZE,
+    INITIALIZED,
     MCP_HEADERS,
     ServerLog,
     exchange,
@@ -24,17 +26,6 @@ from tests.web.raw_http import (
 
 MALFORMED_IDS = [{"a": 1}, 1.5, None, True, [1]]
 INVALID_REQUEST = -32600
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 @dataclass

@@ -8,19 +8,15 @@ import time
 from pathlib import Path
 
 from tests.mcpserver.conftest import running_http_server
-from tests.web.raw_http import MCP_HEADERS, exchange, post_json, request_head
+from tests.web.raw_http import (
+    INITIALIZE,
+    INITIALIZED,
+    MCP_HEADERS,
+    exchange,
+    post_json,
+    request_head,
+)
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 
 
