@@ -27,7 +27,7 @@ from kamiyo.config import DatabaseSettings, Settings, get_settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.runtime import Runtime, open_runtime
-from tests import processes
+from tests import cpu_report, processes
 
 # No test reads a chain through the public default explorers: traffic stays on loopback (a test
 # that reads histories names its own explorer). Set here too for the session-wide fixtures.
@@ -42,8 +42,18 @@ BACKENDS = ["sqlite", "postgresql"]
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-report",
+        metavar="FILE",
+        help="append each test's CPU seconds, with its child processes', to FILE "
+        "(python -m tests.cpu_report FILE sums them)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(processes.Watch(config), "kamiyo-process-watch")
+    cpu_report.register(config)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups it adds
