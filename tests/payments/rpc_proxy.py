@@ -1,10 +1,12 @@
-"""A loopback JSON-RPC proxy in front of anvil that holds a settlement's send past KAMIYO's
-settle timeout, as a slow node does that takes a transaction and answers too late.
+"""A loopback JSON-RPC proxy in front of a chain (anvil, or the Solana RPC over LiteSVM) that
+holds a settlement's send past KAMIYO's settle timeout, as a slow node does that takes a
+transaction and answers too late.
 
-Every request is forwarded to ``upstream`` and answered, except ``eth_sendRawTransaction`` while
+Every request is forwarded to ``upstream`` and answered, except the send (``send_method``) while
 ``hold_sends`` is on: the proxy takes it, answers nothing, and waits until the test calls
-``release()``. Then it forwards the transaction (it lands, or reverts, as the chain decides) and
-sets ``forwarded``; the caller gave up long before. Nothing is timed: the test says when.
+``release()``. Then it forwards the transaction (it lands, or reverts, as the chain decides;
+unless ``drop_held``: then it is lost, as a node that never propagates it) and sets
+``forwarded``; the caller gave up long before. Nothing is timed: the test says when.
 """
 
 import json
@@ -17,16 +19,18 @@ from typing import Any
 
 from tests.mcpserver.conftest import free_port
 
-SEND_RAW = "eth_sendRawTransaction"
+EVM_SEND = "eth_sendRawTransaction"
 HOLD_LIMIT_S = 60.0  # a test that never releases does not leave a thread behind for long
 
 
 class HoldingRpc:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, send_method: str = EVM_SEND) -> None:
         self.upstream = upstream
+        self.send_method = send_method
         self.hold_sends = False
+        self.drop_held = False
         self.held = threading.Event()  # a send arrived and is being held
-        self.forwarded = threading.Event()  # a held send reached the chain
+        self.forwarded = threading.Event()  # a held send was let go (forwarded, or dropped)
         self.sent_hashes: list[str] = []
         self._release = threading.Event()
 
@@ -44,11 +48,14 @@ class HoldingRpc:
     def handle(self, body: bytes) -> bytes | None:
         """The answer to send back, or None to answer nothing (the send was held)."""
         request: Any = json.loads(body)
-        if isinstance(request, dict) and request.get("method") == SEND_RAW and self.hold_sends:
+        method = request.get("method") if isinstance(request, dict) else None
+        if method == self.send_method and self.hold_sends:
             self.held.set()
             self._release.wait(HOLD_LIMIT_S)
-            answer = json.loads(self.forward(body))
-            self.sent_hashes.append(str(answer.get("result")))
+            if not self.drop_held:
+                answer = json.loads(self.forward(body))
+                if isinstance(answer.get("result"), str):  # a resent one is refused: known
+                    self.sent_hashes.append(answer["result"])
             self.forwarded.set()
             return None
         return self.forward(body)

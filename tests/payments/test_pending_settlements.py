@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import jsonschema
 import pytest
 from eth_account.signers.local import LocalAccount
+from mcp import Client
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from x402.schemas import PaymentRequirements
+from x402.schemas import PaymentRequired, PaymentRequirements
 
 from kamiyo.config import X402Settings
 from kamiyo.db.tables import Payment
@@ -24,9 +26,11 @@ from kamiyo.payments.pending import SETTLEMENT_EXTENSION
 from kamiyo.payments.prices import Price
 from kamiyo.payments.reconcile import reconcile
 from kamiyo.payments.settlements import CONFIRMING, RETRY_AFTER_S, reader_for
+from kamiyo.runtime import Runtime
 from tests.payments.evm_chain import PAYER_USDC, EvmChain, _mined, rpc, running_chain
 from tests.payments.evm_chain import sign_exact_payment as signed_with
 from tests.payments.rpc_proxy import HoldingRpc
+from tests.payments.serving import evm_settings, paying_server
 from tests.payments.test_evm_settlement import (
     AMOUNT,
     TOOL,
@@ -41,6 +45,8 @@ __all__ = ["journal_db"]
 
 SETTLE_TIMEOUT_S = 2.0
 ANSWER = {"incidents": ["the answer the payment bought"]}
+SEARCH = {"query": "euler"}
+SEARCH_PRICE = 10_000  # $0.01 for up to 10 results
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +244,55 @@ async def test_a_settlement_still_unknown_is_confirming_until_reconciled(
     assert isinstance(answered, Answered)
     assert answered.answer == ANSWER
     assert chain.balance_of(payer.address) == PAYER_USDC - AMOUNT
+
+
+async def _output_schema(client: Client, tool: str) -> dict[str, Any]:
+    listed = await client.list_tools()
+    found = next(t for t in listed.tools if t.name == tool)
+    assert found.output_schema is not None
+    return found.output_schema
+
+
+async def test_over_mcp_the_caller_is_told_to_retry_the_same_payment_then_answered_once(
+    loaded_runtime: Runtime, chain: EvmChain, proxy: tuple[HoldingRpc, str], x402: X402Settings
+) -> None:
+    holding, _ = proxy
+    changes = {"networks": x402.networks, "settle_timeout_s": SETTLE_TIMEOUT_S}
+    settings = evm_settings(loaded_runtime, chain, x402=changes)
+    payer = chain.new_payer()
+    pay_to = x402.networks[0].pay_to
+    async with paying_server(loaded_runtime, settings) as (client, _gate):
+        schema = await _output_schema(client, "search_exploits")
+        asked = await client.call_tool("search_exploits", SEARCH)
+        required = PaymentRequired.model_validate(asked.structured_content)
+        meta: Any = {"x402/payment": sign(chain, required.accepts[0], payer).sent}
+        holding.hold_sends = True
+        first = await client.call_tool("search_exploits", SEARCH, meta=meta)
+        assert first.is_error is True
+        told = first.structured_content
+        assert told is not None
+        jsonschema.validate(told, schema)
+        assert told["error"] == CONFIRMING
+        assert told["accepts"] == []
+        assert told["extensions"][SETTLEMENT_EXTENSION]["retryWith"] == "the same payment"
+        wait = told["extensions"][SETTLEMENT_EXTENSION]["retryAfterSeconds"]
+        assert f"send the same payment again in {wait} s" in told["message"]
+
+        receipt = await land(chain, holding)
+        paid = await client.call_tool("search_exploits", SEARCH, meta=meta)
+        assert paid.is_error is not True, paid.content
+        assert paid.structured_content is not None
+        assert paid.structured_content["incidents"][0]["protocol"] == "Euler Finance"
+        jsonschema.validate(paid.structured_content, schema)
+        settled = (paid.meta or {})["x402/payment-response"]
+        assert settled["transaction"] == receipt["transactionHash"]
+
+        replay = await client.call_tool("search_exploits", SEARCH, meta=meta)
+        assert replay.is_error is True
+        assert replay.structured_content is not None
+        assert replay.structured_content["error"] == "payment_already_used"
+        jsonschema.validate(replay.structured_content, schema)
+    assert (chain.balance_of(payer.address), chain.balance_of(pay_to)) == (
+        PAYER_USDC - SEARCH_PRICE,
+        SEARCH_PRICE,
+    )
