@@ -111,16 +111,17 @@ def identity_of(
             )
         except (KeyError, ValueError, TypeError):
             return None
+    if not transaction:  # the payload lacks the fee payer's signature, which names it
+        return None
     try:
         raw = base64.b64decode(str(payload.payload.get("transaction", "")), validate=True)
         tx = VersionedTransaction.from_bytes(raw)
     except (binascii.Error, ValueError):
         return None
-    signature = transaction or str(tx.signatures[0])
     return SvmIdentity(
         kind="svm",
         network=requirements.network,
-        signature=signature,
+        signature=transaction,
         blockhash=str(tx.message.recent_blockhash),
     )
 
