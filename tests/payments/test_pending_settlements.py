@@ -160,6 +160,7 @@ async def test_a_settlement_that_lands_late_is_answered_once_on_retry(
     answered = await cashier.accept(payment, quote, journal_db)
     assert isinstance(answered, Answered), answered
     assert answered.answer == ANSWER
+    assert answered.first_time  # for the meter: this answer was not given before
     assert answered.receipt is not None
     assert answered.receipt.success
     assert answered.receipt.transaction == receipt["transactionHash"]

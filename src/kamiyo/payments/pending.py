@@ -144,6 +144,5 @@ class PendingSettlements:
                 network=network,
                 lifetime=BUNDLE_LIFETIME,
             )
-        return Answered(
-            taken.answer or {}, SettleResponse.model_validate(receipt), payment_pk=taken.pk
-        )
+        settled = SettleResponse.model_validate(receipt)
+        return Answered(taken.answer or {}, settled, payment_pk=taken.pk, first_time=True)
