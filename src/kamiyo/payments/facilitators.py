@@ -278,6 +278,10 @@ class LocalFacilitator:
         return self._extra.get(network, {})
 
 
+# A /settle request that went out and got no answer (unlike a refused connection).
+SENT_UNANSWERED = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
 def _why(exc: Exception) -> str:
     if isinstance(exc, httpx.ConnectError | ConnectionError):
         return "cannot connect"
@@ -306,7 +310,19 @@ class RemoteFacilitator:
     async def settle(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> SettleResponse:
-        return await self._client.settle(payload, requirements)
+        try:
+            return await self._client.settle(payload, requirements)
+        except SENT_UNANSWERED as exc:
+            # The request reached the facilitator, which may have submitted the payment: the
+            # chain will tell (settlements.py). Refused connections still fail as before.
+            log.warning("facilitator at %s did not answer /settle: %s", self._where, _why(exc))
+            return SettleResponse(
+                success=False,
+                error_reason=SETTLEMENT_UNKNOWN,
+                error_message=f"the facilitator at {self._where} did not answer ({_why(exc)})",
+                network=requirements.network,
+                transaction="",
+            )
 
     async def start(self) -> None:
         try:
