@@ -54,9 +54,9 @@ class X402Settings(Section):
         default=30,
         gt=0,
         le=300,
-        description="How long one RPC request of a settlement may take (EVM; Solana's pool "
-        "takes at most 5 s). A send that gets no answer in time is kept pending and resolved "
-        "against the chain; a retry of the same payment is answered as the chain says.",
+        description="How long one EVM RPC request of a verification or settlement may take "
+        "(Solana's: at most 5 s). A send that gets no answer in time is kept pending and "
+        "resolved against the chain; a retry of the same payment is answered as the chain says.",
     )
     evm_nonce_lease_s: float = Field(
         default=30,
