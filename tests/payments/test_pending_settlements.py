@@ -20,10 +20,11 @@ from x402.schemas import PaymentRequired, PaymentRequirements
 
 from kamiyo.config import X402Settings
 from kamiyo.db.tables import Payment
+from kamiyo.payments import bundles
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, RawPayment, Settled
 from kamiyo.payments.pending import SETTLEMENT_EXTENSION
-from kamiyo.payments.prices import Price
+from kamiyo.payments.prices import Pack, Price
 from kamiyo.payments.reconcile import reconcile
 from kamiyo.payments.settlements import CONFIRMING, RETRY_AFTER_S, reader_for
 from kamiyo.runtime import Runtime
@@ -46,6 +47,7 @@ __all__ = ["journal_db"]
 SETTLE_TIMEOUT_S = 2.0
 ANSWER = {"incidents": ["the answer the payment bought"]}
 SEARCH = {"query": "euler"}
+RESOURCE = f"mcp://tool/{TOOL}"
 SEARCH_PRICE = 10_000  # $0.01 for up to 10 results
 
 
@@ -97,9 +99,10 @@ async def sent_unanswered(
     proxy: HoldingRpc,
     payer: LocalAccount,
     sessions: async_sessionmaker[AsyncSession],
+    pack: Pack | None = None,
 ) -> tuple[RawPayment, Hold]:
     """A payment whose settlement went out and got no answer: kept pending, caller told so."""
-    quote = cashier.quote(TOOL, Price(AMOUNT), None, f"mcp://tool/{TOOL}")
+    quote = cashier.quote(TOOL, Price(AMOUNT, packs=(pack,) if pack else ()), None, RESOURCE, pack)
     payment = sign(chain, quote.required.accepts[0], payer)
     hold = await cashier.accept(payment, quote, sessions)
     assert isinstance(hold, Hold), hold
@@ -174,6 +177,31 @@ async def test_a_settlement_that_lands_late_is_answered_once_on_retry(
         PAYER_USDC - AMOUNT,
         AMOUNT,
     )
+
+
+async def test_a_pack_bought_with_a_late_settlement_gets_its_bundle_on_retry(
+    cashier: Cashier,
+    chain: EvmChain,
+    proxy: tuple[HoldingRpc, str],
+    journal_db: async_sessionmaker[AsyncSession],
+) -> None:
+    holding, _ = proxy
+    pack = Pack(calls=5, amount=AMOUNT * 4)
+    payment, hold = await sent_unanswered(
+        cashier, chain, holding, chain.new_payer(), journal_db, pack
+    )
+    assert await bundles.bought_with(journal_db, hold.held.pk) is None  # nothing bought yet
+    await land(chain, holding)
+    answered = await cashier.accept(payment, hold.quote, journal_db)
+    assert isinstance(answered, Answered), answered
+    assert answered.payment_pk == hold.held.pk
+    bought = await bundles.bought_with(journal_db, hold.held.pk)
+    assert bought is not None
+    assert (bought.calls, bought.used, bought.tool) == (5, 1, TOOL)
+    token = cashier.bundle_token(hold.held.pk)
+    redeemed = await bundles.redeem(journal_db, token, TOOL)
+    assert isinstance(redeemed, bundles.Balance)
+    assert redeemed.remaining == 3
 
 
 async def test_a_settlement_that_never_lands_fails_and_a_new_payment_goes_through(
