@@ -266,14 +266,7 @@ class Cashier:
             )
         else:
             result = await self._settle_exact(*hold.exact)
-        kept = (
-            not result.success
-            and hold.exact is not None
-            and await self._pending.keep(
-                hold, hold.exact, result, dict(answer) if answer is not None else None, sessions
-            )
-        )
-        if kept:
+        if await self._pending.keep(hold, result, answer, sessions):  # sent, no answer yet
             return NotSettled(CONFIRMING)
         if not result.success:
             reason = result.error_reason or "settlement_failed"

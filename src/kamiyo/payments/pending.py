@@ -11,10 +11,11 @@ answer a retry of the same payment as the chain says.
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse
+from x402.schemas import SettleResponse
 
 from kamiyo.payments import bundles, journal, metrics
 from kamiyo.payments.outcomes import Answered, Declined, Hold, Quote, decline
@@ -67,16 +68,17 @@ class PendingSettlements:
     async def keep(
         self,
         hold: Hold,
-        exact: tuple[PaymentPayload, PaymentRequirements],
         result: SettleResponse,
-        answer: dict[str, Any] | None,
+        answer: Mapping[str, Any] | None,
         sessions: async_sessionmaker[AsyncSession],
     ) -> bool:
-        """Keep a settlement whose outcome is unknown as pending; False when it cannot be
-        resolved later (no chain identity, no RPC to read), and so fails as before."""
-        if result.error_reason not in UNKNOWN_OUTCOMES or not self.reader.reads(hold.network):
+        """Keep a settlement whose outcome is unknown as pending; False when it settled or
+        failed, or cannot be resolved later (no chain identity, no RPC to read): then it is
+        settled or failed as before."""
+        unknown = not result.success and result.error_reason in UNKNOWN_OUTCOMES
+        if not unknown or hold.exact is None or not self.reader.reads(hold.network):
             return False
-        identity = identity_of(*exact, result.transaction)
+        identity = identity_of(*hold.exact, result.transaction)
         if identity is None:
             return False
         await journal.pending(
@@ -85,7 +87,7 @@ class PendingSettlements:
             payer=result.payer or hold.payer,
             transaction=result.transaction,
             chain_identity=as_json(identity),
-            answer=answer,
+            answer=dict(answer) if answer is not None else None,
             reason=str(result.error_reason),
         )
         metrics.SETTLEMENTS.labels(hold.network, "unknown").inc()
