@@ -9,7 +9,10 @@ is ``pass``, answers 503 at once in ``fail``, and holds the request without forw
 ``PaidLoad`` makes paid REST calls (``GET /api/v1/exploits`` with ``PAYMENT-SIGNATURE``, no API
 key), each with a fresh EIP-3009 authorization, and sends each payment a second time to the other
 instance once the first is answered (a client retrying): the second must never be answered as
-a second paid call. Afterwards the chain says which authorizations were used (charged).
+a second paid call. A ``settlement_confirming`` answer (the settlement went out, its outcome is
+not known yet) is followed as the protocol asks: the same payment again to the same instance
+after ``RETRY_AFTER_S``, until another answer comes. Afterwards the chain says which
+authorizations were used (charged).
 """
 
 import asyncio
@@ -33,6 +36,7 @@ from x402.mechanisms.evm.types import ExactEIP3009Payload
 from x402.schemas import PaymentPayload, PaymentRequired
 
 from bench.fault_load import Answer, recovery_s, sort_rest
+from kamiyo.payments.settlements import CONFIRMING, RETRY_AFTER_S
 from kamiyo.web.wire import encode_header
 from tests.mcpserver.conftest import free_port
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
@@ -41,6 +45,8 @@ Mode = Literal["pass", "fail", "hang"]
 HANG_S = 120.0  # longer than KAMIYO waits for an RPC answer
 # Longer than KAMIYO's own bound on an RPC call (30 s), so the caller reads KAMIYO's answer.
 PAID_TIMEOUT_S = 90.0
+# How long a caller follows settlement_confirming: a payment's whole validity (max_timeout_s).
+CONFIRMING_FOR_S = 300.0
 
 
 class FaultyRpc:
@@ -95,6 +101,7 @@ class Paid:
     nonce: str
     first: tuple[str, str]  # (kind, message)
     retry: tuple[str, str]
+    confirming: int = 0  # settlement_confirming answers followed (the same payment sent again)
 
 
 def _nonce(payment: PaymentPayload) -> str:
@@ -142,17 +149,32 @@ class PaidLoad:
         header = encode_header(payment.model_dump(mode="json", by_alias=True, exclude_none=True))
         began = time.monotonic()
         answers = []
+        confirming = 0
         for url in (self.urls[step % 2], self.urls[(step + 1) % 2]):
-            try:
-                response = await client.get(
-                    f"{url}/api/v1/exploits",
-                    params={"query": "euler", "min_loss_usd": step + 1},
-                    headers={"PAYMENT-SIGNATURE": header},
-                )
-                answers.append(sort_rest(response))
-            except httpx2.HTTPError as exc:
-                answers.append((f"connection {type(exc).__name__}", ""))
-        self.paid.append(Paid(began, payer.address, _nonce(payment), answers[0], answers[1]))
+            answer = await self._send(client, url, step, header)
+            while answer[0] == f"http 402 {CONFIRMING}" and time.monotonic() - began < (
+                CONFIRMING_FOR_S
+            ):
+                confirming += 1
+                await asyncio.sleep(RETRY_AFTER_S)
+                answer = await self._send(client, url, step, header)
+            answers.append(answer)
+        self.paid.append(
+            Paid(began, payer.address, _nonce(payment), answers[0], answers[1], confirming)
+        )
+
+    async def _send(
+        self, client: httpx2.AsyncClient, url: str, step: int, header: str
+    ) -> tuple[str, str]:
+        try:
+            response = await client.get(
+                f"{url}/api/v1/exploits",
+                params={"query": "euler", "min_loss_usd": step + 1},
+                headers={"PAYMENT-SIGNATURE": header},
+            )
+        except httpx2.HTTPError as exc:
+            return (f"connection {type(exc).__name__}", "")
+        return sort_rest(response)
 
 
 def settlement_report(chain: EvmChain, paid: Sequence[Paid]) -> dict[str, int]:
@@ -166,6 +188,7 @@ def settlement_report(chain: EvmChain, paid: Sequence[Paid]) -> dict[str, int]:
         "answered_twice": sum(1 for n in answered if n > 1),
         "charged_not_answered": sum(1 for u, n in zip(used, answered, strict=True) if u and not n),
         "answered_not_charged": sum(1 for u, n in zip(used, answered, strict=True) if n and not u),
+        "confirming_followed": sum(p.confirming for p in paid),
     }
 
 

@@ -12,6 +12,7 @@ from kamiyo import __version__, cli_backup, cli_ingest, cli_oauth, cli_operation
 from kamiyo.cli_accounts import accounts_app, keys_app, token_app
 from kamiyo.cli_alerts import alerts_app
 from kamiyo.cli_billing import billing_app, signup
+from kamiyo.cli_payments import payments_app
 from kamiyo.cli_support import (
     check_serving,
     configured_or_exit,
@@ -54,6 +55,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(usage_app, name="usage")
 app.add_typer(billing_app, name="billing")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(payments_app, name="payments")
 app.command()(signup)
 cli_operations.register(app)
 cli_ingest.register(app)

@@ -219,8 +219,8 @@ def worker(
         str | None, typer.Option(help="How often to refresh, e.g. 15m or 1h (default: settings).")
     ] = None,
 ) -> None:
-    """Send alerts (webhooks, queued mail) and refresh the enabled sources on a schedule, if
-    one is given, until stopped (Ctrl-C).
+    """Send alerts (webhooks, queued mail), resolve x402 settlements sent without an answer,
+    and refresh the enabled sources on a schedule, if one is given, until stopped (Ctrl-C).
 
     Serving instances do the same work unless KAMIYO_ALERTS_WORKER=false; any number of
     workers and instances share it through the database, each change delivered once per rule.
@@ -229,6 +229,7 @@ def worker(
     from kamiyo.alerts.redis_bus import change_bus
     from kamiyo.alerts.worker import alerts_working
     from kamiyo.config import parse_duration
+    from kamiyo.payments.reconcile import reconciling
     from kamiyo.web.metrics_endpoint import worker_metrics
 
     try:
@@ -249,6 +250,7 @@ def worker(
             change_bus(settings) as bus,
             alerts_working(runtime.sessions, settings, bus) as alerts,
             pruning_usage(runtime.sessions, settings),  # usage retention, daily by default
+            reconciling(runtime.sessions, settings.x402),  # pending x402 settlements
         ):
             if not interval:
                 err.print(

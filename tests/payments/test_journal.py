@@ -88,3 +88,58 @@ async def test_a_hold_left_by_a_dead_call_is_taken_up_again(
         await session.commit()
     assert await journal.hold(migrated_sessions, _entry()) == held
     assert await journal.hold(migrated_sessions, _entry()) == journal.Taken("held")
+
+
+async def _pending(sessions: async_sessionmaker[AsyncSession]) -> journal.Held:
+    held = await journal.hold(sessions, _entry())
+    assert isinstance(held, journal.Held)
+    await journal.pending(
+        sessions,
+        held,
+        payer="0xp",
+        transaction="0xtx",
+        chain_identity={"kind": "eip3009", "nonce": "0x01"},
+        answer={"incidents": []},
+        reason="settlement_unknown",
+    )
+    return held
+
+
+async def test_a_pending_settlement_is_answered_once_however_many_retries_race(
+    migrated_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    held = await _pending(migrated_sessions)
+    taken = await journal.hold(migrated_sessions, _entry())
+    assert isinstance(taken, journal.Taken)
+    assert (taken.state, taken.pk, taken.answer) == ("pending", held.pk, {"incidents": []})
+    assert (taken.chain_identity, taken.payer, taken.transaction) == (
+        {"kind": "eip3009", "nonce": "0x01"},
+        "0xp",
+        "0xtx",
+    )
+    assert [row.pk for row in await journal.unresolved(migrated_sessions)] == [held.pk]
+    answered: list[bool] = []
+
+    async def answer() -> None:
+        receipt = {"success": True}
+        answered.append(
+            await journal.resolved(migrated_sessions, held.pk, "settled", receipt=receipt)
+        )
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(10):
+            tasks.start_soon(answer)
+    assert sorted(answered) == [False] * 9 + [True]
+    assert await journal.hold(migrated_sessions, _entry()) == journal.Taken(
+        "settled", receipt={"success": True}
+    )
+    assert await journal.unresolved(migrated_sessions) == []
+
+
+async def test_a_pending_settlement_that_never_landed_can_be_tried_again(
+    migrated_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    held = await _pending(migrated_sessions)
+    assert await journal.resolved(migrated_sessions, held.pk, "failed", reason="expired")
+    assert not await journal.resolved(migrated_sessions, held.pk, "landed")  # no longer pending
+    assert await journal.hold(migrated_sessions, _entry()) == held

@@ -18,12 +18,14 @@ def test_every_metric_in_the_rules_is_exported() -> None:
     metrics.SETTLEMENTS.labels("eip155:1", "settled").inc(0)
     metrics.VERIFICATION_SECONDS.labels("eip155:1").observe(0)
     metrics.RPC_ERRORS.labels("rpc.example").inc(0)
+    metrics.UNRESOLVED_SETTLEMENTS.labels("landed").inc(0)
     exported = set(METRIC_NAME.findall(generate_latest(REGISTRY).decode()))
     rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
     assert {rule["alert"] for rule in rules} == {
         "KamiyoPaymentFailureRateHigh",
         "KamiyoRpcErrors",
         "KamiyoVerificationSlow",
+        "KamiyoSettlementsUnanswered",
     }
     for rule in rules:
         used = set(METRIC_NAME.findall(rule["expr"]))

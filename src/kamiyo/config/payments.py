@@ -50,6 +50,14 @@ class X402Settings(Section):
         description="Requests per second settlement sends to each EVM RPC URL (its plan's "
         "limit); a failing URL is stepped around for a few seconds.",
     )
+    settle_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        le=300,
+        description="How long one EVM RPC request of a verification or settlement may take "
+        "(Solana's: at most 5 s). A send that gets no answer in time is kept pending and "
+        "resolved against the chain; a retry of the same payment is answered as the chain says.",
+    )
     evm_nonce_lease_s: float = Field(
         default=30,
         gt=0,

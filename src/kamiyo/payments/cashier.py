@@ -44,7 +44,9 @@ from kamiyo.payments.outcomes import (
     decline,
     digest,
 )
+from kamiyo.payments.pending import PendingSettlements, confirming
 from kamiyo.payments.prices import BUNDLE_LIFETIME, Pack, Price, usd
+from kamiyo.payments.settlements import CONFIRMING, RETRY_AFTER_S, reader_for
 from kamiyo.payments.transfer_desk import TRANSFER_EXTENSION, TransferDesk
 from kamiyo.payments.transfers import TransferClaim
 from kamiyo.payments.wire import MalformedPaymentError, read_payment
@@ -75,6 +77,7 @@ class Cashier:
         secret = secret_key.get_secret_value()
         self._bundle_secret = secret.encode()
         self._desk = TransferDesk(transfer_network, secret) if transfer_network else None
+        self._pending = PendingSettlements(reader_for(self._networks), self._bundle_secret)
 
     @property
     def takes_transfers(self) -> bool:
@@ -87,6 +90,7 @@ class Cashier:
 
     async def stop(self) -> None:
         await self._facilitator.stop()
+        await self._pending.reader.aclose()
         if self._desk is not None:
             await self._desk.stop()
 
@@ -171,6 +175,8 @@ class Cashier:
 
     def not_settled(self, hold: Hold, reason: str) -> Declined:
         """The answer to a call whose payment failed to settle: how to pay again, and why."""
+        if reason == CONFIRMING:  # not failed: it may still be taken, so no new payment
+            return confirming(hold.quote, RETRY_AFTER_S)
         detail = f"{REASONS['settlement_failed']} ({reason.replace('_', ' ')})"
         return decline(hold.quote, reason, detail)
 
@@ -206,6 +212,12 @@ class Cashier:
             amount=quote.amount,
         )
         held = await journal.hold(sessions, entry)
+        if isinstance(held, journal.Taken) and held.state in ("pending", "landed"):
+            # Sent before without an answer: the chain says first whether it was taken.
+            retried = await self._pending.retried(held, quote, requirements.network, sessions)
+            if retried is not None:
+                return retried
+            held = await journal.hold(sessions, entry)  # it never landed: a new try
         if isinstance(held, journal.Taken):
             return self._taken(quote, held)
         started = time.perf_counter()
@@ -254,6 +266,8 @@ class Cashier:
             )
         else:
             result = await self._settle_exact(*hold.exact)
+        if await self._pending.keep(hold, result, answer, sessions):  # sent, no answer yet
+            return NotSettled(CONFIRMING)
         if not result.success:
             reason = result.error_reason or "settlement_failed"
             log.warning("settlement refused: %s %s", reason, result.error_message)

@@ -25,12 +25,15 @@ from kamiyo.config import ConfigurationError, RedisSettings, X402Settings
 from kamiyo.payments.networks import SCHEME
 from kamiyo.payments.nonces import LocalNonces, NonceCoordinator, RedisNonces
 from kamiyo.payments.rpc import SolanaRpc
+from kamiyo.payments.settlements import SETTLEMENT_UNKNOWN, UNKNOWN_OUTCOMES
 
 if TYPE_CHECKING:  # web3 is loaded only where EVM payments are taken
     from kamiyo.payments.evm_rpc import PooledProvider
     from kamiyo.payments.svm import PooledKeypairSigner
 
 log = logging.getLogger(__name__)
+
+SVM_TIMEOUT_S = 5.0  # a Solana RPC call's bound (SolanaRpc's default): slots are 0.4 s
 
 
 class PaymentSetupError(ConfigurationError):
@@ -119,6 +122,7 @@ class LocalFacilitator:
         self._svm_signers: list[tuple[PooledKeypairSigner, list[str]]] = []
         self._closing: list[Callable[[], None]] = []
         self._evm_rpc: dict[str, PooledProvider] = {}
+        self._svm_timeout_s = min(x402.settle_timeout_s, SVM_TIMEOUT_S)
         evm = [n for n in x402.networks if n.family is AddressFamily.EVM]
         svm = [n for n in x402.networks if n.family is AddressFamily.SOLANA]
         if evm:
@@ -156,6 +160,7 @@ class LocalFacilitator:
                     network.rpc_urls,
                     network=network.network,
                     requests_per_second=x402.evm_rpc_requests_per_second,
+                    timeout_s=x402.settle_timeout_s,
                 )
             except ValueError as exc:  # its words never repeat the URL, which may hold a key
                 raise PaymentSetupError(f"KAMIYO_X402_NETWORKS: {network.network}: {exc}") from None
@@ -197,7 +202,7 @@ class LocalFacilitator:
     async def start(self) -> None:
         # The pools are made here, on the server's loop, where the signers hand their RPC.
         for signer, urls in self._svm_signers:
-            signer.connect(SolanaRpc(urls))
+            signer.connect(SolanaRpc(urls, timeout_s=self._svm_timeout_s))
 
     async def stop(self) -> None:
         for signer, _ in self._svm_signers:
@@ -244,8 +249,20 @@ class LocalFacilitator:
             provider.begin_call()
         result = self._facilitator.settle(payload, requirements)
         outage = provider.outage() if provider is not None else None
-        if result.success or outage is None or provider is None or provider.last_sent():
-            # Settled, or a transaction went out (it may be mined): x402's answer stands.
+        sent = provider.last_sent() if provider is not None else None
+        if not result.success and sent and (outage or result.error_reason in UNKNOWN_OUTCOMES):
+            # A transaction went out and no answer came: it may be mined. Kept pending.
+            log.warning("payment sent without an answer: %s", outage or result.error_reason)
+            return SettleResponse(
+                success=False,
+                error_reason=SETTLEMENT_UNKNOWN,
+                error_message=outage,
+                network=requirements.network,
+                payer=result.payer,
+                transaction=result.transaction or sent,
+            )
+        if result.success or outage is None or provider is None or sent:
+            # Settled, or the node refused what we sent: x402's answer stands.
             return result
         log.warning("payment not settled: %s", outage)
         return SettleResponse(
@@ -259,6 +276,10 @@ class LocalFacilitator:
 
     def extra_for(self, network: str) -> dict[str, Any]:
         return self._extra.get(network, {})
+
+
+# A /settle request that went out and got no answer (unlike a refused connection).
+SENT_UNANSWERED = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 
 
 def _why(exc: Exception) -> str:
@@ -289,7 +310,19 @@ class RemoteFacilitator:
     async def settle(
         self, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> SettleResponse:
-        return await self._client.settle(payload, requirements)
+        try:
+            return await self._client.settle(payload, requirements)
+        except SENT_UNANSWERED as exc:
+            # The request reached the facilitator, which may have submitted the payment: the
+            # chain will tell (settlements.py). Refused connections still fail as before.
+            log.warning("facilitator at %s did not answer /settle: %s", self._where, _why(exc))
+            return SettleResponse(
+                success=False,
+                error_reason=SETTLEMENT_UNKNOWN,
+                error_message=f"the facilitator at {self._where} did not answer ({_why(exc)})",
+                network=requirements.network,
+                transaction="",
+            )
 
     async def start(self) -> None:
         try:

@@ -4,6 +4,9 @@ The database is the referee between instances: a payment is held by inserting it
 is unique), so of fifty concurrent calls with one payment, on any number of servers, exactly one
 holds it; the others are told it is in use or already spent. A held payment that is not settled
 (the tool failed, settlement failed) is marked failed and may be tried again: nothing was taken.
+A settlement whose outcome is unknown (sent, no answer) is kept ``pending`` with its chain
+identity until the chain says how it ended (settlements.py): ``landed`` (taken, its answer not yet
+handed out), then ``settled`` once a retry of the payment is answered; or failed.
 """
 
 import datetime as dt
@@ -17,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kamiyo.db.tables import Payment
 
 HELD, SETTLED, FAILED = "held", "settled", "failed"
+PENDING, LANDED = "pending", "landed"
+UNRESOLVED = (PENDING, LANDED)
 # A hold this old belongs to a call that died (a crash between verifying and settling): no
 # call runs this long, so the payment may be held again rather than refused as in use.
 STALE_HOLD = dt.timedelta(minutes=15)
@@ -41,11 +46,15 @@ class Held:
 class Taken:
     """The payment is already in the journal and cannot pay for this call."""
 
-    state: Literal["held", "settled", "failed", "conflict"]
+    state: Literal["held", "settled", "failed", "conflict", "pending", "landed"]
     same_payment_id: bool = False
     answer: dict[str, Any] | None = None
     receipt: dict[str, Any] | None = None
-    pk: int | None = field(default=None, compare=False)  # the row, when it settled
+    pk: int | None = field(default=None, compare=False)  # the row, when it settled or is pending
+    # A pending or landed settlement: what the chain knows it by, and who paid.
+    chain_identity: dict[str, Any] | None = field(default=None, compare=False)
+    payer: str | None = field(default=None, compare=False)
+    transaction: str | None = field(default=None, compare=False)
 
 
 def _now() -> dt.datetime:
@@ -112,6 +121,19 @@ async def _retry(session: AsyncSession, known: Payment, entry: Entry) -> Held | 
     if known.state == SETTLED:
         answer = known.answer if same_id else None
         return Taken("settled", same_id, answer, known.receipt, known.pk)
+    if known.state in UNRESOLVED and known.payment_key == entry.payment_key:
+        # The same payment again: its answer waits for the chain (the cashier asks it).
+        state: Literal["pending", "landed"] = "pending" if known.state == PENDING else "landed"
+        return Taken(
+            state,
+            same_id,
+            known.answer,
+            known.receipt,
+            known.pk,
+            chain_identity=known.chain_identity,
+            payer=known.payer,
+            transaction=known.transaction,
+        )
     return Taken("held", same_id)
 
 
@@ -147,3 +169,69 @@ async def failed(sessions: async_sessionmaker[AsyncSession], held: Held, reason:
             .values(state=FAILED, reason=reason[:200], updated_at=_now())
         )
         await session.commit()
+
+
+async def pending(
+    sessions: async_sessionmaker[AsyncSession],
+    held: Held,
+    *,
+    payer: str | None,
+    transaction: str | None,
+    chain_identity: dict[str, Any],
+    answer: dict[str, Any] | None,
+    reason: str,
+) -> None:
+    """The settlement went out and its outcome is unknown: keep it, and the answer it bought,
+    until the chain says how it ended."""
+    async with sessions() as session:
+        await session.execute(
+            update(Payment)
+            .where(Payment.pk == held.pk, Payment.state == HELD)
+            .values(
+                state=PENDING,
+                payer=payer,
+                transaction=transaction or None,
+                chain_identity=chain_identity,
+                answer=answer,
+                reason=reason[:200],
+                updated_at=_now(),
+            )
+        )
+        await session.commit()
+
+
+async def resolved(
+    sessions: async_sessionmaker[AsyncSession],
+    pk: int,
+    state: Literal["landed", "settled", "failed"],
+    *,
+    transaction: str | None = None,
+    receipt: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> bool:
+    """Move a pending (or landed) settlement on as the chain resolved it: landed (taken, not
+    answered yet), settled (taken and answered now) or failed (never taken). False when another
+    call or reconciler moved it first: only one of them answers it."""
+    sources = (PENDING,) if state != SETTLED else UNRESOLVED
+    values: dict[str, Any] = {"state": state, "updated_at": _now()}
+    if transaction:
+        values["transaction"] = transaction
+    if receipt is not None:
+        values["receipt"] = receipt
+    if reason is not None:
+        values["reason"] = reason[:200]
+    async with sessions() as session:
+        moved = await session.execute(
+            update(Payment).where(Payment.pk == pk, Payment.state.in_(sources)).values(**values)
+        )
+        await session.commit()
+    return getattr(moved, "rowcount", 0) == 1
+
+
+async def unresolved(sessions: async_sessionmaker[AsyncSession]) -> list[Payment]:
+    """Settlements not answered yet whose payment may be taken: pending ones and landed ones."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Payment).where(Payment.state.in_(UNRESOLVED)).order_by(Payment.pk)
+        )
+        return list(rows.scalars())

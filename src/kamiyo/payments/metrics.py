@@ -3,7 +3,7 @@
 Names are the interface the rules and dashboards read: change them together.
 """
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 VERIFICATIONS = Counter(
     "kamiyo_x402_verifications",
@@ -35,4 +35,17 @@ VERIFIED_CACHE = Counter(
     "kamiyo_x402_verified_cache",
     "Claims of Solana transfers checked again: answered from memory (hit) or the chain (miss).",
     ["outcome"],
+)
+RESOLUTIONS = Counter(
+    "kamiyo_x402_settlement_resolutions",
+    "Settlements sent without an answer, resolved against the chain, by network and outcome "
+    "(landed: answered as paid; lost: never landed, nothing taken; reconciled_landed: landed "
+    "with no retry answered yet).",
+    ["network", "outcome"],
+)
+UNRESOLVED_SETTLEMENTS = Gauge(
+    "kamiyo_x402_unresolved_settlements",
+    "Settlements not answered yet as the last reconcile pass found them, by state (pending: "
+    "outcome unknown; landed: taken on chain, the payer not answered yet).",
+    ["state"],
 )

@@ -59,11 +59,15 @@ class Declined:
 
 @dataclass(frozen=True, slots=True)
 class Answered:
-    """The same payment (same payment id) already bought this call: its answer, not a charge."""
+    """The same payment already bought this call (the same payment id, or a settlement that
+    landed late): its answer, not a charge."""
 
     answer: dict[str, Any]
     receipt: SettleResponse | None = None
     payment_pk: int | None = None  # the journal's row, to tell the bundle it bought again
+    # The payment's first paid answer: its settlement landed after the call that bought it was
+    # refused as settlement_confirming (pending.py), so this answer has not been metered yet.
+    first_time: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from kamiyo.payments.rpc import (
     RpcUnavailableError,
     SolanaRpc,
 )
+from kamiyo.payments.settlements import SETTLEMENT_UNKNOWN
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,7 +118,23 @@ class CheckedExactSvm(ExactSvmFacilitatorScheme):
             return SettleResponse(
                 success=False, error_reason=problem, transaction="", network=requirements.network
             )
-        return super().settle(payload, requirements, context)
+        signer = self._signer
+        pooled = signer if isinstance(signer, PooledKeypairSigner) else None
+        if pooled is not None:
+            pooled.take_unanswered()
+        result = super().settle(payload, requirements, context)
+        unanswered = pooled.take_unanswered() if pooled is not None else None
+        if not result.success and unanswered is not None:
+            # x402 reads a send without an answer as a failed one; it may land (settlements.py).
+            return SettleResponse(
+                success=False,
+                error_reason=SETTLEMENT_UNKNOWN,
+                error_message=result.error_message,
+                transaction=unanswered,
+                network=requirements.network,
+                payer=result.payer,
+            )
+        return result
 
 
 class ConfirmingKeypairSigner(FacilitatorKeypairSigner):
@@ -197,6 +214,7 @@ class _Outage(threading.local):
     the one verifying learns here whether the chain could not be read at all."""
 
     reason: str | None = None
+    unanswered: str | None = None  # the signature of a send that timed out (it may land)
 
 
 class PooledKeypairSigner(FacilitatorKeypairSigner):
@@ -220,6 +238,11 @@ class PooledKeypairSigner(FacilitatorKeypairSigner):
         """Why this thread's last simulation could not run (an RPC outage), once; else None."""
         reason, self._outage.reason = self._outage.reason, None
         return reason
+
+    def take_unanswered(self) -> str | None:
+        """The signature this thread last sent without an answer, once; else None."""
+        signature, self._outage.unanswered = self._outage.unanswered, None
+        return signature
 
     def connect(self, rpc: SolanaRpc) -> None:
         """Use ``rpc``, on the running event loop (call from that loop)."""
@@ -269,6 +292,10 @@ class PooledKeypairSigner(FacilitatorKeypairSigner):
         params = [tx_base64, dict(SEND_CONFIG)]
         try:
             sent = self._run(lambda rpc: rpc.call("sendTransaction", params))
+        except RpcTimeoutError:
+            # The node may have taken it and answered too late: the chain will tell.
+            self._outage.unanswered = signature
+            raise
         except RpcRequestError as exc:
             # A failover can deliver it twice: the first endpoint took it and its answer was
             # lost, the next one's preflight finds it processed. Its status tells (confirmation
