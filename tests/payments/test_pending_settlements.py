@@ -20,6 +20,7 @@ from x402.schemas import PaymentRequired, PaymentRequirements
 
 from kamiyo.config import X402Settings
 from kamiyo.db.tables import Payment
+from kamiyo.db.usage import UsageRecord
 from kamiyo.payments import bundles
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, RawPayment, Settled
@@ -290,7 +291,7 @@ async def test_over_mcp_the_caller_is_told_to_retry_the_same_payment_then_answer
     settings = evm_settings(loaded_runtime, chain, x402=changes)
     payer = chain.new_payer()
     pay_to = x402.networks[0].pay_to
-    async with paying_server(loaded_runtime, settings) as (client, _gate):
+    async with paying_server(loaded_runtime, settings) as (client, gate):
         schema = await _output_schema(client, "search_exploits")
         asked = await client.call_tool("search_exploits", SEARCH)
         required = PaymentRequired.model_validate(asked.structured_content)
@@ -321,6 +322,22 @@ async def test_over_mcp_the_caller_is_told_to_retry_the_same_payment_then_answer
         assert replay.structured_content is not None
         assert replay.structured_content["error"] == "payment_already_used"
         jsonschema.validate(replay.structured_content, schema)
+        # Metered once, as the paid call it was: the answer given after the settlement landed.
+        await gate.meter.flush()
+        async with loaded_runtime.sessions() as session:
+            [payment_pk] = (
+                await session.scalars(
+                    select(Payment.pk).where(Payment.transaction == receipt["transactionHash"])
+                )
+            ).all()
+            metered = (
+                await session.execute(
+                    select(UsageRecord.tier, UsageRecord.status, UsageRecord.cost_units).where(
+                        UsageRecord.payment_pk == payment_pk
+                    )
+                )
+            ).all()
+        assert [tuple(row) for row in metered] == [("x402", "ok", 1)]
     assert (chain.balance_of(payer.address), chain.balance_of(pay_to)) == (
         PAYER_USDC - SEARCH_PRICE,
         SEARCH_PRICE,

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.access import accounts, keys, revocation, tokens
 from kamiyo.access.gate import (
+    PAID_TIER,
     Admission,
     Call,
     Completed,
@@ -36,6 +37,7 @@ from kamiyo.access.gate import (
     Outcome,
     Refusal,
     RefusalReason,
+    Replayed,
 )
 from kamiyo.access.limiter import Limiter, limit_states
 from kamiyo.access.meter import Meter, UsageEvent
@@ -216,7 +218,23 @@ class AccountGate:
 
     async def _pay(self, call: Call, identity: Identity | None, quote: Quote) -> Admission:
         assert self._paid_calls is not None  # there is a quote only when calls can be paid
-        return await self._paid_calls.admit(call, identity, quote)
+        admission = await self._paid_calls.admit(call, identity, quote)
+        if isinstance(admission, Replayed) and admission.unmetered is not None:
+            self.meter.record(
+                UsageEvent(
+                    at=dt.datetime.now(dt.UTC),
+                    account_pk=identity.account_pk if identity else None,
+                    key_pk=identity.key_pk if identity else None,
+                    tool=call.target.name,
+                    tier=PAID_TIER,
+                    status="ok",
+                    duration_us=_elapsed_us(call),
+                    result_count=None,  # the stored answer's count is the service layer's to read
+                    cost_units=1,
+                    receipt=admission.unmetered,
+                )
+            )
+        return admission
 
     def _require_sessions(self) -> async_sessionmaker[AsyncSession]:
         if self._sessions is None:

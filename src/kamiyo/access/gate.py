@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from x402.schemas import PaymentRequired, SettleResponse
 
+from kamiyo.access.meter import Receipt
 from kamiyo.access.usage import UsageReport
 from kamiyo.intel.scope import Scope
 from kamiyo.payments.bundles import Balance, BundleAsk, BundleState
@@ -173,6 +174,9 @@ class Replayed:
     answer: dict[str, Any]
     receipt: SettleResponse | None
     bundle: BundleState | None = None  # the bundle that payment bought, if it bought one
+    # Set when this is the payment's first answer: its settlement landed after the call that
+    # paid was refused as settlement_confirming, so the call is metered now, once, as paid.
+    unmetered: Receipt | None = None
 
 
 @dataclass(frozen=True, slots=True)

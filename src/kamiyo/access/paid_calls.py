@@ -159,7 +159,8 @@ class PaidCalls:
             self._meter(call, identity, refusal.reason)
             return refusal
         if isinstance(accepted, Answered):
-            return Replayed(accepted.answer, accepted.receipt, await self._told_again(accepted))
+            told = await self._told_again(accepted)
+            return Replayed(accepted.answer, accepted.receipt, told, _late_receipt(accepted, quote))
         subject = f"payer:{accepted.payer}"
         over = await self.limiter.hit(subject, PAID_CALLS)
         if over is not None:  # the payer's own limit: the payment is released, not taken
@@ -208,6 +209,16 @@ class PaidCalls:
         if bought is None:
             return None
         return BundleState.of(bought, self.cashier.bundle_token(answered.payment_pk))
+
+
+def _late_receipt(answered: Answered, quote: Quote) -> Receipt | None:
+    """The receipt of a payment answered for the first time now (pending.py), else None."""
+    settled = answered.receipt
+    if not answered.first_time or settled is None or answered.payment_pk is None:
+        return None
+    return Receipt(
+        answered.payment_pk, settled.network, settled.payer, quote.amount, settled.transaction
+    )
 
 
 def payment_refusal(declined: Declined) -> Refusal:
