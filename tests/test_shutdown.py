@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -44,19 +44,24 @@ def plain_url(url: str) -> str:
 
 
 @asynccontextmanager
-async def incidents_locked(url: str) -> AsyncIterator[asyncpg.Connection]:
-    """The incidents table locked against every reader until the block ends."""
+async def table_locked(url: str, table: str) -> AsyncIterator[asyncpg.Connection]:
+    """``table`` locked against every reader and writer until the block ends."""
     connection = await asyncpg.connect(plain_url(url))
     try:
         transaction = connection.transaction()
         await transaction.start()
-        await connection.execute("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE")
+        await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         try:
             yield connection
         finally:
             await transaction.rollback()
     finally:
         await connection.close()
+
+
+def incidents_locked(url: str) -> AbstractAsyncContextManager[asyncpg.Connection]:
+    """The incidents table locked: a search waits in the database (a call in flight)."""
+    return table_locked(url, "incidents")
 
 
 async def wait_for_blocked_reader(watcher: asyncpg.Connection) -> None:

@@ -24,6 +24,7 @@ from tests.test_shutdown import (
     count_rows,
     incidents_locked,
     sqlite_url,
+    table_locked,
     usage_statuses,
     wait_for_blocked_reader,
 )
@@ -136,6 +137,33 @@ async def test_sigterm_past_the_deadline_cuts_the_call_and_exits_1(
     log = (tmp_path / "server.log").read_text()
     assert "cancelling 1 call(s) still running" in log
     assert await usage_statuses(url) == []  # the cut call was neither recorded nor charged
+
+
+async def test_a_last_usage_write_that_cannot_finish_does_not_hold_the_exit(
+    tmp_path: Path, postgres_databases: PostgresDatabases
+) -> None:
+    """The meter's last write waits on a lock the test holds on usage_records, as on a
+    database that stopped answering: KAMIYO_SHUTDOWN_CLOSE_S cuts it, the log says what."""
+    url = await postgres_databases.create()
+    env = {
+        "KAMIYO_DATABASE_URL": url,
+        "KAMIYO_METER_FLUSH_S": "3600",  # only the last write, at the stop, would record it
+        "KAMIYO_SHUTDOWN_CLOSE_S": "1",
+    }
+    with stdio_server_process(tmp_path, env) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        send(process.stdin, search(2, "flash loan"))
+        assert json.loads(process.stdout.readline())["result"]["isError"] is False
+        async with table_locked(url, "usage_records"):
+            process.send_signal(signal.SIGTERM)
+            status = await asyncio.to_thread(process.wait, PATIENCE_S)
+    assert status == 0  # no call was cut; the usage that was, the log counts
+    log = (tmp_path / "server.log").read_text()
+    assert "the meter's last write did not finish within 1 s and was cut" in log
+    assert "usage meter stopped with 1 unwritten events" in log
+    assert await usage_statuses(url) == []
+    assert "Traceback" not in log
 
 
 def test_stdio_finishes_the_call_in_flight_at_eof_and_meters_it(tmp_path: Path) -> None:

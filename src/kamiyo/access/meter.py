@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -38,7 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo import metrics, outages
+from kamiyo import closing, metrics, outages
 from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.access.usage_checkpoint import latest_checkpoint, problem_with
 from kamiyo.db.engine import dialect_name
@@ -124,8 +125,14 @@ def record_hash(chain: str, seq: int, event: UsageEvent, prev_hash: str) -> str:
 
 
 class Meter:
-    def __init__(self, flush_interval_s: float, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        flush_interval_s: float,
+        max_pending: int = MAX_PENDING,
+        last_write_within_s: float = math.inf,
+    ) -> None:
         self._flush_interval_s = flush_interval_s
+        self._last_write_within_s = last_write_within_s  # KAMIYO_SHUTDOWN_CLOSE_S (closing.py)
         self._max_pending = max_pending
         self._pending: deque[UsageEvent] = deque(maxlen=max_pending)
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -167,7 +174,7 @@ class Meter:
         finally:
             # Let a write in progress finish (cancelling it would roll it back), then the rest.
             stop.set()
-            await task
+            await closing.within("the meter's last write", self._last_write_within_s, task)
             if self._pending or self._dropped:
                 log.error(
                     "usage meter stopped with %d unwritten events (and %d dropped before)",
