@@ -332,7 +332,8 @@ class AccountGate:
                 duration_us=_elapsed_us(call),
                 result_count=None,
                 cost_units=0,
-            )
+            ),
+            admitted=False,
         )
 
 

@@ -141,9 +141,11 @@ class Meter:
         self._held = False  # a write failed: the events waiting now are held for the database
         self._dropped = 0  # events dropped beyond max_pending since the database was last written
 
-    def record(self, event: UsageEvent) -> None:
-        # Every surface's calls, refusals included, pass here: the one place they are counted.
-        metrics.count_call(event.tool, event.tier, event.status, event.duration_us / 1e6)
+    def record(self, event: UsageEvent, *, admitted: bool = True) -> None:
+        """``admitted``: the call ran (False: refused, or its arguments were, at the gate)."""
+        # Every metered call, refusals included, passes here: the one place they are counted.
+        seconds = event.duration_us / 1e6
+        metrics.count_call(event.tool, event.tier, event.status, seconds, admitted=admitted)
         if len(self._pending) == self._max_pending:
             self._drop(1)  # the queue's maxlen drops the oldest as this one comes in
         self._pending.append(event)
