@@ -33,7 +33,10 @@ class StdinLines:
     """The lines (each ending with its newline, as a text file's) of a file descriptor."""
 
     def __init__(self, fd: int = 0) -> None:
-        self._fd = os.dup(fd)  # ours to read and close; the thread never races a reused fd 0
+        try:  # ours to read and close: the thread never reads a reused fd 0
+            self._fd: int | None = os.dup(fd)
+        except OSError:  # no stdin at all (started with fd 0 closed): an empty one
+            self._fd = None
         self._send: MemoryObjectSendStream[str]
         self._receive: MemoryObjectReceiveStream[str]
         # No buffer: the thread reads the next line only once this one was taken (back-pressure).
@@ -77,6 +80,9 @@ class StdinLines:
         raise StopAsyncIteration  # stop() cancelled the wait
 
     def _read(self, token: anyio.lowlevel.EventLoopToken) -> None:
+        if self._fd is None:
+            anyio.from_thread.run_sync(self._send.close, token=token)
+            return
         pending = b""
         try:
             while chunk := os.read(self._fd, _CHUNK):
