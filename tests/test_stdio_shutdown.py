@@ -139,6 +139,26 @@ async def test_sigterm_past_the_deadline_cuts_the_call_and_exits_1(
     assert await usage_statuses(url) == []  # the cut call was neither recorded nor charged
 
 
+async def test_a_second_signal_cuts_the_call_at_once(
+    tmp_path: Path, postgres_databases: PostgresDatabases
+) -> None:
+    url = await postgres_databases.create()
+    env = {"KAMIYO_DATABASE_URL": url, "KAMIYO_SHUTDOWN_GRACE_S": str(PATIENCE_S * 10)}
+    with stdio_server_process(tmp_path, env) as process:
+        assert process.stdin is not None
+        async with incidents_locked(url) as watcher:
+            send(process.stdin, search(2, "oracle"))
+            await wait_for_blocked_reader(watcher)
+            process.send_signal(signal.SIGTERM)
+            await wait_for_log(tmp_path, "Stopping (SIGTERM): no new requests")
+            process.send_signal(signal.SIGINT)  # Ctrl-C: do not wait out the grace
+            # Within PATIENCE_S, a tenth of the grace: only the second signal can end it.
+            assert await asyncio.to_thread(process.wait, PATIENCE_S) == 1
+    log = (tmp_path / "server.log").read_text()
+    assert "A second signal: cancelling 1 call(s) still running" in log
+    assert await usage_statuses(url) == []
+
+
 async def test_a_last_usage_write_that_cannot_finish_does_not_hold_the_exit(
     tmp_path: Path, postgres_databases: PostgresDatabases
 ) -> None:

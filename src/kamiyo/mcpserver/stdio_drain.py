@@ -33,7 +33,7 @@ class _InFlight:
         self.ids: set[Any] = set()
         self.changed = anyio.Event()
         self._deadline: anyio.CancelScope | None = None
-        self._given_up = False
+        self.given_up = False
 
     def started(self, message: SessionMessage | Exception) -> None:
         if isinstance(message, SessionMessage) and isinstance(message.message, JSONRPCRequest):
@@ -48,7 +48,7 @@ class _InFlight:
     async def drained(self, grace_s: float) -> int:
         """Wait until every request is answered, up to ``grace_s``; how many were not."""
         with anyio.move_on_after(grace_s) as self._deadline:
-            if self._given_up:
+            if self.given_up:
                 self._deadline.cancel()
             while self.ids:
                 await self.changed.wait()
@@ -56,7 +56,7 @@ class _InFlight:
 
     def give_up(self) -> None:
         """Stop waiting for the calls in flight (now, or as soon as the wait begins)."""
-        self._given_up = True
+        self.given_up = True
         if self._deadline is not None:
             self._deadline.cancel()
 
@@ -100,11 +100,15 @@ async def serve_stdio_draining(server: Server[Any], grace_s: float) -> int:
                     await to_server.send(message)
                 cut = await in_flight.drained(grace_s)
                 if cut:
+                    why = (
+                        "A second signal"
+                        if in_flight.given_up
+                        else f"Shutdown deadline of {grace_s:.0f} s passed"
+                    )
                     log.error(
-                        "Shutdown deadline of %.0f s passed: cancelling %d call(s) still "
-                        "running (their callers get no answer; nothing is recorded or charged "
-                        "for them)",
-                        grace_s,
+                        "%s: cancelling %d call(s) still running (their callers get no "
+                        "answer; nothing is recorded or charged for them)",
+                        why,
                         cut,
                     )
 
