@@ -83,14 +83,15 @@ class StdinLines:
         if self._fd is None:
             anyio.from_thread.run_sync(self._send.close, token=token)
             return
-        pending = b""
+        pending = bytearray()  # a line not ended yet; appended to, not copied, chunk by chunk
         try:
             while chunk := os.read(self._fd, _CHUNK):
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    self._hand_over(line + b"\n", token)
+                pending += chunk
+                while (end := pending.find(b"\n")) >= 0:
+                    self._hand_over(bytes(pending[: end + 1]), token)
+                    del pending[: end + 1]
             if pending:
-                self._hand_over(pending, token)
+                self._hand_over(bytes(pending), token)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.RunFinishedError):
             return  # stopped, or the loop is gone: nobody wants the rest
         except OSError as exc:
