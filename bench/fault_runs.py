@@ -28,6 +28,7 @@ import asyncpg
 
 from bench.fault_load import Load, examples, kinds, recovery_s
 from bench.fault_rig import Instance, base_env, enterprise_keys, kamiyo, start_instances
+from bench.fault_webhooks import Webhooks, instance_env
 from tests.private_services import PrivatePostgres, PrivateRedis, private_postgres, private_redis
 
 LOGS = Path(__file__).parent / "results" / "fault-logs"
@@ -193,15 +194,28 @@ async def run_service_fault(name: str, args: argparse.Namespace) -> Row:
     with tempfile.TemporaryDirectory(prefix=f"kamiyo-faults-{name}-") as tmp:
         folder = Path(tmp)
         with services(folder) as (cluster, redis, env):
+            env |= instance_env()
             database = env["KAMIYO_DATABASE_URL"].replace("+asyncpg", "")
-            with rig(folder, env, database) as r:
-                load = Load(r.urls, r.keys, rate=args.rate)
-                if name == "redis":
-                    fault = outage(redis.kill, redis.start, timing.outage)
-                else:
-                    fault = outage(cluster.stop, cluster.start, timing.outage)
-                back = await loaded(load, fault, timing)
+            hooks = Webhooks(env["KAMIYO_DATABASE_URL"])
+            try:
+                with rig(folder, env, database) as r:
+                    await hooks.start()  # rules and a receiver (bench/fault_webhooks.py)
+                    ingesting = asyncio.create_task(hooks.ingest_until_stopped())
+                    load = Load(r.urls, r.keys, rate=args.rate)
+                    if name == "redis":
+                        fault = outage(redis.kill, redis.start, timing.outage)
+                    else:
+                        fault = outage(cluster.stop, cluster.start, timing.outage)
+                    back = await loaded(load, fault, timing)
+                    hooks.stop_ingesting()
+                    await ingesting
+                    deliveries = await hooks.settled()
+            finally:
+                hooks.close()
             row = row_for(name, load, r, back, await ok_records(database))
+    webhooks = hooks.report(deliveries)
+    row.webhooks_twice = str(webhooks["received_more_than_once"])
+    row.notes.append(f"webhooks: {webhooks}")
     return row
 
 

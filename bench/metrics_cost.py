@@ -35,15 +35,15 @@ def main() -> None:
     for tool in tools:
         for tier in ("free", "personal", "team"):
             for status in statuses:
-                metrics.count_call(tool, tier, status, 0.004)
+                metrics.count_call(tool, tier, status, 0.004, admitted=status == "ok")
     counter = metrics.TOOL_CALLS
     cases: dict[str, Callable[[], object]] = {
         "labels().inc() (library, bare)": lambda: counter.labels("get_usage", "free", "ok").inc(),
         "count_call (hook: counter, histogram)": lambda: metrics.count_call(
-            "search_exploits", "team", "ok", 0.004
+            "search_exploits", "team", "ok", 0.004, admitted=True
         ),
         "count_call, a refusal": lambda: metrics.count_call(
-            "search_exploits", "free", "rate_limited", 0.0002
+            "search_exploits", "free", "rate_limited", 0.0002, admitted=False
         ),
     }
     rows = []

@@ -23,6 +23,7 @@ import redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kamiyo import outages
 from kamiyo.config import DatabaseSettings, Settings, get_settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
@@ -250,3 +251,12 @@ def redis_settings() -> Iterator[dict[str, str]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def database_outage(monkeypatch: pytest.MonkeyPatch) -> outages.Outage:
+    """The test's own reporter of database outages (``kamiyo.outages.DATABASE``): it starts
+    with no outage left over from another test, and the test can read what it saw."""
+    fresh = outages.Outage("database")
+    monkeypatch.setattr(outages, "DATABASE", fresh)
+    return fresh

@@ -3,9 +3,11 @@
 CI has 2 cores and 15 minutes. Wall-clock durations on a loaded machine rank tests by how long
 they waited; CPU seconds (with the processes a test starts: ``kamiyo serve``, the CLI, the Node
 clients) rank them by what they cost, whatever else runs beside them, and the wall time beyond
-the CPU shows what only waits (sleeps, polls, timeouts), which more workers would overlap. ``pytest --cpu-report=FILE`` appends one JSON line per test (its
-node id, this process's CPU, its reaped children's, and the wall-clock time); ``python -m
-tests.cpu_report FILE`` sums them by test and by module.
+the CPU shows what only waits (sleeps, polls, timeouts), which more workers would overlap.
+
+``pytest --cpu-report=FILE`` appends one JSON line per test: its node id, this process's CPU,
+its reaped children's, and the wall-clock time. ``python -m tests.cpu_report FILE`` sums them by
+test and by module, and lists the tests that wait most.
 
 A child's CPU is counted once it has been waited for (``RUSAGE_CHILDREN``): a server stopped in a
 module fixture's teardown is charged to that module's last test on the worker.

@@ -32,6 +32,7 @@ BOTTOM = {
     "clients",
     "outages",
     "metrics",
+    "closing",  # bounds the closing steps of a stop: the meter (access) and runtime use it
 }
 FLOORS = (SURFACES, SERVICE, DOMAIN, INTEL, BOTTOM)
 # Knows nothing of its neighbours on the floor: imports only the standard library and others'.

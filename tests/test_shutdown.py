@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -44,19 +44,24 @@ def plain_url(url: str) -> str:
 
 
 @asynccontextmanager
-async def incidents_locked(url: str) -> AsyncIterator[asyncpg.Connection]:
-    """The incidents table locked against every reader until the block ends."""
+async def table_locked(url: str, table: str) -> AsyncIterator[asyncpg.Connection]:
+    """``table`` locked against every reader and writer until the block ends."""
     connection = await asyncpg.connect(plain_url(url))
     try:
         transaction = connection.transaction()
         await transaction.start()
-        await connection.execute("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE")
+        await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         try:
             yield connection
         finally:
             await transaction.rollback()
     finally:
         await connection.close()
+
+
+def incidents_locked(url: str) -> AbstractAsyncContextManager[asyncpg.Connection]:
+    """The incidents table locked: a search waits in the database (a call in flight)."""
+    return table_locked(url, "incidents")
 
 
 async def wait_for_blocked_reader(watcher: asyncpg.Connection) -> None:
@@ -264,47 +269,3 @@ async def test_the_worker_prunes_usage_and_stops_on_sigterm(tmp_path: Path) -> N
     logged = log_path.read_text()
     assert "usage retention: 2 records of 1 chain(s)" in logged
     assert "Traceback" not in logged
-
-
-def test_stdio_finishes_the_call_in_flight_at_eof_and_meters_it(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path)
-    messages = STDIO_CALL
-    # Everything at once and then EOF: the call is still running when stdin closes.
-    run = subprocess.run(
-        [sys.executable, "-m", "kamiyo", "serve"],
-        input="".join(json.dumps(m) + "\n" for m in messages).encode(),
-        env=server_env(tmp_path) | {"KAMIYO_DATABASE_URL": url},
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=PATIENCE_S * 3,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr.decode()
-    answers = {a["id"]: a for a in map(json.loads, run.stdout.decode().splitlines())}
-    assert answers[2].get("result", {}).get("isError") is False, answers[2]
-    assert b"Traceback" not in run.stderr
-    recorded = asyncio.run(
-        count_rows(url, "SELECT count(*) FROM usage_records WHERE tool = 'search_exploits'")
-    )
-    assert recorded == 1
-
-
-STDIO_CALL = [
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "eof-test", "version": "1"},
-        },
-    },
-    {"jsonrpc": "2.0", "method": "notifications/initialized"},
-    {
-        "jsonrpc": "2.0",
-        "id": 2,
-        "method": "tools/call",
-        "params": {"name": "search_exploits", "arguments": {"query": "flash loan"}},
-    },
-]

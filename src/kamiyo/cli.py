@@ -112,7 +112,10 @@ def serve(
         # An empty value (a desktop extension's unset option) means no credential.
         credential = (secret.get_secret_value() if secret else "") or None
         check_serving(settings, database=False)  # the database opens in one line already
-        execute(settings, lambda: serve_stdio(settings, credential))
+        if execute(settings, lambda: serve_stdio(settings, credential)):
+            from kamiyo.web.graceful import CUT_EXIT_STATUS
+
+            raise typer.Exit(CUT_EXIT_STATUS)  # calls were cut at the deadline
         return
 
     from kamiyo.mcpserver.server import build_server

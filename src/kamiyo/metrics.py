@@ -29,19 +29,22 @@ PROBE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 TOOL_CALLS = Counter(
     "kamiyo_tool_calls",
     "Calls of every surface (MCP tools and resources, REST, dashboard), by tool, tier and "
-    "status (ok, error, invalid, unavailable, or the refusal's reason), as metered.",
+    "status (ok, error, invalid, unavailable, or the refusal's reason), as metered; on the open "
+    "gate (no accounts, nothing metered) too, under tier open.",
     ["tool", "tier", "status"],
 )
 TOOL_CALL_SECONDS = Histogram(
     "kamiyo_tool_call_seconds",
-    "Time from a call's arrival at the gate to its usage record, refusals included, by tool.",
+    "Time from an admitted call's arrival at the gate to its end, by tool; calls refused at the "
+    "gate (nothing ran) are not timed, so their quick answers do not flatter the quantiles.",
     ["tool"],
     buckets=CALL_BUCKETS,
 )
 REFUSALS = Counter(
     "kamiyo_refusals",
-    "Calls refused, by reason (unauthenticated, forbidden, rate_limited, unavailable, "
-    "payment_required).",
+    "Calls refused, by reason: unauthenticated, forbidden, rate_limited, payment_required; "
+    "unavailable (the gate could not decide: its database or Redis down); database_outage (an "
+    "admitted call whose database went away while it ran).",
     ["reason"],
 )
 SUBSCRIPTIONS = Gauge(
@@ -104,6 +107,10 @@ MCP_SESSIONS = Gauge(
 REFUSAL_REASONS: Final = frozenset(
     {"unauthenticated", "forbidden", "rate_limited", "unavailable", "payment_required"}
 )
+# An admitted call metered "unavailable" was cut by a database outage; the gate's refusal of
+# the same name is a call it could not decide on. Two causes: two reasons in kamiyo_refusals.
+OUTAGE_STATUS: Final = "unavailable"
+MID_CALL_OUTAGE: Final = "database_outage"
 DEPENDENCIES: Final = ("database", "redis")
 DELIVERY_OUTCOMES: Final = {
     "webhook": ("delivered", "retrying", "failed"),
@@ -123,7 +130,7 @@ def declare_series(tools: Iterable[str], sources: Iterable[str]) -> None:
     for name in tools:
         _tools.add(name)
         TOOL_CALL_SECONDS.labels(name)
-    for reason in REFUSAL_REASONS:
+    for reason in (*REFUSAL_REASONS, MID_CALL_OUTAGE):
         REFUSALS.labels(reason)
     for dependency in DEPENDENCIES:
         DEPENDENCY_FAILURES.labels(dependency)
@@ -141,11 +148,13 @@ def tool_label(name: str) -> str:
     return RESOURCE_TOOL if name.startswith(RESOURCE_SCHEME) else OTHER_TOOL
 
 
-def count_call(tool: str, tier: str, status: str, seconds: float) -> None:
-    """One metered call: counted by tool, tier and status, timed, and its refusal counted."""
-    calls, duration, refusals = _call_series(tool_label(tool), tier, status)
+def count_call(tool: str, tier: str, status: str, seconds: float, *, admitted: bool) -> None:
+    """One call: counted by tool, tier and status, and its refusal counted. ``admitted``: it
+    ran (and is timed); else the gate refused it (or its arguments) before anything ran."""
+    calls, duration, refusals = _call_series(tool_label(tool), tier, status, admitted)
     calls.inc()
-    duration.observe(seconds)
+    if admitted:
+        duration.observe(seconds)
     if refusals is not None:
         refusals.inc()
 
@@ -153,8 +162,11 @@ def count_call(tool: str, tier: str, status: str, seconds: float) -> None:
 # On every call: the library's ``labels()`` costs more than the count itself, and the label
 # values are few (bounded above), so each combination's series are looked up once.
 @lru_cache(maxsize=4096)
-def _call_series(tool: str, tier: str, status: str) -> tuple[Counter, Histogram, Counter | None]:
-    refusals = REFUSALS.labels(status) if status in REFUSAL_REASONS else None
+def _call_series(
+    tool: str, tier: str, status: str, admitted: bool
+) -> tuple[Counter, Histogram, Counter | None]:
+    reason = MID_CALL_OUTAGE if admitted and status == OUTAGE_STATUS else status
+    refusals = REFUSALS.labels(reason) if status in REFUSAL_REASONS else None
     return TOOL_CALLS.labels(tool, tier, status), TOOL_CALL_SECONDS.labels(tool), refusals
 
 

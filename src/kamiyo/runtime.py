@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from kamiyo import closing
 from kamiyo.config import Settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, ingest_lock, session_factory, setup_lock, use_wal
@@ -80,4 +81,6 @@ async def open_runtime(
         )
         yield Runtime(settings, engine, sessions)
     finally:
-        await engine.dispose()
+        await closing.within(
+            "closing the database pool", settings.shutdown.close_s, engine.dispose()
+        )

@@ -32,7 +32,8 @@ from kamiyo.service.state import Job, ServerState
 from kamiyo.tiers import Tier
 from tests.private_services import PrivatePostgres, private_postgres
 
-pytestmark = pytest.mark.anyio
+# Each test with its own outage reporter (tests/conftest.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("database_outage")]
 
 CALLS_DURING = 25
 SEARCH = target("search_exploits")
@@ -61,14 +62,6 @@ async def runtime(cluster: PrivatePostgres) -> AsyncIterator[Runtime]:
         if cluster.process is None:  # a test that failed during its outage
             cluster.start()
         await engine.dispose()
-
-
-@pytest.fixture(autouse=True)
-def database_outage(monkeypatch: pytest.MonkeyPatch) -> outages.Outage:
-    """This test's own reporter: no outage left over from another test."""
-    fresh = outages.Outage("database")
-    monkeypatch.setattr(outages, "DATABASE", fresh)
-    return fresh
 
 
 class Counted(BaseModel):

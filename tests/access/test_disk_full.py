@@ -25,7 +25,8 @@ from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.usage import UsageRecord
 
-pytestmark = pytest.mark.anyio
+# Each test with its own outage reporter (tests/conftest.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("database_outage")]
 
 EVENTS = 400  # more than the file's free space holds: the write needs new pages
 
@@ -63,13 +64,6 @@ async def disk(tmp_path: Path) -> AsyncIterator[tuple[Disk, async_sessionmaker[A
         yield Disk(engine), session_factory(engine)
     finally:
         await engine.dispose()
-
-
-@pytest.fixture(autouse=True)
-def database_outage(monkeypatch: pytest.MonkeyPatch) -> outages.Outage:
-    fresh = outages.Outage("database")
-    monkeypatch.setattr(outages, "DATABASE", fresh)
-    return fresh
 
 
 def usage_event() -> UsageEvent:

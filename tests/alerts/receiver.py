@@ -12,7 +12,6 @@ import datetime as dt
 import ssl
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,17 +26,19 @@ from tests.served import ServedInThread
 CHUNK = b"x" * 16384
 # An endless answer stops here anyway, so a sender that reads it all fails instead of hanging.
 ENDLESS_LIMIT = 64 * 1024 * 1024
+HOLD_LIMIT_S = 60  # a held answer goes at the latest then, so a broken test cannot hang
 
 
 @dataclass(frozen=True)
 class Answer:
     """What the receiver answers: ``status`` with ``headers``; ``endless`` streams a body that
-    never ends (until the client hangs up); ``delay_s`` waits before answering."""
+    never ends (until the client hangs up); ``until`` holds the answer until the test sets it
+    (so a sender's timeout is seen without timing anything)."""
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     endless: bool = False
-    delay_s: float = 0.0
+    until: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
         with owner.lock:
             owner.posts.append(Post(self.path, headers, body))
             answer = owner.reply
-        if answer.delay_s:
-            time.sleep(answer.delay_s)
+        if answer.until is not None:
+            answer.until.wait(HOLD_LIMIT_S)
         self.send_response(answer.status)
         for name, value in answer.headers.items():
             self.send_header(name, value)

@@ -11,7 +11,7 @@ import re
 import secrets
 import socket
 import ssl
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -181,22 +181,25 @@ async def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
 async def test_an_endless_answer_is_read_only_up_to_the_cap(receiver: Receiver) -> None:
     # A sender reading it all would time out, or fail when the receiver gives up at its limit.
     receiver.reply = Answer(200, endless=True)
+    # A timeout far beyond the run: reading on to it would be "timed out", not delivered.
     settings = WebhookSettings(
-        allow_loopback=True, max_response_bytes=64 * 1024, timeout_s=5, _env_file=None
+        allow_loopback=True, max_response_bytes=64 * 1024, timeout_s=60, _env_file=None
     )
-    started = time.monotonic()
-    assert (await deliver(receiver.url(), settings)).delivered
-    assert time.monotonic() - started < 4
-    assert receiver.sent < ENDLESS_LIMIT
+    assert await deliver(receiver.url(), settings) == Attempt(True, 200, None, False)
+    assert receiver.sent < ENDLESS_LIMIT  # the sender hung up, long before the receiver's stop
 
 
 async def test_a_slow_receiver_times_out(receiver: Receiver) -> None:
-    receiver.reply = Answer(200, delay_s=1.5)
+    # The receiver answers only once the attempt is over: any answer seen would be a bug.
+    answer_now = threading.Event()
+    receiver.reply = Answer(200, until=answer_now)
     settings = WebhookSettings(allow_loopback=True, timeout_s=0.3, _env_file=None)
-    started = time.monotonic()
-    attempt = await deliver(receiver.url(), settings)
+    try:
+        attempt = await deliver(receiver.url(), settings)
+    finally:
+        answer_now.set()
     assert attempt == Attempt(False, None, "timed out after 0.3 s", True)
-    assert time.monotonic() - started < 1.2
+    assert len(receiver.posts) == 1  # it reached the receiver, which had not answered yet
 
 
 async def test_nothing_listening_is_worth_a_retry() -> None:
@@ -235,9 +238,9 @@ async def test_a_bad_url_is_a_permanent_failure() -> None:
 async def test_private_addresses_are_refused_before_connecting(
     receiver: Receiver, host: str, message: str
 ) -> None:
-    started = time.monotonic()
     attempt = await deliver(receiver.url(host=host), STRICT)
-    assert time.monotonic() - started < 0.5  # no connection was tried (10.x would hang)
+    # The refusal itself says no connection was tried: one to 10.x would end in "timed out"
+    # or "could not connect", and one to loopback would reach the receiver.
     assert attempt.error is not None
     assert re.fullmatch(message, attempt.error), attempt.error
     assert attempt == Attempt(False, None, attempt.error, retryable=False)

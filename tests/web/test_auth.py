@@ -284,10 +284,10 @@ async def _post_twice(gate: OpenGate) -> list[httpx2.Response]:
         return [await http.post("/mcp", headers={"Authorization": "Bearer abc"}) for _ in "ab"]
 
 
+@pytest.mark.usefixtures("database_outage")
 async def test_a_gate_whose_database_is_down_answers_503_and_logs_one_outage(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(outages, "DATABASE", outages.Outage("database"))
     with caplog.at_level(logging.INFO):
         responses = await _post_twice(BrokenGate(10, ConnectionRefusedError(111, "refused")))
     for response in responses:

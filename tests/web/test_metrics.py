@@ -203,7 +203,8 @@ async def test_a_running_server_exports_every_metric_deploy_names(
     assert value(samples, calls, tool="(resource)", tier="team", status="ok") == 1
     assert value(samples, calls, tool="assess_protocol_risk", tier="free", status="forbidden") == 1
     assert value(samples, "kamiyo_refusals_total", reason="forbidden") == 1
-    assert value(samples, "kamiyo_tool_call_seconds_count", tool="search_exploits") == 5
+    # Timed: the admitted ones (3 MCP, 1 REST); the invalid call was refused before it ran.
+    assert value(samples, "kamiyo_tool_call_seconds_count", tool="search_exploits") == 4
     assert value(samples, "kamiyo_subscriptions", tier="team", status="active") == 1
     assert value(samples, "kamiyo_ingest_runs_total", source="rekt", result="ok") >= 1
     assert value(samples, "kamiyo_ingest_runs_total", source="slowmist", result="failed") >= 1

@@ -77,7 +77,7 @@ class AccountGate:
         resource = settings.site.mcp_resource_url
         self._audiences = (resource,) if resource else ()
         self.limiter = Limiter(settings.redis)
-        self.meter = Meter(settings.meter.flush_s)
+        self.meter = Meter(settings.meter.flush_s, last_write_within_s=settings.shutdown.close_s)
         self._paid_calls = (
             PaidCalls(settings, cashier, self.limiter, self._require_sessions, self._meter)
             if cashier is not None
@@ -350,7 +350,8 @@ class AccountGate:
                 duration_us=_elapsed_us(call),
                 result_count=None,
                 cost_units=0,
-            )
+            ),
+            admitted=False,
         )
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from x402.schemas import PaymentRequired, SettleResponse
 
+from kamiyo import metrics
 from kamiyo.access.meter import Receipt
 from kamiyo.access.usage import UsageReport
 from kamiyo.intel.scope import Scope
@@ -275,6 +276,7 @@ class OpenGate:
         return Grant(tier=OPEN_TIER, max_results=self.max_results)
 
     async def count_invalid(self, call: Call) -> Refusal | None:
+        _count(call, "invalid", admitted=False)
         return None
 
     async def complete(
@@ -285,6 +287,7 @@ class OpenGate:
         results: int | None = None,
         answer: Mapping[str, Any] | None = None,
     ) -> Completed | Refusal:
+        _count(call, outcome, admitted=True)
         return Completed()
 
     async def limits_status(self) -> str:
@@ -305,3 +308,10 @@ class OpenGate:
     @property
     def takes_transfers(self) -> bool:
         return False
+
+
+def _count(call: Call, status: str, *, admitted: bool) -> None:
+    """The open gate keeps no usage records, but its calls are counted in /metrics as the
+    metered ones are (under tier ``open``)."""
+    seconds = time.perf_counter() - call.started
+    metrics.count_call(call.target.name, OPEN_TIER, status, seconds, admitted=admitted)

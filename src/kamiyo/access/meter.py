@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -38,7 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo import metrics, outages
+from kamiyo import closing, metrics, outages
 from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.access.usage_checkpoint import latest_checkpoint, problem_with
 from kamiyo.db.engine import dialect_name
@@ -124,8 +125,14 @@ def record_hash(chain: str, seq: int, event: UsageEvent, prev_hash: str) -> str:
 
 
 class Meter:
-    def __init__(self, flush_interval_s: float, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        flush_interval_s: float,
+        max_pending: int = MAX_PENDING,
+        last_write_within_s: float = math.inf,
+    ) -> None:
         self._flush_interval_s = flush_interval_s
+        self._last_write_within_s = last_write_within_s  # KAMIYO_SHUTDOWN_CLOSE_S (closing.py)
         self._max_pending = max_pending
         self._pending: deque[UsageEvent] = deque(maxlen=max_pending)
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -134,9 +141,11 @@ class Meter:
         self._held = False  # a write failed: the events waiting now are held for the database
         self._dropped = 0  # events dropped beyond max_pending since the database was last written
 
-    def record(self, event: UsageEvent) -> None:
-        # Every surface's calls, refusals included, pass here: the one place they are counted.
-        metrics.count_call(event.tool, event.tier, event.status, event.duration_us / 1e6)
+    def record(self, event: UsageEvent, *, admitted: bool = True) -> None:
+        """``admitted``: the call ran (False: refused, or its arguments were, at the gate)."""
+        # Every metered call, refusals included, passes here: the one place they are counted.
+        seconds = event.duration_us / 1e6
+        metrics.count_call(event.tool, event.tier, event.status, seconds, admitted=admitted)
         if len(self._pending) == self._max_pending:
             self._drop(1)  # the queue's maxlen drops the oldest as this one comes in
         self._pending.append(event)
@@ -167,7 +176,7 @@ class Meter:
         finally:
             # Let a write in progress finish (cancelling it would roll it back), then the rest.
             stop.set()
-            await task
+            await closing.within("the meter's last write", self._last_write_within_s, task)
             if self._pending or self._dropped:
                 log.error(
                     "usage meter stopped with %d unwritten events (and %d dropped before)",

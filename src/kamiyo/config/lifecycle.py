@@ -19,6 +19,15 @@ class ShutdownSettings(Section):
         "process exits with status 1. Keep it below the container stop timeout (Docker: 10 s "
         "unless stop_grace_period is raised; Kubernetes: 30 s).",
     )
+    close_s: float = Field(
+        default=5,
+        gt=0,
+        le=120,
+        description="Seconds each closing step after the calls (the meter's last write, "
+        "closing the database pool) may take; a step still running then is cut and logged "
+        "(events the meter could not write are counted in the log). The grace plus twice this "
+        "should stay below the container stop timeout.",
+    )
 
 
 class RetentionSettings(Section):

@@ -133,14 +133,15 @@ def describing_server() -> CatalogueServer:
     return build_server(ServerState(settings=settings, gate=OpenGate(settings.answers.max_results)))
 
 
-async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | None = None) -> None:
-    """Serve on stdin/stdout until the client closes them; logs go to stderr."""
+async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | None = None) -> int:
+    """Serve on stdin/stdout until the client closes them or a signal stops us; logs go to
+    stderr. Returns how many calls the shutdown deadline cut."""
     state = ServerState(
         settings=settings, gate=gate or default_gate(settings), stdio_credential=credential
     )
     server = build_server(state)
     async with running(state):
-        try:  # at EOF the calls in flight finish first (stdio_drain.py)
-            await serve_stdio_draining(server._lowlevel_server, settings.shutdown.grace_s)
+        try:  # at EOF or a signal the calls in flight finish first (stdio_drain.py)
+            return await serve_stdio_draining(server._lowlevel_server, settings.shutdown.grace_s)
         finally:
             await state.aclose()
