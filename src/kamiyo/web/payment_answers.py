@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from x402.schemas import SettleResponse
 
 from kamiyo.access.gate import Refusal
+from kamiyo.payments.pending import SETTLEMENT_EXTENSION
 from kamiyo.payments.transfer_desk import name_the_claim
 from kamiyo.payments.wire import as_v1
 from kamiyo.service.catalogue import CATALOGUE, ToolName
@@ -47,6 +48,9 @@ def payment_required_response(
         required, refusal.message, "headers", TRANSFER_SIGNATURE_HEADER, TRANSFER_REFERENCE_HEADER
     )
     headers = headers | {PAYMENT_REQUIRED_HEADER: encode_header(required)}
+    if (confirming := required.get("extensions", {}).get(SETTLEMENT_EXTENSION)) is not None:
+        # The payment is being confirmed: the same payment again after this, not a new one.
+        headers["Retry-After"] = str(confirming["retryAfterSeconds"])
     offer: dict[str, Any] = required
     if version != 2:
         v1 = refusal.payment_required.model_copy(deep=True)
