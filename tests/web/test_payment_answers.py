@@ -31,7 +31,7 @@ def test_a_settlement_being_confirmed_gets_retry_after_and_no_offer() -> None:
         response = payment_required_response(refusal, "search_exploits", version, {})
         assert response.status_code == 402
         assert response.headers["retry-after"] == "7"
-        body = json.loads(response.body)
+        body = json.loads(bytes(response.body))
         assert body["accepts"] == []  # nothing to pay again with
         assert body["extensions"][SETTLEMENT_EXTENSION]["retryAfterSeconds"] == 7
 
@@ -40,4 +40,4 @@ def test_an_ordinary_402_has_no_retry_after() -> None:
     refusal = payment_refusal(Declined("payment_required", "Pay to call.", REQUIRED))
     response = payment_required_response(refusal, "search_exploits", 2, {})
     assert "retry-after" not in response.headers
-    assert json.loads(response.body)["accepts"]
+    assert json.loads(bytes(response.body))["accepts"]
