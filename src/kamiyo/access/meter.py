@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo import metrics, outages
+from kamiyo import outages
 from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.access.usage_checkpoint import latest_checkpoint, problem_with
 from kamiyo.db.engine import dialect_name
@@ -136,6 +136,9 @@ class Meter:
 
     def record(self, event: UsageEvent) -> None:
         # Every surface's calls, refusals included, pass here: the one place they are counted.
+        # Imported here: a process without a meter (the CLI) never loads prometheus_client.
+        from kamiyo import metrics
+
         metrics.count_call(event.tool, event.tier, event.status, event.duration_us / 1e6)
         if len(self._pending) == self._max_pending:
             self._drop(1)  # the queue's maxlen drops the oldest as this one comes in

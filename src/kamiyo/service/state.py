@@ -12,12 +12,12 @@ from kamiyo.access.gate import Gate, Grant
 from kamiyo.alerts.bus import MemoryBus
 from kamiyo.config import ConfigurationError, Settings
 from kamiyo.db.engine import read_session_factory
-from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.runtime import Runtime
 from kamiyo.service.answers import Answer
 
 if TYPE_CHECKING:
     from kamiyo.alerts.worker import AlertWorker
+    from kamiyo.explorers import Explorers
 
 
 def default_gate(settings: Settings) -> Gate:
@@ -46,9 +46,9 @@ class ServerState:
     started_monotonic: float = field(default_factory=time.monotonic)
     # Answers to identical read-only calls with the same caps, kept for cache_ttl_s seconds.
     cache: TTLCache[Hashable, Answer] | None = None
-    # The clients that read wallets' and transactions' histories from the chain (no request
-    # is made until a screen asks); closed by :meth:`aclose`.
-    explorers: Explorers | None = None
+    # The clients that read wallets' and transactions' histories from the chain, opened by
+    # :meth:`open_explorers` (no request is made until a screen asks); closed by :meth:`aclose`.
+    explorers: "Explorers | None" = None
     # This instance's listeners to incident changes (MCP subscriptions: mcpserver/
     # subscriptions.py); the alerts worker's bus tells them, directly or through Redis from
     # whichever instance claimed the change.
@@ -71,11 +71,19 @@ class ServerState:
             self.cache = TTLCache(
                 maxsize=self.settings.answers.cache_size, ttl=self.settings.answers.cache_ttl_s
             )
+
+    def open_explorers(self) -> "Explorers":
+        """The explorer clients, opened on first use: a command that never screens never
+        loads them (httpx2, the CA bundle). Servers open them at start, so that a URL the
+        settings refuse stops the start and no screen's deadline pays for the opening."""
         if self.explorers is None:
+            from kamiyo.explorers import open_explorers
+
             try:
                 self.explorers = open_explorers(self.settings.explorers)
             except ValueError as exc:  # a URL the settings allow in form but not in place
                 raise ConfigurationError(f"explorers: {exc}") from None
+        return self.explorers
 
     def shutting_down(self) -> None:
         """Run the ``on_shutdown`` hooks, once (the HTTP server runs them as stopping begins,
