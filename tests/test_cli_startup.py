@@ -31,6 +31,7 @@ FORBIDDEN = frozenset(
         "solana",
         "solders",
         "mcp",
+        "mcp_types",
         "redis",
         "httpx",
         "httpx2",

@@ -73,8 +73,11 @@ class LazyGroup(TyperGroup):
                 self.commands.setdefault(name, command)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
-            self._load(COMMAND_MODULES[cmd_name])
+        if cmd_name not in self.commands:
+            if cmd_name in COMMAND_MODULES:
+                self._load(COMMAND_MODULES[cmd_name])
+            else:  # a typo: every name loaded, for typer's "Did you mean ...?"
+                self.list_commands(ctx)
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

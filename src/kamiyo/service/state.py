@@ -25,6 +25,9 @@ def default_gate(settings: Settings) -> Gate:
     # Imported here: the gate, the cashier and what they pull in (mail, chains' clients, JSON
     # schemas) cost a start-up that serves on the open gate (the CLI's commands) ~0.3 s.
     from kamiyo.access.account_gate import AccountGate
+
+    if not settings.x402.networks:  # x402 off (open_cashier's rule): x402 is never loaded
+        return AccountGate(settings, None)
     from kamiyo.payments.cashier import open_cashier
 
     cashier = open_cashier(
