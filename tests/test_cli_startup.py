@@ -15,10 +15,12 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
+from kamiyo.access.gate import OpenGate
 from kamiyo.cli_lazy import COMMAND_MODULES, commands_of
-from kamiyo.config import Settings
+from kamiyo.config import ConfigurationError, Settings
 from kamiyo.config.sections import _rate_limit
 from kamiyo.runtime import Runtime
+from kamiyo.service.state import ServerState
 
 # Top-level packages a reading command must not import (issue 17).
 FORBIDDEN = frozenset(
@@ -63,6 +65,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("loaded_runtime", ["sqlite"], indirect=True)
 async def test_reading_commands_import_no_serving_payment_or_telemetry_package(
     loaded_runtime: Runtime, tmp_path: Path
@@ -112,3 +115,21 @@ def test_the_rate_limit_defaults_parse() -> None:
     assert len(defaults) >= 4
     for default in defaults:
         assert _rate_limit(default) == default
+
+
+@pytest.mark.anyio
+async def test_a_refused_explorer_url_is_caught_at_start_without_opening_a_client() -> None:
+    private = Settings(explorers={"urls": {"base": "http://10.0.0.1/api"}}, _env_file=None)
+    state = ServerState(settings=private, gate=OpenGate(10))
+    with pytest.raises(ConfigurationError, match=r"^explorers: .*KAMIYO_EXPLORER_ALLOW_PRIVATE"):
+        state.check_explorers()
+    fine = Settings(explorers={"urls": {"base": "https://base.example/api"}}, _env_file=None)
+    state = ServerState(settings=fine, gate=OpenGate(10))
+    state.check_explorers()
+    assert state.explorers is None  # checked, not opened: the first screen opens them
+    opened = state.open_explorers()
+    try:
+        assert "base" in opened.chains
+        assert state.open_explorers() is opened
+    finally:
+        await state.aclose()

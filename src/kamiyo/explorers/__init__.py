@@ -31,11 +31,18 @@ if TYPE_CHECKING:
         ExplorerNotConfiguredError,
         ExplorerOptions,
         Explorers,
+        check_explorers,
         open_explorers,
     )
 
 _IN_HUB = frozenset(
-    {"ExplorerNotConfiguredError", "ExplorerOptions", "Explorers", "open_explorers"}
+    {
+        "ExplorerNotConfiguredError",
+        "ExplorerOptions",
+        "Explorers",
+        "check_explorers",
+        "open_explorers",
+    }
 )
 
 
@@ -62,6 +69,7 @@ __all__ = [
     "TransactionView",
     "Transfer",
     "TransferKind",
+    "check_explorers",
     "deadline_in",
     "default_urls",
     "open_explorers",

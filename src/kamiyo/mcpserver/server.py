@@ -138,7 +138,9 @@ async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | N
     state = ServerState(
         settings=settings, gate=gate or default_gate(settings), stdio_credential=credential
     )
-    state.open_explorers()  # a refused URL stops the start
+    # A refused URL stops the start; the clients open on the first screen (a desktop host
+    # waits for the first answer, and most sessions never screen).
+    state.check_explorers()
     server = build_server(state)
     async with running(state):
         try:  # at EOF the calls in flight finish first (stdio_drain.py)

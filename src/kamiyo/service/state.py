@@ -1,7 +1,8 @@
 """What every call shares while a surface serves: settings, the gate, the runtime, the cache."""
 
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,14 @@ def default_gate(settings: Settings) -> Gate:
         redis=settings.redis,
     )
     return AccountGate(settings, cashier)
+
+
+@contextmanager
+def _refused_explorer_urls() -> Iterator[None]:
+    try:
+        yield
+    except ValueError as exc:  # a URL the settings allow in form but not in place
+        raise ConfigurationError(f"explorers: {exc}") from None
 
 
 @dataclass
@@ -76,17 +85,22 @@ class ServerState:
             )
 
     def open_explorers(self) -> "Explorers":
-        """The explorer clients, opened on first use: a command that never screens never
-        loads them (httpx2, the CA bundle). Servers open them at start, so that a URL the
-        settings refuse stops the start and no screen's deadline pays for the opening."""
+        """The explorer clients, opened on first use (before a screen's budget starts): a
+        command that never screens never loads them (httpcore2, the CA bundle). An HTTP
+        server opens them at start; stdio only checks them (:meth:`check_explorers`)."""
         if self.explorers is None:
             from kamiyo.explorers import open_explorers
 
-            try:
+            with _refused_explorer_urls():
                 self.explorers = open_explorers(self.settings.explorers)
-            except ValueError as exc:  # a URL the settings allow in form but not in place
-                raise ConfigurationError(f"explorers: {exc}") from None
         return self.explorers
+
+    def check_explorers(self) -> None:
+        """Stop on an explorer URL the settings refuse, without opening the clients."""
+        from kamiyo.explorers import check_explorers
+
+        with _refused_explorer_urls():
+            check_explorers(self.settings.explorers)
 
     def shutting_down(self) -> None:
         """Run the ``on_shutdown`` hooks, once (the HTTP server runs them as stopping begins,
