@@ -2,8 +2,10 @@
 
     python -m bench.startup                 # 7 runs of each, medians
     python -m bench.startup --runs 15 --calls 20
+    python -m bench.startup --baseline /tmp/before/src   # before/after, interleaved
 
-On a fresh data folder, migrated and loaded once beforehand (``kamiyo db upgrade``: what a
+With KAMIYO's modules compiled to bytecode first (as installed packages are), on a fresh data
+folder, migrated and loaded once beforehand (``kamiyo db upgrade``: what a
 desktop host starts on every launch after its first), with ``KAMIYO_*`` variables from the
 environment dropped and logs at WARNING:
 
@@ -19,6 +21,9 @@ environment dropped and logs at WARNING:
 
 Each figure is the median of ``--runs`` runs (min and max beside it), with the median CPU
 seconds (user + system) of the process, which a shared machine inflates less than wall time.
+With ``--baseline DIR`` (another version's ``src/``, e.g. ``git archive REV src | tar -x -C
+/tmp/before``) each command also runs from that version, the two taking turns, so that a
+before/after table shares one run's load.
 The table is printed and written to ``bench/results/startup-<time>.json``.
 """
 
@@ -173,44 +178,79 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples)}
 
 
-def measure(runs: int, what: Callable[[], tuple[float, float]]) -> list[tuple[float, float]]:
-    what()  # one untimed run: the page cache and the bytecode cache are warm afterwards
-    return [what() for _ in range(runs)]
+def measure(
+    runs: int, what: Callable[[dict[str, str]], tuple[float, float]], envs: list[dict[str, str]]
+) -> list[list[tuple[float, float]]]:
+    """``runs`` samples of ``what`` per environment, the environments taking turns so that
+    they share the machine's load alike."""
+    for env in envs:
+        what(env)  # one untimed run: the page cache and the bytecode cache are warm afterwards
+    samples: list[list[tuple[float, float]]] = [[] for _ in envs]
+    for _ in range(runs):
+        for env, taken in zip(envs, samples, strict=True):
+            taken.append(what(env))
+    return samples
+
+
+COMMANDS: dict[str, Callable[[dict[str, str]], tuple[float, float]]] = {
+    "import kamiyo.cli": lambda env: wall([sys.executable, "-c", "import kamiyo.cli"], env),
+    "kamiyo search ronin": lambda env: wall([*KAMIYO, "search", "ronin"], env),
+    "kamiyo serve (stdio): first tools/call answer": stdio_first_answer,
+}
+
+
+def table(seconds: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
+    return {
+        "wall_s": {name: summary([s[0] for s in samples]) for name, samples in seconds.items()},
+        "cpu_s": {name: summary([s[1] for s in samples]) for name, samples in seconds.items()},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="runs of each measurement")
     parser.add_argument("--calls", type=int, default=10, help="HTTP calls before the 2nd RSS")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another version's src/ folder (git archive REV src | tar -x -C DIR): the "
+        "commands also run from it, taking turns with this one, for a before/after table",
+    )
     args = parser.parse_args()
+    # Bytecode as an installed package has it (pip and uv compile on install): where
+    # PYTHONDONTWRITEBYTECODE is set, nothing would be cached and every start would compile
+    # KAMIYO's own modules again (~0.2 s CPU), which no desktop host pays.
+    for source in [HERE.parent / "src", *([args.baseline] if args.baseline else [])]:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(source)], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         env = clean_env(Path(tmp))
         subprocess.run([*KAMIYO, "db", "upgrade"], env=env, check=True, capture_output=True)
-        seconds = {
-            "import kamiyo.cli": measure(
-                args.runs, lambda: wall([sys.executable, "-c", "import kamiyo.cli"], env)
-            ),
-            "kamiyo search ronin": measure(
-                args.runs, lambda: wall([*KAMIYO, "search", "ronin"], env)
-            ),
-            "kamiyo serve (stdio): first tools/call answer": measure(
-                args.runs, lambda: stdio_first_answer(env)
-            ),
-        }
+        envs = [env]
+        if args.baseline is not None:
+            envs.append(env | {"PYTHONPATH": str(args.baseline.resolve())})
+        runs = {name: measure(args.runs, what, envs) for name, what in COMMANDS.items()}
         memory = [http_idle_memory(env, args.calls) for _ in range(max(1, args.runs // 2))]
-    report: dict[str, Any] = {
-        "wall_s": {name: summary([s[0] for s in samples]) for name, samples in seconds.items()},
-        "cpu_s": {name: summary([s[1] for s in samples]) for name, samples in seconds.items()},
+    seconds = {name: samples[0] for name, samples in runs.items()}
+    report: dict[str, Any] = table(seconds) | {
         "http_rss_mb": {
             "after start": summary([m[0] for m in memory]),
             f"after {args.calls} calls": summary([m[1] for m in memory]),
         },
         "load_average": os.getloadavg(),
     }
+    if args.baseline is not None:
+        report["baseline"] = table({name: samples[1] for name, samples in runs.items()})
     print(f"{'measurement':48} {'wall':>8} {'min':>8} {'max':>8} {'cpu':>8}")
-    for name, row in report["wall_s"].items():
-        cpu = report["cpu_s"][name]["median"]
-        print(f"{name:48} {row['median']:7.3f}s {row['min']:7.3f}s {row['max']:7.3f}s {cpu:7.3f}s")
+    for label, part in (("", report), (" (baseline)", report.get("baseline"))):
+        if part is None:
+            continue
+        for name, row in part["wall_s"].items():
+            cpu = part["cpu_s"][name]["median"]
+            title = (name + label)[:48]
+            print(
+                f"{title:48} {row['median']:7.3f}s {row['min']:7.3f}s {row['max']:7.3f}s "
+                f"{cpu:7.3f}s"
+            )
     for name, row in report["http_rss_mb"].items():
         label = f"HTTP instance RSS, {name}"
         print(f"{label:48} {row['median']:6.1f}MB {row['min']:6.1f}MB {row['max']:6.1f}MB")
@@ -218,7 +258,12 @@ def main() -> None:
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     out = results / f"startup-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps({"args": vars(args), **report, "samples": seconds}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"args": {**vars(args), "baseline": str(args.baseline)}, **report, "samples": runs},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

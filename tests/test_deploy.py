@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from starlette.routing import Mount, Route
 
@@ -54,7 +55,8 @@ def test_compose_runs_the_whole_service(compose: dict[str, Any]) -> None:
     assert set(services) >= {"postgres", "redis", "migrate", *INSTANCES, "worker", "caddy"}
     for name in ("postgres", "redis", *INSTANCES, "caddy"):
         assert services[name]["healthcheck"]["test"], name
-    commands = {c.name or c.callback.__name__ for c in cli_app.registered_commands}  # type: ignore[union-attr]
+    group = typer.main.get_group(cli_app)
+    commands = set(group.list_commands(typer.Context(group)))
     for name in INSTANCES:
         service = services[name]
         check = " ".join(service["healthcheck"]["test"])

@@ -8,11 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kamiyo import __version__, cli_backup, cli_ingest, cli_oauth, cli_operations, clients
-from kamiyo.cli_accounts import accounts_app, keys_app, token_app
-from kamiyo.cli_alerts import alerts_app
-from kamiyo.cli_billing import billing_app, signup
-from kamiyo.cli_payments import payments_app
+from kamiyo import __version__, clients
+from kamiyo.cli_lazy import LazyGroup
 from kamiyo.cli_support import (
     check_serving,
     configured_or_exit,
@@ -23,7 +20,6 @@ from kamiyo.cli_support import (
     safe_url,
     settings_or_exit,
 )
-from kamiyo.cli_usage import usage_app
 from kamiyo.config import Settings, parse_duration
 from kamiyo.intel.bundled import BUNDLE_PATH, build_bundle
 from kamiyo.observability import configure_logging
@@ -40,6 +36,7 @@ app = typer.Typer(
     help="Crypto-exploit intelligence: search incidents, show one, sum up losses.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,  # the commands of cli_lazy.COMMAND_MODULES, imported when one runs
 )
 db_app = typer.Typer(help="Database schema and data.", no_args_is_help=True)
 data_app = typer.Typer(help="The bundled incident dataset.", no_args_is_help=True)
@@ -47,19 +44,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 install_app = typer.Typer(help="Connect KAMIYO to an MCP client.", no_args_is_help=True)
 app.add_typer(install_app, name="install")
-cli_oauth.add_commands(accounts_app)
-app.add_typer(cli_oauth.oauth_app, name="oauth")
-app.add_typer(accounts_app, name="accounts")
-app.add_typer(keys_app, name="keys")
-app.add_typer(token_app, name="token")
-app.add_typer(usage_app, name="usage")
-app.add_typer(billing_app, name="billing")
-app.add_typer(alerts_app, name="alerts")
-app.add_typer(payments_app, name="payments")
-app.command()(signup)
-cli_operations.register(app)
-cli_ingest.register(app)
-cli_backup.register(app)  # backup, restore (SQLite)
 
 
 @app.callback()

@@ -382,3 +382,12 @@ def _warn_unless(told: bool) -> None:
             "[yellow]warning:[/yellow] Redis could not be told: running servers apply this "
             "when their cache entry expires (KAMIYO_TIER_CACHE_S) instead of on the next call."
         )
+
+
+def register(app: typer.Typer) -> None:
+    from kamiyo import cli_oauth  # which imports this module: its account commands
+
+    cli_oauth.add_commands(accounts_app)
+    app.add_typer(accounts_app, name="accounts")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(token_app, name="token")

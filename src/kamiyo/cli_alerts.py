@@ -189,3 +189,7 @@ def _last_delivery(rule: Rule) -> str:
 
 def _print_json(model: BaseModel) -> None:
     sys.stdout.write(json.dumps(model.model_dump(mode="json"), indent=2) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(alerts_app, name="alerts")

@@ -97,3 +97,8 @@ def billing_sync() -> None:
         for logger, level in zip(chatty, levels, strict=True):
             logger.setLevel(level)
     err.print(f"Synced {report.summary()}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(billing_app, name="billing")
+    app.command()(signup)

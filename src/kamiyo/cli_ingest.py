@@ -226,7 +226,7 @@ def worker(
     workers and instances share it through the database, each change delivered once per rule.
     """
     from kamiyo.access.retention import pruning_usage
-    from kamiyo.alerts.redis_bus import change_bus
+    from kamiyo.alerts.bus import change_bus
     from kamiyo.alerts.worker import alerts_working
     from kamiyo.config import parse_duration
     from kamiyo.payments.reconcile import reconciling

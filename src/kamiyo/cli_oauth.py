@@ -93,3 +93,7 @@ def oauth_prune(
         table.add_row(kind, str(count))
     table.add_row("total", str(pruned.total))
     stdout_console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(oauth_app, name="oauth")

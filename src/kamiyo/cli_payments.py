@@ -60,3 +60,7 @@ def payments_reconcile(
         sys.stdout.write(
             f"still pending: payment {pending.pk} on {pending.network}: {pending.why}\n"
         )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(payments_app, name="payments")

@@ -65,18 +65,20 @@ def check_serving(settings: Settings, *, database: bool = True) -> None:
     Payments first (a missing key, an unreachable facilitator), then, when ``database``, the
     database. The server opens both again for itself.
     """
-    from kamiyo.payments.cashier import open_cashier  # only serving loads payments
 
     async def main() -> None:
-        cashier = open_cashier(
-            settings.x402,
-            secret_key=settings.auth.secret_key,
-            upgrade_url=settings.site.upgrade_url,
-            redis=settings.redis,
-        )
-        if cashier is not None:
-            await cashier.start()
-            await cashier.stop()
+        if settings.x402.networks:  # x402 on (open_cashier's rule): only then is it loaded
+            from kamiyo.payments.cashier import open_cashier
+
+            cashier = open_cashier(
+                settings.x402,
+                secret_key=settings.auth.secret_key,
+                upgrade_url=settings.site.upgrade_url,
+                redis=settings.redis,
+            )
+            if cashier is not None:
+                await cashier.start()
+                await cashier.stop()
         if database:
             async with open_runtime(settings):
                 pass

@@ -167,3 +167,7 @@ def usage_show(
             escape(paid.receipt.transaction),
         )
     console.print(paid_table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(usage_app, name="usage")

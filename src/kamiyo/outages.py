@@ -24,11 +24,11 @@ second even with no traffic. A process serves one instance, so "per process" is 
 import logging
 import math
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
-import asyncpg
-import redis.exceptions
 import sqlalchemy.exc
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,32 @@ MAX_MESSAGE = 300  # characters of an exception's message in a log line (SQL err
 # waited too long for a connection.
 _UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionRefusedError, ConnectionResetError, TimeoutError, socket errors
-    asyncpg.PostgresConnectionError,  # class 08: connection lost or refused by the server
-    asyncpg.exceptions.OperatorInterventionError,  # 57P: shutting down, starting up, crashed
-    asyncpg.exceptions.TooManyConnectionsError,
     sqlalchemy.exc.DisconnectionError,
     sqlalchemy.exc.TimeoutError,  # the pool's: no connection came free in time
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
 )
+
+
+def _driver(module: str) -> Any:
+    """A driver's module if this process loaded it: its errors can only come from a loaded
+    driver, and a process that never uses one (``kamiyo search`` on SQLite: no asyncpg, no
+    Redis) does not pay for importing it here."""
+    return sys.modules.get(module)
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """``_UNREACHABLE`` and the drivers' own words for the same, for the drivers in use."""
+    found = _UNREACHABLE
+    asyncpg = _driver("asyncpg")
+    if asyncpg is not None:
+        found += (
+            asyncpg.PostgresConnectionError,  # class 08: connection lost or refused
+            asyncpg.exceptions.OperatorInterventionError,  # 57P: shutting down, starting up
+            asyncpg.exceptions.TooManyConnectionsError,
+        )
+    redis_errors = _driver("redis.exceptions")
+    if redis_errors is not None:
+        found += (redis_errors.ConnectionError, redis_errors.TimeoutError)
+    return found
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -70,7 +88,8 @@ def _disk_full(error: BaseException) -> bool:
     """A database whose disk is full: it reads, but no write succeeds until there is room.
     Each write retried (the meter's, every second) would otherwise log its own traceback, SQL
     and parameters included, for as long as the disk stays full."""
-    if isinstance(error, asyncpg.exceptions.DiskFullError):  # SQLSTATE 53100
+    asyncpg = _driver("asyncpg")
+    if asyncpg is not None and isinstance(error, asyncpg.exceptions.DiskFullError):  # 53100
         return True
     return (
         isinstance(error, sqlite3.Error)
@@ -92,7 +111,7 @@ def is_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says a dependency could not be reached, or cannot take writes for a
     full disk (an outage, not a bug)."""
     for error in _causes(exc):
-        if isinstance(error, _UNREACHABLE) or _disk_full(error):
+        if isinstance(error, _unreachable()) or _disk_full(error):
             return True
         if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
             return True

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
-from kamiyo.alerts.bus import Event, MemoryBus
+from kamiyo.alerts.bus import Event, MemoryBus, change_bus
 from kamiyo.alerts.events import AlertMatch, ChangeKind, IncidentChange
-from kamiyo.alerts.redis_bus import RedisBus, change_bus
+from kamiyo.alerts.redis_bus import RedisBus
 from kamiyo.config import RedisSettings, Settings
 from kamiyo.intel.models import Incident
 from tests.test_config_errors import closed_port

@@ -63,7 +63,8 @@ def _mock_node(
             200, json={"jsonrpc": "2.0", "id": body["id"], "result": result(body)}
         )
 
-    monkeypatch.setattr(httpx2, "AsyncHTTPTransport", lambda: httpx2.MockTransport(answer))
+    # Any arguments (the shared SSL context): a mock transport verifies nothing.
+    monkeypatch.setattr(httpx2, "AsyncHTTPTransport", lambda **_: httpx2.MockTransport(answer))
     return seen
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -45,9 +45,11 @@ from kamiyo.access.paid_calls import PaidCalls
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.db.bounds import unstorable
-from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.outcomes import Quote
 from kamiyo.tiers import TIERS, Tier
+
+if TYPE_CHECKING:  # x402's machinery loads only where x402 is on (service/state.py)
+    from kamiyo.payments.cashier import Cashier
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ Remembered: TypeAlias = revocation.Remembered[Identity | Refusal]
 
 
 class AccountGate:
-    def __init__(self, settings: Settings, cashier: Cashier | None = None) -> None:
+    def __init__(self, settings: Settings, cashier: "Cashier | None" = None) -> None:
         self._settings = settings
         # Pay per call (x402): callers without an account, or whose tier does not unlock a
         # tool, may pay for that one call instead.

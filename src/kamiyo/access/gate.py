@@ -16,19 +16,22 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from x402.schemas import PaymentRequired, SettleResponse
 
 from kamiyo import metrics
 from kamiyo.access.meter import Receipt
 from kamiyo.access.usage import UsageReport
 from kamiyo.intel.scope import Scope
 from kamiyo.payments.bundles import Balance, BundleAsk, BundleState
-from kamiyo.payments.outcomes import Hold, Payment, Quote
 from kamiyo.payments.prices import Price
 from kamiyo.tiers import Tier
+
+if TYPE_CHECKING:  # x402 and the payment checks load only where payments are taken
+    from x402.schemas import PaymentRequired, SettleResponse
+
+    from kamiyo.payments.outcomes import Hold, Payment, Quote
 
 # How a call that reached an operation ended: answered, failed, refused for its arguments
 # (before it was admitted, or by the operation itself), or cut off because its database went
@@ -68,7 +71,7 @@ class Call:
     credential: str | None = None
     # How many records the call asks for, where a price depends on it.
     size: int | None = None
-    payment: Payment | None = None
+    payment: "Payment | None" = None
     # Pay from a bundle of prepaid calls, or buy one (x402 on).
     bundle: BundleAsk | None = None
     # What x402 names the thing paid for: mcp://tool/<name>, or the REST URL.
@@ -116,14 +119,14 @@ class Grant:
     key_pk: int | None = None
     subject: str = "open"
     # A verified x402 payment held for this call: settled by ``complete`` if the call succeeds.
-    payment: Hold | None = None
+    payment: "Hold | None" = None
     # The bundle this call's one call was taken from: given back by ``complete`` if it fails.
     bundle: Balance | None = None
     # The caller's rate limits after this call, when the call asked (``Call.limits_wanted``).
     limits: tuple[LimitState, ...] = ()
     # An anonymous call answered on the free tier that could have been paid for: what paying
     # would cost, so the answer can say what a payment (or a subscription) adds.
-    offer: Quote | None = None
+    offer: "Quote | None" = None
 
     @property
     def scope(self) -> Scope:
@@ -152,7 +155,7 @@ class Refusal:
     limit: str | None = None
     limit_value: int | None = None
     # How to pay for this call (x402), when the reason is PAYMENT_REQUIRED.
-    payment_required: PaymentRequired | None = None
+    payment_required: "PaymentRequired | None" = None
     # A rate limit: where it stands (nothing remaining, reset when it frees up).
     limits: tuple[LimitState, ...] = ()
 
@@ -173,7 +176,7 @@ class Replayed:
     """This exact call was paid for and answered before (x402 payment-identifier): answer again."""
 
     answer: dict[str, Any]
-    receipt: SettleResponse | None
+    receipt: "SettleResponse | None"
     bundle: BundleState | None = None  # the bundle that payment bought, if it bought one
     # Set when this is the payment's first answer: its settlement landed after the call that
     # paid was refused as settlement_confirming, so the call is metered now, once, as paid.
@@ -185,7 +188,7 @@ class Completed:
     """A call finished; ``receipt`` is its settled payment, if it was paid for, and
     ``bundle`` the bundle it bought or was paid from."""
 
-    receipt: SettleResponse | None = None
+    receipt: "SettleResponse | None" = None
     bundle: BundleState | None = None
 
 

@@ -39,7 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo import closing, metrics, outages
+from kamiyo import closing, outages
 from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.access.usage_checkpoint import latest_checkpoint, problem_with
 from kamiyo.db.engine import dialect_name
@@ -143,7 +143,10 @@ class Meter:
 
     def record(self, event: UsageEvent, *, admitted: bool = True) -> None:
         """``admitted``: the call ran (False: refused, or its arguments were, at the gate)."""
-        # Every metered call, refusals included, passes here: the one place they are counted.
+        # Every surface's calls, refusals included, pass here: the one place they are counted.
+        # Imported here: a process without a meter (the CLI) never loads prometheus_client.
+        from kamiyo import metrics
+
         seconds = event.duration_us / 1e6
         metrics.count_call(event.tool, event.tier, event.status, seconds, admitted=admitted)
         if len(self._pending) == self._max_pending:

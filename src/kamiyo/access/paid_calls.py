@@ -9,7 +9,7 @@ price; the payment that settles it buys the bundle, whose token pays for the pac
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,10 +30,12 @@ from kamiyo.access.receipts import settled_receipt
 from kamiyo.config import Settings
 from kamiyo.payments import bundles
 from kamiyo.payments.bundles import BundleState
-from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, Quote
 from kamiyo.payments.prices import BUNDLE_LIFETIME, PAID_MAX_RESULTS
 from kamiyo.tiers import PAID_CALLS, PAYMENT_ATTEMPTS
+
+if TYPE_CHECKING:  # x402's machinery loads only where x402 is on (service/state.py)
+    from kamiyo.payments.cashier import Cashier
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class PaidCalls:
     def __init__(
         self,
         settings: Settings,
-        cashier: Cashier,
+        cashier: "Cashier",
         limiter: Limiter,
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
         meter: MeterRefusal,

@@ -10,10 +10,10 @@ usage for it, so it shows no second receipt and no second charge.
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from x402.schemas import SettleResponse
 
 from kamiyo.access.meter import Receipt, UsageEvent
 from kamiyo.chains import USDC, chain_by_caip2
@@ -23,10 +23,13 @@ from kamiyo.payments.journal import SETTLED
 from kamiyo.payments.outcomes import Hold
 from kamiyo.payments.prices import usd
 
+if TYPE_CHECKING:  # x402 loads only where x402 is on
+    from x402.schemas import SettleResponse
+
 RECENT = 20  # receipts the pages list
 
 
-def settled_receipt(hold: Hold, settled: SettleResponse) -> Receipt:
+def settled_receipt(hold: Hold, settled: "SettleResponse") -> Receipt:
     """The receipt of a payment the cashier just settled: the facts it wrote to the journal
     (the payer is the settlement's, else the verification's, as ``Cashier.settle`` records it)."""
     payer = settled.payer or hold.payer

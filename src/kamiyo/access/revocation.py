@@ -50,10 +50,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-import redis.asyncio
-from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -61,6 +59,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from kamiyo.config import Settings
 from kamiyo.db.tables import Account
 from kamiyo.outages import Outage
+
+# redis is imported where Redis is configured: a process without it (the command line, a
+# single instance) does not pay ~0.1 s to import it.
+if TYPE_CHECKING:
+    import redis.asyncio
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,9 @@ async def announce(session: AsyncSession, settings: Settings, account_pks: Itera
     rows = await session.execute(
         select(Account.pk, Account.credentials_version).where(Account.pk.in_(wanted))
     )
+    import redis.asyncio
+    from redis.exceptions import RedisError
+
     client = redis.asyncio.Redis.from_url(
         _redis_url(settings.redis.url),
         socket_timeout=REDIS_TIMEOUT_S * 4,  # a command, not a call: may wait a little longer
@@ -213,15 +219,15 @@ class CredentialVersions:
 
     def __init__(self, settings: Settings) -> None:
         self._prefix = settings.redis.prefix
-        self._redis = (
-            redis.asyncio.Redis.from_url(
+        self._redis: redis.asyncio.Redis | None = None
+        if settings.redis.url:
+            from redis.asyncio import Redis
+
+            self._redis = Redis.from_url(
                 _redis_url(settings.redis.url),
                 socket_timeout=REDIS_TIMEOUT_S,
                 socket_connect_timeout=REDIS_TIMEOUT_S,
             )
-            if settings.redis.url
-            else None
-        )
         self._failed_at = -math.inf
         self._redis_outage = Outage(
             "Redis for credential checks",
@@ -249,6 +255,8 @@ class CredentialVersions:
         if self._redis is not None and time.monotonic() - self._failed_at < REDIS_RETRY_S:
             self._redis_outage.count()
         elif self._redis is not None:
+            from redis.exceptions import RedisError  # loaded with the client
+
             try:
                 held = await self._redis.get(_key(self._prefix, account_pk))
             except RedisError as exc:

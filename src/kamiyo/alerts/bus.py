@@ -5,11 +5,14 @@ claimed it); every instance's listeners hear it. In one process the in-memory bu
 instances sharing a database share Redis pub/sub (``redis_bus.py``).
 """
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 from kamiyo.alerts.events import AlertMatch, IncidentChange
+from kamiyo.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +54,25 @@ class MemoryBus:
             self._listeners.pop(token, None)
 
         return unsubscribe
+
+
+@asynccontextmanager
+async def change_bus(
+    settings: Settings, local: MemoryBus | None = None
+) -> AsyncIterator[ChangeBus]:
+    """The bus to publish on: Redis pub/sub when instances share Redis, telling ``local`` (this
+    instance's listeners) what arrives; without Redis, ``local`` itself."""
+    local = local or MemoryBus()
+    if not settings.redis.url:
+        yield local
+        return
+    from kamiyo.alerts.redis_bus import RedisBus  # redis: only where instances share it
+
+    bus = RedisBus(settings.redis.url, settings.redis.prefix, local)
+    reader = asyncio.create_task(bus.read(), name="kamiyo-change-bus")
+    try:
+        yield bus
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await bus.aclose()

@@ -9,16 +9,14 @@ instance's listeners directly, so its own sessions still hear.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import redis.asyncio
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from kamiyo.alerts.bus import ChangeBus, Event, Listener, MemoryBus
+from kamiyo.alerts.bus import Event, Listener, MemoryBus
 from kamiyo.alerts.events import BUS_EVENT
-from kamiyo.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +81,3 @@ class RedisBus:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-@asynccontextmanager
-async def change_bus(
-    settings: Settings, local: MemoryBus | None = None
-) -> AsyncIterator[ChangeBus]:
-    """The bus to publish on: Redis pub/sub when instances share Redis, telling ``local`` (this
-    instance's listeners) what arrives; without Redis, ``local`` itself."""
-    local = local or MemoryBus()
-    if not settings.redis.url:
-        yield local
-        return
-    bus = RedisBus(settings.redis.url, settings.redis.prefix, local)
-    reader = asyncio.create_task(bus.read(), name="kamiyo-change-bus")
-    try:
-        yield bus
-    finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-        await bus.aclose()

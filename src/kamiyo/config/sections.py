@@ -3,7 +3,6 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-import limits
 import platformdirs
 from pydantic import (
     AfterValidator,
@@ -161,6 +160,8 @@ class AnswerSettings(Section):
 
 def _rate_limit(value: str) -> str:
     """A limit in the ``limits`` library's notation: "300/minute", "20/second", "5000/hour"."""
+    import limits  # only for a value set from outside: the defaults are not validated
+
     try:
         counted = limits.parse(value).amount
     except ValueError:
@@ -170,7 +171,9 @@ def _rate_limit(value: str) -> str:
     return value
 
 
-RateLimit = Annotated[str, AfterValidator(_rate_limit)]
+# A default is not validated (tests/test_cli_startup.py checks them once): loading the
+# settings then needs no ``limits``, which costs a command line start ~0.1 s to import.
+RateLimit = Annotated[str, AfterValidator(_rate_limit), Field(validate_default=False)]
 
 
 class AuthSettings(Section):

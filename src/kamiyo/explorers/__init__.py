@@ -8,14 +8,13 @@ intel does).
 
 A bottom floor: it imports only ``kamiyo.chains`` and ``kamiyo.outbound`` (never the settings,
 so intel may use it).
+
+The clients (``hub.py``) load when first named: the models and the deadline are all intel
+needs to import, and httpx2 costs a command that never screens ~0.1 s to import.
 """
 
-from kamiyo.explorers.hub import (
-    ExplorerNotConfiguredError,
-    ExplorerOptions,
-    Explorers,
-    open_explorers,
-)
+from typing import TYPE_CHECKING, Any
+
 from kamiyo.explorers.models import (
     Approval,
     History,
@@ -26,6 +25,34 @@ from kamiyo.explorers.models import (
 )
 from kamiyo.explorers.providers import BLOCKSCOUT, ETHERSCAN_FREE, ETHERSCAN_V2, default_urls
 from kamiyo.explorers.scan import ExplorerError, Progress, deadline_in
+
+if TYPE_CHECKING:
+    from kamiyo.explorers.hub import (
+        ExplorerNotConfiguredError,
+        ExplorerOptions,
+        Explorers,
+        check_explorers,
+        open_explorers,
+    )
+
+_IN_HUB = frozenset(
+    {
+        "ExplorerNotConfiguredError",
+        "ExplorerOptions",
+        "Explorers",
+        "check_explorers",
+        "open_explorers",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IN_HUB:
+        from kamiyo.explorers import hub
+
+        return getattr(hub, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BLOCKSCOUT",
@@ -42,6 +69,7 @@ __all__ = [
     "TransactionView",
     "Transfer",
     "TransferKind",
+    "check_explorers",
     "deadline_in",
     "default_urls",
     "open_explorers",

@@ -193,10 +193,15 @@ def _check_url(url: str, what: str, allow_private: bool) -> httpx2.URL:
     return parsed
 
 
-def open_explorers(options: ExplorerOptions) -> Explorers:
-    """Clients for every chain with an explorer: the defaults (see ``providers.py``) under the
-    operator's ``urls`` (an empty URL turns a default off). ValueError naming the chain for
-    an unknown or non-EVM chain, a URL that is not http(s), or a private one not allowed."""
+def check_explorers(options: ExplorerOptions) -> None:
+    """The ValueError :func:`open_explorers` would raise, without opening a client (which
+    loads httpcore2 and the CA bundle): a server that opens them on first use still refuses
+    a wrong URL at start."""
+    _checked_urls(options)
+
+
+def _checked_urls(options: ExplorerOptions) -> tuple[dict[str, str], dict[str, httpx2.URL]]:
+    """The URL per chain and each URL parsed, every one checked."""
     key = options.etherscan_api_key.get_secret_value() if options.etherscan_api_key else ""
     chosen = default_urls(etherscan_key=bool(key)) if options.defaults else {}
     for name, url in options.urls.items():
@@ -216,6 +221,15 @@ def open_explorers(options: ExplorerOptions) -> Explorers:
     }
     for url in options.solana_rpc_urls:
         _check_url(url, "Solana RPC", options.allow_private)
+    return chosen, parsed_urls
+
+
+def open_explorers(options: ExplorerOptions) -> Explorers:
+    """Clients for every chain with an explorer: the defaults (see ``providers.py``) under the
+    operator's ``urls`` (an empty URL turns a default off). ValueError naming the chain for
+    an unknown or non-EVM chain, a URL that is not http(s), or a private one not allowed."""
+    chosen, parsed_urls = _checked_urls(options)
+    key = options.etherscan_api_key.get_secret_value() if options.etherscan_api_key else ""
     pools: dict[str, EndpointPool[httpx2.AsyncClient]] = {}
     clients: dict[str, EtherscanClient] = {}
 

@@ -13,8 +13,6 @@ anchors-2026-12.md §1.2.
 from collections.abc import Mapping
 from types import MappingProxyType
 
-import httpx2
-
 ETHERSCAN_V2 = "https://api.etherscan.io/v2/api"
 # Chains Etherscan V2's free tier serves (docs.etherscan.io/supported-chains.md).
 ETHERSCAN_FREE = frozenset({"ethereum", "polygon", "arbitrum", "linea", "blast"})
@@ -70,6 +68,8 @@ def speaks_etherscan_v2(url: str) -> bool:
     """An Etherscan V2 endpoint: ``…/v2/api`` on an etherscan.io host (or on loopback, where
     tests and local emulators run). It takes ``chainid``, and only it is sent the Etherscan
     key: a Blockscout (whose PRO API is also ``/v2/api``) or Routescan URL never sees it."""
+    import httpx2  # here: the defaults table is read where no client is ever opened
+
     parsed = httpx2.URL(url)
     host = parsed.host.lower()
     etherscan = host == "etherscan.io" or host.endswith(".etherscan.io") or host in _LOOPBACK

@@ -139,6 +139,9 @@ async def serve_stdio(settings: Settings, credential: str | None, gate: Gate | N
     state = ServerState(
         settings=settings, gate=gate or default_gate(settings), stdio_credential=credential
     )
+    # A refused URL stops the start; the clients open on the first screen (a desktop host
+    # waits for the first answer, and most sessions never screen).
+    state.check_explorers()
     server = build_server(state)
     async with running(state):
         try:  # at EOF or a signal the calls in flight finish first (stdio_drain.py)

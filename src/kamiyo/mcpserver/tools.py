@@ -7,6 +7,7 @@ to do), and with x402 on, an x402 PaymentRequired. Some hosts pass only ``struct
 the model, and the TypeScript SDK clients check it against the output schema even on errors.
 """
 
+import copy
 import functools
 import json
 from typing import Any
@@ -33,8 +34,6 @@ from kamiyo.payments.transfer_desk import name_the_claim
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
 from kamiyo.service.catalogue import CATALOGUE, Operation, ToolName
-from kamiyo.service.discovery import listed as listed_for_directories
-from kamiyo.service.discovery import mcp_extension
 from kamiyo.service.offers import answer_model
 from kamiyo.service.pipeline import Caller, execute, execute_unknown
 from kamiyo.service.state import ServerState
@@ -77,12 +76,25 @@ PAYMENT_REQUIRED_SCHEMA: dict[str, Any] = {
 }
 
 
+@functools.cache
+def _generated_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema, a copy the caller may change. Generated once per process:
+    pydantic generates it anew on every call (~1 ms for an answer), and a server lists 14 tools
+    with 3-4 schemas each, Problem's and BundleState's in every one; the suite builds hundreds
+    of servers."""
+    return copy.deepcopy(_generated_schema(model))
+
+
 def output_schema(operation: Operation[Any, Any], payments: bool) -> dict[str, Any]:
-    answer = answer_model(operation, payments).model_json_schema()
-    problem = Problem.model_json_schema()
+    answer = schema_of(answer_model(operation, payments))
+    problem = schema_of(Problem)
     defs = answer.pop("$defs", {}) | problem.pop("$defs", {})
     if payments and operation.price is not None:  # a paid answer tells its bundle, if any
-        bundle = BundleState.model_json_schema()
+        bundle = schema_of(BundleState)
         answer.setdefault("properties", {})[BUNDLE_FIELD] = bundle
     branches = [answer, problem, *([PAYMENT_REQUIRED_SCHEMA] if payments else [])]
     schema: dict[str, Any] = {"type": "object", "anyOf": branches}
@@ -94,13 +106,13 @@ def output_schema(operation: Operation[Any, Any], payments: bool) -> dict[str, A
 def input_schema(
     operation: Operation[Any, Any], transfers: bool, payments: bool = False
 ) -> dict[str, Any]:
-    schema: dict[str, Any] = operation.query.model_json_schema()
+    schema = schema_of(operation.query)
     schema.setdefault("properties", {})
     if payments and operation.price is not None and operation.price.packs:
-        extra = BundleArguments.model_json_schema()["properties"]
+        extra = schema_of(BundleArguments)["properties"]
         schema["properties"] = schema["properties"] | extra
     if transfers:
-        extra = TransferArguments.model_json_schema()["properties"]
+        extra = schema_of(TransferArguments)["properties"]
         schema["properties"] = schema["properties"] | extra
     return schema
 
@@ -233,9 +245,10 @@ def payment_required_result(
     assert refusal.payment_required is not None
     required = refusal.payment_required.model_dump(mode="json", exclude_none=True)
     if operation is not None:
+        from kamiyo.service.discovery import listed  # x402's Bazaar: only a priced call's
+
         transfers = state is not None and state.gate.takes_transfers
-        extension = _listing(operation.name, transfers)
-        listed_for_directories(required, operation.name, extension)
+        listed(required, operation.name, _listing(operation.name, transfers))
     signature, reference = TRANSFER_ARGUMENTS
     required["message"] = name_the_claim(
         required, refusal.message, "arguments", signature, reference
@@ -253,6 +266,8 @@ def payment_required_result(
 @functools.cache
 def _listing(name: ToolName, transfers: bool) -> dict[str, Any]:
     """A tool's Bazaar declaration: the same for every call of it on this server."""
+    from kamiyo.service.discovery import mcp_extension
+
     return mcp_extension(name, input_schema(CATALOGUE[name], transfers), None)
 
 

@@ -10,22 +10,16 @@ whole fetch has a deadline, and at most ``max_bytes`` are read.
 import asyncio
 import json
 import socket
-from functools import lru_cache
-from ssl import SSLContext
 from typing import Any
 
 import httpx2
 
 from kamiyo.outbound.addresses import Address, refusal, resolve
+from kamiyo.outbound.http import shared_ssl_context
 
 
 class DocumentError(Exception):
     """The document could not be had; the message says why, for the person who asked."""
-
-
-@lru_cache(maxsize=1)
-def _tls_context() -> SSLContext:
-    return httpx2.create_ssl_context()  # built once: loading the CA bundle is slow
 
 
 async def fetch_json(
@@ -59,7 +53,7 @@ async def _fetch(url: httpx2.URL, allow_loopback: bool, timeout_s: float, max_by
     headers = {"host": url.netloc.decode("ascii"), "accept": "application/json"}
     extensions = {"sni_hostname": host} if url.scheme == "https" else {}
     async with httpx2.AsyncClient(
-        verify=_tls_context(), trust_env=False, follow_redirects=False, timeout=timeout_s
+        verify=shared_ssl_context(), trust_env=False, follow_redirects=False, timeout=timeout_s
     ) as client:
         request = client.build_request(
             "GET", url.copy_with(host=str(addresses[0])), headers=headers, extensions=extensions

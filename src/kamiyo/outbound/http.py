@@ -4,11 +4,22 @@ Provider URLs carry API keys in the query string, the path or the userinfo. The 
 endpoint is its ``host[:port]`` (with ``#2``… when one host is listed twice), and httpx2, which
 logs each request's URL at INFO, sees only the origin: the full URL is put back by the
 transport, below the logging.
+
+Every client verifies with the same SSL context: building one loads the CA bundle (tens of
+milliseconds), and a server opens a client per explorer and RPC endpoint at start.
 """
 
+import functools
+import ssl
 from collections.abc import Sequence
 
 import httpx2
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The default verifying context (certifi's CA bundle), built once per process."""
+    return httpx2.create_ssl_context()
 
 
 class _HiddenUrlTransport(httpx2.AsyncBaseTransport):
@@ -17,7 +28,7 @@ class _HiddenUrlTransport(httpx2.AsyncBaseTransport):
     def __init__(self, url: httpx2.URL) -> None:
         self._url = url
         # Looked up at call time, so tests can swap the transport class.
-        self._inner = httpx2.AsyncHTTPTransport()
+        self._inner = httpx2.AsyncHTTPTransport(verify=shared_ssl_context())
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         # The caller's path extends the endpoint's, its query adds to the endpoint's.

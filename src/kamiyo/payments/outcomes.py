@@ -4,12 +4,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse
+from typing import TYPE_CHECKING, Any
 
 from kamiyo.payments import journal
 from kamiyo.payments.transfers import TransferClaim, VerifiedTransfer
+
+if TYPE_CHECKING:  # x402 loads where payments are taken, not wherever these types are named
+    from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,7 @@ class Quote:
 
     tool: str  # what is paid for (an operation's name)
     amount: int
-    required: PaymentRequired
+    required: "PaymentRequired"
     pack_calls: int | None = None  # a pack of this many calls, bought with one payment
 
 
@@ -44,7 +45,7 @@ class Hold:
     network: str
     payer: str | None
     # An x402 payment to settle, or else a Solana transfer already on chain (nothing to send).
-    exact: tuple[PaymentPayload, PaymentRequirements] | None = None
+    exact: "tuple[PaymentPayload, PaymentRequirements] | None" = None
     transfer: VerifiedTransfer | None = None
 
 
@@ -54,7 +55,7 @@ class Declined:
 
     reason: str  # x402's invalid/error reason, or ours (see REASONS)
     message: str  # one sentence for a person or an LLM
-    required: PaymentRequired
+    required: "PaymentRequired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ class Answered:
     landed late): its answer, not a charge."""
 
     answer: dict[str, Any]
-    receipt: SettleResponse | None = None
+    receipt: "SettleResponse | None" = None
     payment_pk: int | None = None  # the journal's row, to tell the bundle it bought again
     # The payment's first paid answer: its settlement landed after the call that bought it was
     # refused as settlement_confirming (pending.py), so this answer has not been metered yet.
@@ -74,7 +75,7 @@ class Answered:
 class Settled:
     """The payment was taken: the chain's receipt."""
 
-    receipt: SettleResponse
+    receipt: "SettleResponse"
 
 
 @dataclass(frozen=True, slots=True)

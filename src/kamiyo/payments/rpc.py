@@ -17,7 +17,6 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, Self
 
 import httpx2
-from solders.signature import Signature
 
 from kamiyo.outbound import (
     EndpointError,
@@ -135,6 +134,8 @@ class SolanaRpc:
 
         Calls within ``batch_window_s`` of each other share one ``getSignatureStatuses``.
         """
+        from solders.signature import Signature  # here: a server that takes no transfer
+
         try:
             Signature.from_string(signature)
         except ValueError:

@@ -20,9 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from solders.pubkey import Pubkey
-from solders.signature import Signature
-
 from kamiyo.chains import AcceptedNetwork
 from kamiyo.payments.prices import usd
 
@@ -44,8 +41,8 @@ MAX_AGE_S = 300  # how old the transfer may be when it is claimed
 # The longest claim read: a base58 signature is at most 88 characters, a reference 22.
 SIGNATURE_MAX_CHARS = 100
 REFERENCE_MAX_CHARS = 64
-TOKEN_PROGRAM = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
-ASSOCIATED_TOKEN_PROGRAM = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
+TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"  # noqa: S105 (a public address)
+ASSOCIATED_TOKEN_PROGRAM = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"  # noqa: S105
 TOKEN_PROGRAMS = ("spl-token", "spl-token-2022")
 
 
@@ -77,9 +74,14 @@ class TransactionSource(Protocol):
 
 def token_account(owner: str, mint: str) -> str:
     """The associated token account of ``owner`` for ``mint`` (where transfers must go)."""
+    # solders is imported where a transfer is offered or checked: a server that takes none
+    # (and every process reading the gate's types) never loads it.
+    from solders.pubkey import Pubkey
+
+    seeds = (owner, TOKEN_PROGRAM, mint)
     address, _ = Pubkey.find_program_address(
-        [bytes(Pubkey.from_string(owner)), bytes(TOKEN_PROGRAM), bytes(Pubkey.from_string(mint))],
-        ASSOCIATED_TOKEN_PROGRAM,
+        [bytes(Pubkey.from_string(seed)) for seed in seeds],
+        Pubkey.from_string(ASSOCIATED_TOKEN_PROGRAM),
     )
     return str(address)
 
@@ -134,6 +136,8 @@ def offer(
 
 
 def is_signature(text: str) -> bool:
+    from solders.signature import Signature
+
     try:
         Signature.from_string(text)
     except ValueError:

@@ -3,12 +3,14 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from x402.schemas import SettleResponse
 
 from kamiyo.access.gate import LimitState, Refusal
+
+if TYPE_CHECKING:  # x402 loads only where payments are taken
+    from x402.schemas import SettleResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +19,7 @@ class Answer:
     # The same JSON, kept on purpose: hosts that give the model only ``content`` (SEP-2200:
     # clients SHOULD) must see the whole answer; it costs ~2x bytes, ~3% of a call's CPU.
     text: str
-    receipt: SettleResponse | None = None  # the payment this answer was bought with
+    receipt: "SettleResponse | None" = None  # the payment this answer was bought with
     # What a payment's journal keeps to answer a retry of that payment, where it must differ
     # from the answer (a secret shown once); None: the answer itself.
     replay: dict[str, Any] | None = None

@@ -152,7 +152,7 @@ async def screen_transaction(
         job.session,
         query,
         job.grant.scope,
-        job.state.explorers,
+        job.state.open_explorers(),  # before the budget starts: opening is not reading
         budget_s=job.state.settings.explorers.budget_s,
     )
 
@@ -163,7 +163,7 @@ async def screen_wallet(job: Job, query: intel.AddressScreenQuery) -> intel.Addr
         job.session,
         query,
         job.grant.scope,
-        job.state.explorers,
+        job.state.open_explorers(),  # before the budget starts: opening is not reading
         budget_s=job.state.settings.explorers.budget_s,
         progress=job.progress,
     )

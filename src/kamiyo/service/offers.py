@@ -8,14 +8,16 @@ and x402's PaymentRequired for this very call, so that an x402 client can sign o
 offers and call again without a round trip for a 402.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, create_model
 
-from kamiyo.payments.outcomes import Quote
 from kamiyo.payments.prices import PAID_MAX_RESULTS, usd
 from kamiyo.service.catalogue import Operation
 from kamiyo.tiers import TIERS, Tier
+
+if TYPE_CHECKING:  # the payment checks (solders, x402) load only where payments are taken
+    from kamiyo.payments.outcomes import Quote
 
 # The answer's key for the offer (beside the operation's own fields).
 OFFER_FIELD = "paid_offer"
@@ -45,7 +47,7 @@ class PaidOffer(BaseModel):
     upgrade_url: str | None = Field(default=None, description="Where to subscribe.")
 
 
-def paid_offer(quote: Quote, upgrade_url: str | None) -> PaidOffer:
+def paid_offer(quote: "Quote", upgrade_url: str | None) -> PaidOffer:
     free = TIERS[Tier.FREE]
     price = usd(quote.amount)
     subscribe = f", or subscribe at {upgrade_url}" if upgrade_url else ", or subscribe"

@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,12 +24,14 @@ from kamiyo.access.gate import LOCAL_PEER, Call, Grant, Refusal, Replayed, Targe
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel import IncidentList, NotFoundError
 from kamiyo.payments.bundles import BUNDLE_FIELD, BundleAsk
-from kamiyo.payments.outcomes import Payment
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome, count_results
 from kamiyo.service.catalogue import Operation
 from kamiyo.service.offers import OFFER_FIELD, paid_offer
 from kamiyo.service.state import Job, Progress, ServerState
 from kamiyo.tiers import TIERS, Tier, next_tier_above
+
+if TYPE_CHECKING:  # the payment checks (solders, x402) load only where payments are taken
+    from kamiyo.payments.outcomes import Payment
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class Caller:
     """Who is calling and how, as the surface found it."""
 
     credential: str | None = None
-    payment: Payment | None = None
+    payment: "Payment | None" = None
     # Pay from a bundle of prepaid calls, or buy one.
     bundle: BundleAsk | None = None
     # What x402 names the thing paid for (the REST URL); None: mcp://tool/<name>.

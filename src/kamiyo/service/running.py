@@ -5,7 +5,7 @@ the change bus, the alerts worker (unless ``KAMIYO_ALERTS_WORKER=false`` leaves 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
-from kamiyo.alerts.redis_bus import change_bus
+from kamiyo.alerts.bus import change_bus
 from kamiyo.alerts.worker import AlertWorker, alerts_working
 from kamiyo.runtime import Runtime, open_runtime
 from kamiyo.service.refreshing import keeping_current

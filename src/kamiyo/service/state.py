@@ -1,7 +1,8 @@
 """What every call shares while a surface serves: settings, the gate, the runtime, the cache."""
 
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,12 +13,12 @@ from kamiyo.access.gate import Gate, Grant
 from kamiyo.alerts.bus import MemoryBus
 from kamiyo.config import ConfigurationError, Settings
 from kamiyo.db.engine import read_session_factory
-from kamiyo.explorers import Explorers, open_explorers
 from kamiyo.runtime import Runtime
 from kamiyo.service.answers import Answer
 
 if TYPE_CHECKING:
     from kamiyo.alerts.worker import AlertWorker
+    from kamiyo.explorers import Explorers
 
 
 def default_gate(settings: Settings) -> Gate:
@@ -25,6 +26,9 @@ def default_gate(settings: Settings) -> Gate:
     # Imported here: the gate, the cashier and what they pull in (mail, chains' clients, JSON
     # schemas) cost a start-up that serves on the open gate (the CLI's commands) ~0.3 s.
     from kamiyo.access.account_gate import AccountGate
+
+    if not settings.x402.networks:  # x402 off (open_cashier's rule): x402 is never loaded
+        return AccountGate(settings, None)
     from kamiyo.payments.cashier import open_cashier
 
     cashier = open_cashier(
@@ -34,6 +38,14 @@ def default_gate(settings: Settings) -> Gate:
         redis=settings.redis,
     )
     return AccountGate(settings, cashier)
+
+
+@contextmanager
+def _refused_explorer_urls() -> Iterator[None]:
+    try:
+        yield
+    except ValueError as exc:  # a URL the settings allow in form but not in place
+        raise ConfigurationError(f"explorers: {exc}") from None
 
 
 @dataclass
@@ -46,9 +58,9 @@ class ServerState:
     started_monotonic: float = field(default_factory=time.monotonic)
     # Answers to identical read-only calls with the same caps, kept for cache_ttl_s seconds.
     cache: TTLCache[Hashable, Answer] | None = None
-    # The clients that read wallets' and transactions' histories from the chain (no request
-    # is made until a screen asks); closed by :meth:`aclose`.
-    explorers: Explorers | None = None
+    # The clients that read wallets' and transactions' histories from the chain, opened by
+    # :meth:`open_explorers` (no request is made until a screen asks); closed by :meth:`aclose`.
+    explorers: "Explorers | None" = None
     # This instance's listeners to incident changes (MCP subscriptions: mcpserver/
     # subscriptions.py); the alerts worker's bus tells them, directly or through Redis from
     # whichever instance claimed the change.
@@ -71,11 +83,24 @@ class ServerState:
             self.cache = TTLCache(
                 maxsize=self.settings.answers.cache_size, ttl=self.settings.answers.cache_ttl_s
             )
+
+    def open_explorers(self) -> "Explorers":
+        """The explorer clients, opened on first use (before a screen's budget starts): a
+        command that never screens never loads them (httpcore2, the CA bundle). An HTTP
+        server opens them at start; stdio only checks them (:meth:`check_explorers`)."""
         if self.explorers is None:
-            try:
+            from kamiyo.explorers import open_explorers
+
+            with _refused_explorer_urls():
                 self.explorers = open_explorers(self.settings.explorers)
-            except ValueError as exc:  # a URL the settings allow in form but not in place
-                raise ConfigurationError(f"explorers: {exc}") from None
+        return self.explorers
+
+    def check_explorers(self) -> None:
+        """Stop on an explorer URL the settings refuse, without opening the clients."""
+        from kamiyo.explorers import check_explorers
+
+        with _refused_explorer_urls():
+            check_explorers(self.settings.explorers)
 
     def shutting_down(self) -> None:
         """Run the ``on_shutdown`` hooks, once (the HTTP server runs them as stopping begins,

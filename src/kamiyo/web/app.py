@@ -67,6 +67,7 @@ def create_app(
     metadata need no credential.
     """
     state = ServerState(settings=settings, gate=gate or default_gate(settings))
+    state.open_explorers()  # a refused URL stops the start
     server = build_mcp(state)
     streamable = server.streamable_http_app(
         streamable_http_path="/mcp",
