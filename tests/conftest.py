@@ -13,6 +13,7 @@ per xdist worker), files go under ``tmp_path``. Tests that start processes are m
 import asyncio
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -96,11 +97,13 @@ class PostgresDatabases:
     def __init__(self) -> None:
         self.created: list[str] = []
 
-    async def create(self) -> str:
+    async def create(self, template: str | None = None) -> str:
+        """A new database: empty, or a copy of the database named ``template``."""
         name = f"kamiyo_test_{WORKER}_{uuid.uuid4().hex[:12]}"
+        copied = f' TEMPLATE "{template}"' if template else ""
         admin = await _postgres_admin()
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"{copied}')
         finally:
             await admin.close()
         self.created.append(name)
@@ -206,14 +209,87 @@ async def postgres_url_for_cli(postgres_databases: PostgresDatabases) -> str:
     return await postgres_databases.create()
 
 
+class MigratedTemplates:
+    """Databases of each backend prepared once per worker, copied for each test that wants one:
+    migrated to head, and migrated with the bundled dataset loaded (what ``kamiyo db upgrade``
+    leaves, and what a server's start-up would otherwise do for every test).
+
+    Migrating a new database runs every migration (about a second on PostgreSQL) and loading
+    the bundle more; a copy is the same schema, revision and rows in a tenth of that:
+    PostgreSQL's ``CREATE DATABASE … TEMPLATE``, a file copy for SQLite. Migrations and loading
+    themselves are tested from empty databases (``empty_database_url``), never from these.
+    """
+
+    def __init__(self, databases: PostgresDatabases, folder: Path) -> None:
+        self.databases = databases
+        self.folder = folder
+        self._templates: dict[tuple[str, bool], str] = {}  # (backend, loaded): name or path
+
+    async def new_url(self, backend: str, folder: Path, *, loaded: bool = False) -> str:
+        template = self._templates.get((backend, loaded))
+        if template is None:
+            template = await self._prepare(backend, loaded)
+            self._templates[(backend, loaded)] = template
+        if backend == "postgresql":
+            return await self.databases.create(template=template)
+        copy = folder / f"kamiyo-{uuid.uuid4().hex[:8]}.db"
+        shutil.copyfile(template, copy)
+        return f"sqlite+aiosqlite:///{copy}"
+
+    async def _prepare(self, backend: str, loaded: bool) -> str:
+        if backend == "postgresql":
+            url = await self.databases.create()
+        else:
+            url = f"sqlite+aiosqlite:///{self.folder / f'template-{int(loaded)}.db'}"
+        if loaded:
+            settings = Settings(
+                database=DatabaseSettings(url=url), environment="test", _env_file=None
+            )
+            async with open_runtime(settings, upgrade=True):
+                pass
+        else:
+            engine = create_engine(url)
+            try:
+                await migrate.upgrade(engine)
+            finally:
+                await engine.dispose()
+        # No connection is left open: PostgreSQL copies only a template nobody uses, and
+        # SQLite's last connection has folded its journal into the file.
+        database = make_url(url).database
+        assert database is not None
+        return database
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(
+    postgres_databases: PostgresDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> MigratedTemplates:
+    return MigratedTemplates(postgres_databases, tmp_path_factory.mktemp("templates"))
+
+
+@pytest.fixture(params=BACKENDS)
+async def migrated_database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_templates: MigratedTemplates
+) -> str:
+    """A fresh database of each backend, migrated to head, with no data loaded."""
+    return await migrated_templates.new_url(request.param, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+async def loaded_database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_templates: MigratedTemplates
+) -> str:
+    """A fresh database of each backend, migrated and loaded with the bundled dataset."""
+    return await migrated_templates.new_url(request.param, tmp_path, loaded=True)
+
+
 @pytest.fixture
 async def migrated_sessions(
-    empty_database_url: str,
+    migrated_database_url: str,
 ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions on a fresh database of each backend, migrated to head, with no data loaded."""
-    engine = create_engine(empty_database_url)
+    engine = create_engine(migrated_database_url)
     try:
-        await migrate.upgrade(engine)
         yield session_factory(engine)
     finally:
         await engine.dispose()

@@ -25,6 +25,7 @@ from kamiyo.payments.outcomes import RawPayment
 from kamiyo.service.catalogue import OPERATIONS, target
 from kamiyo.service.offers import OFFER_FIELD, answer_model, paid_offer
 from kamiyo.tiers import TIERS, Tier
+from tests.conftest import MigratedTemplates
 from tests.payments.serving import cashier_for
 
 pytestmark = pytest.mark.anyio
@@ -49,10 +50,10 @@ GateFactory = Callable[..., Awaitable[AccountGate]]
 
 
 @pytest.fixture
-def empty_database_url(tmp_path: Path) -> str:
+async def migrated_database_url(tmp_path: Path, migrated_templates: MigratedTemplates) -> str:
     """SQLite only: the decision is the gate's, the same on either backend (the paid path runs
     on PostgreSQL in tests/payments/test_paid_limits.py)."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'gate.db'}"
+    return await migrated_templates.new_url("sqlite", tmp_path)
 
 
 @pytest.fixture

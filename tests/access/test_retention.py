@@ -196,12 +196,12 @@ async def test_daily_totals_go_after_their_own_retention(
 
 async def test_the_prune_command_is_a_dry_run_unless_applied(
     migrated_sessions: async_sessionmaker[AsyncSession],
-    empty_database_url: str,
+    migrated_database_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=45)
     await write(migrated_sessions, [event(old), event(old, tool="get_exploit")])
-    monkeypatch.setenv("KAMIYO_DATABASE_URL", empty_database_url)
+    monkeypatch.setenv("KAMIYO_DATABASE_URL", migrated_database_url)
     from kamiyo.config import get_settings
 
     get_settings.cache_clear()

@@ -169,7 +169,7 @@ async def test_a_dead_workers_rows_are_taken_up_after_its_lease(sessions: Sessio
 
 
 async def test_concurrent_workers_deliver_once_per_rule(
-    sessions: Sessions, empty_database_url: str
+    sessions: Sessions, migrated_database_url: str
 ) -> None:
     async with sessions() as session:
         for n in range(20):

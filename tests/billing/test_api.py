@@ -79,13 +79,13 @@ def bearer(key: str) -> dict[str, str]:
 
 @pytest.fixture
 async def api(
-    empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
+    loaded_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> AsyncIterator[Api]:
-    settings = billing_settings(empty_database_url, fake_stripe, mailbox)
+    settings = billing_settings(loaded_database_url, fake_stripe, mailbox)
     app = create_app(settings, build_server)
     # ASGITransport sends no lifespan events: run the app's own start-up and shut-down.
     async with app.router.lifespan_context(app):
-        engine = create_engine(empty_database_url)
+        engine = create_engine(loaded_database_url)
         transport = httpx2.ASGITransport(app=app, client=("198.51.100.7", 40000))
         try:
             async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -159,9 +159,11 @@ async def test_signups_from_one_peer_are_limited(api: Api) -> None:
 
 
 async def test_signup_without_a_public_url_is_unavailable(
-    empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
+    loaded_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> None:
-    settings = billing_settings(empty_database_url, fake_stripe, mailbox, site={"public_url": None})
+    settings = billing_settings(
+        loaded_database_url, fake_stripe, mailbox, site={"public_url": None}
+    )
     app = create_app(settings, build_server)
     async with (
         app.router.lifespan_context(app),
@@ -370,14 +372,14 @@ async def test_the_portal_needs_a_stripe_customer(api: Api) -> None:
 
 
 async def test_without_a_stripe_key_billing_is_unavailable(
-    empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
+    loaded_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
 ) -> None:
     settings = billing_settings(
-        empty_database_url, fake_stripe, mailbox, stripe={"secret_key": None}
+        loaded_database_url, fake_stripe, mailbox, stripe={"secret_key": None}
     )
     app = create_app(settings, build_server)
     async with app.router.lifespan_context(app):
-        engine = create_engine(empty_database_url)
+        engine = create_engine(loaded_database_url)
         try:
             async with session_factory(engine)() as session:
                 account = await accounts.create_account(session, "nokey@example.com")

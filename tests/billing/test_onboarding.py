@@ -30,8 +30,10 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 @pytest.fixture
-def settings_for(empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox) -> Onboarding:
-    return Onboarding.from_settings(billing_settings(empty_database_url, fake_stripe, mailbox))
+def settings_for(
+    migrated_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox
+) -> Onboarding:
+    return Onboarding.from_settings(billing_settings(migrated_database_url, fake_stripe, mailbox))
 
 
 @pytest.fixture

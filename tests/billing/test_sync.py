@@ -59,9 +59,9 @@ def sessions(migrated_sessions: Sessions) -> Sessions:
 
 
 @pytest.fixture
-def settings(empty_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox) -> Settings:
+def settings(migrated_database_url: str, fake_stripe: FakeStripe, mailbox: Mailbox) -> Settings:
     return billing_settings(
-        empty_database_url,
+        migrated_database_url,
         fake_stripe,
         mailbox,
         stripe={"prices": PRICES, "webhook_secret": SecretStr(SECRET), "past_due_grace_days": 7},
@@ -301,13 +301,13 @@ runner = CliRunner()
 
 
 def test_billing_sync_command(
-    empty_database_url: str,
+    migrated_database_url: str,
     fake_stripe: FakeStripe,
     mailbox: Mailbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = mailbox.env() | {
-        "KAMIYO_DATABASE_URL": empty_database_url,
+        "KAMIYO_DATABASE_URL": migrated_database_url,
         "KAMIYO_PUBLIC_URL": PUBLIC_URL,
         "KAMIYO_STRIPE_API_BASE": fake_stripe.url,
         "KAMIYO_STRIPE_PRICES": json.dumps(PRICES),

@@ -32,7 +32,7 @@ class Browser:
 
 @pytest.fixture
 async def browser(
-    migrated_sessions: async_sessionmaker[AsyncSession], empty_database_url: str
+    migrated_sessions: async_sessionmaker[AsyncSession], migrated_database_url: str
 ) -> AsyncIterator[Browser]:
     async with migrated_sessions() as session:
         account = await accounts.create_account(session, "team@example.com", Tier.TEAM)
@@ -44,7 +44,7 @@ async def browser(
         # Stands in for the dashboard's cookie session: the account it names, or None.
         return logged_in[0] if logged_in else None
 
-    settings = oauth_settings(empty_database_url)
+    settings = oauth_settings(migrated_database_url)
     routes = oauth.routes(
         settings,
         lambda: migrated_sessions,
