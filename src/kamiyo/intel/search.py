@@ -1,9 +1,9 @@
 """Finding incidents: by name, attack type and full text, filtered; and look-up by id."""
 
 import datetime as dt
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, String, cast, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
@@ -118,19 +118,68 @@ def summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, object
     }
 
 
-_Child = TypeVar("_Child", IncidentAddress, IncidentTransaction, IncidentReference)
-
-
-async def _children(session: AsyncSession, table: type[_Child], pk: int) -> list[_Child]:
-    rows = await session.scalars(select(table).where(table.incident_pk == pk).order_by(table.pk))
-    return list(rows)
+def _child_rows(pk: int) -> Select[Any]:
+    """One statement for everything that hangs off incident ``pk``: its names, addresses,
+    transactions and references, as rows of (kind, order, four text columns), in order."""
+    none = cast(null(), String)
+    parts = [
+        select(
+            literal(0).label("kind"),
+            literal(0).label("ordinal"),
+            IncidentName.name,
+            IncidentName.key,
+            none,
+            none,
+        ).where(IncidentName.incident_pk == pk),
+        select(
+            literal(1),
+            IncidentAddress.pk,
+            IncidentAddress.role,
+            IncidentAddress.chain,
+            IncidentAddress.address,
+            IncidentAddress.label,
+        ).where(IncidentAddress.incident_pk == pk),
+        select(
+            literal(2),
+            IncidentTransaction.pk,
+            IncidentTransaction.chain,
+            IncidentTransaction.hash,
+            none,
+            none,
+        ).where(IncidentTransaction.incident_pk == pk),
+        select(
+            literal(3),
+            IncidentReference.pk,
+            IncidentReference.url,
+            IncidentReference.firm,
+            none,
+            none,
+        ).where(IncidentReference.incident_pk == pk),
+    ]
+    combined = union_all(*parts).subquery()
+    columns = list(combined.c)
+    return select(combined).order_by(columns[0], columns[1], columns[3])
 
 
 async def get_incident(session: AsyncSession, incident_id: str) -> Incident | None:
-    """One incident in full, or None when no incident has that id."""
+    """One incident in full, or None when no incident has that id (two statements: the
+    incident, then all its children in one union)."""
     row = await session.scalar(select(IncidentRow).where(IncidentRow.id == incident_id))
     if row is None:
         return None
+    aliases: list[str] = []
+    addresses: list[dict[str, object]] = []
+    transactions: list[dict[str, object]] = []
+    references: list[dict[str, object]] = []
+    for kind, _, first, second, third, fourth in await session.execute(_child_rows(row.pk)):
+        if kind == 0 and first != row.protocol:
+            aliases.append(first)
+        elif kind == 1:
+            addresses.append({"role": first, "chain": second, "address": third, "label": fourth})
+        elif kind == 2:
+            transactions.append({"chain": first, "hash": second})
+        elif kind == 3:
+            references.append({"url": first, "firm": second})
     return Incident.model_validate(
         {
             **summary_fields(row),
@@ -140,16 +189,10 @@ async def get_incident(session: AsyncSession, incident_id: str) -> Incident | No
             "status": row.status,
             "funds_returned": row.funds_returned,
             "funds_returned_usd": row.funds_returned_usd,
-            "aliases": [
-                name
-                for name in await session.scalars(
-                    select(IncidentName.name).where(IncidentName.incident_pk == row.pk)
-                )
-                if name != row.protocol
-            ],
-            "addresses": await _children(session, IncidentAddress, row.pk),
-            "transactions": await _children(session, IncidentTransaction, row.pk),
-            "references": await _children(session, IncidentReference, row.pk),
+            "aliases": aliases,
+            "addresses": addresses,
+            "transactions": transactions,
+            "references": references,
         }
     )
 
