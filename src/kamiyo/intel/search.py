@@ -1,9 +1,11 @@
 """Finding incidents: by name, attack type and full text, filtered; and look-up by id."""
 
 import datetime as dt
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, Select, String, cast, literal, null, select, union_all
+from sqlalchemy import JSON, Row, Select, bindparam, cast, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
@@ -118,68 +120,46 @@ def summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, object
     }
 
 
-def _child_rows(pk: int) -> Select[Any]:
-    """One statement for everything that hangs off incident ``pk``: its names, addresses,
-    transactions and references, as rows of (kind, order, four text columns), in order."""
-    none = cast(null(), String)
-    parts = [
-        select(
-            literal(0).label("kind"),
-            literal(0).label("ordinal"),
-            IncidentName.name,
-            IncidentName.key,
-            none,
-            none,
-        ).where(IncidentName.incident_pk == pk),
-        select(
-            literal(1),
-            IncidentAddress.pk,
-            IncidentAddress.role,
-            IncidentAddress.chain,
-            IncidentAddress.address,
-            IncidentAddress.label,
-        ).where(IncidentAddress.incident_pk == pk),
-        select(
-            literal(2),
-            IncidentTransaction.pk,
-            IncidentTransaction.chain,
-            IncidentTransaction.hash,
-            none,
-            none,
-        ).where(IncidentTransaction.incident_pk == pk),
-        select(
-            literal(3),
-            IncidentReference.pk,
-            IncidentReference.url,
-            IncidentReference.firm,
-            none,
-            none,
-        ).where(IncidentReference.incident_pk == pk),
-    ]
-    combined = union_all(*parts).subquery()
-    columns = list(combined.c)
-    return select(combined).order_by(columns[0], columns[1], columns[3])
+_Child = type[IncidentName | IncidentAddress | IncidentTransaction | IncidentReference]
+# What hangs off an incident, each as a list of rows of these columns, in this order.
+_CHILDREN: tuple[tuple[str, _Child, tuple[str, ...], str], ...] = (
+    ("names", IncidentName, ("name",), "key"),
+    ("addresses", IncidentAddress, ("role", "chain", "address", "label"), "pk"),
+    ("transactions", IncidentTransaction, ("chain", "hash"), "pk"),
+    ("references", IncidentReference, ("url", "firm"), "pk"),
+)
+
+
+@lru_cache(maxsize=2)
+def _incident_statement(dialect: str) -> Select[Any]:
+    """The incident with id ``:incident_id`` and, as JSON arrays of arrays, its names,
+    addresses, transactions and references: one statement (a look-up is one round trip)."""
+    lists = []
+    for label, table, names, order in _CHILDREN:
+        columns = [getattr(table, name) for name in names]
+        mine = table.incident_pk == IncidentRow.pk
+        if dialect == "postgresql":
+            ordered = aggregate_order_by(func.json_build_array(*columns), getattr(table, order))
+            aggregated: Any = func.coalesce(func.json_agg(ordered), cast("[]", JSON))
+        else:
+            # SQLite (before 3.44) takes no ORDER BY in an aggregate; it aggregates in the
+            # order it reads the incident's rows from their incident_pk index: by pk (names:
+            # by key, their primary key's order).
+            aggregated = func.json_group_array(func.json_array(*columns))
+        one = select(aggregated).where(mine).correlate(IncidentRow)
+        lists.append(one.scalar_subquery().label(label))
+    fields = [c for c in IncidentRow.__table__.c if c.key != "search_vector"]
+    return select(*fields, *(type_coerce(part, JSON) for part in lists)).where(
+        IncidentRow.id == bindparam("incident_id")
+    )
 
 
 async def get_incident(session: AsyncSession, incident_id: str) -> Incident | None:
-    """One incident in full, or None when no incident has that id (two statements: the
-    incident, then all its children in one union)."""
-    row = await session.scalar(select(IncidentRow).where(IncidentRow.id == incident_id))
+    """One incident in full, or None when no incident has that id."""
+    stmt = _incident_statement(dialect_name(session))
+    row = (await session.execute(stmt, {"incident_id": incident_id})).first()
     if row is None:
         return None
-    aliases: list[str] = []
-    addresses: list[dict[str, object]] = []
-    transactions: list[dict[str, object]] = []
-    references: list[dict[str, object]] = []
-    for kind, _, first, second, third, fourth in await session.execute(_child_rows(row.pk)):
-        if kind == 0 and first != row.protocol:
-            aliases.append(first)
-        elif kind == 1:
-            addresses.append({"role": first, "chain": second, "address": third, "label": fourth})
-        elif kind == 2:
-            transactions.append({"chain": first, "hash": second})
-        elif kind == 3:
-            references.append({"url": first, "firm": second})
     return Incident.model_validate(
         {
             **summary_fields(row),
@@ -189,10 +169,13 @@ async def get_incident(session: AsyncSession, incident_id: str) -> Incident | No
             "status": row.status,
             "funds_returned": row.funds_returned,
             "funds_returned_usd": row.funds_returned_usd,
-            "aliases": aliases,
-            "addresses": addresses,
-            "transactions": transactions,
-            "references": references,
+            "aliases": [name for (name,) in row.names if name != row.protocol],
+            "addresses": [
+                {"role": role, "chain": chain, "address": address, "label": label}
+                for role, chain, address, label in row.addresses
+            ],
+            "transactions": [{"chain": chain, "hash": tx} for chain, tx in row.transactions],
+            "references": [{"url": url, "firm": firm} for url, firm in row.references],
         }
     )
 
