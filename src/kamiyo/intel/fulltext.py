@@ -160,3 +160,13 @@ def match(
     narrowed = stmt.join(_fts, _fts.c.rowid == Incident.pk).where(_fts_ref.match(query))
     # bm25 is lower-is-better; negate it so both backends sort rank descending.
     return narrowed, -func.bm25(_fts_ref, *_BM25_WEIGHTS, type_=Float)
+
+
+def recorded_order(dialect: str) -> ColumnElement[Any]:
+    """Most recently recorded first (pk descending), over a statement narrowed by :func:`match`:
+    the order both backends read text matches in cheaply and stop early. SQLite's must be the
+    search table's rowid (FTS5 then reads its index backwards); ordering by ``incidents.pk``
+    would make it test every incident against the index instead."""
+    if dialect == "postgresql":
+        return Incident.pk.desc()
+    return _fts.c.rowid.desc()

@@ -77,8 +77,13 @@ async def search_incidents(
     offset = query.offset  # rows before this page are read and dropped: pages stay shallow
     wanted = offset + limit + 1
     found: list[Row[Any]] = []
+    bounded = False
     for stmt in search_plan.statements(shape):  # stages in order, until the page is full
-        found += (await session.execute(stmt, {**values, "limit": wanted - len(found)})).all()
+        stage = (await session.execute(stmt, {**values, "limit": wanted - len(found)})).all()
+        found += stage
+        # Only the ranked text stage counts its candidates (search_plan.TEXT_CANDIDATES).
+        candidates = stage[0]._mapping.get("candidates", 0) if stage else 0
+        bounded |= candidates >= search_plan.TEXT_CANDIDATES
         if len(found) >= wanted:
             break
     rows = found[offset:]
@@ -97,6 +102,7 @@ async def search_incidents(
         truncated=more,
         limit=limit,
         next_cursor=next_cursor,
+        ranked_newest=search_plan.TEXT_CANDIDATES if bounded else None,
         suggestions=advice.suggestions if advice else [],
         note=advice.note if advice else None,
     )
