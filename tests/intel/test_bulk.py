@@ -39,7 +39,7 @@ SEARCH_ROWS = {
 
 def reports() -> list[SourceReport]:
     """200 synthetic reports, and some that ingest merges: another source's report of the
-    same incidents, and a report listed twice with a later change."""
+    same incidents, a report listed twice with a later change; and one more, ingested after."""
     generated, _ = synthetic_records(200, seed=3)
     made = list(generated)
     again = [
@@ -47,7 +47,8 @@ def reports() -> list[SourceReport]:
         for n, r in enumerate(made[:10])
     ]
     changed = made[20].model_copy(update={"loss_text": "~$5", "loss_usd": 5.0})
-    return [*made, *again, changed]
+    later = made[0].model_copy(update={"source_id": "later", "protocol": "Later Finance"})
+    return [*made, *again, changed, later]
 
 
 async def snapshot(session: AsyncSession, backend: str) -> dict[str, list[Any]]:
@@ -59,7 +60,7 @@ async def snapshot(session: AsyncSession, backend: str) -> dict[str, list[Any]]:
 async def test_bulk_load_writes_what_ingest_writes(
     backend: str, tmp_path: Path, postgres_databases: PostgresDatabases
 ) -> None:
-    loaded = reports()
+    *loaded, later = reports()
     snapshots = []
     for bulk in (False, True):
         engine = create_engine(await new_database_url(backend, tmp_path, postgres_databases))
@@ -72,12 +73,16 @@ async def test_bulk_load_writes_what_ingest_writes(
                     store = await Store.load(session)
                     counts = await store.ingest(session, loaded, origin="import", now=NOW)
                 await session.commit()
+                # Ingest goes on after a bulk load (on PostgreSQL: from the pks it gave).
+                store = await Store.load(session)
+                await store.ingest(session, [later], origin="import", now=NOW)
+                await session.commit()
                 snapshots.append((counts, await snapshot(session, backend)))
         finally:
             await engine.dispose()
     (ingest_counts, by_ingest), (bulk_counts, by_bulk) = snapshots
     assert bulk_counts.new == ingest_counts.new >= 200 - 1
     assert bulk_counts.merged == ingest_counts.merged >= 10
-    assert len(by_ingest["incidents"]) == ingest_counts.new
+    assert len(by_ingest["incidents"]) == ingest_counts.new + 1  # and the later one
     for name, rows in by_ingest.items():
         assert by_bulk[name] == rows, name
