@@ -4,7 +4,17 @@ import datetime as dt
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, Row, Select, bindparam, cast, func, select, type_coerce
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Row,
+    Select,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -136,6 +146,10 @@ _CHILDREN: tuple[tuple[str, _Child, tuple[str, ...], str], ...] = (
 )
 
 
+# A literal, not a parameter: a bound "[]" would be sent as the JSON string "[]".
+_EMPTY_JSON_ARRAY: ColumnElement[Any] = literal_column("'[]'::json")
+
+
 @lru_cache(maxsize=2)
 def _incident_statement(dialect: str) -> Select[Any]:
     """The incident with id ``:incident_id`` and, as JSON arrays of arrays, its names,
@@ -146,7 +160,7 @@ def _incident_statement(dialect: str) -> Select[Any]:
         mine = table.incident_pk == IncidentRow.pk
         if dialect == "postgresql":
             ordered = aggregate_order_by(func.json_build_array(*columns), getattr(table, order))
-            aggregated: Any = func.coalesce(func.json_agg(ordered), cast("[]", JSON))
+            aggregated: Any = func.coalesce(func.json_agg(ordered), _EMPTY_JSON_ARRAY)
         else:
             # SQLite (before 3.44) takes no ORDER BY in an aggregate; it aggregates in the
             # order it reads the incident's rows from their incident_pk index: by pk (names:
