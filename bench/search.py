@@ -21,29 +21,26 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import asyncpg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-from rich.table import Table
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench.search_report import print_report
+from bench.synthetic import Corpus, synthetic_records
 from kamiyo import intel
 from kamiyo.config import DatabaseSettings, Settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import Incident, IncidentAddress
-from kamiyo.intel.bundled import read_bundle
-from kamiyo.intel.models import AddressFact
+from kamiyo.intel.bulk import bulk_load
 from kamiyo.intel.reports import SourceReport
-from kamiyo.intel.store import Store
 from kamiyo.intel.text import query_terms
-from kamiyo.intel.vocabulary import AddressRole
 from kamiyo.runtime import open_runtime
 
 RESULTS = Path(__file__).parent / "results"
@@ -51,98 +48,6 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "KAMIYO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 console = Console(stderr=True)
-
-# Chain shares of the real data, so synthetic filters are as selective as real ones.
-CHAIN_WEIGHTS = {
-    "bsc": 44, "ethereum": 39, "arbitrum": 5, "base": 4, "polygon": 2.5, "avalanche": 1.5,
-    "optimism": 1.4, "fantom": 0.7, "linea": 0.3, "blast": 0.3, "gnosis": 0.3, "sei": 0.1,
-}  # fmt: skip
-SYLLABLES = [
-    "ka",
-    "mi",
-    "yo",
-    "ra",
-    "fi",
-    "na",
-    "swa",
-    "pe",
-    "lo",
-    "ve",
-    "ne",
-    "tu",
-    "zo",
-    "xi",
-    "qua",
-    "lum",
-    "bit",
-    "cor",
-    "dex",
-    "vol",
-]
-SUFFIXES = ["", "", "Finance", "Swap", "DAO", "Protocol", "V2", "Bridge", "Lend", "Token"]
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """What the query shapes draw their arguments from."""
-
-    protocol_words: list[str]
-    addresses: list[str]
-    ids: list[str]
-
-
-def synthetic_records(rows: int, seed: int) -> tuple[Iterator[SourceReport], Corpus]:
-    rng = random.Random(seed)
-    _, sources = read_bundle()
-    attack_texts = [r.attack_type_raw for rs in sources.values() for r in rs if r.attack_type_raw]
-    names = sorted(
-        {
-            "".join(rng.choice(SYLLABLES).capitalize() for _ in range(rng.randint(2, 4)))
-            + rng.choice(SUFFIXES)
-            # About five incidents per name: in the real data no name has more than six.
-            for _ in range(max(rows // 5, 100))
-        }
-    )
-    chains, weights = list(CHAIN_WEIGHTS), list(CHAIN_WEIGHTS.values())
-    start = dt.date(2016, 1, 1).toordinal()
-    span = dt.date(2026, 11, 1).toordinal() - start
-    sample_addresses: list[str] = []
-    sample_ids: list[str] = []
-
-    def records() -> Iterator[SourceReport]:
-        for n in range(rows):
-            # Later years have more incidents, as in the real data.
-            day = dt.date.fromordinal(start + int(span * rng.random() ** 0.6))
-            protocol = rng.choice(names)
-            address = f"0x{rng.getrandbits(160):040x}"
-            if n % 997 == 0:
-                sample_addresses.append(address)
-                sample_ids.append(f"{day:%Y%m%d}_syn{n}")
-            loss = round(rng.lognormvariate(12, 2.2), 2) if rng.random() < 0.8 else None
-            yield SourceReport(
-                source="synthetic",
-                source_id=f"{day:%Y%m%d}_syn{n}",
-                date=day,
-                protocol=protocol,
-                chains=rng.choices(chains, weights) if rng.random() < 0.98 else chains[:2],
-                loss_usd=loss,
-                loss_usd_basis="usd" if loss is not None else None,
-                loss_text=f"~${loss:,.0f}" if loss is not None else "unknown",
-                attack_type_raw=rng.choice(attack_texts),
-                addresses=[
-                    AddressFact(role=AddressRole.ATTACKER, chain=None, address=address),
-                    AddressFact(
-                        role=AddressRole.ATTACK_CONTRACT,
-                        chain=None,
-                        address=f"0x{rng.getrandbits(160):040x}",
-                    ),
-                ],
-            )
-
-    words = sorted(
-        name.lower() for name in random.Random(seed).sample(names, min(2000, len(names)))
-    )
-    return records(), Corpus(words, sample_addresses, sample_ids)
 
 
 def shapes(corpus: Corpus, rng: random.Random) -> dict[str, Callable[[], intel.SearchQuery]]:
@@ -270,7 +175,7 @@ async def bench_backend(
             result["bundled"] = await run_shapes(session, corpus, calls, rounds, seed)
     if rows <= 0:
         return result
-    # 2. Synthetic incidents on top, loaded through the real ingest path.
+    # 2. Synthetic incidents on top, written by the bulk loader (the rows ingest writes).
     engine = create_engine(url)
     sessions = session_factory(engine)
     try:
@@ -285,6 +190,7 @@ async def bench_backend(
                 pass
             generated = iter(())
         started = time.perf_counter()
+        cpu_started = time.process_time()
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -293,25 +199,25 @@ async def bench_backend(
             console=console,
         ) as progress:
             task = progress.add_task(f"{backend}: loading {rows:,} incidents", total=rows)
+
+            def counted(records: Iterator[SourceReport]) -> Iterator[SourceReport]:
+                for n, record in enumerate(records, 1):
+                    if n % 10_000 == 0:
+                        progress.advance(task, 10_000)
+                    yield record
+
             async with sessions() as session:
-                store = await Store.load(session)
-                chunk: list[SourceReport] = []
-                for record in generated:
-                    chunk.append(record)
-                    if len(chunk) == 20_000:
-                        await store.ingest(session, chunk, origin="import")
-                        await session.commit()
-                        progress.advance(task, len(chunk))
-                        chunk = []
-                await store.ingest(session, chunk, origin="import")
+                await bulk_load(session, counted(generated), origin="import")
                 await session.commit()
-                progress.advance(task, rows - progress.tasks[0].completed)
+        result["synthetic_load_cpu_s"] = round(time.process_time() - cpu_started, 1)
         result["synthetic_rows"] = rows
         result["synthetic_load_s"] = round(time.perf_counter() - started, 1)
         async with sessions() as session:
             if backend == "postgresql":
-                await session.execute(text("ANALYZE"))
-                await session.commit()
+                # VACUUM too: the bulk load wrote each incident, then its search vector.
+                async with engine.connect() as conn:
+                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    await auto.execute(text("VACUUM ANALYZE"))
             else:
                 await session.execute(text("ANALYZE"))
                 await session.execute(
@@ -342,34 +248,6 @@ async def postgres_database(keep: str | None) -> tuple[str, Callable[[], Awaitab
     return url.render_as_string(hide_password=False), None if keep else drop
 
 
-def print_report(results: list[dict[str, object]]) -> None:
-    for result in results:
-        for part in ("bundled", "synthetic"):
-            shapes_report = result.get(part)
-            if not isinstance(shapes_report, dict):
-                continue
-            rows = (
-                result.get("synthetic_rows") if part == "synthetic" else result.get("bundled_rows")
-            )
-            table = Table(
-                title=f"{result['backend']}: {part} ({rows:,} incidents + bundled)"
-                if part == "synthetic"
-                else f"{result['backend']}: bundled ({result.get('bundled_rows')})"
-            )
-            table.add_column("query shape")
-            table.add_column("p50 ms", justify="right")
-            table.add_column("p99 ms", justify="right")
-            for name, numbers in shapes_report.items():
-                table.add_row(
-                    name,
-                    f"{numbers['p50_ms']:.2f}",
-                    f"{numbers['p99_ms']:.2f}" if "p99_ms" in numbers else "",
-                )
-            console.print(table)
-        extras = {k: v for k, v in result.items() if k not in ("bundled", "synthetic")}
-        console.print(extras)
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="synthetic incidents (0: none)")
@@ -396,7 +274,7 @@ async def main() -> None:
             finally:
                 if drop:
                     await drop()
-    print_report(results)
+    print_report(console, results)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"search-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))

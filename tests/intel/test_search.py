@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo import intel
 from kamiyo.db.tables import Incident as IncidentRow
-from kamiyo.db.tables import IncidentName
+from kamiyo.db.tables import IncidentAddress, IncidentName, IncidentTransaction
 from kamiyo.intel import SearchQuery, SortOrder
 from kamiyo.intel.names import name_key
 from kamiyo.intel.risk import ProtocolRiskQuery, assess_protocol
@@ -221,6 +221,20 @@ async def test_get_incident_in_full(session: AsyncSession) -> None:
     assert any(r.url.endswith("AllbridgeCCTP_exp.sol") for r in incident.references)
     assert [s.source for s in incident.sources] == ["defihacklabs"]
     assert incident.sources[0].source_id == "20260819_allbridgecctp"
+
+
+async def test_get_incident_without_transactions_or_aliases(session: AsyncSession) -> None:
+    bare = select(IncidentRow.id).where(
+        ~IncidentRow.pk.in_(select(IncidentTransaction.incident_pk)),
+        ~IncidentRow.pk.in_(select(IncidentAddress.incident_pk)),
+    )
+    incident_id = await session.scalar(bare.order_by(IncidentRow.pk).limit(1))
+    assert incident_id is not None
+    incident = await intel.get_incident(session, incident_id)
+    assert incident is not None
+    assert incident.transactions == []
+    assert incident.addresses == []
+    assert incident.protocol not in incident.aliases
 
 
 async def test_get_unknown_incident_is_none(session: AsyncSession) -> None:

@@ -42,12 +42,16 @@ _search_vector = literal_column("incidents.search_vector", type_=TSVECTOR)
 # Field weights: a protocol-name hit outranks an attack-type hit outranks a description hit.
 _BM25_WEIGHTS = (10.0, 4.0, 1.0)
 
+# One statement for a whole batch of documents, passed as arrays: an executemany of
+# single-row updates costs a round trip per incident.
 _PG_UPDATE = text(
     "UPDATE incidents SET search_vector = "
-    "setweight(to_tsvector('simple', :protocol), 'A') || "
-    "setweight(to_tsvector('simple', :attack), 'B') || "
-    "setweight(to_tsvector('simple', :body), 'C') "
-    "WHERE pk = :pk"
+    "setweight(to_tsvector('simple', d.protocol), 'A') || "
+    "setweight(to_tsvector('simple', d.attack), 'B') || "
+    "setweight(to_tsvector('simple', d.body), 'C') "
+    "FROM unnest(CAST(:pks AS integer[]), CAST(:protocols AS text[]), "
+    "CAST(:attacks AS text[]), CAST(:bodies AS text[])) AS d(pk, protocol, attack, body) "
+    "WHERE incidents.pk = d.pk"
 )
 
 
@@ -78,19 +82,24 @@ def document(
 async def write_documents(session: AsyncSession, documents: Sequence[SearchDocument]) -> None:
     if not documents:
         return
-    rows = [
-        {"pk": d.pk, "protocol": d.protocol, "attack": d.attack, "body": d.body} for d in documents
-    ]
-    if dialect_name(session) == "postgresql":
-        await session.execute(_PG_UPDATE, rows)
-        return
     pks = [d.pk for d in documents]
+    if dialect_name(session) == "postgresql":
+        await session.execute(
+            _PG_UPDATE,
+            {
+                "pks": pks,
+                "protocols": [d.protocol for d in documents],
+                "attacks": [d.attack for d in documents],
+                "bodies": [d.body for d in documents],
+            },
+        )
+        return
     await session.execute(delete(_fts).where(_fts.c.rowid.in_(pks)))
     await session.execute(
         _fts.insert(),
         [
-            {"rowid": r["pk"], "protocol": r["protocol"], "attack": r["attack"], "body": r["body"]}
-            for r in rows
+            {"rowid": d.pk, "protocol": d.protocol, "attack": d.attack, "body": d.body}
+            for d in documents
         ],
     )
 
@@ -151,3 +160,13 @@ def match(
     narrowed = stmt.join(_fts, _fts.c.rowid == Incident.pk).where(_fts_ref.match(query))
     # bm25 is lower-is-better; negate it so both backends sort rank descending.
     return narrowed, -func.bm25(_fts_ref, *_BM25_WEIGHTS, type_=Float)
+
+
+def recorded_order(dialect: str) -> ColumnElement[Any]:
+    """Most recently recorded first (pk descending), over a statement narrowed by :func:`match`:
+    the order both backends read text matches in cheaply and stop early. SQLite's must be the
+    search table's rowid (FTS5 then reads its index backwards); ordering by ``incidents.pk``
+    would make it test every incident against the index instead."""
+    if dialect == "postgresql":
+        return Incident.pk.desc()
+    return _fts.c.rowid.desc()

@@ -244,6 +244,13 @@ class SearchResult(IncidentList):
         description="When more match: call again with the same arguments and cursor set to "
         "this for the next page.",
     )
+    ranked_newest: int | None = Field(
+        default=None,
+        description="Set when the words match more incidents than a search by relevance ranks: "
+        "it ranked this many, the most recently recorded matches, and left older ones out "
+        "(name matches and attack-type matches come first regardless); add filters or sort "
+        "by date to reach the rest.",
+    )
 
 
 class ExploitQuery(QueryModel):

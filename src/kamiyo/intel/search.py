@@ -1,9 +1,21 @@
 """Finding incidents: by name, attack type and full text, filtered; and look-up by id."""
 
 import datetime as dt
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Row,
+    Select,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.db.engine import dialect_name
@@ -75,8 +87,13 @@ async def search_incidents(
     offset = query.offset  # rows before this page are read and dropped: pages stay shallow
     wanted = offset + limit + 1
     found: list[Row[Any]] = []
+    bounded = False
     for stmt in search_plan.statements(shape):  # stages in order, until the page is full
-        found += (await session.execute(stmt, {**values, "limit": wanted - len(found)})).all()
+        stage = (await session.execute(stmt, {**values, "limit": wanted - len(found)})).all()
+        found += stage
+        # Only the ranked text stage counts its candidates (search_plan.TEXT_CANDIDATES).
+        candidates = stage[0]._mapping.get("candidates", 0) if stage else 0
+        bounded |= candidates >= search_plan.TEXT_CANDIDATES
         if len(found) >= wanted:
             break
     rows = found[offset:]
@@ -95,6 +112,7 @@ async def search_incidents(
         truncated=more,
         limit=limit,
         next_cursor=next_cursor,
+        ranked_newest=search_plan.TEXT_CANDIDATES if bounded else None,
         suggestions=advice.suggestions if advice else [],
         note=advice.note if advice else None,
     )
@@ -118,17 +136,48 @@ def summary_fields(row: IncidentRow | Row[*tuple[Any, ...]]) -> dict[str, object
     }
 
 
-_Child = TypeVar("_Child", IncidentAddress, IncidentTransaction, IncidentReference)
+_Child = type[IncidentName | IncidentAddress | IncidentTransaction | IncidentReference]
+# What hangs off an incident, each as a list of rows of these columns, in this order.
+_CHILDREN: tuple[tuple[str, _Child, tuple[str, ...], str], ...] = (
+    ("names", IncidentName, ("name",), "key"),
+    ("addresses", IncidentAddress, ("role", "chain", "address", "label"), "pk"),
+    ("transactions", IncidentTransaction, ("chain", "hash"), "pk"),
+    ("references", IncidentReference, ("url", "firm"), "pk"),
+)
 
 
-async def _children(session: AsyncSession, table: type[_Child], pk: int) -> list[_Child]:
-    rows = await session.scalars(select(table).where(table.incident_pk == pk).order_by(table.pk))
-    return list(rows)
+# A literal, not a parameter: a bound "[]" would be sent as the JSON string "[]".
+_EMPTY_JSON_ARRAY: ColumnElement[Any] = literal_column("'[]'::json")
+
+
+@lru_cache(maxsize=2)
+def _incident_statement(dialect: str) -> Select[Any]:
+    """The incident with id ``:incident_id`` and, as JSON arrays of arrays, its names,
+    addresses, transactions and references: one statement (a look-up is one round trip)."""
+    lists = []
+    for label, table, names, order in _CHILDREN:
+        columns = [getattr(table, name) for name in names]
+        mine = table.incident_pk == IncidentRow.pk
+        if dialect == "postgresql":
+            ordered = aggregate_order_by(func.json_build_array(*columns), getattr(table, order))
+            aggregated: Any = func.coalesce(func.json_agg(ordered), _EMPTY_JSON_ARRAY)
+        else:
+            # SQLite (before 3.44) takes no ORDER BY in an aggregate; it aggregates in the
+            # order it reads the incident's rows from their incident_pk index: by pk (names:
+            # by key, their primary key's order).
+            aggregated = func.json_group_array(func.json_array(*columns))
+        one = select(aggregated).where(mine).correlate(IncidentRow)
+        lists.append(one.scalar_subquery().label(label))
+    fields = [c for c in IncidentRow.__table__.c if c.key != "search_vector"]
+    return select(*fields, *(type_coerce(part, JSON) for part in lists)).where(
+        IncidentRow.id == bindparam("incident_id")
+    )
 
 
 async def get_incident(session: AsyncSession, incident_id: str) -> Incident | None:
     """One incident in full, or None when no incident has that id."""
-    row = await session.scalar(select(IncidentRow).where(IncidentRow.id == incident_id))
+    stmt = _incident_statement(dialect_name(session))
+    row = (await session.execute(stmt, {"incident_id": incident_id})).first()
     if row is None:
         return None
     return Incident.model_validate(
@@ -140,16 +189,13 @@ async def get_incident(session: AsyncSession, incident_id: str) -> Incident | No
             "status": row.status,
             "funds_returned": row.funds_returned,
             "funds_returned_usd": row.funds_returned_usd,
-            "aliases": [
-                name
-                for name in await session.scalars(
-                    select(IncidentName.name).where(IncidentName.incident_pk == row.pk)
-                )
-                if name != row.protocol
+            "aliases": [name for (name,) in row.names if name != row.protocol],
+            "addresses": [
+                {"role": role, "chain": chain, "address": address, "label": label}
+                for role, chain, address, label in row.addresses
             ],
-            "addresses": await _children(session, IncidentAddress, row.pk),
-            "transactions": await _children(session, IncidentTransaction, row.pk),
-            "references": await _children(session, IncidentReference, row.pk),
+            "transactions": [{"chain": chain, "hash": tx} for chain, tx in row.transactions],
+            "references": [{"url": url, "firm": firm} for url, firm in row.references],
         }
     )
 

@@ -5,9 +5,12 @@ incidents going by the query's name (its ``name_key`` is one of theirs), then th
 type the whole query names, then those whose text matches every word, by rank. Other sorts order
 all of them alike. The stages are disjoint (each leaves out the ones before), each read
 through its own index (names, attack type, text) in the requested order, at most ``limit``
-rows. Under relevance they run one after another until the page is full, so a broad query
-("price manipulation") whose attack-type stage fills the page never ranks its text matches.
-Other sorts run one union of the stages, whose first ``limit`` rows are exactly right; there
+rows. Under relevance the text stage ranks only the most recently recorded
+``TEXT_CANDIDATES`` matches, so its cost is bounded whatever the number of incidents; with an
+attack-type stage the stages run one after another until the page is full, so a broad query
+("price manipulation") whose attack-type stage fills the page never ranks its text matches,
+and without one the name and text stages are one union (a name's incidents never fill a page
+alone). Other sorts run one union of the stages, whose first ``limit`` rows are exactly right; there
 PostgreSQL reads the attack-type and text stages in one bitmap scan of both indexes (an OR it
 can combine), while SQLite matches text by a join, so they stay apart. One scan of an OR of
 all three would not use the indexes, as PostgreSQL reads a name subquery inside an OR row by
@@ -31,6 +34,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     exists,
+    func,
     literal_column,
     or_,
     select,
@@ -152,6 +156,7 @@ def matching(columns: tuple[Any, ...], shape: Shape) -> Select[Any]:
 
 
 _NO_RANK = literal_column("0.0", Float)
+_NO_CANDIDATES = literal_column("0", Integer)  # a stage that ranks no bounded candidates
 
 
 def _order(sort: SortOrder, columns: Any = IncidentRow) -> list[ColumnElement[Any]]:
@@ -169,6 +174,44 @@ class _ChainOrder:
     loss_usd = IncidentChain.loss_usd
     date = IncidentChain.date
     pk = IncidentChain.incident_pk
+
+
+# The text matches a search by relevance ranks: the most recently recorded this many. A broad
+# word ("price") matches a fifth of a million incidents; ranking all of them costs time in
+# proportion (265 ms at 100,000 on SQLite), while both backends read the newest 2,000 matches
+# in index order and stop, and rank those in a few milliseconds. 2,000 is twice the deepest
+# page (pages.MAX_OFFSET) and more than anyone reads of a broad search; ``ranked_newest`` in
+# the answer says when the bound was reached.
+TEXT_CANDIDATES = 2000
+
+
+def _ranked_newest(
+    matches: Select[Any],
+    rank: ColumnElement[float],
+    stage: ColumnElement[int],
+    shape: Shape,
+    limit: BindParameter[int],
+) -> Select[Any]:
+    """The text stage under relevance: the ``TEXT_CANDIDATES`` most recently recorded of
+    ``matches``, by ``rank``, and (``candidates``) how many there were. The candidates carry
+    only their pk, date and rank; the page's rows alone are read in full."""
+    newest = (
+        matches.with_only_columns(IncidentRow.pk, IncidentRow.date, rank.label("rank"))
+        .order_by(fulltext.recorded_order(shape.dialect))
+        .limit(TEXT_CANDIDATES)
+        .subquery()
+    )
+    best = (
+        select(newest, func.count().over().label("candidates"))
+        .order_by(newest.c.rank.desc(), *_order(shape.sort, newest.c))
+        .limit(limit)
+        .subquery()
+    )
+    return (
+        select(*SUMMARY_COLUMNS, stage.label("stage"), best.c.rank, best.c.candidates)
+        .join_from(best, IncidentRow, IncidentRow.pk == best.c.pk)
+        .order_by(best.c.rank.desc(), *_order(shape.sort, best.c))
+    )
 
 
 # What a search row carries: the summary fields, read in the search query itself.
@@ -194,10 +237,11 @@ def statements(shape: Shape) -> tuple[Select[Any], ...]:
     """The statements answering a search of ``shape``, selecting the summary columns (and, with
     words, ``stage`` and ``rank``); their parameters: those of :func:`plan`, and ``limit``.
 
-    Under relevance, one statement per stage, in stage order: the caller runs them in turn and
-    stops once it has the rows it needs, so a broad query whose names or attack type fill the
-    page never ranks its (possibly hundreds of thousands of) text matches. Otherwise one
-    statement ordering every match alike.
+    Under relevance with an attack-type stage, one statement per stage, in stage order: the
+    caller runs them in turn and stops once it has the rows it needs, so a broad query whose
+    attack type fills the page never ranks its text matches. Otherwise one statement: under
+    relevance the name stage then the text stage, whose ranking is bounded
+    (``TEXT_CANDIDATES``); under other sorts every match ordered alike.
     """
     filters = _conditions(shape.filters)
     limit = bindparam("limit", type_=Integer, required=True)
@@ -233,7 +277,12 @@ def statements(shape: Shape) -> tuple[Select[Any], ...]:
         within = [rank.desc()] if relevance and rank is not None else []
         shown_rank = rank if rank is not None and relevance else _NO_RANK
         stage = literal_column(str(len(parts)), Integer)
-        stmt = stmt.add_columns(stage.label("stage"), shown_rank.label("rank"))
+        if relevance and rank is not None:
+            parts.append(_ranked_newest(stmt, rank, stage, shape, limit))
+            return
+        stmt = stmt.add_columns(
+            stage.label("stage"), shown_rank.label("rank"), _NO_CANDIDATES.label("candidates")
+        )
         parts.append(stmt.order_by(*within, *_order(shape.sort)).limit(limit))
 
     if shape.exact:
@@ -253,8 +302,13 @@ def statements(shape: Shape) -> tuple[Select[Any], ...]:
             add([matches], rank=rank)
     else:
         add([], text_join=True)
-    if relevance or len(parts) == 1:
+    if len(parts) == 1:
         return tuple(parts)
+    if relevance and shape.typed:
+        return tuple(parts)  # the attack type's incidents may fill the page: stop there
     # Wrapped, as SQLite takes no ORDER BY or LIMIT in a member of a compound select.
     combined = union_all(*(select(part.subquery()) for part in parts)).subquery()
-    return (select(combined).order_by(*_order(shape.sort, combined.c)).limit(limit),)
+    # Under relevance, a name's few incidents, then its ranked text matches (bounded: one
+    # statement costs no more than the two the text stage would follow anyway).
+    first = [combined.c.stage, combined.c.rank.desc()] if relevance else []
+    return (select(combined).order_by(*first, *_order(shape.sort, combined.c)).limit(limit),)

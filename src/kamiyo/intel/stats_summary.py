@@ -50,13 +50,25 @@ async def contributions(session: AsyncSession, pks: Iterable[int]) -> dict[Key, 
             .order_by(Incident.pk)
         )
         for day, attack_type, loss, chains in rows:
-            for chain in (ALL_CHAINS, *sorted(set(chains))):
-                totals = found[(chain, day, attack_type)]
-                totals.incidents += 1
-                if loss is not None:
-                    totals.loss_usd += loss
-                    totals.with_loss += 1
+            count(found, day, attack_type, loss, chains)
     return found
+
+
+def count(
+    found: dict[Key, Totals],
+    day: dt.date,
+    attack_type: str,
+    counted_loss: float | None,
+    chains: Iterable[str],
+) -> None:
+    """Add one incident to ``found``: to the overall row and to each of its chains' rows
+    (``counted_loss``: its loss as ``COUNTED_LOSS`` reads it, None for a nominal figure)."""
+    for chain in (ALL_CHAINS, *sorted(set(chains))):
+        totals = found[(chain, day, attack_type)]
+        totals.incidents += 1
+        if counted_loss is not None:
+            totals.loss_usd += counted_loss
+            totals.with_loss += 1
 
 
 async def apply(session: AsyncSession, before: dict[Key, Totals], after: dict[Key, Totals]) -> None:

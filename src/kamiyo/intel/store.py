@@ -219,7 +219,7 @@ class Store:
         derived = {pk: canonical(list(reports.values())) for pk, reports in members.items()}
         await _update_incidents(session, derived, now)
         derived.update({pk_of[handle]: fields for handle, fields in born.items()})
-        await self._write_reports(session, added, changed, origin, now)
+        await write_reports(session, added, changed, origin, now)
         await write_children(session, derived, replace=touched)
         totals_after = await stats_summary.contributions(session, derived)
         await stats_summary.apply(session, totals_before, totals_after)
@@ -250,50 +250,52 @@ class Store:
         )
         return {h: pk for h, (pk, _) in zip(handles, result, strict=True)}
 
-    async def _write_reports(
-        self,
-        session: AsyncSession,
-        added: list[tuple[Entry, SourceReport, str, Decision | None, Entry | None]],
-        changed: list[tuple[int, SourceReport, str]],
-        origin: Origin,
-        now: dt.datetime,
-    ) -> None:
-        if added:
-            await session.execute(
-                insert(table_of(SourceReportRow)),
-                [
-                    {
-                        "source": report.source,
-                        "source_id": report.source_id,
-                        "incident_pk": entry.incident,
-                        "origin": origin,
-                        "fingerprint": fingerprint,
-                        "report": report.model_dump(mode="json"),
-                        "first_seen": now,
-                        "last_seen": now,
-                        "match_rule": decision.rule if decision else "new",
-                        "match_score": decision.score if decision else None,
-                        "match_evidence": {
-                            **(decision.evidence if decision else {}),
-                            **({"matched": list(other.report_key)} if other else {}),
-                        },
-                        "decided_by": "auto",
-                        "decided_at": now,
-                    }
-                    for entry, report, fingerprint, decision, other in added
-                ],
+
+async def write_reports(
+    session: AsyncSession,
+    added: list[tuple[Entry, SourceReport, str, Decision | None, Entry | None]],
+    changed: list[tuple[int, SourceReport, str]],
+    origin: Origin,
+    now: dt.datetime,
+) -> None:
+    """Store the new reports ``added`` (with the decision that placed each) and the
+    ``changed`` ones' new content."""
+    if added:
+        await session.execute(
+            insert(table_of(SourceReportRow)),
+            [
+                {
+                    "source": report.source,
+                    "source_id": report.source_id,
+                    "incident_pk": entry.incident,
+                    "origin": origin,
+                    "fingerprint": fingerprint,
+                    "report": report.model_dump(mode="json"),
+                    "first_seen": now,
+                    "last_seen": now,
+                    "match_rule": decision.rule if decision else "new",
+                    "match_score": decision.score if decision else None,
+                    "match_evidence": {
+                        **(decision.evidence if decision else {}),
+                        **({"matched": list(other.report_key)} if other else {}),
+                    },
+                    "decided_by": "auto",
+                    "decided_at": now,
+                }
+                for entry, report, fingerprint, decision, other in added
+            ],
+        )
+    for pk, report, fingerprint in changed:
+        await session.execute(
+            update(SourceReportRow)
+            .where(SourceReportRow.pk == pk)
+            .values(
+                report=report.model_dump(mode="json"),
+                fingerprint=fingerprint,
+                origin=origin,
+                last_seen=now,
             )
-        for pk, report, fingerprint in changed:
-            await session.execute(
-                update(SourceReportRow)
-                .where(SourceReportRow.pk == pk)
-                .values(
-                    report=report.model_dump(mode="json"),
-                    fingerprint=fingerprint,
-                    origin=origin,
-                    last_seen=now,
-                )
-            )
+        )
 
 
 async def _announce(
