@@ -97,11 +97,10 @@ class AccountGate:
             if self.cashier is not None:
                 await self.cashier.stop()
 
-    async def check_credential(self, credential: str | None) -> Refusal | None:
+    async def check_credential(self, credential: str | None) -> Identity | Refusal | None:
         if credential is None and self.cashier is not None:
             return None  # no account: the free tier, or a payment for what it lacks
-        identity = await self.identify(credential)
-        return identity if isinstance(identity, Refusal) else None
+        return await self.identify(credential)
 
     async def admit(self, call: Call) -> Admission:
         offer = None
@@ -118,7 +117,7 @@ class AccountGate:
             # even where the free tier needs one.
             identity = Identity(Tier.FREE)
         else:
-            identity = await self.identify(call.credential)
+            identity = call.identity or await self.identify(call.credential)
         if isinstance(identity, Refusal):
             self._meter(call, None, identity.reason)
             return identity
@@ -170,7 +169,7 @@ class AccountGate:
             # counted by its address on the free tier's limits, as anonymous callers are.
             identity = Identity(Tier.FREE)
         else:
-            identity = await self.identify(call.credential)
+            identity = call.identity or await self.identify(call.credential)
         if isinstance(identity, Refusal):
             self._meter(call, None, identity.reason)
             return identity

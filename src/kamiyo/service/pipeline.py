@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from kamiyo import outages
-from kamiyo.access.gate import LOCAL_PEER, Call, Grant, Refusal, Replayed, Target
+from kamiyo.access.gate import LOCAL_PEER, Call, Grant, Identity, Refusal, Replayed, Target
 from kamiyo.db.engine import read_retrying
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel import IncidentList, NotFoundError
@@ -50,6 +50,8 @@ class Caller:
     progress: Progress | None = None
     # Whether the answer should say where the caller's rate limits stand (REST headers).
     limits_wanted: bool = False
+    # Who ``credential`` is, when the surface already found out (``Call.identity``).
+    identity: Identity | None = None
 
 
 Work = Callable[[Job], Awaitable[BaseModel]]
@@ -95,6 +97,7 @@ def _call(target: Target, caller: Caller, size: int | None = None) -> Call:
         resource=caller.resource or f"mcp://tool/{target.name}",
         peer=caller.peer,
         limits_wanted=caller.limits_wanted,
+        identity=caller.identity,
     )
 
 
