@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from kamiyo.db.pooling import DEFAULT_POOL_SIZE, POOL_RECYCLE_S
 
@@ -32,6 +32,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
+
+
+def _rollback_if_open(
+    dbapi_connection: Any, record: ConnectionPoolEntry, reset: PoolResetState
+) -> None:
+    """SQLite, a connection going back to the pool: roll back a transaction only if one is
+    still open. A session's close has just rolled back (or committed) its own, and SQLAlchemy's
+    reset would roll back once more, an aiosqlite thread hop a call for nothing. The driver
+    knows whether a transaction is open without asking its thread."""
+    if reset.terminate_only or not reset.asyncio_safe:
+        return  # discarded, or outside the event loop: SQLAlchemy would not roll back either
+    if getattr(record.driver_connection, "in_transaction", True):
+        dbapi_connection.rollback()
 
 
 async def use_wal(engine: AsyncEngine) -> None:
@@ -65,8 +78,9 @@ def create_engine(
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # An in-memory database lives in its one connection (SQLAlchemy's StaticPool).
         sizing = {} if memory else {"pool_size": pool_size}
-        engine = create_async_engine(url, echo=echo, **sizing)
+        engine = create_async_engine(url, echo=echo, pool_reset_on_return=None, **sizing)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _rollback_if_open)
         return engine
     return create_async_engine(url, echo=echo, pool_size=pool_size, pool_recycle=POOL_RECYCLE_S)
 
