@@ -73,7 +73,7 @@ async def open_runtime(
     settings: Settings, *, upgrade: bool | None = None
 ) -> AsyncIterator[Runtime]:
     """A ready runtime; ``upgrade`` overrides the settings' migrate-on-start choice."""
-    engine = create_engine(settings.database.resolved_url)
+    engine = create_engine(settings.database.resolved_url, pool_size=settings.database.pool_size)
     sessions = session_factory(engine)
     try:
         await prepare_database(

@@ -8,7 +8,7 @@ write stamps the instance's row, which a clean stop closes.
 import datetime as dt
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from pydantic import BaseModel
@@ -166,6 +166,47 @@ async def test_a_database_lost_mid_call_answers_unavailable_without_a_traceback(
     assert answer.kind == FailureKind.UNAVAILABLE
     assert tracebacks(caplog) == []  # before: "search_exploits failed" with a traceback
     assert "database unavailable (" in caplog.text
+
+
+async def test_after_a_restart_the_first_reads_are_answered_on_new_connections(
+    runtime: Runtime, cluster: PrivatePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pooled connections are not pinged on checkout: those the restart cut fail on use, and a
+    call that only reads is read again on a new connection instead of answering unavailable;
+    so is the gate's look-up of a credential."""
+    key = await _key(runtime.sessions)
+    # Nothing remembered: every call looks its credential up.
+    settings = runtime.settings.with_changes(auth={"tier_cache_s": 0})
+    gate = AccountGate(settings)
+    state = ServerState(settings=settings, gate=gate, runtime=runtime)
+    caplog.set_level(logging.INFO)
+    async with gate.serving(runtime.sessions):
+
+        async def read() -> object:
+            return await run_call(state, Call(SEARCH, key), count_incidents, read_only=True)
+
+        # Several at once, so the pool holds several connections when the server goes away.
+        assert all(isinstance(a, Answer) for a in await _together(read, 4))
+        cluster.stop()
+        cluster.start()
+        answers = await _together(read, 4)
+    assert all(isinstance(a, Answer) for a in answers), answers
+    assert "reading again" in caplog.text
+    assert tracebacks(caplog) == []
+
+
+async def _together(read: Callable[[], Awaitable[object]], calls: int) -> list[object]:
+    import anyio
+
+    answers: list[object] = []
+
+    async def one() -> None:
+        answers.append(await read())
+
+    async with anyio.create_task_group() as group:
+        for _ in range(calls):
+            group.start_soon(one)
+    return answers
 
 
 def _event(at: dt.datetime) -> UsageEvent:

@@ -45,6 +45,7 @@ from kamiyo.access.paid_calls import PaidCalls
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
 from kamiyo.db.bounds import unstorable
+from kamiyo.db.engine import read_retrying
 from kamiyo.payments.outcomes import Quote
 from kamiyo.tiers import TIERS, Tier
 
@@ -100,11 +101,10 @@ class AccountGate:
             if self.cashier is not None:
                 await self.cashier.stop()
 
-    async def check_credential(self, credential: str | None) -> Refusal | None:
+    async def check_credential(self, credential: str | None) -> Identity | Refusal | None:
         if credential is None and self.cashier is not None:
             return None  # no account: the free tier, or a payment for what it lacks
-        identity = await self.identify(credential)
-        return identity if isinstance(identity, Refusal) else None
+        return await self.identify(credential)
 
     async def admit(self, call: Call) -> Admission:
         offer = None
@@ -121,7 +121,7 @@ class AccountGate:
             # even where the free tier needs one.
             identity = Identity(Tier.FREE)
         else:
-            identity = await self.identify(call.credential)
+            identity = call.identity or await self.identify(call.credential)
         if isinstance(identity, Refusal):
             self._meter(call, None, identity.reason)
             return identity
@@ -173,7 +173,7 @@ class AccountGate:
             # counted by its address on the free tier's limits, as anonymous callers are.
             identity = Identity(Tier.FREE)
         else:
-            identity = await self.identify(call.credential)
+            identity = call.identity or await self.identify(call.credential)
         if isinstance(identity, Refusal):
             self._meter(call, None, identity.reason)
             return identity
@@ -296,33 +296,38 @@ class AccountGate:
         return found.result
 
     async def _look_up(self, credential: str) -> Remembered:
-        async with self._require_sessions()() as session:
-            key_pk = None
-            if keys.looks_like_key(credential):
-                found = await keys.account_for_key(session, credential)
-                if found is None:
-                    return revocation.Remembered(
-                        Refusal(RefusalReason.UNAUTHENTICATED, "Unknown or revoked API key.")
-                    )
-                account, key_pk = found
-            else:
-                try:
-                    account = await tokens.verify_token(
-                        session, self._settings.auth, credential, self._audiences
-                    )
-                except tokens.TokenError as exc:
-                    return revocation.Remembered(
-                        Refusal(RefusalReason.UNAUTHENTICATED, f"Access token refused: {exc}.")
-                    )
-            # Read with the account, so never newer than the state below.
-            version = account.credentials_version
-            if not accounts.is_active(account):
-                refusal = Refusal(RefusalReason.UNAUTHENTICATED, accounts.DISABLED_MESSAGE)
-                # Remembered with its version, so enabling the account applies at once too.
-                return revocation.Remembered(refusal, account.pk, version)
-            grace = dt.timedelta(days=self._settings.stripe.past_due_grace_days)
-            tier = await accounts.current_tier(session, account, grace)
-            return revocation.Remembered(Identity(tier, account.pk, key_pk), account.pk, version)
+        # Read only: a pooled connection lost since its last use (a restart) is read again.
+        return await read_retrying(
+            self._require_sessions(), lambda session: self._look_up_in(session, credential)
+        )
+
+    async def _look_up_in(self, session: AsyncSession, credential: str) -> Remembered:
+        key_pk = None
+        if keys.looks_like_key(credential):
+            found = await keys.account_for_key(session, credential)
+            if found is None:
+                return revocation.Remembered(
+                    Refusal(RefusalReason.UNAUTHENTICATED, "Unknown or revoked API key.")
+                )
+            account, key_pk = found
+        else:
+            try:
+                account = await tokens.verify_token(
+                    session, self._settings.auth, credential, self._audiences
+                )
+            except tokens.TokenError as exc:
+                return revocation.Remembered(
+                    Refusal(RefusalReason.UNAUTHENTICATED, f"Access token refused: {exc}.")
+                )
+        # Read with the account, so never newer than the state below.
+        version = account.credentials_version
+        if not accounts.is_active(account):
+            refusal = Refusal(RefusalReason.UNAUTHENTICATED, accounts.DISABLED_MESSAGE)
+            # Remembered with its version, so enabling the account applies at once too.
+            return revocation.Remembered(refusal, account.pk, version)
+        grace = dt.timedelta(days=self._settings.stripe.past_due_grace_days)
+        tier = await accounts.current_tier(session, account, grace)
+        return revocation.Remembered(Identity(tier, account.pk, key_pk), account.pk, version)
 
     def _locked(self, call: Call, tier: Tier) -> Refusal:
         needed = call.target.tier

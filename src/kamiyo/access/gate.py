@@ -12,7 +12,7 @@ line, a server without accounts, and tests of the operations themselves); ``Acco
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -83,6 +83,9 @@ class Call:
     # Report where the caller's rate limits stand in the grant (a read of the limits store
     # more; the MCP tools do not ask).
     limits_wanted: bool = False
+    # Who ``credential`` was found to be while serving this same request (HTTP's bearer guard
+    # identifies it before any MCP message is read): the gate need not identify it again.
+    identity: "Identity | None" = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,28 @@ class Identity:
     def subject(self, peer: str) -> str:
         """The name limits are counted under: the account, or the peer for anonymous callers."""
         return f"account:{self.account_pk}" if self.account_pk is not None else f"peer:{peer}"
+
+
+# Where an HTTP request's state (its ASGI scope's "state") keeps who its credential is, once
+# the bearer guard has identified it: each identification reads the account's credentials
+# version (a statement, or a Redis GET), which one request then pays once, not twice.
+IDENTIFIED_STATE = "kamiyo.identified"
+
+
+def remember_identity(
+    state: MutableMapping[str, Any], credential: str | None, identity: Identity
+) -> None:
+    state[IDENTIFIED_STATE] = (credential, identity)
+
+
+def identified(state: object, credential: str | None) -> Identity | None:
+    """The identity the request's guard found for ``credential``; None when it found none
+    (or for another credential, which the guard, refusing two Authorization headers, never
+    lets through)."""
+    found = state.get(IDENTIFIED_STATE) if isinstance(state, Mapping) else None
+    if isinstance(found, tuple) and found[0] == credential and isinstance(found[1], Identity):
+        return found[1]
+    return None
 
 
 # A grant's tier: a subscription tier, a call paid for on its own, or the open gate.
@@ -206,8 +231,10 @@ class Gate(Protocol):
         """Who holds this credential (None: an anonymous caller), and their tier now."""
         ...
 
-    async def check_credential(self, credential: str | None) -> Refusal | None:
-        """Refuse a credential no call could use (HTTP answers 401 before any MCP message)."""
+    async def check_credential(self, credential: str | None) -> Identity | Refusal | None:
+        """Refuse a credential no call could use (HTTP answers 401 before any MCP message);
+        else who holds it, for the request's calls (``Call.identity``), or None when nothing
+        needed looking up."""
         ...
 
     async def admit(self, call: Call) -> Admission: ...
@@ -272,7 +299,7 @@ class OpenGate:
     async def identify(self, credential: str | None) -> Identity | Refusal:
         return Identity(Tier.ENTERPRISE)  # no accounts: everything is open
 
-    async def check_credential(self, credential: str | None) -> Refusal | None:
+    async def check_credential(self, credential: str | None) -> Identity | Refusal | None:
         return None
 
     async def admit(self, call: Call) -> Admission:

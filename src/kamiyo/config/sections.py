@@ -21,6 +21,7 @@ from kamiyo.config.base import (
     json_setting,
     section_config,
 )
+from kamiyo.db.pooling import DEFAULT_POOL_SIZE
 
 
 class DatabaseSettings(Section):
@@ -41,6 +42,13 @@ class DatabaseSettings(Section):
         validation_alias="KAMIYO_AUTO_MIGRATE",
         description="Upgrade the schema and load the bundled dataset on start; "
         "unset means yes except in production (run `kamiyo db upgrade` there).",
+    )
+    pool_size: int = Field(
+        default=DEFAULT_POOL_SIZE,
+        ge=1,
+        le=1000,
+        description="Database connections each process keeps open: at least the calls it "
+        "serves at once, or each call past it opens and closes a connection of its own.",
     )
 
     @field_validator("url")

@@ -1,21 +1,29 @@
 """Async engine and session factory for SQLite (default) or PostgreSQL."""
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
+
+from kamiyo.db.pooling import DEFAULT_POOL_SIZE, POOL_RECYCLE_S
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -24,6 +32,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
+
+
+def _rollback_if_open(
+    dbapi_connection: Any, record: ConnectionPoolEntry, reset: PoolResetState
+) -> None:
+    """SQLite, a connection going back to the pool: roll back a transaction only if one is
+    still open. A session's close has just rolled back (or committed) its own, and SQLAlchemy's
+    reset would roll back once more, an aiosqlite thread hop a call for nothing. The driver
+    knows whether a transaction is open without asking its thread."""
+    if reset.terminate_only or not reset.asyncio_safe:
+        return  # discarded, or outside the event loop: SQLAlchemy would not roll back either
+    if getattr(record.driver_connection, "in_transaction", True):
+        dbapi_connection.rollback()
 
 
 async def use_wal(engine: AsyncEngine) -> None:
@@ -38,15 +59,56 @@ async def use_wal(engine: AsyncEngine) -> None:
             await connection.exec_driver_sql("PRAGMA journal_mode = WAL")
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, echo: bool = False, pool_size: int = DEFAULT_POOL_SIZE
+) -> AsyncEngine:
+    """The engine for ``url``, its pool keeping ``pool_size`` connections.
+
+    PostgreSQL connections are not pinged on checkout (``pool_pre_ping``): that was one round
+    trip more per call, 3 of 4 on a read. A connection the server dropped (a restart) fails on
+    use instead; SQLAlchemy then invalidates it and every older one in the pool, and calls that
+    only read try once more on a fresh one (``read_retrying``), so a restart costs no call an
+    error. Writes are not retried: the caller decides (the meter keeps its batch for the next
+    flush).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        memory = parsed.database in (None, "", ":memory:")
+        if parsed.database and not memory:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo)
+        # An in-memory database lives in its one connection (SQLAlchemy's StaticPool).
+        sizing = {} if memory else {"pool_size": pool_size}
+        engine = create_async_engine(url, echo=echo, pool_reset_on_return=None, **sizing)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _rollback_if_open)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True)
+    return create_async_engine(url, echo=echo, pool_size=pool_size, pool_recycle=POOL_RECYCLE_S)
+
+
+def dropped_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a statement that failed because its connection was gone (the server
+    restarted, or cut it), which SQLAlchemy has invalidated: the same read on a new connection
+    may well succeed."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+async def read_retrying(
+    sessions: async_sessionmaker[AsyncSession], read: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """``read(session)`` in a new session, once more in another if its connection had been
+    dropped. Only for work that writes nothing: a write that failed there may have committed."""
+    try:
+        async with sessions() as session:
+            return await read(session)
+    except DBAPIError as exc:
+        if not dropped_connection(exc):
+            raise
+        log.info(
+            "a pooled database connection was gone (%s); reading again",
+            type(exc.orig).__name__,
+        )
+    async with sessions() as session:
+        return await read(session)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -17,7 +17,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, Field
 
-from kamiyo.access.gate import Refusal, RefusalReason
+from kamiyo.access.gate import Refusal, RefusalReason, identified
 from kamiyo.mcpserver.wire import (
     BUNDLE_ARGUMENTS,
     PRICE_KEY,
@@ -188,11 +188,15 @@ def caller_of(
     payment: Payment | None = None,
     bundle: BundleAsk | None = None,
 ) -> Caller:
+    credential = credential_of(ctx, state)
+    request = ctx.request_context.request if ctx is not None else None
+    scope = getattr(request, "scope", None)
     return Caller(
-        credential=credential_of(ctx, state),
+        credential=credential,
         payment=payment,
         bundle=bundle,
         peer=peer_of(ctx),
+        identity=identified(scope.get("state") if isinstance(scope, dict) else None, credential),
         # The SDK sends notifications/progress only when the request carried a progressToken.
         progress=ctx.report_progress if ctx is not None else None,
     )

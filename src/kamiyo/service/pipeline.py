@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from kamiyo import outages
-from kamiyo.access.gate import LOCAL_PEER, Call, Grant, Refusal, Replayed, Target
+from kamiyo.access.gate import LOCAL_PEER, Call, Grant, Identity, Refusal, Replayed, Target
+from kamiyo.db.engine import read_retrying
 from kamiyo.errors import describe_validation_error
 from kamiyo.intel import IncidentList, NotFoundError
 from kamiyo.payments.bundles import BUNDLE_FIELD, BundleAsk
@@ -51,6 +52,8 @@ class Caller:
     progress: Progress | None = None
     # Whether the answer should say where the caller's rate limits stand (REST headers).
     limits_wanted: bool = False
+    # Who ``credential`` is, when the surface already found out (``Call.identity``).
+    identity: Identity | None = None
 
 
 Work = Callable[[Job], Awaitable[BaseModel]]
@@ -96,6 +99,7 @@ def _call(target: Target, caller: Caller, size: int | None = None) -> Call:
         resource=caller.resource or f"mcp://tool/{target.name}",
         peer=caller.peer,
         limits_wanted=caller.limits_wanted,
+        identity=caller.identity,
     )
 
 
@@ -145,9 +149,15 @@ async def run_call(
         if (cached := state.cache.get(key)) is not None:
             return await _finish(state, call, admission, cached)
     try:
-        sessions = state.read_sessions() if read_only else state.require_runtime().sessions
-        async with sessions() as session:
-            answer = Answer.of(await work(Job(state, session, admission, progress)))
+        if read_only:  # a connection lost since its last use is replaced, and read again
+            model = await read_retrying(
+                state.read_sessions(),
+                lambda session: work(Job(state, session, admission, progress)),
+            )
+        else:
+            async with state.require_runtime().sessions() as session:
+                model = await work(Job(state, session, admission, progress))
+        answer = Answer.of(model)
     except (ValidationError, NotFoundError) as exc:
         await state.gate.complete(
             call, admission, "invalid" if isinstance(exc, ValidationError) else "error"

@@ -40,7 +40,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kamiyo import outages
-from kamiyo.access.gate import Gate
+from kamiyo.access.gate import Gate, Refusal, remember_identity
 from kamiyo.config import AuthSettings, ConfigurationError, SiteSettings
 from kamiyo.config.sections import MCP_PATH
 from kamiyo.web.access_log import logged_path
@@ -238,7 +238,7 @@ class BearerGuard:
             if misplaced is not None:
                 return self.challenge(scope, "invalid_token", misplaced)
         try:
-            refusal = await self.server.gate.check_credential(credential)
+            checked = await self.server.gate.check_credential(credential)
         except Exception as exc:  # the gate's database is down: say so, keep the cause in the log
             if outages.is_unreachable(exc):  # one outage in the log, not a traceback per request
                 outages.DATABASE.failed(exc)
@@ -252,11 +252,13 @@ class BearerGuard:
                 503,
                 headers={"Retry-After": "5"},
             )
-        if refusal is None:
+        if not isinstance(checked, Refusal):
+            if checked is not None:  # who it is: the request's calls need not look again
+                remember_identity(scope.setdefault("state", {}), credential, checked)
             return None
         if credential is None:  # RFC 6750 §3.1: no error code when no credential was sent
-            return self.challenge(scope, None, refusal.message, refusal.reason)
-        return self.challenge(scope, "invalid_token", refusal.message)
+            return self.challenge(scope, None, checked.message, checked.reason)
+        return self.challenge(scope, "invalid_token", checked.message)
 
     def challenge(
         self, scope: Scope, error: str | None, description: str, reason: str | None = None

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, request_response
 
-from kamiyo.access.gate import LimitState, Refusal, RefusalReason
+from kamiyo.access.gate import LimitState, Refusal, RefusalReason, identified
 from kamiyo.service.answers import Answer, Failure, FailureKind, Outcome
 from kamiyo.service.arguments import parse_query
 from kamiyo.service.catalogue import OPERATIONS, Operation
@@ -126,9 +126,11 @@ def _endpoint(state: ServerState, guard: BearerGuard, operation: Operation[Any, 
                 FailureKind.INVALID_ARGUMENTS, f"Invalid arguments for {name}: {bundle}"
             )
             bundle = None
-        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        scheme, _, sent_credential = request.headers.get("authorization", "").partition(" ")
+        credential = sent_credential.strip() or None if scheme.lower() == "bearer" else None
         caller = Caller(
-            credential=credential.strip() or None if scheme.lower() == "bearer" else None,
+            credential=credential,
+            identity=identified(request.scope.get("state"), credential),
             payment=sent.payment,
             bundle=bundle,
             resource=str(request.url),
