@@ -223,11 +223,15 @@ def main() -> None:
     for source in [HERE.parent / "src", *([args.baseline] if args.baseline else [])]:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(source)], check=True)
     with tempfile.TemporaryDirectory() as tmp:
-        env = clean_env(Path(tmp))
-        subprocess.run([*KAMIYO, "db", "upgrade"], env=env, check=True, capture_output=True)
+        # Each version its own database, migrated by itself: an older one cannot open a
+        # database a newer one has migrated past its head.
+        env = clean_env(Path(tmp) / "this")
         envs = [env]
         if args.baseline is not None:
-            envs.append(env | {"PYTHONPATH": str(args.baseline.resolve())})
+            baseline = clean_env(Path(tmp) / "baseline")
+            envs.append(baseline | {"PYTHONPATH": str(args.baseline.resolve())})
+        for each in envs:
+            subprocess.run([*KAMIYO, "db", "upgrade"], env=each, check=True, capture_output=True)
         runs = {name: measure(args.runs, what, envs) for name, what in COMMANDS.items()}
         memory = [http_idle_memory(env, args.calls) for _ in range(max(1, args.runs // 2))]
     seconds = {name: samples[0] for name, samples in runs.items()}
