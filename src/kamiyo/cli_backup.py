@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from kamiyo.access.instances import MIN_STALE_S, STALE_AFTER_FLUSHES
 from kamiyo.cli_support import err, fail, settings_or_exit
-from kamiyo.db.migrate import HEAD_REVISION
+from kamiyo.db.migrate import HEAD_REVISION, newer_than_head
 
 POSTGRES_ADVICE = (
     "this database is PostgreSQL: back it up with `pg_dump --format=custom --file=kamiyo.dump "
@@ -139,7 +139,7 @@ def restore(
         revision = _revision(copy)
         if revision is None:
             fail(f"{path} is not a KAMIYO database (no schema revision in it)", code=2)
-        if not revision.isdigit() or int(revision) > int(HEAD_REVISION):
+        if newer_than_head(revision):
             fail(
                 f"{path} has schema {revision}, newer than this version's {HEAD_REVISION}: "
                 "restore it with the KAMIYO version that made it",

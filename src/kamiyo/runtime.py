@@ -43,6 +43,11 @@ async def prepare_database(
     async with setup_lock(engine):
         await use_wal(engine)
         current = await migrate.current_revision(engine)
+        if current is not None and migrate.newer_than_head(current):
+            raise SchemaOutOfDateError(
+                f"database schema is at {current}, newer than this version's {head}: a newer "
+                "KAMIYO migrated it; run that version, or restore a backup taken before"
+            )
         if current != head:
             if not upgrade:
                 raise SchemaOutOfDateError(

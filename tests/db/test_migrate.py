@@ -2,12 +2,13 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from kamiyo.db import alerts, dashboard, migrate, oauth, sanctions, stats
-from kamiyo.db.engine import create_engine
+from kamiyo.db.engine import create_engine, session_factory
 from kamiyo.db.tables import Base
+from kamiyo.runtime import SchemaOutOfDateError, prepare_database
 
 pytestmark = pytest.mark.anyio
 
@@ -55,3 +56,23 @@ async def test_sqlite_file_folder_is_created(tmp_path: Path) -> None:
     finally:
         await engine.dispose()
     assert target.exists()
+
+
+async def test_a_database_migrated_by_a_newer_version_is_refused_saying_so(
+    empty_database_url: str,
+) -> None:
+    """After a rollback of KAMIYO, its start must say why it cannot run (alembic's own error
+    was a traceback about an unknown revision)."""
+    engine = create_engine(empty_database_url)
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+        with pytest.raises(SchemaOutOfDateError) as refused:
+            await prepare_database(engine, session_factory(engine), upgrade=True)
+        assert str(refused.value).startswith(
+            f"database schema is at 0099, newer than this version's {migrate.HEAD_REVISION}"
+        )
+        assert await migrate.current_revision(engine) == "0099"  # left as it was
+    finally:
+        await engine.dispose()

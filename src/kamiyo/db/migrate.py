@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 HEAD_REVISION = "0021"
 
 
+def newer_than_head(revision: str) -> bool:
+    """Whether ``revision`` is one this version does not know: a newer version migrated the
+    database (our revisions are numbered in order)."""
+    return not revision.isdigit() or int(revision) > int(HEAD_REVISION)
+
+
 def alembic_config() -> "Config":
     from alembic.config import Config
 
