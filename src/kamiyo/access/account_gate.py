@@ -40,7 +40,7 @@ from kamiyo.access.gate import (
     Replayed,
 )
 from kamiyo.access.limiter import Limiter, limit_states
-from kamiyo.access.meter import Meter, UsageEvent
+from kamiyo.access.meter import Meter, Receipt, UsageEvent
 from kamiyo.access.paid_calls import PaidCalls
 from kamiyo.access.usage import UsageReport, month_usage
 from kamiyo.config import Settings
@@ -222,20 +222,7 @@ class AccountGate:
         assert self._paid_calls is not None  # there is a quote only when calls can be paid
         admission = await self._paid_calls.admit(call, identity, quote)
         if isinstance(admission, Replayed) and admission.unmetered is not None:
-            self.meter.record(
-                UsageEvent(
-                    at=dt.datetime.now(dt.UTC),
-                    account_pk=identity.account_pk if identity else None,
-                    key_pk=identity.key_pk if identity else None,
-                    tool=call.target.name,
-                    tier=PAID_TIER,
-                    status="ok",
-                    duration_us=_elapsed_us(call),
-                    result_count=None,  # the stored answer's count is the service layer's to read
-                    cost_units=1,
-                    receipt=admission.unmetered,
-                )
-            )
+            self._meter(call, identity, "ok", paid=admission.unmetered)
         return admission
 
     def _require_sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -344,19 +331,24 @@ class AccountGate:
         # Who called is unknown (identifying them is what failed): the anonymous chain.
         self._meter(call, None, RefusalReason.UNAVAILABLE)
 
-    def _meter(self, call: Call, identity: Identity | None, status: str) -> None:
-        """Record a call that was not admitted (nothing ran, nothing is charged)."""
+    def _meter(
+        self, call: Call, identity: Identity | None, status: str, *, paid: Receipt | None = None
+    ) -> None:
+        """Record a call that was not admitted (nothing ran, nothing is charged); or, ``paid``,
+        the first answer of a payment whose settlement landed late (its call ran then)."""
+        tier = identity.tier.value if identity else UNKNOWN_TIER
         self.meter.record(
             UsageEvent(
                 at=dt.datetime.now(dt.UTC),
                 account_pk=identity.account_pk if identity else None,
                 key_pk=identity.key_pk if identity else None,
                 tool=call.target.name,
-                tier=identity.tier.value if identity else UNKNOWN_TIER,
+                tier=PAID_TIER if paid else tier,
                 status=status,
                 duration_us=_elapsed_us(call),
-                result_count=None,
-                cost_units=0,
+                result_count=None,  # none refused; a stored answer's: the service layer's to count
+                cost_units=1 if paid else 0,
+                receipt=paid,
             ),
             admitted=False,
         )
