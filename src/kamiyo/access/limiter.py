@@ -39,10 +39,6 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any, cast
 
-import redis.asyncio
-from limits.aio.storage import RedisStorage
-from redis.exceptions import RedisError
-
 from kamiyo.access.gate import LimitState, Refusal, RefusalReason
 from kamiyo.access.limit_scripts import HIT_SCRIPT, REFUSED_BY, USAGE_SCRIPT
 from kamiyo.access.usage import Window
@@ -161,6 +157,13 @@ class RedisWindows:
     first time Redis does not know it)."""
 
     def __init__(self, url: str, prefix: str) -> None:
+        # Imported here: a process with no Redis configured (stdio, the CLI) never loads
+        # redis-py and ``limits``' storage, about a tenth of a second of every start.
+        import redis.asyncio
+        from limits.aio.storage import RedisStorage
+        from redis.exceptions import RedisError
+
+        self.errors: tuple[type[Exception], ...] = (RedisError,)  # what "Redis is away" raises
         url = url.removeprefix("async+")
         # Our own pool, so that closing the limiter closes its connections.
         self.pool = redis.asyncio.ConnectionPool.from_url(
@@ -215,7 +218,7 @@ class RedisWindows:
         try:
             # redis-py types ping() for its sync and async clients alike.
             return await cast(Awaitable[bool], self.client.ping())
-        except RedisError:
+        except self.errors:
             return False
 
 
@@ -255,7 +258,7 @@ class Limiter:
         else:
             try:
                 over, windows = await self._shared.hit(subject, policy, report=report)
-            except RedisError as exc:
+            except self._shared.errors as exc:
                 self._redis_down(exc)
             else:
                 self._outage.recovered()
@@ -276,7 +279,7 @@ class Limiter:
         if not self._redis_resting():
             try:
                 windows = await self._shared.usage(subject, policy)
-            except RedisError as exc:
+            except self._shared.errors as exc:
                 self._redis_down(exc)
             else:
                 self._outage.recovered()
@@ -300,7 +303,7 @@ class Limiter:
         # Redis failed a moment ago: do not make every call wait on it again.
         return time.monotonic() - self._failed_at < REDIS_RETRY_S
 
-    def _redis_down(self, exc: RedisError) -> None:
+    def _redis_down(self, exc: Exception) -> None:
         self._failed_at = time.monotonic()
         self._outage.failed(exc)
 
