@@ -58,6 +58,8 @@ for command in json.loads(sys.argv[1]):
             raise
 print("LOADED " + json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
+# Settings of a gate counting limits in Redis (never reached: the gate opens no connection).
+REDIS = {"redis": {"url": "redis://127.0.0.1:9/0"}}
 COMMANDS = [
     ["search", "ronin", "--json"],
     ["show", "20220329_ronin-network", "--json"],
@@ -134,3 +136,30 @@ async def test_a_refused_explorer_url_is_caught_at_start_without_opening_a_clien
         assert state.open_explorers() is opened
     finally:
         await state.aclose()
+
+
+GATE_PROBE = """
+import json, sys
+from kamiyo.access.account_gate import AccountGate
+from kamiyo.config import Settings
+AccountGate(Settings(_env_file=None, **json.loads(sys.argv[1])))
+print("LOADED " + json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("redis", "expected"), [({}, set()), (REDIS, {"redis", "limits"})], ids=["alone", "redis"]
+)
+async def test_the_gate_loads_redis_only_where_redis_is_configured(
+    redis: dict[str, object], expected: set[str], tmp_path: Path
+) -> None:
+    """stdio serving (a desktop host) has no Redis: its start skips redis-py and ``limits``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMIYO_")}
+    env["KAMIYO_DATA_DIR"] = str(tmp_path)
+    done = await anyio.run_process(
+        [sys.executable, "-c", GATE_PROBE, json.dumps(redis)], env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    (line,) = [x for x in done.stdout.decode().splitlines() if x.startswith("LOADED ")]
+    assert set(json.loads(line.removeprefix("LOADED "))) & {"redis", "limits"} == expected
