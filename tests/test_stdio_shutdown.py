@@ -28,20 +28,9 @@ from tests.test_shutdown import (
     usage_statuses,
     wait_for_blocked_reader,
 )
+from tests.web.raw_http import INITIALIZE, INITIALIZED
 
 pytestmark = pytest.mark.anyio
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "shutdown-test", "version": "1"},
-    },
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 def search(request_id: int, query: str) -> dict[str, Any]:
@@ -76,7 +65,7 @@ def stdio_server_process(
     assert process.stdout is not None
     try:
         send(process.stdin, INITIALIZE)
-        assert json.loads(process.stdout.readline())["id"] == 1
+        assert json.loads(process.stdout.readline())["id"] == INITIALIZE["id"]
         send(process.stdin, INITIALIZED)
         yield process
     finally:

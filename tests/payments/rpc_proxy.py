@@ -14,10 +14,10 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.mcpserver.conftest import free_port
+from tests.served import on_loopback
 
 EVM_SEND = "eth_sendRawTransaction"
 HOLD_LIMIT_S = 60.0  # a test that never releases does not leave a thread behind for long
@@ -78,13 +78,8 @@ class HoldingRpc:
             def log_message(self, format: str, *args: object) -> None:
                 return None
 
-        server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}"
-        finally:
-            self.release()
-            server.shutdown()
-            server.server_close()
+        with on_loopback(Handler) as url:
+            try:
+                yield url
+            finally:
+                self.release()  # a held send goes on, so the server's threads can end

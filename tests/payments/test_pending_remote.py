@@ -6,10 +6,9 @@ connection of a /settle without a response once the settlement is mined (anvil).
 """
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -26,9 +25,9 @@ from kamiyo.payments.facilitators import RemoteFacilitator
 from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, RawPayment
 from kamiyo.payments.prices import Price
 from kamiyo.payments.settlements import CONFIRMING
-from tests.mcpserver.conftest import free_port
 from tests.payments.evm_chain import EvmChain, sign_exact_payment
 from tests.payments.test_evm_settlement import AMOUNT, TOOL, journal_db, network_of
+from tests.served import on_loopback
 
 pytestmark = pytest.mark.anyio
 __all__ = ["journal_db"]
@@ -67,15 +66,8 @@ def silent_facilitator(chain: EvmChain) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with on_loopback(Handler) as url:
+        yield url
 
 
 async def test_a_settlement_whose_answer_the_facilitator_lost_is_answered_on_retry(
