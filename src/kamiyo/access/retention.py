@@ -16,7 +16,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import ColumnElement
 
+from kamiyo import closing
 from kamiyo.access.meter import verify_chain
 from kamiyo.access.usage_checkpoint import checkpoint_key, key_id, latest_checkpoint, sign
 from kamiyo.config import Settings
@@ -257,10 +258,5 @@ async def pruning_usage(
                 log.exception("usage retention failed; trying again in %.0f s", every)
             await asyncio.sleep(every)
 
-    task = asyncio.create_task(loop(), name="kamiyo-usage-retention")
-    try:
+    async with closing.in_background(loop(), "kamiyo-usage-retention"):
         yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task

@@ -11,12 +11,13 @@ so it applies what it finds (there is no dry run: nothing it does can charge any
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from x402.schemas import SettleResponse
 
+from kamiyo import closing
 from kamiyo.config import X402Settings
 from kamiyo.db.tables import Payment
 from kamiyo.payments import journal, metrics
@@ -114,11 +115,8 @@ async def reconciling(
                 log.warning("reconciling pending settlements failed: %s", exc)
             await asyncio.sleep(every_s)
 
-    task = asyncio.create_task(passes(), name="reconcile-settlements")
     try:
-        yield
+        async with closing.in_background(passes(), "reconcile-settlements"):
+            yield
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
         await reader.aclose()
