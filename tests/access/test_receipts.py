@@ -30,7 +30,7 @@ from kamiyo.access.receipts import (
 )
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.db.usage import UsageChain
 from kamiyo.payments import journal
 from kamiyo.runtime import Runtime

@@ -19,7 +19,7 @@ from kamiyo.access.usage_checkpoint import checkpoint_key
 from kamiyo.access.usage_report import daily_counts
 from kamiyo.cli import app
 from kamiyo.config import Settings
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.db.usage import UsageCheckpoint, UsageDaily, UsageRecord
 from tests.access.test_receipts import settle
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from x402.extensions.payment_identifier import append_payment_identifier_to_extensions
 from x402.schemas import PaymentRequired
 
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.runtime import Runtime
 from kamiyo.service.alert_ops import MONITOR_CALL_PRICE, MONITOR_DAYS, MONITOR_PRICE
 from tests.payments.evm_chain import EvmChain, sign_exact_payment

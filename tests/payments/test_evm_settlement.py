@@ -25,7 +25,7 @@ from kamiyo.chains import AcceptedNetwork
 from kamiyo.config import RedisSettings, X402Settings
 from kamiyo.db import migrate
 from kamiyo.db.engine import create_engine, session_factory
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.facilitators import LocalFacilitator
 from kamiyo.payments.nonces import RedisNonces

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.payments import journal
 
 pytestmark = pytest.mark.anyio

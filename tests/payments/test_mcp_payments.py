@@ -20,7 +20,7 @@ from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
 from kamiyo.access import accounts, keys
 from kamiyo.access.account_gate import AccountGate
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.db.usage import UsageRecord
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.facilitators import LocalFacilitator

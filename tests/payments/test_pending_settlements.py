@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from x402.schemas import PaymentRequired, PaymentRequirements
 
 from kamiyo.config import X402Settings
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.db.usage import UsageRecord
 from kamiyo.payments import bundles
 from kamiyo.payments.cashier import Cashier

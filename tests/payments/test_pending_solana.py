@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kamiyo.chains import AcceptedNetwork
 from kamiyo.config import X402Settings
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.payments.cashier import Cashier
 from kamiyo.payments.facilitators import LocalFacilitator
 from kamiyo.payments.outcomes import Answered, Declined, Hold, NotSettled, RawPayment, Settled

@@ -17,7 +17,7 @@ from x402.schemas import PaymentPayload
 
 from kamiyo.cli import app
 from kamiyo.db.engine import create_engine, session_factory
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.payments.cashier import payment_key
 from kamiyo.payments.outcomes import digest
 from kamiyo.payments.settlements import as_json, identity_of

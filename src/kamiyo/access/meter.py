@@ -43,7 +43,8 @@ from kamiyo import closing, outages
 from kamiyo.access.instances import Instance, mark_flushed
 from kamiyo.access.usage_checkpoint import latest_checkpoint, problem_with
 from kamiyo.db.engine import dialect_name
-from kamiyo.db.tables import ApiKey, Payment
+from kamiyo.db.payments import Payment
+from kamiyo.db.tables import ApiKey
 from kamiyo.db.usage import UsageChain, UsageRecord
 from kamiyo.observability.request_context import current_request_id
 

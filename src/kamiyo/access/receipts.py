@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access.meter import Receipt, UsageEvent
 from kamiyo.chains import USDC, chain_by_caip2
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.db.usage import UsageCheckpoint, UsageRecord
 from kamiyo.payments.journal import SETTLED
 from kamiyo.payments.outcomes import Hold

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 
 HELD, SETTLED, FAILED = "held", "settled", "failed"
 PENDING, LANDED = "pending", "landed"

@@ -19,7 +19,7 @@ from x402.schemas import SettleResponse
 
 from kamiyo import closing
 from kamiyo.config import X402Settings
-from kamiyo.db.tables import Payment
+from kamiyo.db.payments import Payment
 from kamiyo.payments import journal, metrics
 from kamiyo.payments.settlements import ChainReader, Landed, Lost, from_json, reader_for
 

@@ -6,7 +6,8 @@ import datetime as dt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kamiyo.access import accounts, keys
-from kamiyo.db.tables import Payment, Subscription
+from kamiyo.db.payments import Payment
+from kamiyo.db.tables import Subscription
 from kamiyo.db.usage import UsageRecord
 from kamiyo.tiers import Tier
 
