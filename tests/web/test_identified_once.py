@@ -20,13 +20,10 @@ from kamiyo.mcpserver.server import build_server
 from kamiyo.runtime import Runtime
 from kamiyo.tiers import Tier
 from kamiyo.web.app import create_app
+from tests.web.raw_http import MCP_HEADERS
 
 pytestmark = pytest.mark.anyio
 
-MCP_HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "MCP-Protocol-Version": "2025-11-25",
-}
 SEARCH = {
     "jsonrpc": "2.0",
     "id": 1,
